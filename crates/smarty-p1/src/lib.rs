@@ -1,1 +1,65 @@
+//! # smarty-p1
+//!
+//! Reads what the P1 port of a smart electricity meter sends: Luxembourg's encrypted
+//! "Smarty" frames (Sagemcom T210-D, DLMS general-glo-ciphering with AES-128-GCM) and plain
+//! DSMR 2.2–5 / e-MUCS telegrams.
+//!
+//! The crate is `no_std` + `alloc` and does no I/O, so it runs on a microcontroller dongle as
+//! well as in the `smarty` gateway. Its parts, in the order bytes flow:
+//!
+//! 1. [`framing::FrameDecoder`]: bytes in any chunks → encrypted frames and plaintext
+//!    telegrams, resynchronising after noise and cut frames;
+//! 2. [`Decryptor`]: AES-128-GCM with the 12-byte tag and the Luxembourg AAD by default;
+//! 3. [`parse`]: the telegram, every line, with CRC16/ARC check;
+//! 4. [`registry`]: standard names, units and formats of OBIS codes;
+//! 5. [`Readings`]: typed answers to the common questions (energy, power, per phase, gas…);
+//! 6. [`Decoder`]: all of the above in one, with counters.
+//!
+//! ```
+//! use smarty_p1::{Decoder, DecoderConfig, Key};
+//! let frame = std::fs::read_to_string("../../../shared/corpus/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex")
+//!     .map(|hex| smarty_p1::parse_hex(&hex).unwrap());
+//! # let Ok(frame) = frame else { return };
+//! let key: Key = "D491470F47126332B07D1923B3504188".parse().unwrap();
+//! let mut decoder = Decoder::new(DecoderConfig { key: Some(key), ..Default::default() });
+//! decoder.push(&frame);
+//! let decoded = decoder.next().unwrap().unwrap();
+//! let readings = decoded.telegram.readings();
+//! assert_eq!(readings.meter_id.as_deref(), Some("SAG1030700114004"));
+//! assert_eq!(readings.energy_import_kwh.unwrap().to_string(), "6.695");
+//! ```
+
 #![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+mod crc;
+mod crypto;
+mod decoder;
+mod error;
+mod frame;
+pub mod framing;
+mod obis;
+mod readings;
+pub mod registry;
+mod telegram;
+mod value;
+
+pub use crate::crc::crc16_arc;
+pub use crate::crypto::{
+    Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame, parse_hex,
+};
+pub use crate::decoder::{Decoded, Decoder, DecoderConfig, FrameInfo, Rejection, Stats};
+pub use crate::error::{AadHint, DecryptError, KeyError, TelegramError, ValueError};
+pub use crate::frame::{
+    EncryptedFrame, FrameHeader, HeaderCheck, NotAFrame, ReplayGuard, SECURITY_CONTROL,
+    SYSTEM_TITLE_LEN, TAG_LEN,
+};
+pub use crate::obis::Obis;
+pub use crate::readings::{MbusReading, Phases, Readings};
+pub use crate::telegram::{
+    CrcStatus, DataObject, FailureEvent, Groups, HistoryEntry, Name, ParseOptions, Telegram, Value,
+    crc_status, parse, parse_with,
+};
+pub use crate::value::{Decimal, OctetString, Quantity, Timestamp};

@@ -1,0 +1,383 @@
+//! Everything in one: framing, decryption, replay check, CRC check and parsing, with counters.
+
+use alloc::vec::Vec;
+
+use crate::crypto::{Aad, Authenticity, Decryptor, Key};
+use crate::error::{DecryptError, TelegramError};
+use crate::frame::{ReplayGuard, SYSTEM_TITLE_LEN};
+use crate::framing::{DiscardReason, Event, FrameDecoder, FramingConfig, Unit};
+use crate::telegram::{Telegram, parse};
+
+/// Settings of a [`Decoder`].
+#[derive(Clone, Debug)]
+pub struct DecoderConfig {
+    /// The meter's decryption key; `None` for meters that send plaintext.
+    pub key: Option<Key>,
+    /// The AAD (default: security byte ‖ Luxembourg's public authentication key).
+    pub aad: Aad,
+    /// Verify the GCM tag (default `true`). With `false` (tolerant mode) a frame whose tag
+    /// fails is accepted when its telegram's CRC validates, marked unauthenticated.
+    pub verify_tag: bool,
+    /// Reject frames whose counter is not above the last accepted one (default `false`).
+    pub reject_replay: bool,
+    /// Framing settings.
+    pub framing: FramingConfig,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        DecoderConfig {
+            key: None,
+            aad: Aad::default(),
+            verify_tag: true,
+            reject_replay: false,
+            framing: FramingConfig::default(),
+        }
+    }
+}
+
+/// Security details of a telegram that came in an encrypted frame.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FrameInfo {
+    /// The frame's system title.
+    pub system_title: [u8; SYSTEM_TITLE_LEN],
+    /// The frame counter.
+    pub frame_counter: u32,
+    /// `true` when the GCM tag verified; `false` in tolerant mode when only the CRC did.
+    pub authenticated: bool,
+}
+
+/// An accepted telegram.
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    /// The parsed telegram (its CRC is valid or absent).
+    pub telegram: Telegram<'a>,
+    /// Frame details; `None` for a plaintext telegram.
+    pub frame: Option<FrameInfo>,
+    /// The bytes as received: the encrypted frame, or the plaintext telegram.
+    pub raw: &'a [u8],
+}
+
+/// Why a frame or telegram was not accepted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum Rejection {
+    /// Dropped by the framing (cut short, oversize, stalled).
+    #[error("framing error: {bytes} bytes dropped ({})", reason.as_str())]
+    Framing {
+        /// Why.
+        reason: DiscardReason,
+        /// How many bytes.
+        bytes: usize,
+    },
+    /// The frame did not decrypt or failed a check.
+    #[error("{0}")]
+    Decrypt(DecryptError),
+    /// The telegram was malformed or its CRC failed.
+    #[error("{0}")]
+    Telegram(TelegramError),
+}
+
+/// Reasons for rejection, as counted in [`Stats`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RejectReason {
+    /// [`DiscardReason::Truncated`].
+    Truncated,
+    /// [`DiscardReason::Oversize`].
+    Oversize,
+    /// [`DiscardReason::Stalled`].
+    Stalled,
+    /// [`DecryptError::NoKey`].
+    NoKey,
+    /// [`DecryptError::WrongKey`].
+    WrongKey,
+    /// [`DecryptError::Authentication`].
+    Authentication,
+    /// [`DecryptError::Corrupted`].
+    Corrupted,
+    /// [`DecryptError::Unverifiable`].
+    Unverifiable,
+    /// [`DecryptError::Replay`].
+    Replay,
+    /// [`TelegramError::CrcMismatch`].
+    Crc,
+    /// Any other [`TelegramError`].
+    Malformed,
+}
+
+impl RejectReason {
+    /// All reasons, in counter order.
+    pub const ALL: [RejectReason; 11] = [
+        RejectReason::Truncated,
+        RejectReason::Oversize,
+        RejectReason::Stalled,
+        RejectReason::NoKey,
+        RejectReason::WrongKey,
+        RejectReason::Authentication,
+        RejectReason::Corrupted,
+        RejectReason::Unverifiable,
+        RejectReason::Replay,
+        RejectReason::Crc,
+        RejectReason::Malformed,
+    ];
+
+    /// snake_case name for summaries and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RejectReason::Truncated => "truncated",
+            RejectReason::Oversize => "oversize",
+            RejectReason::Stalled => "stalled",
+            RejectReason::NoKey => "no_key",
+            RejectReason::WrongKey => "wrong_key",
+            RejectReason::Authentication => "authentication",
+            RejectReason::Corrupted => "corrupted",
+            RejectReason::Unverifiable => "unverifiable",
+            RejectReason::Replay => "replay",
+            RejectReason::Crc => "crc",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+}
+
+impl Rejection {
+    /// The counter this rejection goes to.
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            Rejection::Framing { reason, .. } => match reason {
+                DiscardReason::Oversize => RejectReason::Oversize,
+                DiscardReason::Stalled => RejectReason::Stalled,
+                _ => RejectReason::Truncated,
+            },
+            Rejection::Decrypt(e) => match e {
+                DecryptError::NoKey => RejectReason::NoKey,
+                DecryptError::WrongKey => RejectReason::WrongKey,
+                DecryptError::Authentication { .. } => RejectReason::Authentication,
+                DecryptError::Corrupted => RejectReason::Corrupted,
+                DecryptError::Unverifiable(_) => RejectReason::Unverifiable,
+                DecryptError::Replay { .. } => RejectReason::Replay,
+            },
+            Rejection::Telegram(TelegramError::CrcMismatch { .. }) => RejectReason::Crc,
+            Rejection::Telegram(_) => RejectReason::Malformed,
+        }
+    }
+}
+
+/// Counters of a [`Decoder`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Stats {
+    /// Encrypted frames found.
+    pub frames: u64,
+    /// Plaintext telegrams found.
+    pub plain_telegrams: u64,
+    /// Telegrams accepted.
+    pub telegrams: u64,
+    /// Of those, accepted in tolerant mode without a verified tag.
+    pub unauthenticated: u64,
+    /// Telegrams accepted with lines that were not fully understood.
+    pub with_unknown_lines: u64,
+    /// Bytes outside any frame or telegram.
+    pub noise_bytes: u64,
+    rejected: [u64; RejectReason::ALL.len()],
+}
+
+impl Stats {
+    /// Rejections for one reason.
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize]
+    }
+
+    /// All rejections.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Non-zero rejection counters.
+    pub fn rejections(&self) -> impl Iterator<Item = (RejectReason, u64)> + '_ {
+        RejectReason::ALL
+            .into_iter()
+            .map(|r| (r, self.rejected(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    fn reject(&mut self, rejection: &Rejection) {
+        self.rejected[rejection.reason() as usize] += 1;
+    }
+}
+
+/// Bytes in, accepted telegrams and rejections out. Lending: each result borrows the decoder
+/// until the next call.
+///
+/// # Example
+/// ```
+/// use smarty_p1::{Decoder, DecoderConfig};
+/// let mut decoder = Decoder::new(DecoderConfig::default());
+/// decoder.push(b"noise/KFM5KAIFA-METER\r\n\r\n1-0:1.8.1(001581.123*kWh)\r\n!\r\n");
+/// let telegram = decoder.next().unwrap().unwrap().telegram;
+/// assert_eq!(telegram.readings().energy_import_kwh.unwrap().to_string(), "1581.123");
+/// assert_eq!(decoder.stats().noise_bytes, 5);
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    framer: FrameDecoder,
+    decryptor: Option<Decryptor>,
+    replay: Option<ReplayGuard>,
+    plaintext: Vec<u8>,
+    stats: Stats,
+}
+
+enum Step {
+    Done,
+    Reject(Rejection, bool),
+    Plain,
+    Decrypted(FrameInfo),
+}
+
+impl Decoder {
+    /// A decoder with the given settings.
+    pub fn new(config: DecoderConfig) -> Self {
+        Decoder {
+            framer: FrameDecoder::new(config.framing),
+            decryptor: config
+                .key
+                .as_ref()
+                .map(|key| Decryptor::new(key, config.aad.clone(), config.verify_tag)),
+            replay: config.reject_replay.then(ReplayGuard::new),
+            plaintext: Vec::with_capacity(2048),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The replay guard, when replay checks are on (to persist or restore counters).
+    pub fn replay_guard(&mut self) -> Option<&mut ReplayGuard> {
+        self.replay.as_mut()
+    }
+
+    /// Appends bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.framer.push(data);
+    }
+
+    /// Appends bytes received at `now_ms` (monotonic milliseconds), dropping a partial frame
+    /// that stalled for longer than the framing gap.
+    pub fn push_at(&mut self, data: &[u8], now_ms: u64) {
+        self.framer.push_at(data, now_ms);
+    }
+
+    /// See [`FrameDecoder::check_gap`].
+    pub fn check_gap(&mut self, now_ms: u64) {
+        self.framer.check_gap(now_ms);
+    }
+
+    /// The next accepted telegram or rejection; `None` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)] // lending
+    pub fn next(&mut self) -> Option<Result<Decoded<'_>, Rejection>> {
+        self.step()
+    }
+
+    /// Like [`Decoder::next`] at the end of the input: also yields a last telegram lacking
+    /// its final line end and reports a trailing partial frame. Call until `None`.
+    pub fn finish(&mut self) -> Option<Result<Decoded<'_>, Rejection>> {
+        self.framer.set_at_end();
+        self.step()
+    }
+
+    fn step(&mut self) -> Option<Result<Decoded<'_>, Rejection>> {
+        loop {
+            let event = self.framer.next();
+            let step = match event {
+                None => Step::Done,
+                Some(Event::Discarded { bytes, reason }) => {
+                    if reason == DiscardReason::Noise {
+                        self.stats.noise_bytes += bytes as u64;
+                        continue;
+                    }
+                    Step::Reject(Rejection::Framing { reason, bytes }, false)
+                }
+                Some(Event::Unit(Unit::Plain(_))) => {
+                    self.stats.plain_telegrams += 1;
+                    Step::Plain
+                }
+                Some(Event::Unit(Unit::Encrypted(frame))) => {
+                    self.stats.frames += 1;
+                    match self.decryptor.as_mut() {
+                        None => Step::Reject(Rejection::Decrypt(DecryptError::NoKey), false),
+                        Some(decryptor) => match decryptor.decrypt(&frame, &mut self.plaintext) {
+                            Ok(authenticity) => Step::Decrypted(FrameInfo {
+                                system_title: frame.system_title(),
+                                frame_counter: frame.frame_counter(),
+                                authenticated: authenticity == Authenticity::Verified,
+                            }),
+                            Err(e) => Step::Reject(Rejection::Decrypt(e), true),
+                        },
+                    }
+                }
+            };
+            match step {
+                Step::Done => return None,
+                Step::Reject(rejection, rescan) => {
+                    if rescan {
+                        self.framer.reject();
+                    }
+                    self.stats.reject(&rejection);
+                    return Some(Err(rejection));
+                }
+                Step::Plain => {
+                    let raw = self.framer.last_unit().expect("unit just yielded");
+                    return Some(match parse(raw) {
+                        Ok(telegram) => {
+                            self.stats.telegrams += 1;
+                            if !telegram.unknown_lines().is_empty() {
+                                self.stats.with_unknown_lines += 1;
+                            }
+                            Ok(Decoded {
+                                telegram,
+                                frame: None,
+                                raw,
+                            })
+                        }
+                        Err(e) => {
+                            let rejection = Rejection::Telegram(e);
+                            self.stats.reject(&rejection);
+                            Err(rejection)
+                        }
+                    });
+                }
+                Step::Decrypted(info) => {
+                    let rejection = match parse(&self.plaintext) {
+                        Err(e) => Rejection::Telegram(e),
+                        Ok(_) => match self.replay.as_mut() {
+                            Some(guard) => match guard.check(info.system_title, info.frame_counter)
+                            {
+                                Ok(()) => return Some(Ok(self.accept(info))),
+                                Err(e) => Rejection::Decrypt(e),
+                            },
+                            None => return Some(Ok(self.accept(info))),
+                        },
+                    };
+                    self.stats.reject(&rejection);
+                    return Some(Err(rejection));
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, info: FrameInfo) -> Decoded<'_> {
+        self.stats.telegrams += 1;
+        if !info.authenticated {
+            self.stats.unauthenticated += 1;
+        }
+        let telegram = parse(&self.plaintext).expect("parsed before");
+        if !telegram.unknown_lines().is_empty() {
+            self.stats.with_unknown_lines += 1;
+        }
+        Decoded {
+            telegram,
+            frame: Some(info),
+            raw: self.framer.last_unit().expect("unit just yielded"),
+        }
+    }
+}

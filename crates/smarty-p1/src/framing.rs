@@ -1,0 +1,466 @@
+//! Streaming framing: bytes in, complete frames and telegrams out.
+//!
+//! [`FrameDecoder`] takes bytes in chunks of any size and yields
+//! - encrypted frames (`0xDB` general-glo-ciphering APDUs, [`crate::frame`]), delimited by
+//!   their length field, and
+//! - plaintext telegrams from `/` through `!CRC` and its line end, for meters that send in
+//!   the clear.
+//!
+//! It resynchronises after garbage, truncated frames, fake headers and `0xDB` bytes inside
+//! ciphertext (reference §3.5):
+//! - a `0xDB` starts a frame only if the whole header is plausible (title length 8, a BER
+//!   length that fits the frame size cap, security byte `0x30`);
+//! - a complete frame that contains the start of another frame of the same system title was
+//!   cut short (cable unplugged mid-frame): it is dropped and decoding resumes at the inner
+//!   frame;
+//! - a caller whose decryption fails calls [`FrameDecoder::reject`], and the decoder rescans
+//!   the rejected frame's bytes from its second byte, so a valid frame hidden behind a fake
+//!   header is still found;
+//! - with timestamps ([`FrameDecoder::push_at`]), a partial unit that stalls longer than the
+//!   configured gap is dropped (again rescanning from its second byte).
+//!
+//! Memory is bounded: nothing longer than [`FramingConfig::max_frame_len`] is buffered.
+
+use alloc::vec::Vec;
+
+use crate::frame::{EncryptedFrame, FrameHeader, GLO_CIPHERING_TAG, HeaderCheck, SYSTEM_TITLE_LEN};
+
+/// Settings of a [`FrameDecoder`].
+#[derive(Clone, Copy, Debug)]
+pub struct FramingConfig {
+    /// Largest frame or telegram accepted, in bytes (default 16 KiB: the largest possible
+    /// Smarty frame, with five 1024-byte text messages and four M-Bus channels, is below 12 KiB).
+    pub max_frame_len: usize,
+    /// For [`FrameDecoder::push_at`]: a partial frame or telegram that receives no byte for
+    /// longer than this is dropped (default 2,000 ms; a Smarty frame takes at most 140 ms on
+    /// the line and frames are 10 s apart).
+    pub gap_ms: u64,
+}
+
+impl Default for FramingConfig {
+    fn default() -> Self {
+        FramingConfig {
+            max_frame_len: 16 * 1024,
+            gap_ms: 2_000,
+        }
+    }
+}
+
+/// A complete unit found in the stream.
+#[derive(Clone, Copy, Debug)]
+pub enum Unit<'a> {
+    /// An encrypted frame.
+    Encrypted(EncryptedFrame<'a>),
+    /// A plaintext telegram: `/` through the CRC line (and its line end, when sent).
+    Plain(&'a [u8]),
+}
+
+impl<'a> Unit<'a> {
+    /// The unit's bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match self {
+            Unit::Encrypted(frame) => frame.raw(),
+            Unit::Plain(bytes) => bytes,
+        }
+    }
+}
+
+/// Why bytes were dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DiscardReason {
+    /// Bytes outside any frame or telegram (line noise, the tail of a frame read from its
+    /// middle, fake headers).
+    Noise,
+    /// A frame or telegram that was cut short: the next one started inside it.
+    Truncated,
+    /// A frame or telegram larger than [`FramingConfig::max_frame_len`].
+    Oversize,
+    /// A partial frame or telegram that received nothing for longer than the gap.
+    Stalled,
+}
+
+impl DiscardReason {
+    /// A short snake_case name for counters.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DiscardReason::Noise => "noise",
+            DiscardReason::Truncated => "truncated",
+            DiscardReason::Oversize => "oversize",
+            DiscardReason::Stalled => "stalled",
+        }
+    }
+}
+
+/// What [`FrameDecoder::next`] yields.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// A complete frame or telegram.
+    Unit(Unit<'a>),
+    /// Bytes that were dropped, with the reason.
+    Discarded {
+        /// How many bytes.
+        bytes: usize,
+        /// Why.
+        reason: DiscardReason,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Looking for `0xDB` or `/`.
+    Hunt,
+    /// Inside an encrypted frame whose header was read.
+    Frame(FrameHeader),
+    /// Inside a plaintext telegram; `checked` bytes after `pos` are known to hold no end,
+    /// no new start and nothing but ASCII.
+    Plain { checked: usize },
+}
+
+/// Streaming decoder of P1 byte streams. See the [module documentation](self).
+///
+/// # Example
+/// ```
+/// use smarty_p1::framing::{Event, FrameDecoder, Unit};
+/// let mut decoder = FrameDecoder::default();
+/// let stream = b"garbage/ISK5\\2M550T-1012\r\n\r\n1-3:0.2.8(50)\r\n!\r\n";
+/// for chunk in stream.chunks(3) {
+///     decoder.push(chunk);
+///     while let Some(event) = decoder.next() {
+///         if let Event::Unit(Unit::Plain(telegram)) = event {
+///             assert!(telegram.starts_with(b"/ISK5"));
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct FrameDecoder {
+    config: FramingConfig,
+    buf: Vec<u8>,
+    /// Start of the bytes not yet consumed.
+    pos: usize,
+    /// Where hunting continues (≥ `pos`).
+    scan: usize,
+    state: State,
+    /// Start, length and kind (`true`: encrypted) of the last unit yielded.
+    last_unit: Option<(usize, usize, bool)>,
+    last_rx_ms: Option<u64>,
+    stalled: bool,
+    /// Set by [`FrameDecoder::finish`]: no more bytes will come.
+    at_end: bool,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new(FramingConfig::default())
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder with the given settings.
+    pub fn new(config: FramingConfig) -> Self {
+        FrameDecoder {
+            config,
+            buf: Vec::with_capacity(4096),
+            pos: 0,
+            scan: 0,
+            state: State::Hunt,
+            last_unit: None,
+            last_rx_ms: None,
+            stalled: false,
+            at_end: false,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &FramingConfig {
+        &self.config
+    }
+
+    /// Bytes held for a partial unit (or not yet scanned).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Appends bytes (no notion of time: for files and tests).
+    pub fn push(&mut self, data: &[u8]) {
+        if self.pos > 0 && (self.pos == self.buf.len() || self.pos >= 4096) {
+            self.buf.drain(..self.pos);
+            self.scan -= self.pos;
+            self.last_unit = None;
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+        self.at_end = false;
+    }
+
+    /// Appends bytes received at `now_ms` (any monotonic clock in milliseconds). If a partial
+    /// frame or telegram was waiting for longer than the gap, it is dropped first.
+    pub fn push_at(&mut self, data: &[u8], now_ms: u64) {
+        self.check_gap(now_ms);
+        self.last_rx_ms = Some(now_ms);
+        self.push(data);
+    }
+
+    /// Drops a partial frame or telegram that has waited for longer than the gap at
+    /// `now_ms`; call it from a timer to report a stalled frame before new bytes arrive.
+    pub fn check_gap(&mut self, now_ms: u64) {
+        if let Some(last) = self.last_rx_ms
+            && now_ms.saturating_sub(last) > self.config.gap_ms
+            && self.state != State::Hunt
+        {
+            self.stalled = true;
+        }
+    }
+
+    /// The next event, or `None` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)] // lending: the event borrows the decoder
+    pub fn next(&mut self) -> Option<Event<'_>> {
+        self.last_unit = None;
+        if self.stalled {
+            self.stalled = false;
+            if self.state != State::Hunt {
+                return Some(self.restart_after(DiscardReason::Stalled));
+            }
+        }
+        loop {
+            match self.state {
+                State::Hunt => {
+                    let from = self.scan;
+                    let Some(found) = memchr::memchr2(GLO_CIPHERING_TAG, b'/', &self.buf[from..])
+                    else {
+                        // Nothing here starts a unit: drop it as noise.
+                        self.scan = self.buf.len();
+                        return self.take_noise(self.buf.len());
+                    };
+                    let start = from + found;
+                    if start > self.pos {
+                        self.scan = start;
+                        return self.take_noise(start);
+                    }
+                    // `start == pos`: a candidate at the front.
+                    if self.buf[start] == b'/' {
+                        match self.check_plain_header() {
+                            Some(true) => self.state = State::Plain { checked: 1 },
+                            Some(false) => self.scan = start + 1,
+                            None => return self.end_of_input(),
+                        }
+                    } else {
+                        match FrameHeader::check(&self.buf[start..], self.config.max_frame_len) {
+                            HeaderCheck::Valid(header) => self.state = State::Frame(header),
+                            HeaderCheck::Invalid => self.scan = start + 1,
+                            HeaderCheck::NeedMore => return None,
+                        }
+                    }
+                }
+                State::Frame(header) => {
+                    let len = header.frame_len();
+                    if self.buf.len() - self.pos < len {
+                        return self.end_of_input();
+                    }
+                    let start = self.pos;
+                    // A frame of the same meter starting inside this one: this one was cut.
+                    let mut needle = [0u8; 2 + SYSTEM_TITLE_LEN];
+                    needle[0] = GLO_CIPHERING_TAG;
+                    needle[1] = SYSTEM_TITLE_LEN as u8;
+                    needle[2..].copy_from_slice(&header.system_title);
+                    let body = &self.buf[start + header.prefix_len..start + len];
+                    if let Some(inner) = memchr::memmem::find(body, &needle) {
+                        let cut = header.prefix_len + inner;
+                        return Some(self.drop_front(cut, DiscardReason::Truncated));
+                    }
+                    self.pos = start + len;
+                    self.scan = self.pos;
+                    self.state = State::Hunt;
+                    self.last_unit = Some((start, len, true));
+                    let frame = EncryptedFrame::from_parts(&self.buf[start..start + len], header);
+                    return Some(Event::Unit(Unit::Encrypted(frame)));
+                }
+                State::Plain { checked } => match self.scan_plain(checked) {
+                    PlainScan::NeedMore(checked) => {
+                        self.state = State::Plain { checked };
+                        if self.buf.len() - self.pos > self.config.max_frame_len {
+                            return Some(self.restart_after(DiscardReason::Oversize));
+                        }
+                        return self.end_of_input();
+                    }
+                    PlainScan::Restart(reason, at) => {
+                        return Some(match at {
+                            Some(at) => self.drop_front(at, reason),
+                            None => self.restart_after(reason),
+                        });
+                    }
+                    PlainScan::Complete(end) => {
+                        let start = self.pos;
+                        self.pos = start + end;
+                        self.scan = self.pos;
+                        self.state = State::Hunt;
+                        self.last_unit = Some((start, end, false));
+                        return Some(Event::Unit(Unit::Plain(&self.buf[start..start + end])));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Call after [`FrameDecoder::next`] yielded an encrypted frame that failed to decrypt:
+    /// the decoder forgets that frame and rescans its bytes from the second one, so that a
+    /// real frame hidden behind a fake or truncated header is found. Has no effect otherwise.
+    pub fn reject(&mut self) {
+        if let Some((start, _, true)) = self.last_unit.take() {
+            self.pos = start + 1;
+            self.scan = self.pos;
+            self.state = State::Hunt;
+        }
+    }
+
+    /// The bytes of the unit the last call to [`FrameDecoder::next`] or
+    /// [`FrameDecoder::finish`] yielded (until the next call or push).
+    pub fn last_unit(&self) -> Option<&[u8]> {
+        self.last_unit
+            .map(|(start, len, _)| &self.buf[start..start + len])
+    }
+
+    /// Call at the end of the input instead of [`FrameDecoder::next`]: also yields a last
+    /// plaintext telegram that lacks only its final line end, and reports what remains as
+    /// discarded. Call repeatedly until `None`. Pushing bytes afterwards starts a new input.
+    pub fn finish(&mut self) -> Option<Event<'_>> {
+        self.at_end = true;
+        self.next()
+    }
+
+    /// Marks the end of the input: [`FrameDecoder::next`] then behaves as
+    /// [`FrameDecoder::finish`].
+    pub fn set_at_end(&mut self) {
+        self.at_end = true;
+    }
+
+    fn end_of_input(&mut self) -> Option<Event<'_>> {
+        if !self.at_end {
+            return None;
+        }
+        let remaining = self.buf.len() - self.pos;
+        if remaining == 0 {
+            return None;
+        }
+        if let State::Plain { .. } = self.state {
+            // "…\r\n!A077" at the very end: complete but for the line end.
+            let unit = &self.buf[self.pos..];
+            if let Some(bang) = memchr::memrchr(b'!', unit)
+                && bang > 0
+                && unit[bang - 1] == b'\n'
+                && unit[bang + 1..]
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() || *b == b'\r')
+                && unit.len() - bang <= 6
+            {
+                let start = self.pos;
+                self.pos = self.buf.len();
+                self.scan = self.pos;
+                self.state = State::Hunt;
+                self.last_unit = Some((start, self.buf.len() - start, false));
+                return Some(Event::Unit(Unit::Plain(&self.buf[start..])));
+            }
+        }
+        let reason = match self.state {
+            State::Hunt => DiscardReason::Noise,
+            _ => DiscardReason::Truncated,
+        };
+        if self.state != State::Hunt {
+            // Rescan the rest: a complete unit may hide behind a fake start.
+            return Some(self.restart_after(reason));
+        }
+        self.pos = self.buf.len();
+        self.scan = self.pos;
+        Some(Event::Discarded {
+            bytes: remaining,
+            reason,
+        })
+    }
+
+    /// Drops `pos..end` as noise (when non-empty).
+    fn take_noise(&mut self, end: usize) -> Option<Event<'_>> {
+        let bytes = end - self.pos;
+        self.pos = end;
+        (bytes > 0).then_some(Event::Discarded {
+            bytes,
+            reason: DiscardReason::Noise,
+        })
+    }
+
+    /// Abandons the current candidate: drops its first byte and hunts again from the next.
+    fn restart_after(&mut self, reason: DiscardReason) -> Event<'static> {
+        self.drop_front(1, reason)
+    }
+
+    /// Drops `n` bytes at the front and hunts from there.
+    fn drop_front(&mut self, n: usize, reason: DiscardReason) -> Event<'static> {
+        self.pos += n;
+        self.scan = self.pos;
+        self.state = State::Hunt;
+        Event::Discarded { bytes: n, reason }
+    }
+
+    /// Is `/` at `pos` the start of an identification line? `None`: need more bytes.
+    fn check_plain_header(&self) -> Option<bool> {
+        let rest = &self.buf[self.pos + 1..];
+        // Three letters or digits (the FLAG id), then printable text up to the line end.
+        for (i, &b) in rest.iter().enumerate().take(128) {
+            match b {
+                b'\n' => return Some(i >= 3),
+                b'\r' => {}
+                _ if i < 3 && !b.is_ascii_alphanumeric() => return Some(false),
+                0x00..=0x01 | 0x03..=0x1F | 0x7F => return Some(false),
+                _ => {}
+            }
+        }
+        if rest.len() >= 128 { Some(false) } else { None }
+    }
+
+    fn scan_plain(&self, checked: usize) -> PlainScan {
+        let unit = &self.buf[self.pos..];
+        let mut i = checked;
+        while i < unit.len() {
+            match unit[i] {
+                b'!' if unit[i - 1] == b'\n' => {
+                    // The end line: up to four hex digits, then CR LF (or LF).
+                    let mut j = i + 1;
+                    while j < unit.len() && j - i <= 4 && unit[j].is_ascii_hexdigit() {
+                        j += 1;
+                    }
+                    if j == unit.len() {
+                        return PlainScan::NeedMore(i);
+                    }
+                    match unit[j] {
+                        b'\n' => return PlainScan::Complete(j + 1),
+                        b'\r' => {
+                            return match unit.get(j + 1) {
+                                None => PlainScan::NeedMore(i),
+                                Some(b'\n') => PlainScan::Complete(j + 2),
+                                Some(_) => PlainScan::Complete(j + 1),
+                            };
+                        }
+                        // No line end: the telegram ends here; what follows is noise.
+                        _ => return PlainScan::Complete(j),
+                    }
+                }
+                b'/' if unit[i - 1] == b'\n' => {
+                    // A new telegram starts before this one ended.
+                    return PlainScan::Restart(DiscardReason::Truncated, Some(i));
+                }
+                0x00 | 0x80..=0xFF => {
+                    // Not a text telegram after all (or damaged): look again from its 2nd byte.
+                    return PlainScan::Restart(DiscardReason::Truncated, None);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        PlainScan::NeedMore(i)
+    }
+}
+
+enum PlainScan {
+    NeedMore(usize),
+    Complete(usize),
+    Restart(DiscardReason, Option<usize>),
+}

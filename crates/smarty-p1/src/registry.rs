@@ -1,0 +1,495 @@
+//! The OBIS registry: standard name, unit, kind and value format of every known object.
+//!
+//! Covers the Luxembourg Smarty readout list (LU113 Table 3.1, reference §5), DSMR 2.2 to
+//! 5.0.2 (DSMR502 Table 6-3), Belgian e-MUCS (Fluvius), and objects seen from Austrian,
+//! Hungarian, Swedish and German meters in the corpus. Names are snake_case without the unit;
+//! [`crate::Telegram::name_of`] appends the unit (`energy_import` + `kWh` → `energy_import_kwh`).
+
+use crate::obis::Obis;
+
+/// How the value groups of a line are laid out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    /// One number with an optional unit: `(000006.695*kWh)`, `(00069)`.
+    Number,
+    /// One string kept as sent: `(42)`, `(0002)`.
+    Text,
+    /// One octet string in hex: `(53414731…)`.
+    OctetString,
+    /// One timestamp: `(180130102122W)`.
+    Timestamp,
+    /// A timestamp and a number: `(260403174542S)(14239.771*m3)`.
+    TimedNumber,
+    /// Several numbers: `(040*A)(-040*A)`.
+    Numbers,
+    /// DSMR power-failure event log: `(n)(0-0:96.7.19)(end)(duration*s)…`.
+    FailureLog,
+    /// Monthly history (`0-0:98.1.0`): Belgian peaks `(n)(1-0:1.6.0)(1-0:1.6.0)(ts)(ts)(kW)…`
+    /// or the Hungarian billing record `(ts)(v)(v)…`.
+    History,
+    /// DSMR 2.2/3 gas reading: `(ts)(00)(60)(1)(0-1:24.2.1)(m3)` with the value on the next
+    /// line `(00001.001)`.
+    LegacyReading,
+}
+
+/// What a value measures; drives device classes and metric types downstream.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// Cumulative active energy (kWh): only grows.
+    Energy,
+    /// Cumulative reactive energy (kvarh).
+    ReactiveEnergy,
+    /// Active power (kW).
+    Power,
+    /// Reactive power (kvar).
+    ReactivePower,
+    /// Apparent power (kVA).
+    ApparentPower,
+    /// RMS voltage (V).
+    Voltage,
+    /// RMS current (A).
+    Current,
+    /// Power factor (no unit).
+    PowerFactor,
+    /// Frequency (Hz).
+    Frequency,
+    /// A limit or threshold (power, current).
+    Threshold,
+    /// A cumulative event count.
+    Count,
+    /// A switch, breaker, valve or relay state.
+    State,
+    /// A meter or device identifier.
+    Identifier,
+    /// A text message.
+    Message,
+    /// A version or protocol identifier.
+    Version,
+    /// The telegram's timestamp.
+    Timestamp,
+    /// Tariff indicator.
+    Tariff,
+    /// A sub-meter reading on an M-Bus channel (gas, water, heat…); the medium comes from the
+    /// channel's device type `0-n:24.1.0`.
+    MbusReading,
+    /// The M-Bus device type `0-n:24.1.0`.
+    MbusDeviceType,
+    /// Event logs and histories.
+    Log,
+}
+
+/// Which channels (group B) an entry covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Channel {
+    /// Exactly this B.
+    Is(u8),
+    /// Any M-Bus channel 1–9; names are prefixed `mbus{n}_` (or use `{n}`).
+    Mbus,
+}
+
+/// One known OBIS object.
+#[derive(Clone, Copy, Debug)]
+pub struct ObisDef {
+    /// Group A.
+    pub a: u8,
+    /// Group B.
+    pub b: Channel,
+    /// Group C.
+    pub c: u8,
+    /// Group D.
+    pub d: u8,
+    /// Group E.
+    pub e: u8,
+    /// Name without unit; `{n}` is replaced by the M-Bus channel.
+    pub name: &'static str,
+    /// The unit the specification gives, used in the name when the meter sends none.
+    pub unit: Option<&'static str>,
+    /// What it measures.
+    pub kind: Kind,
+    /// How its value groups are laid out.
+    pub format: Format,
+    /// What the specifications call it.
+    pub description: &'static str,
+    /// Where it is defined.
+    pub source: &'static str,
+}
+
+impl ObisDef {
+    const fn key(&self) -> u64 {
+        let b = match self.b {
+            Channel::Is(b) => b,
+            Channel::Mbus => MBUS_WILDCARD,
+        };
+        Obis::new(self.a, b, self.c, self.d, self.e).key()
+    }
+}
+
+const MBUS_WILDCARD: u8 = 0xFF;
+
+macro_rules! defs {
+    ($( $code:literal => $name:literal, $unit:expr, $kind:ident, $format:ident, $desc:literal, $src:literal; )*) => {
+        [$( def($code, $name, $unit, Kind::$kind, Format::$format, $desc, $src), )*]
+    };
+}
+
+/// Builds an entry from a code written `A-B:C.D.E`, with `n` for "any M-Bus channel" as B.
+const fn def(
+    code: &str,
+    name: &'static str,
+    unit: Option<&'static str>,
+    kind: Kind,
+    format: Format,
+    description: &'static str,
+    source: &'static str,
+) -> ObisDef {
+    let bytes = code.as_bytes();
+    let mut groups = [0u16; 5];
+    let mut group = 0;
+    let mut mbus = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'n' {
+            mbus = true;
+        } else if b.is_ascii_digit() {
+            groups[group] = groups[group] * 10 + (b - b'0') as u16;
+        } else {
+            group += 1;
+        }
+        i += 1;
+    }
+    assert!(group == 4, "OBIS code needs five groups");
+    ObisDef {
+        a: groups[0] as u8,
+        b: if mbus {
+            Channel::Mbus
+        } else {
+            Channel::Is(groups[1] as u8)
+        },
+        c: groups[2] as u8,
+        d: groups[3] as u8,
+        e: groups[4] as u8,
+        name,
+        unit,
+        kind,
+        format,
+        description,
+        source,
+    }
+}
+
+const KWH: Option<&str> = Some("kWh");
+const KVARH: Option<&str> = Some("kvarh");
+const KW: Option<&str> = Some("kW");
+const KVAR: Option<&str> = Some("kvar");
+const KVA: Option<&str> = Some("kVA");
+const V: Option<&str> = Some("V");
+const A: Option<&str> = Some("A");
+const NONE: Option<&str> = None;
+
+/// Every known object, in no particular order (sorted at compile time into [`REGISTRY`]).
+const DEFS: [ObisDef; 109] = defs! {
+    "1-3:0.2.8" => "p1_version", NONE, Version, Text, "Version of the P1 output (Smarty sends 42, DSMR 5 sends 50)", "LU113 T3.1; DSMR502 T6-3";
+    "0-0:1.0.0" => "timestamp", NONE, Timestamp, Timestamp, "Date and time of the telegram", "LU113 T3.1; DSMR502 T6-3";
+    "0-0:42.0.0" => "meter_id", NONE, Identifier, OctetString, "COSEM logical device name (Smarty meter id)", "LU113 T3.1";
+    "0-0:96.1.1" => "equipment_id", NONE, Identifier, OctetString, "Equipment identifier", "DSMR502 T6-3";
+    "0-0:96.1.0" => "meter_serial", NONE, Identifier, OctetString, "Meter serial number", "corpus (HU)";
+    "0-0:96.1.2" => "ean", NONE, Identifier, OctetString, "EAN code of the connection", "e-MUCS 2.1";
+    "0-0:96.1.4" => "p1_version_emucs", NONE, Version, Text, "Version information of the e-MUCS P1 output", "e-MUCS";
+    "0-0:96.14.0" => "tariff_indicator", NONE, Tariff, Text, "Tariff indicator electricity", "DSMR502 T6-3";
+    "0-0:17.0.0" => "power_threshold", KVA, Threshold, Number, "Active power threshold SMAX (limiter; kVA on Smarty, kW on DSMR)", "LU113 T3.1; DSMR 2.2-4";
+    "0-0:96.3.10" => "breaker_state", NONE, State, Number, "Breaker (disconnector) control state: 0 disconnected, 1 connected, 2 ready for reconnection", "LU113 T3.1; DSMR502 T6-3";
+    "0-n:96.3.10" => "relay{n}_state", NONE, State, Number, "Relay n control state (Smarty auxiliary relays 1 and 2; M-Bus breakers on e-MUCS)", "LU113 T3.1; e-MUCS";
+    "0-0:96.7.21" => "power_failures", NONE, Count, Number, "Number of power failures in any phase", "LU113 T3.1; DSMR502 T6-3";
+    "0-0:96.7.9" => "long_power_failures", NONE, Count, Number, "Number of long power failures in any phase", "DSMR502 T6-3";
+    "1-0:99.97.0" => "power_failure_log", NONE, Log, FailureLog, "Power failure event log (end time and duration of each failure)", "DSMR502 T6-3 §6.11";
+    "0-0:96.13.0" => "text_message", NONE, Message, OctetString, "Long text message (E-meter)", "LU113 T3.1; DSMR502 T6-3";
+    "0-0:96.13.1" => "message_code", NONE, Message, OctetString, "Text message code (numeric, DSMR 4)", "DSMR 4.2";
+    "0-0:96.13.2" => "text_message_2", NONE, Message, OctetString, "Long text message, channel 2", "LU113 T3.1";
+    "0-0:96.13.3" => "text_message_3", NONE, Message, OctetString, "Long text message, channel 3", "LU113 T3.1";
+    "0-0:96.13.4" => "text_message_4", NONE, Message, OctetString, "Long text message, channel 4", "LU113 T3.1";
+    "0-0:96.13.5" => "text_message_5", NONE, Message, OctetString, "Long text message, channel 5", "LU113 T3.1";
+    "0-0:0.0.0" => "device_address", NONE, Identifier, Text, "Device address", "IEC 62056-21";
+    "1-0:0.0.0" => "device_address", NONE, Identifier, Text, "Device address", "IEC 62056-21";
+    "0-0:96.1.255" => "device_serial", NONE, Identifier, Text, "Manufacturer serial number", "EasyMeter";
+    "1-0:96.5.5" => "meter_status", NONE, State, Text, "Meter status word", "EasyMeter";
+
+    "1-0:1.8.0" => "energy_import", KWH, Energy, Number, "Total imported active energy (A+)", "LU113 T3.1";
+    "1-0:2.8.0" => "energy_export", KWH, Energy, Number, "Total exported active energy (A-)", "LU113 T3.1";
+    "1-0:1.8.1" => "energy_import_tariff1", KWH, Energy, Number, "Imported active energy, tariff 1", "DSMR502 T6-3";
+    "1-0:1.8.2" => "energy_import_tariff2", KWH, Energy, Number, "Imported active energy, tariff 2", "DSMR502 T6-3";
+    "1-0:1.8.3" => "energy_import_tariff3", KWH, Energy, Number, "Imported active energy, tariff 3", "corpus (HU)";
+    "1-0:1.8.4" => "energy_import_tariff4", KWH, Energy, Number, "Imported active energy, tariff 4", "corpus (HU)";
+    "1-0:2.8.1" => "energy_export_tariff1", KWH, Energy, Number, "Exported active energy, tariff 1", "DSMR502 T6-3";
+    "1-0:2.8.2" => "energy_export_tariff2", KWH, Energy, Number, "Exported active energy, tariff 2", "DSMR502 T6-3";
+    "1-0:2.8.3" => "energy_export_tariff3", KWH, Energy, Number, "Exported active energy, tariff 3", "corpus (HU)";
+    "1-0:2.8.4" => "energy_export_tariff4", KWH, Energy, Number, "Exported active energy, tariff 4", "corpus (HU)";
+    "1-0:15.8.0" => "energy_absolute", KWH, Energy, Number, "Absolute active energy |A+| + |A-|", "corpus (HU)";
+    "1-0:3.8.0" => "reactive_energy_import", KVARH, ReactiveEnergy, Number, "Total imported reactive energy (Q+)", "LU113 T3.1";
+    "1-0:4.8.0" => "reactive_energy_export", KVARH, ReactiveEnergy, Number, "Total exported reactive energy (Q-)", "LU113 T3.1";
+    "1-0:3.8.1" => "reactive_energy_import_tariff1", KVARH, ReactiveEnergy, Number, "Imported reactive energy, tariff 1", "corpus (SE)";
+    "1-0:3.8.2" => "reactive_energy_import_tariff2", KVARH, ReactiveEnergy, Number, "Imported reactive energy, tariff 2", "corpus (SE)";
+    "1-0:4.8.1" => "reactive_energy_export_tariff1", KVARH, ReactiveEnergy, Number, "Exported reactive energy, tariff 1", "corpus (SE)";
+    "1-0:4.8.2" => "reactive_energy_export_tariff2", KVARH, ReactiveEnergy, Number, "Exported reactive energy, tariff 2", "corpus (SE)";
+    "1-0:5.8.0" => "reactive_energy_q1", KVARH, ReactiveEnergy, Number, "Reactive energy, quadrant I", "corpus (HU)";
+    "1-0:6.8.0" => "reactive_energy_q2", KVARH, ReactiveEnergy, Number, "Reactive energy, quadrant II", "corpus (HU)";
+    "1-0:7.8.0" => "reactive_energy_q3", KVARH, ReactiveEnergy, Number, "Reactive energy, quadrant III", "corpus (HU)";
+    "1-0:8.8.0" => "reactive_energy_q4", KVARH, ReactiveEnergy, Number, "Reactive energy, quadrant IV", "corpus (HU)";
+
+    "1-0:1.7.0" => "power_import", KW, Power, Number, "Instantaneous imported active power (P+)", "LU113 T3.1";
+    "1-0:2.7.0" => "power_export", KW, Power, Number, "Instantaneous exported active power (P-)", "LU113 T3.1";
+    "1-0:15.7.0" => "power_absolute", KW, Power, Number, "Instantaneous absolute active power |P+| + |P-|", "corpus (HU)";
+    "1-0:3.7.0" => "reactive_power_import", KVAR, ReactivePower, Number, "Instantaneous imported reactive power (Q+)", "LU113 T3.1";
+    "1-0:4.7.0" => "reactive_power_export", KVAR, ReactivePower, Number, "Instantaneous exported reactive power (Q-)", "LU113 T3.1";
+    "1-0:5.7.0" => "reactive_power_q1", KVAR, ReactivePower, Number, "Instantaneous reactive power, quadrant I", "corpus (HU)";
+    "1-0:6.7.0" => "reactive_power_q2", KVAR, ReactivePower, Number, "Instantaneous reactive power, quadrant II", "corpus (HU)";
+    "1-0:7.7.0" => "reactive_power_q3", KVAR, ReactivePower, Number, "Instantaneous reactive power, quadrant III", "corpus (HU)";
+    "1-0:8.7.0" => "reactive_power_q4", KVAR, ReactivePower, Number, "Instantaneous reactive power, quadrant IV", "corpus (HU)";
+    "1-0:9.7.0" => "apparent_power_import", KVA, ApparentPower, Number, "Instantaneous imported apparent power (S+)", "LU113 T3.1";
+    "1-0:10.7.0" => "apparent_power_export", KVA, ApparentPower, Number, "Instantaneous exported apparent power (S-) (LU113 prints S+ by mistake)", "LU113 T3.1";
+    "1-0:13.7.0" => "power_factor", NONE, PowerFactor, Number, "Instantaneous power factor", "corpus (HU)";
+    "1-0:33.7.0" => "power_factor_l1", NONE, PowerFactor, Number, "Instantaneous power factor L1", "corpus (HU)";
+    "1-0:53.7.0" => "power_factor_l2", NONE, PowerFactor, Number, "Instantaneous power factor L2", "corpus (HU)";
+    "1-0:73.7.0" => "power_factor_l3", NONE, PowerFactor, Number, "Instantaneous power factor L3", "corpus (HU)";
+    "1-0:14.7.0" => "frequency", Some("Hz"), Frequency, Number, "Network frequency", "corpus (HU)";
+    "1-0:21.7.0" => "power_import_l1", KW, Power, Number, "Instantaneous imported active power L1", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:41.7.0" => "power_import_l2", KW, Power, Number, "Instantaneous imported active power L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:61.7.0" => "power_import_l3", KW, Power, Number, "Instantaneous imported active power L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:22.7.0" => "power_export_l1", KW, Power, Number, "Instantaneous exported active power L1", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:42.7.0" => "power_export_l2", KW, Power, Number, "Instantaneous exported active power L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:62.7.0" => "power_export_l3", KW, Power, Number, "Instantaneous exported active power L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:23.7.0" => "reactive_power_import_l1", KVAR, ReactivePower, Number, "Instantaneous imported reactive power L1", "LU113 T3.1";
+    "1-0:43.7.0" => "reactive_power_import_l2", KVAR, ReactivePower, Number, "Instantaneous imported reactive power L2", "LU113 T3.1";
+    "1-0:63.7.0" => "reactive_power_import_l3", KVAR, ReactivePower, Number, "Instantaneous imported reactive power L3", "LU113 T3.1";
+    "1-0:24.7.0" => "reactive_power_export_l1", KVAR, ReactivePower, Number, "Instantaneous exported reactive power L1", "LU113 T3.1";
+    "1-0:44.7.0" => "reactive_power_export_l2", KVAR, ReactivePower, Number, "Instantaneous exported reactive power L2", "LU113 T3.1";
+    "1-0:64.7.0" => "reactive_power_export_l3", KVAR, ReactivePower, Number, "Instantaneous exported reactive power L3", "LU113 T3.1";
+    "1-0:32.7.0" => "voltage_l1", V, Voltage, Number, "Instantaneous voltage L1", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:52.7.0" => "voltage_l2", V, Voltage, Number, "Instantaneous voltage L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:72.7.0" => "voltage_l3", V, Voltage, Number, "Instantaneous voltage L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:31.7.0" => "current_l1", A, Current, Number, "Instantaneous current L1", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:51.7.0" => "current_l2", A, Current, Number, "Instantaneous current L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:71.7.0" => "current_l3", A, Current, Number, "Instantaneous current L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:32.32.0" => "voltage_sags_l1", NONE, Count, Number, "Number of voltage sags L1 (LU113 prints 0-0: by mistake)", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:52.32.0" => "voltage_sags_l2", NONE, Count, Number, "Number of voltage sags L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:72.32.0" => "voltage_sags_l3", NONE, Count, Number, "Number of voltage sags L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:32.36.0" => "voltage_swells_l1", NONE, Count, Number, "Number of voltage swells L1", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:52.36.0" => "voltage_swells_l2", NONE, Count, Number, "Number of voltage swells L2", "LU113 T3.1; DSMR502 T6-3";
+    "1-0:72.36.0" => "voltage_swells_l3", NONE, Count, Number, "Number of voltage swells L3", "LU113 T3.1; DSMR502 T6-3";
+    "1-1:31.4.0" => "current_thresholds", A, Threshold, Numbers, "Thresholds for maximum imported and exported current (LU113 prints 1-1:34.4.0 by mistake)", "LU113 T3.1";
+    "1-0:31.4.0" => "current_limit_l1", A, Threshold, Number, "Fuse supervision current threshold L1", "e-MUCS";
+    "1-0:51.4.0" => "current_limit_l2", A, Threshold, Number, "Fuse supervision current threshold L2", "e-MUCS";
+    "1-0:71.4.0" => "current_limit_l3", A, Threshold, Number, "Fuse supervision current threshold L3", "e-MUCS";
+    "1-0:1.4.0" => "average_demand", KW, Power, Number, "Current average demand (quarter-hour) of imported active power", "e-MUCS";
+    "1-0:1.6.0" => "peak_demand_month", KW, Power, TimedNumber, "Maximum quarter-hour demand of the running month, with its time", "e-MUCS";
+    "0-0:98.1.0" => "peak_demand_history", NONE, Log, History, "Monthly history (Belgian peak demand of the last 13 months; Hungarian billing record)", "e-MUCS; corpus (HU)";
+
+    "0-n:24.1.0" => "mbus{n}_device_type", NONE, MbusDeviceType, Number, "M-Bus device type on channel n (EN 13757-3 medium: 3 gas, 7 water, 4/12 heat)", "LU113 T3.1; DSMR502 T6-3";
+    "0-n:96.1.0" => "mbus{n}_equipment_id", NONE, Identifier, OctetString, "M-Bus equipment identifier on channel n", "LU113 T3.1; DSMR502 T6-3";
+    "0-n:96.1.1" => "mbus{n}_equipment_id", NONE, Identifier, OctetString, "M-Bus equipment identifier on channel n (e-MUCS)", "e-MUCS";
+    "0-n:96.1.2" => "mbus{n}_ean", NONE, Identifier, OctetString, "EAN code of the M-Bus device on channel n", "e-MUCS 2.1";
+    "0-n:24.2.1" => "mbus{n}", NONE, MbusReading, TimedNumber, "Last M-Bus reading on channel n with its capture time", "LU113 T3.1; DSMR502 T6-3";
+    "0-n:24.2.3" => "mbus{n}", NONE, MbusReading, TimedNumber, "Last M-Bus reading on channel n with its capture time (e-MUCS gas)", "e-MUCS";
+    "0-n:24.3.0" => "mbus{n}", NONE, MbusReading, LegacyReading, "Last hourly M-Bus reading on channel n (DSMR 2.2/3; value on the next line)", "DSMR 2.2";
+    "0-n:24.4.0" => "mbus{n}_valve_state", NONE, State, Number, "Valve position of the M-Bus device on channel n", "LU113 T3.1; DSMR 4";
+    "0-n:96.13.0" => "mbus{n}_text_message", NONE, Message, OctetString, "Text message of the M-Bus device on channel n", "corpus";
+    "7-0:23.1.0" => "gas_volume", Some("m3"), MbusReading, TimedNumber, "Gas volume (Itron ACE4000)", "corpus (ACE4000)";
+    "7-0:24.4.0" => "gas_valve_state", NONE, State, Number, "Gas valve position (Itron ACE4000)", "corpus (ACE4000)";
+    "1-1:1.8.1" => "submeter_energy_import_tariff1", KWH, Energy, Number, "Sub-meter imported energy, tariff 1", "corpus";
+    "1-1:1.8.2" => "submeter_energy_import_tariff2", KWH, Energy, Number, "Sub-meter imported energy, tariff 2", "corpus";
+    "1-1:2.8.1" => "submeter_energy_export_tariff1", KWH, Energy, Number, "Sub-meter exported energy, tariff 1", "corpus";
+    "1-1:2.8.2" => "submeter_energy_export_tariff2", KWH, Energy, Number, "Sub-meter exported energy, tariff 2", "corpus";
+    "1-1:1.7.0" => "submeter_power_import", KW, Power, Number, "Sub-meter imported power", "corpus";
+    "1-1:2.7.0" => "submeter_power_export", KW, Power, Number, "Sub-meter exported power", "corpus";
+};
+
+/// The registry, sorted by OBIS key for binary search.
+pub static REGISTRY: [ObisDef; DEFS.len()] = {
+    let mut sorted = DEFS;
+    // Insertion sort at compile time.
+    let mut i = 1;
+    while i < sorted.len() {
+        let mut j = i;
+        while j > 0 && sorted[j - 1].key() > sorted[j].key() {
+            let tmp = sorted[j - 1];
+            sorted[j - 1] = sorted[j];
+            sorted[j] = tmp;
+            j -= 1;
+        }
+        i += 1;
+    }
+    sorted
+};
+
+fn find(key: u64) -> Option<&'static ObisDef> {
+    REGISTRY
+        .binary_search_by(|def| def.key().cmp(&key))
+        .ok()
+        .map(|i| &REGISTRY[i])
+}
+
+/// Looks up an OBIS code: exact entries first, then M-Bus channel entries (`0-n:…`).
+///
+/// # Example
+/// ```
+/// use smarty_p1::{Obis, registry::{lookup, Kind}};
+/// assert_eq!(lookup(Obis::new(1, 0, 1, 8, 0)).unwrap().kind, Kind::Energy);
+/// assert_eq!(lookup(Obis::new(0, 2, 24, 2, 1)).unwrap().kind, Kind::MbusReading);
+/// assert!(lookup(Obis::new(1, 0, 200, 0, 0)).is_none());
+/// ```
+pub fn lookup(obis: Obis) -> Option<&'static ObisDef> {
+    find(obis.key()).or_else(|| {
+        if (1..=9).contains(&obis.b) {
+            find(
+                Obis {
+                    b: MBUS_WILDCARD,
+                    ..obis
+                }
+                .key(),
+            )
+        } else {
+            None
+        }
+    })
+}
+
+/// The medium of an M-Bus device, from its device type `0-n:24.1.0` (EN 13757-3 Table 3).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Medium {
+    /// Electricity (0x02).
+    Electricity,
+    /// Gas (0x03).
+    Gas,
+    /// Heat (0x04 outlet, 0x0C inlet, 0x0D heat/cooling).
+    Heat,
+    /// Warm water 30–90 °C (0x06).
+    WarmWater,
+    /// Water (0x07, cold water 0x16).
+    Water,
+    /// Cooling (0x0A outlet, 0x0B inlet).
+    Cooling,
+    /// Hot water ≥ 90 °C (0x15).
+    HotWater,
+    /// Any other device type.
+    Other(u8),
+}
+
+impl Medium {
+    /// The medium for a device type code.
+    pub fn from_device_type(code: u8) -> Medium {
+        match code {
+            0x02 => Medium::Electricity,
+            0x03 => Medium::Gas,
+            0x04 | 0x0C | 0x0D => Medium::Heat,
+            0x06 => Medium::WarmWater,
+            0x07 | 0x16 => Medium::Water,
+            0x0A | 0x0B => Medium::Cooling,
+            0x15 => Medium::HotWater,
+            other => Medium::Other(other),
+        }
+    }
+
+    /// snake_case name used in value names (`mbus1_gas_m3`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Medium::Electricity => "electricity",
+            Medium::Gas => "gas",
+            Medium::Heat => "heat",
+            Medium::WarmWater => "warm_water",
+            Medium::Water => "water",
+            Medium::Cooling => "cooling",
+            Medium::HotWater => "hot_water",
+            Medium::Other(_) => "reading",
+        }
+    }
+
+    /// The unit such a meter normally reports.
+    pub fn default_unit(&self) -> Option<&'static str> {
+        match self {
+            Medium::Gas | Medium::Water | Medium::WarmWater | Medium::HotWater => Some("m3"),
+            Medium::Heat | Medium::Cooling => Some("GJ"),
+            Medium::Electricity => Some("kWh"),
+            Medium::Other(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_sorted_and_unique() {
+        for pair in REGISTRY.windows(2) {
+            assert!(
+                pair[0].key() < pair[1].key(),
+                "duplicate or unsorted: {} / {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn every_smarty_object_is_known() {
+        // LU113 Table 3.1 (with the spec's typos corrected as real meters send them).
+        let smarty = [
+            "1-3:0.2.8",
+            "0-0:1.0.0",
+            "0-0:42.0.0",
+            "1-0:1.8.0",
+            "1-0:2.8.0",
+            "1-0:3.8.0",
+            "1-0:4.8.0",
+            "1-0:1.7.0",
+            "1-0:2.7.0",
+            "1-0:3.7.0",
+            "1-0:4.7.0",
+            "0-0:17.0.0",
+            "1-1:31.4.0",
+            "1-0:9.7.0",
+            "1-0:10.7.0",
+            "0-0:96.3.10",
+            "0-1:96.3.10",
+            "0-2:96.3.10",
+            "0-0:96.7.21",
+            "1-0:32.32.0",
+            "1-0:52.32.0",
+            "1-0:72.32.0",
+            "1-0:32.36.0",
+            "1-0:52.36.0",
+            "1-0:72.36.0",
+            "0-0:96.13.0",
+            "0-0:96.13.2",
+            "0-0:96.13.3",
+            "0-0:96.13.4",
+            "0-0:96.13.5",
+            "1-0:32.7.0",
+            "1-0:52.7.0",
+            "1-0:72.7.0",
+            "1-0:31.7.0",
+            "1-0:51.7.0",
+            "1-0:71.7.0",
+            "1-0:21.7.0",
+            "1-0:41.7.0",
+            "1-0:61.7.0",
+            "1-0:22.7.0",
+            "1-0:42.7.0",
+            "1-0:62.7.0",
+            "1-0:23.7.0",
+            "1-0:43.7.0",
+            "1-0:63.7.0",
+            "1-0:24.7.0",
+            "1-0:44.7.0",
+            "1-0:64.7.0",
+            "0-1:24.1.0",
+            "0-2:96.1.0",
+            "0-3:24.2.1",
+            "0-4:24.4.0",
+        ];
+        for code in smarty {
+            let (obis, _) = Obis::parse_prefix(code.as_bytes()).unwrap();
+            assert!(lookup(obis).is_some(), "{code} missing");
+        }
+    }
+}

@@ -1,0 +1,816 @@
+//! The P1 telegram: model and one-pass parser (DSMR 5.0.2 §6, LU113 §3.2.2).
+//!
+//! ```text
+//! /Lux5\253663629_D          identification (header)
+//!                            empty line
+//! 1-3:0.2.8(42)              data lines  OBIS(value)(value)…
+//! 0-0:1.0.0(180130102122W)
+//! …
+//! !CFDE                      end: '!' and CRC16/ARC over '/' … '!'
+//! ```
+//! Every data line is parsed generically; the [registry](crate::registry) gives known codes
+//! their name, unit and value format. The parser borrows from the input: it allocates one
+//! vector of objects per telegram and nothing per line.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::crc::crc16_arc;
+use crate::error::{TelegramError, ValueError};
+use crate::obis::Obis;
+use crate::registry::{self, Format, Kind, Medium, ObisDef};
+use crate::value::{Decimal, OctetString, Quantity, Timestamp};
+
+/// The state of a telegram's CRC.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CrcStatus {
+    /// The CRC after `!` matches.
+    Valid,
+    /// No CRC was sent (DSMR 2.2/3 end with a bare `!`), or no `!` line at all.
+    Absent,
+    /// The CRC does not match (only seen with [`ParseOptions::check_crc`] off).
+    Mismatch {
+        /// Written after `!`.
+        expected: u16,
+        /// Computed over `/` … `!`.
+        computed: u16,
+    },
+}
+
+impl CrcStatus {
+    /// `"ok"`, `"absent"` or `"mismatch"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CrcStatus::Valid => "ok",
+            CrcStatus::Absent => "absent",
+            CrcStatus::Mismatch { .. } => "mismatch",
+        }
+    }
+}
+
+/// Where the end line `!CRC` is: (offset of `!`, CRC digits, offset after the end line).
+struct End<'a> {
+    bang: usize,
+    digits: &'a [u8],
+    end: usize,
+}
+
+/// Finds the first `!` at the start of a line after `from`.
+fn find_end(bytes: &[u8], from: usize) -> Option<End<'_>> {
+    let mut search = from;
+    while let Some(found) = memchr::memchr(b'!', &bytes[search..]) {
+        let bang = search + found;
+        if bang > 0 && bytes[bang - 1] == b'\n' {
+            let after = &bytes[bang + 1..];
+            let n = after
+                .iter()
+                .take(4)
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            let mut end = bang + 1 + n;
+            if bytes.get(end) == Some(&b'\r') {
+                end += 1;
+            }
+            if bytes.get(end) == Some(&b'\n') {
+                end += 1;
+            }
+            return Some(End {
+                bang,
+                digits: &after[..n],
+                end,
+            });
+        }
+        search = bang + 1;
+    }
+    None
+}
+
+fn crc_of(bytes: &[u8], start: usize, end: &End<'_>) -> CrcStatus {
+    if end.digits.is_empty() {
+        return CrcStatus::Absent;
+    }
+    let expected = end
+        .digits
+        .iter()
+        .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d)));
+    let computed = crc16_arc(&bytes[start..=end.bang]);
+    if expected == computed {
+        CrcStatus::Valid
+    } else {
+        CrcStatus::Mismatch { expected, computed }
+    }
+}
+
+fn hex_value(d: u8) -> u8 {
+    match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        _ => d - b'A' + 10,
+    }
+}
+
+/// Checks only the CRC of a telegram (from its first `/` to the `!` line).
+///
+/// Returns [`CrcStatus::Absent`] when there is no `/`, no `!` line or no CRC digits.
+///
+/// # Example
+/// ```
+/// use smarty_p1::{crc_status, CrcStatus};
+/// assert_eq!(crc_status(b"/X\r\n\r\n1-3:0.2.8(42)\r\n!"), CrcStatus::Absent);
+/// ```
+pub fn crc_status(bytes: &[u8]) -> CrcStatus {
+    let Some(start) = memchr::memchr(b'/', bytes) else {
+        return CrcStatus::Absent;
+    };
+    match find_end(bytes, start) {
+        Some(end) => crc_of(bytes, start, &end),
+        None => CrcStatus::Absent,
+    }
+}
+
+/// Options of [`parse_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct ParseOptions {
+    /// Reject a telegram whose CRC does not match (default `true`). With `false` the telegram
+    /// is parsed anyway and [`Telegram::crc`] says [`CrcStatus::Mismatch`].
+    pub check_crc: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions { check_crc: true }
+    }
+}
+
+/// The value groups of a line, `(…)(…)…`; iterating gives the text inside each pair of
+/// parentheses. (For a DSMR 2.2 gas reading the groups span two lines.)
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Groups<'a>(&'a str);
+
+impl<'a> Groups<'a> {
+    /// The groups as sent, parentheses included.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+
+    /// Checks `(…)(…)…` with nothing but line breaks or spaces between groups.
+    fn validate(text: &'a str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        let mut count = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'(' => {
+                    let close = memchr::memchr2(b')', b'(', &bytes[i + 1..])?;
+                    if bytes[i + 1 + close] != b')' {
+                        return None;
+                    }
+                    i += close + 2;
+                    count += 1;
+                }
+                b'\r' | b'\n' | b' ' | b'\t' => i += 1,
+                _ => return None,
+            }
+        }
+        (count > 0).then_some(Groups(text))
+    }
+}
+
+impl<'a> Iterator for Groups<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let open = self.0.find('(')?;
+        let close = open + self.0[open..].find(')')?;
+        let inner = &self.0[open + 1..close];
+        self.0 = &self.0[close + 1..];
+        Some(inner)
+    }
+}
+
+/// The typed value of a data line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Value<'a> {
+    /// `()`: no value.
+    Empty,
+    /// A number with an optional unit.
+    Number(Quantity<'a>),
+    /// A string kept as sent (version, tariff indicator, ids that are not hex).
+    Text(&'a str),
+    /// A hex octet string (ids, text messages).
+    OctetString(OctetString<'a>),
+    /// A timestamp; `None` for placeholders.
+    Timestamp(Option<Timestamp>),
+    /// A capture time and a number (M-Bus readings, Belgian monthly peak).
+    TimedNumber {
+        /// Capture time; `None` for placeholders.
+        time: Option<Timestamp>,
+        /// The reading.
+        quantity: Quantity<'a>,
+    },
+    /// Several numbers; see [`Value::numbers`].
+    Numbers(Groups<'a>),
+    /// Power-failure log; see [`Value::failure_events`].
+    FailureLog(Groups<'a>),
+    /// Monthly history; see [`Value::history`].
+    History(Groups<'a>),
+    /// A line whose value groups could not be interpreted; kept as sent.
+    Raw(Groups<'a>),
+}
+
+/// One entry of the power-failure log `1-0:99.97.0` (DSMR 5.0.2 §6.11).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FailureEvent<'a> {
+    /// When the failure ended; `None` for placeholders.
+    pub end: Option<Timestamp>,
+    /// How long it lasted (unit `s`).
+    pub duration: Quantity<'a>,
+}
+
+/// One entry of a monthly history `0-0:98.1.0`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct HistoryEntry<'a> {
+    /// The period (month start) the entry belongs to.
+    pub period: Option<Timestamp>,
+    /// When the value was reached (Belgian peaks); `None` in billing records.
+    pub time: Option<Timestamp>,
+    /// The value.
+    pub quantity: Quantity<'a>,
+}
+
+impl<'a> Value<'a> {
+    /// The single quantity of `Number` and `TimedNumber` values.
+    pub fn quantity(&self) -> Option<Quantity<'a>> {
+        match *self {
+            Value::Number(q) | Value::TimedNumber { quantity: q, .. } => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The numbers of a `Numbers` value (also of `Number`).
+    pub fn numbers(&self) -> impl Iterator<Item = Quantity<'a>> + 'a {
+        let (groups, single) = match *self {
+            Value::Numbers(g) => (Some(g), None),
+            Value::Number(q) => (None, Some(q)),
+            _ => (None, None),
+        };
+        groups
+            .into_iter()
+            .flatten()
+            .filter_map(|g| Quantity::parse(g).ok())
+            .chain(single)
+    }
+
+    /// The events of a `FailureLog` value, newest first as the meter sends them.
+    pub fn failure_events(&self) -> impl Iterator<Item = FailureEvent<'a>> + 'a {
+        let groups = match *self {
+            Value::FailureLog(g) => Some(g.skip(2)),
+            _ => None,
+        };
+        let mut groups = groups.into_iter().flatten();
+        core::iter::from_fn(move || {
+            let end = groups.next()?;
+            let duration = Quantity::parse(groups.next()?).ok()?;
+            Some(FailureEvent {
+                end: Timestamp::parse(end).ok().flatten(),
+                duration,
+            })
+        })
+    }
+
+    /// The entries of a `History` value.
+    pub fn history(&self) -> impl Iterator<Item = HistoryEntry<'a>> + 'a {
+        let groups = match *self {
+            Value::History(g) => Some(g),
+            _ => None,
+        };
+        let mut groups = groups.into_iter().flatten().peekable();
+        // Belgian form starts with a count; the Hungarian billing record with a timestamp.
+        let belgian = groups
+            .peek()
+            .is_some_and(|first| first.bytes().all(|b| b.is_ascii_digit()) && first.len() < 12);
+        let mut period = None;
+        if belgian {
+            groups.next(); // count
+            groups.next(); // 1-0:1.6.0
+            groups.next(); // 1-0:1.6.0
+        } else {
+            period = groups
+                .next()
+                .and_then(|t| Timestamp::parse(t).ok().flatten());
+        }
+        core::iter::from_fn(move || {
+            if belgian {
+                let period = Timestamp::parse(groups.next()?).ok().flatten();
+                let time = Timestamp::parse(groups.next()?).ok().flatten();
+                let quantity = Quantity::parse(groups.next()?).ok()?;
+                Some(HistoryEntry {
+                    period,
+                    time,
+                    quantity,
+                })
+            } else {
+                let quantity = Quantity::parse(groups.next()?).ok()?;
+                Some(HistoryEntry {
+                    period,
+                    time: None,
+                    quantity,
+                })
+            }
+        })
+    }
+}
+
+fn is_timestamp(text: &str) -> bool {
+    (text.len() == 13 || text.len() == 12) && Timestamp::parse(text).is_ok()
+}
+
+/// Interprets the groups according to the registry format.
+fn typed<'a>(format: Format, text: &'a str) -> Result<Value<'a>, ValueError> {
+    let mut groups = Groups(text);
+    let first = groups.next().ok_or(ValueError::Shape)?;
+    let rest = groups;
+    let single = || {
+        if rest.clone().next().is_some() {
+            Err(ValueError::Shape)
+        } else {
+            Ok(())
+        }
+    };
+    match format {
+        Format::Number => {
+            single()?;
+            if first.is_empty() {
+                Ok(Value::Empty)
+            } else {
+                Quantity::parse(first).map(Value::Number)
+            }
+        }
+        Format::Text => {
+            single()?;
+            Ok(Value::Text(first))
+        }
+        Format::OctetString => {
+            single()?;
+            Ok(match OctetString::new(first) {
+                Ok(s) => Value::OctetString(s),
+                Err(_) => Value::Text(first),
+            })
+        }
+        Format::Timestamp => {
+            single()?;
+            Timestamp::parse(first).map(Value::Timestamp)
+        }
+        Format::TimedNumber => {
+            let mut rest = rest;
+            let quantity = rest.next().ok_or(ValueError::Shape)?;
+            if rest.next().is_some() {
+                return Err(ValueError::Shape);
+            }
+            Ok(Value::TimedNumber {
+                // A malformed capture time is a placeholder: the reading still counts.
+                time: Timestamp::parse(first).ok().flatten(),
+                quantity: Quantity::parse(quantity)?,
+            })
+        }
+        Format::Numbers => {
+            for g in Groups(text) {
+                Quantity::parse(g)?;
+            }
+            Ok(Value::Numbers(Groups(text)))
+        }
+        Format::FailureLog => {
+            let log = Value::FailureLog(Groups(text));
+            if first.is_empty() && rest.clone().next().is_none() {
+                return Ok(log);
+            }
+            let count: usize = first.parse().map_err(|_| ValueError::Number)?;
+            let mut rest = rest;
+            if count == 0 && rest.clone().next().is_none() {
+                return Ok(log);
+            }
+            rest.next().ok_or(ValueError::Shape)?; // 0-0:96.7.19
+            let mut pairs = 0;
+            while let Some(end) = rest.next() {
+                Timestamp::parse(end)?;
+                Quantity::parse(rest.next().ok_or(ValueError::Shape)?)?;
+                pairs += 1;
+            }
+            if pairs != count {
+                return Err(ValueError::Shape);
+            }
+            Ok(log)
+        }
+        Format::History => {
+            let value = Value::History(Groups(text));
+            let expected = Groups(text).count();
+            let belgian = first.bytes().all(|b| b.is_ascii_digit()) && first.len() < 12;
+            let parsed = value.history().count();
+            let needed = if belgian {
+                3 + 3 * parsed + 1
+            } else {
+                1 + parsed + 1
+            };
+            if needed != expected + 1 {
+                return Err(ValueError::Shape);
+            }
+            Ok(value)
+        }
+        Format::LegacyReading => {
+            // (ts)(00)(60)(1)(0-n:24.2.1)(unit) then (value) on the next line.
+            let all: [Option<&str>; 8] = {
+                let mut it = Groups(text);
+                core::array::from_fn(|_| it.next())
+            };
+            match all {
+                [
+                    Some(ts),
+                    Some(_),
+                    Some(_),
+                    Some(_),
+                    Some(_),
+                    Some(unit),
+                    Some(value),
+                    None,
+                ] => {
+                    let value = Decimal::parse(value)?;
+                    Ok(Value::TimedNumber {
+                        time: Timestamp::parse(ts).ok().flatten(),
+                        quantity: Quantity {
+                            value,
+                            unit: (!unit.is_empty()).then_some(unit),
+                        },
+                    })
+                }
+                _ => Err(ValueError::Shape),
+            }
+        }
+    }
+}
+
+/// Interprets the groups of a line whose OBIS code the registry does not know.
+fn generic(text: &str) -> Value<'_> {
+    let mut groups = Groups(text);
+    let Some(first) = groups.next() else {
+        return Value::Raw(Groups(text));
+    };
+    match (groups.next(), groups.next()) {
+        (None, _) => {
+            if first.is_empty() {
+                Value::Empty
+            } else if let Ok(q) = Quantity::parse(first) {
+                Value::Number(q)
+            } else if first.len() == 13 && is_timestamp(first) {
+                Value::Timestamp(Timestamp::parse(first).ok().flatten())
+            } else if let Ok(s) = OctetString::new(first) {
+                Value::OctetString(s)
+            } else {
+                Value::Text(first)
+            }
+        }
+        (Some(second), None) if is_timestamp(first) => match Quantity::parse(second) {
+            Ok(quantity) => Value::TimedNumber {
+                time: Timestamp::parse(first).ok().flatten(),
+                quantity,
+            },
+            Err(_) => Value::Raw(Groups(text)),
+        },
+        _ => {
+            if Groups(text).all(|g| Quantity::parse(g).is_ok()) {
+                Value::Numbers(Groups(text))
+            } else {
+                Value::Raw(Groups(text))
+            }
+        }
+    }
+}
+
+/// One data line `A-B:C.D.E(…)(…)`.
+#[derive(Clone, Copy, Debug)]
+pub struct DataObject<'a> {
+    /// The OBIS code.
+    pub obis: Obis,
+    /// The code as sent, without a `*255` suffix.
+    pub code: &'a str,
+    /// The registry entry, `None` for codes the registry does not know.
+    pub def: Option<&'static ObisDef>,
+    /// The typed value; [`Value::Raw`] when the groups did not fit the registry format.
+    pub value: Value<'a>,
+    /// The whole line as sent (two lines for a DSMR 2.2 gas reading), without line end.
+    pub line: &'a str,
+}
+
+impl DataObject<'_> {
+    /// `true` when the registry knows the code and the value fit its format.
+    pub fn is_understood(&self) -> bool {
+        self.def.is_some() && !matches!(self.value, Value::Raw(_))
+    }
+}
+
+/// A parsed telegram, borrowing from the bytes it was parsed from.
+///
+/// # Example
+/// ```
+/// let bytes = b"/Lux5\\253663629_D\r\n\r\n1-3:0.2.8(42)\r\n0-0:1.0.0(180130102122W)\r\n\
+/// 0-0:42.0.0(53414731303330373030313134303034)\r\n1-0:1.8.0(000006.695*kWh)\r\n\
+/// 1-0:3.7.0(00.000)\r\n!";
+/// let telegram = smarty_p1::parse(bytes).unwrap();
+/// assert_eq!(telegram.header_str(), "Lux5\\253663629_D");
+/// assert_eq!(telegram.meter_id().as_deref(), Some("SAG1030700114004"));
+/// let energy = telegram.get("1-0:1.8.0").unwrap();
+/// assert_eq!(telegram.name_of(energy).unwrap().to_string(), "energy_import_kwh");
+/// assert_eq!(energy.value.quantity().unwrap().value.to_string(), "6.695");
+/// // 1-0:3.7.0 without unit (2018 firmware) is still named with the registry unit.
+/// let q = telegram.get("1-0:3.7.0").unwrap();
+/// assert_eq!(telegram.name_of(q).unwrap().to_string(), "reactive_power_import_kvar");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Telegram<'a> {
+    raw: &'a [u8],
+    header: &'a [u8],
+    crc: CrcStatus,
+    terminated: bool,
+    objects: Vec<DataObject<'a>>,
+    unknown_lines: Vec<&'a [u8]>,
+    media: [Option<Medium>; 10],
+}
+
+/// Parses one telegram, checking its CRC.
+///
+/// # Errors
+/// See [`TelegramError`]: no `/` header, or a CRC mismatch. Lines that cannot be understood
+/// never fail the telegram; they are listed in [`Telegram::unknown_lines`].
+pub fn parse(bytes: &[u8]) -> Result<Telegram<'_>, TelegramError> {
+    parse_with(bytes, ParseOptions::default())
+}
+
+/// Parses one telegram with options.
+///
+/// # Errors
+/// As [`parse`]; with `check_crc` off a CRC mismatch is reported in [`Telegram::crc`].
+pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, TelegramError> {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+        .ok_or(TelegramError::NoHeader)?;
+    if bytes[start] != b'/' {
+        return Err(TelegramError::NoHeader);
+    }
+    let header_nl = memchr::memchr(b'\n', &bytes[start..]).ok_or(TelegramError::BadHeader)? + start;
+    let header = trim_cr(&bytes[start + 1..header_nl]);
+    let end = find_end(bytes, header_nl);
+    let (body_end, raw_end, crc, terminated) = match &end {
+        Some(end) => {
+            let crc = crc_of(bytes, start, end);
+            if let (true, CrcStatus::Mismatch { expected, computed }) = (options.check_crc, crc) {
+                return Err(TelegramError::CrcMismatch { expected, computed });
+            }
+            (end.bang, end.end, crc, true)
+        }
+        None => (bytes.len(), bytes.len(), CrcStatus::Absent, false),
+    };
+
+    let body = &bytes[header_nl + 1..body_end];
+    let mut telegram = Telegram {
+        raw: &bytes[start..raw_end],
+        header,
+        crc,
+        terminated,
+        objects: Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1),
+        unknown_lines: Vec::new(),
+        media: [None; 10],
+    };
+    let mut line_start = 0;
+    while line_start < body.len() {
+        let line_end =
+            memchr::memchr(b'\n', &body[line_start..]).map_or(body.len(), |i| line_start + i);
+        let line = trim_cr(&body[line_start..line_end]);
+        line_start = line_end + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        telegram.add_line(bytes, line);
+    }
+    // A DSMR 2.2 reading whose value line never came.
+    for object in &telegram.objects {
+        if matches!(object.value, Value::Raw(_))
+            && object
+                .def
+                .is_some_and(|d| d.format == Format::LegacyReading)
+        {
+            telegram.unknown_lines.push(object.line.as_bytes());
+        }
+    }
+    Ok(telegram)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    match line.last() {
+        Some(b'\r') => &line[..line.len() - 1],
+        _ => line,
+    }
+}
+
+impl<'a> Telegram<'a> {
+    fn add_line(&mut self, all: &'a [u8], line: &'a [u8]) {
+        let Ok(text) = core::str::from_utf8(line) else {
+            self.unknown_lines.push(line);
+            return;
+        };
+        if text.starts_with('(') {
+            // Continuation: the DSMR 2.2/3 gas value on the line after 0-n:24.3.0.
+            if let Some(last) = self.objects.last_mut()
+                && matches!(last.value, Value::Raw(_))
+                && last.def.is_some_and(|d| d.format == Format::LegacyReading)
+            {
+                let from = last.line.as_ptr() as usize - all.as_ptr() as usize;
+                let to = line.as_ptr() as usize - all.as_ptr() as usize + line.len();
+                if let Ok(joined) = core::str::from_utf8(&all[from..to]) {
+                    let groups = &joined[last.line.len() - groups_len(last.line)..];
+                    if let Ok(value) = typed(Format::LegacyReading, groups) {
+                        last.value = value;
+                        last.line = joined;
+                        return;
+                    }
+                }
+            }
+            self.unknown_lines.push(line);
+            return;
+        }
+        let Some((obis, code_len, prefix_len)) = Obis::parse_prefix_full(line) else {
+            self.unknown_lines.push(line);
+            return;
+        };
+        let Some(groups) = Groups::validate(&text[prefix_len..]) else {
+            self.unknown_lines.push(line);
+            return;
+        };
+        let def = registry::lookup(obis);
+        let value = match def {
+            Some(def) => match typed(def.format, groups.as_str()) {
+                Ok(value) => value,
+                Err(_) => Value::Raw(groups),
+            },
+            None => generic(groups.as_str()),
+        };
+        let object = DataObject {
+            obis,
+            code: &text[..code_len],
+            def,
+            value,
+            line: text,
+        };
+        if let (Some(def), Value::Number(q)) = (def, value)
+            && def.kind == Kind::MbusDeviceType
+            && let Ok(code) = u8::try_from(q.value.mantissa())
+            && q.value.is_integer()
+        {
+            self.media[usize::from(obis.b)] = Some(Medium::from_device_type(code));
+        }
+        let waiting_for_value = def.is_some_and(|d| d.format == Format::LegacyReading)
+            && matches!(value, Value::Raw(_));
+        if !object.is_understood() && !waiting_for_value {
+            self.unknown_lines.push(line);
+        }
+        self.objects.push(object);
+    }
+
+    /// The telegram bytes from `/` through the CRC line (line end included when sent).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// The identification line without `/` and line end, e.g. `Lux5\253663629_D`.
+    pub fn header(&self) -> &'a [u8] {
+        self.header
+    }
+
+    /// The identification line as text (invalid UTF-8 replaced).
+    pub fn header_str(&self) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.header)
+    }
+
+    /// The CRC state.
+    pub fn crc(&self) -> CrcStatus {
+        self.crc
+    }
+
+    /// `false` when the telegram had no `!` end line.
+    pub fn is_terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// Every data line with an OBIS code, in the order sent.
+    pub fn objects(&self) -> &[DataObject<'a>] {
+        &self.objects
+    }
+
+    /// Lines that were not fully understood: not a data line, an OBIS code the registry does
+    /// not know, or a value that does not fit its code's format. The objects among them are
+    /// still in [`Telegram::objects`].
+    pub fn unknown_lines(&self) -> &[&'a [u8]] {
+        &self.unknown_lines
+    }
+
+    /// The object for a code written as text (`"1-0:1.8.0"`).
+    pub fn get(&self, code: &str) -> Option<&DataObject<'a>> {
+        let (obis, _) = Obis::parse_prefix(code.as_bytes())?;
+        self.get_obis(obis)
+    }
+
+    /// The object for a code.
+    pub fn get_obis(&self, obis: Obis) -> Option<&DataObject<'a>> {
+        self.objects.iter().find(|o| o.obis == obis)
+    }
+
+    /// The P1 version (`1-3:0.2.8`): `42` on Smarty, `50` on DSMR 5.
+    pub fn version(&self) -> Option<&'a str> {
+        match self.get_obis(Obis::new(1, 3, 0, 2, 8))?.value {
+            Value::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The telegram's time (`0-0:1.0.0`); `None` when absent or a placeholder.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        match self.get_obis(Obis::new(0, 0, 1, 0, 0))?.value {
+            Value::Timestamp(t) => t,
+            _ => None,
+        }
+    }
+
+    /// The meter id: `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR) decoded to text.
+    pub fn meter_id(&self) -> Option<String> {
+        [Obis::new(0, 0, 42, 0, 0), Obis::new(0, 0, 96, 1, 1)]
+            .into_iter()
+            .filter_map(|code| self.get_obis(code))
+            .find_map(|o| match o.value {
+                Value::OctetString(s) if !s.is_empty() => s.text(),
+                Value::Text(t) if !t.is_empty() => Some(String::from(t)),
+                _ => None,
+            })
+    }
+
+    /// The medium of M-Bus channel `n` from its device type line `0-n:24.1.0`.
+    pub fn medium(&self, channel: u8) -> Option<Medium> {
+        self.media.get(usize::from(channel)).copied().flatten()
+    }
+
+    /// The standard name of an object with its unit (`energy_import_kwh`, `voltage_l1_v`,
+    /// `mbus1_gas_m3`); `None` for codes the registry does not know.
+    pub fn name_of(&self, object: &DataObject<'a>) -> Option<Name<'a>> {
+        let def = object.def?;
+        let sent_unit = object
+            .value
+            .quantity()
+            .and_then(|q| q.unit)
+            .or_else(|| object.value.numbers().next().and_then(|q| q.unit));
+        let (medium, unit) = if def.kind == Kind::MbusReading && def.a == 0 {
+            let medium = self.medium(object.obis.b);
+            let unit = sent_unit.or_else(|| medium.and_then(|m| m.default_unit()));
+            (Some(medium.unwrap_or(Medium::Other(0))), unit)
+        } else {
+            (None, sent_unit.or(def.unit))
+        };
+        Some(Name {
+            template: def.name,
+            channel: object.obis.b,
+            medium,
+            unit,
+        })
+    }
+}
+
+/// A value name: the registry name with its M-Bus channel, medium and unit filled in.
+/// Displays as snake_case, e.g. `mbus1_gas_m3`.
+#[derive(Clone, Copy, Debug)]
+pub struct Name<'a> {
+    template: &'static str,
+    channel: u8,
+    medium: Option<Medium>,
+    unit: Option<&'a str>,
+}
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.template.split_once("{n}") {
+            Some((before, after)) => write!(f, "{before}{}{after}", self.channel)?,
+            None => f.write_str(self.template)?,
+        }
+        if let Some(medium) = self.medium {
+            write!(f, "_{}", medium.as_str())?;
+        }
+        if let Some(unit) = self.unit {
+            f.write_str("_")?;
+            for c in unit.chars().filter(char::is_ascii_alphanumeric) {
+                write!(f, "{}", c.to_ascii_lowercase())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn groups_len(line: &str) -> usize {
+    line.find('(').map_or(0, |i| line.len() - i)
+}
