@@ -1,1 +1,60 @@
-fn main() {}
+//! `smarty`: a gateway for the P1 port of smart electricity meters.
+//!
+//! Sources ([`source`]) → the core decoder (`smarty-p1`) → sinks ([`output`]), driven by the
+//! [`pipeline`]; the commands are `read`, `simulate` and `demo`.
+
+mod cli;
+mod demo;
+mod key;
+mod output;
+mod pipeline;
+mod read;
+mod simulate;
+mod source;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "smarty=info",
+        1 => "smarty=debug,smarty_p1=debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("smarty: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Read(args) => read::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smarty: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! `smarty simulate`: a virtual Smarty meter.
+
+mod household;
+mod link;
+mod telegram;
+
+use std::io::{self, BufWriter};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use jiff::{SignedDuration, Zoned};
+use rand::Rng;
+use smarty_p1::{Aad, Key};
+
+pub use link::{Link, PtyLink, TcpLink, WriterLink};
+
+use crate::cli::{MeterArgs, SimulateArgs};
+use crate::key;
+use household::Household;
+use telegram::Identity;
+
+/// A configured virtual meter.
+pub struct Meter {
+    args: MeterArgs,
+    key: Option<Key>,
+    aad: Aad,
+    house: Household,
+    identity: Identity,
+    system_title: [u8; 8],
+    frame_counter: u32,
+}
+
+/// The key the meter encrypts with, and whether it was generated.
+pub struct MeterKey {
+    /// The key (`None` with `--plain`).
+    pub key: Option<Key>,
+    /// `true` when no key was given and one was generated.
+    pub generated: bool,
+}
+
+impl Meter {
+    /// Builds the meter from its options; generates a key when none is given.
+    ///
+    /// # Errors
+    /// A malformed key or authentication key.
+    pub fn new(args: &MeterArgs) -> Result<(Self, MeterKey)> {
+        let mut rng = rand::rng();
+        let seed = args.seed.unwrap_or_else(|| rng.random());
+        let (key, generated) = if args.plain {
+            (None, false)
+        } else {
+            match key::load_key(args.key.as_deref(), args.key_file.as_deref())? {
+                Some((key, _)) => (Some(key), false),
+                None => (Some(Key::from_bytes(rng.random())), true),
+            }
+        };
+        let aad = key::load_aad(args.auth_key.as_deref(), None)?;
+        let serial = seed % 1_000_000;
+        let identity = Identity {
+            header: "Lux5\\253663629_D".into(),
+            meter_id: format!("SAG10307001{:05}", serial % 100_000),
+            gas_id: format!("FLO18237{:07}", serial * 7 % 10_000_000),
+            water_id: format!("ELS35358{:07}", serial * 13 % 10_000_000),
+        };
+        let mut system_title = *b"SAGgp\0\0\0";
+        system_title[5..].copy_from_slice(&(serial as u32).to_be_bytes()[1..]);
+        let meter = Meter {
+            args: args.clone(),
+            key: key.clone(),
+            aad,
+            house: Household::new(seed, args.solar_kwp, args.gas, args.water),
+            identity,
+            system_title,
+            frame_counter: args
+                .frame_counter
+                .unwrap_or_else(|| rng.random_range(1_000..5_000_000)),
+        };
+        Ok((meter, MeterKey { key, generated }))
+    }
+
+    /// The meter id it sends in `0-0:42.0.0`.
+    pub fn meter_id(&self) -> &str {
+        &self.identity.meter_id
+    }
+
+    /// Advances the household to `now` and returns the frame (or plaintext telegram).
+    pub fn next_frame(&mut self, now: &Zoned) -> Vec<u8> {
+        self.house.step(now, self.args.interval.as_secs_f64());
+        let plaintext = telegram::write(&self.house, &self.identity, self.args.firmware, now);
+        match &self.key {
+            None => plaintext,
+            Some(key) => {
+                let frame = smarty_p1::encrypt_frame(
+                    key,
+                    &self.aad,
+                    self.system_title,
+                    self.frame_counter,
+                    &plaintext,
+                );
+                self.frame_counter = self.frame_counter.wrapping_add(1);
+                frame
+            }
+        }
+    }
+
+    /// Sends frames to `link` every interval until `count` frames are sent or `stop`
+    /// receives anything. With `fast`, sends without waiting (simulated time still advances).
+    ///
+    /// # Errors
+    /// A write error on a file or stdout.
+    pub fn run(&mut self, link: &mut dyn Link, fast: bool, stop: &Receiver<()>) -> Result<u64> {
+        let interval = self.args.interval;
+        let step = SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(10));
+        let zone = jiff::tz::TimeZone::get(crate::output::time::METER_ZONE)
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let mut now = Zoned::now().with_time_zone(zone);
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while self.args.count.is_none_or(|count| sent < count) {
+            let frame = self.next_frame(&now);
+            match link.send(&frame) {
+                Ok(()) => {}
+                Err(e) if link.is_fatal() => {
+                    return Err(e).with_context(|| format!("cannot write to {}", link.describe()));
+                }
+                Err(e) => tracing::debug!("frame not delivered: {e}"),
+            }
+            sent += 1;
+            now = now.checked_add(step).unwrap_or(now);
+            if !fast {
+                let due = started + interval * (sent as u32);
+                let wait = due.saturating_duration_since(Instant::now());
+                match stop.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
+            } else if stop.try_recv().is_ok() {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// Runs `smarty simulate`.
+///
+/// # Errors
+/// Bad options, or a link that cannot be opened or written.
+pub async fn run(args: SimulateArgs) -> Result<()> {
+    let (mut meter, key) = Meter::new(&args.meter)?;
+    let (mut link, fast): (Box<dyn Link>, bool) = if let Some(address) = &args.listen {
+        (Box::new(TcpLink::listen(address)?), args.fast)
+    } else if let Some(output) = &args.output {
+        if output == "-" {
+            let out = BufWriter::new(io::stdout());
+            (
+                Box::new(WriterLink::new(Box::new(out), "standard output")),
+                args.fast,
+            )
+        } else {
+            let file =
+                std::fs::File::create(output).with_context(|| format!("cannot create {output}"))?;
+            (
+                Box::new(WriterLink::new(Box::new(BufWriter::new(file)), output)),
+                true,
+            )
+        }
+    } else {
+        let pty = PtyLink::open(args.link.as_deref()).context("cannot open a pseudo-terminal")?;
+        (Box::new(pty), args.fast)
+    };
+    let what = if args.meter.plain {
+        "plaintext"
+    } else {
+        "encrypted"
+    };
+    eprintln!(
+        "virtual Smarty meter {} sending {what} frames every {:?} to {}",
+        meter.meter_id(),
+        args.meter.interval,
+        link.describe()
+    );
+    if let (Some(key), true) = (&key.key, key.generated) {
+        eprintln!(
+            "generated key (read with --key): {}",
+            crate::output::json::hex(key.as_bytes())
+        );
+    }
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    let worker = tokio::task::spawn_blocking(move || {
+        let result = meter.run(link.as_mut(), fast, &stop_rx);
+        drop(link);
+        result
+    });
+    tokio::pin!(worker);
+    let sent = tokio::select! {
+        result = &mut worker => result??,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = stop_tx.send(());
+            worker.await??
+        }
+    };
+    eprintln!("smarty simulate: {sent} frames sent");
+    Ok(())
+}
+
+/// How long to wait before the first frame when a reader starts at the same moment.
+pub const FIRST_FRAME_DELAY: Duration = Duration::from_millis(300);

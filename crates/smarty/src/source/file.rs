@@ -1,0 +1,60 @@
+//! Files and standard input: read to the end.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{OpenFuture, Reader, Source};
+
+/// A capture file.
+#[derive(Debug)]
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    /// A source reading `path` once.
+    pub fn new(path: &Path) -> Self {
+        FileSource {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for FileSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "file {}", self.path.display())
+    }
+}
+
+impl Source for FileSource {
+    fn open(&self) -> OpenFuture<'_> {
+        Box::pin(async move {
+            let file = tokio::fs::File::open(&self.path).await?;
+            Ok(Box::new(file) as Reader)
+        })
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+}
+
+/// Standard input.
+#[derive(Debug)]
+pub struct StdinSource;
+
+impl fmt::Display for StdinSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("standard input")
+    }
+}
+
+impl Source for StdinSource {
+    fn open(&self) -> OpenFuture<'_> {
+        Box::pin(async { Ok(Box::new(tokio::io::stdin()) as Reader) })
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+}

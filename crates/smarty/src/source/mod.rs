@@ -1,0 +1,75 @@
+//! Sources: where P1 bytes come from.
+//!
+//! Every source implements [`Source`]; the pipeline only sees a byte stream and whether the
+//! source is live (followed and reopened) or finite (read to its end).
+
+mod file;
+mod serial;
+mod tcp;
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+
+use anyhow::{Result, bail};
+use tokio::io::AsyncRead;
+
+pub use file::{FileSource, StdinSource};
+pub use serial::SerialSource;
+pub use tcp::TcpSource;
+
+use crate::cli::SerialArgs;
+
+/// An open byte stream.
+pub type Reader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// A future that opens a source.
+pub type OpenFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Reader>> + Send + 'a>>;
+
+/// Where P1 bytes come from.
+pub trait Source: fmt::Display + Send + Sync {
+    /// Opens the source (again, after it was lost, for live sources).
+    fn open(&self) -> OpenFuture<'_>;
+
+    /// `true` for devices and network sources: followed until interrupted and reopened when
+    /// lost. `false` for files and stdin: read to the end.
+    fn is_live(&self) -> bool;
+}
+
+/// Parses a SOURCE argument: `-`, `tcp://HOST:PORT`, a serial device or a file.
+///
+/// A path under `/dev/` or naming a character device is a serial device (which may appear
+/// later, like a USB cable plugged in after start); any other existing path is a file.
+///
+/// # Errors
+/// A malformed `tcp://` address, or a path that is neither a device nor an existing file.
+pub fn from_spec(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Source>> {
+    if spec == "-" {
+        return Ok(Box::new(StdinSource));
+    }
+    if let Some(address) = spec.strip_prefix("tcp://") {
+        return Ok(Box::new(TcpSource::new(address)?));
+    }
+    if spec.contains("://") {
+        bail!("unknown source {spec:?}: use a serial device, tcp://HOST:PORT, a file or -");
+    }
+    let path = Path::new(spec);
+    if is_device(path) {
+        return Ok(Box::new(SerialSource::new(path, serial)));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Box::new(FileSource::new(path))),
+        Ok(_) => bail!("{spec} is neither a serial device nor a regular file"),
+        Err(e) => bail!("cannot open {spec}: {e}"),
+    }
+}
+
+fn is_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if path.starts_with("/dev") {
+        return true;
+    }
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+}
