@@ -139,6 +139,13 @@ impl Default for Aad {
 }
 
 impl Aad {
+    /// The AAD bytes for a frame with security byte `security_control`.
+    pub fn to_bytes(&self, security_control: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17);
+        self.write(security_control, &mut out);
+        out
+    }
+
     /// Writes the AAD bytes for a frame with security byte `security_control`.
     fn write(&self, security_control: u8, out: &mut Vec<u8>) {
         out.clear();
@@ -212,9 +219,9 @@ impl Decryptor {
     ///
     /// # Errors
     /// - [`DecryptError::WrongKey`]: the plaintext is not readable;
-    /// - [`DecryptError::Authentication`]: the plaintext is a telegram with a valid CRC but
-    ///   the tag fails with this AAD (the hint names the setting that works, if one of the
-    ///   usual ones does);
+    /// - [`DecryptError::Authentication`]: the tag fails with this AAD but the key is right:
+    ///   the plaintext is a telegram with a valid CRC, or the tag verifies with one of the
+    ///   usual AADs (the hint names it);
     /// - [`DecryptError::Corrupted`]: tag and CRC fail on a mostly readable plaintext;
     /// - [`DecryptError::Unverifiable`]: tolerant mode, tag fails and the CRC is absent.
     pub fn decrypt(
@@ -239,14 +246,22 @@ impl Decryptor {
         // The tag failed: look at the plaintext to say why.
         self.keystream_decrypt(frame, plaintext);
         let crc = crc_status(plaintext);
-        match crc {
-            CrcStatus::Valid if !self.verify_tag => Ok(Authenticity::Unverified),
-            CrcStatus::Valid => Err(DecryptError::Authentication {
-                hint: self.find_working_aad(frame, plaintext),
-            }),
-            _ if !looks_like_text(plaintext) => Err(DecryptError::WrongKey),
-            CrcStatus::Absent if !self.verify_tag => Err(DecryptError::Unverifiable("absent")),
-            _ => Err(DecryptError::Corrupted),
+        if crc == CrcStatus::Valid && !self.verify_tag {
+            return Ok(Authenticity::Unverified);
+        }
+        if crc != CrcStatus::Valid && !looks_like_text(plaintext) {
+            return Err(DecryptError::WrongKey);
+        }
+        // The key is right or nearly so: is it only the AAD?
+        let hint = self.find_working_aad(frame, plaintext);
+        match (hint, crc) {
+            (AadHint::Unknown, CrcStatus::Absent) if !self.verify_tag => {
+                Err(DecryptError::Unverifiable("absent"))
+            }
+            (AadHint::Unknown, CrcStatus::Mismatch { .. } | CrcStatus::Absent) => {
+                Err(DecryptError::Corrupted)
+            }
+            (hint, _) => Err(DecryptError::Authentication { hint }),
         }
     }
 
@@ -272,8 +287,9 @@ impl Decryptor {
         let nonce = Nonce::<U12>::from(frame.nonce());
         let tag = Tag::<U12>::from(*frame.tag());
         let mut aad = Vec::with_capacity(17);
+        let configured = self.aad.to_bytes(sc);
         for (candidate, hint) in candidates {
-            if candidate == self.aad {
+            if candidate.to_bytes(sc) == configured {
                 continue;
             }
             candidate.write(sc, &mut aad);

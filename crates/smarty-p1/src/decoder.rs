@@ -256,6 +256,17 @@ impl Decoder {
         self.replay.as_mut()
     }
 
+    /// The framing settings.
+    pub fn framing_config(&self) -> &FramingConfig {
+        self.framer.config()
+    }
+
+    /// The bytes of the frame or telegram behind the last result (accepted or rejected), until
+    /// the next call; `None` after a framing rejection or when a rejected frame is rescanned.
+    pub fn last_unit(&self) -> Option<&[u8]> {
+        self.framer.last_unit()
+    }
+
     /// Appends bytes.
     pub fn push(&mut self, data: &[u8]) {
         self.framer.push(data);

@@ -52,10 +52,11 @@ pub enum DecryptError {
         "wrong key: the frame does not decrypt to a telegram with this decryption key (is it the key of this meter?)"
     )]
     WrongKey,
-    /// The key is right (the plaintext is a telegram with a valid CRC) but the GCM tag does
-    /// not verify with the AAD in use: the meter uses another authentication key or AAD.
+    /// The key is right (the plaintext is a telegram with a valid CRC, or the tag verifies
+    /// with another usual AAD) but the GCM tag does not verify with the AAD in use: the meter
+    /// uses another authentication key or AAD.
     #[error(
-        "authentication failed: the key is right (the telegram decrypts and its CRC is valid) but the GCM tag does not verify with this authentication key/AAD; {hint}"
+        "authentication failed: the key is right (the telegram decrypts) but the GCM tag does not verify with this authentication key/AAD; {hint}"
     )]
     Authentication {
         /// Which option to try.

@@ -443,9 +443,15 @@ impl FrameDecoder {
                         _ => return PlainScan::Complete(j),
                     }
                 }
-                b'/' if unit[i - 1] == b'\n' => {
-                    // A new telegram starts before this one ended.
-                    return PlainScan::Restart(DiscardReason::Truncated, Some(i));
+                b'/' => {
+                    // Telegram bodies hold no '/': one followed by a FLAG id (three letters or
+                    // digits) is a new telegram that started before this one ended.
+                    let Some(flag) = unit.get(i + 1..i + 4) else {
+                        return PlainScan::NeedMore(i);
+                    };
+                    if flag.iter().all(u8::is_ascii_alphanumeric) {
+                        return PlainScan::Restart(DiscardReason::Truncated, Some(i));
+                    }
                 }
                 0x00 | 0x80..=0xFF => {
                     // Not a text telegram after all (or damaged): look again from its 2nd byte.

@@ -50,7 +50,9 @@ pub use crate::crc::crc16_arc;
 pub use crate::crypto::{
     Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame, parse_hex,
 };
-pub use crate::decoder::{Decoded, Decoder, DecoderConfig, FrameInfo, Rejection, Stats};
+pub use crate::decoder::{
+    Decoded, Decoder, DecoderConfig, FrameInfo, RejectReason, Rejection, Stats,
+};
 pub use crate::error::{AadHint, DecryptError, KeyError, TelegramError, ValueError};
 pub use crate::frame::{
     EncryptedFrame, FrameHeader, HeaderCheck, NotAFrame, ReplayGuard, SECURITY_CONTROL,
