@@ -1,1 +1,363 @@
-fn main() {}
+//! Decoder throughput: complete decode of encrypted Smarty frames and plaintext DSMR
+//! telegrams, plus the components (framing, decryption, CRC, parse, readings) to see where the
+//! time goes.
+//!
+//! Benchmarks (run with `cargo bench -p smarty-p1 --bench decode`):
+//!
+//! - `decode/real_647`, `decode/full_list_1519`: a stream of [`FRAMES`] back-to-back frames
+//!   (the corpus frame re-encrypted with increasing frame counters) pushed into a [`Decoder`]
+//!   in [`CHUNK`]-byte pieces and drained after each push: framing + GCM tag check + CRC +
+//!   full parse. Every telegram is consumed with `black_box`. Throughput in frames.
+//! - `decode/plain_basjes_566`: the plaintext DSMR 5 capture `basjes_ttyUSB0_raw_crlf.bin`
+//!   (566 complete telegrams) through a [`Decoder`] without key. Throughput in telegrams and
+//!   bytes.
+//! - `component/framing/*`: [`FrameDecoder`] alone over the same stream as `decode/*`.
+//! - `component/decrypt/*`: [`Decryptor::decrypt`] of one frame (tag check included).
+//! - `component/crc/*`: [`crc16_arc`] over the bytes the CRC covers (`/` through `!`).
+//! - `component/parse/*`: [`smarty_p1::parse`] of the plaintext (includes its CRC check).
+//! - `component/readings/*`: [`Telegram::readings`] on a parsed telegram.
+//! - `component/manual_pipeline/*`: [`FrameDecoder`] + [`Decryptor`] + one [`parse`] per
+//!   frame, written out here: the work `decode/*` must do at minimum, for comparison.
+//!
+//! Every input is checked before it is timed (all frames decode, authenticated, with the
+//! expected values and no unknown line), so a broken decoder cannot produce a fast number.
+//! Throughput is always in frames (telegrams) per iteration: ns per frame = time / elements.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use smarty_p1::framing::{Event, FrameDecoder, Unit};
+use smarty_p1::{
+    Aad, Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, Telegram, crc16_arc,
+    encrypt_frame, parse, parse_hex,
+};
+
+/// Frames per encrypted stream (one iteration of `decode/*`).
+const FRAMES: usize = 1000;
+/// Bytes per `push`, as a serial or socket reader would deliver them (also the default
+/// `--chunk` of `bench/python_dsmr_parser.py`).
+const CHUNK: usize = 4096;
+/// Complete telegrams in `basjes_ttyUSB0_raw_crlf.bin` (it starts with the tail of one).
+const BASJES_TELEGRAMS: usize = 566;
+
+fn corpus() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus"
+    ))
+}
+
+/// One encrypted corpus frame with everything derived from it.
+struct Case {
+    /// Benchmark id suffix.
+    name: &'static str,
+    key: Key,
+    /// The corpus frame as captured.
+    frame: Vec<u8>,
+    /// Its decrypted telegram.
+    plaintext: Vec<u8>,
+    /// [`FRAMES`] frames back to back: the plaintext encrypted with counters c, c+1, … where c
+    /// is the corpus frame's counter (so the first one is the corpus frame itself).
+    stream: Vec<u8>,
+    /// Data objects in the telegram.
+    objects: usize,
+    /// `1-0:1.8.0` as text, checked on every decoded telegram of the setup pass.
+    energy_import: String,
+}
+
+impl Case {
+    fn load(name: &'static str, stem: &str, expected_len: usize) -> Case {
+        let dir = corpus().join("encrypted");
+        let hex = std::fs::read_to_string(dir.join(format!("{stem}.hex"))).expect("corpus .hex");
+        let frame = parse_hex(&hex).expect("hex");
+        assert_eq!(frame.len(), expected_len, "{stem}: frame length");
+        let json = std::fs::read_to_string(dir.join(format!("{stem}.json"))).expect("corpus .json");
+        let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let key = Key::from_hex(json["key"].as_str().expect("key in .json")).expect("key");
+
+        let parsed = EncryptedFrame::parse(&frame).expect("one frame");
+        let mut plaintext = Vec::new();
+        let authenticity = Decryptor::new(&key, Aad::default(), true)
+            .decrypt(&parsed, &mut plaintext)
+            .expect("corpus frame decrypts");
+        assert_eq!(authenticity, smarty_p1::Authenticity::Verified);
+        let title = parsed.system_title();
+        let counter = parsed.frame_counter();
+
+        let mut stream = Vec::with_capacity(FRAMES * frame.len());
+        for i in 0..FRAMES as u32 {
+            let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &plaintext);
+            if i == 0 {
+                assert_eq!(
+                    f, frame,
+                    "{stem}: re-encryption reproduces the corpus frame"
+                );
+            }
+            stream.extend_from_slice(&f);
+        }
+
+        let telegram = parse(&plaintext).expect("plaintext parses");
+        assert_eq!(telegram.crc(), smarty_p1::CrcStatus::Valid);
+        assert!(
+            telegram.unknown_lines().is_empty(),
+            "{stem}: every line must be understood: {:?}",
+            telegram.unknown_lines()
+        );
+        let data_lines = plaintext
+            .split(|&b| b == b'\n')
+            .filter(|l| l.first().is_some_and(u8::is_ascii_digit))
+            .count();
+        assert_eq!(
+            telegram.objects().len(),
+            data_lines,
+            "{stem}: one object per line"
+        );
+        let objects = telegram.objects().len();
+        let energy_import = telegram
+            .readings()
+            .energy_import_kwh
+            .expect("1-0:1.8.0")
+            .to_string();
+        drop(telegram);
+
+        let case = Case {
+            name,
+            key,
+            frame,
+            plaintext,
+            stream,
+            objects,
+            energy_import,
+        };
+        case.verify_decoder();
+        case
+    }
+
+    fn decoder(&self) -> Decoder {
+        Decoder::new(DecoderConfig {
+            key: Some(self.key.clone()),
+            ..DecoderConfig::default()
+        })
+    }
+
+    /// The setup pass: decodes the stream exactly as the benchmark does and checks every
+    /// telegram.
+    fn verify_decoder(&self) {
+        let mut decoder = self.decoder();
+        let mut n = 0u32;
+        let mut first_counter = None;
+        for chunk in self.stream.chunks(CHUNK) {
+            decoder.push(chunk);
+            while let Some(result) = decoder.next() {
+                let decoded = result.unwrap_or_else(|e| panic!("{}: frame {n}: {e}", self.name));
+                let info = decoded.frame.expect("encrypted");
+                assert!(info.authenticated);
+                let first = *first_counter.get_or_insert(info.frame_counter);
+                assert_eq!(info.frame_counter, first + n);
+                let t = &decoded.telegram;
+                assert_eq!(t.objects().len(), self.objects);
+                assert!(t.unknown_lines().is_empty());
+                assert_eq!(
+                    t.readings().energy_import_kwh.map(|d| d.to_string()),
+                    Some(self.energy_import.clone())
+                );
+                n += 1;
+            }
+        }
+        assert!(decoder.finish().is_none());
+        assert_eq!(n as usize, FRAMES, "{}: all frames decode", self.name);
+        let stats = decoder.stats();
+        assert_eq!(stats.frames, FRAMES as u64);
+        assert_eq!(stats.telegrams, FRAMES as u64);
+        assert_eq!(stats.rejected_total(), 0);
+        assert_eq!(stats.noise_bytes, 0);
+        assert_eq!(stats.with_unknown_lines, 0);
+        // The hand-written pipeline must agree too.
+        assert_eq!(manual_pipeline(&self.stream, &self.key), FRAMES);
+        assert_eq!(framing_only(&self.stream), FRAMES);
+    }
+
+    /// The bytes the CRC covers: `/` through `!`.
+    fn crc_range(&self) -> &[u8] {
+        let start = self.plaintext.iter().position(|&b| b == b'/').expect("/");
+        let bang = self
+            .plaintext
+            .windows(2)
+            .position(|w| w == b"\n!")
+            .expect("!")
+            + 1;
+        &self.plaintext[start..=bang]
+    }
+}
+
+/// The measured work of `decode/*`: push the stream in chunks, drain, consume every telegram.
+fn decode_stream(decoder: &mut Decoder, stream: &[u8]) -> usize {
+    let mut n = 0;
+    for chunk in stream.chunks(CHUNK) {
+        decoder.push(chunk);
+        while let Some(result) = decoder.next() {
+            if let Ok(decoded) = result {
+                black_box(&decoded.telegram);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Framing alone over the same stream: number of encrypted frames found.
+fn framing_only(stream: &[u8]) -> usize {
+    let mut framer = FrameDecoder::default();
+    let mut n = 0;
+    for chunk in stream.chunks(CHUNK) {
+        framer.push(chunk);
+        while let Some(event) = framer.next() {
+            if let Event::Unit(Unit::Encrypted(frame)) = event {
+                black_box(frame.ciphertext());
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Framing + decryption + a single parse per frame, without [`Decoder`].
+fn manual_pipeline(stream: &[u8], key: &Key) -> usize {
+    let mut framer = FrameDecoder::default();
+    let mut decryptor = Decryptor::new(key, Aad::default(), true);
+    let mut plaintext = Vec::with_capacity(2048);
+    let mut n = 0;
+    for chunk in stream.chunks(CHUNK) {
+        framer.push(chunk);
+        while let Some(event) = framer.next() {
+            if let Event::Unit(Unit::Encrypted(frame)) = event
+                && decryptor.decrypt(&frame, &mut plaintext).is_ok()
+                && let Ok(telegram) = parse(&plaintext)
+            {
+                black_box(&telegram);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case::load("real_647", "nexxtlab_lux_t210d_fc0005a8e3", 647),
+        Case::load("full_list_1519", "lux_spec_full_list_synthetic", 1519),
+    ]
+}
+
+fn load_basjes() -> Vec<u8> {
+    let path = corpus().join("streams/basjes_ttyUSB0_raw_crlf.bin");
+    let bytes = std::fs::read(&path).expect("basjes stream");
+    // Setup pass: every complete telegram decodes.
+    let mut decoder = Decoder::new(DecoderConfig::default());
+    let mut n = 0;
+    for chunk in bytes.chunks(CHUNK) {
+        decoder.push(chunk);
+        while let Some(result) = decoder.next() {
+            let decoded = result.expect("plaintext telegram");
+            assert!(decoded.frame.is_none());
+            assert_eq!(decoded.telegram.crc(), smarty_p1::CrcStatus::Valid);
+            assert!(decoded.telegram.readings().energy_import_kwh.is_some());
+            n += 1;
+        }
+    }
+    while let Some(result) = decoder.finish() {
+        result.expect("nothing left but the leading partial telegram's noise");
+    }
+    assert_eq!(n, BASJES_TELEGRAMS, "all telegrams of the capture decode");
+    assert_eq!(decoder.stats().rejected_total(), 0);
+    bytes
+}
+
+fn decode(c: &mut Criterion) {
+    let cases = cases();
+    let mut group = c.benchmark_group("decode");
+    for case in &cases {
+        group.throughput(Throughput::Elements(FRAMES as u64));
+        group.bench_function(case.name, |b| {
+            b.iter(|| {
+                let mut decoder = case.decoder();
+                let n = decode_stream(&mut decoder, black_box(&case.stream));
+                assert_eq!(n, FRAMES);
+                n
+            })
+        });
+    }
+
+    let basjes = load_basjes();
+    group.throughput(Throughput::ElementsAndBytes {
+        elements: BASJES_TELEGRAMS as u64,
+        bytes: basjes.len() as u64,
+    });
+    group.bench_function("plain_basjes_566", |b| {
+        b.iter(|| {
+            let mut decoder = Decoder::new(DecoderConfig::default());
+            let n = decode_stream(&mut decoder, black_box(&basjes));
+            assert_eq!(n, BASJES_TELEGRAMS);
+            n
+        })
+    });
+    group.finish();
+}
+
+fn component(c: &mut Criterion) {
+    let cases = cases();
+    let mut group = c.benchmark_group("component");
+    for case in &cases {
+        let name = case.name;
+
+        group.throughput(Throughput::Elements(FRAMES as u64));
+        group.bench_function(format!("framing/{name}"), |b| {
+            b.iter(|| framing_only(black_box(&case.stream)))
+        });
+
+        group.throughput(Throughput::Elements(1));
+        let frame = EncryptedFrame::parse(&case.frame).expect("frame");
+        let mut decryptor = Decryptor::new(&case.key, Aad::default(), true);
+        let mut plaintext = Vec::with_capacity(2048);
+        decryptor.decrypt(&frame, &mut plaintext).expect("decrypts");
+        assert_eq!(plaintext, case.plaintext);
+        group.bench_function(format!("decrypt/{name}"), |b| {
+            b.iter(|| {
+                let r = decryptor.decrypt(black_box(&frame), &mut plaintext);
+                assert!(r.is_ok());
+                black_box(&plaintext);
+            })
+        });
+
+        let covered = case.crc_range();
+        group.bench_function(format!("crc/{name}"), |b| {
+            b.iter(|| crc16_arc(black_box(covered)))
+        });
+
+        group.bench_function(format!("parse/{name}"), |b| {
+            b.iter(|| {
+                let telegram = parse(black_box(&case.plaintext)).expect("parses");
+                black_box(&telegram);
+            })
+        });
+
+        let telegram: Telegram<'_> = parse(&case.plaintext).expect("parses");
+        group.bench_function(format!("readings/{name}"), |b| {
+            b.iter(|| black_box(&telegram).readings())
+        });
+
+        group.throughput(Throughput::Elements(FRAMES as u64));
+        group.bench_function(format!("manual_pipeline/{name}"), |b| {
+            b.iter(|| {
+                let n = manual_pipeline(black_box(&case.stream), &case.key);
+                assert_eq!(n, FRAMES);
+                n
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, component);
+criterion_main!(benches);

@@ -458,10 +458,7 @@ fn every_telegram_parses_with_the_manifest_crc_status_and_asserted_values() {
                 .objects()
                 .iter()
                 .any(|o| o.line.starts_with(line.as_str()))
-                || lenient
-                    .unknown_lines()
-                    .iter()
-                    .any(|l| *l == line.as_bytes());
+                || lenient.unknown_lines().contains(&line.as_bytes());
             if !found {
                 failures.push(format!("{name}: line {line:?} not kept"));
             }
