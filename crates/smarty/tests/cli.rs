@@ -1,0 +1,457 @@
+//! End to end: the `smarty` binary, a virtual meter on a real pseudo-terminal and on TCP,
+//! files, stdin, formats, key errors.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+
+fn smarty() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
+    cmd.env_remove("SMARTY_KEY").env("RUST_LOG", "smarty=info");
+    cmd
+}
+
+/// Kills the child when dropped, so a failing test leaves no simulator behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smarty");
+    let started = Instant::now();
+    let mut guard = Guard(child);
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(guard.0.stdout.take().unwrap()));
+    let stderr = drain(Box::new(guard.0.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "smarty did not finish in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Starts `smarty simulate` and returns it with the first line it prints on stderr.
+fn simulate(args: &[&str]) -> (Guard, String) {
+    let mut child = smarty()
+        .arg("simulate")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start simulator");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    // Keep draining stderr so the simulator never blocks on it.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    (Guard(child), first)
+}
+
+fn wait_for(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn check_sequence(telegrams: &[serde_json::Value]) {
+    for pair in telegrams.windows(2) {
+        let a = pair[0]["frame_counter"].as_u64().unwrap();
+        let b = pair[1]["frame_counter"].as_u64().unwrap();
+        assert!(b > a, "frame counters go up: {a} then {b}");
+    }
+    for t in telegrams {
+        assert_eq!(t["authenticated"], true);
+        assert_eq!(t["crc"], "ok");
+        assert_eq!(t["version"], "42");
+        assert!(t["meter_id"].as_str().unwrap().starts_with("SAG"));
+        let energy = &t["objects"]["1-0:1.8.0"];
+        assert_eq!(energy["name"], "energy_import_kwh");
+        assert_eq!(energy["unit"], "kWh");
+        assert!(energy["value"].as_f64().unwrap() > 0.0);
+        assert_eq!(t["unknown_lines"], serde_json::json!([]));
+    }
+}
+
+#[test]
+fn simulator_on_a_pty_is_read_like_a_serial_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("p1");
+    let link_s = link.to_str().unwrap();
+    let (_sim, banner) = simulate(&[
+        "--link",
+        link_s,
+        "--key",
+        KEY,
+        "--interval",
+        "200ms",
+        "--gas",
+    ]);
+    assert!(banner.contains("sending encrypted frames"), "{banner}");
+    wait_for(&link);
+    let mut read = smarty();
+    read.args([
+        "read", link_s, "--key", KEY, "--format", "json", "--count", "3",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let telegrams = json_lines(&output);
+    assert_eq!(telegrams.len(), 3);
+    check_sequence(&telegrams);
+    let gas = &telegrams[0]["objects"]["0-1:24.2.1"];
+    assert_eq!(gas["name"], "mbus1_gas_m3");
+    assert_eq!(gas["unit"], "m3");
+    assert!(gas["timestamp"].as_str().is_some());
+}
+
+#[test]
+fn simulator_on_tcp_is_read_like_ser2net() {
+    let (_sim, banner) = simulate(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        KEY,
+        "--interval",
+        "200ms",
+    ]);
+    let address = banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tcp://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_owned();
+    let mut read = smarty();
+    read.args([
+        "read",
+        &format!("tcp://{address}"),
+        "--key",
+        KEY,
+        "--format",
+        "json",
+        "--count",
+        "2",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    check_sequence(&json_lines(&output));
+}
+
+#[test]
+fn a_file_is_read_to_its_end_and_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let capture_s = capture.to_str().unwrap();
+    let mut sim = smarty();
+    sim.args([
+        "simulate", "--output", capture_s, "--count", "30", "--key", KEY, "--water",
+    ]);
+    let output = run_with_timeout(sim, Duration::from_secs(20));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let mut read = smarty();
+    read.args(["read", capture_s, "--key", KEY, "--format", "json"]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(output.status.success());
+    let telegrams = json_lines(&output);
+    assert_eq!(telegrams.len(), 30);
+    check_sequence(&telegrams);
+    // Counters grow with the power drawn, 10 s apart.
+    let first = telegrams[0]["objects"]["1-0:1.8.0"]["value"]
+        .as_f64()
+        .unwrap();
+    let last = telegrams[29]["objects"]["1-0:1.8.0"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(last >= first);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("30 frames, 0 plaintext telegrams, 30 telegrams accepted, none rejected"),
+        "{stderr}"
+    );
+
+    // Text output names every value with its unit.
+    let mut read = smarty();
+    read.args(["read", capture_s, "--key", KEY]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("energy_import_kwh"), "{text}");
+    assert!(text.contains(" kWh"), "{text}");
+    assert!(text.contains("mbus2_water_m3"), "{text}");
+    assert!(text.contains("(tag verified)"), "{text}");
+
+    // --format dsmr: the decrypted telegrams, byte-exact, CRC valid.
+    let mut read = smarty();
+    read.args(["read", capture_s, "--key", KEY, "--format", "dsmr"]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let plain = output.stdout;
+    assert_eq!(plain.iter().filter(|&&b| b == b'!').count(), 30);
+    let first_end = plain
+        .windows(2)
+        .position(|w| w == b"\r\n/")
+        .map_or(plain.len(), |p| p + 2);
+    smarty_p1::parse(&plain[..first_end]).expect("a valid plain telegram");
+
+    // --format raw without a key: every frame as one hex line, nothing rejected.
+    let mut read = smarty();
+    read.args(["read", capture_s, "--format", "raw"]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let lines: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 30);
+    let bytes = std::fs::read(&capture).unwrap();
+    let joined = smarty_p1::parse_hex(&lines.concat()).unwrap();
+    assert_eq!(joined, bytes, "raw lines are the frames, in order");
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("30 frames and 0 plaintext telegrams forwarded")
+    );
+}
+
+#[test]
+fn stdin_and_plaintext_meters() {
+    let mut sim = smarty();
+    sim.args([
+        "simulate", "--output", "-", "--count", "5", "--plain", "--fast",
+    ]);
+    let output = run_with_timeout(sim, Duration::from_secs(20));
+    assert!(output.status.success());
+    let mut read = smarty()
+        .args(["read", "-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    read.stdin
+        .take()
+        .unwrap()
+        .write_all(&output.stdout)
+        .unwrap();
+    let result = read.wait_with_output().unwrap();
+    assert!(result.status.success());
+    let telegrams = json_lines(&result);
+    assert_eq!(telegrams.len(), 5);
+    for t in &telegrams {
+        assert_eq!(t["system_title"], serde_json::Value::Null);
+        assert_eq!(t["authenticated"], serde_json::Value::Null);
+        assert_eq!(t["crc"], "ok");
+    }
+}
+
+#[test]
+fn wrong_keys_are_named_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let capture_s = capture.to_str().unwrap();
+    let mut sim = smarty();
+    sim.args([
+        "simulate", "--output", capture_s, "--count", "3", "--key", KEY,
+    ]);
+    assert!(
+        run_with_timeout(sim, Duration::from_secs(20))
+            .status
+            .success()
+    );
+
+    // A different key: "wrong key", counted; the key is not printed.
+    let other = "F0E0D0C0B0A090807060504030201000";
+    let mut read = smarty();
+    read.args(["read", capture_s, "--format", "json"])
+        .env("SMARTY_KEY", other);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("wrong key"), "{stderr}");
+    assert!(stderr.contains("rejected: 3 wrong_key"), "{stderr}");
+    assert!(
+        !stderr.contains(other) && !stderr.contains(&other.to_lowercase()),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
+    // The right key but another authentication key: the message names the option.
+    let mut read = smarty();
+    read.args(["read", capture_s, "--key-file", "/dev/null"]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("a key is 32 hex digits"));
+
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let mut read = smarty();
+    read.args([
+        "read",
+        capture_s,
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--auth-key",
+        "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("authentication failed: the key is right"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drop --auth-key/--aad"), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+
+    // Tolerant mode accepts them, marked unauthenticated.
+    let mut read = smarty();
+    read.args([
+        "read",
+        capture_s,
+        "--key",
+        KEY,
+        "--auth-key",
+        "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+        "--no-verify-tag",
+        "--format",
+        "json",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let telegrams = json_lines(&output);
+    assert_eq!(telegrams.len(), 3);
+    assert!(telegrams.iter().all(|t| t["authenticated"] == false));
+
+    // Bad key text: what is wrong, never the key.
+    let mut read = smarty();
+    read.args([
+        "read",
+        capture_s,
+        "--key",
+        "000102030405060708090A0B0C0D0E0X",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("found 'X' at position 32"), "{stderr}");
+    assert!(!stderr.contains("000102030405"), "{stderr}");
+}
+
+#[test]
+fn replayed_frames_are_rejected_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let capture_s = capture.to_str().unwrap();
+    let mut sim = smarty();
+    sim.args([
+        "simulate", "--output", capture_s, "--count", "4", "--key", KEY,
+    ]);
+    assert!(
+        run_with_timeout(sim, Duration::from_secs(20))
+            .status
+            .success()
+    );
+    let mut twice = std::fs::read(&capture).unwrap();
+    twice.extend(twice.clone());
+    std::fs::write(&capture, twice).unwrap();
+    let mut read = smarty();
+    read.args([
+        "read",
+        capture_s,
+        "--key",
+        KEY,
+        "--reject-replay",
+        "--quiet",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("4 telegrams accepted, rejected: 4 replay"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "--quiet prints no telegram");
+}
+
+#[test]
+fn demo_shows_the_main_job() {
+    let mut demo = smarty();
+    demo.args(["demo", "--interval", "300ms", "--count", "2"]);
+    let output = run_with_timeout(demo, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(text.matches("(tag verified)").count(), 2, "{text}");
+    assert!(text.contains("mbus1_gas_m3"), "{text}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("smarty read /dev/pts/"), "{stderr}");
+    assert!(
+        stderr.contains("2 telegrams accepted, none rejected"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_teaches() {
+    let output = smarty().args(["read", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "tcp://HOST:PORT",
+        "--key-file",
+        "SMARTY_KEY",
+        "--format",
+        "Examples",
+    ] {
+        assert!(help.contains(needle), "read --help lacks {needle}");
+    }
+}
