@@ -23,12 +23,8 @@ pub async fn run(args: ReadArgs) -> Result<()> {
     };
     let has_key = config.key.is_some();
     let source = source::from_spec(&args.source, &args.serial)?;
-    match &origin {
-        Some(origin) => tracing::debug!("decryption key from {origin}"),
-        None if args.format != Format::Raw => tracing::info!(
-            "no key given: encrypted frames will be rejected (use --key-file, --key or SMARTY_KEY)"
-        ),
-        None => {}
+    if let Some(origin) = &origin {
+        tracing::debug!("decryption key from {origin}");
     }
     if args.key.no_verify_tag {
         tracing::warn!(
