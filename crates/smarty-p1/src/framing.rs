@@ -206,7 +206,7 @@ impl FrameDecoder {
     pub fn check_gap(&mut self, now_ms: u64) {
         if let Some(last) = self.last_rx_ms
             && now_ms.saturating_sub(last) > self.config.gap_ms
-            && self.state != State::Hunt
+            && self.buf.len() > self.pos
         {
             self.stalled = true;
         }
@@ -220,6 +220,11 @@ impl FrameDecoder {
             self.stalled = false;
             if self.state != State::Hunt {
                 return Some(self.restart_after(DiscardReason::Stalled));
+            }
+            // A partial header that never completed: only what was scanned so far is stale.
+            if self.scan > self.pos || self.buf.len() > self.pos {
+                let end = self.scan.max(self.pos + 1).min(self.buf.len());
+                return Some(self.drop_front(end - self.pos, DiscardReason::Stalled));
             }
         }
         loop {
@@ -469,4 +474,89 @@ enum PlainScan {
     NeedMore(usize),
     Complete(usize),
     Restart(DiscardReason, Option<usize>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Aad, Key, encrypt_frame};
+    use alloc::vec;
+
+    fn frame(counter: u32) -> Vec<u8> {
+        let key = Key::from_bytes([7; 16]);
+        let mut telegram = b"/Lux5\\253663629_D\r\n\r\n1-3:0.2.8(42)\r\n".to_vec();
+        for _ in 0..20 {
+            telegram.extend_from_slice(b"1-0:1.8.0(000006.695*kWh)\r\n");
+        }
+        telegram.push(b'!');
+        encrypt_frame(
+            &key,
+            &Aad::default(),
+            *b"SAGgp\x01\xBD\x54",
+            counter,
+            &telegram,
+        )
+    }
+
+    fn drain(decoder: &mut FrameDecoder) -> (Vec<Vec<u8>>, Vec<DiscardReason>) {
+        let mut units = vec![];
+        let mut discards = vec![];
+        while let Some(event) = decoder.next() {
+            match event {
+                Event::Unit(unit) => units.push(unit.bytes().to_vec()),
+                Event::Discarded { reason, .. } => discards.push(reason),
+            }
+        }
+        (units, discards)
+    }
+
+    #[test]
+    fn a_stalled_partial_frame_is_dropped_and_the_next_frame_decodes() {
+        let mut decoder = FrameDecoder::default();
+        let first = frame(1);
+        let second = frame(2);
+        decoder.push_at(&first[..100], 0);
+        assert!(drain(&mut decoder).0.is_empty());
+        decoder.push_at(&second, 10_000);
+        let (units, discards) = drain(&mut decoder);
+        assert_eq!(units, vec![second]);
+        assert!(discards.contains(&DiscardReason::Stalled));
+    }
+
+    #[test]
+    fn a_stalled_partial_header_is_dropped() {
+        let mut decoder = FrameDecoder::default();
+        decoder.push_at(&[0xDB, 0x08, b'S'], 0);
+        assert!(drain(&mut decoder).0.is_empty());
+        let next = frame(9);
+        decoder.push_at(&next, 10_000);
+        let (units, discards) = drain(&mut decoder);
+        assert_eq!(units, vec![next]);
+        assert_eq!(discards.first(), Some(&DiscardReason::Stalled));
+    }
+
+    #[test]
+    fn a_cut_frame_followed_by_a_full_one_without_a_gap() {
+        // File mode: no clock. The cut frame's length swallows the next frame's start; the
+        // inner header of the same system title reveals the cut.
+        let mut decoder = FrameDecoder::default();
+        let mut stream = frame(1)[..200].to_vec();
+        stream.extend(frame(2));
+        stream.extend(frame(3));
+        decoder.push(&stream);
+        let (units, discards) = drain(&mut decoder);
+        assert_eq!(units, vec![frame(2), frame(3)]);
+        assert_eq!(discards, vec![DiscardReason::Truncated]);
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut decoder = FrameDecoder::default();
+        let junk = [b'/', b'A', b'B', b'C', b'\n', b'1'];
+        for _ in 0..20_000 {
+            decoder.push(&junk);
+            while decoder.next().is_some() {}
+            assert!(decoder.buffered() <= decoder.config().max_frame_len + junk.len());
+        }
+    }
 }
