@@ -5,7 +5,9 @@ use alloc::vec::Vec;
 use crate::crypto::{Aad, Authenticity, Decryptor, Key};
 use crate::error::{DecryptError, TelegramError};
 use crate::frame::{ReplayGuard, SYSTEM_TITLE_LEN};
-use crate::framing::{DiscardReason, Event, FrameDecoder, FramingConfig, Unit};
+use crate::framing::{
+    DiscardReason, Event, FrameDecoder, FramingConfig, Unit, contains_plain_telegram_start,
+};
 use crate::telegram::{Telegram, parse};
 
 /// Settings of a [`Decoder`].
@@ -226,6 +228,7 @@ pub struct Decoder {
 
 enum Step {
     Done,
+    Rescan,
     Reject(Rejection, bool),
     Plain,
     Decrypted(FrameInfo),
@@ -315,6 +318,16 @@ impl Decoder {
                 Some(Event::Unit(Unit::Encrypted(frame))) => {
                     self.stats.frames += 1;
                     match self.decryptor.as_mut() {
+                        // Without a key nothing vouches for the frame. A meter sends either
+                        // frames or plaintext, never both (reference §3.8): in a plaintext
+                        // stream, or holding the start of a plaintext telegram, it is a fake
+                        // header and its bytes are searched again.
+                        None if self.stats.plain_telegrams > 0
+                            || contains_plain_telegram_start(frame.raw()) =>
+                        {
+                            self.stats.frames -= 1;
+                            Step::Rescan
+                        }
                         None => Step::Reject(Rejection::Decrypt(DecryptError::NoKey), false),
                         Some(decryptor) => match decryptor.decrypt(&frame, &mut self.plaintext) {
                             Ok(authenticity) => Step::Decrypted(FrameInfo {
@@ -322,6 +335,8 @@ impl Decoder {
                                 frame_counter: frame.frame_counter(),
                                 authenticated: authenticity == Authenticity::Verified,
                             }),
+                            // Perhaps a fake header, or a frame cut in its tag whose span
+                            // reaches into the next frame: look again inside.
                             Err(e) => Step::Reject(Rejection::Decrypt(e), true),
                         },
                     }
@@ -329,6 +344,10 @@ impl Decoder {
             };
             match step {
                 Step::Done => return None,
+                Step::Rescan => {
+                    self.framer.reject();
+                    continue;
+                }
                 Step::Reject(rejection, rescan) => {
                     if rescan {
                         self.framer.reject();

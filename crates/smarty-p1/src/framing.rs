@@ -407,18 +407,7 @@ impl FrameDecoder {
 
     /// Is `/` at `pos` the start of an identification line? `None`: need more bytes.
     fn check_plain_header(&self) -> Option<bool> {
-        let rest = &self.buf[self.pos + 1..];
-        // Three letters or digits (the FLAG id), then printable text up to the line end.
-        for (i, &b) in rest.iter().enumerate().take(128) {
-            match b {
-                b'\n' => return Some(i >= 3),
-                b'\r' => {}
-                _ if i < 3 && !b.is_ascii_alphanumeric() => return Some(false),
-                0x00..=0x01 | 0x03..=0x1F | 0x7F => return Some(false),
-                _ => {}
-            }
-        }
-        if rest.len() >= 128 { Some(false) } else { None }
+        plain_header_at(&self.buf[self.pos..])
     }
 
     fn scan_plain(&self, checked: usize) -> PlainScan {
@@ -468,6 +457,43 @@ impl FrameDecoder {
         }
         PlainScan::NeedMore(i)
     }
+}
+
+/// Does `bytes` (starting with `/`) start with an identification line: three letters or digits
+/// (the FLAG id), then printable text up to the line end within 128 bytes? `None`: too short
+/// to tell.
+fn plain_header_at(bytes: &[u8]) -> Option<bool> {
+    let rest = bytes.get(1..)?;
+    for (i, &b) in rest.iter().enumerate().take(128) {
+        match b {
+            b'\n' => return Some(i >= 3),
+            b'\r' => {}
+            _ if i < 3 && !b.is_ascii_alphanumeric() => return Some(false),
+            0x00..=0x01 | 0x03..=0x1F | 0x7F => return Some(false),
+            _ => {}
+        }
+    }
+    if rest.len() >= 128 { Some(false) } else { None }
+}
+
+/// `true` when `bytes` hold the start of a plaintext telegram: an identification line followed
+/// by the empty line or a data line (an OBIS code). An encrypted frame that holds one is a fake
+/// header over a plaintext stream: a meter sends either encrypted frames or plaintext, never
+/// both (reference §3.8), and random ciphertext practically never looks like this.
+pub fn contains_plain_telegram_start(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'/', bytes).any(|at| {
+        let candidate = &bytes[at..];
+        if plain_header_at(candidate) != Some(true) {
+            return false;
+        }
+        let Some(line_end) = memchr::memchr(b'\n', candidate) else {
+            return false;
+        };
+        let next = &candidate[line_end + 1..];
+        next.starts_with(b"\r\n")
+            || next.starts_with(b"\n")
+            || crate::obis::Obis::parse_prefix(next).is_some()
+    })
 }
 
 enum PlainScan {

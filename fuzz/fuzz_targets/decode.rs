@@ -1,0 +1,66 @@
+//! Fuzz target: arbitrary bytes through the whole decoder and the telegram parser.
+//!
+//! The first byte of the input selects how the input is fed (its low 7 bits give the chunk
+//! size, 1..=128; its high bit turns tolerant mode on); the whole input, first byte included,
+//! is then pushed in chunks of that size into a [`Decoder`] with a fixed key (the public
+//! NEXXTLAB test key, so that real frames in the seed corpus decrypt) and the replay check on.
+//! The raw input also goes to `parse` and `parse_with(check_crc: false)`. Accepted telegrams
+//! are exercised (readings, names) so that their lazy parts run too.
+//!
+//! Feeding the first byte as data as well keeps plain corpus files usable as seeds: `/`
+//! gives chunks of 48 bytes, `0xDB` chunks of 92 bytes in tolerant mode.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use smarty_p1::{Decoder, DecoderConfig, Key, ParseOptions, Telegram, parse, parse_with};
+
+/// D491470F47126332B07D1923B3504188: the key of the real NEXXTLAB frame (reference §3.7).
+const KEY: [u8; 16] = [
+    0xD4, 0x91, 0x47, 0x0F, 0x47, 0x12, 0x63, 0x32, 0xB0, 0x7D, 0x19, 0x23, 0xB3, 0x50, 0x41, 0x88,
+];
+
+fn exercise(telegram: &Telegram<'_>) {
+    let _ = (
+        telegram.header_str(),
+        telegram.timestamp(),
+        telegram.meter_id(),
+    );
+    let _ = telegram.readings();
+    for object in telegram.objects() {
+        let _ = telegram.name_of(object).map(|name| name.to_string());
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some(&first) = data.first() else {
+        return;
+    };
+    let chunk = usize::from(first & 0x7F) + 1;
+    let mut decoder = Decoder::new(DecoderConfig {
+        key: Some(Key::from_bytes(KEY)),
+        verify_tag: first & 0x80 == 0,
+        reject_replay: true,
+        ..DecoderConfig::default()
+    });
+    for piece in data.chunks(chunk) {
+        decoder.push(piece);
+        while let Some(result) = decoder.next() {
+            if let Ok(decoded) = result {
+                exercise(&decoded.telegram);
+            }
+        }
+    }
+    while let Some(result) = decoder.finish() {
+        if let Ok(decoded) = result {
+            exercise(&decoded.telegram);
+        }
+    }
+
+    if let Ok(telegram) = parse(data) {
+        exercise(&telegram);
+    }
+    if let Ok(telegram) = parse_with(data, ParseOptions { check_crc: false }) {
+        exercise(&telegram);
+    }
+});
