@@ -379,35 +379,30 @@ impl Decoder {
                 Step::Decrypted(info) => {
                     let rejection = match parse(&self.plaintext) {
                         Err(e) => Rejection::Telegram(e),
-                        Ok(_) => match self.replay.as_mut() {
-                            Some(guard) => match guard.check(info.system_title, info.frame_counter)
-                            {
-                                Ok(()) => return Some(Ok(self.accept(info))),
-                                Err(e) => Rejection::Decrypt(e),
-                            },
-                            None => return Some(Ok(self.accept(info))),
-                        },
+                        Ok(telegram) => {
+                            let replayed = self.replay.as_mut().and_then(|guard| {
+                                guard.check(info.system_title, info.frame_counter).err()
+                            });
+                            match replayed {
+                                Some(e) => Rejection::Decrypt(e),
+                                None => {
+                                    self.stats.telegrams += 1;
+                                    self.stats.unauthenticated += u64::from(!info.authenticated);
+                                    self.stats.with_unknown_lines +=
+                                        u64::from(!telegram.unknown_lines().is_empty());
+                                    return Some(Ok(Decoded {
+                                        telegram,
+                                        frame: Some(info),
+                                        raw: self.framer.last_unit().expect("unit just yielded"),
+                                    }));
+                                }
+                            }
+                        }
                     };
                     self.stats.reject(&rejection);
                     return Some(Err(rejection));
                 }
             }
-        }
-    }
-
-    fn accept(&mut self, info: FrameInfo) -> Decoded<'_> {
-        self.stats.telegrams += 1;
-        if !info.authenticated {
-            self.stats.unauthenticated += 1;
-        }
-        let telegram = parse(&self.plaintext).expect("parsed before");
-        if !telegram.unknown_lines().is_empty() {
-            self.stats.with_unknown_lines += 1;
-        }
-        Decoded {
-            telegram,
-            frame: Some(info),
-            raw: self.framer.last_unit().expect("unit just yielded"),
         }
     }
 }

@@ -264,12 +264,8 @@ impl FrameDecoder {
                     }
                     let start = self.pos;
                     // A frame of the same meter starting inside this one: this one was cut.
-                    let mut needle = [0u8; 2 + SYSTEM_TITLE_LEN];
-                    needle[0] = GLO_CIPHERING_TAG;
-                    needle[1] = SYSTEM_TITLE_LEN as u8;
-                    needle[2..].copy_from_slice(&header.system_title);
                     let body = &self.buf[start + header.prefix_len..start + len];
-                    if let Some(inner) = memchr::memmem::find(body, &needle) {
+                    if let Some(inner) = find_frame_start(body, &header.system_title) {
                         let cut = header.prefix_len + inner;
                         return Some(self.drop_front(cut, DiscardReason::Truncated));
                     }
@@ -457,6 +453,14 @@ impl FrameDecoder {
         }
         PlainScan::NeedMore(i)
     }
+}
+
+/// Where `DB 08 <system title>` starts in `bytes`, if anywhere.
+fn find_frame_start(bytes: &[u8], title: &[u8; SYSTEM_TITLE_LEN]) -> Option<usize> {
+    memchr::memchr_iter(GLO_CIPHERING_TAG, bytes).find(|&at| {
+        bytes.get(at + 1) == Some(&(SYSTEM_TITLE_LEN as u8))
+            && bytes.get(at + 2..at + 2 + SYSTEM_TITLE_LEN) == Some(&title[..])
+    })
 }
 
 /// Does `bytes` (starting with `/`) start with an identification line: three letters or digits

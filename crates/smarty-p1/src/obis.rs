@@ -62,19 +62,11 @@ impl Obis {
     /// including a `*F` suffix)`.
     pub fn parse_prefix_full(line: &[u8]) -> Option<(Obis, usize, usize)> {
         let mut pos = 0;
-        let mut groups = [0u8; 5];
-        const SEPARATORS: [u8; 4] = [b'-', b':', b'.', b'.'];
-        for (i, group) in groups.iter_mut().enumerate() {
-            let (value, used) = parse_group(&line[pos..])?;
-            *group = value;
-            pos += used;
-            if i < 4 {
-                if line.get(pos) != Some(&SEPARATORS[i]) {
-                    return None;
-                }
-                pos += 1;
-            }
-        }
+        let a = group(line, &mut pos, b'-')?;
+        let b = group(line, &mut pos, b':')?;
+        let c = group(line, &mut pos, b'.')?;
+        let d = group(line, &mut pos, b'.')?;
+        let e = last_group(line, &mut pos)?;
         let text_len = pos;
         // Optional group F, written `*255` (or `.255`, rarely).
         if let Some(&sep) = line.get(pos)
@@ -83,9 +75,45 @@ impl Obis {
         {
             pos += 1 + used;
         }
-        let [a, b, c, d, e] = groups;
         Some((Obis { a, b, c, d, e }, text_len, pos))
     }
+}
+
+/// A digit at `pos`, if there is one.
+#[inline(always)]
+fn digit_at(line: &[u8], pos: usize) -> Option<u8> {
+    let d = line.get(pos)?.wrapping_sub(b'0');
+    (d < 10).then_some(d)
+}
+
+/// One to three digits (0..=255) at `*pos`, without the separator; advances `pos`.
+#[inline(always)]
+fn last_group(line: &[u8], pos: &mut usize) -> Option<u8> {
+    let mut value = u16::from(digit_at(line, *pos)?);
+    *pos += 1;
+    if let Some(d) = digit_at(line, *pos) {
+        value = value * 10 + u16::from(d);
+        *pos += 1;
+        if let Some(d) = digit_at(line, *pos) {
+            value = value * 10 + u16::from(d);
+            *pos += 1;
+            if digit_at(line, *pos).is_some() {
+                return None;
+            }
+        }
+    }
+    u8::try_from(value).ok()
+}
+
+/// [`last_group`] followed by the separator `sep`.
+#[inline(always)]
+fn group(line: &[u8], pos: &mut usize, sep: u8) -> Option<u8> {
+    let value = last_group(line, pos)?;
+    if line.get(*pos) != Some(&sep) {
+        return None;
+    }
+    *pos += 1;
+    Some(value)
 }
 
 /// Parses one decimal group value 0..=255 (1 to 3 digits).

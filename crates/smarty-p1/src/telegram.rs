@@ -155,27 +155,51 @@ impl<'a> Groups<'a> {
         self.0
     }
 
-    /// Checks `(…)(…)…` with nothing but line breaks or spaces between groups.
-    fn validate(text: &'a str) -> Option<Self> {
+    /// Checks `(…)(…)…` with nothing but line breaks or spaces between groups, in one pass,
+    /// noting the first two groups for the common one- and two-group values.
+    fn scan(text: &'a str) -> Option<Scan<'a>> {
         let bytes = text.as_bytes();
         let mut i = 0;
-        let mut count = 0;
+        let mut scan = Scan {
+            groups: Groups(text),
+            count: 0,
+            first: "",
+            second: "",
+        };
         while i < bytes.len() {
             match bytes[i] {
                 b'(' => {
-                    let close = memchr::memchr2(b')', b'(', &bytes[i + 1..])?;
-                    if bytes[i + 1 + close] != b')' {
+                    let start = i + 1;
+                    let j = start
+                        + bytes[start..]
+                            .iter()
+                            .position(|&c| c == b')' || c == b'(')?;
+                    if bytes[j] == b'(' {
                         return None;
                     }
-                    i += close + 2;
-                    count += 1;
+                    match scan.count {
+                        0 => scan.first = &text[start..j],
+                        1 => scan.second = &text[start..j],
+                        _ => {}
+                    }
+                    scan.count += 1;
+                    i = j + 1;
                 }
                 b'\r' | b'\n' | b' ' | b'\t' => i += 1,
                 _ => return None,
             }
         }
-        (count > 0).then_some(Groups(text))
+        (scan.count > 0).then_some(scan)
     }
+}
+
+/// The value groups of a line, checked, with the first two at hand.
+#[derive(Clone, Copy)]
+struct Scan<'a> {
+    groups: Groups<'a>,
+    count: u32,
+    first: &'a str,
+    second: &'a str,
 }
 
 impl<'a> Iterator for Groups<'a> {
@@ -327,15 +351,14 @@ fn is_timestamp(text: &str) -> bool {
 }
 
 /// Interprets the groups according to the registry format.
-fn typed<'a>(format: Format, text: &'a str) -> Result<Value<'a>, ValueError> {
-    let mut groups = Groups(text);
-    let first = groups.next().ok_or(ValueError::Shape)?;
-    let rest = groups;
+fn typed<'a>(format: Format, scan: &Scan<'a>) -> Result<Value<'a>, ValueError> {
+    let text = scan.groups.as_str();
+    let first = scan.first;
     let single = || {
-        if rest.clone().next().is_some() {
-            Err(ValueError::Shape)
-        } else {
+        if scan.count == 1 {
             Ok(())
+        } else {
+            Err(ValueError::Shape)
         }
     };
     match format {
@@ -363,15 +386,13 @@ fn typed<'a>(format: Format, text: &'a str) -> Result<Value<'a>, ValueError> {
             Timestamp::parse(first).map(Value::Timestamp)
         }
         Format::TimedNumber => {
-            let mut rest = rest;
-            let quantity = rest.next().ok_or(ValueError::Shape)?;
-            if rest.next().is_some() {
+            if scan.count != 2 {
                 return Err(ValueError::Shape);
             }
             Ok(Value::TimedNumber {
                 // A malformed capture time is a placeholder: the reading still counts.
                 time: Timestamp::parse(first).ok().flatten(),
-                quantity: Quantity::parse(quantity)?,
+                quantity: Quantity::parse(scan.second)?,
             })
         }
         Format::Numbers => {
@@ -382,12 +403,13 @@ fn typed<'a>(format: Format, text: &'a str) -> Result<Value<'a>, ValueError> {
         }
         Format::FailureLog => {
             let log = Value::FailureLog(Groups(text));
-            if first.is_empty() && rest.clone().next().is_none() {
+            if first.is_empty() && scan.count == 1 {
                 return Ok(log);
             }
             let count: usize = first.parse().map_err(|_| ValueError::Number)?;
-            let mut rest = rest;
-            if count == 0 && rest.clone().next().is_none() {
+            let mut rest = Groups(text);
+            rest.next();
+            if count == 0 && scan.count == 1 {
                 return Ok(log);
             }
             rest.next().ok_or(ValueError::Shape)?; // 0-0:96.7.19
@@ -450,13 +472,11 @@ fn typed<'a>(format: Format, text: &'a str) -> Result<Value<'a>, ValueError> {
 }
 
 /// Interprets the groups of a line whose OBIS code the registry does not know.
-fn generic(text: &str) -> Value<'_> {
-    let mut groups = Groups(text);
-    let Some(first) = groups.next() else {
-        return Value::Raw(Groups(text));
-    };
-    match (groups.next(), groups.next()) {
-        (None, _) => {
+fn generic<'a>(scan: &Scan<'a>) -> Value<'a> {
+    let text = scan.groups.as_str();
+    let first = scan.first;
+    match scan.count {
+        1 => {
             if first.is_empty() {
                 Value::Empty
             } else if let Ok(q) = Quantity::parse(first) {
@@ -469,7 +489,7 @@ fn generic(text: &str) -> Value<'_> {
                 Value::Text(first)
             }
         }
-        (Some(second), None) if is_timestamp(first) => match Quantity::parse(second) {
+        2 if is_timestamp(first) => match Quantity::parse(scan.second) {
             Ok(quantity) => Value::TimedNumber {
                 time: Timestamp::parse(first).ok().flatten(),
                 quantity,
@@ -581,16 +601,27 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         unknown_lines: Vec::new(),
         media: [None; 10],
     };
+    // Telegrams are ASCII: validate the body once, then every line is a slice of it.
+    let text = core::str::from_utf8(body).ok();
     let mut line_start = 0;
+    let mut newlines = memchr::memchr_iter(b'\n', body);
     while line_start < body.len() {
-        let line_end =
-            memchr::memchr(b'\n', &body[line_start..]).map_or(body.len(), |i| line_start + i);
-        let line = trim_cr(&body[line_start..line_end]);
+        let line_end = newlines.next().unwrap_or(body.len());
+        let end = if line_end > line_start && body[line_end - 1] == b'\r' {
+            line_end - 1
+        } else {
+            line_end
+        };
+        let line = &body[line_start..end];
+        let line_text = match text {
+            Some(text) => Some(&text[line_start..end]),
+            None => core::str::from_utf8(line).ok(),
+        };
         line_start = line_end + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.is_empty() || (line[0].is_ascii_whitespace() && line.trim_ascii().is_empty()) {
             continue;
         }
-        telegram.add_line(bytes, line);
+        telegram.add_line(bytes, line, line_text);
     }
     // A DSMR 2.2 reading whose value line never came.
     for object in &telegram.objects {
@@ -613,8 +644,8 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 impl<'a> Telegram<'a> {
-    fn add_line(&mut self, all: &'a [u8], line: &'a [u8]) {
-        let Ok(text) = core::str::from_utf8(line) else {
+    fn add_line(&mut self, all: &'a [u8], line: &'a [u8], text: Option<&'a str>) {
+        let Some(text) = text else {
             self.unknown_lines.push(line);
             return;
         };
@@ -626,13 +657,14 @@ impl<'a> Telegram<'a> {
             {
                 let from = last.line.as_ptr() as usize - all.as_ptr() as usize;
                 let to = line.as_ptr() as usize - all.as_ptr() as usize + line.len();
-                if let Ok(joined) = core::str::from_utf8(&all[from..to]) {
-                    let groups = &joined[last.line.len() - groups_len(last.line)..];
-                    if let Ok(value) = typed(Format::LegacyReading, groups) {
-                        last.value = value;
-                        last.line = joined;
-                        return;
-                    }
+                if let Ok(joined) = core::str::from_utf8(&all[from..to])
+                    && let Some(scan) =
+                        Groups::scan(&joined[last.line.len() - groups_len(last.line)..])
+                    && let Ok(value) = typed(Format::LegacyReading, &scan)
+                {
+                    last.value = value;
+                    last.line = joined;
+                    return;
                 }
             }
             self.unknown_lines.push(line);
@@ -642,17 +674,17 @@ impl<'a> Telegram<'a> {
             self.unknown_lines.push(line);
             return;
         };
-        let Some(groups) = Groups::validate(&text[prefix_len..]) else {
+        let Some(scan) = Groups::scan(&text[prefix_len..]) else {
             self.unknown_lines.push(line);
             return;
         };
         let def = registry::lookup(obis);
         let value = match def {
-            Some(def) => match typed(def.format, groups.as_str()) {
+            Some(def) => match typed(def.format, &scan) {
                 Ok(value) => value,
-                Err(_) => Value::Raw(groups),
+                Err(_) => Value::Raw(scan.groups),
             },
-            None => generic(groups.as_str()),
+            None => generic(&scan),
         };
         let object = DataObject {
             obis,

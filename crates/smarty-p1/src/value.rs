@@ -57,42 +57,48 @@ impl Decimal {
     /// [`ValueError::Number`] when the text is not a decimal number or has more than 18
     /// significant digits.
     pub fn parse(text: &str) -> Result<Self, ValueError> {
-        let bytes = text.as_bytes();
-        let (negative, digits) = match bytes.first() {
-            Some(b'-') => (true, &bytes[1..]),
-            Some(b'+') => (false, &bytes[1..]),
-            _ => (false, bytes),
+        match Self::parse_prefix(text.as_bytes()) {
+            Ok((value, used)) if used == text.len() => Ok(value),
+            _ => Err(ValueError::Number),
+        }
+    }
+
+    /// Parses the decimal at the start of `bytes`; returns it and the bytes it took.
+    fn parse_prefix(bytes: &[u8]) -> Result<(Self, usize), ValueError> {
+        let (negative, mut i) = match bytes.first() {
+            Some(b'-') => (true, 1),
+            Some(b'+') => (false, 1),
+            _ => (false, 0),
         };
         let mut mantissa: i64 = 0;
+        let mut digits = 0u32;
         let mut scale: u8 = 0;
-        let mut seen_point = false;
-        let mut seen_digit = false;
-        for &b in digits {
-            match b {
-                b'0'..=b'9' => {
-                    seen_digit = true;
-                    mantissa = mantissa
+        let mut point = false;
+        while let Some(&b) = bytes.get(i) {
+            let d = b.wrapping_sub(b'0');
+            if d <= 9 {
+                digits += 1;
+                mantissa = if digits <= 18 {
+                    mantissa * 10 + i64::from(d)
+                } else {
+                    mantissa
                         .checked_mul(10)
-                        .and_then(|m| m.checked_add(i64::from(b - b'0')))
-                        .ok_or(ValueError::Number)?;
-                    if seen_point {
-                        scale += 1;
-                        if scale > Self::MAX_SCALE {
-                            return Err(ValueError::Number);
-                        }
-                    }
-                }
-                b'.' if !seen_point => seen_point = true,
-                _ => return Err(ValueError::Number),
+                        .and_then(|m| m.checked_add(i64::from(d)))
+                        .ok_or(ValueError::Number)?
+                };
+                scale += u8::from(point);
+            } else if b == b'.' && !point {
+                point = true;
+            } else {
+                break;
             }
+            i += 1;
         }
-        if !seen_digit {
+        if digits == 0 || scale > Self::MAX_SCALE {
             return Err(ValueError::Number);
         }
-        Ok(Decimal {
-            mantissa: if negative { -mantissa } else { mantissa },
-            scale,
-        })
+        let mantissa = if negative { -mantissa } else { mantissa };
+        Ok((Decimal { mantissa, scale }, i))
     }
 
     /// The integer mantissa (the digits without the point).
@@ -205,19 +211,14 @@ impl<'a> Quantity<'a> {
     /// assert_eq!(Quantity::parse("00.007").unwrap().unit, None);
     /// ```
     pub fn parse(text: &'a str) -> Result<Self, ValueError> {
-        let bytes = text.as_bytes();
-        let end = bytes
-            .iter()
-            .position(|&b| !(b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+'))
-            .unwrap_or(bytes.len());
-        let value = Decimal::parse(&text[..end])?;
+        let (value, end) = Decimal::parse_prefix(text.as_bytes())?;
         let unit = match &text[end..] {
             "" => None,
             rest => {
                 let unit = rest.strip_prefix('*').unwrap_or(rest);
                 if unit.is_empty()
-                    || !unit.bytes().all(|b| b.is_ascii_graphic())
                     || !unit.as_bytes()[0].is_ascii_alphabetic()
+                    || !unit.bytes().all(|b| b.is_ascii_graphic())
                 {
                     return Err(ValueError::Unit);
                 }
