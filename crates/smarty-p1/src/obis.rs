@@ -61,9 +61,16 @@ impl Obis {
     /// Like [`Obis::parse_prefix`], returning `(code, length of A-B:C.D.E, total length
     /// including a `*F` suffix)`.
     pub fn parse_prefix_full(line: &[u8]) -> Option<(Obis, usize, usize)> {
-        let mut pos = 0;
-        let a = group(line, &mut pos, b'-')?;
-        let b = group(line, &mut pos, b':')?;
+        // Groups A and B are single digits on every P1 line: `1-0:`, `0-1:`.
+        let (a, b, mut pos) = match line {
+            [a @ b'0'..=b'9', b'-', b @ b'0'..=b'9', b':', ..] => (a - b'0', b - b'0', 4),
+            _ => {
+                let mut pos = 0;
+                let a = group(line, &mut pos, b'-')?;
+                let b = group(line, &mut pos, b':')?;
+                (a, b, pos)
+            }
+        };
         let c = group(line, &mut pos, b'.')?;
         let d = group(line, &mut pos, b'.')?;
         let e = last_group(line, &mut pos)?;

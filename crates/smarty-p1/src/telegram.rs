@@ -159,6 +159,17 @@ impl<'a> Groups<'a> {
     /// noting the first two groups for the common one- and two-group values.
     fn scan(text: &'a str) -> Option<Scan<'a>> {
         let bytes = text.as_bytes();
+        // Most lines hold one group and nothing after it: `(000006.695*kWh)`.
+        if let [b'(', inner @ .., b')'] = bytes
+            && !inner.iter().any(|&c| c == b'(' || c == b')')
+        {
+            return Some(Scan {
+                groups: Groups(text),
+                count: 1,
+                first: &text[1..text.len() - 1],
+                second: "",
+            });
+        }
         let mut i = 0;
         let mut scan = Scan {
             groups: Groups(text),
