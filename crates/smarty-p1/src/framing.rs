@@ -1,7 +1,7 @@
 //! Streaming framing: bytes in, complete frames and telegrams out.
 //!
 //! [`FrameDecoder`] takes bytes in chunks of any size and yields
-//! - encrypted frames (`0xDB` general-glo-ciphering APDUs, [`crate::frame`]), delimited by
+//! - encrypted frames (`0xDB` general-glo-ciphering APDUs, [`crate::EncryptedFrame`]), delimited by
 //!   their length field, and
 //! - plaintext telegrams from `/` through `!CRC` and its line end, for meters that send in
 //!   the clear.

@@ -77,7 +77,7 @@ pub async fn run(
                     Ok(read) => read,
                     Err(_) => {
                         decoder.check_gap(now_ms());
-                        if drain(decoder, sink)? {
+                        if drain(decoder, sink, false)? {
                             return Ok(End::OutputClosed);
                         }
                         continue;
@@ -91,7 +91,7 @@ pub async fn run(
                 Ok(n) => {
                     backoff = MIN_BACKOFF;
                     decoder.push_at(&buf[..n], now_ms());
-                    if drain(decoder, sink)? {
+                    if drain(decoder, sink, false)? {
                         return Ok(End::OutputClosed);
                     }
                     if limit.is_some_and(|n| decoder.stats().telegrams >= n) {
@@ -105,7 +105,7 @@ pub async fn run(
             if let Some(e) = ended {
                 return Err(e).with_context(|| format!("cannot read {source}"));
             }
-            if finish(decoder, sink)? {
+            if drain(decoder, sink, true)? {
                 return Ok(End::OutputClosed);
             }
             return Ok(End::Input);
@@ -123,9 +123,18 @@ fn decoder_gap_ms(decoder: &Decoder) -> u64 {
     decoder.framing_config().gap_ms
 }
 
-/// Hands every complete result to the sink. Returns `true` when the output is closed.
-fn drain(decoder: &mut Decoder, sink: &mut dyn Sink) -> Result<bool> {
-    while let Some(result) = decoder.next() {
+/// Hands every complete result to the sink; at the end of a finite input also what only the
+/// end completes. Returns `true` when the output is closed.
+fn drain(decoder: &mut Decoder, sink: &mut dyn Sink, at_end: bool) -> Result<bool> {
+    loop {
+        let result = if at_end {
+            decoder.finish()
+        } else {
+            decoder.next()
+        };
+        let Some(result) = result else {
+            return Ok(false);
+        };
         let written = match result {
             Ok(decoded) => sink.telegram(&decoded),
             Err(rejection) => rejected(rejection, decoder, sink),
@@ -134,21 +143,6 @@ fn drain(decoder: &mut Decoder, sink: &mut dyn Sink) -> Result<bool> {
             return Ok(true);
         }
     }
-    Ok(false)
-}
-
-/// [`drain`] at the end of a finite input.
-fn finish(decoder: &mut Decoder, sink: &mut dyn Sink) -> Result<bool> {
-    while let Some(result) = decoder.finish() {
-        let written = match result {
-            Ok(decoded) => sink.telegram(&decoded),
-            Err(rejection) => rejected(rejection, decoder, sink),
-        };
-        if closed(written)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 fn rejected(rejection: Rejection, decoder: &Decoder, sink: &mut dyn Sink) -> io::Result<()> {
