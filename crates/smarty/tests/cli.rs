@@ -261,6 +261,26 @@ fn a_file_is_read_to_its_end_and_summarised() {
         String::from_utf8_lossy(&output.stderr)
             .contains("30 frames and 0 plaintext telegrams forwarded")
     );
+
+    // The hex capture is read back where the key is (offline decryption).
+    let hex_capture = dir.path().join("frames.hex");
+    std::fs::write(&hex_capture, lines.join("\n") + "\n").unwrap();
+    let mut read = smarty();
+    read.args([
+        "read",
+        hex_capture.to_str().unwrap(),
+        "--key",
+        KEY,
+        "--format",
+        "json",
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    assert!(output.status.success());
+    assert_eq!(
+        json_lines(&output),
+        telegrams,
+        "same telegrams from the hex capture"
+    );
 }
 
 #[test]

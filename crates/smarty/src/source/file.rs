@@ -1,9 +1,9 @@
-//! Files and standard input: read to the end.
+//! Files and standard input: read to the end. Hex captures (`--format raw`) are recognised.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{OpenFuture, Reader, Source};
+use super::{HexOrBinary, OpenFuture, Reader, Source};
 
 /// A capture file.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ impl Source for FileSource {
     fn open(&self) -> OpenFuture<'_> {
         Box::pin(async move {
             let file = tokio::fs::File::open(&self.path).await?;
-            Ok(Box::new(file) as Reader)
+            Ok(Box::new(HexOrBinary::new(file)) as Reader)
         })
     }
 
@@ -51,7 +51,7 @@ impl fmt::Display for StdinSource {
 
 impl Source for StdinSource {
     fn open(&self) -> OpenFuture<'_> {
-        Box::pin(async { Ok(Box::new(tokio::io::stdin()) as Reader) })
+        Box::pin(async { Ok(Box::new(HexOrBinary::new(tokio::io::stdin())) as Reader) })
     }
 
     fn is_live(&self) -> bool {

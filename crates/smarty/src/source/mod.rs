@@ -4,6 +4,7 @@
 //! source is live (followed and reopened) or finite (read to its end).
 
 mod file;
+mod hex;
 mod serial;
 mod tcp;
 
@@ -17,6 +18,7 @@ use anyhow::{Result, bail};
 use tokio::io::AsyncRead;
 
 pub use file::{FileSource, StdinSource};
+pub use hex::HexOrBinary;
 pub use serial::SerialSource;
 pub use tcp::TcpSource;
 

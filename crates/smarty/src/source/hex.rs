@@ -1,0 +1,131 @@
+//! Captures written by `smarty read --format raw`: one frame per line in hex. File and stdin
+//! sources recognise them and hand the decoder the bytes, so a capture made where the cable is
+//! can be decrypted where the key is.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// What the stream turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Nothing read yet.
+    Unknown,
+    /// Bytes as they are.
+    Binary,
+    /// Hex text; `half` holds a digit waiting for its partner.
+    Hex { half: Option<u8> },
+}
+
+/// Passes binary streams through and turns hex-line captures into bytes.
+///
+/// A capture is hex when its first chunk holds only hex digits and white space and starts with
+/// `DB08` (an encrypted frame) or `2F` (a plaintext telegram's `/`): a binary stream starts
+/// with the byte 0xDB or `/` itself, never with those characters.
+pub struct HexOrBinary<R> {
+    inner: R,
+    mode: Mode,
+    pending: Vec<u8>,
+    taken: usize,
+}
+
+impl<R> HexOrBinary<R> {
+    /// Wraps a reader.
+    pub fn new(inner: R) -> Self {
+        HexOrBinary {
+            inner,
+            mode: Mode::Unknown,
+            pending: Vec::new(),
+            taken: 0,
+        }
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn looks_like_hex_capture(chunk: &[u8]) -> bool {
+    let text: Vec<u8> = chunk
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let starts = text.len() >= 4
+        && (text[..4].eq_ignore_ascii_case(b"DB08") || text[..2].eq_ignore_ascii_case(b"2F"));
+    starts && text.iter().all(u8::is_ascii_hexdigit)
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HexOrBinary<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.taken < this.pending.len() {
+                let n = buf.remaining().min(this.pending.len() - this.taken);
+                buf.put_slice(&this.pending[this.taken..this.taken + n]);
+                this.taken += n;
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.clear();
+            this.taken = 0;
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let data = read.filled();
+            if data.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            if this.mode == Mode::Unknown {
+                this.mode = if looks_like_hex_capture(data) {
+                    tracing::info!("reading a hex capture (one frame per line)");
+                    Mode::Hex { half: None }
+                } else {
+                    Mode::Binary
+                };
+            }
+            match &mut this.mode {
+                Mode::Hex { half } => {
+                    for &b in data {
+                        if let Some(v) = hex_value(b) {
+                            match half.take() {
+                                Some(high) => this.pending.push((high << 4) | v),
+                                None => *half = Some(v),
+                            }
+                        }
+                    }
+                }
+                _ => this.pending.extend_from_slice(data),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn read_all(input: &'static [u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        HexOrBinary::new(input).read_to_end(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn hex_lines_become_bytes_and_binary_passes_through() {
+        assert_eq!(
+            read_all(b"DB0801\r\nDB0802\n").await,
+            [0xDB, 8, 1, 0xDB, 8, 2]
+        );
+        assert_eq!(read_all(b"2f41\n").await, b"/A");
+        assert_eq!(read_all(b"\xDB\x08\x01").await, [0xDB, 8, 1]);
+        assert_eq!(read_all(b"/ISK5\\2M550\r\n").await, b"/ISK5\\2M550\r\n");
+        assert_eq!(read_all(b"DB08 not hex").await, b"DB08 not hex");
+    }
+}
