@@ -9,6 +9,7 @@ mod key;
 mod output;
 mod pipeline;
 mod read;
+mod service;
 mod simulate;
 mod source;
 
