@@ -66,6 +66,70 @@ Examples:\n  \
 
     /// The virtual meter and the reader in one command: see the whole main job without hardware.
     Demo(DemoArgs),
+
+    /// Run as a service: any number of meters, MQTT with Home Assistant discovery, a
+    /// plain-telegram proxy, Prometheus metrics; sources reconnect on their own.
+    #[command(after_help = "Examples:\n  \
+  smarty run --config /etc/smarty/smarty.toml\n  \
+  smarty run /dev/ttyUSB0 --key-file key --mqtt mqtt://127.0.0.1:1883     one meter, no file\n  \
+  smarty config example > smarty.toml && smarty config check smarty.toml")]
+    Run(RunArgs),
+
+    /// Check a configuration file or print a commented example.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `smarty config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file; each mistake is reported with its line.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print a commented example configuration.
+    Example,
+}
+
+/// `smarty run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (see `smarty config example`).
+    #[arg(long, short, value_name = "FILE", conflicts_with = "source")]
+    pub config: Option<PathBuf>,
+
+    /// Without --config: the one meter's source (as for `smarty read`).
+    #[arg(value_name = "SOURCE", required_unless_present = "config")]
+    pub source: Option<String>,
+
+    /// Without --config: the meter's name in topics and labels.
+    #[arg(long, default_value = "meter", value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    #[command(flatten)]
+    pub serial: SerialArgs,
+
+    /// Without --config: seconds between telegrams (10 for Smarty, 1 for DSMR 5).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub interval: f64,
+
+    /// Publish to this MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001).
+    #[arg(long, value_name = "ADDR")]
+    pub proxy: Option<String>,
+
+    /// Serve /metrics and /healthz on this address (e.g. 127.0.0.1:9817).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
 }
 
 /// Options shared by everything that decrypts.
@@ -138,7 +202,7 @@ pub struct SerialFormat {
     pub stop_bits: u8,
 }
 
-fn parse_serial_format(text: &str) -> Result<SerialFormat, String> {
+pub fn parse_serial_format(text: &str) -> Result<SerialFormat, String> {
     let bytes = text.as_bytes();
     let bad = || format!("{text:?} is not a serial format like 8N1 or 7E1");
     if bytes.len() != 3 {

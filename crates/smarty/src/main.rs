@@ -4,6 +4,7 @@
 //! [`pipeline`]; the commands are `read`, `simulate` and `demo`.
 
 mod cli;
+mod config;
 mod demo;
 mod key;
 mod output;
@@ -17,6 +18,35 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
+
+/// `smarty config check|example`.
+fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        cli::ConfigCommand::Example => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        cli::ConfigCommand::Check { file } => {
+            let config = config::Config::load(&file)?;
+            println!(
+                "{}: ok, {} meter{}{}",
+                file.display(),
+                config.meters.len(),
+                if config.meters.len() == 1 { "" } else { "s" },
+                [
+                    ("mqtt", config.mqtt.is_some()),
+                    ("proxy", config.proxy.is_some()),
+                    ("http", config.http.is_some())
+                ]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| format!(", {name}"))
+                .collect::<String>()
+            );
+            Ok(())
+        }
+    }
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -50,6 +80,8 @@ fn main() -> std::process::ExitCode {
             Command::Read(args) => read::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Run(args) => service::run(args).await,
+            Command::Config { command } => config_command(command),
         }
     });
     match result {

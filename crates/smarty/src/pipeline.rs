@@ -37,6 +37,21 @@ pub async fn run(
     sink: &mut dyn Sink,
     limit: Option<u64>,
 ) -> Result<End> {
+    run_with(source, decoder, sink, limit, None).await
+}
+
+/// [`run`] that also reopens a live source after `silence` without an accepted telegram
+/// (a cable that still looks open but delivers nothing).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    source: &dyn Source,
+    decoder: &mut Decoder,
+    sink: &mut dyn Sink,
+    limit: Option<u64>,
+    silence: Option<Duration>,
+) -> Result<End> {
     let started = Instant::now();
     let now_ms = move || started.elapsed().as_millis() as u64;
     let gap = Duration::from_millis(decoder_gap_ms(decoder).max(1));
@@ -69,9 +84,22 @@ pub async fn run(
                 }
             );
         }
+        sink.source_state(true, None);
         was_connected = true;
         last_error = None;
+        let mut progress = (decoder.stats().telegrams, Instant::now());
         let ended = loop {
+            if let Some(silence) = silence {
+                let telegrams = decoder.stats().telegrams;
+                if telegrams != progress.0 {
+                    progress = (telegrams, Instant::now());
+                } else if progress.1.elapsed() > silence {
+                    break Some(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no telegram for {} s", silence.as_secs()),
+                    ));
+                }
+            }
             let read = if source.is_live() {
                 match tokio::time::timeout(gap, reader.read(&mut buf)).await {
                     Ok(read) => read,
@@ -110,10 +138,12 @@ pub async fn run(
             }
             return Ok(End::Input);
         }
-        match ended {
-            Some(e) => tracing::warn!("lost {source}: {e}; reconnecting"),
-            None => tracing::warn!("{source} closed the connection; reconnecting"),
-        }
+        let why = match &ended {
+            Some(e) => format!("lost {source}: {e}"),
+            None => format!("{source} closed the connection"),
+        };
+        tracing::warn!("{why}; reconnecting");
+        sink.source_state(false, Some(&why));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -139,6 +169,7 @@ fn drain(decoder: &mut Decoder, sink: &mut dyn Sink, at_end: bool) -> Result<boo
             Ok(decoded) => sink.telegram(&decoded),
             Err(rejection) => rejected(rejection, decoder, sink),
         };
+        sink.counters(decoder.stats());
         if closed(written)? {
             return Ok(true);
         }

@@ -475,3 +475,38 @@ fn help_teaches() {
         assert!(help.contains(needle), "read --help lacks {needle}");
     }
 }
+
+#[test]
+fn config_example_checks_and_mistakes_name_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = smarty().args(["config", "example"]).output().unwrap();
+    assert!(example.status.success());
+    let path = dir.path().join("smarty.toml");
+    std::fs::write(&path, &example.stdout).unwrap();
+    let check = smarty()
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("ok, 1 meter"));
+
+    std::fs::write(
+        &path,
+        "[[meter]]\nname = \"home\"\nsorce = \"/dev/ttyUSB0\"\n",
+    )
+    .unwrap();
+    let check = smarty()
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains("smarty.toml:3:1: unknown field `sorce`"),
+        "{stderr}"
+    );
+}

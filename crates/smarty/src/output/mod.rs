@@ -22,6 +22,12 @@ pub trait Sink: Send {
     /// When the output cannot be written (a closed pipe ends the pipeline quietly).
     fn telegram(&mut self, decoded: &Decoded<'_>) -> io::Result<()>;
 
+    /// The source was opened (`connected`) or lost, with the reason.
+    fn source_state(&mut self, _connected: bool, _why: Option<&str>) {}
+
+    /// The decoder's counters, after each batch of results.
+    fn counters(&mut self, _stats: &smarty_p1::Stats) {}
+
     /// `true` when the sink wants encrypted frames that could not be decrypted for lack of
     /// a key (they are then not reported as rejections).
     fn forwards_undecrypted(&self) -> bool {

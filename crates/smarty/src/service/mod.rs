@@ -6,5 +6,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod event;
+mod meter;
+mod outputs;
+mod run;
 
 pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
+pub use run::run;

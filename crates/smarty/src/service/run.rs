@@ -1,0 +1,118 @@
+//! `smarty run`: starts the outputs, then every meter, and runs until interrupted.
+
+use anyhow::{Context, Result};
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+use super::event::Event;
+use super::meter;
+use crate::cli::RunArgs;
+use crate::config::{Config, MeterConfig};
+use crate::key::KEY_ENV;
+
+/// Events buffered for outputs that fall behind (a slow output skips, it never blocks).
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// The configuration of a `smarty run` without `--config`: one meter from the flags.
+fn config_from_flags(args: &RunArgs) -> Result<Config> {
+    let source = args.source.clone().context("give SOURCE or --config")?;
+    let key = args
+        .key
+        .key
+        .clone()
+        .or_else(|| std::env::var(KEY_ENV).ok().filter(|k| !k.trim().is_empty()));
+    let serial = args.serial.serial;
+    let meter = MeterConfig {
+        name: args.name.clone(),
+        source,
+        key: if args.key.key_file.is_some() {
+            None
+        } else {
+            key
+        },
+        key_file: args.key.key_file.clone(),
+        auth_key: args.key.auth_key.clone(),
+        aad: args.key.aad.clone(),
+        verify_tag: !args.key.no_verify_tag,
+        reject_replay: args.key.reject_replay,
+        baud: args.serial.baud,
+        serial: format!("{}{}{}", serial.data_bits, serial.parity, serial.stop_bits),
+        interval_s: args.interval,
+    };
+    let table = |field: &str, value: &Option<String>| {
+        value.as_ref().map(|v| {
+            let mut t = toml::Table::new();
+            t.insert(field.into(), toml::Value::String(v.clone()));
+            t
+        })
+    };
+    Ok(Config {
+        state_dir: None,
+        meters: vec![meter],
+        mqtt: table("url", &args.mqtt),
+        proxy: table("listen", &args.proxy),
+        http: table("listen", &args.http),
+    })
+}
+
+/// Runs `smarty run`.
+///
+/// # Errors
+/// An invalid configuration, or an output that cannot start.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => config_from_flags(&args)?,
+    };
+    let (tx, _) = broadcast::channel::<Event>(CHANNEL_CAPACITY);
+    let mut tasks = JoinSet::new();
+    let outputs = super::outputs::start(&config, &tx, &mut tasks).await?;
+    if outputs == 0 {
+        tracing::warn!(
+            "no output configured: add [mqtt], [proxy] or [http] to the configuration (or --mqtt, --proxy, --http)"
+        );
+    }
+    for meter in config.meters.clone() {
+        let name = meter.name.clone();
+        tracing::info!("meter {name}: reading {}", meter.source);
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            meter::run(meter, tx)
+                .await
+                .with_context(|| format!("meter {name}"))
+        });
+    }
+    let result = tokio::select! {
+        finished = async {
+            while let Some(done) = tasks.join_next().await {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) if e.is_panic() => return Err(anyhow::anyhow!("a task panicked: {e}")),
+                    Err(_) => {}
+                }
+            }
+            Ok(())
+        } => finished,
+        _ = shutdown_signal() => {
+            tracing::info!("stopping");
+            Ok(())
+        }
+    };
+    tasks.shutdown().await;
+    result
+}
+
+/// Ctrl-C or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
