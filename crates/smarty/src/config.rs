@@ -3,8 +3,8 @@
 //! `smarty config example` prints a commented example; `smarty config check FILE` validates one
 //! and names the line of each mistake. Environment variables override the file:
 //! `SMARTY_<SECTION>_<FIELD>` for the `[mqtt]`, `[proxy]` and `[http]` sections (for example
-//! `SMARTY_MQTT_PASSWORD`) and `SMARTY_METER_<NAME>_<FIELD>` for a meter (for example
-//! `SMARTY_METER_HOME_KEY` for the meter named `home`).
+//! `SMARTY_MQTT_PASSWORD`), `SMARTY_METER_<NAME>_<FIELD>` for a meter (for example
+//! `SMARTY_METER_HOME_KEY` for the meter named `home`) and `SMARTY_STATE_DIR`.
 
 use std::path::{Path, PathBuf};
 
@@ -211,6 +211,10 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         };
         if rest == "KEY" {
             continue; // the key of `smarty read`, not a config setting
+        }
+        if rest == "STATE_DIR" {
+            table.insert("state_dir".into(), toml::Value::String(value.clone()));
+            continue;
         }
         let value = parse_scalar(value);
         if let Some(section) = SECTIONS
