@@ -28,6 +28,8 @@ fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
         }
         cli::ConfigCommand::Check { file } => {
             let config = config::Config::load(&file)?;
+            service::check_outputs(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
             println!(
                 "{}: ok, {} meter{}{}",
                 file.display(),

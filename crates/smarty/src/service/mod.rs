@@ -7,8 +7,13 @@
 
 pub mod event;
 mod meter;
+pub mod metrics;
+pub mod mqtt;
 mod outputs;
+pub mod proxy;
+pub mod queue;
 mod run;
 
 pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
+pub use outputs::check as check_outputs;
 pub use run::run;

@@ -1,11 +1,71 @@
 //! Starts the configured outputs, each as its own task fed by the event channel.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use super::event::Event;
-use crate::config::Config;
+use super::{metrics, mqtt, proxy};
+use crate::config::{Config, read_secret};
+
+/// Deserialises an output section, naming it in errors.
+fn section<T: for<'de> Deserialize<'de>>(name: &str, table: &toml::Table) -> Result<T> {
+    T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| anyhow::anyhow!("[{name}]: {}", e.message()))
+}
+
+/// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
+///
+/// # Errors
+/// Unknown fields, an unreadable password file, or settings `MqttConfig::check` rejects.
+pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
+    let Some(table) = &config.mqtt else {
+        return Ok(None);
+    };
+    let mut table = table.clone();
+    if let Some(file) = table.remove("password_file") {
+        let path = file
+            .as_str()
+            .context("[mqtt]: password_file must be a path")?
+            .to_owned();
+        table.insert(
+            "password".into(),
+            toml::Value::String(read_secret(path.as_ref())?),
+        );
+    }
+    let mut mqtt: mqtt::MqttConfig = section("mqtt", &table)?;
+    if mqtt.queue_dir.is_none() {
+        mqtt.queue_dir = config.state_dir.clone();
+    }
+    mqtt.check().map_err(|e| anyhow::anyhow!("[mqtt]: {e:#}"))?;
+    Ok(Some(mqtt))
+}
+
+/// Validates the output sections without starting anything (`smarty config check`).
+///
+/// # Errors
+/// The first invalid setting, naming its section.
+pub fn check(config: &Config) -> Result<()> {
+    mqtt_config(config)?;
+    if let Some(table) = &config.proxy {
+        let settings: proxy::ProxyConfig = section("proxy", table)?;
+        check_meter(config, "proxy", settings.meter.as_deref())?;
+    }
+    if let Some(table) = &config.http {
+        section::<metrics::HttpConfig>("http", table)?;
+    }
+    Ok(())
+}
+
+fn check_meter(config: &Config, section: &str, meter: Option<&str>) -> Result<()> {
+    if let Some(name) = meter
+        && !config.meters.iter().any(|m| m.name == name)
+    {
+        anyhow::bail!("[{section}]: meter {name:?} is not configured");
+    }
+    Ok(())
+}
 
 /// Starts every configured output; returns how many were started.
 ///
@@ -13,18 +73,28 @@ use crate::config::Config;
 /// An output whose settings are invalid or that cannot bind its address.
 pub async fn start(
     config: &Config,
-    _tx: &broadcast::Sender<Event>,
-    _tasks: &mut JoinSet<Result<()>>,
+    tx: &broadcast::Sender<Event>,
+    tasks: &mut JoinSet<Result<()>>,
 ) -> Result<usize> {
-    let started = 0;
-    for (section, present) in [
-        ("mqtt", config.mqtt.is_some()),
-        ("proxy", config.proxy.is_some()),
-        ("http", config.http.is_some()),
-    ] {
-        if present {
-            tracing::warn!("[{section}] is not available in this build yet");
-        }
+    check(config)?;
+    let mut started = 0;
+    if let Some(mqtt) = mqtt_config(config)? {
+        tasks.spawn(mqtt::run(mqtt, tx.subscribe()));
+        started += 1;
+    }
+    if let Some(table) = &config.proxy {
+        let settings: proxy::ProxyConfig = section("proxy", table)?;
+        let server = proxy::bind(&settings).await?;
+        tasks.spawn(server.serve(tx.subscribe()));
+        started += 1;
+    }
+    if let Some(table) = &config.http {
+        let settings: metrics::HttpConfig = section("http", table)?;
+        let state = metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str()));
+        let server = metrics::bind(&settings).await?;
+        let follower = metrics::follow(std::sync::Arc::clone(&state), tx.subscribe());
+        tasks.spawn(server.serve(state, follower));
+        started += 1;
     }
     Ok(started)
 }

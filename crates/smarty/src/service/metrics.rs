@@ -1,0 +1,977 @@
+//! `/metrics` (Prometheus) and `/healthz` over HTTP.
+//!
+//! # Metrics
+//! A [`MetricsState`] keeps, per meter, the latest [`TelegramEvent`] and [`MeterStatus`]
+//! (updated by [`follow`] from the event stream). On each scrape a prometheus-client
+//! [`Collector`] turns these snapshots into samples, so every value is the meter's (or the
+//! decoder's) own absolute total: counters are emitted as counter-type samples of the latest
+//! totals (`ConstCounter`) and never go backwards while the meter's register does not (a
+//! replaced meter or a restarted gateway looks like a counter reset, which Prometheus handles).
+//!
+//! Names (all with a `meter` label, the configured meter name):
+//! - Meter values: `smarty_<standard name>` — the names of `smarty read` and the MQTT topics,
+//!   units included (`energy_import_kwh`, `voltage_l1_v`). Energy, reactive energy, event
+//!   counts and M-Bus readings are counters (`smarty_energy_import_kwh_total`,
+//!   `smarty_power_failures_total`); power, voltage, current, power factor, frequency,
+//!   thresholds and states are gauges (`smarty_power_import_kw`, `smarty_voltage_l1_v`).
+//!   Phases stay in the name (`smarty_power_import_l1_kw`) rather than in a label, because
+//!   the totals (`smarty_power_import_kw`) would otherwise share a family with their phases and
+//!   `sum()` would count them twice. M-Bus values drop their `mbus<n>_` prefix for a `channel`
+//!   label: `smarty_mbus_gas_m3_total{meter="home",channel="1"}`.
+//! - `smarty_meter_info{meter,meter_id}` 1.
+//! - The gateway: `smarty_frames_total` (encrypted frames found), `smarty_plain_telegrams_total`,
+//!   `smarty_telegrams_total` (accepted), `smarty_rejections_total{reason}` (every reason of
+//!   `RejectReason::ALL`, zeros included), `smarty_noise_bytes_total`, `smarty_reconnects_total`,
+//!   `smarty_connected` (0/1), `smarty_last_telegram_timestamp_seconds` (Unix time), and without
+//!   a meter label `smarty_mqtt_queue_depth` (set by the MQTT output through
+//!   [`MetricsState::mqtt_queue_depth`]) and `smarty_metrics_events_lagged_total`.
+//!
+//! Format: OpenMetrics 1.0 text (prometheus-client's encoder) when the scraper asks for it in
+//! `Accept` (Prometheus does), otherwise the Prometheus text format 0.0.4 (curl, promtool,
+//! older scrapers), derived from the same encoding: counter families are declared under their
+//! sample name (`smarty_energy_import_kwh_total`) and `# EOF` is left out.
+//!
+//! # Health
+//! `/healthz` answers 200 with a JSON summary when every meter delivered a telegram within
+//! `healthy_within_s`, else 503 with the reason per meter (no telegram yet, or too old).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+use smarty_p1::RejectReason;
+use smarty_p1::registry::Kind;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+use super::event::{Event, MeterStatus, TelegramEvent, ValueData};
+
+/// `[http]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, `host:port` (default `127.0.0.1:9817`).
+    pub listen: String,
+    /// `/healthz` fails when a meter's last telegram is older than this (seconds).
+    pub healthy_within_s: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9817".to_owned(),
+            healthy_within_s: 60,
+        }
+    }
+}
+
+/// Content type of the OpenMetrics text format.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The latest known state of every meter, as metrics and health see it.
+#[derive(Debug, Default)]
+pub struct MetricsState {
+    meters: Mutex<BTreeMap<Arc<str>, MeterEntry>>,
+    mqtt_queue_depth: Arc<AtomicI64>,
+    lagged: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MeterEntry {
+    telegram: Option<Arc<TelegramEvent>>,
+    status: Option<Arc<MeterStatus>>,
+}
+
+impl MeterEntry {
+    fn last_telegram(&self) -> Option<SystemTime> {
+        let from_telegram = self.telegram.as_ref().map(|t| t.received);
+        let from_status = self.status.as_ref().and_then(|s| s.last_telegram);
+        from_telegram.max(from_status)
+    }
+}
+
+impl MetricsState {
+    /// A state expecting the given meters (so `/healthz` reports those that never deliver).
+    pub fn new<S: AsRef<str>>(meters: impl IntoIterator<Item = S>) -> Arc<Self> {
+        let state = MetricsState::default();
+        {
+            let mut map = state.meters.lock().unwrap_or_else(|e| e.into_inner());
+            for meter in meters {
+                map.insert(Arc::from(meter.as_ref()), MeterEntry::default());
+            }
+        }
+        Arc::new(state)
+    }
+
+    /// The MQTT output's queue depth, exported as `smarty_mqtt_queue_depth`: store into it.
+    pub fn mqtt_queue_depth(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.mqtt_queue_depth)
+    }
+
+    /// Takes in one event.
+    pub fn update(&self, event: &Event) {
+        let mut meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Telegram(t) => {
+                meters.entry(Arc::clone(&t.meter)).or_default().telegram = Some(Arc::clone(t));
+            }
+            Event::Status(s) => {
+                meters.entry(Arc::clone(&s.meter)).or_default().status = Some(Arc::clone(s));
+            }
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<Arc<str>, MeterEntry> {
+        self.meters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The exposition in the OpenMetrics text format.
+    pub fn openmetrics(self: &Arc<Self>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Arc::clone(self)));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The exposition in the Prometheus text format 0.0.4 (see the module docs).
+    pub fn prometheus_text(self: &Arc<Self>) -> String {
+        let counters: BTreeSet<String> = self
+            .families()
+            .into_values()
+            .filter(|f| f.counter)
+            .map(|f| f.name)
+            .collect();
+        let mut out = String::new();
+        for line in self.openmetrics().lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+                let rest = line.strip_prefix(tag)?;
+                let (name, tail) = rest.split_once(' ')?;
+                counters
+                    .contains(name)
+                    .then(|| format!("{tag}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Whether every meter delivered within `within` at `now`, and the `/healthz` body.
+    pub fn health(&self, now: SystemTime, within: Duration) -> (bool, serde_json::Value) {
+        let meters = self.snapshot();
+        let mut healthy = !meters.is_empty();
+        let mut report = serde_json::Map::new();
+        for (name, entry) in &meters {
+            let connected = entry.status.as_ref().map(|s| s.connected);
+            let age = entry
+                .last_telegram()
+                .map(|t| now.duration_since(t).unwrap_or_default());
+            let problem = match age {
+                None => Some("no telegram yet".to_owned()),
+                Some(age) if age > within => Some(format!(
+                    "last telegram {} s ago (limit {} s)",
+                    age.as_secs(),
+                    within.as_secs()
+                )),
+                Some(_) => None,
+            };
+            let mut meter = serde_json::Map::new();
+            meter.insert("healthy".into(), problem.is_none().into());
+            if let Some(connected) = connected {
+                meter.insert("connected".into(), connected.into());
+            }
+            if let Some(age) = age {
+                meter.insert("last_telegram_age_s".into(), age.as_secs().into());
+            }
+            if let Some(problem) = problem {
+                healthy = false;
+                let error = entry.status.as_ref().and_then(|s| s.last_error.as_deref());
+                let reason = match (connected, error) {
+                    (Some(false), Some(e)) => format!("{problem}; disconnected: {e}"),
+                    (Some(false), None) => format!("{problem}; disconnected"),
+                    _ => problem,
+                };
+                meter.insert("reason".into(), reason.into());
+            }
+            report.insert(name.to_string(), meter.into());
+        }
+        let mut body = json!({ "status": if healthy { "ok" } else { "unhealthy" } });
+        if meters.is_empty() {
+            body["reason"] = "no meters".into();
+        }
+        body["meters"] = report.into();
+        (healthy, body)
+    }
+
+    /// Every metric family, by name.
+    fn families(&self) -> BTreeMap<String, Family> {
+        let mut families = Families::default();
+        for (meter, entry) in self.snapshot() {
+            let m: Labels = vec![("meter", meter.to_string())];
+            if let Some(t) = &entry.telegram {
+                if let Some(id) = &t.meter_id {
+                    let labels = vec![("meter", meter.to_string()), ("meter_id", id.clone())];
+                    families.gauge("smarty_meter_info", "The meter's id.", labels, 1.0);
+                }
+                for value in &t.values {
+                    let ValueData::Number { value: v, .. } = &value.value else {
+                        continue;
+                    };
+                    let counter = match value.kind {
+                        Kind::Energy | Kind::ReactiveEnergy | Kind::Count | Kind::MbusReading => {
+                            true
+                        }
+                        Kind::Power
+                        | Kind::ReactivePower
+                        | Kind::ApparentPower
+                        | Kind::Voltage
+                        | Kind::Current
+                        | Kind::PowerFactor
+                        | Kind::Frequency
+                        | Kind::Threshold
+                        | Kind::State
+                        | Kind::Tariff
+                        | Kind::MbusDeviceType => false,
+                        _ => continue,
+                    };
+                    let mut labels = m.clone();
+                    let (name, obis) = match mbus_channel(&value.name) {
+                        Some((channel, rest)) => {
+                            labels.push(("channel", channel.to_owned()));
+                            let obis = match value.obis.split_once(':') {
+                                Some((ab, cde)) => match ab.split_once('-') {
+                                    Some((a, _)) => format!("{a}-n:{cde}"),
+                                    None => value.obis.clone(),
+                                },
+                                None => value.obis.clone(),
+                            };
+                            (format!("smarty_mbus_{}", sanitize(rest)), obis)
+                        }
+                        None => (
+                            format!("smarty_{}", sanitize(&value.name)),
+                            value.obis.clone(),
+                        ),
+                    };
+                    let help = format!("Meter value {} (OBIS {obis}).", value.name);
+                    if counter {
+                        families.counter(&name, &help, labels, *v);
+                    } else {
+                        families.gauge(&name, &help, labels, *v);
+                    }
+                }
+            }
+            if let Some(s) = &entry.status {
+                let stats = &s.stats;
+                families.counter(
+                    "smarty_frames",
+                    "Encrypted frames found.",
+                    m.clone(),
+                    stats.frames as f64,
+                );
+                families.counter(
+                    "smarty_plain_telegrams",
+                    "Plaintext telegrams found.",
+                    m.clone(),
+                    stats.plain_telegrams as f64,
+                );
+                families.counter(
+                    "smarty_telegrams",
+                    "Telegrams accepted.",
+                    m.clone(),
+                    stats.telegrams as f64,
+                );
+                for reason in RejectReason::ALL {
+                    let mut labels = m.clone();
+                    labels.push(("reason", reason.as_str().to_owned()));
+                    families.counter(
+                        "smarty_rejections",
+                        "Frames and telegrams rejected, by reason.",
+                        labels,
+                        stats.rejected(reason) as f64,
+                    );
+                }
+                families.counter(
+                    "smarty_noise_bytes",
+                    "Bytes outside any frame or telegram.",
+                    m.clone(),
+                    stats.noise_bytes as f64,
+                );
+                families.counter(
+                    "smarty_reconnects",
+                    "How often the source was reopened.",
+                    m.clone(),
+                    s.reconnects as f64,
+                );
+                families.gauge(
+                    "smarty_connected",
+                    "1 while the source is open.",
+                    m.clone(),
+                    if s.connected { 1.0 } else { 0.0 },
+                );
+            }
+            if let Some(t) = entry.last_telegram() {
+                let secs = t
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                families.gauge(
+                    "smarty_last_telegram_timestamp_seconds",
+                    "When the last telegram was accepted (Unix time).",
+                    m.clone(),
+                    secs,
+                );
+            }
+        }
+        families.gauge(
+            "smarty_mqtt_queue_depth",
+            "Messages waiting in the MQTT output's queue.",
+            Vec::new(),
+            self.mqtt_queue_depth.load(Ordering::Relaxed) as f64,
+        );
+        families.counter(
+            "smarty_metrics_events_lagged",
+            "Events the metrics missed because they fell behind.",
+            Vec::new(),
+            self.lagged.load(Ordering::Relaxed) as f64,
+        );
+        families.0
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: a name (counters without `_total`), its help and samples.
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    counter: bool,
+    samples: Vec<(Labels, f64)>,
+}
+
+#[derive(Default)]
+struct Families(BTreeMap<String, Family>);
+
+impl Families {
+    fn add(&mut self, name: &str, help: &str, counter: bool, labels: Labels, value: f64) {
+        let family = self.0.entry(name.to_owned()).or_insert_with(|| Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            counter,
+            samples: Vec::new(),
+        });
+        // One type per name; a clash (never with the registry's names) keeps the first, and one
+        // sample per label set.
+        if family.counter == counter && !family.samples.iter().any(|(l, _)| *l == labels) {
+            family.samples.push((labels, value));
+        }
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: Labels, value: f64) {
+        self.add(name, help, true, labels, value);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: Labels, value: f64) {
+        self.add(name, help, false, labels, value);
+    }
+}
+
+impl Collector for MetricsState {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in self.families().into_values() {
+            let metric_type = if family.counter {
+                ConstCounter::new(0.0).metric_type()
+            } else {
+                ConstGauge::new(0.0).metric_type()
+            };
+            let mut metric =
+                encoder.encode_descriptor(&family.name, &family.help, None, metric_type)?;
+            match family.samples.as_slice() {
+                // A gateway-wide value: no labels (the family encoder would write `{}`).
+                [(labels, value)] if labels.is_empty() => {
+                    encode_sample(family.counter, metric, *value)?;
+                }
+                samples => {
+                    for (labels, value) in samples {
+                        encode_sample(family.counter, metric.encode_family(labels)?, *value)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_sample(counter: bool, sample: MetricEncoder<'_>, value: f64) -> std::fmt::Result {
+    if counter {
+        ConstCounter::new(value).encode(sample)
+    } else {
+        ConstGauge::new(value).encode(sample)
+    }
+}
+
+/// `mbus1_gas_m3` → `("1", "gas_m3")`.
+fn mbus_channel(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("mbus")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let (channel, tail) = rest.split_at(digits);
+    let tail = tail.strip_prefix('_')?;
+    (!channel.is_empty() && !tail.is_empty()).then_some((channel, tail))
+}
+
+/// A metric name part: `[a-zA-Z0-9_]` only.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Keeps `state` up to date from `events` until the channel closes.
+pub async fn follow(state: Arc<MetricsState>, mut events: broadcast::Receiver<Event>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => state.update(&event),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                state.lagged.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!("metrics: fell behind, skipped {n} events");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    state: Arc<MetricsState>,
+    healthy_within: Duration,
+}
+
+/// The `/metrics` and `/healthz` routes.
+pub fn router(state: Arc<MetricsState>, healthy_within: Duration) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(App {
+            state,
+            healthy_within,
+        })
+}
+
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (app.state.openmetrics(), OPENMETRICS)
+    } else {
+        (app.state.prometheus_text(), PROMETHEUS_TEXT)
+    };
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let (healthy, body) = app.state.health(SystemTime::now(), app.healthy_within);
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = body.to_string();
+    body.push('\n');
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A bound HTTP server, not serving yet.
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: TcpListener,
+    healthy_within: Duration,
+}
+
+/// Binds `config.listen`, warning when the address is not a loopback address.
+pub async fn bind(config: &HttpConfig) -> anyhow::Result<HttpServer> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("http: cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if addr.ip().is_loopback() {
+        tracing::info!("http: /metrics and /healthz on http://{addr}");
+    } else {
+        tracing::warn!("http: /metrics and /healthz on http://{addr}, a non-loopback address");
+    }
+    Ok(HttpServer {
+        listener,
+        healthy_within: Duration::from_secs(config.healthy_within_s),
+    })
+}
+
+impl HttpServer {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves `state` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        state: Arc<MetricsState>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, router(state, self.healthy_within))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("http server")
+    }
+}
+
+/// Binds, follows `events` into `state` and serves until the event channel closes. Create
+/// `state` with [`MetricsState::new`] (the configured meter names) and hand
+/// [`MetricsState::mqtt_queue_depth`] to the MQTT output.
+pub async fn run(
+    config: HttpConfig,
+    state: Arc<MetricsState>,
+    events: broadcast::Receiver<Event>,
+) -> anyhow::Result<()> {
+    let server = bind(&config).await?;
+    let follower = follow(Arc::clone(&state), events);
+    server.serve(state, follower).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smarty_p1::{Decoder, DecoderConfig, Stats};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    const TELEGRAM: &[u8] = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus/telegrams/meterlogger_lux5_253663629_d_2026.txt"
+    ));
+
+    fn telegram(meter: &str, received: SystemTime) -> Event {
+        let mut decoder = Decoder::new(DecoderConfig::default());
+        decoder.push(TELEGRAM);
+        let decoded = decoder.finish().unwrap().unwrap();
+        let mut event = TelegramEvent::new(&Arc::from(meter), &decoded);
+        event.received = received;
+        Event::Telegram(Arc::new(event))
+    }
+
+    fn status(meter: &str, connected: bool, last: Option<SystemTime>) -> Event {
+        // Real decoder counters: one accepted telegram, one CRC rejection.
+        let mut decoder = Decoder::new(DecoderConfig::default());
+        decoder.push(TELEGRAM);
+        let mut bad = TELEGRAM.to_vec();
+        let crc = bad.len() - 3;
+        bad[crc] = if bad[crc] == b'0' { b'1' } else { b'0' };
+        decoder.push(&bad);
+        while decoder.finish().is_some() {}
+        let stats: Stats = *decoder.stats();
+        assert_eq!(stats.telegrams, 1);
+        assert_eq!(stats.rejected(RejectReason::Crc), 1);
+        Event::Status(Arc::new(MeterStatus {
+            meter: Arc::from(meter),
+            source: "tcp://127.0.0.1:1".into(),
+            connected,
+            last_telegram: last,
+            stats,
+            reconnects: 3,
+            last_error: (!connected).then(|| "connection refused".into()),
+        }))
+    }
+
+    async fn start(state: Arc<MetricsState>, within_s: u64) -> SocketAddr {
+        let server = bind(&HttpConfig {
+            listen: "127.0.0.1:0".into(),
+            healthy_within_s: within_s,
+        })
+        .await
+        .unwrap();
+        let addr = server.local_addr();
+        tokio::spawn(server.serve(state, std::future::pending()));
+        addr
+    }
+
+    /// A plain HTTP/1.1 GET: (status, headers, body).
+    async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let accept = accept
+            .map(|a| format!("Accept: {a}\r\n"))
+            .unwrap_or_default();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    /// The value of the sample `name{labels}` (labels exactly as exposed).
+    fn sample(exposition: &str, series: &str) -> Option<f64> {
+        exposition.lines().find_map(|line| {
+            let (s, v) = line.rsplit_once(' ')?;
+            (s == series).then(|| v.parse().unwrap())
+        })
+    }
+
+    #[test]
+    fn config_defaults_and_rejects_unknown_fields() {
+        let config: HttpConfig = toml::from_str("").unwrap();
+        assert_eq!(config, HttpConfig::default());
+        assert_eq!(config.listen, "127.0.0.1:9817");
+        assert_eq!(config.healthy_within_s, 60);
+        assert!(toml::from_str::<HttpConfig>("port = 1").is_err());
+    }
+
+    #[test]
+    fn mbus_names_split_into_channel_and_name() {
+        assert_eq!(mbus_channel("mbus1_gas_m3"), Some(("1", "gas_m3")));
+        assert_eq!(mbus_channel("mbus12_water_m3"), Some(("12", "water_m3")));
+        assert_eq!(mbus_channel("mbus_x"), None);
+        assert_eq!(mbus_channel("energy_import_kwh"), None);
+    }
+
+    #[tokio::test]
+    async fn metrics_carry_values_labels_and_gateway_counters() {
+        let state = MetricsState::new(["home"]);
+        let now = SystemTime::now();
+        state.update(&telegram("home", now));
+        state.update(&status("home", true, Some(now)));
+        state.mqtt_queue_depth().store(7, Ordering::Relaxed);
+        let addr = start(Arc::clone(&state), 60).await;
+
+        let (code, head, text) = get(addr, "/metrics", None).await;
+        assert_eq!(code, 200);
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        for (series, value) in [
+            ("smarty_energy_import_kwh_total{meter=\"home\"}", 273.764),
+            ("smarty_energy_export_kwh_total{meter=\"home\"}", 112743.03),
+            (
+                "smarty_reactive_energy_import_kvarh_total{meter=\"home\"}",
+                462.59,
+            ),
+            ("smarty_power_export_kw{meter=\"home\"}", 0.897),
+            ("smarty_power_import_l1_kw{meter=\"home\"}", 0.0),
+            ("smarty_voltage_l1_v{meter=\"home\"}", 231.0),
+            ("smarty_voltage_l2_v{meter=\"home\"}", 229.0),
+            ("smarty_current_l3_a{meter=\"home\"}", 1.0),
+            ("smarty_power_failures_total{meter=\"home\"}", 1067.0),
+            (
+                "smarty_mbus_gas_m3_total{meter=\"home\",channel=\"1\"}",
+                14239.771,
+            ),
+            (
+                "smarty_meter_info{meter=\"home\",meter_id=\"SAG1030700012701\"}",
+                1.0,
+            ),
+            ("smarty_telegrams_total{meter=\"home\"}", 1.0),
+            (
+                "smarty_rejections_total{meter=\"home\",reason=\"crc\"}",
+                1.0,
+            ),
+            (
+                "smarty_rejections_total{meter=\"home\",reason=\"wrong_key\"}",
+                0.0,
+            ),
+            ("smarty_reconnects_total{meter=\"home\"}", 3.0),
+            ("smarty_connected{meter=\"home\"}", 1.0),
+            ("smarty_mqtt_queue_depth", 7.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        let ts = sample(
+            &text,
+            "smarty_last_telegram_timestamp_seconds{meter=\"home\"}",
+        )
+        .unwrap();
+        let expected = now.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!((ts - expected).abs() < 1e-3);
+        assert!(text.contains("# TYPE smarty_energy_import_kwh_total counter\n"));
+        assert!(text.contains("# TYPE smarty_voltage_l1_v gauge\n"));
+        assert!(!text.contains("# EOF"));
+        // Identifiers and texts are no metrics.
+        assert!(!text.contains("smarty_meter_id"));
+
+        // OpenMetrics when asked for.
+        let (code, head, om) = get(
+            addr,
+            "/metrics",
+            Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert!(head.contains("application/openmetrics-text"), "{head}");
+        assert!(om.contains("# TYPE smarty_energy_import_kwh counter\n"));
+        assert!(om.ends_with("# EOF\n"));
+        assert_eq!(
+            sample(&om, "smarty_energy_import_kwh_total{meter=\"home\"}"),
+            Some(273.764)
+        );
+
+        check_exposition(&text, false);
+        check_exposition(&om, true);
+    }
+
+    #[tokio::test]
+    async fn counters_follow_the_latest_totals() {
+        let state = MetricsState::new(["home"]);
+        state.update(&telegram("home", SystemTime::now()));
+        let first = state.prometheus_text();
+        state.update(&telegram("home", SystemTime::now()));
+        let second = state.prometheus_text();
+        let series = "smarty_energy_import_kwh_total{meter=\"home\"}";
+        assert_eq!(sample(&first, series), sample(&second, series));
+    }
+
+    #[tokio::test]
+    async fn healthz_reports_fresh_old_and_missing_telegrams() {
+        let state = MetricsState::new(["home", "garage"]);
+        let addr = start(Arc::clone(&state), 60).await;
+        let now = SystemTime::now();
+
+        // Nothing yet.
+        let (code, head, body) = get(addr, "/healthz", None).await;
+        assert_eq!(code, 503);
+        assert!(head.contains("application/json"));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "unhealthy");
+        assert_eq!(body["meters"]["home"]["reason"], "no telegram yet");
+
+        // One fresh, one old and disconnected.
+        state.update(&telegram("home", now));
+        let old = now - Duration::from_secs(300);
+        state.update(&telegram("garage", old));
+        state.update(&status("garage", false, Some(old)));
+        let (code, _, body) = get(addr, "/healthz", None).await;
+        assert_eq!(code, 503);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["meters"]["home"]["healthy"], true);
+        assert_eq!(body["meters"]["garage"]["healthy"], false);
+        let reason = body["meters"]["garage"]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("last telegram 300 s ago (limit 60 s)"),
+            "{reason}"
+        );
+        assert!(reason.contains("connection refused"), "{reason}");
+
+        // Both fresh.
+        state.update(&telegram("garage", now));
+        state.update(&status("garage", true, Some(now)));
+        let (code, _, body) = get(addr, "/healthz", None).await;
+        assert_eq!(code, 200, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["meters"]["garage"]["connected"], true);
+
+        // Unknown paths.
+        assert_eq!(get(addr, "/nope", None).await.0, 404);
+    }
+
+    #[test]
+    fn no_meters_is_unhealthy() {
+        let (healthy, body) = MetricsState::new(Vec::<String>::new())
+            .health(SystemTime::now(), Duration::from_secs(60));
+        assert!(!healthy);
+        assert_eq!(body["reason"], "no meters");
+    }
+
+    #[tokio::test]
+    async fn run_follows_the_event_stream_and_stops_with_it() {
+        let state = MetricsState::new(["home"]);
+        let (tx, rx) = broadcast::channel(16);
+        let config = HttpConfig {
+            listen: "127.0.0.1:0".into(),
+            healthy_within_s: 60,
+        };
+        let server = tokio::spawn(run(config, Arc::clone(&state), rx));
+        tx.send(telegram("home", SystemTime::now())).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !state.health(SystemTime::now(), Duration::from_secs(60)).0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the event arrives");
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("stops when the channel closes")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Validates an exposition with `promtool check metrics` when promtool is installed (the
+    /// Prometheus text format only: promtool 2.x lints OpenMetrics counters wrongly), and always
+    /// with the parser-level checks below.
+    fn check_exposition(text: &str, openmetrics: bool) {
+        parser_check(text, openmetrics);
+        eprintln!(
+            "exposition ({}): parser-level check passed",
+            if openmetrics {
+                "OpenMetrics"
+            } else {
+                "Prometheus text"
+            }
+        );
+        if openmetrics {
+            return;
+        }
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("promtool check metrics: NOT RUN (promtool not found: {e})");
+                return;
+            }
+        };
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("promtool check metrics: passed");
+    }
+
+    /// Every sample belongs to a declared `# TYPE`, names are valid, counters end in `_total`,
+    /// values parse, families are not repeated, series are unique.
+    fn parser_check(text: &str, openmetrics: bool) {
+        fn valid_name(name: &str) -> bool {
+            let mut chars = name.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        }
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut current: Option<(String, String)> = None;
+        let mut series = BTreeSet::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("# ") {
+                let mut parts = rest.splitn(3, ' ');
+                let (tag, name) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+                match tag {
+                    "HELP" => assert!(valid_name(name), "{line}"),
+                    "TYPE" => {
+                        let kind = parts.next().unwrap_or("").to_owned();
+                        assert!(valid_name(name), "{line}");
+                        assert!(matches!(kind.as_str(), "counter" | "gauge"), "{line}");
+                        assert!(
+                            types.insert(name.to_owned(), kind.clone()).is_none(),
+                            "family {name} declared twice"
+                        );
+                        if kind == "counter" && !openmetrics {
+                            assert!(name.ends_with("_total"), "{line}");
+                        }
+                        current = Some((name.to_owned(), kind));
+                    }
+                    "EOF" => {
+                        assert!(openmetrics, "# EOF in the Prometheus text format");
+                        assert!(lines.peek().is_none(), "# EOF is last");
+                    }
+                    _ => panic!("unexpected comment {line}"),
+                }
+                continue;
+            }
+            assert!(!line.is_empty(), "empty line");
+            let (name_labels, value) = line.rsplit_once(' ').unwrap();
+            let name = name_labels.split('{').next().unwrap();
+            assert!(valid_name(name), "{line}");
+            value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+            let (family, kind) = current.as_ref().unwrap_or_else(|| panic!("untyped {line}"));
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{line}");
+                let expected = if openmetrics {
+                    format!("{family}_total")
+                } else {
+                    family.clone()
+                };
+                assert_eq!(name, expected, "{line} outside its family");
+            } else {
+                assert_eq!(name, family, "{line} outside its family");
+            }
+            if let Some(labels) = name_labels.strip_prefix(name)
+                && !labels.is_empty()
+            {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                for pair in labels[1..labels.len() - 1].split("\",") {
+                    let (key, _) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                    assert!(valid_name(key), "{line}");
+                }
+            }
+            assert!(series.insert(name_labels.to_owned()), "duplicate {line}");
+        }
+        if openmetrics {
+            assert!(text.ends_with("# EOF\n"));
+        }
+        assert!(!types.is_empty());
+    }
+}
