@@ -123,6 +123,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
+    /// Also publish each frame as received on <prefix>/<meter>/raw (for decryption
+    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt.
+    #[arg(long)]
+    pub publish_raw: bool,
+
     /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001).
     #[arg(long, value_name = "ADDR")]
     pub proxy: Option<String>,

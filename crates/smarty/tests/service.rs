@@ -294,6 +294,49 @@ fn run_resumes_when_the_pty_goes_away_and_comes_back() {
     smarty_p1::parse(&proxy_telegram(proxy_port)).expect("telegrams again from the new pty");
 }
 
+#[test]
+fn raw_frames_published_without_a_key_are_decrypted_by_another_smarty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, broker_port) = mosquitto(dir.path());
+    let messages = subscribe(broker_port);
+    let (sim_port, proxy_port) = (free_port(), free_port());
+
+    // B: the key, reading the raw topic, serving the decrypted telegrams.
+    let _b = smarty(&[
+        "run",
+        &format!("mqtt://127.0.0.1:{broker_port}/smarty/home/raw"),
+        "--key",
+        KEY,
+        "--name",
+        "decrypted",
+        "--proxy",
+        &format!("127.0.0.1:{proxy_port}"),
+    ]);
+    wait_for_port(proxy_port);
+
+    // A: where the cable is, without a key: forwards the frames it cannot decrypt.
+    let _sim = simulator_tcp(sim_port, "1");
+    let _a = smarty(&[
+        "run",
+        &format!("tcp://127.0.0.1:{sim_port}"),
+        "--name",
+        "home",
+        "--mqtt",
+        &format!("mqtt://127.0.0.1:{broker_port}"),
+        "--publish-raw",
+    ]);
+    let raw = expect_message(&messages, "smarty/home/raw", |_, _| true);
+    assert!(
+        raw.starts_with(b"DB08"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+
+    let telegram = proxy_telegram(proxy_port);
+    let parsed = smarty_p1::parse(&telegram).expect("a valid plain telegram, decrypted by B");
+    assert_eq!(parsed.meter_id().as_deref(), Some("SAG1030700100001"));
+}
+
 /// Keeps `BufRead` in use for readers of this file who extend it with stderr checks.
 #[allow(dead_code)]
 fn lines(child: &mut Child) -> impl Iterator<Item = String> + '_ {

@@ -19,6 +19,15 @@ pub enum Event {
     Telegram(Arc<TelegramEvent>),
     /// A meter's state changed (connected, disconnected, a rejection, …).
     Status(Arc<MeterStatus>),
+    /// A meter without a key received an encrypted frame it could not decrypt. Only the MQTT
+    /// output uses it (`publish_raw`: forwarded on `<prefix>/<meter>/raw` so that a `smarty`
+    /// holding the key decrypts it elsewhere); decrypted frames travel in [`Event::Telegram`].
+    RawFrame {
+        /// The meter's configured name.
+        meter: Arc<str>,
+        /// The frame as received.
+        frame: Arc<[u8]>,
+    },
 }
 
 /// One accepted telegram of one meter.

@@ -21,6 +21,8 @@ struct EventSink {
     tx: broadcast::Sender<Event>,
     status: MeterStatus,
     connected_once: bool,
+    /// The first frame that could not be decrypted for lack of a key was logged.
+    undecrypted_logged: bool,
 }
 
 impl EventSink {
@@ -36,6 +38,28 @@ impl Sink for EventSink {
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
         let _ = self.tx.send(Event::Telegram(Arc::new(event)));
+        Ok(())
+    }
+
+    /// Frames a meter without a key cannot decrypt go out as [`Event::RawFrame`] (the MQTT
+    /// output forwards them with `publish_raw`) instead of being reported as rejections.
+    fn forwards_undecrypted(&self) -> bool {
+        true
+    }
+
+    fn undecrypted_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        if !self.undecrypted_logged {
+            self.undecrypted_logged = true;
+            tracing::warn!(
+                "meter {}: encrypted frames and no key: not decrypted, only forwarded raw \
+                 (MQTT publish_raw / --publish-raw)",
+                self.meter
+            );
+        }
+        let _ = self.tx.send(Event::RawFrame {
+            meter: Arc::clone(&self.meter),
+            frame: Arc::from(frame),
+        });
         Ok(())
     }
 
@@ -111,6 +135,7 @@ pub async fn run(meter: MeterConfig, tx: broadcast::Sender<Event>) -> Result<()>
             last_error: None,
         },
         connected_once: false,
+        undecrypted_logged: false,
     };
     sink.publish_status();
     let silence = Duration::from_secs_f64(meter.interval_s * 3.0);

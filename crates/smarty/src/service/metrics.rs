@@ -135,6 +135,7 @@ impl MetricsState {
             Event::Status(s) => {
                 meters.entry(Arc::clone(&s.meter)).or_default().status = Some(Arc::clone(s));
             }
+            Event::RawFrame { .. } => {}
         }
     }
 

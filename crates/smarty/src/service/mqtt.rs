@@ -9,7 +9,7 @@
 //! | `<prefix>/status` | `online` on connect, `offline` as the last will and on shutdown | yes |
 //! | `<prefix>/<meter>/state` | the JSON object of `smarty read --format json` | `retain_state` |
 //! | `<prefix>/<meter>/<name>` | one value: the decimal text of a number, or the text | `retain_state` |
-//! | `<prefix>/<meter>/raw` | the frame as received, upper-case hex (`publish_raw`) | no |
+//! | `<prefix>/<meter>/raw` | the frame as received, upper-case hex (`publish_raw`; also the frames a meter without a key cannot decrypt) | no |
 //! | `<prefix>/<meter>/availability` | `online` / `offline`: the meter's source is connected | yes |
 //! | `<prefix>/<meter>/status` | JSON: connected, last telegram, counters, last error | yes |
 //! | `<discovery_prefix>/sensor/<node>/<name>/config` | Home Assistant discovery | yes |
@@ -320,7 +320,7 @@ fn mqtt_options(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<Mqtt
 
 /// A rustls client configuration (ring) trusting `ca_file`, or the system's authorities: the
 /// file named by `SSL_CERT_FILE`, else the first of the usual bundle paths that exists.
-fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     // Once per process; a second call fails harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -707,19 +707,24 @@ pub fn telegram_messages(config: &MqttConfig, event: &TelegramEvent) -> Vec<Mess
         });
     }
     if config.publish_raw {
-        let mut hex = String::with_capacity(event.frame.len() * 2);
-        for b in &event.frame {
-            use std::fmt::Write as _;
-            let _ = write!(hex, "{b:02X}");
-        }
-        out.push(Message {
-            topic: format!("{}/{}/raw", config.prefix, event.meter),
-            payload: hex.into_bytes(),
-            qos: config.qos,
-            retain: false,
-        });
+        out.push(raw_message(config, &event.meter, &event.frame));
     }
     out
+}
+
+/// The `<prefix>/<meter>/raw` message of a frame: upper-case hex.
+pub fn raw_message(config: &MqttConfig, meter: &str, frame: &[u8]) -> Message {
+    let mut hex = String::with_capacity(frame.len() * 2);
+    for b in frame {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02X}");
+    }
+    Message {
+        topic: format!("{}/{meter}/raw", config.prefix),
+        payload: hex.into_bytes(),
+        qos: config.qos,
+        retain: false,
+    }
 }
 
 fn status_json(status: &MeterStatus) -> Json {
@@ -898,6 +903,7 @@ impl Output {
                 event = events.recv() => match event {
                     Ok(Event::Telegram(t)) => self.telegram(&t),
                     Ok(Event::Status(s)) => self.status(&s),
+                    Ok(Event::RawFrame { meter, frame }) => self.raw_frame(&meter, &frame),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "MQTT output fell behind; {n} events skipped");
                     }
@@ -989,6 +995,14 @@ impl Output {
         messages.extend(telegram_messages(&self.config, event));
         for message in messages {
             self.push(message);
+        }
+    }
+
+    /// A frame its meter could not decrypt (no key): forwarded on the raw topic when
+    /// `publish_raw` is on, for a `smarty` that has the key.
+    fn raw_frame(&mut self, meter: &str, frame: &[u8]) {
+        if self.config.publish_raw {
+            self.push(raw_message(&self.config, meter, frame));
         }
     }
 

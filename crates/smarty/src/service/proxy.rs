@@ -210,7 +210,7 @@ impl Proxy {
                         }
                         while tasks.try_join_next().is_some() {}
                     }
-                    Ok(Event::Status(_)) => {}
+                    Ok(Event::Status(_) | Event::RawFrame { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         self.stats.lagged.fetch_add(n, Ordering::Relaxed);
                         tracing::warn!("proxy: fell behind, skipped {n} events");

@@ -46,10 +46,15 @@ fn config_from_flags(args: &RunArgs) -> Result<Config> {
             t
         })
     };
+    let mut mqtt = table("url", &args.mqtt);
+    if args.publish_raw {
+        let mqtt = mqtt.as_mut().context("--publish-raw needs --mqtt")?;
+        mqtt.insert("publish_raw".into(), toml::Value::Boolean(true));
+    }
     Ok(Config {
         state_dir: None,
         meters: vec![meter],
-        mqtt: table("url", &args.mqtt),
+        mqtt,
         proxy: table("listen", &args.proxy),
         http: table("listen", &args.http),
     })
@@ -74,7 +79,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     for meter in config.meters.clone() {
         let name = meter.name.clone();
-        tracing::info!("meter {name}: reading {}", meter.source);
+        tracing::info!(
+            "meter {name}: reading {}",
+            crate::source::redact_password(&meter.source)
+        );
         let tx = tx.clone();
         tasks.spawn(async move {
             meter::run(meter, tx)

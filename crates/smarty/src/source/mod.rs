@@ -5,6 +5,7 @@
 
 mod file;
 mod hex;
+mod mqtt;
 mod serial;
 mod tcp;
 
@@ -19,6 +20,7 @@ use tokio::io::AsyncRead;
 
 pub use file::{FileSource, StdinSource};
 pub use hex::HexOrBinary;
+pub use mqtt::{MqttSource, redact_password};
 pub use serial::SerialSource;
 pub use tcp::TcpSource;
 
@@ -40,13 +42,14 @@ pub trait Source: fmt::Display + Send + Sync {
     fn is_live(&self) -> bool;
 }
 
-/// Parses a SOURCE argument: `-`, `tcp://HOST:PORT`, a serial device or a file.
+/// Parses a SOURCE argument: `-`, `tcp://HOST:PORT`, `mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC`
+/// (raw frames another `smarty` published with `--publish-raw`), a serial device or a file.
 ///
 /// A path under `/dev/` or naming a character device is a serial device (which may appear
 /// later, like a USB cable plugged in after start); any other existing path is a file.
 ///
 /// # Errors
-/// A malformed `tcp://` address, or a path that is neither a device nor an existing file.
+/// A malformed `tcp://` or `mqtt://` address, or a path that is neither a device nor an existing file.
 pub fn from_spec(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Source>> {
     if spec == "-" {
         return Ok(Box::new(StdinSource));
@@ -54,8 +57,15 @@ pub fn from_spec(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Source>> {
     if let Some(address) = spec.strip_prefix("tcp://") {
         return Ok(Box::new(TcpSource::new(address)?));
     }
+    let scheme = spec.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if matches!(scheme.as_deref(), Some("mqtt" | "mqtts")) {
+        return Ok(Box::new(MqttSource::new(spec)?));
+    }
     if spec.contains("://") {
-        bail!("unknown source {spec:?}: use a serial device, tcp://HOST:PORT, a file or -");
+        bail!(
+            "unknown source {spec:?}: use a serial device, tcp://HOST:PORT, \
+             mqtt://HOST[:PORT]/TOPIC, a file or -"
+        );
     }
     let path = Path::new(spec);
     if is_device(path) {
