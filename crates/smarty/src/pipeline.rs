@@ -40,7 +40,7 @@ pub async fn run(
     run_with(source, decoder, sink, limit, None).await
 }
 
-/// [`run`] that also reopens a live source after `silence` without an accepted telegram
+/// [`run`] that also reopens a live source after `silence` without a frame or telegram
 /// (a cable that still looks open but delivers nothing).
 ///
 /// # Errors
@@ -87,16 +87,19 @@ pub async fn run_with(
         sink.source_state(true, None);
         was_connected = true;
         last_error = None;
-        let mut progress = (decoder.stats().telegrams, Instant::now());
+        // Silence means no frame or telegram found at all (a meter without a key still
+        // delivers frames).
+        let found = |d: &Decoder| d.stats().frames + d.stats().plain_telegrams;
+        let mut progress = (found(decoder), Instant::now());
         let ended = loop {
             if let Some(silence) = silence {
-                let telegrams = decoder.stats().telegrams;
-                if telegrams != progress.0 {
-                    progress = (telegrams, Instant::now());
+                let units = found(decoder);
+                if units != progress.0 {
+                    progress = (units, Instant::now());
                 } else if progress.1.elapsed() > silence {
                     break Some(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("no telegram for {} s", silence.as_secs()),
+                        format!("no frame for {} s", silence.as_secs()),
                     ));
                 }
             }

@@ -238,9 +238,20 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
     smarty_p1::parse(&again).expect("telegrams again after the restart");
     assert!(before.elapsed() < Duration::from_secs(30));
 
-    // Stop smarty: the broker publishes its last will.
-    let _ = run.0.kill();
-    let _ = run.0.wait();
+    // Stop smarty as systemd does (SIGTERM): it exits promptly and `offline` is published.
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &run.0.id().to_string()])
+        .status()
+        .unwrap();
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "smarty run did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(run.0.wait().unwrap().success(), "a clean stop exits 0");
     expect_message(&messages, "smarty/status", |p, _| p == b"offline");
     drop(sim);
 }

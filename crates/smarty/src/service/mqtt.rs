@@ -819,6 +819,8 @@ struct MeterState {
 
 /// The MQTT output task's state.
 struct Output {
+    /// Where the queue length is reported (the metrics' `smarty_mqtt_queue_depth`).
+    queue_depth: Option<Arc<std::sync::atomic::AtomicI64>>,
     config: MqttConfig,
     client: AsyncClient,
     queue: Queue,
@@ -842,6 +844,15 @@ struct Output {
 ///
 /// Fails only on bad settings or an unusable queue directory; broker outages are waited out.
 pub async fn run(config: MqttConfig, events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
+    run_reporting(config, events, None).await
+}
+
+/// [`run`], storing the queue length into `queue_depth` every second.
+pub async fn run_reporting(
+    config: MqttConfig,
+    events: broadcast::Receiver<Event>,
+    queue_depth: Option<Arc<std::sync::atomic::AtomicI64>>,
+) -> anyhow::Result<()> {
     let endpoint = config.check()?;
     let queue = match &config.queue_dir {
         Some(dir) => Queue::open(dir, config.queue_max)
@@ -860,6 +871,7 @@ pub async fn run(config: MqttConfig, events: broadcast::Receiver<Event>) -> anyh
     let (notice_tx, notice_rx) = mpsc::channel(256);
     let _driver = AbortOnDrop(tokio::spawn(drive(eventloop, notice_tx)));
     let mut output = Output {
+        queue_depth,
         ha_status_topic: format!("{}/status", config.discovery_prefix),
         url: format!(
             "{}://{}:{}",
@@ -913,7 +925,15 @@ impl Output {
                     Some(notice) => self.notice(notice),
                     None => bail!("the MQTT event loop stopped"),
                 },
-                _ = tick.tick() => self.report_drops(),
+                _ = tick.tick() => {
+                    self.report_drops();
+                    if let Some(depth) = &self.queue_depth {
+                        depth.store(
+                            i64::try_from(self.queue.len()).unwrap_or(i64::MAX),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                }
             }
             self.queue.flush();
             self.pump();
@@ -1101,6 +1121,22 @@ impl Output {
                 self.awaiting.clear();
                 self.next = self.queue.first_seq();
                 self.direct(&status_topic(&self.config), "online");
+                // A broker without persistence forgot the retained availability.
+                let availability: Vec<(String, &str)> = self
+                    .meters
+                    .iter()
+                    .filter_map(|(name, meter)| {
+                        let payload = if meter.available? {
+                            "online"
+                        } else {
+                            "offline"
+                        };
+                        Some((availability_topic(&self.config, name), payload))
+                    })
+                    .collect();
+                for (topic, payload) in availability {
+                    self.direct(&topic, payload);
+                }
                 if self.config.discovery {
                     let _ = self
                         .client

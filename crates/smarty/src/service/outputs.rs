@@ -19,7 +19,7 @@ fn section<T: for<'de> Deserialize<'de>>(name: &str, table: &toml::Table) -> Res
 ///
 /// # Errors
 /// Unknown fields, an unreadable password file, or settings `MqttConfig::check` rejects.
-pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
+pub fn mqtt_config(config: &Config, read_secrets: bool) -> Result<Option<mqtt::MqttConfig>> {
     let Some(table) = &config.mqtt else {
         return Ok(None);
     };
@@ -29,10 +29,15 @@ pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
             .as_str()
             .context("[mqtt]: password_file must be a path")?
             .to_owned();
-        table.insert(
-            "password".into(),
-            toml::Value::String(read_secret(path.as_ref())?),
-        );
+        // A password from the environment (SMARTY_MQTT_PASSWORD) wins over the file.
+        if !table.contains_key("password") {
+            let password = if read_secrets {
+                read_secret(path.as_ref())?
+            } else {
+                String::from("(checked when the service starts)")
+            };
+            table.insert("password".into(), toml::Value::String(password));
+        }
     }
     let mut mqtt: mqtt::MqttConfig = section("mqtt", &table)?;
     if mqtt.queue_dir.is_none() {
@@ -47,7 +52,7 @@ pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
 /// # Errors
 /// The first invalid setting, naming its section.
 pub fn check(config: &Config) -> Result<()> {
-    mqtt_config(config)?;
+    mqtt_config(config, false)?;
     if let Some(table) = &config.proxy {
         let settings: proxy::ProxyConfig = section("proxy", table)?;
         check_meter(config, "proxy", settings.meter.as_deref())?;
@@ -78,8 +83,14 @@ pub async fn start(
 ) -> Result<usize> {
     check(config)?;
     let mut started = 0;
-    if let Some(mqtt) = mqtt_config(config)? {
-        tasks.spawn(mqtt::run(mqtt, tx.subscribe()));
+    // The metrics state first: the MQTT output reports its queue depth into it.
+    let metrics_state = config
+        .http
+        .as_ref()
+        .map(|_| metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str())));
+    if let Some(mqtt) = mqtt_config(config, true)? {
+        let depth = metrics_state.as_ref().map(|state| state.mqtt_queue_depth());
+        tasks.spawn(mqtt::run_reporting(mqtt, tx.subscribe(), depth));
         started += 1;
     }
     if let Some(table) = &config.proxy {
@@ -88,9 +99,8 @@ pub async fn start(
         tasks.spawn(server.serve(tx.subscribe()));
         started += 1;
     }
-    if let Some(table) = &config.http {
+    if let (Some(table), Some(state)) = (&config.http, metrics_state) {
         let settings: metrics::HttpConfig = section("http", table)?;
-        let state = metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str()));
         let server = metrics::bind(&settings).await?;
         let follower = metrics::follow(std::sync::Arc::clone(&state), tx.subscribe());
         tasks.spawn(server.serve(state, follower));

@@ -70,13 +70,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => config_from_flags(&args)?,
     };
     let (tx, _) = broadcast::channel::<Event>(CHANNEL_CAPACITY);
-    let mut tasks = JoinSet::new();
-    let outputs = super::outputs::start(&config, &tx, &mut tasks).await?;
-    if outputs == 0 {
+    let mut outputs = JoinSet::new();
+    if super::outputs::start(&config, &tx, &mut outputs).await? == 0 {
         tracing::warn!(
             "no output configured: add [mqtt], [proxy] or [http] to the configuration (or --mqtt, --proxy, --http)"
         );
     }
+    let mut meters = JoinSet::new();
     for meter in config.meters.clone() {
         let name = meter.name.clone();
         tracing::info!(
@@ -84,31 +84,54 @@ pub async fn run(args: RunArgs) -> Result<()> {
             crate::source::redact_password(&meter.source)
         );
         let tx = tx.clone();
-        tasks.spawn(async move {
+        meters.spawn(async move {
             meter::run(meter, tx)
                 .await
                 .with_context(|| format!("meter {name}"))
         });
     }
     let result = tokio::select! {
-        finished = async {
-            while let Some(done) = tasks.join_next().await {
-                match done {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) if e.is_panic() => return Err(anyhow::anyhow!("a task panicked: {e}")),
-                    Err(_) => {}
-                }
+        // Meters end only when their sources are finite (files); an output ends on error.
+        finished = join_all(&mut meters) => finished,
+        failed = async {
+            if outputs.is_empty() {
+                std::future::pending::<()>().await;
             }
-            Ok(())
-        } => finished,
+            join_all(&mut outputs).await
+        } => failed.and(Err(anyhow::anyhow!("an output stopped"))),
         _ = shutdown_signal() => {
             tracing::info!("stopping");
             Ok(())
         }
     };
-    tasks.shutdown().await;
+    // Stop the meters, close the channel, and give the outputs a moment to deliver what
+    // they hold (MQTT sends its queue and publishes `offline`).
+    meters.shutdown().await;
+    drop(tx);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, join_all(&mut outputs)).await;
+    if drained.is_err() {
+        tracing::warn!("outputs did not finish within {SHUTDOWN_GRACE:?}; stopping them");
+    }
+    outputs.shutdown().await;
     result
+}
+
+/// How long outputs may take to deliver what they hold when the service stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for every task; the first error (or panic) wins.
+async fn join_all(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let error = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) if e.is_panic() => anyhow::anyhow!("a task panicked: {e}"),
+            Err(_) => continue,
+        };
+        first_error.get_or_insert(error);
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).
