@@ -123,7 +123,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
-    /// Also publish each frame as received on <prefix>/<meter>/raw (for decryption
+    /// Also publish each frame as received on `<prefix>/<meter>/raw` (for decryption
     /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt.
     #[arg(long)]
     pub publish_raw: bool,

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context as _, bail};
 use rumqttc::{
     AsyncClient, ConnectionError, Event as MqttEvent, EventLoop, Incoming, LastWill, MqttOptions,
-    MqttState, Outgoing, QoS, TlsConfiguration, Transport,
+    MqttState, Outgoing, QoS, TlsConfiguration, Transport, v5,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
@@ -62,7 +62,7 @@ pub enum Protocol {
     #[default]
     #[serde(alias = "3.1.1", alias = "mqttv4")]
     V4,
-    /// MQTT 5 (not supported yet: rejected by [`MqttConfig::check`]).
+    /// MQTT 5.
     #[serde(alias = "5", alias = "mqttv5")]
     V5,
 }
@@ -101,7 +101,7 @@ pub struct MqttConfig {
     /// Home Assistant's discovery prefix (default `homeassistant`); Home Assistant's birth
     /// message is expected on `<discovery_prefix>/status`.
     pub discovery_prefix: String,
-    /// `v4` (MQTT 3.1.1, default) or `v5` (not supported yet).
+    /// `v4` (MQTT 3.1.1, default) or `v5` (MQTT 5).
     pub protocol: Protocol,
     /// Keep the outgoing queue in this directory (file `mqtt-queue.bin`), so that a restart
     /// of `smarty` loses nothing either. Without it the queue lives in memory only.
@@ -172,12 +172,6 @@ pub struct Endpoint {
 impl MqttConfig {
     /// Checks the settings; returns the broker's address.
     pub fn check(&self) -> anyhow::Result<Endpoint> {
-        if self.protocol == Protocol::V5 {
-            bail!(
-                "mqtt.protocol = \"v5\" is not supported yet; use \"v4\" (MQTT 3.1.1), which every \
-                 MQTT 5 broker also accepts"
-            );
-        }
         if self.qos > 2 {
             bail!("mqtt.qos must be 0, 1 or 2, not {}", self.qos);
         }
@@ -309,13 +303,46 @@ fn mqtt_options(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<Mqtt
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
-    if endpoint.tls {
-        let tls = tls_config(config.ca_file.as_deref())?;
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
-    }
+    options.set_transport(transport(config, endpoint)?);
     Ok(options)
+}
+
+/// rumqttc's MQTT 5 options for `config`: those of [`mqtt_options`].
+fn mqtt5_options(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<v5::MqttOptions> {
+    use v5::mqttbytes::{QoS as QoS5, v5::LastWill as LastWill5};
+    let qos = match config.qos {
+        0 => QoS5::AtMostOnce,
+        1 => QoS5::AtLeastOnce,
+        _ => QoS5::ExactlyOnce,
+    };
+    let mut options =
+        v5::MqttOptions::new(config.client_id(), endpoint.host.clone(), endpoint.port);
+    options
+        .set_keep_alive(Duration::from_secs(config.keep_alive_s))
+        .set_clean_start(true)
+        .set_outgoing_inflight_upper_limit(INFLIGHT)
+        .set_max_packet_size(Some(1 << 20))
+        .set_last_will(LastWill5::new(
+            status_topic(config),
+            "offline",
+            qos,
+            true,
+            None,
+        ));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    options.set_transport(transport(config, endpoint)?);
+    Ok(options)
+}
+
+fn transport(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<Transport> {
+    Ok(if endpoint.tls {
+        let tls = tls_config(config.ca_file.as_deref())?;
+        Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls)))
+    } else {
+        Transport::Tcp
+    })
 }
 
 /// A rustls client configuration (ring) trusting `ca_file`, or the system's authorities: the
@@ -754,10 +781,166 @@ fn system_time_rfc3339(t: SystemTime) -> String {
 
 /// What the event-loop task tells the output.
 enum Notice {
-    Event(MqttEvent),
+    Event(Note),
     /// The connection failed or dropped; the output answers once it stopped handing messages
     /// to rumqttc, so that nothing stale is left in rumqttc's channel on reconnect.
     Down(String, oneshot::Sender<()>),
+}
+
+/// The events of rumqttc's event loop (either protocol) the output cares about.
+enum Note {
+    /// Connected; MQTT 5 brokers may limit the unacknowledged publishes (receive maximum).
+    ConnAck(Option<u16>),
+    /// An incoming message (only Home Assistant's status is subscribed to).
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// A publish was written to the connection with this packet id (0 at QoS 0).
+    Written(u16),
+    /// The broker is done with this packet id (PUBACK, PUBCOMP, or a failed PUBREC).
+    Acked(u16),
+    Disconnect,
+    Other,
+}
+
+impl From<MqttEvent> for Note {
+    fn from(event: MqttEvent) -> Note {
+        match event {
+            MqttEvent::Incoming(Incoming::ConnAck(_)) => Note::ConnAck(None),
+            MqttEvent::Incoming(Incoming::Publish(p)) => Note::Publish {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+            },
+            MqttEvent::Outgoing(Outgoing::Publish(pkid)) => Note::Written(pkid),
+            MqttEvent::Incoming(Incoming::PubAck(ack)) => Note::Acked(ack.pkid),
+            MqttEvent::Incoming(Incoming::PubComp(comp)) => Note::Acked(comp.pkid),
+            MqttEvent::Outgoing(Outgoing::Disconnect) => Note::Disconnect,
+            _ => Note::Other,
+        }
+    }
+}
+
+impl From<v5::Event> for Note {
+    fn from(event: v5::Event) -> Note {
+        use v5::mqttbytes::v5::{Packet, PubRecReason};
+        match event {
+            v5::Event::Incoming(Packet::ConnAck(ack)) => {
+                Note::ConnAck(ack.properties.and_then(|p| p.receive_max))
+            }
+            v5::Event::Incoming(Packet::Publish(p)) => Note::Publish {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload.to_vec(),
+            },
+            v5::Event::Outgoing(Outgoing::Publish(pkid)) => Note::Written(pkid),
+            v5::Event::Incoming(Packet::PubAck(ack)) => Note::Acked(ack.pkid),
+            v5::Event::Incoming(Packet::PubComp(comp)) => Note::Acked(comp.pkid),
+            // Refused: no PUBREL and no PUBCOMP will follow.
+            v5::Event::Incoming(Packet::PubRec(rec))
+                if !matches!(
+                    rec.reason,
+                    PubRecReason::Success | PubRecReason::NoMatchingSubscribers
+                ) =>
+            {
+                Note::Acked(rec.pkid)
+            }
+            v5::Event::Outgoing(Outgoing::Disconnect) => Note::Disconnect,
+            _ => Note::Other,
+        }
+    }
+}
+
+/// rumqttc's client, MQTT 3.1.1 or 5.
+enum Client {
+    V4(AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+impl Client {
+    /// Hands a publish to rumqttc without waiting; false if its channel is full.
+    fn try_publish(&self, topic: String, qos: u8, retain: bool, payload: Vec<u8>) -> bool {
+        match self {
+            Client::V4(c) => c.try_publish(topic, qos_of(qos), retain, payload).is_ok(),
+            Client::V5(c) => {
+                use v5::mqttbytes::QoS as QoS5;
+                let qos = match qos {
+                    0 => QoS5::AtMostOnce,
+                    1 => QoS5::AtLeastOnce,
+                    _ => QoS5::ExactlyOnce,
+                };
+                c.try_publish(topic, qos, retain, payload).is_ok()
+            }
+        }
+    }
+
+    fn try_subscribe(&self, topic: String) {
+        let _ = match self {
+            Client::V4(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            Client::V5(c) => c
+                .try_subscribe(topic, v5::mqttbytes::QoS::AtLeastOnce)
+                .is_ok(),
+        };
+    }
+
+    fn try_disconnect(&self) {
+        let _ = match self {
+            Client::V4(c) => c.try_disconnect().is_ok(),
+            Client::V5(c) => c.try_disconnect().is_ok(),
+        };
+    }
+}
+
+/// rumqttc's event loop, MQTT 3.1.1 or 5.
+enum Loop {
+    V4(Box<EventLoop>),
+    V5(Box<v5::EventLoop>),
+}
+
+impl Loop {
+    /// The next event, or the error and whether the client is gone.
+    async fn poll(&mut self) -> Result<Note, (String, bool)> {
+        match self {
+            Loop::V4(l) => l.poll().await.map(Note::from).map_err(|e| {
+                let done = matches!(e, ConnectionError::RequestsDone);
+                (e.to_string(), done)
+            }),
+            Loop::V5(l) => l.poll().await.map(Note::from).map_err(|e| {
+                let done = matches!(e, v5::ConnectionError::RequestsDone);
+                (e.to_string(), done)
+            }),
+        }
+    }
+
+    /// Throws rumqttc's copies of unacknowledged messages away.
+    fn reset(&mut self) {
+        match self {
+            Loop::V4(l) => {
+                l.clean();
+                l.pending.clear();
+                l.state = MqttState::new(INFLIGHT, false);
+            }
+            Loop::V5(l) => {
+                l.clean();
+                l.pending.clear();
+                l.state = v5::MqttState::new(INFLIGHT, false);
+            }
+        }
+    }
+}
+
+/// rumqttc's client and event loop for `config`.
+fn connect(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<(Client, Loop)> {
+    Ok(match config.protocol {
+        Protocol::V4 => {
+            let (client, eventloop) = AsyncClient::new(mqtt_options(config, endpoint)?, CHANNEL);
+            (Client::V4(client), Loop::V4(Box::new(eventloop)))
+        }
+        Protocol::V5 => {
+            let (client, eventloop) =
+                v5::AsyncClient::new(mqtt5_options(config, endpoint)?, CHANNEL);
+            (Client::V5(client), Loop::V5(Box::new(eventloop)))
+        }
+    })
 }
 
 /// Aborts a task when dropped.
@@ -772,28 +955,25 @@ impl Drop for AbortOnDrop {
 /// Drives rumqttc's event loop: forwards its events, and after each failure waits for the
 /// output's go-ahead, throws rumqttc's copies of unacknowledged messages away (the output
 /// resends from its queue) and reconnects after a back-off.
-async fn drive(mut eventloop: EventLoop, notices: mpsc::Sender<Notice>) {
+async fn drive(mut eventloop: Loop, notices: mpsc::Sender<Notice>) {
     let mut backoff = BACKOFF_MIN;
     loop {
         match eventloop.poll().await {
-            Ok(event) => {
-                if matches!(event, MqttEvent::Incoming(Incoming::ConnAck(_))) {
+            Ok(note) => {
+                if matches!(note, Note::ConnAck(_)) {
                     backoff = BACKOFF_MIN;
                 }
-                if notices.send(Notice::Event(event)).await.is_err() {
+                if notices.send(Notice::Event(note)).await.is_err() {
                     return;
                 }
             }
-            Err(e) => {
-                let done = matches!(e, ConnectionError::RequestsDone);
+            Err((error, done)) => {
                 let (tx, rx) = oneshot::channel();
-                if notices.send(Notice::Down(e.to_string(), tx)).await.is_err() {
+                if notices.send(Notice::Down(error, tx)).await.is_err() {
                     return;
                 }
                 let _ = rx.await;
-                eventloop.clean();
-                eventloop.pending.clear();
-                eventloop.state = MqttState::new(INFLIGHT, false);
+                eventloop.reset();
                 if done {
                     return;
                 }
@@ -822,7 +1002,7 @@ struct Output {
     /// Where the queue length is reported (the metrics' `smarty_mqtt_queue_depth`).
     queue_depth: Option<Arc<std::sync::atomic::AtomicI64>>,
     config: MqttConfig,
-    client: AsyncClient,
+    client: Client,
     queue: Queue,
     meters: HashMap<Arc<str>, MeterState>,
     ha_status_topic: String,
@@ -836,6 +1016,9 @@ struct Output {
     awaiting: HashMap<u16, Option<u64>>,
     /// The next queue sequence number to hand to rumqttc.
     next: u64,
+    /// Messages handed to rumqttc and not yet acknowledged, at most: [`WINDOW`], or less for
+    /// an MQTT 5 broker with a small receive maximum.
+    window: usize,
     dropped_logged: u64,
     url: String,
 }
@@ -866,8 +1049,7 @@ pub async fn run_reporting(
             queue.len()
         );
     }
-    let options = mqtt_options(&config, &endpoint)?;
-    let (client, eventloop) = AsyncClient::new(options, CHANNEL);
+    let (client, eventloop) = connect(&config, &endpoint)?;
     let (notice_tx, notice_rx) = mpsc::channel(256);
     let _driver = AbortOnDrop(tokio::spawn(drive(eventloop, notice_tx)));
     let mut output = Output {
@@ -880,6 +1062,7 @@ pub async fn run_reporting(
             endpoint.port
         ),
         next: queue.first_seq(),
+        window: WINDOW,
         config,
         client,
         queue,
@@ -955,12 +1138,18 @@ impl Output {
         }
         if self.connected {
             self.direct(&status_topic(&self.config), "offline");
-            let _ = self.client.try_disconnect();
+            // Wait for the acknowledgements: a broker drops a QoS 2 message whose PUBREL did
+            // not come before the DISCONNECT.
+            while self.connected && !(self.sent.is_empty() && self.awaiting.is_empty()) {
+                match tokio::time::timeout_at(deadline, notices.recv()).await {
+                    Ok(Some(notice)) => self.notice(notice),
+                    _ => break,
+                }
+            }
+            self.client.try_disconnect();
             while let Ok(Some(notice)) = tokio::time::timeout_at(deadline, notices.recv()).await {
-                let disconnected = matches!(
-                    notice,
-                    Notice::Event(MqttEvent::Outgoing(Outgoing::Disconnect)) | Notice::Down(..)
-                );
+                let disconnected =
+                    matches!(notice, Notice::Event(Note::Disconnect) | Notice::Down(..));
                 self.notice(notice);
                 if disconnected {
                     break;
@@ -1107,9 +1296,14 @@ impl Output {
         }
     }
 
-    fn mqtt_event(&mut self, event: MqttEvent) {
-        match event {
-            MqttEvent::Incoming(Incoming::ConnAck(_)) => {
+    fn mqtt_event(&mut self, note: Note) {
+        match note {
+            Note::ConnAck(receive_max) => {
+                // rumqttc's MQTT 5 packet ids cycle through 1..=receive_max: staying below
+                // it (the subscribe takes an id too) keeps ids from colliding.
+                self.window = receive_max.map_or(WINDOW, |max| {
+                    WINDOW.min(usize::from(max).saturating_sub(2).max(1))
+                });
                 tracing::info!(
                     url = %self.url,
                     queued = self.queue.len(),
@@ -1138,17 +1332,15 @@ impl Output {
                     self.direct(&topic, payload);
                 }
                 if self.config.discovery {
-                    let _ = self
-                        .client
-                        .try_subscribe(self.ha_status_topic.clone(), QoS::AtLeastOnce);
+                    self.client.try_subscribe(self.ha_status_topic.clone());
                 }
             }
-            MqttEvent::Incoming(Incoming::Publish(p))
-                if p.topic == self.ha_status_topic && p.payload.trim_ascii() == b"online" =>
+            Note::Publish { topic, payload }
+                if topic == self.ha_status_topic && payload.trim_ascii() == b"online" =>
             {
                 self.rediscover();
             }
-            MqttEvent::Outgoing(Outgoing::Publish(pkid)) => {
+            Note::Written(pkid) => {
                 let Some(entry) = self.sent.pop_front() else {
                     return;
                 };
@@ -1160,8 +1352,7 @@ impl Output {
                     self.awaiting.insert(pkid, entry);
                 }
             }
-            MqttEvent::Incoming(Incoming::PubAck(ack)) => self.acked(ack.pkid),
-            MqttEvent::Incoming(Incoming::PubComp(comp)) => self.acked(comp.pkid),
+            Note::Acked(pkid) => self.acked(pkid),
             _ => {}
         }
     }
@@ -1176,8 +1367,7 @@ impl Output {
     fn direct(&mut self, topic: &str, payload: &str) {
         if self
             .client
-            .try_publish(topic, qos_of(self.config.qos), true, payload)
-            .is_ok()
+            .try_publish(topic.into(), self.config.qos, true, payload.into())
         {
             self.sent.push_back(None);
         }
@@ -1189,7 +1379,7 @@ impl Output {
             return;
         }
         let mut seq = self.next.max(self.queue.first_seq());
-        while self.sent.len() + self.awaiting.len() < WINDOW && seq < self.queue.end_seq() {
+        while self.sent.len() + self.awaiting.len() < self.window && seq < self.queue.end_seq() {
             let Some((message, done)) = self.queue.get(seq) else {
                 break;
             };
@@ -1197,20 +1387,18 @@ impl Output {
                 seq += 1;
                 continue;
             }
-            let result = self.client.try_publish(
+            let handed = self.client.try_publish(
                 message.topic.clone(),
-                qos_of(message.qos),
+                message.qos,
                 message.retain,
                 message.payload.clone(),
             );
-            match result {
-                Ok(()) => {
-                    self.sent.push_back(Some(seq));
-                    seq += 1;
-                }
+            if !handed {
                 // The channel is full: go on when rumqttc took some.
-                Err(_) => break,
+                break;
             }
+            self.sent.push_back(Some(seq));
+            seq += 1;
         }
         self.next = seq;
     }
@@ -1496,7 +1684,7 @@ mod tests {
             protocol: Protocol::V5,
             ..MqttConfig::default()
         };
-        assert!(v5.check().unwrap_err().to_string().contains("v5"));
+        assert!(v5.check().is_ok());
         let qos = MqttConfig {
             qos: 3,
             ..MqttConfig::default()
@@ -1732,6 +1920,79 @@ mod tests {
             .until(10, |g| g.iter().any(|r| r.topic == "smarty/status"))
             .await;
         assert_eq!(got.last().unwrap().payload, "offline");
+    }
+
+    #[tokio::test]
+    async fn mqtt5_state_discovery_availability_and_last_will() {
+        let broker = Broker::start(false);
+        let mut sub = Subscriber::start(&broker, "sub-5", false, &["#"]).await;
+        let event = telegram_event(9);
+        for qos in [1, 2] {
+            let cfg = MqttConfig {
+                protocol: Protocol::V5,
+                qos,
+                ..config(&broker)
+            };
+            let (tx, rx) = broadcast::channel(16);
+            let task = spawn(cfg, rx);
+            tx.send(Event::Status(meter_status(true))).unwrap();
+            tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+            let got = sub
+                .until(10, |g| {
+                    discovery(g).len() == event.values.len()
+                        && g.iter().any(|r| r.topic == "smarty/home/state")
+                        && g.iter().any(|r| r.topic == "smarty/home/energy_import_kwh")
+                        && g.iter().any(|r| r.topic == "smarty/home/availability")
+                        && g.iter().any(|r| r.topic == "smarty/status")
+                })
+                .await;
+            let payload = |topic: &str| {
+                got.iter()
+                    .rev()
+                    .find(|r| r.topic == topic)
+                    .unwrap_or_else(|| panic!("{topic}"))
+                    .payload
+                    .clone()
+            };
+            assert_eq!(payload("smarty/status"), "online");
+            assert_eq!(payload("smarty/home/availability"), "online");
+            assert_eq!(payload("smarty/home/energy_import_kwh"), "273.764");
+            let state: Json = serde_json::from_str(&payload("smarty/home/state")).unwrap();
+            assert_eq!(state, event.json);
+            let pos = |t: &str| got.iter().position(|r| r.topic == t).unwrap();
+            assert!(pos(&energy_topic()) < pos("smarty/home/state"));
+
+            if qos == 1 {
+                // Home Assistant's birth message (an incoming MQTT 5 publish) brings the
+                // discovery again; the last will arrives when the connection just drops.
+                let (ha_client, mut ha_loop) =
+                    AsyncClient::new(MqttOptions::new("ha-pub-5", "127.0.0.1", broker.port), 10);
+                ha_client
+                    .publish("homeassistant/status", QoS::AtLeastOnce, false, "online")
+                    .await
+                    .unwrap();
+                let _ha_task = AbortOnDrop(tokio::spawn(async move {
+                    while ha_loop.poll().await.is_ok() {}
+                }));
+                sub.until(10, |g| discovery(g).len() == event.values.len())
+                    .await;
+                task.abort();
+                let _ = task.await;
+                sub.until(10, |g| {
+                    g.iter()
+                        .any(|r| r.topic == "smarty/status" && r.payload == "offline")
+                })
+                .await;
+            } else {
+                // A clean shutdown publishes offline itself.
+                drop(tx);
+                task.await.unwrap().unwrap();
+                let got = sub
+                    .until(10, |g| g.iter().any(|r| r.topic == "smarty/status"))
+                    .await;
+                assert_eq!(got.last().unwrap().payload, "offline");
+            }
+        }
     }
 
     fn energy_topic() -> String {
