@@ -101,6 +101,21 @@ pub struct MeterStatus {
     pub last_error: Option<String>,
 }
 
+/// A name reduced to `[a-z0-9_]` (lower case, anything else becomes `_`), for MQTT object ids
+/// and metric names.
+pub fn slug(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl TelegramEvent {
     /// The snapshot of an accepted telegram of meter `meter`.
     pub fn new(meter: &Arc<str>, decoded: &Decoded<'_>) -> Self {

@@ -59,7 +59,7 @@ use smarty_p1::registry::Kind;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use super::event::{Event, MeterStatus, TelegramEvent, ValueData};
+use super::event::{Event, MeterStatus, TelegramEvent, ValueData, slug};
 
 /// `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -271,12 +271,9 @@ impl MetricsState {
                                 },
                                 None => value.obis.clone(),
                             };
-                            (format!("smarty_mbus_{}", sanitize(rest)), obis)
+                            (format!("smarty_mbus_{}", slug(rest)), obis)
                         }
-                        None => (
-                            format!("smarty_{}", sanitize(&value.name)),
-                            value.obis.clone(),
-                        ),
+                        None => (format!("smarty_{}", slug(&value.name)), value.obis.clone()),
                     };
                     let help = format!("Meter value {} (OBIS {obis}).", value.name);
                     if counter {
@@ -443,19 +440,6 @@ fn mbus_channel(name: &str) -> Option<(&str, &str)> {
     let (channel, tail) = rest.split_at(digits);
     let tail = tail.strip_prefix('_')?;
     (!channel.is_empty() && !tail.is_empty()).then_some((channel, tail))
-}
-
-/// A metric name part: `[a-zA-Z0-9_]` only.
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Keeps `state` up to date from `events` until the channel closes.

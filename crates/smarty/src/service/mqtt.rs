@@ -41,7 +41,7 @@ use smarty_p1::registry::Kind;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
+use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData, slug};
 use super::queue::{Message, Queue};
 use crate::output::time::rfc3339;
 
@@ -403,19 +403,6 @@ pub fn device_key(event: &TelegramEvent) -> String {
         .filter(|s| !s.trim().is_empty())
         .unwrap_or(&event.meter);
     slug(id)
-}
-
-fn slug(s: &str) -> String {
-    s.trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Unit slugs as they end value names, with Home Assistant's spelling.
