@@ -316,8 +316,7 @@ impl Decoder {
                     Step::Plain
                 }
                 Some(Event::Unit(Unit::Encrypted(frame))) => {
-                    self.stats.frames += 1;
-                    match self.decryptor.as_mut() {
+                    let step = match self.decryptor.as_mut() {
                         // Without a key nothing vouches for the frame. A meter sends either
                         // frames or plaintext, never both (reference §3.8): in a plaintext
                         // stream, or holding the start of a plaintext telegram, it is a fake
@@ -325,7 +324,6 @@ impl Decoder {
                         None if self.stats.plain_telegrams > 0
                             || contains_plain_telegram_start(frame.raw()) =>
                         {
-                            self.stats.frames -= 1;
                             Step::Rescan
                         }
                         None => Step::Reject(Rejection::Decrypt(DecryptError::NoKey), false),
@@ -339,7 +337,10 @@ impl Decoder {
                             // reaches into the next frame: look again inside.
                             Err(e) => Step::Reject(Rejection::Decrypt(e), true),
                         },
-                    }
+                    };
+                    // A fake header over a plaintext stream is not a frame.
+                    self.stats.frames += u64::from(!matches!(step, Step::Rescan));
+                    step
                 }
             };
             match step {
