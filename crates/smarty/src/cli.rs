@@ -75,11 +75,129 @@ Examples:\n  \
   smarty config example > smarty.toml && smarty config check smarty.toml")]
     Run(RunArgs),
 
+    /// Write the stored history as CSV or JSON.
+    #[command(after_help = "Examples:\n  \
+  smarty export --from 2026-11-01 --to 2026-12-01 > november.csv          15-minute rows, CSV\n  \
+  smarty export --from 2026-01-01 --resolution day --format json          daily totals as JSON\n  \
+  smarty export --config /etc/smarty/smarty.toml --meter home --resolution raw --from 2026-11-22\n\n\
+TIME is a local date (2026-11-22, midnight in Europe/Luxembourg), a local time (2026-11-22T10:00), \
+RFC 3339 (2026-11-22T10:00:00+01:00) or Unix seconds.")]
+    Export(ExportArgs),
+
+    /// Backfill the store from a capture: raw frames (`read --format raw`, binary captures,
+    /// `simulate --output`) or a `read --format json` file.
+    #[command(after_help = "Examples:\n  \
+  smarty import capture.hex --key-file key                 frames recorded with read --format raw\n  \
+  smarty import telegrams.jsonl --meter home                 the output of read --format json\n  \
+  smarty simulate --start 2026-01-01 --count 100000 --fast -o year.bin --key-file key && \\\n    \
+  smarty import year.bin --key-file key                    simulated history\n\n\
+Rows already stored (same meter and time) are kept; aggregates of the imported period are rebuilt.")]
+    Import(ImportArgs),
+
     /// Check a configuration file or print a commented example.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// Where the history store is: the options shared by `export` and `import`.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The configuration of `smarty run` (its state_dir and [store] section say where the
+    /// store is).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The state directory holding smarty.db (default: $STATE_DIRECTORY under systemd,
+    /// else $XDG_STATE_HOME/smarty or ~/.local/state/smarty).
+    #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The store file itself (overrides --state-dir and the configuration).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+/// `smarty export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The meter (its configured name; default: the only meter in the store).
+    #[arg(long, value_name = "NAME")]
+    pub meter: Option<String>,
+
+    /// Start of the period, inclusive (default: the first stored reading).
+    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    pub from: Option<jiff::Timestamp>,
+
+    /// End of the period, exclusive (default: now).
+    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    pub to: Option<jiff::Timestamp>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+
+    /// Row resolution: every telegram (raw, kept for the retention period), 15-minute,
+    /// hourly, daily or monthly aggregates.
+    #[arg(long, value_enum, default_value_t = Resolution::Min15)]
+    pub resolution: Resolution,
+
+    /// Write to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `smarty export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row (RFC 4180).
+    Csv,
+    /// One JSON document: `{"meter": …, "resolution": …, "rows": [ … ]}`.
+    Json,
+}
+
+/// A time resolution of stored history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    /// Every stored telegram.
+    Raw,
+    /// 15-minute periods (the grid tariff's measuring period).
+    #[value(name = "15m")]
+    #[serde(rename = "15m")]
+    Min15,
+    /// Hours.
+    Hour,
+    /// Local days (Europe/Luxembourg).
+    Day,
+    /// Local months.
+    Month,
+}
+
+/// `smarty import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The capture: raw frames (binary or the hex lines of `read --format raw`), or JSON lines
+    /// of `read --format json`; - for standard input.
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// The meter the readings belong to (its configured name).
+    #[arg(long, default_value = "meter", value_name = "NAME")]
+    pub meter: String,
+
+    #[command(flatten)]
+    pub key: KeyArgs,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `smarty config …`.
@@ -336,6 +454,12 @@ pub struct MeterArgs {
     /// First frame counter (default: random).
     #[arg(long, value_name = "N")]
     pub frame_counter: Option<u32>,
+
+    /// Simulated time of the first frame (default: now): a local date or time, RFC 3339, or
+    /// Unix seconds. With --fast and --output, makes history: `--start 2025-11-01 --count
+    /// 3153600 --fast` is a year at 10 s.
+    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    pub start: Option<jiff::Timestamp>,
 
     /// Seed of the random household (same seed, same values).
     #[arg(long, value_name = "N")]

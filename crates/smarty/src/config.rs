@@ -30,9 +30,49 @@ pub struct Config {
     /// Plain-telegram proxy (`[proxy]`), off when absent.
     #[serde(default)]
     pub proxy: Option<toml::Table>,
-    /// Metrics and health over HTTP (`[http]`), off when absent.
+    /// The web server (`[http]`): dashboard, API, metrics and health; off when absent.
     #[serde(default)]
     pub http: Option<toml::Table>,
+    /// The history store (`[store]`); on by default, in the state directory.
+    #[serde(default)]
+    pub store: Option<toml::Table>,
+    /// Grid tariff and prices for the cost analytics (`[tariff]`); Luxembourg's 2025 tariff
+    /// with default prices when absent.
+    #[serde(default)]
+    pub tariff: Option<toml::Table>,
+}
+
+impl Config {
+    /// The state directory: `state_dir` of the file (or `SMARTY_STATE_DIR`), else
+    /// [`default_state_dir`].
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(default_state_dir)
+    }
+}
+
+/// Where state lives when nothing says: `$STATE_DIRECTORY` (set by systemd's
+/// `StateDirectory=`), else `$XDG_STATE_HOME/smarty`, else `~/.local/state/smarty`; `None`
+/// without a home directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        // systemd passes a colon-separated list when several directories are configured.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        return Some(PathBuf::from(first));
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return Some(dir.join("smarty"));
+    }
+    var("HOME").map(|home| home.join(".local/state/smarty"))
 }
 
 /// One meter.
@@ -204,7 +244,7 @@ fn located(origin: &str, text: &str, error: &toml::de::Error) -> String {
 
 /// Applies `SMARTY_…` overrides to the parsed table.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
-    const SECTIONS: [&str; 3] = ["mqtt", "proxy", "http"];
+    const SECTIONS: [&str; 5] = ["mqtt", "proxy", "http", "store", "tariff"];
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("SMARTY_") else {
             continue;

@@ -30,6 +30,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         solar_kwp: 4.0,
         frame_counter: None,
         seed: None,
+        start: None,
     };
     let (mut meter, key) = Meter::new(&meter_args)?;
     let key = key.key.context("the demo meter always encrypts")?;

@@ -3,6 +3,7 @@
 //! Sources ([`source`]) → the core decoder (`smarty-p1`) → sinks ([`output`]), driven by the
 //! [`pipeline`]; the commands are `read`, `simulate` and `demo`.
 
+mod analytics;
 mod cli;
 mod config;
 mod demo;
@@ -13,6 +14,8 @@ mod read;
 mod service;
 mod simulate;
 mod source;
+mod store;
+mod web;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -83,6 +86,8 @@ fn main() -> std::process::ExitCode {
             Command::Simulate(args) => simulate::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => service::run(args).await,
+            Command::Export(args) => store::cli::export(args).await,
+            Command::Import(args) => store::cli::import(args).await,
             Command::Config { command } => config_command(command),
         }
     });

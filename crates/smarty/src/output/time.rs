@@ -33,6 +33,43 @@ pub fn rfc3339(t: &Timestamp) -> String {
     }
 }
 
+/// The zone of [`METER_ZONE`], or UTC if the bundled database lacks it (it never does).
+pub fn meter_zone() -> TimeZone {
+    TimeZone::get(METER_ZONE).unwrap_or(TimeZone::UTC)
+}
+
+/// A point in time from the command line or a query string: RFC 3339 with an offset
+/// (`2026-11-22T10:00:00+01:00`, `…Z`), a local date (`2026-11-22`, midnight in
+/// [`METER_ZONE`]), a local date and time (`2026-11-22T10:00`, `2026-11-22 10:00:00`), or
+/// Unix seconds (`1795000000`).
+///
+/// # Errors
+/// Text in none of these forms, in words.
+pub fn parse_time(text: &str) -> Result<jiff::Timestamp, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.len() > 8 {
+        let seconds: i64 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+        return jiff::Timestamp::from_second(seconds).map_err(|e| format!("{text:?}: {e}"));
+    }
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let civil = text.parse::<DateTime>().or_else(|_| {
+        text.parse::<jiff::civil::Date>()
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    });
+    match civil {
+        Ok(civil) => civil
+            .to_zoned(meter_zone())
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("{text:?}: {e}")),
+        Err(_) => Err(format!(
+            "{text:?} is not a time: use 2026-11-22, 2026-11-22T10:00 (local time, {METER_ZONE}), \
+             2026-11-22T10:00:00+01:00 or Unix seconds"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +82,17 @@ mod tests {
         assert_eq!(rfc3339(&naive), "2016-11-07T19:00:00+01:00");
         let summer = Timestamp::parse("160707190000").unwrap().unwrap();
         assert_eq!(rfc3339(&summer), "2016-07-07T19:00:00+02:00");
+    }
+
+    #[test]
+    fn times_from_the_command_line() {
+        let utc = |s: &str| parse_time(s).unwrap().to_string();
+        assert_eq!(utc("2026-11-22"), "2026-11-21T23:00:00Z");
+        assert_eq!(utc("2026-07-01T10:00"), "2026-07-01T08:00:00Z");
+        assert_eq!(utc("2026-07-01 10:00:30"), "2026-07-01T08:00:30Z");
+        assert_eq!(utc("2026-07-01T10:00:00+02:00"), "2026-07-01T08:00:00Z");
+        assert_eq!(utc("2026-07-01T08:00:00Z"), "2026-07-01T08:00:00Z");
+        assert_eq!(utc("1782892800"), "2026-07-01T08:00:00Z");
+        assert!(parse_time("yesterday").unwrap_err().contains("not a time"));
     }
 }

@@ -57,6 +57,8 @@ fn config_from_flags(args: &RunArgs) -> Result<Config> {
         mqtt,
         proxy: table("listen", &args.proxy),
         http: table("listen", &args.http),
+        store: None,
+        tariff: None,
     })
 }
 

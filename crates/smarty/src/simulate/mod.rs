@@ -114,7 +114,11 @@ impl Meter {
         let step = SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(10));
         let zone = jiff::tz::TimeZone::get(crate::output::time::METER_ZONE)
             .unwrap_or(jiff::tz::TimeZone::UTC);
-        let mut now = Zoned::now().with_time_zone(zone);
+        let mut now = self
+            .args
+            .start
+            .unwrap_or_else(jiff::Timestamp::now)
+            .to_zoned(zone);
         let started = Instant::now();
         let mut sent = 0u64;
         while self.args.count.is_none_or(|count| sent < count) {

@@ -1,0 +1,1 @@
+//! Analytics over the stored history: Luxembourg's grid tariff.

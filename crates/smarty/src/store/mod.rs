@@ -1,0 +1,3 @@
+//! The history store: SQLite (bundled, WAL) in the state directory.
+
+pub mod cli;

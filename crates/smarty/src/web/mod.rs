@@ -1,0 +1,1 @@
+//! The web server: dashboard, JSON API, metrics and health.
