@@ -64,14 +64,20 @@ Examples:\n  \
     )]
     Simulate(SimulateArgs),
 
-    /// The virtual meter and the reader in one command: see the whole main job without hardware.
+    /// The whole job without hardware: a virtual meter, its history, and the service with the
+    /// dashboard on http://127.0.0.1:8080.
+    #[command(after_help = "Examples:\n  \
+  smarty demo                                   dashboard on http://127.0.0.1:8080, telegrams on stdout\n  \
+  smarty demo --interval 1s --http 127.0.0.1:9000\n  \
+  smarty demo --history-days 0 --count 3        three telegrams, no history")]
     Demo(DemoArgs),
 
     /// Run as a service: any number of meters, MQTT with Home Assistant discovery, a
     /// plain-telegram proxy, Prometheus metrics; sources reconnect on their own.
     #[command(after_help = "Examples:\n  \
   smarty run --config /etc/smarty/smarty.toml\n  \
-  smarty run /dev/ttyUSB0 --key-file key --mqtt mqtt://127.0.0.1:1883     one meter, no file\n  \
+  smarty run /dev/ttyUSB0 --key-file key                        history and dashboard on http://127.0.0.1:8080\n  \
+  smarty run /dev/ttyUSB0 --key-file key --mqtt mqtt://127.0.0.1:1883     and MQTT\n  \
   smarty config example > smarty.toml && smarty config check smarty.toml")]
     Run(RunArgs),
 
@@ -250,9 +256,23 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub proxy: Option<String>,
 
-    /// Serve /metrics and /healthz on this address (e.g. 127.0.0.1:9817).
-    #[arg(long, value_name = "ADDR")]
+    /// Serve the dashboard, the API, /metrics and /healthz on this address (default
+    /// 127.0.0.1:8080; another address than loopback needs SMARTY_HTTP_TOKEN).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub http: Option<String>,
+
+    /// No web server.
+    #[arg(long)]
+    pub no_http: bool,
+
+    /// Where the history store (smarty.db) and the MQTT queue live (default:
+    /// $STATE_DIRECTORY under systemd, else $XDG_STATE_HOME/smarty or ~/.local/state/smarty).
+    #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Keep no history.
+    #[arg(long)]
+    pub no_store: bool,
 }
 
 /// Options shared by everything that decrypts.
@@ -491,6 +511,20 @@ pub struct DemoArgs {
     /// Output format of the reader.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Where the dashboard listens.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub http: String,
+
+    /// Where the demo's history lives (default: the demo directory in the state directory,
+    /// ~/.local/state/smarty/demo). It starts afresh at each run.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Days of simulated history written before the meter goes live (a telegram a minute,
+    /// every 10 s for the last two days), so that the charts have something to show.
+    #[arg(long, default_value_t = 62, value_name = "DAYS")]
+    pub history_days: u32,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.

@@ -23,6 +23,8 @@ struct EventSink {
     connected_once: bool,
     /// The first frame that could not be decrypted for lack of a key was logged.
     undecrypted_logged: bool,
+    /// Also hands every telegram to this sink (the console of `smarty demo`).
+    console: Option<Box<dyn Sink + Send>>,
 }
 
 impl EventSink {
@@ -34,6 +36,9 @@ impl EventSink {
 
 impl Sink for EventSink {
     fn telegram(&mut self, decoded: &Decoded<'_>) -> io::Result<()> {
+        if let Some(console) = &mut self.console {
+            console.telegram(decoded)?;
+        }
         let event = TelegramEvent::new(&self.meter, decoded);
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
@@ -115,6 +120,22 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
 /// # Errors
 /// A bad source or key setting, or a finite source that cannot be read.
 pub async fn run(meter: MeterConfig, tx: broadcast::Sender<Event>) -> Result<()> {
+    run_with(meter, tx, None, None).await
+}
+
+/// [`run`] that also prints every telegram to `console` and stops after `limit` telegrams
+/// (`smarty demo`), with the one-line summary on standard error at the end.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    meter: MeterConfig,
+    tx: broadcast::Sender<Event>,
+    console: Option<Box<dyn Sink + Send>>,
+    limit: Option<u64>,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let print_summary = console.is_some();
     let serial = SerialArgs {
         baud: meter.baud,
         serial: meter.serial_format().map_err(anyhow::Error::msg)?,
@@ -136,6 +157,7 @@ pub async fn run(meter: MeterConfig, tx: broadcast::Sender<Event>) -> Result<()>
         },
         connected_once: false,
         undecrypted_logged: false,
+        console,
     };
     sink.publish_status();
     let silence = Duration::from_secs_f64(meter.interval_s * 3.0);
@@ -143,11 +165,14 @@ pub async fn run(meter: MeterConfig, tx: broadcast::Sender<Event>) -> Result<()>
         source.as_ref(),
         &mut decoder,
         &mut sink,
-        None,
+        limit,
         Some(silence),
     )
     .await?;
     sink.status.connected = false;
     sink.publish_status();
+    if print_summary {
+        eprintln!("{}", pipeline::summary(decoder.stats(), started.elapsed()));
+    }
     Ok(())
 }

@@ -51,13 +51,33 @@ fn config_from_flags(args: &RunArgs) -> Result<Config> {
         let mqtt = mqtt.as_mut().context("--publish-raw needs --mqtt")?;
         mqtt.insert("publish_raw".into(), toml::Value::Boolean(true));
     }
+    let disabled = || {
+        let mut t = toml::Table::new();
+        t.insert("enabled".into(), toml::Value::Boolean(false));
+        t
+    };
+    let mut http = if args.no_http {
+        Some(disabled())
+    } else {
+        table("listen", &args.http)
+    };
+    // The API token comes from the environment only (never from the command line, where
+    // other users could read it).
+    if let Some(token) = std::env::var("SMARTY_HTTP_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        && !args.no_http
+    {
+        http.get_or_insert_with(toml::Table::new)
+            .insert("token".into(), toml::Value::String(token));
+    }
     Ok(Config {
-        state_dir: None,
+        state_dir: args.state_dir.clone(),
         meters: vec![meter],
         mqtt,
         proxy: table("listen", &args.proxy),
-        http: table("listen", &args.http),
-        store: None,
+        http,
+        store: args.no_store.then(disabled),
         tariff: None,
     })
 }
@@ -71,11 +91,24 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(path) => Config::load(path)?,
         None => config_from_flags(&args)?,
     };
+    serve(config, None).await
+}
+
+/// Runs the service of `config`. With `console`, the first meter also prints its telegrams
+/// there and the service stops after `console.1` telegrams (`smarty demo`).
+///
+/// # Errors
+/// An invalid configuration, or an output that cannot start.
+pub async fn serve(
+    config: Config,
+    console: Option<(Box<dyn crate::output::Sink + Send>, Option<u64>)>,
+) -> Result<()> {
+    let mut console = console;
     let (tx, _) = broadcast::channel::<Event>(CHANNEL_CAPACITY);
     let mut outputs = JoinSet::new();
     if super::outputs::start(&config, &tx, &mut outputs).await? == 0 {
         tracing::warn!(
-            "no output configured: add [mqtt], [proxy] or [http] to the configuration (or --mqtt, --proxy, --http)"
+            "no output configured: add [mqtt], [proxy], [http] or [store] to the configuration (or --mqtt, --proxy, --http)"
         );
     }
     let mut meters = JoinSet::new();
@@ -86,8 +119,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             crate::source::redact_password(&meter.source)
         );
         let tx = tx.clone();
+        let (console, limit) = match console.take() {
+            Some((sink, limit)) => (Some(sink), limit),
+            None => (None, None),
+        };
         meters.spawn(async move {
-            meter::run(meter, tx)
+            meter::run_with(meter, tx, console, limit)
                 .await
                 .with_context(|| format!("meter {name}"))
         });

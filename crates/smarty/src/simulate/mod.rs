@@ -29,6 +29,8 @@ pub struct Meter {
     identity: Identity,
     system_title: [u8; 8],
     frame_counter: u32,
+    /// The simulated time of the last frame.
+    last: Option<jiff::Timestamp>,
 }
 
 /// The key the meter encrypts with, and whether it was generated.
@@ -75,6 +77,7 @@ impl Meter {
             frame_counter: args
                 .frame_counter
                 .unwrap_or_else(|| rng.random_range(1_000..5_000_000)),
+            last: None,
         };
         Ok((meter, MeterKey { key, generated }))
     }
@@ -84,9 +87,17 @@ impl Meter {
         &self.identity.meter_id
     }
 
-    /// Advances the household to `now` and returns the frame (or plaintext telegram).
+    /// Advances the household to `now` (from the previous frame's time, or by one interval
+    /// for the first frame) and returns the frame (or plaintext telegram).
     pub fn next_frame(&mut self, now: &Zoned) -> Vec<u8> {
-        self.house.step(now, self.args.interval.as_secs_f64());
+        let step = match self.last {
+            Some(last) if now.timestamp() > last => {
+                now.timestamp().duration_since(last).as_secs_f64()
+            }
+            _ => self.args.interval.as_secs_f64(),
+        };
+        self.last = Some(now.timestamp());
+        self.house.step(now, step);
         let plaintext = telegram::write(&self.house, &self.identity, self.args.firmware, now);
         match &self.key {
             None => plaintext,
