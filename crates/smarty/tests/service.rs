@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 
 /// Kills the child when dropped.
-struct Guard(Child);
+/// A child process killed when dropped, with the state directory it was given.
+struct Guard(Child, Option<tempfile::TempDir>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -29,16 +30,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `smarty ARGS` with a state directory of its own (the history store and queue), so that
+/// tests never share one.
 fn smarty(args: &[&str]) -> Guard {
+    let state = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_smarty"))
         .args(args)
         .env_remove("SMARTY_KEY")
+        .env("SMARTY_STATE_DIR", state.path())
         .env("RUST_LOG", "smarty=info")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start smarty");
-    Guard(child)
+    Guard(child, Some(state))
 }
 
 /// A Mosquitto on a free loopback port (it drops to its own user when started as root).
@@ -60,7 +65,7 @@ fn mosquitto(dir: &Path) -> (Guard, u16) {
         .spawn()
         .expect("mosquitto (Debian package mosquitto) runs");
     wait_for_port(port);
-    (Guard(child), port)
+    (Guard(child, None), port)
 }
 
 fn wait_for_port(port: u16) {

@@ -1,6 +1,148 @@
-//! The history store: SQLite (bundled, WAL) in the state directory.
+//! The history store: SQLite (bundled, WAL) in the state directory (docs/storage.md).
+//!
+//! One [`Writer`] per process commits buffered readings every few seconds with their
+//! aggregates; [`Reader`]s answer the queries of the API and `smarty export`. Raw readings are
+//! packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily aggregates and
+//! M-Bus readings are kept forever.
 
+pub mod aggregate;
+pub mod block;
 pub mod cli;
+pub mod config;
+pub mod error;
+mod export;
+mod follow;
+mod import;
 pub mod interval;
+pub mod query;
+pub mod reading;
+pub mod schema;
+pub mod writer;
 
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use follow::follow;
 pub use interval::{INTERVAL_S, Interval, Period};
+pub use query::{MbusChannel, MbusTotal, Reader, Series, StoredMeter};
+pub use reading::{MbusReading, Reading};
+pub use writer::{WriteTotals, Writer};
+
+/// How long a connection waits for another one's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections kept open for reuse.
+const POOLED_READERS: usize = 4;
+
+/// An open store: cheap to clone (the clones share one pool of read connections).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens the store, creating its directory and file when missing; sets WAL mode and
+    /// brings the schema to the current version (docs/storage.md).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the directory cannot be created, [`StoreError::Migration`] for
+    /// a file of a newer smarty or a failed migration, SQLite errors (not a database, …).
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        Self::open_at_version(config, schema::latest())
+    }
+
+    /// [`Store::open`] that migrates only up to `version` (tests of migrations).
+    fn open_at_version(config: &StoreConfig, version: u32) -> Result<Store, StoreError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(&config.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                "store: {} is in journal mode {mode}, not WAL",
+                config.path.display()
+            );
+        }
+        schema::migrate_to(&mut conn, version)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    /// The settings it was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// A read-only connection (`query_only`), from the pool when one is free.
+    ///
+    /// # Errors
+    /// SQLite errors (the file went away, …).
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.inner.config.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn
+            }
+        };
+        Ok(Reader::new(conn, Arc::downgrade(&self.inner)))
+    }
+
+    /// A writing connection (`synchronous = NORMAL`): one per process, owned by
+    /// [`follow`] in the service or by `smarty import`.
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn writer(&self) -> Result<Writer, StoreError> {
+        let conn = Connection::open(&self.inner.config.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Writer::new(conn, self.inner.config.clone()))
+    }
+}
+
+/// Gives a read connection back to its store's pool.
+fn give_back(pool: &std::sync::Weak<Inner>, conn: Connection) {
+    if let Some(inner) = pool.upgrade()
+        && let Ok(mut readers) = inner.readers.lock()
+        && readers.len() < POOLED_READERS
+    {
+        readers.push(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests;
