@@ -1,25 +1,34 @@
-//! `smarty demo`: a virtual meter on a pseudo-terminal and the reader on it, in one command.
+//! `smarty demo`: a virtual meter on a pseudo-terminal and the whole service on it — history,
+//! dashboard, API — in one command.
 
 use std::io::Write;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use smarty_p1::{Decoder, DecoderConfig};
+use jiff::{SignedDuration, Timestamp};
+use smarty_p1::{Decoder, DecoderConfig, Key};
 
-use crate::cli::{DemoArgs, Firmware, MeterArgs, SerialArgs};
+use crate::cli::{DemoArgs, Firmware, MeterArgs};
+use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
-use crate::pipeline;
+use crate::output::time::meter_zone;
+use crate::service::TelegramEvent;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
-use crate::source::SerialSource;
+use crate::store::{Reading, Store, StoreConfig};
+
+/// The demo meter's name.
+const NAME: &str = "demo";
 
 /// Runs `smarty demo`.
 ///
 /// # Errors
-/// When no pseudo-terminal can be opened.
+/// When no pseudo-terminal can be opened, the state directory cannot be written, or the web
+/// server cannot listen.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let meter_args = MeterArgs {
         interval: args.interval,
-        count: args.count,
+        count: None,
         key: None,
         key_file: None,
         auth_key: None,
@@ -29,22 +38,71 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         firmware: Firmware::Full,
         solar_kwp: 4.0,
         frame_counter: None,
-        seed: None,
+        seed: Some(20_251_122),
         start: None,
     };
     let (mut meter, key) = Meter::new(&meter_args)?;
     let key = key.key.context("the demo meter always encrypts")?;
+    let key_hex = output::json::hex(key.as_bytes());
+
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir()
+            .map(|dir| dir.join("demo"))
+            .unwrap_or_else(|| PathBuf::from("smarty-demo")),
+    };
+    let store_config = StoreConfig {
+        path: state_dir.join(crate::store::config::FILE_NAME),
+        raw_retention_days: crate::store::config::DEFAULT_RAW_RETENTION_DAYS,
+        commit_interval: crate::store::config::DEFAULT_COMMIT_INTERVAL,
+    };
+    // A new history each time: the virtual meter's registers start afresh.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = store_config.path.clone().into_os_string();
+        path.push(suffix);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot reset {}", store_config.path.display()));
+            }
+        }
+    }
+    if args.history_days > 0 {
+        let store = Store::open(&store_config)?;
+        let started = std::time::Instant::now();
+        let days = args.history_days;
+        let key = key.clone();
+        let (meter_back, count) = tokio::task::spawn_blocking(move || {
+            let count = backfill(&mut meter, &key, &store, days);
+            (meter, count)
+        })
+        .await?;
+        meter = meter_back;
+        eprintln!(
+            "smarty demo: {} day{} of history ({} telegrams) written to {} in {:.1} s",
+            days,
+            if days == 1 { "" } else { "s" },
+            count?,
+            store_config.path.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
     let path = pty.reader_path().to_owned();
-    let key_hex = output::json::hex(key.as_bytes());
     eprintln!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
-a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\nPress Ctrl-C to stop.\n",
+a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\n\
+Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         meter.meter_id(),
         args.interval,
         path.display(),
         path.display(),
+        args.http,
+        state_dir.display(),
     );
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -57,30 +115,84 @@ a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\
         result
     });
 
-    let source = SerialSource::new(
-        &path,
-        &SerialArgs {
+    let table = |field: &str, value: toml::Value| {
+        let mut t = toml::Table::new();
+        t.insert(field.into(), value);
+        t
+    };
+    let config = Config {
+        state_dir: Some(state_dir.clone()),
+        meters: vec![MeterConfig {
+            name: NAME.into(),
+            source: path.display().to_string(),
+            key: Some(key_hex),
+            key_file: None,
+            auth_key: None,
+            aad: None,
+            verify_tag: true,
+            reject_replay: false,
             baud: 115_200,
-            serial: crate::cli::SerialFormat {
-                data_bits: 8,
-                parity: 'N',
-                stop_bits: 1,
-            },
-        },
-    );
-    let mut decoder = Decoder::new(DecoderConfig {
-        key: Some(key),
-        ..DecoderConfig::default()
-    });
+            serial: "8N1".into(),
+            interval_s: args.interval.as_secs_f64().max(1.0),
+        }],
+        mqtt: None,
+        proxy: None,
+        http: Some(table("listen", toml::Value::String(args.http.clone()))),
+        store: Some(table(
+            "path",
+            toml::Value::String(store_config.path.display().to_string()),
+        )),
+        tariff: None,
+    };
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
-    let mut sink = output::for_format(args.format, stdout);
-    let started = Instant::now();
-    tokio::select! {
-        end = pipeline::run(&source, &mut decoder, sink.as_mut(), args.count) => { end?; }
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let console = output::for_format(args.format, stdout);
+    let result = crate::service::serve(config, Some((console, args.count))).await;
     let _ = stop_tx.send(());
     let _ = worker.await;
-    eprintln!("{}", pipeline::summary(decoder.stats(), started.elapsed()));
-    Ok(())
+    result
+}
+
+/// Writes `days` of the virtual meter's past into `store`: a telegram a minute, and every
+/// 10 s for the last two days; returns how many.
+fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u64> {
+    let zone = meter_zone();
+    let now = Timestamp::now();
+    let start = now - SignedDuration::from_hours(24 * i64::from(days));
+    let fine = now - SignedDuration::from_hours(48);
+    let mut decoder = Decoder::new(DecoderConfig {
+        key: Some(key.clone()),
+        ..DecoderConfig::default()
+    });
+    let mut writer = store.writer()?;
+    let name: Arc<str> = Arc::from(NAME);
+    let mut t = start;
+    let mut count = 0u64;
+    let mut flushed = 0u64;
+    while t < now {
+        let frame = meter.next_frame(&t.to_zoned(zone.clone()));
+        decoder.push(&frame);
+        while let Some(result) = decoder.next() {
+            let decoded = result.map_err(|e| anyhow::anyhow!("the demo meter's frame: {e}"))?;
+            let event = TelegramEvent::new(&name, &decoded);
+            let (reading, mbus) = Reading::from_event(&event);
+            if let Some(reading) = reading {
+                writer.push(reading);
+                count += 1;
+            }
+            for m in mbus {
+                writer.push_mbus(m);
+            }
+        }
+        if count - flushed >= 20_000 {
+            writer.flush()?;
+            flushed = count;
+        }
+        t += if t < fine {
+            SignedDuration::from_secs(60)
+        } else {
+            SignedDuration::from_secs(10)
+        };
+    }
+    writer.flush()?;
+    Ok(count)
 }

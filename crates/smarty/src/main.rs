@@ -15,8 +15,7 @@ mod service;
 mod simulate;
 mod source;
 mod store;
-
-
+mod web;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 

@@ -444,9 +444,17 @@ fn replayed_frames_are_rejected_on_request() {
 fn demo_shows_the_main_job() {
     let state = tempfile::tempdir().unwrap();
     let mut demo = smarty();
-    demo.args(["demo", "--interval", "300ms", "--count", "2", "--history-days", "1"])
-        .args(["--http", "127.0.0.1:0", "--state-dir"])
-        .arg(state.path());
+    demo.args([
+        "demo",
+        "--interval",
+        "300ms",
+        "--count",
+        "2",
+        "--history-days",
+        "1",
+    ])
+    .args(["--http", "127.0.0.1:0", "--state-dir"])
+    .arg(state.path());
     let output = run_with_timeout(demo, Duration::from_secs(30));
     assert!(
         output.status.success(),
@@ -464,8 +472,14 @@ fn demo_shows_the_main_job() {
     );
     // The history: a day at a telegram a minute, then the 10-s telegrams of the last two
     // days (1 day only here: all at 10 s), then the two live ones.
-    assert!(stderr.contains("1 day of history (8640 telegrams)"), "{stderr}");
-    assert!(stderr.contains("dashboard on http://127.0.0.1:"), "{stderr}");
+    assert!(
+        stderr.contains("1 day of history (8640 telegrams)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("dashboard on http://127.0.0.1:"),
+        "{stderr}"
+    );
     assert!(state.path().join("smarty.db").exists());
 }
 

@@ -13,12 +13,15 @@ const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 
 /// Kills the child when dropped.
 /// A child process killed when dropped, with the state directory it was given.
-struct Guard(Child, Option<tempfile::TempDir>);
+struct Guard {
+    child: Child,
+    _state: Option<tempfile::TempDir>,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -43,7 +46,10 @@ fn smarty(args: &[&str]) -> Guard {
         .stderr(Stdio::null())
         .spawn()
         .expect("start smarty");
-    Guard(child, Some(state))
+    Guard {
+        child,
+        _state: Some(state),
+    }
 }
 
 /// A Mosquitto on a free loopback port (it drops to its own user when started as root).
@@ -65,7 +71,13 @@ fn mosquitto(dir: &Path) -> (Guard, u16) {
         .spawn()
         .expect("mosquitto (Debian package mosquitto) runs");
     wait_for_port(port);
-    (Guard(child, None), port)
+    (
+        Guard {
+            child,
+            _state: None,
+        },
+        port,
+    )
 }
 
 fn wait_for_port(port: u16) {
@@ -246,17 +258,17 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
     // Stop smarty as systemd does (SIGTERM): it exits promptly and `offline` is published.
     let stopped = Instant::now();
     Command::new("kill")
-        .args(["-TERM", &run.0.id().to_string()])
+        .args(["-TERM", &run.child.id().to_string()])
         .status()
         .unwrap();
-    while run.0.try_wait().unwrap().is_none() {
+    while run.child.try_wait().unwrap().is_none() {
         assert!(
             stopped.elapsed() < Duration::from_secs(10),
             "smarty run did not stop"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(run.0.wait().unwrap().success(), "a clean stop exits 0");
+    assert!(run.child.wait().unwrap().success(), "a clean stop exits 0");
     expect_message(&messages, "smarty/status", |p, _| p == b"offline");
     drop(sim);
 }

@@ -61,25 +61,6 @@ use tokio::sync::broadcast;
 
 use super::event::{Event, MeterStatus, TelegramEvent, ValueData, slug};
 
-/// `[http]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to listen on, `host:port` (default `127.0.0.1:9817`).
-    pub listen: String,
-    /// `/healthz` fails when a meter's last telegram is older than this (seconds).
-    pub healthy_within_s: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:9817".to_owned(),
-            healthy_within_s: 60,
-        }
-    }
-}
-
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Content type of the Prometheus text format.
@@ -137,6 +118,28 @@ impl MetricsState {
             }
             Event::RawFrame { .. } => {}
         }
+    }
+
+    /// The names of the meters known so far (configured or seen), sorted.
+    pub fn meter_names(&self) -> Vec<Arc<str>> {
+        self.meters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The last telegram of `meter`, if one arrived since the start.
+    pub fn latest(&self, meter: &str) -> Option<Arc<TelegramEvent>> {
+        let meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        meters.get(meter).and_then(|m| m.telegram.clone())
+    }
+
+    /// The last status of `meter`, if one was reported.
+    pub fn status(&self, meter: &str) -> Option<Arc<MeterStatus>> {
+        let meters = self.meters.lock().unwrap_or_else(|e| e.into_inner());
+        meters.get(meter).and_then(|m| m.status.clone())
     }
 
     fn snapshot(&self) -> BTreeMap<Arc<str>, MeterEntry> {
@@ -511,64 +514,6 @@ async fn healthz(State(app): State<App>) -> Response {
         .into_response()
 }
 
-/// A bound HTTP server, not serving yet.
-#[derive(Debug)]
-pub struct HttpServer {
-    listener: TcpListener,
-    healthy_within: Duration,
-}
-
-/// Binds `config.listen`, warning when the address is not a loopback address.
-pub async fn bind(config: &HttpConfig) -> anyhow::Result<HttpServer> {
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .with_context(|| format!("http: cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    if addr.ip().is_loopback() {
-        tracing::info!("http: /metrics and /healthz on http://{addr}");
-    } else {
-        tracing::warn!("http: /metrics and /healthz on http://{addr}, a non-loopback address");
-    }
-    Ok(HttpServer {
-        listener,
-        healthy_within: Duration::from_secs(config.healthy_within_s),
-    })
-}
-
-impl HttpServer {
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
-    /// Serves `state` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        state: Arc<MetricsState>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(state, self.healthy_within))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("http server")
-    }
-}
-
-/// Binds, follows `events` into `state` and serves until the event channel closes. Create
-/// `state` with [`MetricsState::new`] (the configured meter names) and hand
-/// [`MetricsState::mqtt_queue_depth`] to the MQTT output.
-pub async fn run(
-    config: HttpConfig,
-    state: Arc<MetricsState>,
-    events: broadcast::Receiver<Event>,
-) -> anyhow::Result<()> {
-    let server = bind(&config).await?;
-    let follower = follow(Arc::clone(&state), events);
-    server.serve(state, follower).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,14 +559,10 @@ mod tests {
     }
 
     async fn start(state: Arc<MetricsState>, within_s: u64) -> SocketAddr {
-        let server = bind(&HttpConfig {
-            listen: "127.0.0.1:0".into(),
-            healthy_within_s: within_s,
-        })
-        .await
-        .unwrap();
-        let addr = server.local_addr();
-        tokio::spawn(server.serve(state, std::future::pending()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(state, Duration::from_secs(within_s));
+        tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     }
 
@@ -651,15 +592,6 @@ mod tests {
             let (s, v) = line.rsplit_once(' ')?;
             (s == series).then(|| v.parse().unwrap())
         })
-    }
-
-    #[test]
-    fn config_defaults_and_rejects_unknown_fields() {
-        let config: HttpConfig = toml::from_str("").unwrap();
-        assert_eq!(config, HttpConfig::default());
-        assert_eq!(config.listen, "127.0.0.1:9817");
-        assert_eq!(config.healthy_within_s, 60);
-        assert!(toml::from_str::<HttpConfig>("port = 1").is_err());
     }
 
     #[test]
@@ -815,14 +747,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn run_follows_the_event_stream_and_stops_with_it() {
+    async fn follow_takes_the_event_stream_and_stops_with_it() {
         let state = MetricsState::new(["home"]);
         let (tx, rx) = broadcast::channel(16);
-        let config = HttpConfig {
-            listen: "127.0.0.1:0".into(),
-            healthy_within_s: 60,
-        };
-        let server = tokio::spawn(run(config, Arc::clone(&state), rx));
+        let server = tokio::spawn(follow(Arc::clone(&state), rx));
         tx.send(telegram("home", SystemTime::now())).unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
             while !state.health(SystemTime::now(), Duration::from_secs(60)).0 {
@@ -835,7 +763,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), server)
             .await
             .expect("stops when the channel closes")
-            .unwrap()
             .unwrap();
     }
 

@@ -16,4 +16,4 @@ mod run;
 
 pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
 pub use outputs::check as check_outputs;
-pub use run::run;
+pub use run::{run, serve};

@@ -7,7 +7,10 @@ use tokio::task::JoinSet;
 
 use super::event::Event;
 use super::{metrics, mqtt, proxy};
+use crate::analytics::tariff::TariffConfig;
 use crate::config::{Config, read_secret};
+use crate::store::{Store, StoreConfig};
+use crate::web::{self, HttpConfig, WebState};
 
 /// Deserialises an output section, naming it in errors.
 fn section<T: for<'de> Deserialize<'de>>(name: &str, table: &toml::Table) -> Result<T> {
@@ -57,10 +60,18 @@ pub fn check(config: &Config) -> Result<()> {
         let settings: proxy::ProxyConfig = section("proxy", table)?;
         check_meter(config, "proxy", settings.meter.as_deref())?;
     }
-    if let Some(table) = &config.http {
-        section::<metrics::HttpConfig>("http", table)?;
-    }
+    http_config(config)?.check()?;
+    TariffConfig::from_table(config.tariff.as_ref())?;
+    StoreConfig::from_config(config)?;
     Ok(())
+}
+
+/// The `[http]` settings; the defaults (on, loopback) when the section is absent.
+fn http_config(config: &Config) -> Result<HttpConfig> {
+    match &config.http {
+        Some(table) => section("http", table),
+        None => Ok(HttpConfig::default()),
+    }
 }
 
 fn check_meter(config: &Config, section: &str, meter: Option<&str>) -> Result<()> {
@@ -84,13 +95,27 @@ pub async fn start(
     check(config)?;
     let mut started = 0;
     // The metrics state first: the MQTT output reports its queue depth into it.
-    let metrics_state = config
-        .http
-        .as_ref()
-        .map(|_| metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str())));
+    let live = metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str()));
+    let store = match StoreConfig::from_config(config)? {
+        Some(settings) => {
+            let store = Store::open(&settings)
+                .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
+            tracing::info!("history: {}", store.path().display());
+            tasks.spawn(crate::store::follow(store.clone(), tx.subscribe()));
+            started += 1;
+            Some(store)
+        }
+        None => {
+            tracing::info!("history: off");
+            None
+        }
+    };
     if let Some(mqtt) = mqtt_config(config, true)? {
-        let depth = metrics_state.as_ref().map(|state| state.mqtt_queue_depth());
-        tasks.spawn(mqtt::run_reporting(mqtt, tx.subscribe(), depth));
+        tasks.spawn(mqtt::run_reporting(
+            mqtt,
+            tx.subscribe(),
+            Some(live.mqtt_queue_depth()),
+        ));
         started += 1;
     }
     if let Some(table) = &config.proxy {
@@ -99,12 +124,29 @@ pub async fn start(
         tasks.spawn(server.serve(tx.subscribe()));
         started += 1;
     }
-    if let (Some(table), Some(state)) = (&config.http, metrics_state) {
-        let settings: metrics::HttpConfig = section("http", table)?;
-        let server = metrics::bind(&settings).await?;
-        let follower = metrics::follow(std::sync::Arc::clone(&state), tx.subscribe());
-        tasks.spawn(server.serve(state, follower));
-        started += 1;
+    let http = http_config(config)?;
+    if http.enabled {
+        let server = match web::bind(&http).await {
+            Ok(server) => Some(server),
+            // The default address is a convenience: if it is taken, run without it.
+            Err(e) if config.http.is_none() => {
+                tracing::warn!("{e:#}: no dashboard (set [http] listen, or --http ADDR)");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(server) = server {
+            let state = WebState {
+                live: std::sync::Arc::clone(&live),
+                store,
+                tariff: std::sync::Arc::new(TariffConfig::from_table(config.tariff.as_ref())?),
+                events: tx.downgrade(),
+                token: None,
+            };
+            let follower = metrics::follow(std::sync::Arc::clone(&live), tx.subscribe());
+            tasks.spawn(server.serve(state, follower));
+            started += 1;
+        }
     }
     Ok(started)
 }

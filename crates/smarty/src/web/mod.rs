@@ -12,7 +12,6 @@ mod range;
 mod state;
 mod stream;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,13 +104,6 @@ pub async fn bind(config: &HttpConfig) -> Result<WebServer> {
 }
 
 impl WebServer {
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
-    }
-
     /// Serves until `shutdown` completes. The token read by [`bind`] replaces `state.token`.
     ///
     /// # Errors

@@ -1,0 +1,493 @@
+//! The JSON API under `/api/` (docs/api.md; `/api/openapi.json` describes it).
+
+use std::collections::BTreeMap;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value as JsonValue, json};
+use smarty_p1::RejectReason;
+
+use super::range::{day_start, month_start, now, parse_range};
+use super::state::WebState;
+use crate::analytics::tariff;
+use crate::cli::Resolution;
+use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
+use crate::store::{INTERVAL_S, Period, Reader, Store, StoreError, StoredMeter};
+
+/// An error answer: `{"error": "…"}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and a message for the user.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let status = match e {
+            StoreError::UnknownMeter(_) => StatusCode::NOT_FOUND,
+            StoreError::UnknownField(_) | StoreError::TooManyPoints { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("http: store: {e}");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// Runs `query` on a read connection of the store, off the async threads.
+async fn with_reader<T: Send + 'static>(
+    state: &WebState,
+    query: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store: Store = state.store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the history store is off ([store] enabled = false, or no state directory)",
+        )
+    })?;
+    tokio::task::spawn_blocking(move || {
+        let reader = store.reader()?;
+        query(&reader)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(ApiError::from)
+}
+
+/// Unix seconds of a `SystemTime`.
+fn unix(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The numbers of a telegram under their standard names.
+pub fn values_json(event: &TelegramEvent) -> JsonValue {
+    let mut values = serde_json::Map::new();
+    for v in &event.values {
+        if let ValueData::Number { value, .. } = &v.value {
+            values.insert(v.name.clone(), json!(value));
+        }
+    }
+    JsonValue::Object(values)
+}
+
+/// A telegram as the live stream and `latest` give it.
+pub fn telegram_json(event: &TelegramEvent, with_telegram: bool) -> JsonValue {
+    let mut out = json!({
+        "meter": &*event.meter,
+        "received": unix(event.received),
+        "timestamp": event.json.get("timestamp").cloned().unwrap_or(JsonValue::Null),
+        "values": values_json(event),
+    });
+    if with_telegram {
+        out["telegram"] = event.json.clone();
+    }
+    out
+}
+
+/// A meter's live state, as `/api/meters` entries and `status` events give it.
+pub fn status_json(
+    name: &str,
+    status: Option<&MeterStatus>,
+    latest: Option<&TelegramEvent>,
+) -> JsonValue {
+    let rejections: serde_json::Map<String, JsonValue> = RejectReason::ALL
+        .iter()
+        .map(|r| {
+            let n = status.map_or(0, |s| s.stats.rejected(*r));
+            (r.as_str().to_owned(), json!(n))
+        })
+        .collect();
+    let last_telegram = status
+        .and_then(|s| s.last_telegram)
+        .or(latest.map(|t| t.received))
+        .map(unix);
+    json!({
+        "name": name,
+        "meter_id": latest.and_then(|t| t.meter_id.clone()),
+        "source": status.map(|s| s.source.clone()),
+        "connected": status.is_some_and(|s| s.connected),
+        "last_telegram": last_telegram,
+        "telegrams": status.map_or(0, |s| s.stats.telegrams),
+        "rejections": rejections,
+        "reconnects": status.map_or(0, |s| s.reconnects),
+        "last_error": status.and_then(|s| s.last_error.clone()),
+    })
+}
+
+/// `GET /api/meters`.
+pub async fn meters(State(state): State<WebState>) -> ApiResult {
+    let stored: Vec<StoredMeter> = if state.store.is_some() {
+        with_reader(&state, |r| r.meters()).await?
+    } else {
+        Vec::new()
+    };
+    let mut names: Vec<String> = state
+        .live
+        .meter_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for meter in &stored {
+        if !names.contains(&meter.name) {
+            names.push(meter.name.clone());
+        }
+    }
+    let list: Vec<JsonValue> = names
+        .iter()
+        .map(|name| {
+            let status = state.live.status(name);
+            let latest = state.live.latest(name);
+            let mut entry = status_json(name, status.as_deref(), latest.as_deref());
+            let stored = stored.iter().find(|m| &m.name == name);
+            if entry["meter_id"].is_null()
+                && let Some(id) = stored.and_then(|m| m.meter_id.clone())
+            {
+                entry["meter_id"] = json!(id);
+            }
+            entry["first_reading"] = json!(stored.and_then(|m| m.first_reading));
+            entry["last_reading"] = json!(stored.and_then(|m| m.last_reading));
+            entry["mbus"] = json!(stored.map(|m| m.mbus.clone()).unwrap_or_default());
+            entry
+        })
+        .collect();
+    Ok(Json(json!({ "meters": list })).into_response())
+}
+
+/// The meter must be known (configured, seen or stored).
+async fn known_meter(state: &WebState, meter: &str) -> Result<(), ApiError> {
+    if state.live.meter_names().iter().any(|n| &**n == meter) {
+        return Ok(());
+    }
+    if state.store.is_some() {
+        let name = meter.to_owned();
+        let stored = with_reader(state, |r| r.meters()).await?;
+        if stored.iter().any(|m| m.name == name) {
+            return Ok(());
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no meter named {meter:?}"),
+    ))
+}
+
+/// `GET /api/meters/{meter}/latest`.
+pub async fn latest(State(state): State<WebState>, Path(meter): Path<String>) -> ApiResult {
+    known_meter(&state, &meter).await?;
+    match state.live.latest(&meter) {
+        Some(event) => Ok(Json(telegram_json(&event, true)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("meter {meter:?} has sent no telegram since the start"),
+        )),
+    }
+}
+
+/// `from`/`to` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `series` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct SeriesQuery {
+    field: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    resolution: Option<String>,
+}
+
+/// The resolution `auto` picks for a span of `seconds`.
+pub fn auto_resolution(seconds: i64) -> Resolution {
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 24 * HOUR;
+    if seconds <= 12 * HOUR {
+        Resolution::Raw
+    } else if seconds <= 14 * DAY {
+        Resolution::Min15
+    } else if seconds <= 120 * DAY {
+        Resolution::Hour
+    } else {
+        Resolution::Day
+    }
+}
+
+fn parse_resolution(text: Option<&str>, span: i64) -> Result<Resolution, ApiError> {
+    Ok(match text.unwrap_or("auto") {
+        "auto" => auto_resolution(span),
+        "raw" => Resolution::Raw,
+        "15m" => Resolution::Min15,
+        "hour" => Resolution::Hour,
+        "day" => Resolution::Day,
+        "month" => Resolution::Month,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "resolution {other:?}: use auto, raw, 15m, hour, day or month"
+            )));
+        }
+    })
+}
+
+/// `GET /api/meters/{meter}/series`.
+pub async fn series(
+    State(state): State<WebState>,
+    Path(meter): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> ApiResult {
+    let field = q
+        .field
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("field is missing, e.g. field=power_import_kw"))?;
+    let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref(), |to| to - 86_400)
+        .map_err(ApiError::bad_request)?;
+    let resolution = parse_resolution(q.resolution.as_deref(), to - from)?;
+    known_meter(&state, &meter).await?;
+    let series = with_reader(&state, move |r| {
+        r.series(&meter, &field, from, to, resolution)
+    })
+    .await?;
+    let mut body = serde_json::to_value(&series)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    body["from"] = json!(from);
+    body["to"] = json!(to);
+    Ok(Json(body).into_response())
+}
+
+/// `totals` and `tariff` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct PeriodQuery {
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_period(q: &PeriodQuery) -> Result<(Period, i64, i64), ApiError> {
+    let period = match q.period.as_deref().unwrap_or("day") {
+        "day" => Period::Day,
+        "month" => Period::Month,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "period {other:?}: use day or month"
+            )));
+        }
+    };
+    let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref(), |to| match period {
+        Period::Day => day_start(to, -30),
+        Period::Month => month_start(to, -11),
+    })
+    .map_err(ApiError::bad_request)?;
+    Ok((period, from, to))
+}
+
+/// `GET /api/meters/{meter}/tariff`.
+pub async fn tariff_report(
+    State(state): State<WebState>,
+    Path(meter): Path<String>,
+    Query(q): Query<PeriodQuery>,
+) -> ApiResult {
+    let (period, from, to) = parse_period(&q)?;
+    known_meter(&state, &meter).await?;
+    let config = state.tariff.clone();
+    let name = meter.clone();
+    let report = with_reader(&state, move |r| {
+        let intervals = r.intervals(&name, from, to)?;
+        Ok(tariff::report(&intervals, &config, period))
+    })
+    .await?;
+    let mut body = serde_json::to_value(&report)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    body["meter"] = json!(meter);
+    Ok(Json(body).into_response())
+}
+
+/// `GET /api/meters/{meter}/totals`.
+pub async fn totals(
+    State(state): State<WebState>,
+    Path(meter): Path<String>,
+    Query(q): Query<PeriodQuery>,
+) -> ApiResult {
+    let (period, from, to) = parse_period(&q)?;
+    known_meter(&state, &meter).await?;
+    let config = state.tariff.clone();
+    let name = meter.clone();
+    let (report, mbus) = with_reader(&state, move |r| {
+        let intervals = r.intervals(&name, from, to)?;
+        let mbus = r.mbus_totals(&name, from, to, period)?;
+        Ok((tariff::report(&intervals, &config, period), mbus))
+    })
+    .await?;
+    let mut rows: BTreeMap<String, JsonValue> = BTreeMap::new();
+    for row in &report.rows {
+        rows.insert(
+            row.period.clone(),
+            json!({
+                "period": row.period,
+                "start": row.start,
+                "energy_import_kwh": row.energy_import_kwh,
+                "energy_export_kwh": row.energy_export_kwh,
+                "power_import_max_kw": row.peak_15min_kw,
+                "energy_above_reference_kwh": row.energy_above_reference_kwh,
+                "cost_eur": row.cost.bill_eur,
+                "export_remuneration_eur": -row.cost.export_eur,
+                "mbus": {},
+            }),
+        );
+    }
+    for m in mbus {
+        let row = rows.entry(m.period.clone()).or_insert_with(|| {
+            json!({
+                "period": m.period, "start": m.start,
+                "energy_import_kwh": null, "energy_export_kwh": null,
+                "power_import_max_kw": null, "energy_above_reference_kwh": null,
+                "cost_eur": null, "export_remuneration_eur": null, "mbus": {},
+            })
+        });
+        row["mbus"][&m.name] = json!(m.value);
+    }
+    let mut rows: Vec<JsonValue> = rows.into_values().collect();
+    rows.sort_by_key(|r| r["start"].as_i64());
+    Ok(Json(json!({
+        "meter": meter,
+        "period": period,
+        "currency": report.currency,
+        "rows": rows,
+    }))
+    .into_response())
+}
+
+/// `GET /api/meters/{meter}/intervals`.
+pub async fn intervals(
+    State(state): State<WebState>,
+    Path(meter): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult {
+    let (from, to) = match (&q.from, &q.to) {
+        (None, None) => {
+            let today = day_start(now(), 0);
+            (today, day_start(today, 1))
+        }
+        _ => parse_range(q.from.as_deref(), q.to.as_deref(), |to| {
+            day_start(to - 1, 0)
+        })
+        .map_err(ApiError::bad_request)?,
+    };
+    if to - from > 62 * 86_400 {
+        return Err(ApiError::bad_request(
+            "at most 62 days of 15-minute periods at once",
+        ));
+    }
+    known_meter(&state, &meter).await?;
+    let name = meter.clone();
+    let list = with_reader(&state, move |r| r.intervals(&name, from, to)).await?;
+    let reference = state.tariff.reference_power_kw;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    Ok(Json(json!({
+        "meter": meter,
+        "reference_power_kw": reference,
+        "interval_s": INTERVAL_S,
+        "from": from,
+        "to": to,
+        "t": list.iter().map(|i| i.start).collect::<Vec<_>>(),
+        "power_import_kw": list.iter().map(|i| round(i.power_import_kw())).collect::<Vec<_>>(),
+        "energy_import_kwh": list.iter().map(|i| i.energy_import_wh as f64 / 1000.0).collect::<Vec<_>>(),
+        "energy_above_reference_kwh": list
+            .iter()
+            .map(|i| round(tariff::above_reference_kwh(i, reference)))
+            .collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/meters/{meter}/summary`.
+pub async fn summary(State(state): State<WebState>, Path(meter): Path<String>) -> ApiResult {
+    known_meter(&state, &meter).await?;
+    let config = state.tariff.clone();
+    let name = meter.clone();
+    let t = now();
+    let today = day_start(t, 0);
+    let month = month_start(t, 0);
+    let last_month = month_start(t, -1);
+    let body = with_reader(&state, move |r| {
+        let list = r.intervals(&name, last_month, t + 1)?;
+        Ok(json!({
+            "today": tariff::summarize(&list, &config, today, t + 1),
+            "month": tariff::summarize(&list, &config, month, t + 1),
+            "last_month": tariff::summarize(&list, &config, last_month, month),
+        }))
+    })
+    .await?;
+    let mut out = json!({
+        "meter": meter,
+        "currency": state.tariff.currency,
+        "reference_power_kw": state.tariff.reference_power_kw,
+    });
+    for key in ["today", "month", "last_month"] {
+        out[key] = body[key].clone();
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `GET /api/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        super::OPENAPI,
+    )
+        .into_response()
+}
+
+/// Unknown paths under `/api/`.
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: see /api/openapi.json",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_resolution_by_span() {
+        assert_eq!(auto_resolution(6 * 3600), Resolution::Raw);
+        assert_eq!(auto_resolution(86_400), Resolution::Min15);
+        assert_eq!(auto_resolution(30 * 86_400), Resolution::Hour);
+        assert_eq!(auto_resolution(365 * 86_400), Resolution::Day);
+    }
+}

@@ -1,0 +1,153 @@
+//! The `[http]` section: where the web server listens and how it is protected.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::config::read_secret;
+
+/// `[http]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve at all (default true, also when the section is absent).
+    pub enabled: bool,
+    /// Address to listen on, `host:port` (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// `/healthz` fails when a meter's last telegram is older than this (seconds).
+    pub healthy_within_s: u64,
+    /// The API's access token (prefer `token_file` or `SMARTY_HTTP_TOKEN`). Required when
+    /// `listen` is not a loopback address.
+    pub token: Option<String>,
+    /// A file holding the access token.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:8080".to_owned(),
+            healthy_within_s: 60,
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+/// The shortest token accepted: guessing must be hopeless.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl HttpConfig {
+    /// The access token: `token` (the environment's `SMARTY_HTTP_TOKEN` lands there), else
+    /// the content of `token_file`; `None` when neither is set.
+    ///
+    /// # Errors
+    /// An unreadable token file, or a token shorter than [`MIN_TOKEN_LEN`] characters.
+    pub fn token(&self) -> Result<Option<String>> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => Some(token.trim().to_owned()),
+            (None, Some(file)) => Some(read_secret(file)?.trim().to_owned()),
+            (None, None) => None,
+        };
+        if let Some(token) = &token
+            && token.chars().count() < MIN_TOKEN_LEN
+        {
+            bail!(
+                "[http]: the token is too short ({} characters; use at least {MIN_TOKEN_LEN}, \
+                 e.g. from `openssl rand -hex 16`)",
+                token.chars().count()
+            );
+        }
+        Ok(token)
+    }
+
+    /// Checks the settings without reading secrets: the address parses, and an address
+    /// other than loopback comes with a token.
+    ///
+    /// # Errors
+    /// In words, naming the section.
+    pub fn check(&self) -> Result<()> {
+        let addr = self.address()?;
+        if !addr.ip().is_loopback() && self.token.is_none() && self.token_file.is_none() {
+            bail!(
+                "[http]: listen = \"{}\" is reachable from other machines: set token_file (or \
+                 token, SMARTY_HTTP_TOKEN) so that only you can read your data",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// `listen` as a socket address (`localhost:8080` resolves to loopback).
+    ///
+    /// # Errors
+    /// When it is not `host:port`.
+    pub fn address(&self) -> Result<SocketAddr> {
+        use std::net::ToSocketAddrs as _;
+        self.listen
+            .to_socket_addrs()
+            .with_context(|| format!("[http]: listen = {:?} is not host:port", self.listen))?
+            .next()
+            .with_context(|| format!("[http]: {:?} resolves to no address", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let config: HttpConfig = toml::from_str("").unwrap();
+        assert_eq!(config, HttpConfig::default());
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.healthy_within_s, 60);
+        assert!(toml::from_str::<HttpConfig>("port = 1").is_err());
+        config.check().unwrap();
+        assert_eq!(config.token().unwrap(), None);
+    }
+
+    #[test]
+    fn other_addresses_need_a_token() {
+        let mut config = HttpConfig {
+            listen: "0.0.0.0:8080".into(),
+            ..HttpConfig::default()
+        };
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("token_file"), "{err}");
+        config.token = Some("short".into());
+        config.check().unwrap();
+        assert!(
+            config
+                .token()
+                .unwrap_err()
+                .to_string()
+                .contains("too short")
+        );
+        config.token = Some("0123456789abcdef0123".into());
+        assert_eq!(
+            config.token().unwrap().as_deref(),
+            Some("0123456789abcdef0123")
+        );
+    }
+
+    #[test]
+    fn token_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let config = HttpConfig {
+            listen: "0.0.0.0:8080".into(),
+            token_file: Some(file),
+            ..HttpConfig::default()
+        };
+        config.check().unwrap();
+        assert_eq!(
+            config.token().unwrap().as_deref(),
+            Some("0123456789abcdef0123")
+        );
+    }
+}
