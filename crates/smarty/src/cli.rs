@@ -521,8 +521,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Days of simulated history written before the meter goes live (a telegram a minute,
-    /// every 10 s for the last two days), so that the charts have something to show.
+    /// Days of simulated history written before the meter goes live (a telegram every 5
+    /// minutes, every minute in the last week, every 10 s in the last two days), so that the
+    /// charts have something to show.
     #[arg(long, default_value_t = 62, value_name = "DAYS")]
     pub history_days: u32,
 }

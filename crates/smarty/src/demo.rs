@@ -152,12 +152,13 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
     result
 }
 
-/// Writes `days` of the virtual meter's past into `store`: a telegram a minute, and every
-/// 10 s for the last two days; returns how many.
+/// Writes `days` of the virtual meter's past into `store`: a telegram every 5 minutes, every
+/// minute for the last week and every 10 s for the last two days; returns how many.
 fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u64> {
     let zone = meter_zone();
     let now = Timestamp::now();
     let start = now - SignedDuration::from_hours(24 * i64::from(days));
+    let week = now - SignedDuration::from_hours(7 * 24);
     let fine = now - SignedDuration::from_hours(48);
     let mut decoder = Decoder::new(DecoderConfig {
         key: Some(key.clone()),
@@ -187,8 +188,10 @@ fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u6
             writer.flush()?;
             flushed = count;
         }
-        t += if t < fine {
-            SignedDuration::from_secs(60)
+        t += if t < week {
+            SignedDuration::from_mins(5)
+        } else if t < fine {
+            SignedDuration::from_mins(1)
         } else {
             SignedDuration::from_secs(10)
         };

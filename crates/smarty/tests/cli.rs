@@ -470,8 +470,7 @@ fn demo_shows_the_main_job() {
         stderr.contains("2 telegrams accepted, none rejected"),
         "{stderr}"
     );
-    // The history: a day at a telegram a minute, then the 10-s telegrams of the last two
-    // days (1 day only here: all at 10 s), then the two live ones.
+    // One day of history is within the last two days: a telegram every 10 s.
     assert!(
         stderr.contains("1 day of history (8640 telegrams)"),
         "{stderr}"

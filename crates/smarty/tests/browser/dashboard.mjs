@@ -1,0 +1,336 @@
+#!/usr/bin/env node
+// Drives the dashboard in headless Chromium (Debian's /usr/bin/chromium) with playwright-core
+// and checks what a person would see. Run by crates/smarty/tests/dashboard.rs against a real
+// `smarty run`; also runs alone against any smarty whose meter has gas and water, at least
+// three days of history and a telegram every few seconds (`smarty demo --interval 2s`):
+//
+//   node crates/smarty/tests/browser/dashboard.mjs http://127.0.0.1:8080/ /tmp/shots
+//
+// Prints one JSON line on stdout ({"fcp_ms": …, …}); progress and failures go to stderr.
+// Exits 1 with the failed check's name on the first failure. CHROMIUM overrides the browser;
+// PLAYWRIGHT_CORE the module (default: crates/smarty/web/node_modules/playwright-core).
+
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [url, shotDir] = process.argv.slice(2);
+if (!url || !shotDir) {
+  console.error('usage: node dashboard.mjs DASHBOARD_URL SCREENSHOT_DIR');
+  process.exit(2);
+}
+
+const requireFromWeb = createRequire(new URL('../../web/package.json', import.meta.url));
+let chromium;
+try {
+  ({ chromium } = requireFromWeb(process.env.PLAYWRIGHT_CORE || 'playwright-core'));
+} catch (e) {
+  console.error(`dashboard test: playwright-core is not installed (cd crates/smarty/web && npm ci): ${e.message}`);
+  process.exit(1);
+}
+
+const started = Date.now();
+const log = (msg) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
+
+class CheckFailed extends Error {}
+let current = 'start';
+let passed = 0;
+async function check(name, fn) {
+  current = name;
+  try {
+    await fn();
+  } catch (e) {
+    throw new CheckFailed(`${name}: ${e instanceof CheckFailed ? e.message : e.message || e}`);
+  }
+  passed += 1;
+  log(`ok   ${name}`);
+}
+function assert(cond, message) {
+  if (!cond) throw new CheckFailed(message);
+}
+
+// Waits for fn() (run in the page) to return a truthy value; returns it.
+async function until(page, what, fn, arg, timeout = 15000) {
+  try {
+    const handle = await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+    return await handle.jsonValue();
+  } catch (e) {
+    throw new CheckFailed(`timed out after ${timeout / 1000} s waiting for ${what}`);
+  }
+}
+
+const RES_RANK = { raw: 0, '15m': 1, hour: 2, day: 3, month: 4 };
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  timeout: 60000,
+});
+
+const problems = [];
+const series = []; // resolutions of /series answers, in order
+function watch(page, label) {
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`${label} console error: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`${label} page error: ${err.message}`));
+  page.on('response', async (res) => {
+    const u = new URL(res.url());
+    if (!u.pathname.endsWith('/series') || res.status() !== 200) return;
+    try {
+      const body = await res.json();
+      series.push({ field: body.field, resolution: body.resolution, points: body.t.length, from: body.from, to: body.to });
+    } catch (_) { /* page closed */ }
+  });
+}
+const noProblems = () => assert(!problems.length, problems.join('\n'));
+
+let result = {};
+let exitCode = 0;
+try {
+  mkdirSync(shotDir, { recursive: true });
+  const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB', timezoneId: 'Europe/Luxembourg' });
+  const page = await desktop.newPage();
+  watch(page, 'desktop');
+
+  await check('page loads', async () => {
+    const res = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
+    assert(res && res.ok(), `GET ${url} answered ${res && res.status()}`);
+    assert((await page.title()) === 'smarty', 'title is not "smarty"');
+  });
+
+  let fcp = null;
+  await check('first contentful paint measured', async () => {
+    fcp = await until(page, 'a first-contentful-paint entry', () => {
+      const e = performance.getEntriesByType('paint').find((p) => p.name === 'first-contentful-paint');
+      return e ? e.startTime : null;
+    });
+    const nav = await page.evaluate(() => {
+      const n = performance.getEntriesByType('navigation')[0];
+      const ms = (x) => Math.round(x * 10) / 10;
+      return n ? { dom_content_loaded_ms: ms(n.domContentLoadedEventEnd), load_ms: ms(n.loadEventEnd) } : {};
+    });
+    result = { fcp_ms: Math.round(fcp * 10) / 10, ...nav };
+  });
+
+  let firstImport = '';
+  await check('live import power appears', async () => {
+    firstImport = await until(page, 'a live import power figure', () => {
+      const t = document.getElementById('live-import').textContent;
+      return /\d/.test(t) ? t : null;
+    });
+    await until(page, 'the connection indicator to say live', () => document.getElementById('conn').dataset.state === 'live');
+  });
+
+  await check('live values change with the telegrams', async () => {
+    const at = await page.textContent('#live-at');
+    await until(page, 'a newer telegram', (old) => document.getElementById('live-at').textContent !== old, at, 15000);
+    const phases = await page.$$eval('#phases [data-v]', (tds) => tds.map((td) => td.textContent));
+    assert(phases.every((t) => /\d/.test(t)), `per-phase values missing: ${phases.join(' ')}`);
+    await until(page, 'the import power to change', (old) => {
+      const el = document.getElementById('live-import');
+      return el.textContent !== old && /\d/.test(el.textContent);
+    }, firstImport, 25000);
+  });
+
+  await check('summary shows kWh and euro', async () => {
+    const today = await until(page, 'today\'s figures', () => {
+      const row = document.querySelector('#summary tr[data-p="today"]');
+      const cells = [...row.querySelectorAll('td')].map((td) => td.textContent);
+      return /\d.*kWh/.test(cells[0]) && /€/.test(cells[2]) && /\d/.test(cells[2]) ? cells : null;
+    });
+    const month = await page.$$eval('#summary tr[data-p="month"] td', (tds) => tds.map((td) => td.textContent));
+    assert(/\d.*kWh/.test(month[0]) && /€\s?\d|\d\s?€/.test(month[2]), `this month: ${month.join(' | ')}`);
+    const last = await page.$$eval('#summary tr[data-p="last_month"] td', (tds) => tds.map((td) => td.textContent));
+    const zero = (t) => /^0[.,]00 kWh$/.test(t);
+    assert(!(zero(month[0]) && zero(last[0])), `this and last month's import are zero (${month[0]}, ${last[0]}) though three days are stored`);
+    result.summary_today = today.join(' | ');
+  });
+
+  await check('history chart has data', async () => {
+    await page.locator('#history').scrollIntoViewIfNeeded();
+    await until(page, 'history points', () => {
+      const el = document.getElementById('hist-chart');
+      return el.querySelector('canvas') && Number(el.dataset.points) > 0;
+    });
+    await page.click('#ranges button[data-range="604800"]');
+    const res = await until(page, 'the week to load', () => {
+      const el = document.getElementById('hist-chart');
+      return document.querySelector('#ranges button[data-range="604800"]').getAttribute('aria-pressed') === 'true' &&
+        !el.hasAttribute('aria-busy') && Number(el.dataset.points) > 0 ? el.dataset.resolution : null;
+    });
+    assert(res === '15m', `a week should come as 15-minute points, got ${res}`);
+    result.history_week_points = Number(await page.getAttribute('#hist-chart', 'data-points'));
+    assert(result.history_week_points >= 3 * 96 * 2 * 0.9, `a week with three days stored has only ${result.history_week_points} points`);
+  });
+
+  await check('zoom by dragging refetches a finer resolution', async () => {
+    const loads = Number(await page.getAttribute('#hist-chart', 'data-loads'));
+    const before = series.length;
+    const box = await page.locator('#hist-chart .u-over').boundingBox();
+    assert(box && box.width > 100, 'no plotting area');
+    // The last tenth of a week (about 17 h, the last of it stored) becomes the whole chart.
+    const y = box.y + box.height / 2;
+    await page.mouse.move(box.x + box.width * 0.93, y);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.96, y, { steps: 5 });
+    await page.mouse.move(box.x + box.width * 0.995, y, { steps: 5 });
+    await page.mouse.up();
+    const res = await until(page, 'the zoomed range to load', (n) => {
+      const el = document.getElementById('hist-chart');
+      return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
+    }, loads);
+    const fetched = series.slice(before);
+    assert(fetched.length > 0, 'no /series request after the zoom');
+    assert(RES_RANK[res] < RES_RANK['15m'], `after zooming to ${Math.round((fetched[0].to - fetched[0].from) / 3600)} h the resolution is ${res}, not finer than 15m`);
+    assert(Number(await page.getAttribute('#hist-chart', 'data-points')) > 0, 'the zoomed chart is empty');
+    result.zoom_resolution = res;
+  });
+
+  await check('zoom with the keyboard', async () => {
+    await page.click('#ranges button[data-range="86400"]');
+    await until(page, 'the day to load', () => {
+      const el = document.getElementById('hist-chart');
+      return !el.hasAttribute('aria-busy') && el.dataset.resolution === '15m';
+    });
+    const loads = Number(await page.getAttribute('#hist-chart', 'data-loads'));
+    await page.focus('#hist-chart');
+    await page.keyboard.press('+');
+    const res = await until(page, 'the zoomed range to load', (n) => {
+      const el = document.getElementById('hist-chart');
+      return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
+    }, loads);
+    assert(res === 'raw', `12 hours after "+" should be raw telegrams, got ${res}`);
+    const last = series[series.length - 1];
+    assert(last.to - last.from <= 12 * 3600 + 60, `"+" asked for ${last.to - last.from} s`);
+  });
+
+  await check('15-minute view with the reference power', async () => {
+    await page.locator('#quarter').scrollIntoViewIfNeeded();
+    const info = await until(page, 'the 15-minute chart', () => {
+      const el = document.getElementById('q-chart');
+      const legend = el.querySelector('.legend');
+      return el.querySelector('canvas') && Number(el.dataset.intervals) > 0 && legend
+        ? { ref: el.dataset.reference, intervals: el.dataset.intervals, legend: legend.textContent }
+        : null;
+    });
+    assert(Number(info.ref) > 0, `no reference power (${info.ref})`);
+    assert(/Reference/.test(info.legend) && /Above/.test(info.legend), `legend: ${info.legend}`);
+    const note = await page.textContent('#q-note');
+    assert(/reference power/i.test(note) && /Peak/.test(note), `note: ${note}`);
+    const today = await page.getAttribute('#q-chart', 'data-day');
+    await page.click('#day-prev');
+    const yesterday = await until(page, 'yesterday\'s quarter-hours', (day) => {
+      const el = document.getElementById('q-chart');
+      return el.dataset.day && el.dataset.day !== day && Number(el.dataset.intervals) > 0
+        ? Number(el.dataset.intervals) : null;
+    }, today);
+    assert(yesterday >= 92, `yesterday has only ${yesterday} quarter-hours`);
+    result.quarter_hours_yesterday = yesterday;
+    await page.click('#day-today');
+  });
+
+  await check('gas and water', async () => {
+    await page.locator('#mbus').scrollIntoViewIfNeeded();
+    const cards = await until(page, 'gas and water figures and charts', () => {
+      const cards = [...document.querySelectorAll('#mbus .medium')];
+      const ok = cards.length >= 2 && cards.every((c) =>
+        /\d.*m³/.test(c.querySelector('[data-reading]').textContent) &&
+        /\d/.test(c.querySelector('[data-today]').textContent) &&
+        c.querySelector('canvas') && Number(c.querySelector('.mchart').dataset.points) > 0);
+      return ok ? cards.map((c) => c.querySelector('h3').textContent) : null;
+    });
+    assert(cards.some((t) => /Gas/.test(t)) && cards.some((t) => /Water/.test(t)), `panels: ${cards.join(', ')}`);
+  });
+
+  await check('status panel', async () => {
+    const last = await page.textContent('#st-last');
+    assert(/\d{2}:\d{2}:\d{2}/.test(last) && /ago/.test(last), `last telegram: ${last}`);
+    const conn = await page.textContent('#st-conn');
+    assert(/^Connected/.test(conn), `connection: ${conn}`);
+    assert(/\d/.test(await page.textContent('#st-count')), 'no telegram count');
+  });
+
+  await check('keyboard: Tab reaches the range buttons, Enter presses one', async () => {
+    await page.evaluate(() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); });
+    let reached = null;
+    for (let i = 0; i < 40 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => {
+        const a = document.activeElement;
+        return a && a.matches('#ranges button') ? a.dataset.range : null;
+      });
+    }
+    assert(reached, 'Tab never reached a range button');
+    const ring = await page.evaluate(() => {
+      const s = getComputedStyle(document.activeElement);
+      return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
+    });
+    assert(ring, 'the focused range button shows no focus ring');
+    const loads = Number(await page.getAttribute('#hist-chart', 'data-loads'));
+    await page.keyboard.press('Enter');
+    await until(page, 'the range to be pressed and loaded', ([range, n]) => {
+      const b = document.querySelector(`#ranges button[data-range="${range}"]`);
+      const el = document.getElementById('hist-chart');
+      return b.getAttribute('aria-pressed') === 'true' && Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy');
+    }, [reached, loads]);
+    await page.keyboard.press('?');
+    assert(await page.evaluate(() => document.getElementById('help').open), '"?" did not open the shortcuts');
+    await page.keyboard.press('Escape');
+    assert(await page.evaluate(() => !document.getElementById('help').open), 'Escape did not close the shortcuts');
+  });
+
+  await check('no console or page errors (desktop)', noProblems);
+
+  await check('desktop screenshots', async () => {
+    await page.click('#ranges button[data-range="86400"]');
+    await until(page, 'the day to load', () => !document.getElementById('hist-chart').hasAttribute('aria-busy') &&
+      document.getElementById('hist-chart').dataset.resolution === '15m');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.mouse.move(0, 0);
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(shotDir, 'desktop.png') });
+    await page.screenshot({ path: join(shotDir, 'desktop-full.png'), fullPage: true });
+  });
+
+  await check('phone layout', async () => {
+    const phone = await browser.newContext({
+      viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+      locale: 'en-GB', timezoneId: 'Europe/Luxembourg',
+    });
+    const p = await phone.newPage();
+    watch(p, 'phone');
+    await p.goto(url, { waitUntil: 'load', timeout: 20000 });
+    await until(p, 'live figures and charts', () =>
+      /\d/.test(document.getElementById('live-import').textContent) &&
+      document.querySelector('#hist-chart canvas') && document.querySelector('#q-chart canvas') &&
+      document.querySelectorAll('#mbus canvas').length >= 2 &&
+      /\d.*kWh/.test(document.querySelector('#summary td').textContent));
+    const layout = await p.evaluate(() => {
+      const cards = [...document.querySelectorAll('main > .card')].map((c) => c.getBoundingClientRect());
+      return { scrollWidth: document.documentElement.scrollWidth, lefts: [...new Set(cards.map((r) => Math.round(r.left)))] };
+    });
+    assert(layout.scrollWidth <= 390, `the page is ${layout.scrollWidth} px wide on a 390 px phone`);
+    assert(layout.lefts.length === 1, `more than one column on a phone (card lefts ${layout.lefts.join(', ')})`);
+    await p.waitForTimeout(300);
+    await p.screenshot({ path: join(shotDir, 'phone.png') });
+    await p.screenshot({ path: join(shotDir, 'phone-full.png'), fullPage: true });
+    await phone.close();
+  });
+
+  await check('no console or page errors (phone)', noProblems);
+  result.checks_passed = passed;
+  result.screenshots = shotDir;
+} catch (e) {
+  exitCode = 1;
+  console.error(`dashboard test FAILED: ${e instanceof CheckFailed ? e.message : `${current}: ${e.stack || e}`}`);
+  if (problems.length) console.error(problems.join('\n'));
+} finally {
+  await browser.close().catch(() => {});
+}
+if (exitCode === 0) {
+  console.log(JSON.stringify(result));
+  log(`all ${passed} checks passed`);
+}
+process.exit(exitCode);

@@ -1,0 +1,237 @@
+//! End to end: the web dashboard in a real headless Chromium. Three days of simulated
+//! history are imported, a virtual meter sends a telegram a second to `smarty run`, and
+//! `tests/browser/dashboard.mjs` (playwright-core driving Debian's Chromium) checks what a
+//! person sees: live values, kWh and euro, the history chart and its zoom, the 15-minute view,
+//! gas and water, the status panel and the keyboard. It prints the first contentful paint and
+//! leaves screenshots in `target/dashboard-screenshots/`.
+//!
+//! Needs Node.js, `/usr/bin/chromium` (or `CHROMIUM`) and `crates/smarty/web/node_modules`
+//! (`npm ci` there): `./scripts/test` installs all three.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+const SETUP: &str = "run ./scripts/test, which installs Chromium and playwright-core";
+/// Three days of history, a telegram a minute.
+const HISTORY_S: u64 = 3 * 86_400;
+const HISTORY_INTERVAL_S: u64 = 60;
+
+/// Kills the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The status of `GET path`, or `None` while nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A `smarty` command with a clean environment; its stderr goes to `log`.
+fn smarty(args: &[&str], log: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smarty"));
+    command
+        .args(args)
+        .env_remove("SMARTY_KEY")
+        .env_remove("SMARTY_STATE_DIR")
+        .env_remove("SMARTY_HTTP_TOKEN")
+        .env("RUST_LOG", "smarty=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log).unwrap());
+    command
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Runs a `smarty` command to its end and asserts that it succeeded.
+fn smarty_ok(args: &[&str], log: &Path) {
+    let status = smarty(args, log).status().expect("start smarty");
+    assert!(
+        status.success(),
+        "smarty {} failed ({status}):\n{}",
+        args.join(" "),
+        tail(log)
+    );
+}
+
+/// Checks that Node.js, Chromium and playwright-core are there; fails (never skips) when not.
+fn browser_tools() -> (PathBuf, PathBuf) {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let playwright = crate_dir.join("web/node_modules/playwright-core/package.json");
+    assert!(
+        playwright.exists(),
+        "{} is missing: {SETUP}",
+        playwright.display()
+    );
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        chromium.exists(),
+        "{} is missing: {SETUP}",
+        chromium.display()
+    );
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("node does not run ({e}): {SETUP}"));
+    assert!(node.status.success(), "node --version failed: {SETUP}");
+    (crate_dir.join("tests/browser/dashboard.mjs"), chromium)
+}
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    let (script, chromium) = browser_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_owned();
+
+    // History: three days at a telegram a minute, ending now, imported into the store.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = (now - HISTORY_S).to_string();
+    let count = (HISTORY_S / HISTORY_INTERVAL_S).to_string();
+    let interval = format!("{HISTORY_INTERVAL_S}s");
+    let history = path("history.bin");
+    #[rustfmt::skip]
+    smarty_ok(
+        &["simulate", "--start", &start, "--count", &count, "--fast", "--interval", &interval,
+          "--key", KEY, "--gas", "--water", "--seed", "7", "-o", &history],
+        &d.join("simulate-history.log"),
+    );
+    #[rustfmt::skip]
+    smarty_ok(
+        &["import", &history, "--key", KEY, "--db", &path("smarty.db"), "--meter", "home", "--quiet"],
+        &d.join("import.log"),
+    );
+
+    // The live meter, a telegram a second, and the service with its web server.
+    let (sim_port, http_port) = (free_port(), free_port());
+    let sim_addr = format!("127.0.0.1:{sim_port}");
+    #[rustfmt::skip]
+    let _sim = Guard(
+        smarty(
+            &["simulate", "--listen", &sim_addr, "--interval", "1s", "--key", KEY,
+              "--gas", "--water", "--seed", "7"],
+            &d.join("simulate.log"),
+        )
+        .spawn()
+        .expect("start smarty simulate"),
+    );
+    wait_for_port(sim_port);
+    let run_log = d.join("run.log");
+    let http_addr = format!("127.0.0.1:{http_port}");
+    #[rustfmt::skip]
+    let mut run = Guard(
+        smarty(
+            &["run", &format!("tcp://{sim_addr}"), "--name", "home", "--key", KEY,
+              "--http", &http_addr, "--state-dir", d.to_str().unwrap()],
+            &run_log,
+        )
+        .spawn()
+        .expect("start smarty run"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(http_port, "/healthz") != Some(200) {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            panic!("smarty run exited ({status}):\n{}", tail(&run_log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz is not 200 after 30 s:\n{}",
+            tail(&run_log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The browser test; screenshots go to target/dashboard-screenshots.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("dashboard-screenshots");
+    let url = format!("http://{http_addr}/");
+    let out_path = d.join("browser.out");
+    let err_path = d.join("browser.err");
+    let mut node = Guard(
+        Command::new("node")
+            .arg(&script)
+            .arg(&url)
+            .arg(&shots)
+            .env("CHROMIUM", &chromium)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(File::create(&err_path).unwrap())
+            .spawn()
+            .expect("start node"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the browser test did not finish in 180 s:\n{}",
+                tail(&err_path)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the dashboard test in Chromium failed ({status}):\n{stderr}\nsmarty run's log:\n{}",
+        tail(&run_log)
+    );
+    let result = stdout.trim();
+    assert!(
+        result.starts_with('{') && result.contains("\"fcp_ms\""),
+        "no result line from the browser test: {stdout}\n{stderr}"
+    );
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("result.json"), format!("{result}\n")).unwrap();
+    println!("dashboard: {result}");
+    println!("screenshots: {}", shots.display());
+}
