@@ -110,8 +110,8 @@ Rows already stored (same meter and time) are kept; aggregates of the imported p
 /// Where the history store is: the options shared by `export` and `import`.
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
-    /// The configuration of `smarty run` (its state_dir and [store] section say where the
-    /// store is).
+    /// The configuration of `smarty run` (its `state_dir` and `[store]` section say where
+    /// the store is).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

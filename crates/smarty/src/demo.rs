@@ -13,7 +13,6 @@ use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
 use crate::output::time::meter_zone;
-use crate::service::TelegramEvent;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
 use crate::store::{Reading, Store, StoreConfig};
 
@@ -174,8 +173,7 @@ fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u6
         decoder.push(&frame);
         while let Some(result) = decoder.next() {
             let decoded = result.map_err(|e| anyhow::anyhow!("the demo meter's frame: {e}"))?;
-            let event = TelegramEvent::new(&name, &decoded);
-            let (reading, mbus) = Reading::from_event(&event);
+            let (reading, mbus) = Reading::from_telegram(&name, &decoded.telegram, None);
             if let Some(reading) = reading {
                 writer.push(reading);
                 count += 1;

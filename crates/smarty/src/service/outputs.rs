@@ -100,7 +100,6 @@ pub async fn start(
         Some(settings) => {
             let store = Store::open(&settings)
                 .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
-            tracing::info!("history: {}", store.path().display());
             tasks.spawn(crate::store::follow(store.clone(), tx.subscribe()));
             started += 1;
             Some(store)

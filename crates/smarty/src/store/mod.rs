@@ -29,8 +29,11 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::follow;
 pub use interval::{INTERVAL_S, Interval, Period};
+// The types of the readers' answers, named here for the modules that use them.
+#[allow(unused_imports)]
 pub use query::{MbusChannel, MbusTotal, Reader, Series, StoredMeter};
 pub use reading::{MbusReading, Reading};
+#[allow(unused_imports)]
 pub use writer::{WriteTotals, Writer};
 
 /// How long a connection waits for another one's write lock before giving up.
@@ -71,7 +74,8 @@ impl Store {
         }
         let mut conn = Connection::open(&config.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(
                 "store: {} is in journal mode {mode}, not WAL",
@@ -102,7 +106,12 @@ impl Store {
     /// # Errors
     /// SQLite errors (the file went away, …).
     pub fn reader(&self) -> Result<Reader, StoreError> {
-        let pooled = self.inner.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop());
         let conn = match pooled {
             Some(conn) => conn,
             None => {
@@ -121,7 +130,7 @@ impl Store {
     }
 
     /// A writing connection (`synchronous = NORMAL`): one per process, owned by
-    /// [`follow`] in the service or by `smarty import`.
+    /// [`follow()`] in the service or by `smarty import`.
     ///
     /// # Errors
     /// SQLite errors.

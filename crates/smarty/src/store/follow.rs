@@ -1,0 +1,160 @@
+//! The store as an output of `smarty run`: a thread that owns the writer.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::{MbusReading, Reading, Store, Writer};
+use crate::service::event::Event;
+
+/// How often raw readings past the retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The wait before a failed commit is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Readings held while the disk refuses them (a day at 1 s); beyond, new ones are dropped.
+const MAX_BUFFERED: usize = 100_000;
+
+/// What the event side hands to the writer thread.
+enum Message {
+    Reading(Box<Reading>),
+    Mbus(MbusReading),
+}
+
+/// Stores every telegram of the event channel until it closes: a dedicated thread owns the
+/// [`Writer`], commits every `commit_interval`, prunes raw readings past the retention every
+/// hour, and commits what it holds when the channel closes (a clean stop loses nothing; a
+/// crash loses at most one commit interval). A failed commit is logged and retried with the
+/// next one.
+///
+/// # Errors
+/// When the writer cannot be opened or its thread cannot start or dies.
+pub async fn follow(store: Store, mut events: broadcast::Receiver<Event>) -> Result<()> {
+    let writer = store
+        .writer()
+        .with_context(|| format!("cannot write the store {}", store.path().display()))?;
+    let retention = match store.config().raw_retention_days {
+        0 => "forever".to_owned(),
+        days => format!("{days} days"),
+    };
+    tracing::info!(
+        "store: history in {} (raw readings kept {retention}, committed every {:?})",
+        store.path().display(),
+        store.config().commit_interval
+    );
+    let (tx, rx) = mpsc::channel::<Message>();
+    let thread = std::thread::Builder::new()
+        .name("store".into())
+        .spawn(move || write_loop(writer, &rx))
+        .context("cannot start the store's thread")?;
+    loop {
+        match events.recv().await {
+            Ok(Event::Telegram(event)) => {
+                let (reading, mbus) = Reading::from_event(&event);
+                let sent = reading
+                    .map(|r| Message::Reading(Box::new(r)))
+                    .into_iter()
+                    .chain(mbus.into_iter().map(Message::Mbus))
+                    .try_for_each(|m| tx.send(m));
+                if sent.is_err() {
+                    break; // the thread ended: its result says why
+                }
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("store: fell behind, {n} events skipped");
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+    drop(tx);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .context("the store's thread")?
+        .map_err(|_| anyhow::anyhow!("the store's thread panicked"))
+}
+
+/// The writer thread: until the channel closes.
+fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
+    let mut last_prune: Option<Instant> = None;
+    let mut failing: Option<String> = None;
+    let mut dropped = 0u64;
+    // After a failed commit, the next attempt waits this long.
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            match writer.prune(jiff::Timestamp::now().as_second()) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("store: pruned {n} raw readings"),
+                Err(e) => tracing::error!("store: cannot prune: {e}"),
+            }
+        }
+        let retry_wait = retry_at.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        let wait = if writer.buffered() > 0 {
+            writer.until_due().max(retry_wait)
+        } else {
+            Duration::from_secs(60)
+        };
+        let closed = match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(message) => {
+                if writer.buffered() >= MAX_BUFFERED {
+                    dropped += 1;
+                    if dropped == 1 {
+                        tracing::error!(
+                            "store: {MAX_BUFFERED} readings waiting; dropping new ones until a commit succeeds"
+                        );
+                    }
+                } else {
+                    match message {
+                        Message::Reading(r) => writer.push(*r),
+                        Message::Mbus(m) => writer.push_mbus(m),
+                    }
+                }
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let may_retry = retry_at.is_none_or(|t| Instant::now() >= t);
+        if (writer.due() && may_retry) || (closed && writer.buffered() > 0) {
+            match writer.flush() {
+                Ok(_) => {
+                    retry_at = None;
+                    if failing.take().is_some() {
+                        tracing::info!("store: commits work again");
+                    }
+                    if dropped > 0 {
+                        tracing::warn!("store: {dropped} readings were dropped");
+                        dropped = 0;
+                    }
+                }
+                Err(e) => {
+                    retry_at = Some(Instant::now() + RETRY_AFTER);
+                    let message = e.to_string();
+                    if failing.as_deref() != Some(&message) {
+                        tracing::error!("store: cannot commit: {message}; retrying");
+                        failing = Some(message);
+                    }
+                    if closed {
+                        tracing::error!("store: {} readings not stored at stop", writer.buffered());
+                    }
+                }
+            }
+        }
+        if closed {
+            let totals = writer.totals();
+            tracing::info!(
+                "store: stopped after storing {} readings and {} M-Bus readings",
+                totals.readings,
+                totals.mbus
+            );
+            return;
+        }
+    }
+}
