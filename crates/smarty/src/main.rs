@@ -32,20 +32,14 @@ fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
             let config = config::Config::load(&file)?;
             service::check_outputs(&config)
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+            let outputs = service::describe_outputs(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
             println!(
-                "{}: ok, {} meter{}{}",
+                "{}: ok, {} meter{}, {}",
                 file.display(),
                 config.meters.len(),
                 if config.meters.len() == 1 { "" } else { "s" },
-                [
-                    ("mqtt", config.mqtt.is_some()),
-                    ("proxy", config.proxy.is_some()),
-                    ("http", config.http.is_some())
-                ]
-                .iter()
-                .filter(|(_, on)| *on)
-                .map(|(name, _)| format!(", {name}"))
-                .collect::<String>()
+                outputs.join(", ")
             );
             Ok(())
         }

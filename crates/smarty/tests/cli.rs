@@ -506,6 +506,7 @@ fn config_example_checks_and_mistakes_name_their_line() {
     std::fs::write(&path, &example.stdout).unwrap();
     let check = smarty()
         .args(["config", "check", path.to_str().unwrap()])
+        .env("SMARTY_STATE_DIR", dir.path())
         .output()
         .unwrap();
     assert!(
@@ -513,7 +514,31 @@ fn config_example_checks_and_mistakes_name_their_line() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(String::from_utf8_lossy(&check.stdout).contains("ok, 1 meter"));
+    let summary = String::from_utf8_lossy(&check.stdout);
+    assert!(summary.contains("ok, 1 meter, mqtt"), "{summary}");
+    assert!(
+        summary.contains("dashboard on http://127.0.0.1:8080/"),
+        "{summary}"
+    );
+    let db = dir.path().join("smarty.db");
+    assert!(
+        summary.contains(&format!("history in {}", db.display())),
+        "{summary}"
+    );
+    assert!(!db.exists(), "config check creates nothing");
+
+    // A web server beyond loopback without a token is refused, naming the setting.
+    std::fs::write(
+        &path,
+        "[[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\n[http]\nlisten = \"0.0.0.0:8080\"\n",
+    )
+    .unwrap();
+    let check = smarty()
+        .args(["config", "check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("token_file"));
 
     std::fs::write(
         &path,

@@ -66,6 +66,30 @@ pub fn check(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The outputs `config` starts, in words (`smarty config check`): `mqtt`, `proxy`,
+/// `dashboard on http://…`, `history in …`.
+///
+/// # Errors
+/// Invalid `[http]` or `[store]` settings.
+pub fn describe(config: &Config) -> Result<Vec<String>> {
+    let mut parts = Vec::new();
+    if config.mqtt.is_some() {
+        parts.push("mqtt".to_owned());
+    }
+    if config.proxy.is_some() {
+        parts.push("proxy".to_owned());
+    }
+    let http = http_config(config)?;
+    if http.enabled {
+        parts.push(format!("dashboard on http://{}/", http.listen));
+    }
+    parts.push(match StoreConfig::from_config(config)? {
+        Some(store) => format!("history in {}", store.path.display()),
+        None => "no history".to_owned(),
+    });
+    Ok(parts)
+}
+
 /// The `[http]` settings; the defaults (on, loopback) when the section is absent.
 fn http_config(config: &Config) -> Result<HttpConfig> {
     match &config.http {
