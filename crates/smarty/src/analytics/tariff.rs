@@ -381,27 +381,14 @@ pub struct TariffRow {
     pub period: String,
     /// Unix seconds of the local start of the period.
     pub start: i64,
-    /// Energy imported, kWh.
-    pub energy_import_kwh: f64,
-    /// Energy exported, kWh.
-    pub energy_export_kwh: f64,
-    /// Energy imported within the reference power, kWh.
-    pub energy_within_reference_kwh: f64,
-    /// Energy imported above the reference power, kWh.
-    pub energy_above_reference_kwh: f64,
-    /// 15-minute intervals with data.
-    pub intervals: u32,
-    /// Intervals whose energy exceeded the reference power.
-    pub intervals_above_reference: u32,
-    /// The highest 15-minute average import power, kW.
-    pub peak_15min_kw: f64,
-    /// What it costs.
-    pub cost: Cost,
+    /// Its energies, periods and cost (serialised beside `period` and `start`).
+    #[serde(flatten)]
+    pub figures: TariffFigures,
 }
 
-/// The whole range of a [`TariffReport`]: a row without `period` and `start`.
+/// The energies, 15-minute periods and cost of a [`TariffRow`] or of a report's whole range.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TariffTotal {
+pub struct TariffFigures {
     /// Energy imported, kWh.
     pub energy_import_kwh: f64,
     /// Energy exported, kWh.
@@ -432,7 +419,7 @@ pub struct TariffReport {
     /// One row per local day or month that has intervals, oldest first.
     pub rows: Vec<TariffRow>,
     /// All rows together.
-    pub total: TariffTotal,
+    pub total: TariffFigures,
 }
 
 /// What the dashboard's header shows for one range (`summary` in docs/api.md).
@@ -483,11 +470,11 @@ impl Acc {
         self.months += other.months;
     }
 
-    fn total(&self, config: &TariffConfig) -> TariffTotal {
+    fn total(&self, config: &TariffConfig) -> TariffFigures {
         let import_kwh = self.import_wh as f64 / 1000.0;
         let export_kwh = self.export_wh as f64 / 1000.0;
         let above_kwh = self.above_wh / 1000.0;
-        TariffTotal {
+        TariffFigures {
             energy_import_kwh: kwh(import_kwh),
             energy_export_kwh: kwh(export_kwh),
             energy_within_reference_kwh: kwh(import_kwh - above_kwh),
@@ -614,18 +601,10 @@ pub fn report(intervals: &[Interval], config: &TariffConfig, period: Period) -> 
         .into_iter()
         .map(|(start, (period, acc))| {
             all.merge(&acc);
-            let t = acc.total(config);
             TariffRow {
                 period,
                 start,
-                energy_import_kwh: t.energy_import_kwh,
-                energy_export_kwh: t.energy_export_kwh,
-                energy_within_reference_kwh: t.energy_within_reference_kwh,
-                energy_above_reference_kwh: t.energy_above_reference_kwh,
-                intervals: t.intervals,
-                intervals_above_reference: t.intervals_above_reference,
-                peak_15min_kw: t.peak_15min_kw,
-                cost: t.cost,
+                figures: acc.total(config),
             }
         })
         .collect();
@@ -733,9 +712,9 @@ mod tests {
         for (kw, wh) in [(3.0, 750), (7.0, 1750), (12.0, 3000), (3.3, 825), (0.1, 25)] {
             assert_eq!(above_reference_kwh(&at(t, wh, 0), kw), 0.0, "{kw} kW");
             let row = &report(&[at(t, wh, 0)], &simple(kw), Period::Day).rows[0];
-            assert_eq!(row.intervals_above_reference, 0, "{kw} kW");
-            assert_eq!(row.energy_above_reference_kwh, 0.0, "{kw} kW");
-            assert_eq!(row.energy_within_reference_kwh, wh as f64 / 1000.0);
+            assert_eq!(row.figures.intervals_above_reference, 0, "{kw} kW");
+            assert_eq!(row.figures.energy_above_reference_kwh, 0.0, "{kw} kW");
+            assert_eq!(row.figures.energy_within_reference_kwh, wh as f64 / 1000.0);
         }
     }
 
@@ -747,9 +726,9 @@ mod tests {
         assert_eq!(above_reference_kwh(&at(t, 2000, 0), 7.0), 0.25);
         assert_eq!(above_reference_kwh(&at(t, 0, 500), 3.0), 0.0);
         let row = &report(&[at(t, 751, 0)], &simple(3.0), Period::Day).rows[0];
-        assert_eq!(row.intervals_above_reference, 1);
-        assert_eq!(row.energy_above_reference_kwh, 0.001);
-        assert_eq!(row.energy_within_reference_kwh, 0.75);
+        assert_eq!(row.figures.intervals_above_reference, 1);
+        assert_eq!(row.figures.energy_above_reference_kwh, 0.001);
+        assert_eq!(row.figures.energy_within_reference_kwh, 0.75);
     }
 
     #[test]
@@ -767,16 +746,16 @@ mod tests {
         let row = &report.rows[0];
         assert_eq!(row.period, "2026-11-22");
         assert_eq!(row.start, local("2026-11-22T00:00"));
-        assert_eq!(row.intervals, 96);
-        assert_eq!(row.intervals_above_reference, 6);
-        assert_eq!(row.energy_import_kwh, 26.0);
-        assert_eq!(row.energy_above_reference_kwh, 3.5);
-        assert_eq!(row.energy_within_reference_kwh, 22.5);
-        assert_eq!(row.energy_export_kwh, 1.5);
-        assert_eq!(row.peak_15min_kw, 8.0);
+        assert_eq!(row.figures.intervals, 96);
+        assert_eq!(row.figures.intervals_above_reference, 6);
+        assert_eq!(row.figures.energy_import_kwh, 26.0);
+        assert_eq!(row.figures.energy_above_reference_kwh, 3.5);
+        assert_eq!(row.figures.energy_within_reference_kwh, 22.5);
+        assert_eq!(row.figures.energy_export_kwh, 1.5);
+        assert_eq!(row.figures.peak_15min_kw, 8.0);
         // 26 kWh × (0.10 + 0.05) = 3.90; 3.5 kWh × (0.08 − 0.05) = 0.105, 0.10 or 0.11 after
         // binary rounding; fixed 30 € / 30 days = 1.00; export −1.5 × 0.12 = −0.18.
-        let cost = &row.cost;
+        let cost = &row.figures.cost;
         assert_eq!(cost.energy_eur, 3.9);
         assert!(
             (cost.above_reference_eur - 0.105).abs() <= 0.0051,
@@ -792,15 +771,15 @@ mod tests {
         assert_eq!(cost.vat_eur, 0.0);
         assert_eq!(report.total, {
             let r = row.clone();
-            TariffTotal {
-                energy_import_kwh: r.energy_import_kwh,
-                energy_export_kwh: r.energy_export_kwh,
-                energy_within_reference_kwh: r.energy_within_reference_kwh,
-                energy_above_reference_kwh: r.energy_above_reference_kwh,
-                intervals: r.intervals,
-                intervals_above_reference: r.intervals_above_reference,
-                peak_15min_kw: r.peak_15min_kw,
-                cost: r.cost,
+            TariffFigures {
+                energy_import_kwh: r.figures.energy_import_kwh,
+                energy_export_kwh: r.figures.energy_export_kwh,
+                energy_within_reference_kwh: r.figures.energy_within_reference_kwh,
+                energy_above_reference_kwh: r.figures.energy_above_reference_kwh,
+                intervals: r.figures.intervals,
+                intervals_above_reference: r.figures.intervals_above_reference,
+                peak_15min_kw: r.figures.peak_15min_kw,
+                cost: r.figures.cost,
             }
         });
     }
@@ -883,87 +862,88 @@ mod tests {
         let month = &months.rows[0];
         assert_eq!(month.period, "2026-11");
         assert_eq!(month.start, local("2026-11-01T00:00"));
-        assert_eq!(month.intervals, 30 * 96);
+        assert_eq!(month.figures.intervals, 30 * 96);
         let sum = |f: fn(&TariffRow) -> f64| days.rows.iter().map(f).sum::<f64>();
         let close = |a: f64, b: f64, tolerance: f64| (a - b).abs() <= tolerance;
         // Energies are exact watt-hours.
         assert!(close(
-            sum(|r| r.energy_import_kwh),
-            month.energy_import_kwh,
+            sum(|r| r.figures.energy_import_kwh),
+            month.figures.energy_import_kwh,
             1e-6
         ));
         assert!(close(
-            sum(|r| r.energy_export_kwh),
-            month.energy_export_kwh,
+            sum(|r| r.figures.energy_export_kwh),
+            month.figures.energy_export_kwh,
             1e-6
         ));
         assert!(close(
-            sum(|r| r.energy_above_reference_kwh),
-            month.energy_above_reference_kwh,
+            sum(|r| r.figures.energy_above_reference_kwh),
+            month.figures.energy_above_reference_kwh,
             1e-6
         ));
         assert!(close(
-            sum(|r| r.energy_within_reference_kwh),
-            month.energy_within_reference_kwh,
+            sum(|r| r.figures.energy_within_reference_kwh),
+            month.figures.energy_within_reference_kwh,
             1e-6
         ));
         assert!(
-            month.energy_above_reference_kwh > 10.0,
+            month.figures.energy_above_reference_kwh > 10.0,
             "the pattern exceeds 3 kW often"
         );
         assert_eq!(
             days.rows
                 .iter()
-                .map(|r| r.intervals_above_reference)
+                .map(|r| r.figures.intervals_above_reference)
                 .sum::<u32>(),
-            month.intervals_above_reference
+            month.figures.intervals_above_reference
         );
         assert_eq!(
             days.rows
                 .iter()
-                .map(|r| r.peak_15min_kw)
+                .map(|r| r.figures.peak_15min_kw)
                 .fold(0.0, f64::max),
-            month.peak_15min_kw
+            month.figures.peak_15min_kw
         );
         // Money: each row is rounded to cents, so 30 rows may drift by half a cent each.
         let cents_30 = 30.0 * 0.005 + 1e-9;
         assert!(close(
-            sum(|r| r.cost.energy_eur),
-            month.cost.energy_eur,
+            sum(|r| r.figures.cost.energy_eur),
+            month.figures.cost.energy_eur,
             cents_30
         ));
         assert!(close(
-            sum(|r| r.cost.above_reference_eur),
-            month.cost.above_reference_eur,
+            sum(|r| r.figures.cost.above_reference_eur),
+            month.figures.cost.above_reference_eur,
             cents_30
         ));
         assert!(close(
-            sum(|r| r.cost.export_eur),
-            month.cost.export_eur,
+            sum(|r| r.figures.cost.export_eur),
+            month.figures.cost.export_eur,
             cents_30
         ));
         assert!(close(
-            sum(|r| r.cost.fixed_eur),
-            month.cost.fixed_eur,
+            sum(|r| r.figures.cost.fixed_eur),
+            month.figures.cost.fixed_eur,
             cents_30
         ));
         // A month with data every day pays the whole monthly fee.
         assert_eq!(
-            month.cost.fixed_eur,
+            month.figures.cost.fixed_eur,
             cents(config.fixed_eur_per_month * 1.08)
         );
-        assert_eq!(months.total.cost, month.cost);
+        assert_eq!(months.total.cost, month.figures.cost);
     }
 
     #[test]
     fn a_partial_month_pays_its_days() {
         let list = range("2026-11-21", "2026-12-01", |_| 100);
         let month = &report(&list, &simple(3.0), Period::Month).rows[0];
-        assert_eq!(month.cost.fixed_eur, 10.0); // 10 of 30 days of 30 € (no VAT)
+        assert_eq!(month.figures.cost.fixed_eur, 10.0); // 10 of 30 days of 30 € (no VAT)
         // One interval is enough for a day's share; February has 28 days.
         let one = [at(local("2026-02-10T12:00"), 100, 0)];
         assert_eq!(
             report(&one, &simple(3.0), Period::Month).rows[0]
+                .figures
                 .cost
                 .fixed_eur,
             cents(30.0 / 28.0)
@@ -982,15 +962,15 @@ mod tests {
             assert_eq!(rows.len(), 3);
             let counts: Vec<(String, u32)> = rows
                 .iter()
-                .map(|r| (r.period.clone(), r.intervals))
+                .map(|r| (r.period.clone(), r.figures.intervals))
                 .collect();
             let dst = rows.iter().find(|r| r.period == day).unwrap();
-            assert_eq!(dst.intervals, count, "{counts:?}");
+            assert_eq!(dst.figures.intervals, count, "{counts:?}");
             assert_eq!(dst.start, local(&format!("{day}T00:00")));
-            assert_eq!(rows[0].intervals, 96, "{counts:?}");
-            assert_eq!(rows[2].intervals, 96, "{counts:?}");
+            assert_eq!(rows[0].figures.intervals, 96, "{counts:?}");
+            assert_eq!(rows[2].figures.intervals, 96, "{counts:?}");
             // A DST day still accrues one day of the monthly fee.
-            assert_eq!(dst.cost.fixed_eur, cents(30.0 / 31.0));
+            assert_eq!(dst.figures.cost.fixed_eur, cents(30.0 / 31.0));
         }
     }
 
@@ -1007,11 +987,17 @@ mod tests {
             let months = report(&list, &simple(3.0), Period::Month).rows;
             assert_eq!(months.len(), 2);
             assert_eq!(
-                (months[0].period.as_str(), months[0].energy_import_kwh),
+                (
+                    months[0].period.as_str(),
+                    months[0].figures.energy_import_kwh
+                ),
                 (month, 0.1)
             );
             assert_eq!(
-                (months[1].period.as_str(), months[1].energy_import_kwh),
+                (
+                    months[1].period.as_str(),
+                    months[1].figures.energy_import_kwh
+                ),
                 (next, 0.2)
             );
             let days = report(&list, &simple(3.0), Period::Day).rows;

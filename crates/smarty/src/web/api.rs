@@ -355,12 +355,12 @@ pub async fn totals(
             json!({
                 "period": row.period,
                 "start": row.start,
-                "energy_import_kwh": row.energy_import_kwh,
-                "energy_export_kwh": row.energy_export_kwh,
-                "power_import_max_kw": row.peak_15min_kw,
-                "energy_above_reference_kwh": row.energy_above_reference_kwh,
-                "cost_eur": row.cost.bill_eur,
-                "export_remuneration_eur": -row.cost.export_eur,
+                "energy_import_kwh": row.figures.energy_import_kwh,
+                "energy_export_kwh": row.figures.energy_export_kwh,
+                "power_import_max_kw": row.figures.peak_15min_kw,
+                "energy_above_reference_kwh": row.figures.energy_above_reference_kwh,
+                "cost_eur": row.figures.cost.bill_eur,
+                "export_remuneration_eur": -row.figures.cost.export_eur,
                 "mbus": {},
             }),
         );
