@@ -2,33 +2,17 @@
 //! three days of `smarty simulate` history by `smarty import`; every endpoint, its errors, the
 //! live stream and the access token.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+mod support;
 
-/// A child process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Guard, KEY, free_port, request};
 
 fn smarty() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
@@ -45,23 +29,8 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A plain HTTP/1.1 GET on loopback: (status, body).
 fn get_with(port: u16, path: &str, headers: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8(response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
+    request(port, path, headers).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -86,7 +55,7 @@ fn error(port: u16, path: &str, status: u16) -> String {
 fn wait_healthy(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").0 == 200 {
+        if request(port, "/healthz", "").is_ok_and(|(status, _)| status == 200) {
             return;
         }
         assert!(Instant::now() < deadline, "smarty run never became healthy");
@@ -190,7 +159,7 @@ fn live(dir: &Path, http: &str, token: Option<&str>) -> (Guard, Guard) {
     if let Some(token) = token {
         run.env("SMARTY_HTTP_TOKEN", token);
     }
-    (Guard(sim), Guard(run.spawn().unwrap()))
+    (Guard::from(sim), Guard::from(run.spawn().unwrap()))
 }
 
 #[test]

@@ -3,25 +3,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+mod support;
+
+use support::{Guard, KEY};
 
 fn smarty() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
     cmd.env_remove("SMARTY_KEY").env("RUST_LOG", "smarty=info");
     cmd
-}
-
-/// Kills the child when dropped, so a failing test leaves no simulator behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
@@ -31,7 +23,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         .spawn()
         .expect("start smarty");
     let started = Instant::now();
-    let mut guard = Guard(child);
+    let mut guard = Guard::from(child);
     // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -40,10 +32,10 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
             bytes
         })
     };
-    let stdout = drain(Box::new(guard.0.stdout.take().unwrap()));
-    let stderr = drain(Box::new(guard.0.stderr.take().unwrap()));
+    let stdout = drain(Box::new(guard.child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(guard.child.stderr.take().unwrap()));
     let status = loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
+        if let Some(status) = guard.child.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -81,7 +73,7 @@ fn simulate(args: &[&str]) -> (Guard, String) {
     stderr.read_line(&mut first).unwrap();
     // Keep draining stderr so the simulator never blocks on it.
     std::thread::spawn(move || for _ in stderr.lines() {});
-    (Guard(child), first)
+    (Guard::from(child), first)
 }
 
 fn wait_for(path: &Path) {

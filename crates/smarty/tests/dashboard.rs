@@ -9,56 +9,22 @@
 //! (`npm ci` there): `./scripts/test` installs all three.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+mod support;
+
+use support::{Guard, KEY, free_port, request, wait_for_port};
+
 const SETUP: &str = "run ./scripts/test, which installs Chromium and playwright-core";
 /// Three days of history, a telegram a minute.
 const HISTORY_S: u64 = 3 * 86_400;
 const HISTORY_INTERVAL_S: u64 = 60;
 
-/// Kills the child when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The status of `GET path`, or `None` while nothing answers.
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    request(port, path, "").ok().map(|(status, _)| status)
 }
 
 /// A `smarty` command with a clean environment; its stderr goes to `log`.
@@ -150,7 +116,7 @@ fn dashboard_in_headless_chromium() {
     let (sim_port, http_port) = (free_port(), free_port());
     let sim_addr = format!("127.0.0.1:{sim_port}");
     #[rustfmt::skip]
-    let _sim = Guard(
+    let _sim = Guard::from(
         smarty(
             &["simulate", "--listen", &sim_addr, "--interval", "1s", "--key", KEY,
               "--gas", "--water", "--seed", "7"],
@@ -163,7 +129,7 @@ fn dashboard_in_headless_chromium() {
     let run_log = d.join("run.log");
     let http_addr = format!("127.0.0.1:{http_port}");
     #[rustfmt::skip]
-    let mut run = Guard(
+    let mut run = Guard::from(
         smarty(
             &["run", &format!("tcp://{sim_addr}"), "--name", "home", "--key", KEY,
               "--http", &http_addr, "--state-dir", d.to_str().unwrap()],
@@ -174,7 +140,7 @@ fn dashboard_in_headless_chromium() {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(http_port, "/healthz") != Some(200) {
-        if let Some(status) = run.0.try_wait().unwrap() {
+        if let Some(status) = run.child.try_wait().unwrap() {
             panic!("smarty run exited ({status}):\n{}", tail(&run_log));
         }
         assert!(
@@ -193,7 +159,7 @@ fn dashboard_in_headless_chromium() {
     let url = format!("http://{http_addr}/");
     let out_path = d.join("browser.out");
     let err_path = d.join("browser.err");
-    let mut node = Guard(
+    let mut node = Guard::from(
         Command::new("node")
             .arg(&script)
             .arg(&url)
@@ -207,7 +173,7 @@ fn dashboard_in_headless_chromium() {
     );
     let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
-        if let Some(status) = node.0.try_wait().unwrap() {
+        if let Some(status) = node.child.try_wait().unwrap() {
             break status;
         }
         if Instant::now() > deadline {

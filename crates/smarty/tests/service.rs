@@ -2,37 +2,18 @@
 //! plain-telegram proxy and the metrics endpoint; sources killed and restarted.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+mod support;
+
+use support::{Guard, KEY, free_port, wait_for_port};
 
 /// Kills the child when dropped.
-/// A child process killed when dropped, with the state directory it was given.
-struct Guard {
-    child: Child,
-    _state: Option<tempfile::TempDir>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `smarty ARGS` with a state directory of its own (the history store and queue), so that
 /// tests never share one.
 fn smarty(args: &[&str]) -> Guard {
@@ -48,7 +29,7 @@ fn smarty(args: &[&str]) -> Guard {
         .expect("start smarty");
     Guard {
         child,
-        _state: Some(state),
+        state: Some(state),
     }
 }
 
@@ -71,21 +52,7 @@ fn mosquitto(dir: &Path) -> (Guard, u16) {
         .spawn()
         .expect("mosquitto (Debian package mosquitto) runs");
     wait_for_port(port);
-    (
-        Guard {
-            child,
-            _state: None,
-        },
-        port,
-    )
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    (Guard::from(child), port)
 }
 
 /// Subscribes to everything and forwards (topic, payload, retained) to a channel.
