@@ -8,12 +8,19 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::aggregate::{Agg, day_of, day_start, period_start};
-use super::query::column_index;
 use super::reading::{COLUMNS, Kind, MbusReading, Reading};
 use super::*;
 use crate::cli::Resolution;
 
 /// A store in a temporary directory with raw readings kept forever.
+/// The position of a column in [`COLUMNS`].
+fn column_index(name: &str) -> usize {
+    COLUMNS
+        .iter()
+        .position(|c| c.name == name)
+        .expect("a known column")
+}
+
 fn store(dir: &tempfile::TempDir) -> Store {
     let mut config = StoreConfig::at(dir.path().join("state/smarty.db"));
     config.raw_retention_days = 0;
@@ -254,10 +261,7 @@ fn a_register_that_goes_backwards_starts_afresh() {
         r.energy_import_wh = Some(r.energy_import_wh.unwrap() - drop);
     }
     write_all(&store, &readings, 50);
-    let c = COLUMNS
-        .iter()
-        .position(|col| col.name == "energy_import_wh")
-        .unwrap();
+    let c = column_index("energy_import_wh");
     let periods = all_15m(&store);
     assert_eq!(periods.len(), 3);
     for p in &periods {
