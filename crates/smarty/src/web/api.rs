@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
 
+use super::extract::{ApiPath, ApiQuery};
 use super::range::{day_start, month_start, now, parse_range};
 use super::state::WebState;
 use crate::analytics::tariff;
@@ -202,7 +203,7 @@ async fn known_meter(state: &WebState, meter: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/meters/{meter}/latest`.
-pub async fn latest(State(state): State<WebState>, Path(meter): Path<String>) -> ApiResult {
+pub async fn latest(State(state): State<WebState>, ApiPath(meter): ApiPath<String>) -> ApiResult {
     known_meter(&state, &meter).await?;
     match state.live.latest(&meter) {
         Some(event) => Ok(Json(telegram_json(&event, true)).into_response()),
@@ -263,8 +264,8 @@ fn parse_resolution(text: Option<&str>, span: i64) -> Result<Resolution, ApiErro
 /// `GET /api/meters/{meter}/series`.
 pub async fn series(
     State(state): State<WebState>,
-    Path(meter): Path<String>,
-    Query(q): Query<SeriesQuery>,
+    ApiPath(meter): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> ApiResult {
     let field = q
         .field
@@ -314,8 +315,8 @@ fn parse_period(q: &PeriodQuery) -> Result<(Period, i64, i64), ApiError> {
 /// `GET /api/meters/{meter}/tariff`.
 pub async fn tariff_report(
     State(state): State<WebState>,
-    Path(meter): Path<String>,
-    Query(q): Query<PeriodQuery>,
+    ApiPath(meter): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> ApiResult {
     let (period, from, to) = parse_period(&q)?;
     known_meter(&state, &meter).await?;
@@ -335,8 +336,8 @@ pub async fn tariff_report(
 /// `GET /api/meters/{meter}/totals`.
 pub async fn totals(
     State(state): State<WebState>,
-    Path(meter): Path<String>,
-    Query(q): Query<PeriodQuery>,
+    ApiPath(meter): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> ApiResult {
     let (period, from, to) = parse_period(&q)?;
     known_meter(&state, &meter).await?;
@@ -390,8 +391,8 @@ pub async fn totals(
 /// `GET /api/meters/{meter}/intervals`.
 pub async fn intervals(
     State(state): State<WebState>,
-    Path(meter): Path<String>,
-    Query(q): Query<RangeQuery>,
+    ApiPath(meter): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> ApiResult {
     let (from, to) = match (&q.from, &q.to) {
         (None, None) => {
@@ -431,7 +432,7 @@ pub async fn intervals(
 }
 
 /// `GET /api/meters/{meter}/summary`.
-pub async fn summary(State(state): State<WebState>, Path(meter): Path<String>) -> ApiResult {
+pub async fn summary(State(state): State<WebState>, ApiPath(meter): ApiPath<String>) -> ApiResult {
     known_meter(&state, &meter).await?;
     let config = state.tariff.clone();
     let name = meter.clone();

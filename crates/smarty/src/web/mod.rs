@@ -8,6 +8,7 @@ mod api;
 mod assets;
 mod auth;
 pub mod config;
+mod extract;
 mod range;
 mod state;
 mod stream;

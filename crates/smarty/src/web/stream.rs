@@ -3,7 +3,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::extract::ApiQuery;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::Deserialize;
 use tokio_stream::Stream;
@@ -29,7 +31,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// the meters).
 pub async fn stream(
     State(state): State<WebState>,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let meter = q.meter;
     let live = state.live.clone();
