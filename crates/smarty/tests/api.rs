@@ -325,6 +325,8 @@ fn every_endpoint_over_simulated_history() {
     );
     assert!(error(port, "/api/meters/home/totals?from=yesterday", 400).contains("from"));
     error(port, "/api/meters/home/totals?period=week", 400);
+    // A query string that does not even parse gets the same JSON error.
+    assert!(error(port, "/api/meters/home/totals?period=day&period=month", 400).contains("period"));
     error(port, "/api/nothing", 404);
 
     // The live stream delivers the next telegram.
