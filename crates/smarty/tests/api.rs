@@ -200,6 +200,7 @@ fn every_endpoint_over_simulated_history() {
     // Series: the default (24 h, 15-minute) and raw points of the last hours.
     let series = json(port, "/api/meters/home/series?field=power_import_kw");
     assert_eq!(series["resolution"], "15m");
+    assert_eq!(series["meter"], "home");
     assert_eq!(series["unit"], "kW");
     let ts = series["t"].as_array().unwrap();
     assert!((90..=98).contains(&ts.len()), "{} points", ts.len());

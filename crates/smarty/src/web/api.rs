@@ -275,12 +275,14 @@ pub async fn series(
         .map_err(ApiError::bad_request)?;
     let resolution = parse_resolution(q.resolution.as_deref(), to - from)?;
     known_meter(&state, &meter).await?;
+    let name = meter.clone();
     let series = with_reader(&state, move |r| {
-        r.series(&meter, &field, from, to, resolution)
+        r.series(&name, &field, from, to, resolution)
     })
     .await?;
     let mut body = serde_json::to_value(&series)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    body["meter"] = json!(meter);
     body["from"] = json!(from);
     body["to"] = json!(to);
     Ok(Json(body).into_response())
