@@ -19,7 +19,6 @@ use crate::cli::SerialFormat;
 pub struct Config {
     /// Where the service keeps its state (MQTT queue, replay counters).
     #[serde(default)]
-    #[allow(dead_code)] // read by the MQTT output's queue
     pub state_dir: Option<PathBuf>,
     /// The meters, one `[[meter]]` table each.
     #[serde(default, rename = "meter")]
