@@ -11,6 +11,7 @@ mod key;
 mod output;
 mod pipeline;
 mod read;
+mod secret;
 mod service;
 mod simulate;
 mod source;

@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData, slug};
 use super::queue::{Message, Queue};
 use crate::output::time::rfc3339;
+use crate::secret::Secret;
 
 /// Messages handed to rumqttc and not yet acknowledged, at most.
 pub const WINDOW: usize = 64;
@@ -68,7 +69,7 @@ pub enum Protocol {
 }
 
 /// The `[mqtt]` section of the configuration.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// The broker: `mqtt://host[:port]` (TCP, port 1883 by default) or `mqtts://host[:port]`
@@ -79,7 +80,7 @@ pub struct MqttConfig {
     /// The user name, if the broker wants one.
     pub username: Option<String>,
     /// The password (the configuration layer reads `password_file`). Never logged.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The MQTT client id (default `smarty-<hostname>`, or `smarty-<random>` without one).
     /// Must be unique on the broker: two clients with one id throw each other off.
     pub client_id: Option<String>,
@@ -133,28 +134,6 @@ impl Default for MqttConfig {
             queue_max: 100_000,
             ca_file: None,
         }
-    }
-}
-
-impl fmt::Debug for MqttConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
-            .field("client_id", &self.client_id)
-            .field("prefix", &self.prefix)
-            .field("qos", &self.qos)
-            .field("keep_alive_s", &self.keep_alive_s)
-            .field("retain_state", &self.retain_state)
-            .field("publish_raw", &self.publish_raw)
-            .field("discovery", &self.discovery)
-            .field("discovery_prefix", &self.discovery_prefix)
-            .field("protocol", &self.protocol)
-            .field("queue_dir", &self.queue_dir)
-            .field("queue_max", &self.queue_max)
-            .field("ca_file", &self.ca_file)
-            .finish()
     }
 }
 
@@ -301,7 +280,14 @@ fn mqtt_options(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<Mqtt
             true,
         ));
     if let Some(user) = &config.username {
-        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+        options.set_credentials(
+            user.clone(),
+            config
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        );
     }
     options.set_transport(transport(config, endpoint)?);
     Ok(options)
@@ -330,7 +316,14 @@ fn mqtt5_options(config: &MqttConfig, endpoint: &Endpoint) -> anyhow::Result<v5:
             None,
         ));
     if let Some(user) = &config.username {
-        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+        options.set_credentials(
+            user.clone(),
+            config
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_owned())
+                .unwrap_or_default(),
+        );
     }
     options.set_transport(transport(config, endpoint)?);
     Ok(options)
