@@ -126,7 +126,8 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             config.path.display()
         );
     }
-    let store = Store::open(&config)
+    // Read-only: an export runs while `smarty run` writes the store.
+    let store = Store::open_read_only(&config)
         .with_context(|| format!("cannot open the store {}", config.path.display()))?;
     let reader = store.reader()?;
     let meters = reader.meters()?;

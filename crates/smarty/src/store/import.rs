@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
 use super::export::local_time;
 use super::reading::{MbusReading, Reading};
-use super::{Store, StoreConfig, Writer};
+use super::{Store, StoreConfig, StoreError, Writer};
 use crate::cli::ImportArgs;
 use crate::source::HexOrBinary;
 
@@ -106,8 +106,20 @@ impl Import {
 pub async fn run(args: ImportArgs) -> Result<()> {
     let started = Instant::now();
     let config = StoreConfig::from_args(&args.store)?;
-    let store = Store::open(&config)
-        .with_context(|| format!("cannot open the store {}", config.path.display()))?;
+    // One process writes a store at a time: a store that the service writes is refused
+    // (docs/storage.md, "One writer").
+    let store = match Store::open(&config) {
+        Ok(store) => store,
+        Err(e @ StoreError::Locked { .. }) => bail!(
+            "{e}. smarty import does not write beside it: stop that process, import, then \
+             start it again (its readings of the meantime arrive when it reconnects to the \
+             meter), or import into another file with --db"
+        ),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot open the store {}", config.path.display()));
+        }
+    };
     let stdin = args.file.as_os_str() == "-";
     let (input, total): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>) = if stdin {
         (Box::new(tokio::io::stdin()), None)
