@@ -21,6 +21,10 @@ use crate::source::HexOrBinary;
 /// Readings committed at once at most (a day at 10 s).
 const BATCH: usize = 8640;
 
+/// How far ahead of this machine's clock a reading may lie before it counts as in the future
+/// (a meter's clock may run a little ahead).
+const FUTURE_TOLERANCE_S: i64 = 300;
+
 /// Counts the bytes read into the progress bar.
 struct Counting<R> {
     inner: R,
@@ -57,6 +61,8 @@ struct Import {
     last: Option<i64>,
     /// The latest reading time committed.
     committed_until: Option<i64>,
+    /// Readings later than the clock of this machine (beyond [`FUTURE_TOLERANCE_S`]).
+    future: u64,
 }
 
 impl Import {
@@ -65,6 +71,9 @@ impl Import {
         self.telegrams += 1;
         match reading {
             Some(reading) => {
+                if reading.ts > jiff::Timestamp::now().as_second() + FUTURE_TOLERANCE_S {
+                    self.future += 1;
+                }
                 self.first = Some(self.first.map_or(reading.ts, |f| f.min(reading.ts)));
                 self.last = Some(self.last.map_or(reading.ts, |l| l.max(reading.ts)));
                 self.writer.push(reading);
@@ -165,6 +174,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         first: None,
         last: None,
         committed_until: None,
+        future: 0,
     };
     let rejected = if json {
         json_lines(input, &mut import).await?;
@@ -206,6 +216,19 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         store.path().display(),
         started.elapsed().as_secs_f64()
     );
+    if import.future > 0 {
+        let last = import
+            .last
+            .map_or_else(String::new, |t| format!(", up to {}", local_time(t, &zone)));
+        tracing::warn!(
+            "{} reading{} lie in the future{last}, later than this machine's clock: the \
+             capture's clock is ahead, or it was simulated without --start (`smarty simulate` \
+             starts at the current time; `--start DATE` puts a capture in the past). They are \
+             stored anyway and count in the days and periods they name",
+            import.future,
+            if import.future == 1 { "" } else { "s" },
+        );
+    }
     Ok(())
 }
 
