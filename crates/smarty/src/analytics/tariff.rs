@@ -1246,6 +1246,17 @@ mod tests {
             (row.cost.above_reference_eur, row.cost.fixed_eur),
             (0.02, 0.97)
         );
+        // The same day a year later, at the 2026 prices.
+        for interval in &mut day {
+            interval.start += local("2026-11-22T00:00") - local("2025-11-22T00:00");
+        }
+        let cost = report(&day, &TariffConfig::default(), Period::Day)
+            .total
+            .cost;
+        assert_eq!(
+            (cost.energy_eur, cost.above_reference_eur, cost.fixed_eur),
+            (2.27, 0.09, 0.54)
+        );
     }
 
     #[test]
