@@ -1747,6 +1747,46 @@ mod tests {
         );
     }
 
+    /// The section as a plain serde struct, deserialised straight from TOML text (as a typed
+    /// configuration reads it), then checked.
+    #[test]
+    fn the_section_deserializes_with_serde() {
+        #[derive(Deserialize)]
+        struct File {
+            tariff: TariffConfig,
+        }
+        let text = "[tariff]\nreference_power_kw = 7\nvat_rate = 0.08\n\
+                    [[tariff.periods]]\nfrom = \"2026-01-01\"\nenergy_price_eur_per_kwh = 0.14\n\
+                    [[tariff.periods]]\nfrom = 2027-01-01\nenergy_price_eur_per_kwh = 0.15\n";
+        let config = toml::from_str::<File>(text).unwrap().tariff;
+        config.check().unwrap();
+        assert_eq!(config.reference_power_kw, 7.0);
+        assert_eq!(config.currency, "EUR");
+        assert_eq!(config.vat_rate, Some(0.08));
+        assert_eq!(config.periods.len(), 2);
+        assert_eq!(
+            config.periods[1].from,
+            "2027-01-01".parse::<Date>().unwrap()
+        );
+        assert_eq!(
+            prices_at(&config, "2027-03-01T00:00").energy_price_eur_per_kwh,
+            0.15
+        );
+        let err = toml::from_str::<File>("[tariff]\n[[tariff.periods]]\nfrom = \"soon\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("`from` = \"soon\" is not a date"), "{err}");
+        let err = toml::from_str::<File>("[tariff]\nreference_power = 7\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("reference_power"), "{err}");
+        // Serialised back, the dates are text.
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["periods"][0]["from"], "2026-01-01");
+    }
+
     #[test]
     fn the_example_configuration_parses() {
         let example: toml::Table = crate::config::EXAMPLE.parse().unwrap();
