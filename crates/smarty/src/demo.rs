@@ -58,8 +58,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         commit_interval: crate::store::config::DEFAULT_COMMIT_INTERVAL,
     };
     // Nothing is deleted or printed before the demo holds everything it needs: the store's
-    // writer lock (another demo on this state directory holds it while it runs) and the
-    // dashboard's port.
+    // writer lock (another demo on this state directory holds it while it runs), the
+    // dashboard's port and the virtual meter's pseudo-terminal.
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     let _lock = WriterLock::acquire(&store_config.path).with_context(|| {
@@ -88,6 +88,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
     let http = address.to_string();
+    let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
+    let path = pty.reader_path().to_owned();
     // A new history each time: the virtual meter's registers start afresh.
     for suffix in ["", "-wal", "-shm"] {
         let mut path = store_config.path.clone().into_os_string();
@@ -122,8 +124,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
 
-    let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
-    let path = pty.reader_path().to_owned();
     eprintln!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
