@@ -148,7 +148,8 @@ pub struct ExportArgs {
     pub format: ExportFormat,
 
     /// Row resolution: every telegram (raw, kept for the retention period), 15-minute,
-    /// hourly, daily or monthly aggregates.
+    /// hourly, daily or monthly aggregates. Aggregated rows are whole periods: every period
+    /// that overlaps --from..--to, even when it starts before --from.
     #[arg(long, value_enum, default_value_t = Resolution::Min15)]
     pub resolution: Resolution,
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
 use smarty_p1::{Decoder, DecoderConfig, Key};
 
@@ -14,6 +14,7 @@ use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
 use crate::output::time::meter_zone;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
+use crate::store::lock::WriterLock;
 use crate::store::{Reading, Store, StoreConfig};
 
 /// The demo meter's name.
@@ -22,8 +23,9 @@ const NAME: &str = "demo";
 /// Runs `smarty demo`.
 ///
 /// # Errors
-/// When no pseudo-terminal can be opened, the state directory cannot be written, or the web
-/// server cannot listen.
+/// When another process writes the demo's history, the dashboard's address is taken (both
+/// checked before anything is changed), no pseudo-terminal can be opened, or the state
+/// directory cannot be written.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let meter_args = MeterArgs {
         interval: args.interval,
@@ -55,6 +57,39 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         raw_retention_days: crate::store::config::DEFAULT_RAW_RETENTION_DAYS,
         commit_interval: crate::store::config::DEFAULT_COMMIT_INTERVAL,
     };
+    // Nothing is deleted or printed before the demo holds everything it needs: the store's
+    // writer lock (another demo on this state directory holds it while it runs), the
+    // dashboard's port and the virtual meter's pseudo-terminal.
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let _lock = WriterLock::acquire(&store_config.path).with_context(|| {
+        format!(
+            "the demo's history in {} is in use; stop the other demo, or give this one its own \
+             --state-dir DIR and --http ADDR",
+            state_dir.display()
+        )
+    })?;
+    let listener = std::net::TcpListener::bind(&args.http).with_context(|| {
+        format!(
+            "cannot listen on {} for the dashboard (another smarty demo or server?); choose \
+             another address with --http, e.g. --http 127.0.0.1:9000. Nothing was changed",
+            args.http
+        )
+    })?;
+    let address = listener
+        .local_addr()
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    if !address.ip().is_loopback() {
+        bail!(
+            "--http {}: the demo serves its dashboard on this machine only (a loopback address \
+             such as 127.0.0.1:8080), as it has no access token; `smarty run` with [http] \
+             token_file serves other machines",
+            args.http
+        );
+    }
+    let http = address.to_string();
+    let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
+    let path = pty.reader_path().to_owned();
     // A new history each time: the virtual meter's registers start afresh.
     for suffix in ["", "-wal", "-shm"] {
         let mut path = store_config.path.clone().into_os_string();
@@ -89,8 +124,6 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
 
-    let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
-    let path = pty.reader_path().to_owned();
     eprintln!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
@@ -100,7 +133,7 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         args.interval,
         path.display(),
         path.display(),
-        args.http,
+        http,
         state_dir.display(),
     );
 
@@ -136,7 +169,7 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         }],
         mqtt: None,
         proxy: None,
-        http: Some(table("listen", toml::Value::String(args.http.clone()))),
+        http: Some(table("listen", toml::Value::String(http))),
         store: Some(table(
             "path",
             toml::Value::String(store_config.path.display().to_string()),
@@ -145,6 +178,9 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
     };
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let console = output::for_format(args.format, stdout);
+    // The service binds the dashboard's address itself: let go of it just before (the store's
+    // lock stays held until the demo ends).
+    drop(listener);
     let result = crate::service::serve(config, Some((console, args.count))).await;
     let _ = stop_tx.send(());
     let _ = worker.await;

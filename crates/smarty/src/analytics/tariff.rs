@@ -15,19 +15,26 @@
 //!
 //! smarty measures the overrun on the 15-minute periods of the store ([`INTERVAL_S`]): the
 //! energy of a period above `P_ref × 0.25 h` ([`above_reference_kwh`]). Energy drawn above the
-//! reference power is billed at [`TariffConfig::above_reference_price_eur_per_kwh`] *instead
-//! of* [`TariffConfig::network_price_eur_per_kwh`]: 0.1139 against 0.0759 €/kWh in 2025,
-//! "50 % more per kilowatt-hour" (Paperjam,
+//! reference power is billed at the above-reference price *instead of* the network price:
+//! 0.1139 against 0.0759 €/kWh in 2025, "50 % more per kilowatt-hour" (Paperjam,
 //! <https://en.paperjam.lu/article/electricity-consumption-overru>). Sudstroum's sheet calls
 //! the higher price a "Zuschlag" (surcharge); docs/tariff.md says how to configure the other
 //! reading.
+//!
+//! # Prices change: validity periods
+//!
+//! Prices hold from a date on ([`BUILTIN`]: 2025, and Sudstroum's provisional 2026 network
+//! prices, <https://www.sudstroum.lu/de/produkte/strom-fur-privatkunden>). Each day of a report
+//! is priced with the prices in force that day ([`TariffConfig::schedule`]); the
+//! configuration may override any price for the whole history (`[tariff]`) or from a date on
+//! (`[[tariff.periods]]`).
 //!
 //! # What is computed
 //!
 //! - Energies are register differences per 15 minutes (exact watt-hours), shown in kWh with
 //!   three decimals (exact); powers in kW with three decimals; money in the configured currency
 //!   rounded to cents, each component separately, the totals as the sum of the rounded parts.
-//! - Costs include VAT ([`TariffConfig::vat_rate`]), except the export remuneration.
+//! - Costs include VAT, except the export remuneration.
 //! - The fixed monthly fee accrues per local day that has at least one interval: a day gets
 //!   `monthly / days in its month`; a month row the sum of its days (the full fee when every
 //!   day has data, a prorated fee for the current or a partial month).
@@ -38,10 +45,39 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::output::time::meter_zone;
 use crate::store::{INTERVAL_S, Interval, Period};
+
+/// The prices of one validity period as published: what smarty assumes from `from` on until
+/// the next period, where the configuration says nothing else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Builtin {
+    /// The first day (local) the prices hold: `2026-01-01`.
+    pub from: &'static str,
+    /// Reference powers and their fixed network fee, kW and € per month excluding VAT.
+    pub network_fixed_eur_per_month: &'static [(f64, f64)],
+    /// Meter rental ("complément à la redevance fixe") for a 40 or 50 A connection, € per
+    /// month excluding VAT.
+    pub metering_eur_per_month: f64,
+    /// Network price per kWh within the reference power, € excluding VAT.
+    pub network_price_eur_per_kwh: f64,
+    /// Network price per kWh above the reference power, € excluding VAT.
+    pub above_reference_price_eur_per_kwh: f64,
+    /// An example supply price (Sudstroum TERRA ONLINE), € per kWh excluding VAT.
+    pub energy_price_eur_per_kwh: f64,
+    /// The same offer's fixed premium (21 € a year), per month.
+    pub supplier_fixed_eur_per_month: f64,
+    /// Electricity tax for households (category A), € per kWh.
+    pub electricity_tax_eur_per_kwh: f64,
+    /// Contribution to the compensation mechanism, € per kWh (0: not found in the sources).
+    pub compensation_eur_per_kwh: f64,
+    /// VAT on electricity.
+    pub vat_rate: f64,
+    /// An example feed-in tariff, € per kWh.
+    pub export_price_eur_per_kwh: f64,
+}
 
 /// The reference powers of 2025 and their fixed network fee, € per month excluding VAT
 /// (Sudstroum's 2025 price sheet; the same for every operator).
@@ -54,6 +90,21 @@ pub const NETWORK_FIXED_2025_EUR_PER_MONTH: [(f64, f64); 8] = [
     (43.0, 92.64),
     (70.0, 147.66),
     (100.0, 208.80),
+];
+
+/// The reference powers of 2026 and their fixed network fee, € per month excluding VAT
+/// (Sudstroum, "Strom für Privatkunden": the provisional 2026 network tariff).
+pub const NETWORK_FIXED_2026_EUR_PER_MONTH: [(f64, f64); 10] = [
+    (3.0, 7.42),
+    (7.0, 12.84),
+    (12.0, 19.61),
+    (17.0, 26.39),
+    (27.0, 39.94),
+    (43.0, 61.62),
+    (70.0, 98.20),
+    (100.0, 138.85),
+    (150.0, 206.60),
+    (200.0, 274.35),
 ];
 
 /// The default reference power, kW: the lowest level, the one SUDenergie's price calculator
@@ -79,36 +130,238 @@ pub const VAT_RATE: f64 = 0.08;
 /// 150.59 €/MWh for 15 years (RTL, 2 October 2020).
 pub const EXPORT_PRICE_EXAMPLE: f64 = 0.15059;
 
-/// The `[tariff]` section: reference power and prices. Every field has a default (the 2025
-/// figures, docs/tariff.md); prices are per kWh or per month, excluding VAT unless said.
+/// The published prices smarty knows, oldest first (docs/tariff.md, "Prices"): 2025 (final,
+/// ILR-approved) and 2026 (Sudstroum's provisional network tariff and its 2026 energy price;
+/// the electricity tax, the compensation contribution and VAT as in 2025, as no 2026 figure
+/// was published).
+pub const BUILTIN: [Builtin; 2] = [
+    Builtin {
+        from: "2025-01-01",
+        network_fixed_eur_per_month: &NETWORK_FIXED_2025_EUR_PER_MONTH,
+        metering_eur_per_month: METERING_2025_EUR_PER_MONTH,
+        network_price_eur_per_kwh: NETWORK_PRICE_2025,
+        above_reference_price_eur_per_kwh: ABOVE_REFERENCE_PRICE_2025,
+        energy_price_eur_per_kwh: ENERGY_PRICE_2025,
+        supplier_fixed_eur_per_month: SUPPLIER_FIXED_2025_EUR_PER_MONTH,
+        electricity_tax_eur_per_kwh: ELECTRICITY_TAX_EUR_PER_KWH,
+        compensation_eur_per_kwh: 0.0,
+        vat_rate: VAT_RATE,
+        export_price_eur_per_kwh: EXPORT_PRICE_EXAMPLE,
+    },
+    Builtin {
+        from: "2026-01-01",
+        network_fixed_eur_per_month: &NETWORK_FIXED_2026_EUR_PER_MONTH,
+        metering_eur_per_month: 5.72,
+        network_price_eur_per_kwh: 0.0510,
+        above_reference_price_eur_per_kwh: 0.0765,
+        energy_price_eur_per_kwh: 0.1229,
+        supplier_fixed_eur_per_month: SUPPLIER_FIXED_2025_EUR_PER_MONTH,
+        electricity_tax_eur_per_kwh: ELECTRICITY_TAX_EUR_PER_KWH,
+        compensation_eur_per_kwh: 0.0,
+        vat_rate: VAT_RATE,
+        export_price_eur_per_kwh: EXPORT_PRICE_EXAMPLE,
+    },
+];
+
+impl Builtin {
+    /// Its first day.
+    fn day(&self) -> Date {
+        self.from
+            .parse()
+            .expect("the built-in periods start on valid dates")
+    }
+
+    /// The fixed fees per month for a reference power of its table: network fee, meter
+    /// rental and the example supplier's premium; `None` for a power not in the table.
+    fn fixed(&self, reference_power_kw: f64) -> Option<f64> {
+        self.network_fixed_eur_per_month
+            .iter()
+            .find(|(kw, _)| *kw == reference_power_kw)
+            .map(|(_, fee)| fee + self.metering_eur_per_month + self.supplier_fixed_eur_per_month)
+    }
+
+    /// Its value of a price.
+    fn price(&self, price: Price, reference_power_kw: f64) -> Option<f64> {
+        Some(match price {
+            Price::Energy => self.energy_price_eur_per_kwh,
+            Price::Network => self.network_price_eur_per_kwh,
+            Price::AboveReference => self.above_reference_price_eur_per_kwh,
+            Price::ElectricityTax => self.electricity_tax_eur_per_kwh,
+            Price::Compensation => self.compensation_eur_per_kwh,
+            Price::Fixed => return self.fixed(reference_power_kw),
+            Price::Vat => self.vat_rate,
+            Price::Export => self.export_price_eur_per_kwh,
+        })
+    }
+}
+
+/// The prices that change over time, in the order of [`PriceFields::values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Price {
+    Energy,
+    Network,
+    AboveReference,
+    ElectricityTax,
+    Compensation,
+    Fixed,
+    Vat,
+    Export,
+}
+
+const PRICES: [(Price, &str); 8] = [
+    (Price::Energy, "energy_price_eur_per_kwh"),
+    (Price::Network, "network_price_eur_per_kwh"),
+    (Price::AboveReference, "above_reference_price_eur_per_kwh"),
+    (Price::ElectricityTax, "electricity_tax_eur_per_kwh"),
+    (Price::Compensation, "compensation_eur_per_kwh"),
+    (Price::Fixed, "fixed_eur_per_month"),
+    (Price::Vat, "vat_rate"),
+    (Price::Export, "export_price_eur_per_kwh"),
+];
+
+/// The `[tariff]` section: the household's reference power and currency, prices for the
+/// whole history, and `periods` of prices from a date on. Every field may be left out:
+/// prices not given anywhere are the published ones in force each day ([`BUILTIN`]). Prices
+/// are per kWh or per month, excluding VAT unless said.
 ///
-/// Read with [`TariffConfig::from_table`], which rejects unknown fields and values of the
-/// wrong type or range, naming the field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A price at a time is, first found: the one of the latest of `periods` that starts on or
+/// before that day and sets it, the one of the section itself, the published one of that day
+/// (docs/tariff.md, "Configuration").
+///
+/// ```toml
+/// [tariff]
+/// reference_power_kw = 7
+/// energy_price_eur_per_kwh = 0.1450        # the whole history
+///
+/// [[tariff.periods]]
+/// from = "2027-01-01"                       # from that day on
+/// network_price_eur_per_kwh = 0.0530
+/// ```
+///
+/// Check a deserialised section with [`TariffConfig::check`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TariffConfig {
     /// The reference power assigned by the grid operator (shown on the bill), kW.
     pub reference_power_kw: f64,
     /// The currency of every price, a label (`"EUR"`).
     pub currency: String,
     /// Supply price per kWh imported (the supplier's energy price).
-    pub energy_price_eur_per_kwh: f64,
+    pub energy_price_eur_per_kwh: Option<f64>,
     /// Network price per kWh imported within the reference power.
-    pub network_price_eur_per_kwh: f64,
+    pub network_price_eur_per_kwh: Option<f64>,
     /// Network price per kWh imported above the reference power (instead of the one within).
-    pub above_reference_price_eur_per_kwh: f64,
+    pub above_reference_price_eur_per_kwh: Option<f64>,
     /// Per kWh imported: the electricity tax.
-    pub electricity_tax_eur_per_kwh: f64,
+    pub electricity_tax_eur_per_kwh: Option<f64>,
     /// Per kWh imported: the contribution to the compensation mechanism (negative while the
     /// state subsidises household prices).
-    pub compensation_eur_per_kwh: f64,
-    /// Fixed fees per month: the network fee of the reference power, the meter rental and
-    /// the supplier's fixed premium. Default: the 2025 network fee of
-    /// [`Self::reference_power_kw`] + 5.90 + 1.75.
-    pub fixed_eur_per_month: f64,
+    pub compensation_eur_per_kwh: Option<f64>,
+    /// Fixed fees per month: the network fee of the reference power, the meter rental and the
+    /// supplier's fixed premium. Default: the published network fee of
+    /// [`Self::reference_power_kw`] + meter rental (40/50 A) + 1.75.
+    pub fixed_eur_per_month: Option<f64>,
     /// VAT rate applied to all of the above (0.08 = 8 %).
-    pub vat_rate: f64,
+    pub vat_rate: Option<f64>,
     /// Remuneration per kWh exported (feed-in), a positive number, no VAT added.
-    pub export_price_eur_per_kwh: f64,
+    pub export_price_eur_per_kwh: Option<f64>,
+    /// Prices from a date on (`[[tariff.periods]]`), in any order.
+    pub periods: Vec<TariffPeriod>,
+}
+
+/// One `[[tariff.periods]]` entry: prices that hold from `from` (a local date) until the next
+/// period that sets them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TariffPeriod {
+    /// The first day the prices hold: `"2026-01-01"` (a string or a TOML date).
+    #[serde(deserialize_with = "date", serialize_with = "date_text")]
+    pub from: Date,
+    /// See [`TariffConfig::energy_price_eur_per_kwh`].
+    #[serde(default)]
+    pub energy_price_eur_per_kwh: Option<f64>,
+    /// See [`TariffConfig::network_price_eur_per_kwh`].
+    #[serde(default)]
+    pub network_price_eur_per_kwh: Option<f64>,
+    /// See [`TariffConfig::above_reference_price_eur_per_kwh`].
+    #[serde(default)]
+    pub above_reference_price_eur_per_kwh: Option<f64>,
+    /// See [`TariffConfig::electricity_tax_eur_per_kwh`].
+    #[serde(default)]
+    pub electricity_tax_eur_per_kwh: Option<f64>,
+    /// See [`TariffConfig::compensation_eur_per_kwh`].
+    #[serde(default)]
+    pub compensation_eur_per_kwh: Option<f64>,
+    /// See [`TariffConfig::fixed_eur_per_month`].
+    #[serde(default)]
+    pub fixed_eur_per_month: Option<f64>,
+    /// See [`TariffConfig::vat_rate`].
+    #[serde(default)]
+    pub vat_rate: Option<f64>,
+    /// See [`TariffConfig::export_price_eur_per_kwh`].
+    #[serde(default)]
+    pub export_price_eur_per_kwh: Option<f64>,
+}
+
+/// The price fields a section or a period sets, in [`PRICES`] order.
+trait PriceFields {
+    fn values(&self) -> [Option<f64>; 8];
+}
+
+impl PriceFields for TariffConfig {
+    fn values(&self) -> [Option<f64>; 8] {
+        [
+            self.energy_price_eur_per_kwh,
+            self.network_price_eur_per_kwh,
+            self.above_reference_price_eur_per_kwh,
+            self.electricity_tax_eur_per_kwh,
+            self.compensation_eur_per_kwh,
+            self.fixed_eur_per_month,
+            self.vat_rate,
+            self.export_price_eur_per_kwh,
+        ]
+    }
+}
+
+impl PriceFields for TariffPeriod {
+    fn values(&self) -> [Option<f64>; 8] {
+        [
+            self.energy_price_eur_per_kwh,
+            self.network_price_eur_per_kwh,
+            self.above_reference_price_eur_per_kwh,
+            self.electricity_tax_eur_per_kwh,
+            self.compensation_eur_per_kwh,
+            self.fixed_eur_per_month,
+            self.vat_rate,
+            self.export_price_eur_per_kwh,
+        ]
+    }
+}
+
+/// A date from `"2026-01-01"` or a TOML date (`2026-01-01`).
+fn date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Date, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        String(String),
+        Toml(toml::value::Datetime),
+    }
+    let text = match Text::deserialize(deserializer)
+        .map_err(|_| D::Error::custom("`from` must be a date like \"2026-01-01\""))?
+    {
+        Text::String(text) => text,
+        Text::Toml(datetime) => datetime.to_string(),
+    };
+    text.parse().map_err(|_| {
+        D::Error::custom(format!(
+            "`from` = {text:?} is not a date like \"2026-01-01\""
+        ))
+    })
+}
+
+fn date_text<S: Serializer>(date: &Date, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(date)
 }
 
 impl Default for TariffConfig {
@@ -116,45 +369,21 @@ impl Default for TariffConfig {
         TariffConfig {
             reference_power_kw: DEFAULT_REFERENCE_POWER_KW,
             currency: "EUR".into(),
-            energy_price_eur_per_kwh: ENERGY_PRICE_2025,
-            network_price_eur_per_kwh: NETWORK_PRICE_2025,
-            above_reference_price_eur_per_kwh: ABOVE_REFERENCE_PRICE_2025,
-            electricity_tax_eur_per_kwh: ELECTRICITY_TAX_EUR_PER_KWH,
-            compensation_eur_per_kwh: 0.0,
-            fixed_eur_per_month: default_fixed(DEFAULT_REFERENCE_POWER_KW)
-                .expect("the default reference power is in the 2025 table"),
-            vat_rate: VAT_RATE,
-            export_price_eur_per_kwh: EXPORT_PRICE_EXAMPLE,
+            energy_price_eur_per_kwh: None,
+            network_price_eur_per_kwh: None,
+            above_reference_price_eur_per_kwh: None,
+            electricity_tax_eur_per_kwh: None,
+            compensation_eur_per_kwh: None,
+            fixed_eur_per_month: None,
+            vat_rate: None,
+            export_price_eur_per_kwh: None,
+            periods: Vec::new(),
         }
     }
 }
 
-/// The 2025 fixed fees for a reference power in the table, € per month excluding VAT.
-fn default_fixed(reference_power_kw: f64) -> Option<f64> {
-    NETWORK_FIXED_2025_EUR_PER_MONTH
-        .iter()
-        .find(|(kw, _)| *kw == reference_power_kw)
-        .map(|(_, fee)| fee + METERING_2025_EUR_PER_MONTH + SUPPLIER_FIXED_2025_EUR_PER_MONTH)
-}
-
-/// The section as written: every field optional (the defaults depend on each other).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawTariff {
-    reference_power_kw: Option<f64>,
-    currency: Option<String>,
-    energy_price_eur_per_kwh: Option<f64>,
-    network_price_eur_per_kwh: Option<f64>,
-    above_reference_price_eur_per_kwh: Option<f64>,
-    electricity_tax_eur_per_kwh: Option<f64>,
-    compensation_eur_per_kwh: Option<f64>,
-    fixed_eur_per_month: Option<f64>,
-    vat_rate: Option<f64>,
-    export_price_eur_per_kwh: Option<f64>,
-}
-
-/// The fields of `[tariff]`: all numbers but `currency`.
-const FIELDS: [&str; 10] = [
+/// The fields of `[tariff]`.
+const FIELDS: [&str; 11] = [
     "reference_power_kw",
     "currency",
     "energy_price_eur_per_kwh",
@@ -165,147 +394,186 @@ const FIELDS: [&str; 10] = [
     "fixed_eur_per_month",
     "vat_rate",
     "export_price_eur_per_kwh",
+    "periods",
 ];
 
+/// The prices in force from a day on, every one known: a step of [`TariffConfig::schedule`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PricePeriod {
+    /// Its first day (`2026-01-01`), `None` for the first period of a schedule (it holds for
+    /// everything before the second one).
+    #[serde(serialize_with = "optional_date_text")]
+    pub from: Option<Date>,
+    /// Its start, local midnight, Unix seconds (`i64::MIN` for the first period).
+    #[serde(skip)]
+    pub start: i64,
+    /// Its prices.
+    pub prices: Prices,
+}
+
+fn optional_date_text<S: Serializer>(
+    date: &Option<Date>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match date {
+        Some(date) => serializer.collect_str(date),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl TariffConfig {
-    /// Reads the `[tariff]` section; the defaults when it is absent.
+    /// Reads a `[tariff]` table; the defaults when it is absent.
     ///
     /// Integers are accepted for numbers (`reference_power_kw = 7`).
     ///
     /// # Errors
-    /// An unknown field, a value of the wrong type, a number out of range (negative powers or
-    /// prices, a VAT rate outside 0..1, not finite), or a reference power outside the 2025
-    /// table without `fixed_eur_per_month`; each message names the field, like
-    /// "\[tariff\]: unknown field `x`".
+    /// What [`TariffConfig::check`] refuses, an unknown field or a value of the wrong type;
+    /// each message names the field, like "\[tariff\]: unknown field `x`" or
+    /// "\[tariff\] periods\[1\] (from 2026-01-01): `vat_rate` = 8 is a fraction: 0.08 for 8 %".
     pub fn from_table(table: Option<&toml::Table>) -> Result<TariffConfig> {
         let Some(table) = table else {
             return Ok(TariffConfig::default());
         };
-        for (key, value) in table {
-            if !FIELDS.contains(&key.as_str()) {
+        check_types("[tariff]", table, &FIELDS)?;
+        if let Some(periods) = table.get("periods") {
+            let Some(periods) = periods.as_array() else {
                 bail!(
-                    "[tariff]: unknown field `{key}`; the fields are {}",
-                    FIELDS.map(|f| format!("`{f}`")).join(", ")
+                    "[tariff]: `periods` must be a list of tables ([[tariff.periods]] with `from` \
+                     and prices), not {}",
+                    periods.type_str()
                 );
-            }
-            let fits = match key.as_str() {
-                "currency" => value.is_str(),
-                _ => value.is_float() || value.is_integer(),
             };
-            if !fits {
-                let wanted = if key == "currency" {
-                    "a string"
-                } else {
-                    "a number"
+            for (i, period) in periods.iter().enumerate() {
+                let Some(period) = period.as_table() else {
+                    bail!("[tariff] periods[{i}]: must be a table with `from` and prices");
                 };
-                bail!(
-                    "[tariff]: `{key}` must be {wanted}, not {} ({value})",
-                    value.type_str()
-                );
+                let mut fields: Vec<&str> = PRICES.iter().map(|(_, name)| *name).collect();
+                fields.push("from");
+                check_types(&format!("[tariff] periods[{i}]"), period, &fields)?;
             }
         }
-        let raw: RawTariff = toml::Value::Table(table.clone())
+        let config: TariffConfig = toml::Value::Table(table.clone())
             .try_into()
-            .map_err(|e| anyhow::anyhow!("[tariff]: {e}"))?;
-        let defaults = TariffConfig::default();
-        let reference_power_kw = raw
-            .reference_power_kw
-            .unwrap_or(defaults.reference_power_kw);
-        let fixed_eur_per_month = match raw.fixed_eur_per_month {
-            Some(fixed) => fixed,
-            None => match default_fixed(reference_power_kw) {
-                Some(fixed) => fixed,
-                None => bail!(
-                    "[tariff]: `reference_power_kw` = {reference_power_kw} is not a 2025 reference \
-                     power ({}); set `fixed_eur_per_month` too",
-                    NETWORK_FIXED_2025_EUR_PER_MONTH
-                        .map(|(kw, _)| kw.to_string())
-                        .join(", ")
-                ),
-            },
-        };
-        let config = TariffConfig {
-            reference_power_kw,
-            currency: raw.currency.unwrap_or(defaults.currency),
-            energy_price_eur_per_kwh: raw
-                .energy_price_eur_per_kwh
-                .unwrap_or(defaults.energy_price_eur_per_kwh),
-            network_price_eur_per_kwh: raw
-                .network_price_eur_per_kwh
-                .unwrap_or(defaults.network_price_eur_per_kwh),
-            above_reference_price_eur_per_kwh: raw
-                .above_reference_price_eur_per_kwh
-                .unwrap_or(defaults.above_reference_price_eur_per_kwh),
-            electricity_tax_eur_per_kwh: raw
-                .electricity_tax_eur_per_kwh
-                .unwrap_or(defaults.electricity_tax_eur_per_kwh),
-            compensation_eur_per_kwh: raw
-                .compensation_eur_per_kwh
-                .unwrap_or(defaults.compensation_eur_per_kwh),
-            fixed_eur_per_month,
-            vat_rate: raw.vat_rate.unwrap_or(defaults.vat_rate),
-            export_price_eur_per_kwh: raw
-                .export_price_eur_per_kwh
-                .unwrap_or(defaults.export_price_eur_per_kwh),
-        };
-        config.validate()?;
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("[tariff]: {}", e.message()))?;
+        config.check()?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
-        let numbers = [
-            ("reference_power_kw", self.reference_power_kw),
-            ("energy_price_eur_per_kwh", self.energy_price_eur_per_kwh),
-            ("network_price_eur_per_kwh", self.network_price_eur_per_kwh),
-            (
-                "above_reference_price_eur_per_kwh",
-                self.above_reference_price_eur_per_kwh,
-            ),
-            (
-                "electricity_tax_eur_per_kwh",
-                self.electricity_tax_eur_per_kwh,
-            ),
-            ("compensation_eur_per_kwh", self.compensation_eur_per_kwh),
-            ("fixed_eur_per_month", self.fixed_eur_per_month),
-            ("vat_rate", self.vat_rate),
-            ("export_price_eur_per_kwh", self.export_price_eur_per_kwh),
-        ];
-        for (name, value) in numbers {
-            if !value.is_finite() {
-                bail!("[tariff]: `{name}` = {value} is not a finite number");
-            }
-            // Only the compensation contribution may be negative (a subsidy).
-            if value < 0.0 && name != "compensation_eur_per_kwh" {
-                bail!("[tariff]: `{name}` = {value} must not be negative");
-            }
-        }
-        if self.reference_power_kw <= 0.0 {
-            bail!("[tariff]: `reference_power_kw` must be more than 0 kW");
-        }
-        if self.vat_rate >= 1.0 {
+    /// Checks the ranges of every value and that every day has every price: numbers are finite
+    /// and not negative (only the compensation contribution may be), a VAT rate is a fraction,
+    /// the reference power is positive and, where no `fixed_eur_per_month` is given, one of
+    /// the published levels; no two periods start on the same day.
+    ///
+    /// # Errors
+    /// The first mistake, naming the field and, in a period, its position and date.
+    pub fn check(&self) -> Result<()> {
+        if !(self.reference_power_kw.is_finite() && self.reference_power_kw > 0.0) {
             bail!(
-                "[tariff]: `vat_rate` = {} is a fraction: 0.08 for 8 %",
-                self.vat_rate
+                "[tariff]: `reference_power_kw` = {} must be more than 0 kW",
+                self.reference_power_kw
             );
         }
         if self.currency.trim().is_empty() {
             bail!("[tariff]: `currency` must not be empty");
         }
-        Ok(())
+        check_values("[tariff]".into(), &self.values())?;
+        let mut days: Vec<Date> = Vec::new();
+        for (i, period) in self.periods.iter().enumerate() {
+            let place = format!("[tariff] periods[{i}] (from {})", period.from);
+            if days.contains(&period.from) {
+                bail!("{place}: another period starts on the same day");
+            }
+            days.push(period.from);
+            check_values(place, &period.values())?;
+        }
+        self.schedule().map(|_| ())
     }
 
-    /// The prices used, for the reports.
-    pub fn prices(&self) -> Prices {
-        Prices {
-            energy_price_eur_per_kwh: self.energy_price_eur_per_kwh,
-            network_price_eur_per_kwh: self.network_price_eur_per_kwh,
-            above_reference_price_eur_per_kwh: self.above_reference_price_eur_per_kwh,
-            electricity_tax_eur_per_kwh: self.electricity_tax_eur_per_kwh,
-            compensation_eur_per_kwh: self.compensation_eur_per_kwh,
-            fixed_eur_per_month: self.fixed_eur_per_month,
-            vat_rate: self.vat_rate,
-            export_price_eur_per_kwh: self.export_price_eur_per_kwh,
+    /// The prices in force over time, oldest first: one [`PricePeriod`] per day on which a
+    /// built-in or configured period starts (merged when nothing changes), the first one also
+    /// holding for everything before it.
+    ///
+    /// # Errors
+    /// A day without a fixed fee: a reference power that is not a published level while
+    /// `fixed_eur_per_month` is not configured.
+    pub fn schedule(&self) -> Result<Vec<PricePeriod>> {
+        let zone = meter_zone();
+        let builtin: Vec<(Date, &Builtin)> = BUILTIN.iter().map(|b| (b.day(), b)).collect();
+        let mut periods: Vec<&TariffPeriod> = self.periods.iter().collect();
+        periods.sort_by_key(|p| p.from);
+        let mut days: Vec<Date> = builtin
+            .iter()
+            .map(|(day, _)| *day)
+            .chain(periods.iter().map(|p| p.from))
+            .collect();
+        days.sort();
+        days.dedup();
+        let top = self.values();
+        let mut schedule: Vec<PricePeriod> = Vec::new();
+        for (n, day) in days.iter().enumerate() {
+            // The published prices of the day: the latest built-in period started, else the
+            // first one.
+            let published = builtin
+                .iter()
+                .rev()
+                .find(|(from, _)| from <= day)
+                .unwrap_or(&builtin[0])
+                .1;
+            let mut values = [0.0; 8];
+            for (i, (price, name)) in PRICES.iter().enumerate() {
+                let configured = periods
+                    .iter()
+                    .rev()
+                    .filter(|p| p.from <= *day)
+                    .find_map(|p| p.values()[i])
+                    .or(top[i]);
+                values[i] =
+                    match configured.or_else(|| published.price(*price, self.reference_power_kw)) {
+                        Some(value) => value,
+                        None => bail!(
+                            "[tariff]: `reference_power_kw` = {} is not a reference power of the \
+                         tariff from {} ({} kW); set `{name}` too",
+                            self.reference_power_kw,
+                            published.from,
+                            published
+                                .network_fixed_eur_per_month
+                                .iter()
+                                .map(|(kw, _)| kw.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+            }
+            let prices = Prices::from_values(values);
+            if schedule.last().is_some_and(|last| last.prices == prices) {
+                continue;
+            }
+            let (from, start) = if n == 0 {
+                (None, i64::MIN)
+            } else {
+                let start = day
+                    .to_zoned(zone.clone())
+                    .map_or(i64::MIN, |z| z.timestamp().as_second());
+                (Some(*day), start)
+            };
+            schedule.push(PricePeriod {
+                from,
+                start,
+                prices,
+            });
         }
+        Ok(schedule)
+    }
+
+    /// [`TariffConfig::schedule`], or for a configuration that [`TariffConfig::check`] would
+    /// refuse, the published prices at the lowest reference power (never used by a service,
+    /// which checks its configuration when it starts).
+    fn schedule_or_published(&self) -> Vec<PricePeriod> {
+        self.schedule().unwrap_or_else(|_| {
+            TariffConfig::default()
+                .schedule()
+                .expect("the built-in periods price the default reference power")
+        })
     }
 
     /// The energy a 15-minute period may hold before it exceeds the reference power, Wh
@@ -315,12 +583,68 @@ impl TariffConfig {
     }
 }
 
+/// The index of the period of `schedule` in force at `t`.
+fn price_index(schedule: &[PricePeriod], t: i64) -> Option<usize> {
+    schedule.iter().rposition(|p| p.start <= t)
+}
+
+/// Checks that the values of `table` have the types of their fields and that it has no
+/// unknown field.
+fn check_types(place: &str, table: &toml::Table, fields: &[&str]) -> Result<()> {
+    for (key, value) in table {
+        if !fields.contains(&key.as_str()) {
+            bail!(
+                "{place}: unknown field `{key}`; the fields are {}",
+                fields
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let (fits, wanted) = match key.as_str() {
+            "currency" => (value.is_str(), "a string"),
+            "periods" => (value.is_array(), "a list of tables"),
+            "from" => (
+                value.is_str() || value.is_datetime(),
+                "a date like \"2026-01-01\"",
+            ),
+            _ => (value.is_float() || value.is_integer(), "a number"),
+        };
+        if !fits {
+            bail!(
+                "{place}: `{key}` must be {wanted}, not {} ({value})",
+                value.type_str()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks the ranges of the prices a section or period sets.
+fn check_values(place: String, values: &[Option<f64>; 8]) -> Result<()> {
+    for ((price, name), value) in PRICES.iter().zip(values) {
+        let Some(value) = *value else { continue };
+        if !value.is_finite() {
+            bail!("{place}: `{name}` = {value} is not a finite number");
+        }
+        // Only the compensation contribution may be negative (a subsidy).
+        if value < 0.0 && *price != Price::Compensation {
+            bail!("{place}: `{name}` = {value} must not be negative");
+        }
+        if *price == Price::Vat && value >= 1.0 {
+            bail!("{place}: `{name}` = {value} is a fraction: 0.08 for 8 %");
+        }
+    }
+    Ok(())
+}
+
 fn threshold_wh(reference_power_kw: f64) -> f64 {
     let hours = INTERVAL_S as f64 / 3600.0;
     (reference_power_kw * 1000.0 * hours * 1e6).round() / 1e6
 }
 
-/// The prices a report used, as configured (excluding VAT, per kWh or per month).
+/// The prices of a period, every one known (excluding VAT, per kWh or per month).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prices {
     /// Supply price per kWh imported.
@@ -341,6 +665,22 @@ pub struct Prices {
     pub export_price_eur_per_kwh: f64,
 }
 
+impl Prices {
+    /// From values in [`PRICES`] order.
+    fn from_values(v: [f64; 8]) -> Prices {
+        Prices {
+            energy_price_eur_per_kwh: v[0],
+            network_price_eur_per_kwh: v[1],
+            above_reference_price_eur_per_kwh: v[2],
+            electricity_tax_eur_per_kwh: v[3],
+            compensation_eur_per_kwh: v[4],
+            fixed_eur_per_month: v[5],
+            vat_rate: v[6],
+            export_price_eur_per_kwh: v[7],
+        }
+    }
+}
+
 /// Energy of one 15-minute interval above the reference power, kWh:
 /// `max(0, E − P_ref × 0.25 h)`.
 pub fn above_reference_kwh(interval: &Interval, reference_power_kw: f64) -> f64 {
@@ -352,7 +692,7 @@ fn above_wh(interval: &Interval, threshold_wh: f64) -> f64 {
 }
 
 /// The cost of a period, in the configured currency, rounded to cents. VAT is included in
-/// every part but `export_eur`.
+/// every part but `export_eur`. Each day is priced with the prices in force that day.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cost {
     /// Every imported kWh at the base rates: supply, network within the reference power,
@@ -414,8 +754,11 @@ pub struct TariffReport {
     pub currency: String,
     /// The reference power the overruns are measured against, kW.
     pub reference_power_kw: f64,
-    /// The prices used.
+    /// The prices in force at the end of the report (of its last row; now, without rows).
     pub prices: Prices,
+    /// The price periods the rows use, oldest first: a report across a change of prices has
+    /// two or more, each applied to its own days.
+    pub price_periods: Vec<PricePeriod>,
     /// One row per local day or month that has intervals, oldest first.
     pub rows: Vec<TariffRow>,
     /// All rows together.
@@ -432,6 +775,30 @@ pub struct PeriodSummary {
     /// What the bill charges for it ([`Cost::bill_eur`]: VAT included, export remuneration
     /// not deducted).
     pub cost_eur: f64,
+    /// The part of `cost_eur` that is the fixed monthly fees' share of the range's days
+    /// ([`Cost::fixed_eur`]): paid whatever the consumption.
+    pub fixed_eur: f64,
+}
+
+/// Money of a period before rounding, VAT included (but in `export`): summed over days that
+/// may have different prices.
+#[derive(Debug, Default, Clone, Copy)]
+struct Money {
+    energy: f64,
+    above: f64,
+    fixed: f64,
+    export: f64,
+    vat: f64,
+}
+
+impl Money {
+    fn add(&mut self, other: &Money) {
+        self.energy += other.energy;
+        self.above += other.above;
+        self.fixed += other.fixed;
+        self.export += other.export;
+        self.vat += other.vat;
+    }
 }
 
 /// The sums of a period, exact where the input is (watt-hours).
@@ -445,6 +812,8 @@ struct Acc {
     peak_wh: i64,
     /// The fixed fee accrued, in months (a day: 1 / days in its month).
     months: f64,
+    /// What it costs, each day at its prices.
+    money: Money,
 }
 
 impl Acc {
@@ -468,9 +837,32 @@ impl Acc {
         self.intervals_above += other.intervals_above;
         self.peak_wh = self.peak_wh.max(other.peak_wh);
         self.months += other.months;
+        self.money.add(&other.money);
     }
 
-    fn total(&self, config: &TariffConfig) -> TariffFigures {
+    /// Prices the sums (of one day, all at the same prices).
+    fn price(&mut self, c: &Prices) {
+        let import_kwh = self.import_wh as f64 / 1000.0;
+        let above_kwh = self.above_wh / 1000.0;
+        let gross = 1.0 + c.vat_rate;
+        let base = c.energy_price_eur_per_kwh
+            + c.network_price_eur_per_kwh
+            + c.electricity_tax_eur_per_kwh
+            + c.compensation_eur_per_kwh;
+        let energy = import_kwh * base * gross;
+        let above =
+            above_kwh * (c.above_reference_price_eur_per_kwh - c.network_price_eur_per_kwh) * gross;
+        let fixed = c.fixed_eur_per_month * self.months * gross;
+        self.money = Money {
+            energy,
+            above,
+            fixed,
+            export: -(self.export_wh as f64 / 1000.0 * c.export_price_eur_per_kwh),
+            vat: (energy + above + fixed) * c.vat_rate / gross,
+        };
+    }
+
+    fn total(&self) -> TariffFigures {
         let import_kwh = self.import_wh as f64 / 1000.0;
         let export_kwh = self.export_wh as f64 / 1000.0;
         let above_kwh = self.above_wh / 1000.0;
@@ -482,23 +874,18 @@ impl Acc {
             intervals: self.intervals,
             intervals_above_reference: self.intervals_above,
             peak_15min_kw: kwh(self.peak_wh as f64 / 1000.0 * 3600.0 / INTERVAL_S as f64),
-            cost: self.cost(config, import_kwh, above_kwh, export_kwh),
+            cost: self.cost(),
         }
     }
 
-    fn cost(&self, c: &TariffConfig, import_kwh: f64, above_kwh: f64, export_kwh: f64) -> Cost {
-        let gross = 1.0 + c.vat_rate;
-        let base = c.energy_price_eur_per_kwh
-            + c.network_price_eur_per_kwh
-            + c.electricity_tax_eur_per_kwh
-            + c.compensation_eur_per_kwh;
-        let energy = import_kwh * base * gross;
-        let above =
-            above_kwh * (c.above_reference_price_eur_per_kwh - c.network_price_eur_per_kwh) * gross;
-        let fixed = c.fixed_eur_per_month * self.months * gross;
-        let export = -(export_kwh * c.export_price_eur_per_kwh);
-        let (energy, above, fixed, export) =
-            (cents(energy), cents(above), cents(fixed), cents(export));
+    fn cost(&self) -> Cost {
+        let m = &self.money;
+        let (energy, above, fixed, export) = (
+            cents(m.energy),
+            cents(m.above),
+            cents(m.fixed),
+            cents(m.export),
+        );
         let bill = cents(energy + above + fixed);
         Cost {
             energy_eur: energy,
@@ -506,7 +893,7 @@ impl Acc {
             fixed_eur: fixed,
             export_eur: export,
             bill_eur: bill,
-            vat_eur: cents(bill * c.vat_rate / gross),
+            vat_eur: cents(m.vat),
             total_eur: cents(bill + export),
         }
     }
@@ -542,8 +929,13 @@ fn local_day(t: i64, tz: &TimeZone) -> Option<(Date, i64, i64)> {
 }
 
 /// The intervals summed per local day, keyed by the day's start; each day accrues its share
-/// of the monthly fee.
-fn days(intervals: &[Interval], threshold_wh: f64) -> BTreeMap<i64, (Date, Acc)> {
+/// of the monthly fee and is priced with the prices of `schedule` in force that day (price
+/// periods start at local midnight). Also returns which periods of `schedule` were used.
+fn days(
+    intervals: &[Interval],
+    threshold_wh: f64,
+    schedule: &[PricePeriod],
+) -> (BTreeMap<i64, (Date, Acc)>, Vec<bool>) {
     let tz = meter_zone();
     let mut days: BTreeMap<i64, (Date, Acc)> = BTreeMap::new();
     let mut current: Option<(Date, i64, i64)> = None;
@@ -566,16 +958,26 @@ fn days(intervals: &[Interval], threshold_wh: f64) -> BTreeMap<i64, (Date, Acc)>
         });
         entry.1.add(interval, threshold_wh);
     }
-    days
+    let mut used = vec![false; schedule.len()];
+    for (start, (_, acc)) in &mut days {
+        if let Some(i) = price_index(schedule, *start) {
+            used[i] = true;
+            acc.price(&schedule[i].prices);
+        }
+    }
+    (days, used)
 }
 
 /// The grid-tariff report of `intervals` per local day or month: rows only for periods that
-/// have intervals, oldest first, and their total.
+/// have intervals, oldest first, and their total. Each day is priced with the prices in force
+/// that day ([`TariffConfig::schedule`]), so a report across a change of prices applies each
+/// period's prices to its own days.
 ///
 /// `intervals` are normally sorted by start (they are grouped faster then), but need not be.
 pub fn report(intervals: &[Interval], config: &TariffConfig, period: Period) -> TariffReport {
     let tz = meter_zone();
-    let days = days(intervals, config.threshold_wh());
+    let schedule = config.schedule_or_published();
+    let (days, used) = days(intervals, config.threshold_wh(), &schedule);
     let mut periods: BTreeMap<i64, (String, Acc)> = BTreeMap::new();
     for (start, (date, acc)) in &days {
         match period {
@@ -597,30 +999,45 @@ pub fn report(intervals: &[Interval], config: &TariffConfig, period: Period) -> 
         }
     }
     let mut all = Acc::default();
-    let rows = periods
+    let rows: Vec<TariffRow> = periods
         .into_iter()
         .map(|(start, (period, acc))| {
             all.merge(&acc);
             TariffRow {
                 period,
                 start,
-                figures: acc.total(config),
+                figures: acc.total(),
             }
         })
         .collect();
+    let end = days
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or_else(|| jiff::Timestamp::now().as_second());
+    let prices = price_index(&schedule, end).map_or_else(
+        || schedule[0].prices.clone(),
+        |i| schedule[i].prices.clone(),
+    );
     TariffReport {
         currency: config.currency.clone(),
         reference_power_kw: config.reference_power_kw,
-        prices: config.prices(),
+        prices,
+        price_periods: schedule
+            .into_iter()
+            .zip(used)
+            .filter_map(|(p, used)| used.then_some(p))
+            .collect(),
         rows,
-        total: all.total(config),
+        total: all.total(),
     }
 }
 
 /// Energy and cost of the intervals starting in `from..to` (Unix seconds, `to` exclusive),
 /// for the dashboard's header: today, this month, last month.
 ///
-/// The cost is the report's: the fixed fee accrues per local day with data.
+/// The cost is the report's: the fixed fee accrues per local day with data, and `fixed_eur`
+/// says how much of `cost_eur` it is.
 pub fn summarize(
     intervals: &[Interval],
     config: &TariffConfig,
@@ -637,6 +1054,7 @@ pub fn summarize(
         energy_import_kwh: total.energy_import_kwh,
         energy_export_kwh: total.energy_export_kwh,
         cost_eur: total.cost.bill_eur,
+        fixed_eur: total.cost.fixed_eur,
     }
 }
 
@@ -680,20 +1098,30 @@ mod tests {
         }
     }
 
-    /// Simple prices, no VAT, no taxes: costs are easy to work out by hand.
+    /// Simple prices for the whole history, no VAT, no taxes: costs are easy to work out by
+    /// hand.
     fn simple(reference_power_kw: f64) -> TariffConfig {
         TariffConfig {
             reference_power_kw,
             currency: "EUR".into(),
-            energy_price_eur_per_kwh: 0.10,
-            network_price_eur_per_kwh: 0.05,
-            above_reference_price_eur_per_kwh: 0.08,
-            electricity_tax_eur_per_kwh: 0.0,
-            compensation_eur_per_kwh: 0.0,
-            fixed_eur_per_month: 30.0,
-            vat_rate: 0.0,
-            export_price_eur_per_kwh: 0.12,
+            energy_price_eur_per_kwh: Some(0.10),
+            network_price_eur_per_kwh: Some(0.05),
+            above_reference_price_eur_per_kwh: Some(0.08),
+            electricity_tax_eur_per_kwh: Some(0.0),
+            compensation_eur_per_kwh: Some(0.0),
+            fixed_eur_per_month: Some(30.0),
+            vat_rate: Some(0.0),
+            export_price_eur_per_kwh: Some(0.12),
+            periods: Vec::new(),
         }
+    }
+
+    /// The prices of `config` in force at local time `text`.
+    fn prices_at(config: &TariffConfig, text: &str) -> Prices {
+        let schedule = config.schedule().unwrap();
+        schedule[price_index(&schedule, local(text)).unwrap()]
+            .prices
+            .clone()
     }
 
     fn table(text: &str) -> toml::Table {
@@ -784,12 +1212,12 @@ mod tests {
         });
     }
 
-    /// docs/tariff.md, "A worked example".
+    /// docs/tariff.md, "A worked example": a day of 2025, at the 2025 prices.
     #[test]
     fn the_worked_example_of_the_docs() {
         // 2 periods of 2.0 kWh, 3 of 1.0 kWh, 90 of 50 Wh and one of 500 Wh: 12 kWh; 5 kWh
         // exported in 10 periods of 500 Wh.
-        let mut day = range("2026-11-22", "2026-11-23", |i| match i {
+        let mut day = range("2025-11-22", "2025-11-23", |i| match i {
             70 | 71 => 2000,
             72..=74 => 1000,
             80 => 500,
@@ -818,14 +1246,25 @@ mod tests {
             (row.cost.above_reference_eur, row.cost.fixed_eur),
             (0.02, 0.97)
         );
+        // The same day a year later, at the 2026 prices.
+        for interval in &mut day {
+            interval.start += local("2026-11-22T00:00") - local("2025-11-22T00:00");
+        }
+        let cost = report(&day, &TariffConfig::default(), Period::Day)
+            .total
+            .cost;
+        assert_eq!(
+            (cost.energy_eur, cost.above_reference_eur, cost.fixed_eur),
+            (2.27, 0.09, 0.54)
+        );
     }
 
     #[test]
     fn vat_and_per_kwh_levies_are_applied() {
         let config = TariffConfig {
-            electricity_tax_eur_per_kwh: 0.01,
-            compensation_eur_per_kwh: -0.02,
-            vat_rate: 0.08,
+            electricity_tax_eur_per_kwh: Some(0.01),
+            compensation_eur_per_kwh: Some(-0.02),
+            vat_rate: Some(0.08),
             ..simple(3.0)
         };
         // 10 periods of 1000 Wh: 10 kWh, 2.5 kWh above 3 kW.
@@ -905,6 +1344,7 @@ mod tests {
             month.figures.peak_15min_kw
         );
         // Money: each row is rounded to cents, so 30 rows may drift by half a cent each.
+        let fixed = prices_at(&config, "2026-11-01T00:00").fixed_eur_per_month;
         let cents_30 = 30.0 * 0.005 + 1e-9;
         assert!(close(
             sum(|r| r.figures.cost.energy_eur),
@@ -927,10 +1367,7 @@ mod tests {
             cents_30
         ));
         // A month with data every day pays the whole monthly fee.
-        assert_eq!(
-            month.figures.cost.fixed_eur,
-            cents(config.fixed_eur_per_month * 1.08)
-        );
+        assert_eq!(month.figures.cost.fixed_eur, cents(fixed * 1.08));
         assert_eq!(months.total.cost, month.figures.cost);
     }
 
@@ -1033,8 +1470,9 @@ mod tests {
             local("2026-11-02T12:00"),
         );
         assert_eq!(today.energy_import_kwh, 4.8);
-        // 4.8 × 0.15 + 30 / 30
+        // 4.8 × 0.15 + 30 / 30, of which the day's share of the fixed fees 1.00
         assert_eq!(today.cost_eur, 1.72);
+        assert_eq!(today.fixed_eur, 1.0);
         let month = summarize(
             &list,
             &config,
@@ -1043,6 +1481,7 @@ mod tests {
         );
         assert_eq!(month.energy_import_kwh, 19.2);
         assert_eq!(month.cost_eur, cents(19.2 * 0.15 + 2.0));
+        assert_eq!(month.fixed_eur, 2.0);
         let empty = summarize(
             &list,
             &config,
@@ -1053,24 +1492,189 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_2025_figures() {
+    fn defaults_are_the_published_figures_of_each_year() {
         let config = TariffConfig::from_table(None).unwrap();
         assert_eq!(config, TariffConfig::default());
         assert_eq!(config.reference_power_kw, 3.0);
-        assert_eq!(config.network_price_eur_per_kwh, 0.0759);
-        assert_eq!(config.above_reference_price_eur_per_kwh, 0.1139);
-        assert!((config.fixed_eur_per_month - (11.11 + 5.90 + 1.75)).abs() < 1e-9);
         let empty = TariffConfig::from_table(Some(&toml::Table::new())).unwrap();
         assert_eq!(empty, config);
-        // The fixed fee follows the reference power unless set.
+        // 2025 (and everything before), then 2026.
+        let schedule = config.schedule().unwrap();
+        assert_eq!(schedule.len(), 2);
+        assert_eq!(schedule[0].from, None);
+        assert_eq!(schedule[1].from, Some("2026-01-01".parse().unwrap()));
+        assert_eq!(schedule[1].start, local("2026-01-01T00:00"));
+        for day in ["2024-06-01T12:00", "2025-12-31T23:59"] {
+            let prices = prices_at(&config, day);
+            assert_eq!(prices.network_price_eur_per_kwh, 0.0759, "{day}");
+            assert_eq!(prices.above_reference_price_eur_per_kwh, 0.1139, "{day}");
+            assert_eq!(prices.energy_price_eur_per_kwh, 0.1329, "{day}");
+            assert!((prices.fixed_eur_per_month - (11.11 + 5.90 + 1.75)).abs() < 1e-9);
+        }
+        let prices = prices_at(&config, "2026-01-01T00:00");
+        assert_eq!(prices.network_price_eur_per_kwh, 0.0510);
+        assert_eq!(prices.above_reference_price_eur_per_kwh, 0.0765);
+        assert_eq!(prices.energy_price_eur_per_kwh, 0.1229);
+        assert!((prices.fixed_eur_per_month - (7.42 + 5.72 + 1.75)).abs() < 1e-9);
+        assert_eq!(prices.vat_rate, 0.08);
+        // The fixed fee follows the reference power of each year's table unless set.
         let seven = TariffConfig::from_table(Some(&table("reference_power_kw = 7"))).unwrap();
-        assert!((seven.fixed_eur_per_month - (19.27 + 5.90 + 1.75)).abs() < 1e-9);
+        let fixed = |config: &TariffConfig, day: &str| prices_at(config, day).fixed_eur_per_month;
+        assert!((fixed(&seven, "2025-06-01T00:00") - (19.27 + 5.90 + 1.75)).abs() < 1e-9);
+        assert!((fixed(&seven, "2026-06-01T00:00") - (12.84 + 5.72 + 1.75)).abs() < 1e-9);
         let set = table("reference_power_kw = 12.0\nfixed_eur_per_month = 40");
+        let set = TariffConfig::from_table(Some(&set)).unwrap();
+        assert_eq!(fixed(&set, "2025-06-01T00:00"), 40.0);
+        assert_eq!(fixed(&set, "2026-06-01T00:00"), 40.0);
+        // 150 kW is a level from 2026 on only.
+        let err = parse_error("reference_power_kw = 150");
+        assert!(
+            err.contains("`reference_power_kw` = 150")
+                && err.contains("2025-01-01")
+                && err.contains("`fixed_eur_per_month`"),
+            "{err}"
+        );
+    }
+
+    /// A report across a change of prices applies each period's prices to its own days: the
+    /// built-in change of 1 January 2026, a configured period from the middle of a month, a
+    /// configured price for the whole history.
+    #[test]
+    fn a_report_across_a_change_of_prices_prices_each_day_with_its_own() {
+        // Four days at 9.6 kWh a day (100 Wh a period) around New Year, 1.5 kWh above 3 kW
+        // on each day (two periods of 1500 Wh), 1 kWh exported.
+        let list: Vec<Interval> = range("2025-12-30", "2026-01-03", |i| match i % 96 {
+            40 | 41 => 1500,
+            _ => 100,
+        })
+        .into_iter()
+        .map(|mut i| {
+            if (i.start - local("2025-12-30T12:00")) % 86_400 == 0 {
+                i.energy_export_wh = 1000;
+            }
+            i
+        })
+        .collect();
+        let config = TariffConfig::default();
+        let report = report(&list, &config, Period::Day);
+        assert_eq!(report.rows.len(), 4);
+        // import 94 × 0.1 + 2 × 1.5 = 12.4 kWh, above 2 × 0.75 = 1.5 kWh a day.
+        let day_cost = |p: &Prices, days_in_month: f64| {
+            let base = p.energy_price_eur_per_kwh
+                + p.network_price_eur_per_kwh
+                + p.electricity_tax_eur_per_kwh
+                + p.compensation_eur_per_kwh;
+            (
+                cents(12.4 * base * 1.08),
+                cents(
+                    1.5 * (p.above_reference_price_eur_per_kwh - p.network_price_eur_per_kwh)
+                        * 1.08,
+                ),
+                cents(p.fixed_eur_per_month / days_in_month * 1.08),
+                cents(-p.export_price_eur_per_kwh),
+            )
+        };
+        let old = prices_at(&config, "2025-12-30T00:00");
+        let new = prices_at(&config, "2026-01-02T00:00");
+        assert_ne!(old, new);
+        for row in &report.rows {
+            let prices = if row.period.starts_with("2025") {
+                &old
+            } else {
+                &new
+            };
+            let cost = &row.figures.cost;
+            assert_eq!(row.figures.energy_import_kwh, 12.4, "{}", row.period);
+            assert_eq!(
+                row.figures.energy_above_reference_kwh, 1.5,
+                "{}",
+                row.period
+            );
+            assert_eq!(
+                (
+                    cost.energy_eur,
+                    cost.above_reference_eur,
+                    cost.fixed_eur,
+                    cost.export_eur
+                ),
+                day_cost(prices, 31.0),
+                "{}",
+                row.period
+            );
+        }
+        assert!(report.rows[0].figures.cost.energy_eur > report.rows[3].figures.cost.energy_eur);
+        // The report names both periods and shows the prices of its end.
+        assert_eq!(report.price_periods.len(), 2);
+        assert_eq!(report.price_periods[0].prices, old);
+        assert_eq!(report.price_periods[1].prices, new);
+        assert_eq!(report.prices, new);
+        // The total is the sum of the days (exact before rounding).
+        let sum = |f: fn(&Cost) -> f64| report.rows.iter().map(|r| f(&r.figures.cost)).sum::<f64>();
+        assert!((sum(|c| c.energy_eur) - report.total.cost.energy_eur).abs() <= 0.02);
+        assert!((sum(|c| c.fixed_eur) - report.total.cost.fixed_eur).abs() <= 0.02);
+        // Month rows: December at the old prices, January at the new ones.
+        let months = super::report(&list, &config, Period::Month);
+        assert_eq!(months.rows.len(), 2);
         assert_eq!(
-            TariffConfig::from_table(Some(&set))
-                .unwrap()
-                .fixed_eur_per_month,
-            40.0
+            months.rows[0].figures.cost.fixed_eur,
+            cents(2.0 * old.fixed_eur_per_month / 31.0 * 1.08)
+        );
+        assert_eq!(
+            months.rows[1].figures.cost.fixed_eur,
+            cents(2.0 * new.fixed_eur_per_month / 31.0 * 1.08)
+        );
+
+        // Configured: an energy price for the whole history, another network price from
+        // 2 January on (the middle of January), and from 2026 on the published 2026 network
+        // prices where the configuration says nothing.
+        let configured = TariffConfig::from_table(Some(&table(
+            "energy_price_eur_per_kwh = 0.15\n\
+             [[periods]]\nfrom = \"2026-01-02\"\nnetwork_price_eur_per_kwh = 0.06\n\
+             [[periods]]\nfrom = 2025-12-31\nvat_rate = 0.17\n",
+        )))
+        .unwrap();
+        let schedule = configured.schedule().unwrap();
+        let froms: Vec<Option<String>> = schedule
+            .iter()
+            .map(|p| p.from.map(|d| d.to_string()))
+            .collect();
+        assert_eq!(
+            froms,
+            [
+                None,
+                Some("2025-12-31".into()),
+                Some("2026-01-01".into()),
+                Some("2026-01-02".into())
+            ]
+        );
+        let at = |day: &str| prices_at(&configured, &format!("{day}T10:00"));
+        assert_eq!(at("2025-12-30").energy_price_eur_per_kwh, 0.15);
+        assert_eq!(at("2025-12-30").network_price_eur_per_kwh, 0.0759);
+        assert_eq!(at("2025-12-30").vat_rate, 0.08);
+        assert_eq!(at("2025-12-31").vat_rate, 0.17);
+        assert_eq!(at("2025-12-31").network_price_eur_per_kwh, 0.0759);
+        assert_eq!(at("2026-01-01").network_price_eur_per_kwh, 0.0510);
+        assert_eq!(at("2026-01-01").energy_price_eur_per_kwh, 0.15);
+        assert_eq!(at("2026-01-01").vat_rate, 0.17);
+        assert_eq!(at("2026-01-02").network_price_eur_per_kwh, 0.06);
+        assert_eq!(at("2026-01-02").above_reference_price_eur_per_kwh, 0.0765);
+        let days = super::report(&list, &configured, Period::Day);
+        let months = super::report(&list, &configured, Period::Month);
+        assert_eq!(days.price_periods.len(), 4);
+        // January's row is its two days, each at its own prices.
+        let january: f64 = days.rows[2..]
+            .iter()
+            .map(|r| r.figures.cost.energy_eur)
+            .sum();
+        assert!((months.rows[1].figures.cost.energy_eur - january).abs() <= 0.01);
+        let (first, second) = (&days.rows[2].figures.cost, &days.rows[3].figures.cost);
+        assert_eq!(
+            first.energy_eur,
+            cents(12.4 * (0.15 + 0.0510 + 0.001) * 1.17)
+        );
+        assert_eq!(
+            second.energy_eur,
+            cents(12.4 * (0.15 + 0.06 + 0.001) * 1.17)
         );
     }
 
@@ -1106,7 +1710,81 @@ mod tests {
         assert!(err.contains("`export_price_eur_per_kwh`"), "{err}");
         // A negative compensation contribution is a subsidy, not a mistake.
         let ok = TariffConfig::from_table(Some(&table("compensation_eur_per_kwh = -0.1146")));
-        assert_eq!(ok.unwrap().compensation_eur_per_kwh, -0.1146);
+        assert_eq!(ok.unwrap().compensation_eur_per_kwh, Some(-0.1146));
+        // Periods: each mistake names the period.
+        let err = parse_error("[[periods]]\nfrom = \"2026-01-01\"\nvat_rate = 8");
+        assert!(
+            err.contains("periods[0] (from 2026-01-01)") && err.contains("`vat_rate` = 8"),
+            "{err}"
+        );
+        let err = parse_error("[[periods]]\nfrom = \"2026-01-01\"\nnetwork_price = 0.05");
+        assert!(
+            err.contains("periods[0]") && err.contains("unknown field `network_price`"),
+            "{err}"
+        );
+        let err = parse_error("[[periods]]\nfrom = \"January\"\nvat_rate = 0.1");
+        assert!(
+            err.contains("`from`") && err.contains("\"January\""),
+            "{err}"
+        );
+        let err = parse_error("[[periods]]\nvat_rate = 0.1");
+        assert!(err.contains("`from`"), "{err}");
+        let err = parse_error(
+            "[[periods]]\nfrom = \"2026-01-01\"\n[[periods]]\nfrom = 2026-01-01\nvat_rate = 0.1",
+        );
+        assert!(
+            err.contains("periods[1]") && err.contains("same day"),
+            "{err}"
+        );
+        let err = parse_error("periods = 3");
+        assert!(err.contains("`periods`"), "{err}");
+        let err =
+            parse_error("[[periods]]\nfrom = \"2026-01-01\"\nenergy_price_eur_per_kwh = \"x\"");
+        assert!(
+            err.contains("periods[0]")
+                && err.contains("`energy_price_eur_per_kwh` must be a number"),
+            "{err}"
+        );
+    }
+
+    /// The section as a plain serde struct, deserialised straight from TOML text (as a typed
+    /// configuration reads it), then checked.
+    #[test]
+    fn the_section_deserializes_with_serde() {
+        #[derive(Deserialize)]
+        struct File {
+            tariff: TariffConfig,
+        }
+        let text = "[tariff]\nreference_power_kw = 7\nvat_rate = 0.08\n\
+                    [[tariff.periods]]\nfrom = \"2026-01-01\"\nenergy_price_eur_per_kwh = 0.14\n\
+                    [[tariff.periods]]\nfrom = 2027-01-01\nenergy_price_eur_per_kwh = 0.15\n";
+        let config = toml::from_str::<File>(text).unwrap().tariff;
+        config.check().unwrap();
+        assert_eq!(config.reference_power_kw, 7.0);
+        assert_eq!(config.currency, "EUR");
+        assert_eq!(config.vat_rate, Some(0.08));
+        assert_eq!(config.periods.len(), 2);
+        assert_eq!(
+            config.periods[1].from,
+            "2027-01-01".parse::<Date>().unwrap()
+        );
+        assert_eq!(
+            prices_at(&config, "2027-03-01T00:00").energy_price_eur_per_kwh,
+            0.15
+        );
+        let err = toml::from_str::<File>("[tariff]\n[[tariff.periods]]\nfrom = \"soon\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("`from` = \"soon\" is not a date"), "{err}");
+        let err = toml::from_str::<File>("[tariff]\nreference_power = 7\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("reference_power"), "{err}");
+        // Serialised back, the dates are text.
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["periods"][0]["from"], "2026-01-01");
     }
 
     #[test]
@@ -1164,6 +1842,11 @@ mod tests {
         }
         assert_eq!(row["energy_above_reference_kwh"], 0.45);
         assert!(value["total"].get("period").is_none());
-        assert_eq!(value["prices"]["above_reference_price_eur_per_kwh"], 0.1139);
+        assert_eq!(value["prices"]["above_reference_price_eur_per_kwh"], 0.0765);
+        assert_eq!(value["price_periods"][0]["from"], "2026-01-01");
+        assert_eq!(
+            value["price_periods"][0]["prices"]["network_price_eur_per_kwh"],
+            0.0510
+        );
     }
 }

@@ -46,6 +46,18 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process writes the store (it holds the writer's lock, docs/storage.md).
+    #[error(
+        "{} is being written by {}: one process writes a store at a time",
+        path.display(),
+        holder.as_ref().map_or_else(|| "another process".to_owned(), |h| h.to_string())
+    )]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+        /// The process holding the lock, when it said who it is.
+        holder: Option<super::lock::Holder>,
+    },
     /// Stored raw data that does not decode (a damaged file or a foreign writer).
     #[error("damaged raw block of meter {meter} at {start}: {reason}")]
     Corrupt {

@@ -6,6 +6,9 @@
 //! energy (`energy_import_kwh`: kWh in the period), the average, minimum and maximum of each
 //! instantaneous value (`power_import_kw_avg`, `_min`, `_max`) and the M-Bus consumption
 //! (`mbus1_gas_m3`). Columns the meter never sends are left out.
+//!
+//! Raw rows are the readings inside the range; aggregated rows are every period that overlaps
+//! the range, each whole (docs/storage.md, "Export").
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
@@ -14,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value as Json};
 
-use super::aggregate::Agg;
-use super::query::Reader;
+use super::aggregate::{Agg, period_start};
+use super::query::{Reader, whole_periods};
 use super::reading::{COLUMNS, Kind};
 use super::{Store, StoreConfig};
 use crate::cli::{ExportArgs, ExportFormat, Resolution};
@@ -123,7 +126,8 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             config.path.display()
         );
     }
-    let store = Store::open(&config)
+    // Read-only: an export runs while `smarty run` writes the store.
+    let store = Store::open_read_only(&config)
         .with_context(|| format!("cannot open the store {}", config.path.display()))?;
     let reader = store.reader()?;
     let meters = reader.meters()?;
@@ -189,8 +193,10 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Writes the rows of `meter` in `[from, to)` at `resolution` to `out`; returns the rows
-/// written.
+/// Writes the rows of `meter` in `[from, to)` at `resolution` to `out`: at raw resolution the
+/// readings in the range, otherwise every period that overlaps the range, whole (its start may
+/// lie before `from`): a day export from noon, or the first minutes of a service, still gets
+/// the period's row with the same values as any other export. Returns the rows written.
 ///
 /// # Errors
 /// Store errors or an unwritable output.
@@ -206,9 +212,11 @@ pub fn write(
     let zone = crate::output::time::meter_zone();
     let id = reader.meter_id(meter)?;
     let channels = reader.mbus_channels(id)?;
-    // Which columns the meter has: from the aggregates of the range.
+    let (from, to) = whole_periods(from, to, resolution, &zone);
+    // Which columns the meter has: from the 15-minute periods that overlap the range (raw) or
+    // from the aggregates of the range.
     let aggregates = if resolution == Resolution::Raw {
-        reader.aggregates(id, from, to, Resolution::Day)?
+        reader.aggregates(id, period_start(from), to, Resolution::Min15)?
     } else {
         reader.aggregates(id, from, to, resolution)?
     };

@@ -14,12 +14,16 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
 use super::export::local_time;
 use super::reading::{MbusReading, Reading};
-use super::{Store, StoreConfig, Writer};
+use super::{Store, StoreConfig, StoreError, Writer};
 use crate::cli::ImportArgs;
 use crate::source::HexOrBinary;
 
 /// Readings committed at once at most (a day at 10 s).
 const BATCH: usize = 8640;
+
+/// How far ahead of this machine's clock a reading may lie before it counts as in the future
+/// (a meter's clock may run a little ahead).
+const FUTURE_TOLERANCE_S: i64 = 300;
 
 /// Counts the bytes read into the progress bar.
 struct Counting<R> {
@@ -57,6 +61,8 @@ struct Import {
     last: Option<i64>,
     /// The latest reading time committed.
     committed_until: Option<i64>,
+    /// Readings later than the clock of this machine (beyond [`FUTURE_TOLERANCE_S`]).
+    future: u64,
 }
 
 impl Import {
@@ -65,6 +71,9 @@ impl Import {
         self.telegrams += 1;
         match reading {
             Some(reading) => {
+                if reading.ts > jiff::Timestamp::now().as_second() + FUTURE_TOLERANCE_S {
+                    self.future += 1;
+                }
                 self.first = Some(self.first.map_or(reading.ts, |f| f.min(reading.ts)));
                 self.last = Some(self.last.map_or(reading.ts, |l| l.max(reading.ts)));
                 self.writer.push(reading);
@@ -106,8 +115,20 @@ impl Import {
 pub async fn run(args: ImportArgs) -> Result<()> {
     let started = Instant::now();
     let config = StoreConfig::from_args(&args.store)?;
-    let store = Store::open(&config)
-        .with_context(|| format!("cannot open the store {}", config.path.display()))?;
+    // One process writes a store at a time: a store that the service writes is refused
+    // (docs/storage.md, "One writer").
+    let store = match Store::open(&config) {
+        Ok(store) => store,
+        Err(e @ StoreError::Locked { .. }) => bail!(
+            "{e}. smarty import does not write beside it: stop that process, import, then \
+             start it again (its readings of the meantime arrive when it reconnects to the \
+             meter), or import into another file with --db"
+        ),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot open the store {}", config.path.display()));
+        }
+    };
     let stdin = args.file.as_os_str() == "-";
     let (input, total): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>) = if stdin {
         (Box::new(tokio::io::stdin()), None)
@@ -153,6 +174,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         first: None,
         last: None,
         committed_until: None,
+        future: 0,
     };
     let rejected = if json {
         json_lines(input, &mut import).await?;
@@ -194,6 +216,19 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         store.path().display(),
         started.elapsed().as_secs_f64()
     );
+    if import.future > 0 {
+        let last = import
+            .last
+            .map_or_else(String::new, |t| format!(", up to {}", local_time(t, &zone)));
+        tracing::warn!(
+            "{} reading{} lie in the future{last}, later than this machine's clock: the \
+             capture's clock is ahead, or it was simulated without --start (`smarty simulate` \
+             starts at the current time; `--start DATE` puts a capture in the past). They are \
+             stored anyway and count in the days and periods they name",
+            import.future,
+            if import.future == 1 { "" } else { "s" },
+        );
+    }
     Ok(())
 }
 

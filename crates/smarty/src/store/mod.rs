@@ -1,7 +1,8 @@
 //! The history store: SQLite (bundled, WAL) in the state directory (docs/storage.md).
 //!
 //! One [`Writer`] per process commits buffered readings every few seconds with their
-//! aggregates; [`Reader`]s answer the queries of the API and `smarty export`. Raw readings are
+//! aggregates; [`Reader`]s answer the queries of the API and `smarty export`. One process
+//! writes a store at a time: it holds the writer's lock ([`lock`]) while it may write. Raw readings are
 //! packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily aggregates and
 //! M-Bus readings are kept forever.
 
@@ -14,6 +15,7 @@ mod export;
 mod follow;
 mod import;
 pub mod interval;
+pub mod lock;
 pub mod query;
 pub mod reading;
 pub mod schema;
@@ -24,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+
+use lock::WriterLock;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
@@ -51,17 +55,64 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     readers: Mutex<Vec<Connection>>,
+    /// The writer's lock, held while the store is open for writing.
+    lock: Option<Arc<WriterLock>>,
 }
 
 impl Store {
-    /// Opens the store, creating its directory and file when missing; sets WAL mode and
-    /// brings the schema to the current version (docs/storage.md).
+    /// Opens the store for writing: takes the writer's lock first (nothing is created or
+    /// changed before it holds), then creates the directory and file when missing, sets WAL
+    /// mode and brings the schema to the current version (docs/storage.md). The lock is held
+    /// until the store and its writers are dropped.
     ///
     /// # Errors
-    /// [`StoreError::Io`] when the directory cannot be created, [`StoreError::Migration`] for
-    /// a file of a newer smarty or a failed migration, SQLite errors (not a database, …).
+    /// [`StoreError::Locked`] when another process writes the store, [`StoreError::Io`] when
+    /// the directory or the lock file cannot be created, [`StoreError::Migration`] for a file
+    /// of a newer smarty or a failed migration, SQLite errors (not a database, …).
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         Self::open_at_version(config, schema::latest())
+    }
+
+    /// Opens an existing store for reading (`smarty export`) without the writer's lock, so
+    /// that it works while `smarty run` writes. A file of an older schema is migrated when no
+    /// other process writes it.
+    ///
+    /// # Errors
+    /// [`StoreError::Migration`] for a file of another schema version that cannot be migrated
+    /// now (another process writes it, or it is newer), SQLite errors (no such file, not a
+    /// database, …).
+    pub fn open_read_only(config: &StoreConfig) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let version = schema::version(&conn)?;
+        drop(conn);
+        if version < schema::latest() {
+            return match Self::open(config) {
+                Err(StoreError::Locked { holder, .. }) => Err(StoreError::Migration {
+                    version,
+                    reason: format!(
+                        "the file needs an upgrade to version {}, which waits until {} stops \
+                         writing it",
+                        schema::latest(),
+                        holder.map_or_else(|| "the other process".into(), |h| h.to_string())
+                    ),
+                }),
+                other => other,
+            };
+        }
+        if version > schema::latest() {
+            // The same refusal as when opening it for writing.
+            let mut conn =
+                Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            schema::migrate_to(&mut conn, schema::latest())?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(Vec::new()),
+                lock: None,
+            }),
+        })
     }
 
     /// [`Store::open`] that migrates only up to `version` (tests of migrations).
@@ -72,6 +123,7 @@ impl Store {
                 source,
             })?;
         }
+        let lock = WriterLock::acquire(&config.path)?;
         let mut conn = Connection::open(&config.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mode: String =
@@ -87,6 +139,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 readers: Mutex::new(Vec::new()),
+                lock: Some(lock),
             }),
         })
     }
@@ -130,16 +183,21 @@ impl Store {
     }
 
     /// A writing connection (`synchronous = NORMAL`): one per process, owned by
-    /// [`follow()`] in the service or by `smarty import`.
+    /// [`follow()`] in the service or by `smarty import`. It holds the writer's lock (the
+    /// store's, or taken now for a store opened with [`Store::open_read_only`]).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// [`StoreError::Locked`] when another process writes the store, SQLite errors.
     pub fn writer(&self) -> Result<Writer, StoreError> {
+        let lock = match &self.inner.lock {
+            Some(lock) => Arc::clone(lock),
+            None => WriterLock::acquire(&self.inner.config.path)?,
+        };
         let conn = Connection::open(&self.inner.config.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(Writer::new(conn, self.inner.config.clone()))
+        Ok(Writer::new(conn, self.inner.config.clone(), lock))
     }
 }
 

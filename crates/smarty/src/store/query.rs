@@ -210,6 +210,24 @@ impl Buckets {
     }
 }
 
+/// The range `[from, to)` widened to whole periods of `resolution`: from the start of the
+/// period holding `from` to the end of the period holding `to - 1`. Raw ranges stay as they
+/// are.
+pub(crate) fn whole_periods(
+    from: i64,
+    to: i64,
+    resolution: Resolution,
+    zone: &TimeZone,
+) -> (i64, i64) {
+    if resolution == Resolution::Raw || from >= to {
+        return (from, to);
+    }
+    let mut buckets = Buckets::new(resolution, zone.clone());
+    let start = buckets.start(from);
+    let last = buckets.start(to - 1);
+    (start, buckets.next_start(last).max(to))
+}
+
 impl Reader {
     pub(super) fn new(conn: Connection, pool: Weak<Inner>) -> Reader {
         Reader {
@@ -335,12 +353,19 @@ impl Reader {
             min: None,
             max: None,
         };
+        // Aggregated points are read over whole periods and kept when they start in the
+        // range: a range that starts or ends inside an hour or a month still gets whole
+        // hours and months, never a part labelled as the whole.
+        let (lo, hi) = whole_periods(from, to, resolution, &self.zone);
+        let inside = |t: i64| (from..to).contains(&t);
         match target {
             Field::Mbus(channel) => {
                 series.unit = channel.unit.clone();
-                for (t, v) in self.mbus_consumption(id, channel.channel, from, to, resolution)? {
-                    series.t.push(t);
-                    series.value.push(v);
+                for (t, v) in self.mbus_consumption(id, channel.channel, lo, hi, resolution)? {
+                    if inside(t) {
+                        series.t.push(t);
+                        series.value.push(v);
+                    }
                 }
             }
             Field::Column(c) => {
@@ -372,7 +397,10 @@ impl Reader {
                         series.min = Some(Vec::new());
                         series.max = Some(Vec::new());
                     }
-                    for (t, point) in self.column_aggregates(id, c, from, to, resolution)? {
+                    for (t, point) in self.column_aggregates(id, c, lo, hi, resolution)? {
+                        if !inside(t) {
+                            continue;
+                        }
                         match column.kind {
                             Kind::Energy => {
                                 if let Some(e) = point.energy {

@@ -503,41 +503,58 @@ fn mbus_readings_are_stored_once_per_capture_time() {
     let sum: f64 = series.value.iter().sum();
     assert!((sum - (captures.last().unwrap().1 - captures[0].1)).abs() < 1e-6);
     // Days and months (from the captures around their boundaries) agree with the sums of
-    // the hours (from every capture), also for ranges that cut days.
+    // the hours (from every capture); a range that cuts days has the days that start in it,
+    // whole.
+    let hours = reader
+        .series(
+            "home",
+            "mbus1_gas_m3",
+            day - 2 * 86_400,
+            day + 3 * 86_400,
+            Resolution::Hour,
+        )
+        .unwrap();
+    let mut per_day: BTreeMap<i64, f64> = BTreeMap::new();
+    for (t, v) in hours.t.iter().zip(&hours.value) {
+        *per_day
+            .entry(day_start(day_of(*t, &zone), &zone))
+            .or_default() += v;
+    }
+    assert_eq!(per_day.len(), 2, "{per_day:?}");
     for (from, to) in [
         (day, day + 2 * 86_400),
         (day + 7 * 3600 + 120, day + 2 * 86_400 - 3600),
         (day - 86_400, day + 86_400 + 1),
     ] {
-        let hours = reader
-            .series("home", "mbus1_gas_m3", from, to, Resolution::Hour)
-            .unwrap();
-        let mut per_day: BTreeMap<i64, f64> = BTreeMap::new();
-        for (t, v) in hours.t.iter().zip(&hours.value) {
-            *per_day
-                .entry(day_start(day_of(*t, &zone), &zone))
-                .or_default() += v;
-        }
         let days = reader
             .series("home", "mbus1_gas_m3", from, to, Resolution::Day)
             .unwrap();
+        let want: Vec<(i64, f64)> = per_day.range(from..to).map(|(t, v)| (*t, *v)).collect();
         assert_eq!(
             days.t,
-            per_day.keys().copied().collect::<Vec<_>>(),
+            want.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
             "{from}..{to}"
         );
-        for (v, expected) in days.value.iter().zip(per_day.values()) {
+        for (v, (_, expected)) in days.value.iter().zip(&want) {
             assert!(
                 (v - expected).abs() < 1e-9,
                 "{from}..{to}: {v} vs {expected}"
             );
         }
-        let months = reader
-            .series("home", "mbus1_gas_m3", from, to, Resolution::Month)
-            .unwrap();
-        let total: f64 = per_day.values().sum();
-        assert!((months.value.iter().sum::<f64>() - total).abs() < 1e-9);
     }
+    let november = day_start("2026-11-01".parse().unwrap(), &zone);
+    let months = reader
+        .series(
+            "home",
+            "mbus1_gas_m3",
+            november,
+            day + 3 * 86_400,
+            Resolution::Month,
+        )
+        .unwrap();
+    assert_eq!(months.t, [november]);
+    let total: f64 = per_day.values().sum();
+    assert!((months.value[0] - total).abs() < 1e-9);
     let raw = reader
         .series("home", "mbus1_gas_m3", day, day + 3600, Resolution::Raw)
         .unwrap();
@@ -650,9 +667,11 @@ fn series_at_every_resolution() {
     assert_eq!(voltage.unit, "V");
     assert!(voltage.value.iter().all(|v| (225.0..237.0).contains(v)));
 
-    // Months from days: October's two days and November's two.
+    // Months from days: October's two days and November's two (a month is in a series when
+    // it starts in the range).
+    let october = day_start("2026-10-01".parse().unwrap(), &zone);
     let months = reader
-        .series("home", "energy_import_kwh", start, end, Resolution::Month)
+        .series("home", "energy_import_kwh", october, end, Resolution::Month)
         .unwrap();
     assert_eq!(months.t.len(), 2);
     assert_eq!(months.t[0], day_start("2026-10-01".parse().unwrap(), &zone));
@@ -695,6 +714,70 @@ fn series_at_every_resolution() {
         reader.intervals("garage", start, end),
         Err(StoreError::UnknownMeter(_))
     ));
+}
+
+/// A series over a range that starts and ends inside periods: points whose start is in the
+/// range, each one for its whole period (the same value as in a series over whole periods),
+/// at every resolution, for registers, instantaneous values and M-Bus channels alike.
+#[test]
+fn series_points_cover_whole_periods() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let zone = crate::output::time::meter_zone();
+    let start = day_start("2026-10-30".parse().unwrap(), &zone);
+    let end = start + 4 * 86_400;
+    let data = readings("home", start, 4 * 8640, 10, 7);
+    write_all(&store, &data, 8640);
+    let mut writer = store.writer().unwrap();
+    for (i, ts) in (start..end).step_by(300).enumerate() {
+        writer.push_mbus(mbus(1, ts, 100.0 + i as f64 * 0.013));
+    }
+    writer.flush().unwrap();
+    let reader = store.reader().unwrap();
+    let ranges = [
+        (start + 1800, start + 3 * 3600 + 600),
+        (
+            start + 86_400 + 3 * 3600 + 17,
+            start + 3 * 86_400 + 13 * 3600,
+        ),
+        (start + 2 * 86_400 + 12 * 3600, end - 3600),
+    ];
+    for field in ["energy_import_kwh", "power_import_kw", "mbus1_gas_m3"] {
+        for resolution in [
+            Resolution::Min15,
+            Resolution::Hour,
+            Resolution::Day,
+            Resolution::Month,
+        ] {
+            let whole = reader
+                .series(
+                    "home",
+                    field,
+                    start - 40 * 86_400,
+                    end + 40 * 86_400,
+                    resolution,
+                )
+                .unwrap();
+            for (from, to) in ranges {
+                let part = reader.series("home", field, from, to, resolution).unwrap();
+                let want: Vec<usize> = (0..whole.t.len())
+                    .filter(|&i| (from..to).contains(&whole.t[i]))
+                    .collect();
+                let label = format!("{field} {resolution:?} {from}..{to}");
+                assert_eq!(
+                    part.t,
+                    want.iter().map(|&i| whole.t[i]).collect::<Vec<_>>(),
+                    "{label}"
+                );
+                let values: Vec<f64> = want.iter().map(|&i| whole.value[i]).collect();
+                assert_eq!(part.value, values, "{label}");
+                if let (Some(min), Some(whole_min)) = (&part.min, &whole.min) {
+                    let mins: Vec<f64> = want.iter().map(|&i| whole_min[i]).collect();
+                    assert_eq!(min, &mins, "{label}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

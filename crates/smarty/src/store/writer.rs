@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::aggregate::{self, Agg, period_start};
 use super::block::{self, BLOCK_S, Row};
+use super::lock::WriterLock;
 use super::reading::{MbusReading, Reading};
 use super::{INTERVAL_S, StoreConfig, StoreError};
 
@@ -35,10 +36,12 @@ pub struct Writer {
     last_flush: Instant,
     meters: HashMap<Arc<str>, (i64, Option<String>)>,
     totals: WriteTotals,
+    /// The writer's lock, held as long as the writer lives.
+    _lock: Arc<WriterLock>,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, config: StoreConfig) -> Writer {
+    pub(super) fn new(conn: Connection, config: StoreConfig, lock: Arc<WriterLock>) -> Writer {
         Writer {
             conn,
             config,
@@ -48,6 +51,7 @@ impl Writer {
             last_flush: Instant::now(),
             meters: HashMap::new(),
             totals: WriteTotals::default(),
+            _lock: lock,
         }
     }
 

@@ -146,6 +146,13 @@ try {
     const zero = (t) => /^0[.,]00 kWh$/.test(t);
     assert(!(zero(month[0]) && zero(last[0])), `this and last month's import are zero (${month[0]}, ${last[0]}) though three days are stored`);
     result.summary_today = today.join(' | ');
+    // The cost's fixed part is labelled as such: today's share of the monthly fees.
+    const fixed = await page.$$eval('#summary td[data-k="cost_eur"] .fixed', (els) => els.map((el) => el.textContent));
+    assert(/fixed fees \(today's share\)/.test(fixed[0]) && /\d/.test(fixed[0]), `today's fixed fees are not labelled: ${fixed[0]}`);
+    assert(/fixed fees/.test(fixed[1]) && /\d/.test(fixed[1]), `this month's fixed fees are not labelled: ${fixed[1]}`);
+    const amount = (t) => Number((t.match(/\d+(?:[.,]\d+)?/) || ['NaN'])[0].replace(',', '.'));
+    const todayCost = await page.textContent('#summary tr[data-p="today"] .cost');
+    assert(amount(fixed[0]) <= amount(todayCost), `the fixed share ${fixed[0]} exceeds the cost ${todayCost}`);
   });
 
   await check('history chart has data', async () => {
