@@ -28,6 +28,9 @@ const HTTP_THREADS: usize = 2;
 /// A client that accepts no byte of its answer for this long is disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bytes buffered per connection at most (request headers; the API takes no bodies).
+const MAX_BUFFER: usize = 64 * 1024;
+
 /// How long open connections may take to finish when the server stops.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -149,6 +152,7 @@ async fn accept_loop(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_BUFFER)
         .keep_alive(true);
     let mut errors = AcceptErrors::default();
     loop {
