@@ -99,13 +99,18 @@ async fn with_reader_turn<T: Send + 'static>(
             )
         })?
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let result = tokio::task::spawn_blocking(move || {
-        let reader = store.reader()?;
-        query(&reader)
+    // The turn goes with the query: when the client leaves early, the query still holds it
+    // until it ends.
+    let (result, permit) = tokio::task::spawn_blocking(move || {
+        let result = store
+            .reader()
+            .map_err(ApiError::from)
+            .and_then(|reader| query(&reader));
+        (result, permit)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok((result, permit))
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((result?, permit))
 }
 
 /// [`with_reader_turn`] for answers that are small: the turn ends with the query.
