@@ -466,9 +466,24 @@ struct App {
 }
 
 /// The `/metrics` and `/healthz` routes.
+#[cfg(test)]
 pub fn router(state: Arc<MetricsState>, healthy_within: Duration) -> Router {
+    metrics_router(Arc::clone(&state)).merge(health_router(state, healthy_within))
+}
+
+/// The `/metrics` route (the web server puts the access token in front of it).
+pub fn metrics_router(state: Arc<MetricsState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .with_state(App {
+            state,
+            healthy_within: Duration::ZERO,
+        })
+}
+
+/// The `/healthz` route.
+pub fn health_router(state: Arc<MetricsState>, healthy_within: Duration) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .with_state(App {
             state,

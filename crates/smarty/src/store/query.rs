@@ -433,6 +433,56 @@ impl Reader {
         Ok(series)
     }
 
+    /// At least as many points as [`Reader::series`] gives for the same arguments, from row
+    /// counts and the span alone (no reading is decoded), so that the API can refuse or
+    /// coarsen an answer before reading it.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownMeter`], [`StoreError::UnknownField`], SQLite errors.
+    pub fn series_points_bound(
+        &self,
+        meter: &str,
+        field: &str,
+        from: i64,
+        to: i64,
+        resolution: Resolution,
+    ) -> Result<u64, StoreError> {
+        let id = self.meter_id(meter)?;
+        let target = self.field(id, field)?;
+        let span = u64::try_from(to.saturating_sub(from)).unwrap_or(0);
+        // Periods in the span: local days are at least 23 hours long.
+        let by_span = match resolution {
+            Resolution::Raw => u64::MAX,
+            Resolution::Min15 => span / 900 + 1,
+            Resolution::Hour => span / 3600 + 2,
+            Resolution::Day | Resolution::Month => span / (23 * 3600) + 2,
+        };
+        if matches!(resolution, Resolution::Day | Resolution::Month) {
+            return Ok(by_span);
+        }
+        let conn = self.conn();
+        let rows: i64 = match target {
+            Field::Mbus(channel) => conn
+                .prepare_cached(
+                    "SELECT count(*) FROM mbus_reading WHERE meter = ?1 AND channel = ?2
+                     AND ts >= ?3 AND ts < ?4",
+                )?
+                .query_row((id, channel.channel, from, to), |row| row.get(0))?,
+            Field::Column(_) if resolution == Resolution::Raw => conn
+                .prepare_cached(
+                    "SELECT coalesce(sum(n), 0) FROM raw_block WHERE meter = ?1 AND start >= ?2
+                     AND start < ?3",
+                )?
+                .query_row((id, block::block_start(from), to), |row| row.get(0))?,
+            Field::Column(_) => conn
+                .prepare_cached(
+                    "SELECT count(*) FROM agg_15m WHERE meter = ?1 AND start >= ?2 AND start < ?3",
+                )?
+                .query_row((id, from, to), |row| row.get(0))?,
+        };
+        Ok(u64::try_from(rows).unwrap_or(0).min(by_span))
+    }
+
     /// The aggregates of one column of `meter` at an aggregated resolution with period start
     /// in `[from, to)`: reads only that column's fields (a series needs no more).
     fn column_aggregates(

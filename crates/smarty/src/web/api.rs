@@ -1,7 +1,8 @@
 //! The JSON API under `/api/` (docs/api.md; `/api/openapi.json` describes it).
 
 use std::collections::BTreeMap;
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -10,14 +11,17 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::body::series_body;
 use super::extract::{ApiPath, ApiQuery};
+use super::number::round_answer;
 use super::range::{day_start, month_start, now, parse_range};
-use super::state::WebState;
+use super::state::App;
 use crate::analytics::tariff;
 use crate::cli::Resolution;
 use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
-use crate::store::{INTERVAL_S, Period, Reader, Store, StoreError, StoredMeter};
+use crate::store::{INTERVAL_S, Interval, Period, Reader, Store, StoreError, StoredMeter};
 
 /// An error answer: `{"error": "…"}` with its status.
 #[derive(Debug)]
@@ -64,24 +68,65 @@ impl From<StoreError> for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Runs `query` on a read connection of the store, off the async threads.
-async fn with_reader<T: Send + 'static>(
-    state: &WebState,
-    query: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store: Store = state.store.clone().ok_or_else(|| {
+/// How long a request waits for its turn at the store before it is answered 503.
+const QUERY_WAIT: Duration = Duration::from_secs(30);
+
+/// Local days a `totals` or `tariff` request may cover (ten years).
+const MAX_REPORT_DAYS: i64 = 3660;
+
+/// Runs `query` on a read connection of the store, off the async threads, when one of the
+/// [`QUERY_PERMITS`](super::state::QUERY_PERMITS) turns is free; gives the turn back with
+/// the result, to be held while the answer is sent.
+async fn with_reader_turn<T: Send + 'static>(
+    app: &App,
+    query: impl FnOnce(&Reader) -> Result<T, ApiError> + Send + 'static,
+) -> Result<(T, OwnedSemaphorePermit), ApiError> {
+    let store: Store = app.web.store.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the history store is off ([store] enabled = false, or no state directory)",
         )
     })?;
-    tokio::task::spawn_blocking(move || {
-        let reader = store.reader()?;
-        query(&reader)
+    let permit = tokio::time::timeout(QUERY_WAIT, Arc::clone(&app.queries).acquire_owned())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "busy: every store query slot was taken for {} s; try again later",
+                    QUERY_WAIT.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // The turn goes with the query: when the client leaves early, the query still holds it
+    // until it ends.
+    let (result, permit) = tokio::task::spawn_blocking(move || {
+        let result = store
+            .reader()
+            .map_err(ApiError::from)
+            .and_then(|reader| query(&reader));
+        (result, permit)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(ApiError::from)
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((result?, permit))
+}
+
+/// [`with_reader_turn`] for answers that are small: the turn ends with the query.
+async fn with_reader<T: Send + 'static>(
+    app: &App,
+    query: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    with_reader_turn(app, move |r| query(r).map_err(ApiError::from))
+        .await
+        .map(|(result, _)| result)
+}
+
+/// A JSON answer with its numbers rounded to their resolutions ([`round_answer`]).
+pub fn answer(mut body: JsonValue) -> Response {
+    round_answer(&mut body);
+    Json(body).into_response()
 }
 
 /// Unix seconds of a `SystemTime`.
@@ -146,18 +191,14 @@ pub fn status_json(
 }
 
 /// `GET /api/meters`.
-pub async fn meters(State(state): State<WebState>) -> ApiResult {
-    let stored: Vec<StoredMeter> = if state.store.is_some() {
-        with_reader(&state, |r| r.meters()).await?
+pub async fn meters(State(app): State<App>) -> ApiResult {
+    let stored: Vec<StoredMeter> = if app.web.store.is_some() {
+        with_reader(&app, |r| r.meters()).await?
     } else {
         Vec::new()
     };
-    let mut names: Vec<String> = state
-        .live
-        .meter_names()
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
+    let live = &app.web.live;
+    let mut names: Vec<String> = live.meter_names().iter().map(|n| n.to_string()).collect();
     for meter in &stored {
         if !names.contains(&meter.name) {
             names.push(meter.name.clone());
@@ -166,8 +207,8 @@ pub async fn meters(State(state): State<WebState>) -> ApiResult {
     let list: Vec<JsonValue> = names
         .iter()
         .map(|name| {
-            let status = state.live.status(name);
-            let latest = state.live.latest(name);
+            let status = live.status(name);
+            let latest = live.latest(name);
             let mut entry = status_json(name, status.as_deref(), latest.as_deref());
             let stored = stored.iter().find(|m| &m.name == name);
             if entry["meter_id"].is_null()
@@ -181,17 +222,17 @@ pub async fn meters(State(state): State<WebState>) -> ApiResult {
             entry
         })
         .collect();
-    Ok(Json(json!({ "meters": list })).into_response())
+    Ok(answer(json!({ "meters": list })))
 }
 
 /// The meter must be known (configured, seen or stored).
-async fn known_meter(state: &WebState, meter: &str) -> Result<(), ApiError> {
-    if state.live.meter_names().iter().any(|n| &**n == meter) {
+async fn known_meter(app: &App, meter: &str) -> Result<(), ApiError> {
+    if app.web.live.meter_names().iter().any(|n| &**n == meter) {
         return Ok(());
     }
-    if state.store.is_some() {
+    if app.web.store.is_some() {
         let name = meter.to_owned();
-        let stored = with_reader(state, |r| r.meters()).await?;
+        let stored = with_reader(app, |r| r.meters()).await?;
         if stored.iter().any(|m| m.name == name) {
             return Ok(());
         }
@@ -203,10 +244,10 @@ async fn known_meter(state: &WebState, meter: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /api/meters/{meter}/latest`.
-pub async fn latest(State(state): State<WebState>, ApiPath(meter): ApiPath<String>) -> ApiResult {
-    known_meter(&state, &meter).await?;
-    match state.live.latest(&meter) {
-        Some(event) => Ok(Json(telegram_json(&event, true)).into_response()),
+pub async fn latest(State(app): State<App>, ApiPath(meter): ApiPath<String>) -> ApiResult {
+    known_meter(&app, &meter).await?;
+    match app.web.live.latest(&meter) {
+        Some(event) => Ok(answer(telegram_json(&event, true))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("meter {meter:?} has sent no telegram since the start"),
@@ -263,7 +304,7 @@ fn parse_resolution(text: Option<&str>, span: i64) -> Result<Resolution, ApiErro
 
 /// `GET /api/meters/{meter}/series`.
 pub async fn series(
-    State(state): State<WebState>,
+    State(app): State<App>,
     ApiPath(meter): ApiPath<String>,
     ApiQuery(q): ApiQuery<SeriesQuery>,
 ) -> ApiResult {
@@ -273,19 +314,51 @@ pub async fn series(
         .ok_or_else(|| ApiError::bad_request("field is missing, e.g. field=power_import_kw"))?;
     let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref(), |to| to - 86_400)
         .map_err(ApiError::bad_request)?;
-    let resolution = parse_resolution(q.resolution.as_deref(), to - from)?;
-    known_meter(&state, &meter).await?;
+    let automatic = matches!(q.resolution.as_deref(), None | Some("auto"));
+    let mut resolution = parse_resolution(q.resolution.as_deref(), to - from)?;
+    known_meter(&app, &meter).await?;
     let name = meter.clone();
-    let series = with_reader(&state, move |r| {
-        r.series(&name, &field, from, to, resolution)
+    let max_points = app.max_points;
+    let (series, permit) = with_reader_turn(&app, move |r| {
+        // Count before reading: no answer may hold more than `max_points` points.
+        loop {
+            let points = r.series_points_bound(&name, &field, from, to, resolution)?;
+            if points <= max_points {
+                break;
+            }
+            match coarser(resolution) {
+                Some(next) if automatic => resolution = next,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "this answer would hold up to {points} points, more than the \
+                         {max_points} one answer may hold: ask for a coarser resolution \
+                         (raw, 15m, hour, day, month) or a shorter range"
+                    )));
+                }
+            }
+        }
+        Ok(r.series(&name, &field, from, to, resolution)?)
     })
     .await?;
-    let mut body = serde_json::to_value(&series)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    body["meter"] = json!(meter);
-    body["from"] = json!(from);
-    body["to"] = json!(to);
-    Ok(Json(body).into_response())
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        series_body(series, &meter, from, to, Some(permit)),
+    )
+        .into_response())
+}
+
+/// The next coarser resolution, if any.
+fn coarser(resolution: Resolution) -> Option<Resolution> {
+    match resolution {
+        Resolution::Raw => Some(Resolution::Min15),
+        Resolution::Min15 => Some(Resolution::Hour),
+        Resolution::Hour => Some(Resolution::Day),
+        Resolution::Day => Some(Resolution::Month),
+        Resolution::Month => None,
+    }
 }
 
 /// `totals` and `tariff` query parameters.
@@ -311,20 +384,25 @@ fn parse_period(q: &PeriodQuery) -> Result<(Period, i64, i64), ApiError> {
         Period::Month => month_start(to, -11),
     })
     .map_err(ApiError::bad_request)?;
+    if to - from > MAX_REPORT_DAYS * 86_400 {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_REPORT_DAYS} days (ten years) at once"
+        )));
+    }
     Ok((period, from, to))
 }
 
 /// `GET /api/meters/{meter}/tariff`.
 pub async fn tariff_report(
-    State(state): State<WebState>,
+    State(app): State<App>,
     ApiPath(meter): ApiPath<String>,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> ApiResult {
     let (period, from, to) = parse_period(&q)?;
-    known_meter(&state, &meter).await?;
-    let config = state.tariff.clone();
+    known_meter(&app, &meter).await?;
+    let config = app.web.tariff.clone();
     let name = meter.clone();
-    let report = with_reader(&state, move |r| {
+    let report = with_reader(&app, move |r| {
         let intervals = r.intervals(&name, from, to)?;
         Ok(tariff::report(&intervals, &config, period))
     })
@@ -332,20 +410,20 @@ pub async fn tariff_report(
     let mut body = serde_json::to_value(&report)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     body["meter"] = json!(meter);
-    Ok(Json(body).into_response())
+    Ok(answer(body))
 }
 
 /// `GET /api/meters/{meter}/totals`.
 pub async fn totals(
-    State(state): State<WebState>,
+    State(app): State<App>,
     ApiPath(meter): ApiPath<String>,
     ApiQuery(q): ApiQuery<PeriodQuery>,
 ) -> ApiResult {
     let (period, from, to) = parse_period(&q)?;
-    known_meter(&state, &meter).await?;
-    let config = state.tariff.clone();
+    known_meter(&app, &meter).await?;
+    let config = app.web.tariff.clone();
     let name = meter.clone();
-    let (report, mbus) = with_reader(&state, move |r| {
+    let (report, mbus) = with_reader(&app, move |r| {
         let intervals = r.intervals(&name, from, to)?;
         let mbus = r.mbus_totals(&name, from, to, period)?;
         Ok((tariff::report(&intervals, &config, period), mbus))
@@ -381,18 +459,17 @@ pub async fn totals(
     }
     let mut rows: Vec<JsonValue> = rows.into_values().collect();
     rows.sort_by_key(|r| r["start"].as_i64());
-    Ok(Json(json!({
+    Ok(answer(json!({
         "meter": meter,
         "period": period,
         "currency": report.currency,
         "rows": rows,
-    }))
-    .into_response())
+    })))
 }
 
 /// `GET /api/meters/{meter}/intervals`.
 pub async fn intervals(
-    State(state): State<WebState>,
+    State(app): State<App>,
     ApiPath(meter): ApiPath<String>,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> ApiResult {
@@ -411,38 +488,36 @@ pub async fn intervals(
             "at most 62 days of 15-minute periods at once",
         ));
     }
-    known_meter(&state, &meter).await?;
+    known_meter(&app, &meter).await?;
     let name = meter.clone();
-    let list = with_reader(&state, move |r| r.intervals(&name, from, to)).await?;
-    let reference = state.tariff.reference_power_kw;
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    Ok(Json(json!({
+    let list = with_reader(&app, move |r| r.intervals(&name, from, to)).await?;
+    let reference = app.web.tariff.reference_power_kw;
+    Ok(answer(json!({
         "meter": meter,
         "reference_power_kw": reference,
         "interval_s": INTERVAL_S,
         "from": from,
         "to": to,
         "t": list.iter().map(|i| i.start).collect::<Vec<_>>(),
-        "power_import_kw": list.iter().map(|i| round(i.power_import_kw())).collect::<Vec<_>>(),
+        "power_import_kw": list.iter().map(Interval::power_import_kw).collect::<Vec<_>>(),
         "energy_import_kwh": list.iter().map(|i| i.energy_import_wh as f64 / 1000.0).collect::<Vec<_>>(),
         "energy_above_reference_kwh": list
             .iter()
-            .map(|i| round(tariff::above_reference_kwh(i, reference)))
+            .map(|i| tariff::above_reference_kwh(i, reference))
             .collect::<Vec<_>>(),
-    }))
-    .into_response())
+    })))
 }
 
 /// `GET /api/meters/{meter}/summary`.
-pub async fn summary(State(state): State<WebState>, ApiPath(meter): ApiPath<String>) -> ApiResult {
-    known_meter(&state, &meter).await?;
-    let config = state.tariff.clone();
+pub async fn summary(State(app): State<App>, ApiPath(meter): ApiPath<String>) -> ApiResult {
+    known_meter(&app, &meter).await?;
+    let config = app.web.tariff.clone();
     let name = meter.clone();
     let t = now();
     let today = day_start(t, 0);
     let month = month_start(t, 0);
     let last_month = month_start(t, -1);
-    let body = with_reader(&state, move |r| {
+    let body = with_reader(&app, move |r| {
         let list = r.intervals(&name, last_month, t + 1)?;
         Ok(json!({
             "today": tariff::summarize(&list, &config, today, t + 1),
@@ -453,13 +528,13 @@ pub async fn summary(State(state): State<WebState>, ApiPath(meter): ApiPath<Stri
     .await?;
     let mut out = json!({
         "meter": meter,
-        "currency": state.tariff.currency,
-        "reference_power_kw": state.tariff.reference_power_kw,
+        "currency": app.web.tariff.currency,
+        "reference_power_kw": app.web.tariff.reference_power_kw,
     });
     for key in ["today", "month", "last_month"] {
         out[key] = body[key].clone();
     }
-    Ok(Json(out).into_response())
+    Ok(answer(out))
 }
 
 /// `GET /api/openapi.json`.

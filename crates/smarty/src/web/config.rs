@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::config::read_secret;
+use crate::secret::Secret;
 
 /// `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -20,9 +21,19 @@ pub struct HttpConfig {
     pub healthy_within_s: u64,
     /// The API's access token (prefer `token_file` or `SMARTY_HTTP_TOKEN`). Required when
     /// `listen` is not a loopback address.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// A file holding the access token.
     pub token_file: Option<PathBuf>,
+    /// Serve `/metrics` without the token even when one is set (default false): for a
+    /// Prometheus that cannot send `Authorization: Bearer` (docs/service.md names the risk).
+    pub metrics_public: bool,
+    /// Open connections at most (default 256); never more than half the process's limit of
+    /// open files, so that meters, the store and MQTT always find descriptors. Further
+    /// clients wait in the listen queue until a connection closes.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this many seconds of connecting or of
+    /// its previous answer (default 10); slower or idle connections are closed.
+    pub header_read_timeout_s: u64,
 }
 
 impl Default for HttpConfig {
@@ -33,6 +44,9 @@ impl Default for HttpConfig {
             healthy_within_s: 60,
             token: None,
             token_file: None,
+            metrics_public: false,
+            max_connections: 256,
+            header_read_timeout_s: 10,
         }
     }
 }
@@ -40,15 +54,21 @@ impl Default for HttpConfig {
 /// The shortest token accepted: guessing must be hopeless.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// The largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
+/// The longest `header_read_timeout_s` accepted (an hour).
+pub const MAX_HEADER_READ_TIMEOUT_S: u64 = 3600;
+
 impl HttpConfig {
     /// The access token: `token` (the environment's `SMARTY_HTTP_TOKEN` lands there), else
     /// the content of `token_file`; `None` when neither is set.
     ///
     /// # Errors
     /// An unreadable token file, or a token shorter than [`MIN_TOKEN_LEN`] characters.
-    pub fn token(&self) -> Result<Option<String>> {
+    pub fn token(&self) -> Result<Option<Secret>> {
         let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => Some(token.trim().to_owned()),
+            (Some(token), _) => Some(token.expose().trim().to_owned()),
             (None, Some(file)) => Some(read_secret(file)?.trim().to_owned()),
             (None, None) => None,
         };
@@ -61,7 +81,7 @@ impl HttpConfig {
                 token.chars().count()
             );
         }
-        Ok(token)
+        Ok(token.map(Secret::from))
     }
 
     /// Checks the settings without reading secrets: the address parses, and an address
@@ -76,6 +96,19 @@ impl HttpConfig {
                 "[http]: listen = \"{}\" is reachable from other machines: set token_file (or \
                  token, SMARTY_HTTP_TOKEN) so that only you can read your data",
                 self.listen
+            );
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            bail!(
+                "[http]: max_connections = {} is out of range: use 1 to {MAX_CONNECTIONS}",
+                self.max_connections
+            );
+        }
+        if !(1..=MAX_HEADER_READ_TIMEOUT_S).contains(&self.header_read_timeout_s) {
+            bail!(
+                "[http]: header_read_timeout_s = {} is out of range: use 1 to \
+                 {MAX_HEADER_READ_TIMEOUT_S} seconds",
+                self.header_read_timeout_s
             );
         }
         Ok(())
@@ -118,7 +151,7 @@ mod tests {
         };
         let err = config.check().unwrap_err().to_string();
         assert!(err.contains("token_file"), "{err}");
-        config.token = Some("short".into());
+        config.token = Some(Secret::from("short".to_owned()));
         config.check().unwrap();
         assert!(
             config
@@ -127,9 +160,9 @@ mod tests {
                 .to_string()
                 .contains("too short")
         );
-        config.token = Some("0123456789abcdef0123".into());
+        config.token = Some(Secret::from("0123456789abcdef0123".to_owned()));
         assert_eq!(
-            config.token().unwrap().as_deref(),
+            config.token().unwrap().as_ref().map(Secret::expose),
             Some("0123456789abcdef0123")
         );
     }
@@ -146,8 +179,35 @@ mod tests {
         };
         config.check().unwrap();
         assert_eq!(
-            config.token().unwrap().as_deref(),
+            config.token().unwrap().as_ref().map(Secret::expose),
             Some("0123456789abcdef0123")
         );
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let config: HttpConfig =
+            toml::from_str("max_connections = 8\nheader_read_timeout_s = 2\nmetrics_public = true")
+                .unwrap();
+        assert_eq!(
+            (
+                config.max_connections,
+                config.header_read_timeout_s,
+                config.metrics_public
+            ),
+            (8, 2, true)
+        );
+        config.check().unwrap();
+        for text in ["max_connections = 0", "header_read_timeout_s = 0"] {
+            let config: HttpConfig = toml::from_str(text).unwrap();
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains("out of range"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_shows() {
+        let config: HttpConfig = toml::from_str("token = \"0123456789abcdef0123\"").unwrap();
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 }

@@ -2,16 +2,25 @@
 //! `/api/openapi.json`), Prometheus metrics at `/metrics` and the health check at `/healthz`.
 //!
 //! It listens on `127.0.0.1:8080` unless `[http] listen` says otherwise; any address other
-//! than loopback requires an access token for the API ([`HttpConfig::check`]).
+//! than loopback requires an access token for the API and the metrics
+//! ([`HttpConfig::check`]).
+//!
+//! The server runs on threads of its own ([`server`]), so that a busy API never delays the
+//! meters; its connections, header reads and store queries are bounded.
 
 mod api;
 mod assets;
 mod auth;
+mod body;
 pub mod config;
 mod extract;
+mod number;
 mod range;
+mod server;
 mod state;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +35,10 @@ use tokio::net::TcpListener;
 pub use config::HttpConfig;
 pub use state::WebState;
 
+use crate::secret::Secret;
 use crate::service::metrics;
+use auth::Access;
+use state::App;
 
 /// The OpenAPI 3.1 description of the API, served at `/api/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -35,8 +47,21 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// Every route of the server.
-pub fn router(state: WebState, healthy_within: Duration) -> Router {
+/// What the routes need besides the shared state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouterOptions {
+    /// `/healthz` fails when a meter's last telegram is older.
+    pub healthy_within: Duration,
+    /// `/metrics` is served without the token.
+    pub metrics_public: bool,
+}
+
+/// Every route of the server; `app.web.token` guards the API and (unless `metrics_public`)
+/// the metrics.
+pub(crate) fn router(app: App, options: RouterOptions) -> Router {
+    let access = Access {
+        token: app.web.token.clone(),
+    };
     let api = Router::new()
         .route("/meters", get(api::meters))
         .route("/meters/{meter}/latest", get(api::latest))
@@ -49,13 +74,21 @@ pub fn router(state: WebState, healthy_within: Duration) -> Router {
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            access.clone(),
             auth::require_token,
         ))
-        .with_state(state.clone());
+        .with_state(app.clone());
+    let mut metrics = metrics::metrics_router(Arc::clone(&app.web.live));
+    if !options.metrics_public {
+        metrics = metrics.layer(middleware::from_fn_with_state(access, auth::require_token));
+    }
     Router::new()
         .nest("/api", api)
-        .merge(metrics::router(Arc::clone(&state.live), healthy_within))
+        .merge(metrics)
+        .merge(metrics::health_router(
+            Arc::clone(&app.web.live),
+            options.healthy_within,
+        ))
         .route("/", get(assets::index))
         .route("/vendor/{file}", get(assets::vendor))
         .route("/{file}", get(assets::file))
@@ -74,8 +107,9 @@ pub fn router(state: WebState, healthy_within: Duration) -> Router {
 #[derive(Debug)]
 pub struct WebServer {
     listener: TcpListener,
-    healthy_within: Duration,
-    token: Option<String>,
+    options: RouterOptions,
+    limits: server::Limits,
+    token: Option<Secret>,
 }
 
 /// Checks `config`, reads the token and binds the address.
@@ -92,14 +126,27 @@ pub async fn bind(config: &HttpConfig) -> Result<WebServer> {
     let addr = listener.local_addr()?;
     if addr.ip().is_loopback() {
         tracing::info!("dashboard on http://{addr}/ (API /api/, metrics /metrics)");
+    } else if config.metrics_public {
+        tracing::warn!(
+            "dashboard on http://{addr}/, a non-loopback address: the API needs the access \
+             token; /metrics is public (metrics_public = true)"
+        );
     } else {
         tracing::warn!(
-            "dashboard on http://{addr}/, a non-loopback address: the API needs the access token"
+            "dashboard on http://{addr}/, a non-loopback address: the API and /metrics need \
+             the access token"
         );
     }
     Ok(WebServer {
         listener,
-        healthy_within: Duration::from_secs(config.healthy_within_s),
+        options: RouterOptions {
+            healthy_within: Duration::from_secs(config.healthy_within_s),
+            metrics_public: config.metrics_public,
+        },
+        limits: server::Limits::new(
+            config.max_connections,
+            Duration::from_secs(config.header_read_timeout_s),
+        ),
         token,
     })
 }
@@ -107,17 +154,19 @@ pub async fn bind(config: &HttpConfig) -> Result<WebServer> {
 impl WebServer {
     /// Serves until `shutdown` completes. The token read by [`bind`] replaces `state.token`.
     ///
+    /// The server runs on a runtime and threads of its own (`smarty-http`), not on the
+    /// caller's: requests never take time from the meters. `shutdown` runs on the caller's
+    /// runtime. Dropping the returned future stops the server too.
+    ///
     /// # Errors
-    /// When the server fails.
+    /// When the server cannot start or fails.
     pub async fn serve(
         self,
         mut state: WebState,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        state.token = self.token.map(Arc::from);
-        axum::serve(self.listener, router(state, self.healthy_within))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("http server")
+        state.token = self.token.map(Arc::new);
+        let app = router(App::new(state), self.options);
+        server::run_on_own_threads(self.listener, app, self.limits, shutdown).await
     }
 }

@@ -13,7 +13,8 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::api::{status_json, telegram_json};
-use super::state::WebState;
+use super::number::round_answer;
+use super::state::App;
 use crate::service::event::Event;
 
 /// `stream` query parameters.
@@ -30,19 +31,19 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// meter or the one in `?meter=`. A client that falls behind skips events (it never holds up
 /// the meters).
 pub async fn stream(
-    State(state): State<WebState>,
+    State(app): State<App>,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let meter = q.meter;
-    let live = state.live.clone();
+    let live = app.web.live.clone();
     // After the service stopped there is nothing to follow: the stream ends at once.
-    let receiver = match state.events.upgrade() {
+    let receiver = match app.web.events.upgrade() {
         Some(sender) => sender.subscribe(),
         None => tokio::sync::broadcast::channel(1).1,
     };
     let events = BroadcastStream::new(receiver).filter_map(move |event| {
         let event = event.ok()?;
-        let (name, kind, data) = match &event {
+        let (name, kind, mut data) = match &event {
             Event::Telegram(t) => (t.meter.clone(), "telegram", telegram_json(t, false)),
             Event::Status(s) => {
                 let latest = live.latest(&s.meter);
@@ -57,6 +58,7 @@ pub async fn stream(
         if meter.as_deref().is_some_and(|m| m != &*name) {
             return None;
         }
+        round_answer(&mut data);
         Some(Ok(SseEvent::default().event(kind).data(data.to_string())))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))

@@ -1,0 +1,271 @@
+//! The router in process (`tower::ServiceExt::oneshot`): access control, bounded answers
+//! and the store-query turns, over a real store in a temporary directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tower::ServiceExt as _;
+
+use super::state::{App, QUERY_PERMITS, WebState};
+use super::{RouterOptions, router};
+use crate::analytics::tariff::TariffConfig;
+use crate::secret::Secret;
+use crate::service::event::Event;
+use crate::service::metrics::MetricsState;
+use crate::store::{Reading, Store, StoreConfig};
+
+/// A token with the characters base64 adds: `+`, `/` and `=`.
+const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
+
+struct Fixture {
+    app: App,
+    _events: broadcast::Sender<Event>,
+    _dir: tempfile::TempDir,
+}
+
+/// A store holding `count` readings of meter `home`, one every 10 s, ending now.
+fn fixture(count: i64, token: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::at(dir.path().join("smarty.db"))).unwrap();
+    let mut writer = store.writer().unwrap();
+    let now = super::range::now();
+    let meter: Arc<str> = Arc::from("home");
+    for i in 0..count {
+        let mut reading = Reading::empty(Arc::clone(&meter), now - (count - i) * 10);
+        reading.energy_import_wh = Some(1_000_000 + i * 3);
+        reading.power_import_w = Some(1000 + i % 7);
+        reading.voltage_l1_dv = Some(2301 + i % 5);
+        writer.push(reading);
+    }
+    writer.flush().unwrap();
+    let (events, _) = broadcast::channel(16);
+    let web = WebState {
+        live: MetricsState::new(["home"]),
+        store: Some(store),
+        tariff: Arc::new(TariffConfig::from_table(None).unwrap()),
+        events: events.downgrade(),
+        token: token.map(|t| Arc::new(Secret::from(t.to_owned()))),
+    };
+    Fixture {
+        app: App::new(web),
+        _events: events,
+        _dir: dir,
+    }
+}
+
+fn options(metrics_public: bool) -> RouterOptions {
+    RouterOptions {
+        healthy_within: Duration::from_secs(60),
+        metrics_public,
+    }
+}
+
+async fn get(
+    app: &App,
+    metrics_public: bool,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder().uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router(app.clone(), options(metrics_public))
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn encoded(token: &str) -> String {
+    form_urlencoded::byte_serialize(token.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn a_base64_token_works_in_the_header_and_percent_encoded_in_the_query() {
+    let f = fixture(10, Some(TOKEN));
+    assert_eq!(
+        get(&f.app, false, "/api/meters", Some(TOKEN)).await.0,
+        StatusCode::OK
+    );
+    // As the dashboard's EventSource sends it (URLSearchParams): `+` `/` `=` percent-encoded.
+    let query = encoded(TOKEN);
+    assert!(query.contains("%2B") && query.contains("%2F") && query.contains("%3D"));
+    let (status, body) = get(&f.app, false, &format!("/api/meters?token={query}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        get(
+            &f.app,
+            false,
+            &format!("/api/meters/home/summary?x=1&token={query}"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    // Wrong or missing tokens are refused, without showing the right one.
+    for uri in [
+        "/api/meters".to_owned(),
+        "/api/meters?token=q%2B8%2FZmFrZS10b2tlbg%3D".to_owned(),
+        format!("/api/meters?token={TOKEN}"),
+    ] {
+        let (status, body) = get(&f.app, false, &uri, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert!(!body.contains("ZmFrZS10b2tlbg"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_unless_made_public() {
+    let f = fixture(10, Some(TOKEN));
+    let (status, body) = get(&f.app, false, "/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains("smarty_"), "{body}");
+    assert_eq!(
+        get(&f.app, false, "/metrics", Some("wrong-token-000000"))
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = get(&f.app, false, "/metrics", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("smarty_metrics_events_lagged_total"),
+        "{body}"
+    );
+    let query = encoded(TOKEN);
+    assert_eq!(
+        get(&f.app, false, &format!("/metrics?token={query}"), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // The explicit opt-out for scrapers without a token.
+    assert_eq!(get(&f.app, true, "/metrics", None).await.0, StatusCode::OK);
+    // The health check stays open: it tells whether meters deliver, not what they measure.
+    assert_ne!(
+        get(&f.app, false, "/healthz", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Without a token (loopback), everything is open.
+    let open = fixture(1, None);
+    assert_eq!(
+        get(&open.app, false, "/metrics", None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn series_answers_hold_a_bounded_number_of_points() {
+    let mut f = fixture(600, None);
+    f.app.max_points = 100;
+    let from = super::range::now() - 6 * 3600;
+    // An explicit resolution above the bound: a clear error, before anything is read.
+    let (status, body) = get(
+        &f.app,
+        false,
+        &format!("/api/meters/home/series?field=power_import_kw&resolution=raw&from={from}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("100") && message.contains("coarser"),
+        "{message}"
+    );
+    // `auto` would pick raw for 6 hours: it takes the next resolution that fits instead.
+    let (status, body) = get(
+        &f.app,
+        false,
+        &format!("/api/meters/home/series?field=power_import_kw&from={from}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(series["resolution"], "15m", "{series}");
+    let points = series["t"].as_array().unwrap().len();
+    assert!((6..=100).contains(&points), "{points} points");
+    // Within the bound, raw is served.
+    f.app.max_points = 1000;
+    let (status, body) = get(
+        &f.app,
+        false,
+        &format!("/api/meters/home/series?field=voltage_l1_v&resolution=raw&from={from}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let series: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(series["t"].as_array().unwrap().len(), 600);
+    assert_eq!(series["meter"], "home");
+    assert_eq!(series["value"][0], 230.1);
+}
+
+#[tokio::test]
+async fn a_series_answer_keeps_its_store_turn_until_it_is_sent() {
+    let f = fixture(600, None);
+    let from = super::range::now() - 6 * 3600;
+    let response = router(f.app.clone(), options(false))
+        .oneshot(
+            Request::builder()
+                .uri(format!(
+                    "/api/meters/home/series?field=power_import_kw&resolution=raw&from={from}"
+                ))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(f.app.queries.available_permits(), QUERY_PERMITS - 1);
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    assert!(body.ends_with(b"]}"));
+    assert_eq!(f.app.queries.available_permits(), QUERY_PERMITS);
+    // A client that goes away gives the turn back too.
+    let response = router(f.app.clone(), options(false))
+        .oneshot(
+            Request::builder()
+                .uri(format!(
+                    "/api/meters/home/series?field=power_import_kw&resolution=raw&from={from}"
+                ))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.app.queries.available_permits(), QUERY_PERMITS - 1);
+    drop(response);
+    assert_eq!(f.app.queries.available_permits(), QUERY_PERMITS);
+}
+
+#[tokio::test]
+async fn report_ranges_are_bounded() {
+    let f = fixture(10, None);
+    let (status, body) = get(
+        &f.app,
+        false,
+        "/api/meters/home/totals?from=1970-01-02",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("at most"), "{body}");
+    let (status, _) = get(
+        &f.app,
+        false,
+        "/api/meters/home/tariff?period=month&from=2020-01-01",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
