@@ -18,11 +18,14 @@
 //!
 //! Every message goes through a [`Queue`] and leaves it only when the broker acknowledged it
 //! (QoS 1: PUBACK, QoS 2: PUBCOMP) or, at QoS 0, when it was written to the connection. At
-//! most [`WINDOW`] messages are handed to rumqttc at a time (with `try_publish`, never
-//! blocking). When the connection drops, rumqttc's own copies are discarded and everything
-//! not acknowledged is sent again, in queue order, after the reconnect: a message may arrive
-//! twice (as QoS 1 allows) but never out of order and never not at all, unless the queue
-//! overflows (`queue_max`; the oldest are dropped and counted).
+//! most [`WINDOW`] messages are handed to rumqttc at a time (with `try_publish_tracked`, never
+//! blocking); each comes with a notice of what became of it, so the queue learns the fate of
+//! each message itself, whatever order the acknowledgements come in. When the connection
+//! drops, rumqttc's own copies are given up and everything not acknowledged is sent again, in
+//! queue order, after the reconnect: a message may arrive twice (as QoS 1 allows) but never
+//! out of order and never not at all, unless the queue overflows (`queue_max`; the oldest are
+//! dropped and counted). With a queue directory the queue is also on disk (see [`Queue`]:
+//! a full disk is reported and retried, never silently given up).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -2320,5 +2323,33 @@ mod tests {
         }
         drop(tx);
         task.await.unwrap().unwrap();
+    }
+
+    /// A queue file that is empty or not a queue at all does not keep the output from
+    /// starting: it is set aside and the output delivers.
+    #[tokio::test]
+    async fn a_damaged_queue_file_does_not_stop_the_output() {
+        let broker = Broker::start(false);
+        let mut sub = Subscriber::start(&broker, "sub-damaged", false, &["smarty/+/state"]).await;
+        for (n, content) in [&b""[..], b"SMARTYQ1M\x01garbage", b"not a database"]
+            .into_iter()
+            .enumerate()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(super::super::queue::FILE_NAME), content).unwrap();
+            let cfg = MqttConfig {
+                queue_dir: Some(dir.path().to_path_buf()),
+                discovery: false,
+                ..config(&broker)
+            };
+            let (tx, rx) = broadcast::channel(16);
+            let task = spawn(cfg, rx);
+            let fc = u32::try_from(n).unwrap() + 1;
+            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            sub.until(10, |g| frame_counters(g).contains(&u64::from(fc)))
+                .await;
+            drop(tx);
+            task.await.unwrap().unwrap();
+        }
     }
 }
