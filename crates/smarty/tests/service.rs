@@ -57,9 +57,9 @@ fn mosquitto(dir: &Path) -> (Guard, u16) {
 
 /// Subscribes to everything and forwards (topic, payload, retained) to a channel.
 fn subscribe(port: u16) -> mpsc::Receiver<(String, Vec<u8>, bool)> {
-    let mut options = rumqttc::MqttOptions::new("test-subscriber", "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut connection) = rumqttc::Client::new(options, 100);
+    let mut options = rumqttc::MqttOptions::new("test-subscriber", ("127.0.0.1", port));
+    options.set_keep_alive(5);
+    let (client, mut connection) = rumqttc::Client::builder(options).capacity(100).build();
     client.subscribe("#", rumqttc::QoS::AtLeastOnce).unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -68,7 +68,11 @@ fn subscribe(port: u16) -> mpsc::Receiver<(String, Vec<u8>, bool)> {
             match notification {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                     if tx
-                        .send((p.topic.clone(), p.payload.to_vec(), p.retain))
+                        .send((
+                            String::from_utf8_lossy(&p.topic).into_owned(),
+                            p.payload.to_vec(),
+                            p.retain,
+                        ))
                         .is_err()
                     {
                         return;

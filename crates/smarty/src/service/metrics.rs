@@ -70,7 +70,7 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Default)]
 pub struct MetricsState {
     meters: Mutex<BTreeMap<Arc<str>, MeterEntry>>,
-    mqtt_queue_depth: Arc<AtomicI64>,
+    mqtt_queue: Arc<super::mqtt::QueueReport>,
     lagged: AtomicU64,
 }
 
@@ -102,8 +102,14 @@ impl MetricsState {
     }
 
     /// The MQTT output's queue depth, exported as `smarty_mqtt_queue_depth`: store into it.
-    pub fn mqtt_queue_depth(&self) -> Arc<AtomicI64> {
-        Arc::clone(&self.mqtt_queue_depth)
+    pub fn mqtt_queue_depth(&self) -> &AtomicI64 {
+        &self.mqtt_queue.depth
+    }
+
+    /// Where the MQTT output reports its queue: the depth, and whether its file can be
+    /// written (`/healthz`).
+    pub fn mqtt_queue(&self) -> Arc<super::mqtt::QueueReport> {
+        Arc::clone(&self.mqtt_queue)
     }
 
     /// Takes in one event.
@@ -224,11 +230,17 @@ impl MetricsState {
             }
             report.insert(name.to_string(), meter.into());
         }
+        // A queue whose file cannot be written loses its messages on a restart.
+        let queue_error = self.mqtt_queue.not_persisting();
+        healthy &= queue_error.is_none();
         let mut body = json!({ "status": if healthy { "ok" } else { "unhealthy" } });
         if meters.is_empty() {
             body["reason"] = "no meters".into();
         }
         body["meters"] = report.into();
+        if let Some(error) = queue_error {
+            body["mqtt_queue"] = json!({ "persisting": false, "reason": error });
+        }
         (healthy, body)
     }
 
@@ -352,7 +364,7 @@ impl MetricsState {
             "smarty_mqtt_queue_depth",
             "Messages waiting in the MQTT output's queue.",
             Vec::new(),
-            self.mqtt_queue_depth.load(Ordering::Relaxed) as f64,
+            self.mqtt_queue.depth.load(Ordering::Relaxed) as f64,
         );
         families.counter(
             "smarty_metrics_events_lagged",

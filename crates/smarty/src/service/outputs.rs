@@ -137,7 +137,7 @@ pub async fn start(
         tasks.spawn(mqtt::run_reporting(
             mqtt,
             tx.subscribe(),
-            Some(live.mqtt_queue_depth()),
+            Some(live.mqtt_queue()),
         ));
         started += 1;
     }

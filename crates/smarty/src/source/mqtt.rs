@@ -31,23 +31,32 @@
 //! `smarty` processes on one host reading the same source would share that id and throw each
 //! other off: give them different topics or hosts.
 //!
+//! A frame is acknowledged to the broker (PUBACK) only once it was read, so what was not read
+//! when the connection or `smarty` went is sent again by the broker (a frame may come twice;
+//! the decoder's frame counter tells them apart). The broker's in-flight window (Mosquitto:
+//! 20) bounds what is received and not read yet; the connection keeps answering pings and
+//! acknowledging while the reader is busy, so a backlog of thousands of frames on reconnect
+//! flows through at the reader's pace.
+//!
 //! When the broker connection fails or drops, the reader ends with the error and the pipeline
 //! reconnects with its back-off.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use rumqttc::mqttbytes::v4::SubscribeReasonCode;
 use rumqttc::{
-    AsyncClient, Event as MqttEvent, EventLoop, Incoming, MqttOptions, QoS, TlsConfiguration,
-    Transport,
+    AckMode, AsyncClient, Event as MqttEvent, EventLoop, Incoming, ManualAck, MqttOptions,
+    Outgoing, QoS, TlsConfiguration, Transport,
 };
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -59,9 +68,12 @@ pub const PASSWORD_ENV: &str = "SMARTY_SOURCE_MQTT_PASSWORD";
 
 /// How long connecting and subscribing may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const KEEP_ALIVE: Duration = Duration::from_secs(30);
-/// Messages buffered between the connection task and the reader.
-const BUFFER: usize = 64;
+/// Keep-alive interval, seconds.
+const KEEP_ALIVE_S: u16 = 30;
+/// How long closing the connection waits for the broker to close its end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// QoS 0 frames (which the broker sends without flow control) waiting for the reader, at most.
+const MAX_PENDING_QOS0: usize = 10_000;
 
 /// An MQTT topic of raw frames.
 pub struct MqttSource {
@@ -70,6 +82,8 @@ pub struct MqttSource {
     password: Option<String>,
     topic: String,
     client_id: String,
+    /// The task of the last connection, to wait for its end before the next.
+    connection: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for MqttSource {
@@ -137,6 +151,7 @@ impl MqttSource {
             password,
             topic: topic.to_owned(),
             client_id: String::new(),
+            connection: std::sync::Mutex::new(None),
         };
         source.client_id = client_id(&source.to_string());
         Ok(source)
@@ -145,15 +160,14 @@ impl MqttSource {
     fn options(&self) -> Result<MqttOptions> {
         let mut options = MqttOptions::new(
             self.client_id.clone(),
-            self.endpoint
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']'),
-            self.endpoint.port,
+            (self.endpoint.host_name(), self.endpoint.port),
         );
         options
-            .set_keep_alive(KEEP_ALIVE)
+            .set_keep_alive(KEEP_ALIVE_S)
             .set_clean_session(false)
+            // A frame is acknowledged once read, not on arrival: what was not read when the
+            // connection or `smarty` goes comes again.
+            .set_ack_mode(AckMode::Manual)
             .set_max_packet_size(1 << 20, 1 << 20);
         if let Some(user) = &self.username {
             options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
@@ -168,16 +182,63 @@ impl MqttSource {
     }
 
     async fn connect(&self) -> io::Result<Reader> {
-        let options = self.options().map_err(io::Error::other)?;
-        let (client, eventloop) = AsyncClient::new(options, 10);
-        let (tx, rx) = mpsc::channel(BUFFER);
+        // One connection at a time: a new one under the same client id would throw the old
+        // one off while it still sends its last acknowledgements.
+        let previous = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(previous) = previous {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, previous).await;
+        }
+        let mut options = self.options().map_err(io::Error::other)?;
+        let socket = SocketSlot::default();
+        let slot = Arc::clone(&socket);
+        options.set_socket_connector(move |host, network_options| {
+            let slot = Arc::clone(&slot);
+            async move {
+                let stream = rumqttc::default_socket_connect(host, network_options)
+                    .await?
+                    .into_std()?;
+                *slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream.try_clone()?);
+                tokio::net::TcpStream::from_std(stream)
+            }
+        });
+        // Unbounded: the acknowledgements go through it, and must never wait (their number is
+        // bounded by the broker's in-flight window).
+        let (client, eventloop) = AsyncClient::builder(options)
+            .unbounded()
+            .try_build()
+            .map_err(io::Error::other)?;
+        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (error_tx, error) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(drive(client, eventloop, self.topic.clone(), tx, ready_tx));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let link = Link {
+            client: client.clone(),
+            topic: self.topic.clone(),
+            frames: frames_tx,
+            error: Some(error_tx),
+            ready: Some(ready_tx),
+            pending: Arc::clone(&pending),
+            dropped_qos0: 0,
+            socket,
+        };
+        let task = tokio::spawn(link.drive(eventloop));
+        *self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
         let reader = MessageReader {
-            rx,
-            pending: Vec::new(),
+            client,
+            frames,
+            error,
+            pending,
+            current: None,
             taken: 0,
-            task,
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, ready_rx).await {
             Ok(Ok(Ok(()))) => Ok(Box::new(reader) as Reader),
@@ -303,74 +364,201 @@ pub fn payload_bytes(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Drives the connection: subscribes after the CONNACK, reports readiness after the SUBACK,
-/// forwards every payload, and ends the stream with the first error.
-async fn drive(
+/// One message as the reader gets it.
+struct Frame {
+    bytes: Vec<u8>,
+    /// The acknowledgement to send once the bytes were read (`None` at QoS 0).
+    ack: Option<ManualAck>,
+}
+
+/// The connection task's ends of the channels to the reader.
+struct Link {
     client: AsyncClient,
-    mut eventloop: EventLoop,
     topic: String,
-    tx: mpsc::Sender<io::Result<Vec<u8>>>,
-    ready: oneshot::Sender<io::Result<()>>,
-) {
-    let mut ready = Some(ready);
-    loop {
-        let error = match eventloop.poll().await {
-            Ok(MqttEvent::Incoming(Incoming::ConnAck(_))) => {
-                match client.try_subscribe(topic.clone(), QoS::AtLeastOnce) {
-                    Ok(()) => continue,
-                    Err(e) => io::Error::other(format!("cannot subscribe to {topic}: {e}")),
-                }
-            }
-            Ok(MqttEvent::Incoming(Incoming::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                {
-                    io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!("the broker refused the subscription to {topic}"),
-                    )
-                } else {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Ok(()));
+    frames: mpsc::UnboundedSender<Frame>,
+    /// The error the connection ended with, for the reader.
+    error: Option<oneshot::Sender<io::Error>>,
+    /// Told once subscribed (or why not).
+    ready: Option<oneshot::Sender<io::Result<()>>>,
+    /// Frames sent to the reader and not read yet.
+    pending: Arc<AtomicUsize>,
+    /// QoS 0 frames dropped because the reader fell behind, since the last warning.
+    dropped_qos0: u64,
+    /// A second handle on the connection's socket, to close it cleanly.
+    socket: SocketSlot,
+}
+
+/// A second handle on a connection's TCP socket (a duplicated descriptor), set by the socket
+/// connector.
+type SocketSlot = Arc<std::sync::Mutex<Option<std::net::TcpStream>>>;
+
+/// Closes a connection whose DISCONNECT went out, without losing what was sent before it.
+///
+/// Closing a socket that still holds unread data resets the connection, and a reset makes the
+/// broker throw away what it did not read yet: the last acknowledgements, and the DISCONNECT.
+/// So: the descriptor rumqttc held is closed already; through the second one, signal the end
+/// of what we send (the broker reads all of it first), and read until the broker closed its
+/// end (for [`CLOSE_TIMEOUT`] at most).
+async fn close_cleanly(socket: &SocketSlot) {
+    let Some(socket) = socket
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    else {
+        return;
+    };
+    if socket.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
+        return;
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let mut sink = [0u8; 4096];
+        while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+impl Link {
+    /// Drives the connection: subscribes after the CONNACK (unless the broker kept the
+    /// session, subscription included), reports readiness, and forwards every payload. It
+    /// never waits for the reader, so acknowledgements and keep-alive pings always flow: the
+    /// broker holds back QoS 1 frames beyond its in-flight window until the reader
+    /// acknowledged earlier ones. Ends with the first error, or once the DISCONNECT the
+    /// reader asks for when dropped (after its last acknowledgements) went out.
+    ///
+    /// `poll` is never cancelled: a request it took from the channel would be lost.
+    async fn drive(mut self, mut eventloop: EventLoop) {
+        loop {
+            let error = match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Incoming::ConnAck(ack))) => {
+                    if ack.session_present {
+                        self.set_ready(Ok(()));
+                        continue;
                     }
+                    match self
+                        .client
+                        .try_subscribe(self.topic.clone(), QoS::AtLeastOnce)
+                    {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            io::Error::other(format!("cannot subscribe to {}: {e}", self.topic))
+                        }
+                    }
+                }
+                Ok(MqttEvent::Incoming(Incoming::SubAck(ack))) => {
+                    if ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                    {
+                        io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("the broker refused the subscription to {}", self.topic),
+                        )
+                    } else {
+                        self.set_ready(Ok(()));
+                        continue;
+                    }
+                }
+                Ok(MqttEvent::Incoming(Incoming::Publish(p))) => {
+                    self.forward(&p);
                     continue;
                 }
-            }
-            Ok(MqttEvent::Incoming(Incoming::Publish(p))) => {
-                if tx.send(Ok(payload_bytes(&p.payload))).await.is_err() {
+                Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) => {
+                    drop(eventloop);
+                    close_cleanly(&self.socket).await;
                     return;
                 }
-                continue;
+                Ok(_) => continue,
+                Err(e) => io::Error::other(format!("MQTT: {e}")),
+            };
+            // Before readiness, `open` fails; after it, the reader ends with the error (the
+            // frames it did not read were not acknowledged: the broker sends them again).
+            if let Some(ready) = self.ready.take() {
+                let _ = ready.send(Err(error));
+            } else if let Some(tx) = self.error.take() {
+                let _ = tx.send(error);
             }
-            Ok(_) => continue,
-            Err(e) => io::Error::other(format!("MQTT: {e}")),
-        };
-        // Before the SUBACK, `open` fails; after it, the reader ends with the error.
-        match ready.take() {
-            Some(r) => {
-                let _ = r.send(Err(error));
-            }
-            None => {
-                let _ = tx.send(Err(error)).await;
-            }
+            return;
         }
-        return;
+    }
+
+    fn set_ready(&mut self, result: io::Result<()>) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(result);
+        }
+    }
+
+    /// Hands a message to the reader. QoS 0 frames (a publisher that sends at QoS 0) have no
+    /// flow control: past [`MAX_PENDING_QOS0`] unread frames they are dropped and counted.
+    fn forward(&mut self, publish: &rumqttc::Publish) {
+        let ack = self.client.prepare_ack(publish);
+        if ack.is_none() && self.pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
+            if self.dropped_qos0 == 0 {
+                tracing::warn!(
+                    topic = %self.topic,
+                    "MQTT source: the reader fell {MAX_PENDING_QOS0} frames behind; dropping QoS 0 \
+                     frames until it catches up (publish at QoS 1 to lose none)"
+                );
+            }
+            self.dropped_qos0 += 1;
+            return;
+        }
+        if self.dropped_qos0 > 0 {
+            tracing::warn!(
+                topic = %self.topic,
+                dropped = self.dropped_qos0,
+                "MQTT source: {} QoS 0 frames were dropped while the reader was behind",
+                self.dropped_qos0
+            );
+            self.dropped_qos0 = 0;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let frame = Frame {
+            bytes: payload_bytes(&publish.payload),
+            ack,
+        };
+        // The reader is gone: its `stop` ends this task.
+        let _ = self.frames.send(frame);
     }
 }
 
-/// Payloads as one byte stream; stops the connection when dropped.
+/// Payloads as one byte stream: each frame is acknowledged to the broker once its last byte
+/// was read. Dropping it disconnects.
 struct MessageReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    pending: Vec<u8>,
+    client: AsyncClient,
+    frames: mpsc::UnboundedReceiver<Frame>,
+    /// The error the connection ended with.
+    error: oneshot::Receiver<io::Error>,
+    /// Frames sent by the connection task and not read yet.
+    pending: Arc<AtomicUsize>,
+    /// The frame being read.
+    current: Option<Frame>,
     taken: usize,
-    task: JoinHandle<()>,
 }
 
 impl Drop for MessageReader {
+    /// Disconnects, after the acknowledgements queued before (one channel, in order), so
+    /// that the broker does not send again what was read.
     fn drop(&mut self) {
-        self.task.abort();
+        let _ = self.client.try_disconnect();
+    }
+}
+
+impl MessageReader {
+    /// The frame was read to its end: acknowledge it.
+    fn finish_frame(&mut self) {
+        if let Some(frame) = self.current.take() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            if let Some(ack) = frame.ack {
+                // The request channel is unbounded: this fails only once the connection task
+                // is gone, and then the broker sends the frame again.
+                let _ = self.client.try_manual_ack(ack);
+            }
+        }
+        self.taken = 0;
     }
 }
 
@@ -382,18 +570,31 @@ impl AsyncRead for MessageReader {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.taken < this.pending.len() {
-                let n = buf.remaining().min(this.pending.len() - this.taken);
-                buf.put_slice(&this.pending[this.taken..this.taken + n]);
+            if let Some(frame) = &this.current {
+                let n = buf.remaining().min(frame.bytes.len() - this.taken);
+                buf.put_slice(&frame.bytes[this.taken..this.taken + n]);
                 this.taken += n;
-                return Poll::Ready(Ok(()));
+                if this.taken == frame.bytes.len() {
+                    this.finish_frame();
+                }
+                if n > 0 {
+                    return Poll::Ready(Ok(()));
+                }
             }
-            match std::task::ready!(this.rx.poll_recv(cx)) {
-                Some(Ok(bytes)) => {
-                    this.pending = bytes;
+            // A lost connection ends the stream at once: unread frames come again.
+            if let Poll::Ready(result) = Pin::new(&mut this.error).poll(cx) {
+                return Poll::Ready(Err(result.unwrap_or_else(|_| {
+                    io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the MQTT connection ended",
+                    )
+                })));
+            }
+            match std::task::ready!(this.frames.poll_recv(cx)) {
+                Some(frame) => {
+                    this.current = Some(frame);
                     this.taken = 0;
                 }
-                Some(Err(e)) => return Poll::Ready(Err(e)),
                 // The connection task is gone without a word: treat it as a lost connection.
                 None => {
                     return Poll::Ready(Err(io::Error::new(
@@ -409,11 +610,12 @@ impl AsyncRead for MessageReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rumqttc::PublishOptions;
     use std::net::{TcpListener, TcpStream};
     use std::os::unix::fs::PermissionsExt;
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncBufReadExt, BufReader};
 
     #[test]
     fn specs_are_parsed_and_the_password_is_never_shown() {
@@ -484,6 +686,11 @@ mod tests {
 
     impl Broker {
         fn start() -> Broker {
+            Broker::start_with("")
+        }
+
+        /// A broker with `extra` lines of configuration.
+        fn start_with(extra: &str) -> Broker {
             let port = TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -495,7 +702,9 @@ mod tests {
             let path = dir.path().join("mosquitto.conf");
             std::fs::write(
                 &path,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                format!(
+                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"
+                ),
             )
             .unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -543,10 +752,12 @@ mod tests {
         assert!(source.is_live());
         let mut reader = source.open().await.unwrap();
 
-        let (client, mut eventloop) = AsyncClient::new(
-            MqttOptions::new("test-publisher", "127.0.0.1", broker.port),
-            10,
-        );
+        let (client, mut eventloop) = AsyncClient::builder(MqttOptions::new(
+            "test-publisher",
+            ("127.0.0.1", broker.port),
+        ))
+        .capacity(10)
+        .build();
         let publisher = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
         let frame1: Vec<u8> = (0..=255u8).chain([0xDB, 0x08]).collect();
         let frame2 = vec![0xDB, 0x08, 0x53, 0x41, 0x47, 0x00, 0xFF];
@@ -558,13 +769,21 @@ mod tests {
             binary.clone(),
         ] {
             client
-                .publish("smarty/home/raw", QoS::AtLeastOnce, false, payload)
+                .publish(
+                    "smarty/home/raw",
+                    payload,
+                    PublishOptions::new(QoS::AtLeastOnce),
+                )
                 .await
                 .unwrap();
         }
         // Not subscribed: not read.
         client
-            .publish("smarty/home/state", QoS::AtLeastOnce, false, "{}")
+            .publish(
+                "smarty/home/state",
+                "{}",
+                PublishOptions::new(QoS::AtLeastOnce),
+            )
             .await
             .unwrap();
         assert_eq!(read_exactly(&mut reader, frame1.len()).await, frame1);
@@ -582,5 +801,99 @@ mod tests {
             .expect("the reader ends");
         assert!(ended.is_err(), "{ended:?}");
         assert!(source.open().await.is_err());
+    }
+
+    /// Publishes `frames` at QoS 1 from a client of its own and waits until the broker took
+    /// them all.
+    async fn publish_all(port: u16, frames: &[Vec<u8>]) {
+        let (client, mut eventloop) =
+            AsyncClient::builder(MqttOptions::new("backlog-publisher", ("127.0.0.1", port)))
+                .capacity(10)
+                .build();
+        let frames = frames.to_vec();
+        let count = frames.len();
+        let publisher = tokio::spawn(async move {
+            for frame in frames {
+                client
+                    .publish(
+                        "smarty/home/raw",
+                        frame,
+                        PublishOptions::new(QoS::AtLeastOnce),
+                    )
+                    .await
+                    .unwrap();
+            }
+            client
+        });
+        let mut acked = 0;
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while acked < count {
+                if let MqttEvent::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.unwrap() {
+                    acked += 1;
+                }
+            }
+        })
+        .await
+        .expect("the broker takes the backlog");
+        drop(publisher.await.unwrap());
+    }
+
+    /// A `smarty` that was away comes back to a backlog of 1,000 frames in its persistent
+    /// session: it connects, and reads every frame once, in order, however the broker
+    /// interleaves the backlog with the subscription's acknowledgement. Several rounds, so
+    /// that a racy hang shows.
+    #[tokio::test]
+    async fn a_backlog_of_frames_arrives_whole_after_a_reconnect() {
+        const FRAMES: usize = 1_000;
+        let broker = Broker::start_with("max_queued_messages 5000\n");
+        let source =
+            MqttSource::new(&format!("mqtt://127.0.0.1:{}/smarty/+/raw", broker.port)).unwrap();
+        // The first connection creates the persistent session and its subscription.
+        drop(source.open().await.unwrap());
+        for round in 0..4 {
+            let frames: Vec<Vec<u8>> = (0..FRAMES)
+                .map(|i| format!("round {round} frame {i:05}\n").into_bytes())
+                .collect();
+            publish_all(broker.port, &frames).await;
+            let mut reader = tokio::time::timeout(Duration::from_secs(20), source.open())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: open hangs"))
+                .unwrap_or_else(|e| panic!("round {round}: open fails: {e}"));
+            // Every frame of the round, in order; none of the previous round (all were read
+            // and acknowledged before the reader went).
+            let mut lines = BufReader::new(&mut reader).lines();
+            for (i, frame) in frames.iter().enumerate() {
+                let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: stalled after {i} frames"))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(line.as_bytes(), frame.trim_ascii_end(), "round {round}");
+            }
+            drop(lines);
+            drop(reader);
+        }
+    }
+
+    /// A frame is acknowledged once read: those not read when the reader goes come again on
+    /// the next connection, those read do not.
+    #[tokio::test]
+    async fn frames_not_read_come_again_and_frames_read_do_not() {
+        let broker = Broker::start();
+        let source =
+            MqttSource::new(&format!("mqtt://127.0.0.1:{}/smarty/+/raw", broker.port)).unwrap();
+        drop(source.open().await.unwrap());
+        let frames: Vec<Vec<u8>> = (0..10)
+            .map(|i| format!("frame {i:02}\n").into_bytes())
+            .collect();
+        publish_all(broker.port, &frames).await;
+        let mut reader = source.open().await.unwrap();
+        assert_eq!(read_exactly(&mut reader, 4 * 9).await, frames[..4].concat());
+        drop(reader);
+        let mut reader = source.open().await.unwrap();
+        assert_eq!(
+            String::from_utf8(read_exactly(&mut reader, 6 * 9).await).unwrap(),
+            String::from_utf8(frames[4..].concat()).unwrap()
+        );
     }
 }
