@@ -313,8 +313,10 @@ fn intervals_take_one_syntax_everywhere() {
             text(&output.stderr)
         );
         let mut cmd = smarty();
-        cmd.args(["simulate", "--output", "-", "--count", "1", "--key", KEY])
-            .args(["--interval", interval]);
+        cmd.args([
+            "simulate", "--output", "-", "--fast", "--count", "1", "--key", KEY,
+        ])
+        .args(["--interval", interval]);
         let output = run(cmd, Duration::from_secs(30));
         assert!(
             output.status.success(),
@@ -409,15 +411,21 @@ fn no_value_of_a_numeric_flag_crashes() {
         (&["read", capture, "--key", KEY, "--quiet"], "--max-frame"),
         (&["read", capture, "--key", KEY, "--quiet"], "--frame-gap"),
         (
-            &["simulate", "-o", "-", "--count", "1", "--key", KEY],
+            &[
+                "simulate", "-o", "-", "--fast", "--count", "1", "--key", KEY,
+            ],
             "--interval",
         ),
         (
-            &["simulate", "-o", "-", "--count", "1", "--key", KEY],
+            &[
+                "simulate", "-o", "-", "--fast", "--count", "1", "--key", KEY,
+            ],
             "--solar-kwp",
         ),
         (
-            &["simulate", "-o", "-", "--count", "1", "--key", KEY],
+            &[
+                "simulate", "-o", "-", "--fast", "--count", "1", "--key", KEY,
+            ],
             "--start",
         ),
         (

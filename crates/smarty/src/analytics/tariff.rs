@@ -82,9 +82,11 @@ pub const EXPORT_PRICE_EXAMPLE: f64 = 0.15059;
 /// The `[tariff]` section: reference power and prices. Every field has a default (the 2025
 /// figures, docs/tariff.md); prices are per kWh or per month, excluding VAT unless said.
 ///
-/// Read with [`TariffConfig::from_table`], which rejects unknown fields and values of the
-/// wrong type or range, naming the field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Read with [`TariffConfig::from_table`] or deserialized (from [`RawTariff`], the section as
+/// written), which reject unknown fields and values of the wrong type or range, naming the
+/// field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawTariff")]
 pub struct TariffConfig {
     /// The reference power assigned by the grid operator (shown on the bill), kW.
     pub reference_power_kw: f64,
@@ -140,7 +142,7 @@ fn default_fixed(reference_power_kw: f64) -> Option<f64> {
 /// The section as written: every field optional (the defaults depend on each other).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct RawTariff {
+pub struct RawTariff {
     reference_power_kw: Option<f64>,
     currency: Option<String>,
     energy_price_eur_per_kwh: Option<f64>,
@@ -154,6 +156,8 @@ struct RawTariff {
 }
 
 /// The fields of `[tariff]`: all numbers but `currency`.
+// The service deserializes the section (`TryFrom<RawTariff>`); tests read tables.
+#[cfg(test)]
 const FIELDS: [&str; 10] = [
     "reference_power_kw",
     "currency",
@@ -177,6 +181,8 @@ impl TariffConfig {
     /// prices, a VAT rate outside 0..1, not finite), or a reference power outside the 2025
     /// table without `fixed_eur_per_month`; each message names the field, like
     /// "\[tariff\]: unknown field `x`".
+    // The service deserializes the section (`TryFrom<RawTariff>`); tests read tables.
+    #[cfg(test)]
     pub fn from_table(table: Option<&toml::Table>) -> Result<TariffConfig> {
         let Some(table) = table else {
             return Ok(TariffConfig::default());
@@ -207,6 +213,15 @@ impl TariffConfig {
         let raw: RawTariff = toml::Value::Table(table.clone())
             .try_into()
             .map_err(|e| anyhow::anyhow!("[tariff]: {e}"))?;
+        TariffConfig::try_from(raw)
+    }
+}
+
+impl TryFrom<RawTariff> for TariffConfig {
+    type Error = anyhow::Error;
+
+    /// The defaults for what `raw` leaves out, checked.
+    fn try_from(raw: RawTariff) -> Result<TariffConfig> {
         let defaults = TariffConfig::default();
         let reference_power_kw = raw
             .reference_power_kw
@@ -251,7 +266,9 @@ impl TariffConfig {
         config.validate()?;
         Ok(config)
     }
+}
 
+impl TariffConfig {
     fn validate(&self) -> Result<()> {
         let numbers = [
             ("reference_power_kw", self.reference_power_kw),
@@ -1122,7 +1139,7 @@ mod tests {
             "7".to_owned(),
         )];
         let whole = crate::config::Config::parse(crate::config::EXAMPLE, "example", &env).unwrap();
-        let config = TariffConfig::from_table(whole.tariff.as_ref()).unwrap();
+        let config = whole.tariff.unwrap();
         assert_eq!(config.reference_power_kw, 7.0);
     }
 

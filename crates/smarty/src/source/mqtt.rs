@@ -52,6 +52,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{OpenFuture, Reader, Source};
+use crate::secret::Secret;
 use crate::service::mqtt::{Endpoint, parse_url, tls_config};
 
 /// The environment variable holding the password when the URL names only the user.
@@ -67,7 +68,7 @@ const BUFFER: usize = 64;
 pub struct MqttSource {
     endpoint: Endpoint,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     topic: String,
     client_id: String,
 }
@@ -77,7 +78,7 @@ impl fmt::Debug for MqttSource {
         f.debug_struct("MqttSource")
             .field("endpoint", &self.endpoint)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("password", &self.password)
             .field("topic", &self.topic)
             .field("client_id", &self.client_id)
             .finish()
@@ -125,8 +126,8 @@ impl MqttSource {
             bail!("{scheme}://…: empty user name before @");
         }
         let password = match (&username, password) {
-            (Some(_), Some(p)) => Some(p),
-            (Some(_), None) => env_password.filter(|p| !p.is_empty()),
+            (Some(_), Some(p)) => Some(Secret::from(p)),
+            (Some(_), None) => env_password.filter(|p| !p.is_empty()).map(Secret::from),
             (None, _) => None,
         };
         let endpoint = parse_url(&format!("{scheme}://{hostport}"))
@@ -156,7 +157,8 @@ impl MqttSource {
             .set_clean_session(false)
             .set_max_packet_size(1 << 20, 1 << 20);
         if let Some(user) = &self.username {
-            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+            let password = self.password.as_ref().map_or("", Secret::expose);
+            options.set_credentials(user.clone(), password);
         }
         if self.endpoint.tls {
             let tls = tls_config(None)?;
@@ -426,14 +428,14 @@ mod tests {
         let s =
             MqttSource::with_env_password("mqtts://u%40x:s%3Acret@[::1]:9000/a/+/#", None).unwrap();
         assert_eq!(s.username.as_deref(), Some("u@x"));
-        assert_eq!(s.password.as_deref(), Some("s:cret"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s:cret"));
         assert_eq!(s.topic, "a/+/#");
         assert_eq!(s.endpoint.port, 9000);
         assert_eq!(s.to_string(), "mqtts://u@x@[::1]:9000/a/+/#");
-        assert!(!format!("{s:?}").contains("cret"));
+        assert!(!format!("{s:?}").contains("s:cret"));
 
         let s = MqttSource::with_env_password("mqtt://me@h/t", Some("fromenv".into())).unwrap();
-        assert_eq!(s.password.as_deref(), Some("fromenv"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("fromenv"));
         assert!(!s.to_string().contains("fromenv"));
         let s = MqttSource::with_env_password("mqtt://h/t", Some("fromenv".into())).unwrap();
         assert_eq!(s.password, None);

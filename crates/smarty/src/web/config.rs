@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::config::read_secret;
+use crate::secret::Secret;
 
 /// `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -20,7 +21,7 @@ pub struct HttpConfig {
     pub healthy_within_s: u64,
     /// The API's access token (prefer `token_file` or `SMARTY_HTTP_TOKEN`). Required when
     /// `listen` is not a loopback address.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// A file holding the access token.
     pub token_file: Option<PathBuf>,
 }
@@ -48,8 +49,8 @@ impl HttpConfig {
     /// An unreadable token file, or a token shorter than [`MIN_TOKEN_LEN`] characters.
     pub fn token(&self) -> Result<Option<String>> {
         let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => Some(token.trim().to_owned()),
-            (None, Some(file)) => Some(read_secret(file)?.trim().to_owned()),
+            (Some(token), _) => Some(token.expose().trim().to_owned()),
+            (None, Some(file)) => Some(read_secret(file)?.expose().trim().to_owned()),
             (None, None) => None,
         };
         if let Some(token) = &token
