@@ -255,6 +255,15 @@ fn segments(path: &str) -> Vec<Seg<'_>> {
     out
 }
 
+/// What a configuration is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `smarty run`: everything must make sense.
+    Service,
+    /// `smarty export` and `import`: where the store is.
+    Store,
+}
+
 /// Every mistake of a configuration, each with its place; shown one per line.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
@@ -316,6 +325,20 @@ impl Config {
     /// # Errors
     /// An unreadable file, or a [`ConfigError`] with every mistake.
     pub fn load_with(path: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        Self::load_scoped(path, flags, Scope::Service)
+    }
+
+    /// Reads a file for where its history store is (`smarty export` and `import`): every
+    /// value must parse, but only the `[store]` settings must make sense here (the
+    /// service's environment, its token for instance, may not be this shell's).
+    ///
+    /// # Errors
+    /// An unreadable file, or a [`ConfigError`].
+    pub fn load_for_store(path: &Path) -> Result<Config> {
+        Self::load_scoped(Some(path), &Overrides::default(), Scope::Store)
+    }
+
+    fn load_scoped(path: Option<&Path>, flags: &Overrides, scope: Scope) -> Result<Config> {
         let env: Vec<(String, String)> = std::env::vars_os()
             .filter_map(|(name, value)| {
                 let name = name.into_string().ok()?;
@@ -329,9 +352,10 @@ impl Config {
                     .with_context(|| format!("cannot read {}", path.display()))?;
                 // Editors on Windows start files with a byte-order mark.
                 let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-                Self::from_layers(Some((text, &path.display().to_string())), &env, flags)?
+                let name = path.display().to_string();
+                Self::build(Some((text, &name)), &env, flags, scope)?
             }
-            None => Self::from_layers(None, &env, flags)?,
+            None => Self::build(None, &env, flags, scope)?,
         };
         Ok(config)
     }
@@ -355,10 +379,20 @@ impl Config {
     /// # Errors
     /// Every mistake: syntax errors (then only those), values of the wrong type or unknown
     /// fields, and invalid settings, each with its place.
+    #[cfg(test)]
     pub fn from_layers(
         file: Option<(&str, &str)>,
         env: &[(String, String)],
         flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        Self::build(file, env, flags, Scope::Service)
+    }
+
+    fn build(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+        flags: &Overrides,
+        scope: Scope,
     ) -> Result<Config, ConfigError> {
         let origin = file.map_or("the command line", |(_, name)| name).to_owned();
         let fail = |mistakes: Vec<Mistake>| ConfigError {
@@ -416,6 +450,14 @@ impl Config {
             config.mqtt_password_file = password_file;
             let kept = tree.kept_items("meter");
             for problem in config.problems() {
+                if scope == Scope::Store
+                    && !problem
+                        .paths
+                        .iter()
+                        .any(|p| within(p, "store") || p == "state_dir")
+                {
+                    continue;
+                }
                 let paths: Vec<String> = problem.paths.iter().map(|p| remap(p, &kept)).collect();
                 let overlaps = |p: &String| failed.iter().any(|f| !f.is_empty() && within(p, f));
                 if paths.iter().any(overlaps) {

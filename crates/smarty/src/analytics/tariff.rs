@@ -82,9 +82,8 @@ pub const EXPORT_PRICE_EXAMPLE: f64 = 0.15059;
 /// The `[tariff]` section: reference power and prices. Every field has a default (the 2025
 /// figures, docs/tariff.md); prices are per kWh or per month, excluding VAT unless said.
 ///
-/// Read with [`TariffConfig::from_table`] or deserialized (from [`RawTariff`], the section as
-/// written), which reject unknown fields and values of the wrong type or range, naming the
-/// field.
+/// Deserialized from [`RawTariff`] (the section as written), which rejects unknown fields and
+/// values of the wrong type or range, naming the field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawTariff")]
 pub struct TariffConfig {

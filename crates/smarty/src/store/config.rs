@@ -133,7 +133,7 @@ impl StoreConfig {
     /// state directory at all (no `HOME`).
     pub fn from_args(args: &StoreArgs) -> Result<StoreConfig> {
         let config = match &args.config {
-            Some(path) => Some(Config::load(path)?),
+            Some(path) => Some(Config::load_for_store(path)?),
             None => None,
         };
         let configured = match (&config, &args.config) {
@@ -230,6 +230,38 @@ mod tests {
         });
         let err = StoreConfig::from_config(&made).unwrap_err().to_string();
         assert!(err.contains("commit_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn export_and_import_read_only_the_store_from_a_service_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smarty.toml");
+        // Valid for the service only with its environment's token: still says where the
+        // store is.
+        std::fs::write(
+            &path,
+            "state_dir = \"/srv/s\"\n[[meter]]\nname = \"home\"\nsource = \"-\"\n\
+             [http]\nlisten = \"0.0.0.0:8080\"\n[store]\ncommit_interval_s = 1\n",
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+        let args = StoreArgs {
+            config: Some(path.clone()),
+            state_dir: None,
+            db: None,
+        };
+        let store = StoreConfig::from_args(&args).unwrap();
+        assert_eq!(store.path, PathBuf::from("/srv/s/smarty.db"));
+        assert_eq!(store.commit_interval, Duration::from_secs(1));
+        // Mistakes of the store itself, or of any value's type, still stop it.
+        std::fs::write(
+            &path,
+            "[store]\ncommit_interval_s = 2e19\n[mqtt]\nqos = \"x\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", StoreConfig::from_args(&args).unwrap_err());
+        assert!(err.contains("smarty.toml:2:21: [store]"), "{err}");
+        assert!(err.contains("smarty.toml:4:7: mqtt.qos"), "{err}");
     }
 
     #[test]
