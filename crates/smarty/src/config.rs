@@ -600,7 +600,15 @@ impl Config {
                         listeners.push(("http.listen", "[http]", addrs));
                     }
                 }
-                Err(e) => problem(&["http.listen"], format!("{e:#}")),
+                Err(e) => {
+                    // Its checks are about `listen` unless they name another field.
+                    let message = format!("{e:#}");
+                    let field = match mentioned_field("http", &message).as_str() {
+                        "http" => "http.listen".to_owned(),
+                        field => field.to_owned(),
+                    };
+                    problem(&[&field], message);
+                }
             }
         }
         if let Some(proxy) = &self.proxy {
