@@ -229,7 +229,7 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The configuration file (see `smarty config example`). The output flags below apply
-    /// over it; the meter's flags are refused (set them in its [[meter]] tables).
+    /// over it; the meter's flags are refused (set them in its `[[meter]]` tables).
     #[arg(long, short, value_name = "FILE", conflicts_with_all = [
         "source", "name", "key", "key_file", "auth_key", "aad", "no_verify_tag",
         "reject_replay", "baud", "serial", "interval",
@@ -256,7 +256,7 @@ pub struct RunArgs {
     pub interval: Duration,
 
     /// Publish to this MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT); with --config,
-    /// instead of its [mqtt] url.
+    /// instead of its `[mqtt]` url.
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
@@ -266,17 +266,17 @@ pub struct RunArgs {
     pub publish_raw: bool,
 
     /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001);
-    /// with --config, instead of its [proxy] listen.
+    /// with --config, instead of its `[proxy]` listen.
     #[arg(long, value_name = "ADDR")]
     pub proxy: Option<String>,
 
     /// Serve the dashboard, the API, /metrics and /healthz on this address (default
     /// 127.0.0.1:8080; another address than loopback needs SMARTY_HTTP_TOKEN); with
-    /// --config, instead of its [http] listen, and on even if the file turns it off.
+    /// --config, instead of its `[http]` listen, and on even if the file turns it off.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub http: Option<String>,
 
-    /// No web server (also over the configuration's [http]).
+    /// No web server (also over the configuration's `[http]`).
     #[arg(long)]
     pub no_http: bool,
 
@@ -285,7 +285,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Keep no history (also over the configuration's [store]).
+    /// Keep no history (also over the configuration's `[store]`).
     #[arg(long)]
     pub no_store: bool,
 }
