@@ -76,6 +76,7 @@ Examples:\n  \
     /// plain-telegram proxy, Prometheus metrics; sources reconnect on their own.
     #[command(after_help = "Examples:\n  \
   smarty run --config /etc/smarty/smarty.toml\n  \
+  smarty run --config smarty.toml --no-store --http 127.0.0.1:9000   flags apply over the file\n  \
   smarty run /dev/ttyUSB0 --key-file key                        history and dashboard on http://127.0.0.1:8080\n  \
   smarty run /dev/ttyUSB0 --key-file key --mqtt mqtt://127.0.0.1:1883     and MQTT\n  \
   smarty config example > smarty.toml && smarty config check smarty.toml")]
@@ -261,7 +262,7 @@ pub struct RunArgs {
     pub mqtt: Option<String>,
 
     /// Also publish each frame as received on `<prefix>/<meter>/raw` (for decryption
-    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt.
+    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt or an `[mqtt]` section.
     #[arg(long)]
     pub publish_raw: bool,
 
