@@ -76,6 +76,7 @@ Examples:\n  \
     /// plain-telegram proxy, Prometheus metrics; sources reconnect on their own.
     #[command(after_help = "Examples:\n  \
   smarty run --config /etc/smarty/smarty.toml\n  \
+  smarty run --config smarty.toml --no-store --http 127.0.0.1:9000   flags apply over the file\n  \
   smarty run /dev/ttyUSB0 --key-file key                        history and dashboard on http://127.0.0.1:8080\n  \
   smarty run /dev/ttyUSB0 --key-file key --mqtt mqtt://127.0.0.1:1883     and MQTT\n  \
   smarty config example > smarty.toml && smarty config check smarty.toml")]
@@ -132,7 +133,7 @@ pub struct ExportArgs {
     pub store: StoreArgs,
 
     /// The meter (its configured name; default: the only meter in the store).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_meter_name)]
     pub meter: Option<String>,
 
     /// Start of the period, inclusive (default: the first stored reading).
@@ -195,8 +196,9 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// The meter the readings belong to (its configured name).
-    #[arg(long, default_value = "meter", value_name = "NAME")]
+    /// The meter the readings belong to (its configured name: letters, digits, '_' and '-',
+    /// as in `smarty run`).
+    #[arg(long, default_value = "meter", value_name = "NAME", value_parser = parse_meter_name)]
     pub meter: String,
 
     #[command(flatten)]
@@ -210,7 +212,8 @@ pub struct ImportArgs {
 /// `smarty config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a configuration file; each mistake is reported with its line.
+    /// Validate a configuration file with the environment's overrides; every mistake is
+    /// reported with its line and column (or its environment variable).
     Check {
         /// The file.
         file: PathBuf,
@@ -220,10 +223,19 @@ pub enum ConfigCommand {
 }
 
 /// `smarty run`.
+///
+/// The flags of the outputs and the state directory apply over the configuration file (and
+/// over the environment); the meter's flags (SOURCE, --name, the key, serial and interval
+/// flags) describe the one meter of a service without a file, and are refused next to
+/// `--config`, whose file may hold several meters.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The configuration file (see `smarty config example`).
-    #[arg(long, short, value_name = "FILE", conflicts_with = "source")]
+    /// The configuration file (see `smarty config example`). The output flags below apply
+    /// over it; the meter's flags are refused (set them in its `[[meter]]` tables).
+    #[arg(long, short, value_name = "FILE", conflicts_with_all = [
+        "source", "name", "key", "key_file", "auth_key", "aad", "no_verify_tag",
+        "reject_replay", "baud", "serial", "interval",
+    ])]
     pub config: Option<PathBuf>,
 
     /// Without --config: the one meter's source (as for `smarty read`).
@@ -231,7 +243,7 @@ pub struct RunArgs {
     pub source: Option<String>,
 
     /// Without --config: the meter's name in topics and labels.
-    #[arg(long, default_value = "meter", value_name = "NAME")]
+    #[arg(long, default_value = "meter", value_name = "NAME", value_parser = parse_meter_name)]
     pub name: String,
 
     #[command(flatten)]
@@ -240,29 +252,33 @@ pub struct RunArgs {
     #[command(flatten)]
     pub serial: SerialArgs,
 
-    /// Without --config: seconds between telegrams (10 for Smarty, 1 for DSMR 5).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub interval: f64,
+    /// Without --config: time between telegrams (10s for Smarty, 1s for DSMR 5); silence for
+    /// three intervals reopens the source. Seconds (10, 0.5) or with a unit (500ms, 10s, 1m).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_meter_interval)]
+    pub interval: Duration,
 
-    /// Publish to this MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT).
+    /// Publish to this MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT); with --config,
+    /// instead of its `[mqtt]` url.
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
     /// Also publish each frame as received on `<prefix>/<meter>/raw` (for decryption
-    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt.
+    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt or an `[mqtt]` section.
     #[arg(long)]
     pub publish_raw: bool,
 
-    /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001).
+    /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001);
+    /// with --config, instead of its `[proxy]` listen.
     #[arg(long, value_name = "ADDR")]
     pub proxy: Option<String>,
 
     /// Serve the dashboard, the API, /metrics and /healthz on this address (default
-    /// 127.0.0.1:8080; another address than loopback needs SMARTY_HTTP_TOKEN).
+    /// 127.0.0.1:8080; another address than loopback needs SMARTY_HTTP_TOKEN); with
+    /// --config, instead of its `[http]` listen, and on even if the file turns it off.
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub http: Option<String>,
 
-    /// No web server.
+    /// No web server (also over the configuration's `[http]`).
     #[arg(long)]
     pub no_http: bool,
 
@@ -271,7 +287,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// Keep no history.
+    /// Keep no history (also over the configuration's `[store]`).
     #[arg(long)]
     pub no_store: bool,
 }
@@ -326,8 +342,9 @@ pub enum Format {
 /// Serial line settings.
 #[derive(Debug, Args, Clone)]
 pub struct SerialArgs {
-    /// Serial speed in baud.
-    #[arg(long, default_value_t = 115_200, value_name = "N")]
+    /// Serial speed in baud (50 to 4000000).
+    #[arg(long, default_value_t = 115_200, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(50..=4_000_000))]
     pub baud: u32,
 
     /// Data bits, parity and stop bits: 8N1 (DSMR 5, Smarty) or 7E1 (DSMR 2.2–4).
@@ -389,19 +406,19 @@ pub struct ReadArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Stop after N accepted telegrams.
-    #[arg(long, value_name = "N")]
+    /// Stop after N accepted telegrams (1 or more).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
     #[command(flatten)]
     pub serial: SerialArgs,
 
-    /// Drop a partial frame that receives no byte for this long (live sources).
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    /// Drop a partial frame that receives no byte for this long (live sources; 1ms to 1h).
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_frame_gap)]
     pub frame_gap: Duration,
 
-    /// Largest frame or telegram accepted, in bytes.
-    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
+    /// Largest frame or telegram accepted, in bytes (64 to 16777216).
+    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES", value_parser = parse_max_frame)]
     pub max_frame: usize,
 }
 
@@ -431,12 +448,13 @@ pub struct SimulateArgs {
 /// What the virtual meter sends.
 #[derive(Debug, Args, Clone)]
 pub struct MeterArgs {
-    /// Time between frames (a Smarty sends every 10 s).
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    /// Time between frames (a Smarty sends every 10 s): seconds (10, 0.5) or with a unit
+    /// (500ms, 10s, 1m); 1ms to 24h.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_send_interval)]
     pub interval: Duration,
 
     /// Stop after N frames (default: run until interrupted).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
     /// Encryption key, 32 hex digits (default: SMARTY_KEY, --key-file, or a generated key
@@ -468,8 +486,9 @@ pub struct MeterArgs {
     #[arg(long, value_enum, default_value_t = Firmware::Full)]
     pub firmware: Firmware,
 
-    /// Peak power of a solar installation in kW (0 for none); exports when the sun shines.
-    #[arg(long, default_value_t = 4.0, value_name = "KWP")]
+    /// Peak power of a solar installation in kW (0 for none, at most 1000); exports when the
+    /// sun shines.
+    #[arg(long, default_value_t = 4.0, value_name = "KWP", value_parser = parse_solar_kwp)]
     pub solar_kwp: f64,
 
     /// First frame counter (default: random).
@@ -501,12 +520,13 @@ pub enum Firmware {
 /// `smarty demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Time between frames of the virtual meter.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    /// Time between frames of the virtual meter: seconds (10, 0.5) or with a unit (500ms,
+    /// 10s, 1m); 1ms to 24h.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_send_interval)]
     pub interval: Duration,
 
     /// Stop after N telegrams (default: run until interrupted).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
     /// Output format of the reader.
@@ -525,35 +545,119 @@ pub struct DemoArgs {
     /// Days of simulated history written before the meter goes live (a telegram every 5
     /// minutes, every minute in the last week, every 10 s in the last two days), so that the
     /// charts have something to show.
-    #[arg(long, default_value_t = 62, value_name = "DAYS")]
+    #[arg(long, default_value_t = 62, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_HISTORY_DAYS)))]
     pub history_days: u32,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+/// The most days of history `smarty demo --history-days` writes.
+pub const MAX_HISTORY_DAYS: u32 = 3660;
+
+/// Parses a duration, the one syntax of every duration flag: a number of seconds (`10`,
+/// `0.5`) or numbers with units (`500ms`, `10s`, `2m`, `1h`, `1m30s`; jiff's friendly
+/// format).
+///
+/// # Errors
+/// Text that is not a duration, a negative one, or one beyond [`Duration::MAX`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms, 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use ms, s, m or h)"
-            ));
+    let bad = || {
+        format!(
+            "{text:?} is not a duration: give seconds (10, 0.5) or a number with a unit (500ms, \
+             10s, 2m, 1h)"
+        )
+    };
+    let seconds = match text.parse::<f64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let signed: jiff::SignedDuration = text.parse().map_err(|_| bad())?;
+            signed.as_secs_f64()
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a valid duration"));
+    if seconds.is_nan() {
+        return Err(bad());
     }
-    Ok(Duration::from_secs_f64(seconds))
+    if seconds < 0.0 {
+        return Err(format!("{text:?}: a duration cannot be negative"));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is too long a duration"))
+}
+
+/// [`parse_duration`] within `min..=max`.
+fn duration_within(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < min || duration > max {
+        let show = |d: Duration| {
+            jiff::SignedDuration::try_from(d)
+                .map_or_else(|_| format!("{d:?}"), |d| format!("{d:#}"))
+        };
+        return Err(format!("give from {} to {}", show(min), show(max)));
+    }
+    Ok(duration)
+}
+
+/// The interval of a meter (`smarty run --interval`): [`crate::config::METER_INTERVAL_S`].
+///
+/// # Errors
+/// As [`parse_duration`], or out of range.
+pub fn parse_meter_interval(text: &str) -> Result<Duration, String> {
+    let range = crate::config::METER_INTERVAL_S;
+    duration_within(
+        text,
+        Duration::from_secs_f64(*range.start()),
+        Duration::from_secs_f64(*range.end()),
+    )
+}
+
+/// The interval of the virtual meter (`simulate`, `demo`): 1 ms to 24 h.
+///
+/// # Errors
+/// As [`parse_duration`], or out of range.
+pub fn parse_send_interval(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::from_millis(1), Duration::from_secs(86_400))
+}
+
+/// `read --frame-gap`: 1 ms to 1 h.
+///
+/// # Errors
+/// As [`parse_duration`], or out of range.
+pub fn parse_frame_gap(text: &str) -> Result<Duration, String> {
+    duration_within(text, Duration::from_millis(1), Duration::from_secs(3600))
+}
+
+/// `read --max-frame`: 64 bytes to 16 MiB.
+///
+/// # Errors
+/// Not a number, or out of range.
+pub fn parse_max_frame(text: &str) -> Result<usize, String> {
+    const RANGE: std::ops::RangeInclusive<usize> = 64..=16 * 1024 * 1024;
+    match text.trim().parse::<usize>() {
+        Ok(n) if RANGE.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "give a number of bytes from {} to {}",
+            RANGE.start(),
+            RANGE.end()
+        )),
+    }
+}
+
+/// `simulate --solar-kwp`: 0 to 1000 kW.
+///
+/// # Errors
+/// Not a number, or out of range.
+pub fn parse_solar_kwp(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(kwp) if (0.0..=1000.0).contains(&kwp) => Ok(kwp),
+        _ => Err("give the peak power in kW, from 0 to 1000".to_owned()),
+    }
+}
+
+/// A meter name as `smarty run` takes it ([`crate::config::check_meter_name`]).
+///
+/// # Errors
+/// A name breaking the rule.
+pub fn parse_meter_name(text: &str) -> Result<String, String> {
+    crate::config::check_meter_name(text).map(|()| text.to_owned())
 }
 
 #[cfg(test)]
@@ -571,8 +675,98 @@ mod tests {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("ten").is_err());
+        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["ten", "", "-1", "-1s", "nan", "inf", "1e300", "10 parsecs"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
         assert_eq!(parse_serial_format("7E1").unwrap().parity, 'E');
         assert!(parse_serial_format("9X1").is_err());
+    }
+
+    /// Every numeric flag of every command, each given values at and beyond the edges of
+    /// every type: the parser never panics, and a refusal names the flag.
+    #[test]
+    fn no_value_of_a_numeric_flag_panics_and_refusals_name_the_flag() {
+        let extremes = [
+            "0",
+            "-0",
+            "-1",
+            "1",
+            "nan",
+            "inf",
+            "-inf",
+            "1e300",
+            "2e19",
+            "0.000001",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "4294967296",
+            "65536",
+            "1e",
+            "10x",
+            "",
+        ];
+        let flags: [(&[&str], &str); 19] = [
+            (&["run", "-"], "--interval"),
+            (&["run", "-"], "--baud"),
+            (&["read", "-"], "--count"),
+            (&["read", "-"], "--baud"),
+            (&["read", "-"], "--frame-gap"),
+            (&["read", "-"], "--max-frame"),
+            (&["simulate"], "--interval"),
+            (&["simulate"], "--count"),
+            (&["simulate"], "--solar-kwp"),
+            (&["simulate"], "--frame-counter"),
+            (&["simulate"], "--seed"),
+            (&["simulate"], "--start"),
+            (&["demo"], "--interval"),
+            (&["demo"], "--count"),
+            (&["demo"], "--history-days"),
+            (&["export"], "--from"),
+            (&["export"], "--to"),
+            (&["export"], "--meter"),
+            (&["import", "-"], "--meter"),
+        ];
+        for (command, flag) in flags {
+            for value in extremes {
+                let arg = format!("{flag}={value}");
+                let argv = ["smarty"]
+                    .iter()
+                    .chain(command)
+                    .copied()
+                    .chain([arg.as_str()]);
+                if let Err(e) = Cli::try_parse_from(argv) {
+                    let message = e.to_string();
+                    assert!(message.contains(flag), "{command:?} {arg}: {message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_of_numeric_flags() {
+        let ok = |args: &[&str]| Cli::try_parse_from(["smarty"].iter().chain(args)).is_ok();
+        assert!(ok(&["run", "-", "--interval", "0.1"]));
+        assert!(!ok(&["run", "-", "--interval", "0.09"]));
+        assert!(ok(&["run", "-", "--interval", "24h"]));
+        assert!(!ok(&["run", "-", "--interval", "86401"]));
+        assert!(!ok(&["run", "-", "--baud", "0"]));
+        assert!(!ok(&["read", "-", "--count", "0"]));
+        assert!(!ok(&["read", "-", "--max-frame", "63"]));
+        assert!(!ok(&["read", "-", "--frame-gap", "0"]));
+        assert!(ok(&["simulate", "--interval", "1ms"]));
+        assert!(!ok(&["simulate", "--interval", "0"]));
+        assert!(!ok(&["simulate", "--solar-kwp", "nan"]));
+        assert!(ok(&["simulate", "--solar-kwp", "0"]));
+        assert!(ok(&["demo", "--history-days", "3660"]));
+        assert!(!ok(&["demo", "--history-days", "3661"]));
+        assert!(!ok(&["import", "-", "--meter", "a b"]));
+        assert!(ok(&["import", "-", "--meter", "home-1_b"]));
     }
 }

@@ -13,9 +13,12 @@ use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
 use crate::output::time::meter_zone;
+use crate::secret::Secret;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
+use crate::store::config::StoreSection;
 use crate::store::lock::WriterLock;
 use crate::store::{Reading, Store, StoreConfig};
+use crate::web::HttpConfig;
 
 /// The demo meter's name.
 const NAME: &str = "demo";
@@ -147,17 +150,12 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         result
     });
 
-    let table = |field: &str, value: toml::Value| {
-        let mut t = toml::Table::new();
-        t.insert(field.into(), value);
-        t
-    };
     let config = Config {
         state_dir: Some(state_dir.clone()),
         meters: vec![MeterConfig {
             name: NAME.into(),
             source: path.display().to_string(),
-            key: Some(key_hex),
+            key: Some(Secret::from(key_hex)),
             key_file: None,
             auth_key: None,
             aad: None,
@@ -167,14 +165,15 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
             serial: "8N1".into(),
             interval_s: args.interval.as_secs_f64().max(1.0),
         }],
-        mqtt: None,
-        proxy: None,
-        http: Some(table("listen", toml::Value::String(http))),
-        store: Some(table(
-            "path",
-            toml::Value::String(store_config.path.display().to_string()),
-        )),
-        tariff: None,
+        http: Some(HttpConfig {
+            listen: http,
+            ..HttpConfig::default()
+        }),
+        store: Some(StoreSection {
+            path: Some(store_config.path.clone()),
+            ..StoreSection::default()
+        }),
+        ..Config::default()
     };
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
     let console = output::for_format(args.format, stdout);

@@ -61,8 +61,10 @@ pub fn load_key(flag: Option<&str>, file: Option<&Path>) -> Result<Option<(Key, 
     }
 }
 
-/// Drops `#` comment lines (key files may carry a note on where the key came from).
+/// Drops a byte-order mark (Windows editors write one) and `#` comment lines (key files may
+/// carry a note on where the key came from).
 fn strip_comments(text: &str) -> String {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
@@ -149,6 +151,17 @@ mod tests {
         let (key, origin) = load_key(None, Some(&path)).unwrap().unwrap();
         assert_eq!(key.as_bytes()[0], 0xD4);
         assert!(matches!(origin, KeyOrigin::File(_)));
+    }
+
+    #[test]
+    fn key_file_with_a_byte_order_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "\u{feff}D491470F47126332B07D1923B3504188\r\n").unwrap();
+        let (key, _) = load_key(None, Some(&path)).unwrap().unwrap();
+        assert_eq!(key.as_bytes()[0], 0xD4);
+        let secret = crate::config::read_secret(&path).unwrap();
+        assert_eq!(secret.expose(), "D491470F47126332B07D1923B3504188");
     }
 
     #[test]

@@ -100,12 +100,15 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
         (None, None) => None,
     };
     let key = match key_text {
-        Some(text) => key::load_key(Some(&text), None)
+        Some(text) => key::load_key(Some(text.expose()), None)
             .map_err(|e| anyhow::anyhow!("meter {:?}: {e:#}", meter.name))?
             .map(|(k, _)| k),
         None => None,
     };
-    let aad = key::load_aad(meter.auth_key.as_deref(), meter.aad.as_deref())?;
+    let aad = key::load_aad(
+        meter.auth_key.as_ref().map(crate::secret::Secret::expose),
+        meter.aad.as_ref().map(crate::secret::Secret::expose),
+    )?;
     Ok(DecoderConfig {
         key,
         aad,
@@ -160,7 +163,10 @@ pub async fn run_with(
         console,
     };
     sink.publish_status();
-    let silence = Duration::from_secs_f64(meter.interval_s * 3.0);
+    // The configuration keeps interval_s within METER_INTERVAL_S; a day of silence at most
+    // should it not.
+    let silence = Duration::try_from_secs_f64(meter.interval_s * 3.0)
+        .unwrap_or(Duration::from_secs(3 * 86_400));
     pipeline::run_with(
         source.as_ref(),
         &mut decoder,

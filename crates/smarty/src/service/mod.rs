@@ -15,5 +15,5 @@ pub mod queue;
 mod run;
 
 pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
-pub use outputs::{check as check_outputs, describe as describe_outputs};
+pub use outputs::describe as describe_outputs;
 pub use run::{run, serve};

@@ -1,85 +1,70 @@
 //! Starts the configured outputs, each as its own task fed by the event channel.
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 use super::event::Event;
 use super::{metrics, mqtt, proxy};
-use crate::analytics::tariff::TariffConfig;
 use crate::config::{Config, read_secret};
 use crate::store::{Store, StoreConfig};
 use crate::web::{self, HttpConfig, WebState};
 
-/// Deserialises an output section, naming it in errors.
-fn section<T: for<'de> Deserialize<'de>>(name: &str, table: &toml::Table) -> Result<T> {
-    T::deserialize(toml::Value::Table(table.clone()))
-        .map_err(|e| anyhow::anyhow!("[{name}]: {}", e.message()))
-}
-
 /// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
 ///
 /// # Errors
-/// Unknown fields, an unreadable password file, or settings `MqttConfig::check` rejects.
-pub fn mqtt_config(config: &Config, read_secrets: bool) -> Result<Option<mqtt::MqttConfig>> {
-    let Some(table) = &config.mqtt else {
+/// An unreadable password file.
+pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
+    let Some(mqtt) = &config.mqtt else {
         return Ok(None);
     };
-    let mut table = table.clone();
-    if let Some(file) = table.remove("password_file") {
-        let path = file
-            .as_str()
-            .context("[mqtt]: password_file must be a path")?
-            .to_owned();
-        // A password from the environment (SMARTY_MQTT_PASSWORD) wins over the file.
-        if !table.contains_key("password") {
-            let password = if read_secrets {
-                read_secret(path.as_ref())?
-            } else {
-                String::from("(checked when the service starts)")
-            };
-            table.insert("password".into(), toml::Value::String(password));
-        }
+    let mut mqtt = mqtt.clone();
+    // A password given itself (or from SMARTY_MQTT_PASSWORD) wins over the file.
+    if mqtt.password.is_none()
+        && let Some(file) = &config.mqtt_password_file
+    {
+        mqtt.password = Some(read_secret(file).context("[mqtt]: password_file")?);
     }
-    let mut mqtt: mqtt::MqttConfig = section("mqtt", &table)?;
     if mqtt.queue_dir.is_none() {
         mqtt.queue_dir = config.state_dir.clone();
     }
-    mqtt.check().map_err(|e| anyhow::anyhow!("[mqtt]: {e:#}"))?;
     Ok(Some(mqtt))
 }
 
-/// Validates the output sections without starting anything (`smarty config check`).
+/// Validates a configuration without starting anything; a [`Config`] read by
+/// [`Config::load`] was checked already, one made by the program (`smarty demo`) is here.
 ///
 /// # Errors
-/// The first invalid setting, naming its section.
+/// Every invalid setting, one per line.
 pub fn check(config: &Config) -> Result<()> {
-    mqtt_config(config, false)?;
-    if let Some(table) = &config.proxy {
-        let settings: proxy::ProxyConfig = section("proxy", table)?;
-        check_meter(config, "proxy", settings.meter.as_deref())?;
+    let problems = config.problems();
+    if problems.is_empty() {
+        return Ok(());
     }
-    http_config(config)?.check()?;
-    TariffConfig::from_table(config.tariff.as_ref())?;
-    StoreConfig::from_config(config)?;
-    Ok(())
+    anyhow::bail!(
+        "{}",
+        problems
+            .into_iter()
+            .map(|p| p.message)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 /// The outputs `config` starts, in words (`smarty config check`): `mqtt`, `proxy`,
 /// `dashboard on http://…`, `history in …`.
 ///
 /// # Errors
-/// Invalid `[http]` or `[store]` settings.
+/// Invalid `[store]` settings.
 pub fn describe(config: &Config) -> Result<Vec<String>> {
     let mut parts = Vec::new();
     if config.mqtt.is_some() {
         parts.push("mqtt".to_owned());
     }
-    if config.proxy.is_some() {
-        parts.push("proxy".to_owned());
+    if let Some(proxy) = &config.proxy {
+        parts.push(format!("proxy on {}", proxy.listen));
     }
-    let http = http_config(config)?;
+    let http = http_config(config);
     if http.enabled {
         parts.push(format!("dashboard on http://{}/", http.listen));
     }
@@ -91,20 +76,8 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
 }
 
 /// The `[http]` settings; the defaults (on, loopback) when the section is absent.
-fn http_config(config: &Config) -> Result<HttpConfig> {
-    match &config.http {
-        Some(table) => section("http", table),
-        None => Ok(HttpConfig::default()),
-    }
-}
-
-fn check_meter(config: &Config, section: &str, meter: Option<&str>) -> Result<()> {
-    if let Some(name) = meter
-        && !config.meters.iter().any(|m| m.name == name)
-    {
-        anyhow::bail!("[{section}]: meter {name:?} is not configured");
-    }
-    Ok(())
+fn http_config(config: &Config) -> HttpConfig {
+    config.http.clone().unwrap_or_default()
 }
 
 /// Starts every configured output; returns how many were started.
@@ -133,7 +106,7 @@ pub async fn start(
             None
         }
     };
-    if let Some(mqtt) = mqtt_config(config, true)? {
+    if let Some(mqtt) = mqtt_config(config)? {
         tasks.spawn(mqtt::run_reporting(
             mqtt,
             tx.subscribe(),
@@ -141,13 +114,12 @@ pub async fn start(
         ));
         started += 1;
     }
-    if let Some(table) = &config.proxy {
-        let settings: proxy::ProxyConfig = section("proxy", table)?;
-        let server = proxy::bind(&settings).await?;
+    if let Some(settings) = &config.proxy {
+        let server = proxy::bind(settings).await?;
         tasks.spawn(server.serve(tx.subscribe()));
         started += 1;
     }
-    let http = http_config(config)?;
+    let http = http_config(config);
     if http.enabled {
         let server = match web::bind(&http).await {
             Ok(server) => Some(server),
@@ -162,7 +134,7 @@ pub async fn start(
             let state = WebState {
                 live: std::sync::Arc::clone(&live),
                 store,
-                tariff: std::sync::Arc::new(TariffConfig::from_table(config.tariff.as_ref())?),
+                tariff: std::sync::Arc::new(config.tariff.clone().unwrap_or_default()),
                 events: tx.downgrade(),
                 token: None,
             };

@@ -7,79 +7,85 @@ use tokio::task::JoinSet;
 use super::event::Event;
 use super::meter;
 use crate::cli::RunArgs;
-use crate::config::{Config, MeterConfig};
+use crate::config::{Config, Overrides};
 use crate::key::KEY_ENV;
 
 /// Events buffered for outputs that fall behind (a slow output skips, it never blocks).
 const CHANNEL_CAPACITY: usize = 1024;
 
-/// The configuration of a `smarty run` without `--config`: one meter from the flags.
-fn config_from_flags(args: &RunArgs) -> Result<Config> {
-    let source = args.source.clone().context("give SOURCE or --config")?;
-    let key = args
-        .key
-        .key
-        .clone()
-        .or_else(|| std::env::var(KEY_ENV).ok().filter(|k| !k.trim().is_empty()));
-    let serial = args.serial.serial;
-    let meter = MeterConfig {
-        name: args.name.clone(),
-        source,
-        key: if args.key.key_file.is_some() {
-            None
-        } else {
-            key
-        },
-        key_file: args.key.key_file.clone(),
-        auth_key: args.key.auth_key.clone(),
-        aad: args.key.aad.clone(),
-        verify_tag: !args.key.no_verify_tag,
-        reject_replay: args.key.reject_replay,
-        baud: args.serial.baud,
-        serial: format!("{}{}{}", serial.data_bits, serial.parity, serial.stop_bits),
-        interval_s: args.interval,
-    };
-    let table = |field: &str, value: &Option<String>| {
-        value.as_ref().map(|v| {
-            let mut t = toml::Table::new();
-            t.insert(field.into(), toml::Value::String(v.clone()));
-            t
-        })
-    };
-    let mut mqtt = table("url", &args.mqtt);
+/// The command line of `smarty run` as overrides of the configuration (flags over the
+/// environment over the file): the outputs' flags always, and without `--config` the one
+/// meter's (with `--config`, clap refuses them: the file may hold several meters).
+fn overrides(args: &RunArgs) -> Overrides {
+    let mut o = Overrides::default();
+    if args.config.is_none() {
+        if let Some(source) = &args.source {
+            o.flag("meter[0].source", source, "SOURCE");
+        }
+        o.flag("meter[0].name", &args.name, "--name");
+        let key = &args.key;
+        match (&key.key, &key.key_file) {
+            (Some(hex), _) => o.flag("meter[0].key", hex, "--key"),
+            (None, Some(file)) => o.flag("meter[0].key_file", file.display(), "--key-file"),
+            (None, None) => {
+                if let Some(hex) = std::env::var(KEY_ENV).ok().filter(|k| !k.trim().is_empty()) {
+                    o.env("meter[0].key", hex, KEY_ENV);
+                }
+            }
+        }
+        if let Some(auth_key) = &key.auth_key {
+            o.flag("meter[0].auth_key", auth_key, "--auth-key");
+        }
+        if let Some(aad) = &key.aad {
+            o.flag("meter[0].aad", aad, "--aad");
+        }
+        if key.no_verify_tag {
+            o.flag("meter[0].verify_tag", false, "--no-verify-tag");
+        }
+        if key.reject_replay {
+            o.flag("meter[0].reject_replay", true, "--reject-replay");
+        }
+        o.flag("meter[0].baud", args.serial.baud, "--baud");
+        let serial = args.serial.serial;
+        o.flag(
+            "meter[0].serial",
+            format!("{}{}{}", serial.data_bits, serial.parity, serial.stop_bits),
+            "--serial",
+        );
+        o.flag(
+            "meter[0].interval_s",
+            args.interval.as_secs_f64(),
+            "--interval",
+        );
+    }
+    if let Some(dir) = &args.state_dir {
+        o.flag("state_dir", dir.display(), "--state-dir");
+    }
+    if let Some(url) = &args.mqtt {
+        o.flag("mqtt.url", url, "--mqtt");
+    }
     if args.publish_raw {
-        let mqtt = mqtt.as_mut().context("--publish-raw needs --mqtt")?;
-        mqtt.insert("publish_raw".into(), toml::Value::Boolean(true));
+        o.flag_in_section(
+            "mqtt.publish_raw",
+            true,
+            "--publish-raw",
+            "--publish-raw needs --mqtt URL or an [mqtt] section",
+        );
     }
-    let disabled = || {
-        let mut t = toml::Table::new();
-        t.insert("enabled".into(), toml::Value::Boolean(false));
-        t
-    };
-    let mut http = if args.no_http {
-        Some(disabled())
-    } else {
-        table("listen", &args.http)
-    };
-    // The API token comes from the environment only (never from the command line, where
-    // other users could read it).
-    if let Some(token) = std::env::var("SMARTY_HTTP_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-        && !args.no_http
-    {
-        http.get_or_insert_with(toml::Table::new)
-            .insert("token".into(), toml::Value::String(token));
+    if let Some(listen) = &args.proxy {
+        o.flag("proxy.listen", listen, "--proxy");
     }
-    Ok(Config {
-        state_dir: args.state_dir.clone(),
-        meters: vec![meter],
-        mqtt,
-        proxy: table("listen", &args.proxy),
-        http,
-        store: args.no_store.then(disabled),
-        tariff: None,
-    })
+    if let Some(listen) = &args.http {
+        o.flag("http.listen", listen, "--http");
+        o.flag("http.enabled", true, "--http");
+    }
+    if args.no_http {
+        o.flag("http.enabled", false, "--no-http");
+    }
+    if args.no_store {
+        o.flag("store.enabled", false, "--no-store");
+    }
+    o
 }
 
 /// Runs `smarty run`.
@@ -87,10 +93,7 @@ fn config_from_flags(args: &RunArgs) -> Result<Config> {
 /// # Errors
 /// An invalid configuration, or an output that cannot start.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => config_from_flags(&args)?,
-    };
+    let config = Config::load_with(args.config.as_deref(), &overrides(&args))?;
     serve(config, None).await
 }
 
@@ -184,5 +187,162 @@ async fn shutdown_signal() {
                 None => std::future::pending::<()>().await,
             }
         } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    const KEY: &str = "000102030405060708090A0B0C0D0E0F";
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["smarty", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => Ok(args),
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    fn config(text: Option<&str>, args: &[&str]) -> Config {
+        let args = parse(args).unwrap();
+        Config::from_layers(text.map(|t| (t, "smarty.toml")), &[], &overrides(&args)).unwrap()
+    }
+
+    const FILE: &str = "state_dir = \"/var/lib/a\"\n\
+        [[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\n\
+        [mqtt]\nurl = \"mqtt://a:1883\"\n\
+        [proxy]\nlisten = \"127.0.0.1:2001\"\n\
+        [http]\nlisten = \"127.0.0.1:8080\"\nenabled = false\n\
+        [store]\nenabled = true\n";
+
+    #[test]
+    fn every_output_flag_applies_over_the_file() {
+        let file = config(Some(FILE), &["--config", "f"]);
+        assert_eq!(file.mqtt.as_ref().unwrap().url, "mqtt://a:1883");
+        assert!(!file.mqtt.as_ref().unwrap().publish_raw);
+        let c = config(
+            Some(FILE),
+            &[
+                "--config",
+                "f",
+                "--mqtt",
+                "mqtt://b:1884",
+                "--publish-raw",
+                "--proxy",
+                "127.0.0.1:2002",
+                "--http",
+                "127.0.0.1:8081",
+                "--state-dir",
+                "/var/lib/b",
+                "--no-store",
+            ],
+        );
+        let mqtt = c.mqtt.unwrap();
+        assert_eq!(mqtt.url, "mqtt://b:1884");
+        assert!(mqtt.publish_raw);
+        assert_eq!(c.proxy.unwrap().listen, "127.0.0.1:2002");
+        let http = c.http.unwrap();
+        assert_eq!(http.listen, "127.0.0.1:8081");
+        assert!(http.enabled, "--http turns on what the file turned off");
+        assert_eq!(c.state_dir, Some(PathBuf::from("/var/lib/b")));
+        assert!(!c.store.unwrap().enabled);
+        // The meter stays the file's.
+        assert_eq!(c.meters.len(), 1);
+        assert_eq!(c.meters[0].name, "home");
+
+        let c = config(
+            Some(FILE.replace("enabled = false", "").as_str()),
+            &["-c", "f", "--no-http"],
+        );
+        assert!(!c.http.unwrap().enabled);
+    }
+
+    #[test]
+    fn without_a_file_the_flags_make_the_meter() {
+        let c = config(
+            None,
+            &[
+                "tcp://127.0.0.1:2001",
+                "--name",
+                "garage",
+                "--key",
+                KEY,
+                "--auth-key",
+                KEY,
+                "--no-verify-tag",
+                "--reject-replay",
+                "--baud",
+                "9600",
+                "--serial",
+                "7E1",
+                "--interval",
+                "500ms",
+                "--no-store",
+                "--no-http",
+            ],
+        );
+        let meter = &c.meters[0];
+        assert_eq!(meter.name, "garage");
+        assert_eq!(meter.source, "tcp://127.0.0.1:2001");
+        assert_eq!(meter.key.as_ref().unwrap().expose(), KEY);
+        assert_eq!(meter.auth_key.as_ref().unwrap().expose(), KEY);
+        assert!(!meter.verify_tag);
+        assert!(meter.reject_replay);
+        assert_eq!((meter.baud, meter.serial.as_str()), (9600, "7E1"));
+        assert_eq!(meter.interval_s, 0.5);
+        let c = config(
+            None,
+            &["/dev/ttyUSB0", "--key-file", "/etc/key", "--aad", "none"],
+        );
+        let meter = &c.meters[0];
+        assert_eq!(meter.key_file, Some(PathBuf::from("/etc/key")));
+        assert_eq!(meter.aad.as_ref().unwrap().expose(), "none");
+        assert_eq!((meter.name.as_str(), meter.interval_s), ("meter", 10.0));
+        assert_eq!(
+            parse(&["-", "--interval", "10"]).unwrap().interval,
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn the_meter_flags_are_refused_next_to_a_file() {
+        for flag in [
+            &["SOURCE"][..],
+            &["--name", "x"],
+            &["--key", KEY],
+            &["--key-file", "k"],
+            &["--auth-key", KEY],
+            &["--aad", "none"],
+            &["--no-verify-tag"],
+            &["--reject-replay"],
+            &["--baud", "9600"],
+            &["--serial", "7E1"],
+            &["--interval", "1s"],
+        ] {
+            let err = parse(&[&["--config", "f"], flag].concat()).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn publish_raw_needs_mqtt() {
+        let args = parse(&["-", "--publish-raw"]).unwrap();
+        let err = Config::from_layers(None, &[], &overrides(&args)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--publish-raw: --publish-raw needs --mqtt URL"),
+            "{err}"
+        );
     }
 }

@@ -61,6 +61,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{OpenFuture, Reader, Source};
+use crate::secret::Secret;
 use crate::service::mqtt::{Endpoint, parse_url, tls_config};
 
 /// The environment variable holding the password when the URL names only the user.
@@ -79,7 +80,7 @@ const MAX_PENDING_QOS0: usize = 10_000;
 pub struct MqttSource {
     endpoint: Endpoint,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     topic: String,
     client_id: String,
     /// The task of the last connection, to wait for its end before the next.
@@ -91,7 +92,7 @@ impl fmt::Debug for MqttSource {
         f.debug_struct("MqttSource")
             .field("endpoint", &self.endpoint)
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("password", &self.password)
             .field("topic", &self.topic)
             .field("client_id", &self.client_id)
             .finish()
@@ -139,8 +140,8 @@ impl MqttSource {
             bail!("{scheme}://…: empty user name before @");
         }
         let password = match (&username, password) {
-            (Some(_), Some(p)) => Some(p),
-            (Some(_), None) => env_password.filter(|p| !p.is_empty()),
+            (Some(_), Some(p)) => Some(Secret::from(p)),
+            (Some(_), None) => env_password.filter(|p| !p.is_empty()).map(Secret::from),
             (None, _) => None,
         };
         let endpoint = parse_url(&format!("{scheme}://{hostport}"))
@@ -170,7 +171,8 @@ impl MqttSource {
             .set_ack_mode(AckMode::Manual)
             .set_max_packet_size(1 << 20, 1 << 20);
         if let Some(user) = &self.username {
-            options.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+            let password = self.password.as_ref().map_or("", Secret::expose).to_owned();
+            options.set_credentials(user.clone(), password);
         }
         if self.endpoint.tls {
             let tls = tls_config(None)?;
@@ -628,14 +630,14 @@ mod tests {
         let s =
             MqttSource::with_env_password("mqtts://u%40x:s%3Acret@[::1]:9000/a/+/#", None).unwrap();
         assert_eq!(s.username.as_deref(), Some("u@x"));
-        assert_eq!(s.password.as_deref(), Some("s:cret"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s:cret"));
         assert_eq!(s.topic, "a/+/#");
         assert_eq!(s.endpoint.port, 9000);
         assert_eq!(s.to_string(), "mqtts://u@x@[::1]:9000/a/+/#");
-        assert!(!format!("{s:?}").contains("cret"));
+        assert!(!format!("{s:?}").contains("s:cret"));
 
         let s = MqttSource::with_env_password("mqtt://me@h/t", Some("fromenv".into())).unwrap();
-        assert_eq!(s.password.as_deref(), Some("fromenv"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("fromenv"));
         assert!(!s.to_string().contains("fromenv"));
         let s = MqttSource::with_env_password("mqtt://h/t", Some("fromenv".into())).unwrap();
         assert_eq!(s.password, None);

@@ -32,28 +32,52 @@ pub struct StoreConfig {
     pub commit_interval: Duration,
 }
 
-/// The `[store]` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Section {
-    #[serde(default = "yes")]
-    enabled: bool,
-    #[serde(default)]
-    path: Option<PathBuf>,
-    #[serde(default = "default_retention")]
-    raw_retention_days: u32,
-    #[serde(default = "default_commit_s")]
-    commit_interval_s: f64,
+/// The commit intervals accepted, in seconds: from 10 ms to an hour.
+pub const COMMIT_INTERVAL_S: std::ops::RangeInclusive<f64> = 0.01..=3600.0;
+
+/// The `[store]` section as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Keep a history at all (default true).
+    pub enabled: bool,
+    /// The SQLite file (default `<state_dir>/smarty.db`; a relative path is taken inside the
+    /// state directory).
+    pub path: Option<PathBuf>,
+    /// Days raw readings are kept (default 90; 0 keeps them forever).
+    pub raw_retention_days: u32,
+    /// Seconds between commits of the service's writer (default 5), within
+    /// [`COMMIT_INTERVAL_S`].
+    pub commit_interval_s: f64,
 }
 
-fn yes() -> bool {
-    true
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            enabled: true,
+            path: None,
+            raw_retention_days: DEFAULT_RAW_RETENTION_DAYS,
+            commit_interval_s: DEFAULT_COMMIT_INTERVAL.as_secs_f64(),
+        }
+    }
 }
-fn default_retention() -> u32 {
-    DEFAULT_RAW_RETENTION_DAYS
-}
-fn default_commit_s() -> f64 {
-    DEFAULT_COMMIT_INTERVAL.as_secs_f64()
+
+impl StoreSection {
+    /// Every invalid setting: `(field, message)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !COMMIT_INTERVAL_S.contains(&self.commit_interval_s) {
+            out.push((
+                "commit_interval_s",
+                format!(
+                    "commit_interval_s must be from {} to {} seconds",
+                    COMMIT_INTERVAL_S.start(),
+                    COMMIT_INTERVAL_S.end()
+                ),
+            ));
+        }
+        out
+    }
 }
 
 impl StoreConfig {
@@ -66,30 +90,25 @@ impl StoreConfig {
         }
     }
 
-    /// From the `[store]` section (fields `enabled` = true, `path` (default
-    /// `<state_dir>/smarty.db`; a relative path is taken inside the state directory),
-    /// `raw_retention_days` = 90 (0 = forever), `commit_interval_s` = 5; unknown fields are
-    /// refused) and the state directory ([`Config::state_dir`]).
+    /// From the `[store]` section ([`StoreSection`]; its defaults when absent) and the state
+    /// directory ([`Config::state_dir`]).
     ///
     /// `Ok(None)` when `enabled = false`, or when neither `path` nor a state directory is
     /// known.
     ///
     /// # Errors
-    /// An unknown field, a wrong type, or a commit interval that is not a positive number of
-    /// seconds (each naming `[store]`).
+    /// A commit interval out of [`COMMIT_INTERVAL_S`] (a [`Config`] made by
+    /// [`Config::load`] was checked already).
     pub fn from_config(config: &Config) -> Result<Option<StoreConfig>> {
-        let section: Section = match &config.store {
-            Some(table) => Section::deserialize(toml::Value::Table(table.clone()))
-                .map_err(|e| anyhow::anyhow!("[store]: {}", e.message()))?,
-            None => Section::deserialize(toml::Value::Table(toml::Table::new()))
-                .map_err(|e| anyhow::anyhow!("[store]: {}", e.message()))?,
-        };
+        let section = config.store.clone().unwrap_or_default();
         if !section.enabled {
             return Ok(None);
         }
-        if !(section.commit_interval_s > 0.0 && section.commit_interval_s.is_finite()) {
-            bail!("[store]: commit_interval_s must be a positive number of seconds");
+        if let Some((_, message)) = section.problems().into_iter().next() {
+            bail!("[store]: {message}");
         }
+        let commit_interval = Duration::try_from_secs_f64(section.commit_interval_s)
+            .context("[store]: commit_interval_s")?;
         let state_dir = config.state_dir();
         let path = match (section.path, state_dir) {
             (Some(path), Some(dir)) if path.is_relative() => dir.join(path),
@@ -100,7 +119,7 @@ impl StoreConfig {
         Ok(Some(StoreConfig {
             path,
             raw_retention_days: section.raw_retention_days,
-            commit_interval: Duration::from_secs_f64(section.commit_interval_s),
+            commit_interval,
         }))
     }
 
@@ -114,7 +133,7 @@ impl StoreConfig {
     /// state directory at all (no `HOME`).
     pub fn from_args(args: &StoreArgs) -> Result<StoreConfig> {
         let config = match &args.config {
-            Some(path) => Some(Config::load(path)?),
+            Some(path) => Some(Config::load_for_store(path)?),
             None => None,
         };
         let configured = match (&config, &args.config) {
@@ -158,11 +177,15 @@ impl StoreConfig {
 mod tests {
     use super::*;
 
-    fn config(store: &str) -> Config {
+    fn parse(store: &str) -> Result<Config> {
         let text = format!(
             "state_dir = \"/var/lib/smarty\"\n[[meter]]\nname = \"home\"\nsource = \"-\"\n{store}"
         );
-        Config::parse(&text, "smarty.toml", &[]).unwrap()
+        Config::parse(&text, "smarty.toml", &[])
+    }
+
+    fn config(store: &str) -> Config {
+        parse(store).unwrap()
     }
 
     #[test]
@@ -184,11 +207,61 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let err = StoreConfig::from_config(&config("[store]\nretention = 3\n")).unwrap_err();
-        assert!(err.to_string().contains("[store]: unknown field"), "{err}");
-        let err =
-            StoreConfig::from_config(&config("[store]\ncommit_interval_s = 0\n")).unwrap_err();
-        assert!(err.to_string().contains("positive"), "{err}");
+        // Mistakes are found when the configuration is read, naming their line and field.
+        let err = parse("[store]\nretention = 3\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with("smarty.toml:6:1: unknown field `retention`"),
+            "{err}"
+        );
+        for value in ["0", "-1", "nan", "inf", "2e19", "1e300", "3601"] {
+            let err = parse(&format!("[store]\ncommit_interval_s = {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("smarty.toml:6:21: [store]: commit_interval_s must be"),
+                "{value}: {err}"
+            );
+        }
+        // A configuration made by the program is checked too, never panicking.
+        let mut made = config("");
+        made.store = Some(StoreSection {
+            commit_interval_s: 2e19,
+            ..StoreSection::default()
+        });
+        let err = StoreConfig::from_config(&made).unwrap_err().to_string();
+        assert!(err.contains("commit_interval_s"), "{err}");
+    }
+
+    #[test]
+    fn export_and_import_read_only_the_store_from_a_service_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smarty.toml");
+        // Valid for the service only with its environment's token: still says where the
+        // store is.
+        std::fs::write(
+            &path,
+            "state_dir = \"/srv/s\"\n[[meter]]\nname = \"home\"\nsource = \"-\"\n\
+             [http]\nlisten = \"0.0.0.0:8080\"\n[store]\ncommit_interval_s = 1\n",
+        )
+        .unwrap();
+        assert!(Config::load(&path).is_err());
+        let args = StoreArgs {
+            config: Some(path.clone()),
+            state_dir: None,
+            db: None,
+        };
+        let store = StoreConfig::from_args(&args).unwrap();
+        assert_eq!(store.path, PathBuf::from("/srv/s/smarty.db"));
+        assert_eq!(store.commit_interval, Duration::from_secs(1));
+        // Mistakes of the store itself, or of any value's type, still stop it.
+        std::fs::write(
+            &path,
+            "[store]\ncommit_interval_s = 2e19\n[mqtt]\nqos = \"x\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", StoreConfig::from_args(&args).unwrap_err());
+        assert!(err.contains("smarty.toml:2:21: [store]"), "{err}");
+        assert!(err.contains("smarty.toml:4:7: mqtt.qos"), "{err}");
     }
 
     #[test]

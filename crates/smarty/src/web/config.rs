@@ -69,7 +69,7 @@ impl HttpConfig {
     pub fn token(&self) -> Result<Option<Secret>> {
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => Some(token.expose().trim().to_owned()),
-            (None, Some(file)) => Some(read_secret(file)?.trim().to_owned()),
+            (None, Some(file)) => Some(read_secret(file)?.expose().trim().to_owned()),
             (None, None) => None,
         };
         if let Some(token) = &token

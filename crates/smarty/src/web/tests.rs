@@ -46,7 +46,7 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
     let web = WebState {
         live: MetricsState::new(["home"]),
         store: Some(store),
-        tariff: Arc::new(TariffConfig::from_table(None).unwrap()),
+        tariff: Arc::new(TariffConfig::default()),
         events: events.downgrade(),
         token: token.map(|t| Arc::new(Secret::from(t.to_owned()))),
     };
