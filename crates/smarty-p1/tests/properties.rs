@@ -1,5 +1,5 @@
 //! Property tests of the streaming decoder, the parser and the decryption diagnostics, built
-//! from real corpus units (read in place from `shared/corpus`).
+//! from the real and reference units of the test data (`tests/data`).
 //!
 //! - chunking: any split of a stream into chunks yields the same telegrams as the whole
 //!   stream at once, and exactly the units the stream was built from;
@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
@@ -56,16 +55,11 @@ fn config(cases: u32) -> ProptestConfig {
 // ---------------------------------------------------------------------------------------------
 // Corpus
 
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus"
-    ))
-}
+#[path = "support/data.rs"]
+mod data;
 
 fn read(rel: &str) -> Vec<u8> {
-    let path = corpus_dir().join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    data::read_repo(rel)
 }
 
 /// A CRC-valid plaintext telegram of the corpus, as one stream unit.
@@ -104,18 +98,10 @@ fn corpus() -> &'static Corpus {
 
 /// The telegrams that MANIFEST.md lists with CRC "valid".
 fn load_plain() -> Vec<PlainTelegram> {
-    let manifest = String::from_utf8(read("MANIFEST.md")).expect("MANIFEST.md is UTF-8");
-    let section = manifest
-        .split("## Plain telegrams")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("MANIFEST.md has a 'Plain telegrams' section");
     let mut plain = Vec::new();
-    for row in section.lines().filter(|l| l.starts_with("| telegrams/")) {
-        // | file | header | meter / model | country | DSMR / version | provenance | CRC | ...
-        let cols: Vec<&str> = row.split('|').map(str::trim).collect();
-        let (file, crc) = (cols[1], cols[7]);
-        if !crc.starts_with("valid") {
+    for row in data::manifest(&data::repo_dir()) {
+        let file = row.file.as_str();
+        if !file.starts_with("telegrams/") || !row.get("CRC").starts_with("valid") {
             continue;
         }
         let bytes = read(file);
@@ -136,8 +122,9 @@ fn load_plain() -> Vec<PlainTelegram> {
             bang,
         });
     }
+    // tests/data holds 34 CRC-valid telegrams from 14 meter families.
     assert!(
-        plain.len() >= 40,
+        plain.len() >= 30,
         "only {} CRC-valid telegrams in MANIFEST.md",
         plain.len()
     );
@@ -146,12 +133,10 @@ fn load_plain() -> Vec<PlainTelegram> {
 
 /// Every `encrypted/*.json` whose key and AAD are known and whose plaintext has a valid CRC.
 fn load_keysets() -> Vec<KeySet> {
-    let mut names: Vec<String> = std::fs::read_dir(corpus_dir().join("encrypted"))
-        .expect("corpus/encrypted")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json"))
+    let names: Vec<String> = data::files(&data::repo_dir(), "encrypted", ".json")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    names.sort();
     let mut sets = Vec::new();
     for json_name in names {
         let stem = json_name.trim_end_matches(".json");
@@ -1548,10 +1533,10 @@ fn fake_header(title: [u8; 8], length: u16) -> Vec<u8> {
 /// start of a plaintext telegram is rescanned.
 ///
 /// Input (file mode, no key): `DB 08 01 02 03 04 05 06 07 08 82 01 00 30 00 00 00 01`
-/// followed by `telegrams/openhab_smarty.txt` (617 bytes, CRC CFDE valid).
+/// followed by `telegrams/nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt` (617 bytes, CRC CFDE valid).
 #[test]
 fn fake_header_without_key_swallows_plain_telegrams() {
-    let t = telegram("openhab_smarty.txt");
+    let t = telegram("nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt");
     let mut stream = fake_header([1, 2, 3, 4, 5, 6, 7, 8], 0x0100);
     stream.extend_from_slice(t);
     let out = decode_file(&decoder_config(None, false), &[&stream]);
@@ -1596,7 +1581,7 @@ proptest! {
 ///
 /// Input (live mode, no key): at t=0 ms `DB 08 01..08 82 10 00 30 00 00 00 01` and
 /// `DB 08 11..18 82 03 00 30 00 00 00 01` (two fake headers, 36 bytes); at t=10,000 ms (gap
-/// 2,000 ms) `openhab_smarty.txt` and `openhab_flu5.txt`: both telegrams are accepted.
+/// 2,000 ms) `nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt` and `dsmr_parser_fluvius_v171.txt`: both telegrams are accepted.
 #[test]
 fn stall_rearms_a_second_fake_header_without_key() {
     let mut garbage = fake_header([1, 2, 3, 4, 5, 6, 7, 8], 0x1000);
@@ -1604,7 +1589,10 @@ fn stall_rearms_a_second_fake_header_without_key() {
         [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18],
         0x0300,
     ));
-    let (a, b) = (telegram("openhab_smarty.txt"), telegram("openhab_flu5.txt"));
+    let (a, b) = (
+        telegram("nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt"),
+        telegram("dsmr_parser_fluvius_v171.txt"),
+    );
     let out = decode_live(
         &decoder_config(None, false),
         &[
@@ -1675,11 +1663,11 @@ fn tolerant_mode_cut_tag_limitation() {
 /// resulting fake frame was rejected as `NoKey` without a rescan and the telegram lost.
 ///
 /// Input (live mode, no key): at t=0 ms `DB 08 00 00 00 00 00 00 00 00 82 00 12 30` (14
-/// bytes: a header up to the security byte, L = 18); at t=10,000 ms `openhab_smarty.txt`.
+/// bytes: a header up to the security byte, L = 18); at t=10,000 ms `nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt`.
 #[test]
 fn a_stalled_partial_frame_header_is_dropped_without_key() {
     let header = [0xDB, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, 0x82, 0x00, 0x12, 0x30];
-    let t = telegram("openhab_smarty.txt");
+    let t = telegram("nexxtlab_lux_t210d_fc0005a8e3_plaintext.txt");
     let out = decode_live(
         &decoder_config(None, false),
         &[
