@@ -25,7 +25,7 @@ use smarty_p1::framing::{Event, FrameDecoder, FramingConfig, Unit};
 use smarty_p1::{
     Aad, AadHint, Authenticity, CrcStatus, Decoder, DecoderConfig, DecryptError, Decryptor,
     EncryptedFrame, FrameHeader, HeaderCheck, Key, LUXEMBOURG_AUTH_KEY, ParseOptions, Rejection,
-    crc_status, encrypt_frame, parse, parse_hex, parse_with,
+    Stats, crc_status, encrypt_frame, parse, parse_hex, parse_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +321,10 @@ fn split<'a>(bytes: &'a [u8], lens: &[usize]) -> Vec<&'a [u8]> {
 struct Outcome {
     accepted: Vec<Accepted>,
     rejected: Vec<Rejection>,
+    /// Bytes pushed.
+    pushed: usize,
+    /// The decoder's counters after `finish`.
+    stats: Stats,
 }
 
 impl Outcome {
@@ -342,10 +346,25 @@ fn drain(decoder: &mut Decoder, out: &mut Outcome) {
     }
 }
 
+/// Drains the decoder at the end of the input and checks that its counters count every byte
+/// pushed exactly once (accepted, rejected or noise), whatever the input.
 fn finish(decoder: &mut Decoder, out: &mut Outcome) {
     while let Some(result) = decoder.finish() {
         out.record(result);
     }
+    let stats = *decoder.stats();
+    assert_eq!(
+        stats.accepted_bytes + stats.rejected_bytes + stats.noise_bytes,
+        out.pushed as u64,
+        "bytes counted {stats:?} != bytes pushed {}",
+        out.pushed
+    );
+    assert_eq!(
+        stats.accepted_bytes,
+        out.accepted.iter().map(|a| a.raw.len() as u64).sum::<u64>(),
+        "accepted bytes"
+    );
+    out.stats = stats;
 }
 
 /// File mode: `push` each chunk, drain, `finish` at the end.
@@ -354,6 +373,7 @@ fn decode_file(config: &DecoderConfig, chunks: &[&[u8]]) -> Outcome {
     let mut out = Outcome::default();
     for chunk in chunks {
         decoder.push(chunk);
+        out.pushed += chunk.len();
         drain(&mut decoder, &mut out);
     }
     finish(&mut decoder, &mut out);
@@ -377,6 +397,7 @@ fn decode_live(config: &DecoderConfig, chunks: &[Timed<'_>]) -> Outcome {
             drain(&mut decoder, &mut out);
         }
         decoder.push_at(chunk.data, chunk.at_ms);
+        out.pushed += chunk.data.len();
         drain(&mut decoder, &mut out);
     }
     finish(&mut decoder, &mut out);
@@ -1133,8 +1154,8 @@ fn run_fuzz_decoder(keyset: usize, d: &FuzzDecoder, bytes: &[u8], lens: &[usize]
             None => {
                 let t = parse(&a.raw).expect("an accepted plaintext telegram parses");
                 assert!(
-                    !matches!(t.crc(), CrcStatus::Mismatch { .. }),
-                    "accepted a CRC mismatch: {a:?}"
+                    !matches!(t.crc(), CrcStatus::Mismatch { .. } | CrcStatus::Malformed),
+                    "accepted a CRC mismatch or a damaged CRC line: {a:?}"
                 );
             }
             Some(authenticated) => {
@@ -1476,7 +1497,7 @@ proptest! {
                         Err(DecryptError::Corrupted),
                         Err(DecryptError::Unverifiable("absent")),
                     ),
-                    CrcStatus::Mismatch { .. } => {
+                    CrcStatus::Mismatch { .. } | CrcStatus::Malformed => {
                         (Err(DecryptError::Corrupted), Err(DecryptError::Corrupted))
                     }
                 };
@@ -1689,4 +1710,91 @@ fn a_stalled_partial_frame_header_is_dropped_without_key() {
         "telegram LOST after a gap that followed a partial frame header (no key): rejected {:?}",
         out.rejected
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Damaged CRC lines and text values
+
+/// How a CRC character is damaged: a flipped bit, or any byte that is not a line end.
+#[derive(Clone, Debug)]
+enum CrcDamage {
+    Flip(u8),
+    Replace(u8),
+}
+
+fn crc_damage() -> impl Strategy<Value = CrcDamage> {
+    prop_oneof![
+        (0u8..8).prop_map(|bit| CrcDamage::Flip(1 << bit)),
+        any::<u8>()
+            .prop_filter("not a line end", |b| *b != b'\r' && *b != b'\n')
+            .prop_map(CrcDamage::Replace),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(CASES_STREAM))]
+
+    /// Any change to a CRC digit of a CRC-valid telegram (a flipped bit, or any byte other
+    /// than a line end in its place) never yields an accepted telegram: not "CRC absent",
+    /// not a match. The telegram is rejected for its CRC, the next one is not lost, and no
+    /// byte of the damaged one is counted as noise.
+    #[test]
+    fn a_damaged_crc_digit_is_never_accepted(
+        which in any::<Index>(),
+        next in any::<Index>(),
+        digit in any::<Index>(),
+        damage in crc_damage(),
+        lens in chunk_lens(),
+    ) {
+        let plain = &corpus().plain;
+        let t = &plain[which.index(plain.len())];
+        let digits = t.bytes[t.bang + 1..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        prop_assume!(digits > 0);
+        let at = t.bang + 1 + digit.index(digits);
+        let mut bad = t.bytes.clone();
+        bad[at] = match damage {
+            CrcDamage::Flip(mask) => bad[at] ^ mask,
+            CrcDamage::Replace(byte) => byte,
+        };
+        // The same digit in the other letter case is the same CRC; a line end is not a digit.
+        prop_assume!(!bad[at].eq_ignore_ascii_case(&t.bytes[at]));
+        prop_assume!(bad[at] != b'\r' && bad[at] != b'\n');
+        prop_assert!(parse(&bad).is_err(), "{}: {:?} accepted by parse", &t.name,
+            String::from_utf8_lossy(&bad[t.bang..]));
+        let good = &plain[next.index(plain.len())].bytes;
+        let mut stream = bad.clone();
+        stream.extend_from_slice(good);
+        let out = decode_file(&DecoderConfig::default(), &split(&stream, &lens));
+        let accepted: Vec<&[u8]> = out.accepted.iter().map(|a| &a.raw[..]).collect();
+        prop_assert_eq!(&accepted, &vec![&good[..]], "{}: {:?}, rejected {:?}", &t.name,
+            String::from_utf8_lossy(&bad[t.bang..]), &out.rejected);
+        prop_assert_eq!(out.stats.rejected(smarty_p1::RejectReason::Crc), 1,
+            "{}: {:?}", &t.name, &out.rejected);
+        prop_assert_eq!(out.stats.noise_bytes, 0, "{}: {:?}", &t.name, out.stats);
+    }
+
+    /// Versions, firmware signatures, identifiers, status words, date and time sent as digits
+    /// and letters are kept exactly as sent, whether the registry knows the code or not:
+    /// never a number with a made-up unit.
+    #[test]
+    fn text_values_are_kept_as_sent(
+        code in prop::sample::select(vec![
+            "1-0:0.2.0", "1-0:0.2.8", "1-1:0.2.0", "1-1:0.2.8", "1-2:0.2.0", "1-2:0.2.8",
+            "1-0:0.2.1", "0-0:0.2.0", "1-0:0.9.1", "1-0:0.9.2", "1-3:0.2.8", "0-0:96.1.4",
+            "0-0:96.14.0", "0-0:96.5.0", "1-0:96.5.5", "0-0:97.97.0", "0-0:0.0.0", "1-0:0.0.0",
+            "1-0:96.1.0", "0-0:96.1.255", "1-0:96.1.7",
+        ]),
+        value in "[0-9][0-9A-Za-z.]{0,20}",
+    ) {
+        let mut body = format!("/XYZ5 TEST\r\n\r\n{code}({value})\r\n!").into_bytes();
+        let crc = smarty_p1::crc16_arc(&body);
+        body.extend_from_slice(format!("{crc:04X}\r\n").as_bytes());
+        let t = parse(&body).unwrap();
+        let object = t.get(code).unwrap();
+        match object.value {
+            smarty_p1::Value::Text(text) => prop_assert_eq!(text, value.as_str()),
+            smarty_p1::Value::OctetString(s) => prop_assert_eq!(s.hex(), value.as_str()),
+            other => prop_assert!(false, "{}({}) became {:?}", code, value, other),
+        }
+    }
 }
