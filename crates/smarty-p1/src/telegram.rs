@@ -54,8 +54,7 @@ impl CrcStatus {
     }
 }
 
-/// The most bytes after `!` that belong to the end line: the CRC, its line end, and what a
-/// gateway may append on the same line.
+/// The most bytes after `!` taken into a telegram as its end line.
 pub(crate) const END_LINE_MAX: usize = 32;
 
 /// What the end line holds after `!`.
@@ -70,14 +69,15 @@ pub(crate) enum CrcField {
 }
 
 /// Reads the end line from `after`, the bytes after `!`. Returns how many of them belong to
-/// it and what it holds, or `None` when more bytes are needed to tell (never when `at_end`:
-/// the bytes given are all there is).
+/// the telegram and what the line holds, or `None` when more bytes are needed to tell (never
+/// when `at_end`: the bytes given are all there is).
 ///
-/// Only a bare `!` (followed by CR LF, LF or the end of the input) means "no CRC"; three or
+/// Only a bare `!` (followed by a line end or the end of the input) means "no CRC"; three or
 /// four hex digits are the CRC; anything else (`!q626`, `! 626`, `!62`, `!62626`) is a
-/// damaged CRC line, never "no CRC". The line runs through its LF, or up to a `/` that
-/// starts the next telegram, or at most [`END_LINE_MAX`] bytes; what follows the CRC digits
-/// on it is ignored.
+/// damaged CRC line, never "no CRC". The telegram takes its
+/// end line through the LF (or up to a `/` or `0xDB` that may start the next telegram or
+/// frame, or at most [`END_LINE_MAX`] bytes), so that any damage on it reaches the parser;
+/// what a gateway sends on the lines after a bare `!` (EasyMeter) is not part of it.
 pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> {
     let digits = after
         .iter()
@@ -90,33 +90,37 @@ pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> 
         (0, None | Some(b'\n')) => CrcField::Absent,
         (0, Some(b'\r')) => match after.get(1) {
             None if !at_end => return None,
-            None | Some(b'\n') => CrcField::Absent,
+            None | Some(b'\n' | b'/') => CrcField::Absent,
             Some(_) => CrcField::Malformed,
         },
-        (3 | 4, _) => {
-            let value = after[..digits]
+        (3 | 4, _) => CrcField::Digits(
+            after[..digits]
                 .iter()
-                .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d)));
-            CrcField::Digits(value)
-        }
+                .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d))),
+        ),
         _ => CrcField::Malformed,
     };
-    let mut len = None;
-    for (i, &b) in after.iter().enumerate().take(END_LINE_MAX) {
-        match b {
-            b'\n' => {
-                len = Some(i + 1);
-                break;
-            }
-            b'/' => {
-                len = Some(i);
-                break;
-            }
-            _ => {}
-        }
+    if field == CrcField::Absent {
+        let len = match after {
+            [b'\r', b'\n', ..] => 2,
+            [b'\r' | b'\n', ..] => 1,
+            _ => 0,
+        };
+        return Some((len, field));
     }
-    let len = match len {
-        Some(len) => len,
+    // The CRC (or the damaged line) through its LF, or up to a `/` or `0xDB` that may start
+    // the next telegram or frame, or at most END_LINE_MAX bytes. The damaged line always
+    // keeps its first byte, which shows the damage (`!/626` is no bare `!`).
+    let from = digits.max(1);
+    let line = after
+        .iter()
+        .enumerate()
+        .take(END_LINE_MAX)
+        .skip(digits)
+        .find(|&(i, &b)| b == b'\n' || (i >= from && (b == b'/' || b == 0xDB)));
+    let len = match line {
+        Some((i, b'\n')) => i + 1,
+        Some((i, _)) => i,
         None if after.len() >= END_LINE_MAX => END_LINE_MAX,
         None if at_end => after.len(),
         None => return None,
@@ -1053,6 +1057,11 @@ mod tests {
                 }
             }
         }
+        // What follows the CRC on its line belongs to the end line; the CRC still decides.
+        let t = telegram(b"XYZ5TEST", LINES, 4, b" 25803103\r\n/next");
+        let parsed = parse(&t).unwrap();
+        assert_eq!(parsed.crc(), CrcStatus::Valid);
+        assert_eq!(parsed.raw().len(), t.len() - 5);
         // Anything else after '!' is a damaged CRC line.
         for after in [
             &b"q626\r\n"[..],
@@ -1065,6 +1074,8 @@ mod tests {
             b"\xFF\r\n",
             b"\x00",
             b"\r626\r\n",
+            b"/626\r\n",
+            b"\r\x00",
         ] {
             let t = absent(after);
             assert_eq!(
