@@ -414,10 +414,21 @@ fn every_telegram_parses_with_the_manifest_crc_status_and_asserted_values() {
 fn telegrams_in(dir: &Path) -> usize {
     let manifest = manifest_crc(dir);
     let telegrams = files(dir, "telegrams", ".txt");
-    assert_eq!(
-        telegrams.len(),
-        manifest.len(),
-        "{}: telegrams/*.txt and MANIFEST.md rows differ",
+    let present: BTreeMap<String, ()> = telegrams
+        .iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), ()))
+        .collect();
+    let missing: Vec<&String> = manifest
+        .keys()
+        .filter(|f| !present.contains_key(*f))
+        .collect();
+    let unlisted: Vec<&String> = present
+        .keys()
+        .filter(|f| !manifest.contains_key(*f))
+        .collect();
+    assert!(
+        missing.is_empty() && unlisted.is_empty(),
+        "{}: telegrams listed in MANIFEST.md but missing: {missing:?}; present but not listed: {unlisted:?}",
         dir.display()
     );
     let mut failures = Vec::new();
