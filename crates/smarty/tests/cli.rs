@@ -550,7 +550,8 @@ fn config_example_checks_and_mistakes_name_their_line() {
 }
 
 /// A telegram whose CRC line was damaged on the line (`!q0F6` instead of `!80F6`) is a CRC
-/// error, never a telegram "without CRC": only the intact copy comes out.
+/// error, never a telegram "without CRC": only the intact copy comes out, and the summary
+/// counts no noise.
 #[test]
 fn a_damaged_crc_line_is_a_crc_error() {
     let good = include_bytes!(concat!(
@@ -573,4 +574,6 @@ fn a_damaged_crc_line_is_a_crc_error() {
     assert_eq!(telegrams[0]["meter_id"], "SAG1030700012701");
     assert!(stderr.contains("damaged CRC line"), "{stderr}");
     assert!(stderr.contains("crc"), "{stderr}");
+    // Its bytes are the rejected telegram's, not noise.
+    assert!(!stderr.contains("noise"), "{stderr}");
 }
