@@ -88,9 +88,10 @@ pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> 
         // Not enough bytes yet to see what follows the digits.
         (_, None) if !at_end && digits < 5 => return None,
         (0, None | Some(b'\n')) => CrcField::Absent,
+        // A bare CR ends the line too when the next telegram or frame follows at once.
         (0, Some(b'\r')) => match after.get(1) {
             None if !at_end => return None,
-            None | Some(b'\n' | b'/') => CrcField::Absent,
+            None | Some(b'\n' | b'/' | 0xDB) => CrcField::Absent,
             Some(_) => CrcField::Malformed,
         },
         (3 | 4, _) => CrcField::Digits(

@@ -1421,11 +1421,14 @@ proptest! {
                 prop_assert!(out.accepted.is_empty(), "strict mode accepted an AAD mismatch");
                 // After a decryption failure the decoder rescans the frame from its second
                 // byte; a chance plausible header inside the ciphertext may add a framing
-                // rejection, but the frame itself is rejected exactly once, for its AAD.
+                // rejection, or (when its announced length fits, about once in 20,000 cases)
+                // a fake frame that does not decrypt, but the frame itself is rejected exactly
+                // once, first, for its AAD.
                 let auth = out.rejected.iter().filter(|r| matches!(r,
                     Rejection::Decrypt(DecryptError::Authentication { .. }))).count();
                 let others = out.rejected.iter().filter(|r| !matches!(r,
-                    Rejection::Decrypt(DecryptError::Authentication { .. })
+                    Rejection::Decrypt(DecryptError::Authentication { .. }
+                        | DecryptError::WrongKey)
                     | Rejection::Framing { .. })).count();
                 prop_assert!(auth == 1 && others == 0 && matches!(out.rejected[0],
                     Rejection::Decrypt(DecryptError::Authentication { .. })),
@@ -1732,7 +1735,12 @@ fn crc_damage() -> impl Strategy<Value = CrcDamage> {
 }
 
 proptest! {
-    #![proptest_config(config(CASES_STREAM))]
+    // A flipped 0x20 bit only changes a letter's case (the same CRC): such cases are skipped,
+    // often enough for soak runs to need more room than the default.
+    #![proptest_config(ProptestConfig {
+        max_global_rejects: 1 << 20,
+        ..config(CASES_STREAM)
+    })]
 
     /// Any change to a CRC digit of a CRC-valid telegram (a flipped bit, or any byte other
     /// than a line end in its place) never yields an accepted telegram: not "CRC absent",
@@ -1776,6 +1784,10 @@ proptest! {
             prop_assert_eq!(out.stats.noise_bytes, 0, "{}: {:?}", &t.name, out.stats);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(config(CASES_STREAM))]
 
     /// Whatever follows a telegram's `!`, and however the bytes are chunked, the decoder
     /// judges the end line as `parse` does on the whole input: accepted exactly when the CRC
