@@ -30,7 +30,7 @@ for every telegram a few values (1-0:1.8.0, 1-0:2.8.0, 0-0:42.0.0) must equal
 those read from a reference plaintext. The reference plaintext is obtained
 independently of dsmr_parser (AES-GCM with the ``cryptography`` package) and,
 when the frame's sibling .json names an ``expected_plaintext_file`` in the
-corpus, compared byte for byte with that file.
+test data, compared byte for byte with that file (a missing file is an error).
 
 ``--self-test`` runs a short stream (50 frames, one run) plus negative checks
 (flipped tag bit must be rejected, a re-encrypted telegram with a bad CRC must
@@ -40,7 +40,7 @@ mismatch.
 Example::
 
     python3 bench/python_dsmr_parser.py \\
-        --frame /work/shared/corpus/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex
+        --frame crates/smarty-p1/tests/data/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "encrypted Luxembourg Smarty frames (framing + AES-GCM "
                     "tag check + CRC + full MSN parse). Prints one JSON line.")
     p.add_argument("--frame", required=True, type=Path,
-                   help="frame as hex text (e.g. corpus/encrypted/NAME.hex); the "
+                   help="frame as hex text (e.g. crates/smarty-p1/tests/data/"
+                        "encrypted/NAME.hex); the "
                         "key is read from the sibling NAME.json unless --key is given")
     p.add_argument("--key", help="32 hex digit AES-128 encryption key "
                                  "(default: \"key\" field of the sibling .json)")
@@ -310,9 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         plaintext = reference_plaintext(frame, key, auth_key)
         expected_file = meta.get("expected_plaintext_file")
         if expected_file:
-            # NAME.json lives in <corpus>/encrypted/; paths are corpus-relative.
+            # NAME.json lives in <data>/encrypted/; paths are relative to <data>.
             path = args.frame.resolve().parent.parent / expected_file
-            if path.is_file() and path.read_bytes() != plaintext:
+            if not path.is_file():
+                raise BenchError(f"{args.frame.with_suffix('.json')} names "
+                                 f"{expected_file}, which is missing")
+            if path.read_bytes() != plaintext:
                 raise BenchError(f"decrypted frame differs from {path}")
         expected = expected_values(plaintext)
 

@@ -26,9 +26,9 @@ PY_REPEAT=${PY_REPEAT:-5}
 SKIP_PYTHON=${SKIP_PYTHON:-0}
 LOG_DIR=${LOG_DIR:-target/bench-logs}
 REPORT_ONLY=${REPORT_ONLY:-0}
-CORPUS=$(cd "$ROOT/../shared/corpus/encrypted" && pwd)
+CORPUS="$ROOT/crates/smarty-p1/tests/data/encrypted"
 
-# frame label | corpus file | criterion id
+# frame label | file in crates/smarty-p1/tests/data/encrypted | criterion id
 FRAMES=(
   "real_647|nexxtlab_lux_t210d_fc0005a8e3.hex|decode/real_647"
   "full_list_1519|lux_spec_full_list_synthetic.hex|decode/full_list_1519"

@@ -5,7 +5,9 @@
 //! is then pushed in chunks of that size into a [`Decoder`] with a fixed key (the public
 //! NEXXTLAB test key, so that real frames in the seed corpus decrypt) and the replay check on.
 //! The raw input also goes to `parse` and `parse_with(check_crc: false)`. Accepted telegrams
-//! are exercised (readings, names) so that their lazy parts run too.
+//! are exercised (readings, names) so that their lazy parts run too. Checked on every input:
+//! the decoder's counters count every byte once (accepted + rejected + noise = input), and
+//! `parse` never accepts a telegram whose CRC fails or whose CRC line is damaged.
 //!
 //! Feeding the first byte as data as well keeps plain corpus files usable as seeds: `/`
 //! gives chunks of 48 bytes, `0xDB` chunks of 92 bytes in tolerant mode.
@@ -13,7 +15,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smarty_p1::{Decoder, DecoderConfig, Key, ParseOptions, Telegram, parse, parse_with};
+use smarty_p1::{
+    CrcStatus, Decoder, DecoderConfig, Key, ParseOptions, Telegram, parse, parse_with,
+};
 
 /// D491470F47126332B07D1923B3504188: the key of the real NEXXTLAB frame (reference §3.7).
 const KEY: [u8; 16] = [
@@ -56,8 +60,19 @@ fuzz_target!(|data: &[u8]| {
             exercise(&decoded.telegram);
         }
     }
+    let stats = decoder.stats();
+    assert_eq!(
+        stats.accepted_bytes + stats.rejected_bytes + stats.noise_bytes,
+        data.len() as u64,
+        "every byte counted once: {stats:?}"
+    );
 
     if let Ok(telegram) = parse(data) {
+        assert!(
+            matches!(telegram.crc(), CrcStatus::Valid | CrcStatus::Absent),
+            "parse accepted {:?}",
+            telegram.crc()
+        );
         exercise(&telegram);
     }
     if let Ok(telegram) = parse_with(data, ParseOptions { check_crc: false }) {

@@ -8,9 +8,9 @@
 //!   (the corpus frame re-encrypted with increasing frame counters) pushed into a [`Decoder`]
 //!   in [`CHUNK`]-byte pieces and drained after each push: framing + GCM tag check + CRC +
 //!   full parse. Every telegram is consumed with `black_box`. Throughput in frames.
-//! - `decode/plain_basjes_566`: the plaintext DSMR 5 capture `basjes_ttyUSB0_raw_crlf.bin`
-//!   (566 complete telegrams) through a [`Decoder`] without key. Throughput in telegrams and
-//!   bytes.
+//! - `decode/plain_basjes_566`: the plaintext DSMR 5 capture `basjes_ttyUSB0_raw_lf.txt` with
+//!   its CR bytes restored (566 complete telegrams) through a [`Decoder`] without key.
+//!   Throughput in telegrams and bytes.
 //! - `component/framing/*`: [`FrameDecoder`] alone over the same stream as `decode/*`.
 //! - `component/decrypt/*`: [`Decryptor::decrypt`] of one frame (tag check included).
 //! - `component/crc/*`: [`crc16_arc`] over the bytes the CRC covers (`/` through `!`).
@@ -19,7 +19,8 @@
 //! - `component/manual_pipeline/*`: [`FrameDecoder`] + [`Decryptor`] + one [`parse`] per
 //!   frame, written out here: the work `decode/*` must do at minimum, for comparison.
 //!
-//! Every input is checked before it is timed (all frames decode, authenticated, with the
+//! The inputs are the repository's test data (`crates/smarty-p1/tests/data`, see its
+//! `MANIFEST.md`). Every input is checked before it is timed (all frames decode, authenticated, with the
 //! expected values and no unknown line), so a broken decoder cannot produce a fast number.
 //! Throughput is always in frames (telegrams) per iteration: ns per frame = time / elements.
 
@@ -38,14 +39,17 @@ const FRAMES: usize = 1000;
 /// Bytes per `push`, as a serial or socket reader would deliver them (also the default
 /// `--chunk` of `bench/python_dsmr_parser.py`).
 const CHUNK: usize = 4096;
-/// Complete telegrams in `basjes_ttyUSB0_raw_crlf.bin` (it starts with the tail of one).
+/// Complete telegrams in the basjes capture (it starts with the tail of one).
 const BASJES_TELEGRAMS: usize = 566;
 
+/// The repository's test data.
 fn corpus() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+}
+
+/// Reads a data file; the message names a missing one.
+fn read(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("test data missing: {}: {e}", path.display()))
 }
 
 /// One encrypted corpus frame with everything derived from it.
@@ -69,11 +73,11 @@ struct Case {
 impl Case {
     fn load(name: &'static str, stem: &str, expected_len: usize) -> Case {
         let dir = corpus().join("encrypted");
-        let hex = std::fs::read_to_string(dir.join(format!("{stem}.hex"))).expect("corpus .hex");
+        let hex = String::from_utf8(read(&dir.join(format!("{stem}.hex")))).expect("hex text");
         let frame = parse_hex(&hex).expect("hex");
         assert_eq!(frame.len(), expected_len, "{stem}: frame length");
-        let json = std::fs::read_to_string(dir.join(format!("{stem}.json"))).expect("corpus .json");
-        let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+        let json = read(&dir.join(format!("{stem}.json")));
+        let json: serde_json::Value = serde_json::from_slice(&json).expect("json");
         let key = Key::from_hex(json["key"].as_str().expect("key in .json")).expect("key");
 
         let parsed = EncryptedFrame::parse(&frame).expect("one frame");
@@ -251,8 +255,15 @@ fn cases() -> Vec<Case> {
 }
 
 fn load_basjes() -> Vec<u8> {
-    let path = corpus().join("streams/basjes_ttyUSB0_raw_crlf.bin");
-    let bytes = std::fs::read(&path).expect("basjes stream");
+    // Stored LF-only as published; every CRC validates once LF is CR LF again.
+    let lf = read(&corpus().join("streams/basjes_ttyUSB0_raw_lf.txt"));
+    let mut bytes = Vec::with_capacity(lf.len() + lf.len() / 16);
+    for &b in &lf {
+        if b == b'\n' {
+            bytes.push(b'\r');
+        }
+        bytes.push(b);
+    }
     // Setup pass: every complete telegram decodes.
     let mut decoder = Decoder::new(DecoderConfig::default());
     let mut n = 0;

@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo build --release -p smarty-p1 --example decode_loop
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
-//!     target/release/examples/decode_loop ../shared/corpus/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex 1000
+//!     target/release/examples/decode_loop crates/smarty-p1/tests/data/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex 1000
 //! callgrind_annotate /tmp/cg.out | head -30
 //! ```
 //!

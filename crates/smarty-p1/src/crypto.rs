@@ -258,9 +258,10 @@ impl Decryptor {
             (AadHint::Unknown, CrcStatus::Absent) if !self.verify_tag => {
                 Err(DecryptError::Unverifiable("absent"))
             }
-            (AadHint::Unknown, CrcStatus::Mismatch { .. } | CrcStatus::Absent) => {
-                Err(DecryptError::Corrupted)
-            }
+            (
+                AadHint::Unknown,
+                CrcStatus::Mismatch { .. } | CrcStatus::Malformed | CrcStatus::Absent,
+            ) => Err(DecryptError::Corrupted),
             (hint, _) => Err(DecryptError::Authentication { hint }),
         }
     }

@@ -64,11 +64,11 @@ pub struct Decoded<'a> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum Rejection {
     /// Dropped by the framing (cut short, oversize, stalled).
-    #[error("framing error: {bytes} bytes dropped ({})", reason.as_str())]
+    #[error("framing error: {} frame or telegram dropped ({bytes} bytes)", reason.as_str())]
     Framing {
         /// Why.
         reason: DiscardReason,
-        /// How many bytes.
+        /// How many bytes of the frame or telegram had been received.
         bytes: usize,
     },
     /// The frame did not decrypt or failed a check.
@@ -100,7 +100,7 @@ pub enum RejectReason {
     Unverifiable,
     /// [`DecryptError::Replay`].
     Replay,
-    /// [`TelegramError::CrcMismatch`].
+    /// [`TelegramError::CrcMismatch`] and [`TelegramError::BadCrc`] (a damaged CRC line).
     Crc,
     /// Any other [`TelegramError`].
     Malformed,
@@ -157,7 +157,9 @@ impl Rejection {
                 DecryptError::Unverifiable(_) => RejectReason::Unverifiable,
                 DecryptError::Replay { .. } => RejectReason::Replay,
             },
-            Rejection::Telegram(TelegramError::CrcMismatch { .. }) => RejectReason::Crc,
+            Rejection::Telegram(TelegramError::CrcMismatch { .. } | TelegramError::BadCrc) => {
+                RejectReason::Crc
+            }
             Rejection::Telegram(_) => RejectReason::Malformed,
         }
     }
@@ -178,6 +180,14 @@ pub struct Stats {
     pub with_unknown_lines: u64,
     /// Bytes outside any frame or telegram.
     pub noise_bytes: u64,
+    /// Bytes of accepted frames and telegrams.
+    pub accepted_bytes: u64,
+    /// Bytes of rejected frames and telegrams, and of partial ones the framing dropped.
+    ///
+    /// Every byte pushed is counted once: `accepted_bytes + rejected_bytes + noise_bytes` is
+    /// the number of bytes pushed, less those still buffered (none after
+    /// [`Decoder::finish`] returned `None`).
+    pub rejected_bytes: u64,
     rejected: [u64; RejectReason::ALL.len()],
 }
 
@@ -228,7 +238,9 @@ pub struct Decoder {
 
 enum Step {
     Done,
+    /// A fake frame header: search its bytes again, as noise.
     Rescan,
+    /// A rejection; `true`: a frame whose bytes are searched again.
     Reject(Rejection, bool),
     Plain,
     Decrypted(FrameInfo),
@@ -304,13 +316,31 @@ impl Decoder {
             let event = self.framer.next();
             let step = match event {
                 None => Step::Done,
-                Some(Event::Discarded { bytes, reason }) => {
-                    if reason == DiscardReason::Noise {
+                Some(Event::Discarded {
+                    bytes,
+                    span,
+                    reason,
+                }) => match reason {
+                    DiscardReason::Noise => {
                         self.stats.noise_bytes += bytes as u64;
                         continue;
                     }
-                    Step::Reject(Rejection::Framing { reason, bytes }, false)
-                }
+                    // The rest of a unit that was reported already.
+                    DiscardReason::Rejected => {
+                        self.stats.rejected_bytes += bytes as u64;
+                        continue;
+                    }
+                    _ => {
+                        self.stats.rejected_bytes += bytes as u64;
+                        Step::Reject(
+                            Rejection::Framing {
+                                reason,
+                                bytes: span,
+                            },
+                            false,
+                        )
+                    }
+                },
                 Some(Event::Unit(Unit::Plain(_))) => {
                     self.stats.plain_telegrams += 1;
                     Step::Plain
@@ -343,15 +373,22 @@ impl Decoder {
                     step
                 }
             };
+            // Bytes are counted when they leave the framer: a unit's when it is accepted or
+            // rejected, or only its first byte when its bytes are searched again.
+            let unit_len = self.framer.last_unit().map_or(0, |u| u.len() as u64);
             match step {
                 Step::Done => return None,
                 Step::Rescan => {
-                    self.framer.reject();
+                    self.stats.noise_bytes += 1;
+                    self.framer.rescan();
                     continue;
                 }
                 Step::Reject(rejection, rescan) => {
                     if rescan {
+                        self.stats.rejected_bytes += 1;
                         self.framer.reject();
+                    } else if !matches!(rejection, Rejection::Framing { .. }) {
+                        self.stats.rejected_bytes += unit_len;
                     }
                     self.stats.reject(&rejection);
                     return Some(Err(rejection));
@@ -360,6 +397,7 @@ impl Decoder {
                     let raw = self.framer.last_unit().expect("unit just yielded");
                     return Some(match parse(raw) {
                         Ok(telegram) => {
+                            self.stats.accepted_bytes += unit_len;
                             self.stats.telegrams += 1;
                             if !telegram.unknown_lines().is_empty() {
                                 self.stats.with_unknown_lines += 1;
@@ -372,6 +410,7 @@ impl Decoder {
                         }
                         Err(e) => {
                             let rejection = Rejection::Telegram(e);
+                            self.stats.rejected_bytes += unit_len;
                             self.stats.reject(&rejection);
                             Err(rejection)
                         }
@@ -387,6 +426,7 @@ impl Decoder {
                             match replayed {
                                 Some(e) => Rejection::Decrypt(e),
                                 None => {
+                                    self.stats.accepted_bytes += unit_len;
                                     self.stats.telegrams += 1;
                                     self.stats.unauthenticated += u64::from(!info.authenticated);
                                     self.stats.with_unknown_lines +=
@@ -400,10 +440,182 @@ impl Decoder {
                             }
                         }
                     };
+                    self.stats.rejected_bytes += unit_len;
                     self.stats.reject(&rejection);
                     return Some(Err(rejection));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crc::crc16_arc;
+    use crate::crypto::encrypt_frame;
+    use alloc::format;
+    use alloc::vec;
+
+    const TITLE: [u8; 8] = *b"SAGgp\x01\xBD\x54";
+
+    /// A CRC-valid telegram with this identification line, ending `!CRC\r\n`.
+    fn telegram(header: &[u8]) -> Vec<u8> {
+        let mut t = vec![b'/'];
+        t.extend_from_slice(header);
+        t.extend_from_slice(b"\r\n\r\n1-3:0.2.8(42)\r\n0-0:1.0.0(180130102122W)\r\n");
+        for i in 0..10 {
+            t.extend_from_slice(format!("1-0:1.8.0(00000{i}.695*kWh)\r\n").as_bytes());
+        }
+        t.push(b'!');
+        let crc = crc16_arc(&t);
+        t.extend_from_slice(format!("{crc:04X}\r\n").as_bytes());
+        t
+    }
+
+    /// Everything `bytes` gives, pushed in `chunk`-byte pieces: (accepted raw units,
+    /// rejections, stats).
+    fn decode(
+        config: DecoderConfig,
+        bytes: &[u8],
+        chunk: usize,
+    ) -> (Vec<Vec<u8>>, Vec<Rejection>, Stats) {
+        let mut decoder = Decoder::new(config);
+        let (mut accepted, mut rejected) = (vec![], vec![]);
+        let mut take = |r: Result<Decoded<'_>, Rejection>| match r {
+            Ok(d) => accepted.push(d.raw.to_vec()),
+            Err(e) => rejected.push(e),
+        };
+        for piece in bytes.chunks(chunk) {
+            decoder.push(piece);
+            while let Some(r) = decoder.next() {
+                take(r);
+            }
+        }
+        while let Some(r) = decoder.finish() {
+            take(r);
+        }
+        (accepted, rejected, *decoder.stats())
+    }
+
+    fn keyed() -> DecoderConfig {
+        DecoderConfig {
+            key: Some(Key::from_bytes([7; 16])),
+            ..DecoderConfig::default()
+        }
+    }
+
+    fn frame(counter: u32, plaintext: &[u8]) -> Vec<u8> {
+        encrypt_frame(
+            &Key::from_bytes([7; 16]),
+            &Aad::default(),
+            TITLE,
+            counter,
+            plaintext,
+        )
+    }
+
+    /// Every byte pushed is counted once: in an accepted or rejected unit, or as noise.
+    fn assert_counted_once(stats: &Stats, pushed: usize) {
+        assert_eq!(
+            stats.accepted_bytes + stats.rejected_bytes + stats.noise_bytes,
+            pushed as u64,
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn a_telegram_with_a_garbled_crc_is_rejected_for_its_crc() {
+        let good = telegram(b"XYZ5TEST");
+        let mut bad = good.clone();
+        let bang = bad.iter().rposition(|&b| b == b'!').unwrap();
+        bad[bang + 1] = b'q';
+        let mut stream = bad.clone();
+        stream.extend_from_slice(&good);
+        for chunk in [1, 7, stream.len()] {
+            let (accepted, rejected, stats) = decode(DecoderConfig::default(), &stream, chunk);
+            assert_eq!(accepted, vec![good.clone()], "chunk {chunk}");
+            assert_eq!(
+                rejected,
+                vec![Rejection::Telegram(TelegramError::BadCrc)],
+                "chunk {chunk}"
+            );
+            assert_eq!(stats.rejected(RejectReason::Crc), 1);
+            assert_eq!(stats.noise_bytes, 0, "chunk {chunk}: {stats:?}");
+            assert_counted_once(&stats, stream.len());
+        }
+        // Inside an authentic frame too.
+        let (accepted, rejected, _) = decode(keyed(), &frame(1, &bad), 64);
+        assert!(accepted.is_empty());
+        assert_eq!(rejected, vec![Rejection::Telegram(TelegramError::BadCrc)]);
+    }
+
+    #[test]
+    fn a_header_with_bytes_above_ascii_is_decoded() {
+        let t = telegram(b"Lux5\xAB3663629_D");
+        for chunk in [1, 5, t.len()] {
+            let (accepted, rejected, stats) = decode(DecoderConfig::default(), &t, chunk);
+            assert_eq!(accepted, vec![t.clone()], "chunk {chunk}: {rejected:?}");
+            assert_eq!(stats.noise_bytes, 0);
+            assert_counted_once(&stats, t.len());
+        }
+    }
+
+    #[test]
+    fn a_frame_rejected_for_its_tag_is_not_counted_again_as_noise() {
+        let t = telegram(b"Lux5\\253663629_D");
+        let mut bad_tag = frame(1, &t);
+        let last = bad_tag.len() - 1;
+        bad_tag[last] ^= 1;
+        let good = frame(2, &t);
+        let mut stream = bad_tag.clone();
+        stream.extend_from_slice(&good);
+        for chunk in [1, 64, stream.len()] {
+            let (accepted, rejected, stats) = decode(keyed(), &stream, chunk);
+            assert_eq!(accepted, vec![good.clone()], "chunk {chunk}");
+            assert_eq!(rejected.len(), 1, "chunk {chunk}: {rejected:?}");
+            assert_eq!(stats.noise_bytes, 0, "chunk {chunk}: {stats:?}");
+            assert_eq!(stats.rejected_bytes, bad_tag.len() as u64);
+            assert_eq!(stats.accepted_bytes, good.len() as u64);
+            assert_counted_once(&stats, stream.len());
+        }
+    }
+
+    #[test]
+    fn bytes_of_dropped_telegrams_are_not_counted_again_as_noise() {
+        // Damaged on the line (a byte above ASCII in a data line: what was read of it is
+        // dropped, what follows the damage is searched afresh and is noise), cut at the end
+        // of the input, and rejected for its CRC.
+        let good = telegram(b"XYZ5TEST");
+        let mut damaged = good.clone();
+        damaged[40] = 0x9A;
+        let cut = &good[..good.len() / 2];
+        let mut bad_crc = good.clone();
+        bad_crc[30] = b'7';
+        for (what, stream, noise) in [
+            (
+                "damaged",
+                [&damaged[..], &good[..]].concat(),
+                good.len() - 41,
+            ),
+            ("cut at the end", [&good[..], cut].concat(), 0),
+            ("bad CRC", [&bad_crc[..], &good[..]].concat(), 0),
+        ] {
+            for chunk in [1, 9, stream.len()] {
+                let (accepted, rejected, stats) = decode(DecoderConfig::default(), &stream, chunk);
+                assert_eq!(accepted, vec![good.clone()], "{what}, chunk {chunk}");
+                assert_eq!(rejected.len(), 1, "{what}: {rejected:?}");
+                assert_eq!(
+                    stats.noise_bytes, noise as u64,
+                    "{what}, chunk {chunk}: {stats:?}"
+                );
+                assert_counted_once(&stats, stream.len());
+            }
+        }
+        // Noise stays noise.
+        let stream = [&b"line noise"[..], &good[..]].concat();
+        let (_, _, stats) = decode(DecoderConfig::default(), &stream, 3);
+        assert_eq!(stats.noise_bytes, 10);
+        assert_counted_once(&stats, stream.len());
     }
 }

@@ -39,8 +39,9 @@ pub enum TelegramError {
         /// The CRC computed over `/` … `!`.
         computed: u16,
     },
-    /// The characters after `!` are not 1 to 4 hex digits.
-    #[error("malformed CRC after '!'")]
+    /// The end line is damaged: after `!` comes neither a line end nor 3 or 4 hex digits
+    /// (`!q626`, `! 626`, `!62`), so nothing vouches for the telegram.
+    #[error("damaged CRC line: after '!' comes neither a line end nor 3 or 4 hex digits")]
     BadCrc,
 }
 

@@ -17,13 +17,21 @@
 //!   the rejected frame's bytes from its second byte, so a valid frame hidden behind a fake
 //!   header is still found;
 //! - with timestamps ([`FrameDecoder::push_at`]), a partial unit that stalls longer than the
-//!   configured gap is dropped (again rescanning from its second byte).
+//!   configured gap is dropped (again rescanning from its second byte);
+//! - a plaintext telegram ends with its `!` line: a bare `!` (no CRC) or `!` and the CRC, up to
+//!   the line end; a damaged `!` line (`!q626`) still ends the telegram, whose parse then
+//!   fails (see [`crate::parse`]).
+//!
+//! Every byte is reported once: in a unit, or in one [`Event::Discarded`]. Bytes of a dropped
+//! or rejected unit that are searched again and hold nothing else are reported as
+//! [`DiscardReason::Rejected`], not as noise.
 //!
 //! Memory is bounded: nothing longer than [`FramingConfig::max_frame_len`] is buffered.
 
 use alloc::vec::Vec;
 
 use crate::frame::{EncryptedFrame, FrameHeader, GLO_CIPHERING_TAG, HeaderCheck, SYSTEM_TITLE_LEN};
+use crate::telegram::end_line;
 
 /// Settings of a [`FrameDecoder`].
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +85,11 @@ pub enum DiscardReason {
     Oversize,
     /// A partial frame or telegram that received nothing for longer than the gap.
     Stalled,
+    /// Bytes of a frame or telegram that was already reported (dropped as truncated,
+    /// oversize or stalled, or rejected by the caller with [`FrameDecoder::reject`]):
+    /// searched again, they held no other frame or telegram. They belong to that unit and
+    /// are not noise.
+    Rejected,
 }
 
 impl DiscardReason {
@@ -87,6 +100,7 @@ impl DiscardReason {
             DiscardReason::Truncated => "truncated",
             DiscardReason::Oversize => "oversize",
             DiscardReason::Stalled => "stalled",
+            DiscardReason::Rejected => "rejected",
         }
     }
 }
@@ -98,8 +112,15 @@ pub enum Event<'a> {
     Unit(Unit<'a>),
     /// Bytes that were dropped, with the reason.
     Discarded {
-        /// How many bytes.
+        /// How many bytes were dropped now. Over a whole input, the units and these add up to
+        /// every byte pushed, each counted once.
         bytes: usize,
+        /// For [`DiscardReason::Truncated`], [`DiscardReason::Oversize`] and
+        /// [`DiscardReason::Stalled`]: how many bytes of the abandoned frame or telegram had
+        /// been received. Only its first byte is dropped at once (`bytes` is 1): the rest is
+        /// searched again, since a unit may hide behind a false start, and what holds nothing
+        /// else comes later as [`DiscardReason::Rejected`]. Equal to `bytes` otherwise.
+        span: usize,
         /// Why.
         reason: DiscardReason,
     },
@@ -112,8 +133,9 @@ enum State {
     /// Inside an encrypted frame whose header was read.
     Frame(FrameHeader),
     /// Inside a plaintext telegram; `checked` bytes after `pos` are known to hold no end,
-    /// no new start and nothing but ASCII.
-    Plain { checked: usize },
+    /// no new start and nothing but ASCII (after the identification line, which ends with
+    /// the LF at `header_end` and may hold any byte but control bytes).
+    Plain { checked: usize, header_end: usize },
 }
 
 /// Streaming decoder of P1 byte streams. See the [module documentation](self).
@@ -147,6 +169,9 @@ pub struct FrameDecoder {
     stalled: bool,
     /// Set by [`FrameDecoder::finish`]: no more bytes will come.
     at_end: bool,
+    /// Bytes before this index belong to a unit already reported (dropped or rejected) and
+    /// are being searched again: those that hold nothing are [`DiscardReason::Rejected`].
+    covered: usize,
 }
 
 impl Default for FrameDecoder {
@@ -168,6 +193,7 @@ impl FrameDecoder {
             last_rx_ms: None,
             stalled: false,
             at_end: false,
+            covered: 0,
         }
     }
 
@@ -186,6 +212,7 @@ impl FrameDecoder {
         if self.pos > 0 && (self.pos == self.buf.len() || self.pos >= 4096) {
             self.buf.drain(..self.pos);
             self.scan -= self.pos;
+            self.covered = self.covered.saturating_sub(self.pos);
             self.last_unit = None;
             self.pos = 0;
         }
@@ -219,7 +246,7 @@ impl FrameDecoder {
         if self.stalled {
             self.stalled = false;
             if self.state != State::Hunt {
-                return Some(self.restart_after(DiscardReason::Stalled));
+                return Some(self.restart_after(DiscardReason::Stalled, self.buf.len()));
             }
             // A partial header that never completed: only what was scanned so far is stale.
             if self.scan > self.pos || self.buf.len() > self.pos {
@@ -242,17 +269,25 @@ impl FrameDecoder {
                         self.scan = start;
                         return self.take_noise(start);
                     }
-                    // `start == pos`: a candidate at the front.
+                    // `start == pos`: a candidate at the front. At the end of the input, one
+                    // too short to tell is none.
                     if self.buf[start] == b'/' {
-                        match self.check_plain_header() {
-                            Some(true) => self.state = State::Plain { checked: 1 },
-                            Some(false) => self.scan = start + 1,
-                            None => return self.end_of_input(),
+                        match plain_header_len(&self.buf[start..]) {
+                            Some(Some(header_end)) => {
+                                self.state = State::Plain {
+                                    checked: 1,
+                                    header_end,
+                                }
+                            }
+                            Some(None) => self.scan = start + 1,
+                            None if self.at_end => self.scan = start + 1,
+                            None => return None,
                         }
                     } else {
                         match FrameHeader::check(&self.buf[start..], self.config.max_frame_len) {
                             HeaderCheck::Valid(header) => self.state = State::Frame(header),
                             HeaderCheck::Invalid => self.scan = start + 1,
+                            HeaderCheck::NeedMore if self.at_end => self.scan = start + 1,
                             HeaderCheck::NeedMore => return None,
                         }
                     }
@@ -276,19 +311,29 @@ impl FrameDecoder {
                     let frame = EncryptedFrame::from_parts(&self.buf[start..start + len], header);
                     return Some(Event::Unit(Unit::Encrypted(frame)));
                 }
-                State::Plain { checked } => match self.scan_plain(checked) {
+                State::Plain {
+                    checked,
+                    header_end,
+                } => match self.scan_plain(checked, header_end) {
                     PlainScan::NeedMore(checked) => {
-                        self.state = State::Plain { checked };
+                        self.state = State::Plain {
+                            checked,
+                            header_end,
+                        };
                         if self.buf.len() - self.pos > self.config.max_frame_len {
-                            return Some(self.restart_after(DiscardReason::Oversize));
+                            let end = self.buf.len();
+                            return Some(self.restart_after(DiscardReason::Oversize, end));
                         }
                         return self.end_of_input();
                     }
-                    PlainScan::Restart(reason, at) => {
-                        return Some(match at {
-                            Some(at) => self.drop_front(at, reason),
-                            None => self.restart_after(reason),
-                        });
+                    PlainScan::Cut(at) => {
+                        return Some(self.drop_front(at, DiscardReason::Truncated));
+                    }
+                    PlainScan::Damaged(at) => {
+                        // What was read of it, through the damaged byte; what follows is
+                        // searched afresh (and is noise unless it holds a unit).
+                        let end = self.pos + at + 1;
+                        return Some(self.restart_after(DiscardReason::Truncated, end));
                     }
                     PlainScan::Complete(end) => {
                         let start = self.pos;
@@ -303,10 +348,22 @@ impl FrameDecoder {
         }
     }
 
-    /// Call after [`FrameDecoder::next`] yielded an encrypted frame that failed to decrypt:
-    /// the decoder forgets that frame and rescans its bytes from the second one, so that a
-    /// real frame hidden behind a fake or truncated header is found. Has no effect otherwise.
+    /// Call after [`FrameDecoder::next`] yielded an encrypted frame that failed to decrypt
+    /// (and was reported as rejected): the decoder forgets that frame and rescans its bytes
+    /// from the second one, so that a real frame hidden behind a fake or truncated header is
+    /// found. Its bytes that hold nothing else come back as [`DiscardReason::Rejected`]; its
+    /// first byte is the caller's to count. Has no effect otherwise.
     pub fn reject(&mut self) {
+        if let Some((start, len, true)) = self.last_unit {
+            self.covered = self.covered.max(start + len);
+        }
+        self.rescan();
+    }
+
+    /// Like [`FrameDecoder::reject`] for a frame that was no frame at all (a fake header the
+    /// caller recognised): its bytes are searched again, and those that hold nothing are
+    /// noise.
+    pub fn rescan(&mut self) {
         if let Some((start, _, true)) = self.last_unit.take() {
             self.pos = start + 1;
             self.scan = self.pos;
@@ -335,62 +392,48 @@ impl FrameDecoder {
         self.at_end = true;
     }
 
+    /// Inside a frame or telegram that needs more bytes: at the end of the input it is
+    /// dropped as truncated (its bytes are searched again); otherwise wait.
     fn end_of_input(&mut self) -> Option<Event<'_>> {
-        if !self.at_end {
+        if !self.at_end || self.buf.len() == self.pos {
             return None;
         }
-        let remaining = self.buf.len() - self.pos;
-        if remaining == 0 {
-            return None;
-        }
-        if let State::Plain { .. } = self.state {
-            // "…\r\n!A077" at the very end: complete but for the line end.
-            let unit = &self.buf[self.pos..];
-            if let Some(bang) = memchr::memrchr(b'!', unit)
-                && bang > 0
-                && unit[bang - 1] == b'\n'
-                && unit[bang + 1..]
-                    .iter()
-                    .all(|b| b.is_ascii_hexdigit() || *b == b'\r')
-                && unit.len() - bang <= 6
-            {
-                let start = self.pos;
-                self.pos = self.buf.len();
-                self.scan = self.pos;
-                self.state = State::Hunt;
-                self.last_unit = Some((start, self.buf.len() - start, false));
-                return Some(Event::Unit(Unit::Plain(&self.buf[start..])));
-            }
-        }
-        let reason = match self.state {
-            State::Hunt => DiscardReason::Noise,
-            _ => DiscardReason::Truncated,
-        };
-        if self.state != State::Hunt {
-            // Rescan the rest: a complete unit may hide behind a fake start.
-            return Some(self.restart_after(reason));
-        }
-        self.pos = self.buf.len();
-        self.scan = self.pos;
-        Some(Event::Discarded {
-            bytes: remaining,
-            reason,
-        })
+        let end = self.buf.len();
+        Some(self.restart_after(DiscardReason::Truncated, end))
     }
 
-    /// Drops `pos..end` as noise (when non-empty).
+    /// Drops `pos..end` (when non-empty): the part that belongs to an already reported unit
+    /// as [`DiscardReason::Rejected`] first, the rest as noise on the next call.
     fn take_noise(&mut self, end: usize) -> Option<Event<'_>> {
+        let covered = self.covered.min(end);
+        let (end, reason) = if covered > self.pos {
+            (covered, DiscardReason::Rejected)
+        } else {
+            (end, DiscardReason::Noise)
+        };
         let bytes = end - self.pos;
         self.pos = end;
         (bytes > 0).then_some(Event::Discarded {
             bytes,
-            reason: DiscardReason::Noise,
+            span: bytes,
+            reason,
         })
     }
 
-    /// Abandons the current candidate: drops its first byte and hunts again from the next.
-    fn restart_after(&mut self, reason: DiscardReason) -> Event<'static> {
-        self.drop_front(1, reason)
+    /// Abandons the current candidate, received up to `end`: drops its first byte and hunts
+    /// again from the next; its other bytes that hold nothing are reported as
+    /// [`DiscardReason::Rejected`].
+    fn restart_after(&mut self, reason: DiscardReason, end: usize) -> Event<'static> {
+        let span = end.saturating_sub(self.pos).max(1);
+        self.covered = self.covered.max(end);
+        self.pos += 1;
+        self.scan = self.pos;
+        self.state = State::Hunt;
+        Event::Discarded {
+            bytes: 1,
+            span,
+            reason,
+        }
     }
 
     /// Drops `n` bytes at the front and hunts from there.
@@ -398,40 +441,24 @@ impl FrameDecoder {
         self.pos += n;
         self.scan = self.pos;
         self.state = State::Hunt;
-        Event::Discarded { bytes: n, reason }
+        Event::Discarded {
+            bytes: n,
+            span: n,
+            reason,
+        }
     }
 
-    /// Is `/` at `pos` the start of an identification line? `None`: need more bytes.
-    fn check_plain_header(&self) -> Option<bool> {
-        plain_header_at(&self.buf[self.pos..])
-    }
-
-    fn scan_plain(&self, checked: usize) -> PlainScan {
+    fn scan_plain(&self, checked: usize, header_end: usize) -> PlainScan {
         let unit = &self.buf[self.pos..];
         let mut i = checked;
         while i < unit.len() {
             match unit[i] {
                 b'!' if unit[i - 1] == b'\n' => {
-                    // The end line: up to four hex digits, then CR LF (or LF).
-                    let mut j = i + 1;
-                    while j < unit.len() && j - i <= 4 && unit[j].is_ascii_hexdigit() {
-                        j += 1;
-                    }
-                    if j == unit.len() {
-                        return PlainScan::NeedMore(i);
-                    }
-                    match unit[j] {
-                        b'\n' => return PlainScan::Complete(j + 1),
-                        b'\r' => {
-                            return match unit.get(j + 1) {
-                                None => PlainScan::NeedMore(i),
-                                Some(b'\n') => PlainScan::Complete(j + 2),
-                                Some(_) => PlainScan::Complete(j + 1),
-                            };
-                        }
-                        // No line end: the telegram ends here; what follows is noise.
-                        _ => return PlainScan::Complete(j),
-                    }
+                    // The end line, through its line end (see `telegram::end_line`).
+                    return match end_line(&unit[i + 1..], self.at_end) {
+                        Some((len, _)) => PlainScan::Complete(i + 1 + len),
+                        None => PlainScan::NeedMore(i),
+                    };
                 }
                 b'/' => {
                     // Telegram bodies hold no '/': one followed by a FLAG id (three letters or
@@ -440,12 +467,13 @@ impl FrameDecoder {
                         return PlainScan::NeedMore(i);
                     };
                     if flag.iter().all(u8::is_ascii_alphanumeric) {
-                        return PlainScan::Restart(DiscardReason::Truncated, Some(i));
+                        return PlainScan::Cut(i);
                     }
                 }
-                0x00 | 0x80..=0xFF => {
-                    // Not a text telegram after all (or damaged): look again from its 2nd byte.
-                    return PlainScan::Restart(DiscardReason::Truncated, None);
+                0x00 | 0x80..=0xFF if i > header_end => {
+                    // Not a text telegram after all (or damaged): look again from its 2nd
+                    // byte. (The identification line may hold such bytes.)
+                    return PlainScan::Damaged(i);
                 }
                 _ => {}
             }
@@ -464,20 +492,25 @@ fn find_frame_start(bytes: &[u8], title: &[u8; SYSTEM_TITLE_LEN]) -> Option<usiz
 }
 
 /// Does `bytes` (starting with `/`) start with an identification line: three letters or digits
-/// (the FLAG id), then printable text up to the line end within 128 bytes? `None`: too short
-/// to tell.
+/// (the FLAG id), then text up to the line end within 128 bytes (any byte but control bytes:
+/// some meters and gateways send bytes above ASCII there)? `None`: too short to tell.
 fn plain_header_at(bytes: &[u8]) -> Option<bool> {
+    plain_header_len(bytes).map(|len| len.is_some())
+}
+
+/// As [`plain_header_at`], with the offset of the identification line's LF.
+fn plain_header_len(bytes: &[u8]) -> Option<Option<usize>> {
     let rest = bytes.get(1..)?;
     for (i, &b) in rest.iter().enumerate().take(128) {
         match b {
-            b'\n' => return Some(i >= 3),
+            b'\n' => return Some((i >= 3).then_some(i + 1)),
             b'\r' => {}
-            _ if i < 3 && !b.is_ascii_alphanumeric() => return Some(false),
-            0x00..=0x01 | 0x03..=0x1F | 0x7F => return Some(false),
+            _ if i < 3 && !b.is_ascii_alphanumeric() => return Some(None),
+            0x00..=0x01 | 0x03..=0x1F | 0x7F => return Some(None),
             _ => {}
         }
     }
-    if rest.len() >= 128 { Some(false) } else { None }
+    if rest.len() >= 128 { Some(None) } else { None }
 }
 
 /// `true` when `bytes` hold the start of a plaintext telegram: an identification line followed
@@ -501,9 +534,14 @@ pub fn contains_plain_telegram_start(bytes: &[u8]) -> bool {
 }
 
 enum PlainScan {
+    /// No end yet; scanning resumes at this offset.
     NeedMore(usize),
+    /// The telegram is complete: this many bytes.
     Complete(usize),
-    Restart(DiscardReason, Option<usize>),
+    /// A new telegram starts at this offset: the one before it was cut short.
+    Cut(usize),
+    /// A byte that no text telegram holds at this offset.
+    Damaged(usize),
 }
 
 #[cfg(test)]

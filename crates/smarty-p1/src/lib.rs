@@ -15,11 +15,12 @@
 //! 5. [`Readings`]: typed answers to the common questions (energy, power, per phase, gas…);
 //! 6. [`Decoder`]: all of the above in one, with counters.
 //!
+//! The real Luxembourg frame of the NEXXTLAB test meter (in `tests/data`, see its manifest):
+//!
 //! ```
 //! use smarty_p1::{Decoder, DecoderConfig, Key};
-//! let frame = std::fs::read_to_string("../../../shared/corpus/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex")
-//!     .map(|hex| smarty_p1::parse_hex(&hex).unwrap());
-//! # let Ok(frame) = frame else { return };
+//! let hex = include_str!("../tests/data/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex");
+//! let frame = smarty_p1::parse_hex(hex).unwrap();
 //! let key: Key = "D491470F47126332B07D1923B3504188".parse().unwrap();
 //! let mut decoder = Decoder::new(DecoderConfig { key: Some(key), ..Default::default() });
 //! decoder.push(&frame);

@@ -18,7 +18,8 @@ pub struct MbusReading {
     pub channel: u8,
     /// The medium from `0-n:24.1.0`; `None` when the meter did not send the device type.
     pub medium: Option<Medium>,
-    /// The device's identifier `0-n:96.1.0` decoded, when sent and not empty.
+    /// The device's identifier `0-n:96.1.0` decoded to text, or its hex digits as sent when
+    /// they are not printable text; `None` when not sent or empty.
     pub equipment_id: Option<String>,
     /// When the device was read; `None` for placeholders (a channel never read).
     pub time: Option<Timestamp>,
@@ -34,7 +35,8 @@ pub struct MbusReading {
 /// optional because every object is optional in a telegram (reference §5).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Readings {
-    /// `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR), decoded.
+    /// `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR), decoded to text (hex digits as sent when
+    /// not printable text); see [`Telegram::meter_id`].
     pub meter_id: Option<String>,
     /// `0-0:1.0.0`.
     pub timestamp: Option<Timestamp>,
@@ -149,7 +151,8 @@ impl Telegram<'_> {
         .into_iter()
         .filter_map(|code| self.get_obis(code))
         .find_map(|o| match o.value {
-            Value::OctetString(s) if !s.is_empty() => s.text(),
+            Value::OctetString(s) if !s.is_empty() => Some(s.text_or_hex()),
+            Value::Text(t) if !t.is_empty() => Some(String::from(t)),
             _ => None,
         })
     }

@@ -188,7 +188,7 @@ const A: Option<&str> = Some("A");
 const NONE: Option<&str> = None;
 
 /// Every known object, in no particular order (sorted at compile time into [`REGISTRY`]).
-const DEFS: [ObisDef; 109] = defs! {
+const DEFS: [ObisDef; 113] = defs! {
     "1-3:0.2.8" => "p1_version", NONE, Version, Text, "Version of the P1 output (Smarty sends 42, DSMR 5 sends 50)", "LU113 T3.1; DSMR502 T6-3";
     "0-0:1.0.0" => "timestamp", NONE, Timestamp, Timestamp, "Date and time of the telegram", "LU113 T3.1; DSMR502 T6-3";
     "0-0:42.0.0" => "meter_id", NONE, Identifier, OctetString, "COSEM logical device name (Smarty meter id)", "LU113 T3.1";
@@ -213,6 +213,10 @@ const DEFS: [ObisDef; 109] = defs! {
     "1-0:0.0.0" => "device_address", NONE, Identifier, Text, "Device address", "IEC 62056-21";
     "0-0:96.1.255" => "device_serial", NONE, Identifier, Text, "Manufacturer serial number", "EasyMeter";
     "1-0:96.5.5" => "meter_status", NONE, State, Text, "Meter status word", "EasyMeter";
+    "1-0:0.2.0" => "firmware_core_version", NONE, Version, Text, "Active firmware identifier (version) of the meter core", "IEC 62056-61; ESO (LT) P1";
+    "1-0:0.2.8" => "firmware_core_signature", NONE, Version, Text, "Active firmware signature (checksum) of the meter core", "IEC 62056-61; ESO (LT) P1";
+    "1-1:0.2.0" => "firmware_module_version", NONE, Version, Text, "Active firmware identifier (version) of the communication module", "IEC 62056-61; ESO (LT) P1";
+    "1-1:0.2.8" => "firmware_module_signature", NONE, Version, Text, "Active firmware signature (checksum) of the communication module", "IEC 62056-61; ESO (LT) P1";
 
     "1-0:1.8.0" => "energy_import", KWH, Energy, Number, "Total imported active energy (A+)", "LU113 T3.1";
     "1-0:2.8.0" => "energy_export", KWH, Energy, Number, "Total exported active energy (A-)", "LU113 T3.1";
@@ -372,6 +376,26 @@ fn find(key: u64) -> Option<&'static ObisDef> {
     }
 }
 
+/// `true` for codes whose values are names, versions, identifiers, status words, or a date or
+/// time written as digits (IEC 62056-61 value groups C.D): 0.0 device addresses, 0.2 firmware
+/// and program entries, 0.9 local time and date, 96.1 identifiers, 96.5 status words, 96.14
+/// tariff, 97.97 error registers. The parser keeps such a value as text (or, for identifiers,
+/// hex octets) exactly as sent, even when the registry does not know the code: `02.21` stays
+/// `"02.21"`, `1EA43311` is no number.
+///
+/// # Example
+/// ```
+/// use smarty_p1::{Obis, registry::is_text_code};
+/// assert!(is_text_code(Obis::new(1, 2, 0, 2, 0)));
+/// assert!(!is_text_code(Obis::new(1, 0, 1, 8, 0)));
+/// ```
+pub fn is_text_code(obis: Obis) -> bool {
+    matches!(
+        (obis.c, obis.d),
+        (0, 0) | (0, 2) | (0, 9) | (96, 1) | (96, 5) | (96, 14) | (97, 97)
+    )
+}
+
 /// Looks up an OBIS code: exact entries first, then M-Bus channel entries (`0-n:…`).
 ///
 /// # Example
@@ -480,6 +504,27 @@ mod tests {
                 pair[0].name,
                 pair[1].name
             );
+        }
+    }
+
+    #[test]
+    fn text_codes_have_text_formats() {
+        for def in &REGISTRY {
+            let b = match def.b {
+                Channel::Is(b) => b,
+                Channel::Mbus => 1,
+            };
+            if is_text_code(Obis::new(def.a, b, def.c, def.d, def.e)) {
+                assert!(
+                    matches!(def.format, Format::Text | Format::OctetString),
+                    "{} is a text code with format {:?}",
+                    def.name,
+                    def.format
+                );
+            }
+            if def.kind == Kind::Version {
+                assert_eq!(def.format, Format::Text, "{}", def.name);
+            }
         }
     }
 

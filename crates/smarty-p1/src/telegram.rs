@@ -37,49 +37,116 @@ pub enum CrcStatus {
         /// Computed over `/` … `!`.
         computed: u16,
     },
+    /// The end line is damaged: after `!` comes neither a line end nor 3 or 4 hex digits, so
+    /// nothing vouches for the telegram (only seen with [`ParseOptions::check_crc`] off).
+    Malformed,
 }
 
 impl CrcStatus {
-    /// `"ok"`, `"absent"` or `"mismatch"`.
+    /// `"ok"`, `"absent"`, `"mismatch"` or `"malformed"`.
     pub fn as_str(&self) -> &'static str {
         match self {
             CrcStatus::Valid => "ok",
             CrcStatus::Absent => "absent",
             CrcStatus::Mismatch { .. } => "mismatch",
+            CrcStatus::Malformed => "malformed",
         }
     }
 }
 
-/// Where the end line `!CRC` is: (offset of `!`, CRC digits, offset after the end line).
-struct End<'a> {
+/// The most bytes after `!` taken into a telegram as its end line.
+pub(crate) const END_LINE_MAX: usize = 32;
+
+/// What the end line holds after `!`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CrcField {
+    /// A bare `!`: the line ends right after it (DSMR 2.2/3, EasyMeter).
+    Absent,
+    /// Three or four hex digits (Warmtelink prints three), not followed by another one.
+    Digits(u16),
+    /// Anything else: the line was damaged, and the CRC with it.
+    Malformed,
+}
+
+/// Reads the end line from `after`, the bytes after `!`. Returns how many of them belong to
+/// the telegram and what the line holds, or `None` when more bytes are needed to tell (never
+/// when `at_end`: the bytes given are all there is).
+///
+/// Only a bare `!` (followed by a line end or the end of the input) means "no CRC"; three or
+/// four hex digits are the CRC; anything else (`!q626`, `! 626`, `!62`, `!62626`) is a
+/// damaged CRC line, never "no CRC". The telegram takes its
+/// end line through the LF (or up to a `/` or `0xDB` that may start the next telegram or
+/// frame, or at most [`END_LINE_MAX`] bytes), so that any damage on it reaches the parser;
+/// what a gateway sends on the lines after a bare `!` (EasyMeter) is not part of it.
+pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> {
+    let digits = after
+        .iter()
+        .take(5)
+        .take_while(|b| b.is_ascii_hexdigit())
+        .count();
+    let field = match (digits, after.get(digits)) {
+        // Not enough bytes yet to see what follows the digits.
+        (_, None) if !at_end && digits < 5 => return None,
+        (0, None | Some(b'\n')) => CrcField::Absent,
+        // A bare CR ends the line too when the next telegram or frame follows at once.
+        (0, Some(b'\r')) => match after.get(1) {
+            None if !at_end => return None,
+            None | Some(b'\n' | b'/' | 0xDB) => CrcField::Absent,
+            Some(_) => CrcField::Malformed,
+        },
+        (3 | 4, _) => CrcField::Digits(
+            after[..digits]
+                .iter()
+                .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d))),
+        ),
+        _ => CrcField::Malformed,
+    };
+    if field == CrcField::Absent {
+        let len = match after {
+            [b'\r', b'\n', ..] => 2,
+            [b'\r' | b'\n', ..] => 1,
+            _ => 0,
+        };
+        return Some((len, field));
+    }
+    // The CRC (or the damaged line) through its LF, or up to a `/` or `0xDB` that may start
+    // the next telegram or frame, or at most END_LINE_MAX bytes. The damaged line always
+    // keeps its first byte, which shows the damage (`!/626` is no bare `!`).
+    let from = digits.max(1);
+    let line = after
+        .iter()
+        .enumerate()
+        .take(END_LINE_MAX)
+        .skip(digits)
+        .find(|&(i, &b)| b == b'\n' || (i >= from && (b == b'/' || b == 0xDB)));
+    let len = match line {
+        Some((i, b'\n')) => i + 1,
+        Some((i, _)) => i,
+        None if after.len() >= END_LINE_MAX => END_LINE_MAX,
+        None if at_end => after.len(),
+        None => return None,
+    };
+    Some((len, field))
+}
+
+/// Where the end line `!CRC` is: (offset of `!`, what follows it, offset after the end line).
+struct End {
     bang: usize,
-    digits: &'a [u8],
+    field: CrcField,
     end: usize,
 }
 
 /// Finds the first `!` at the start of a line after `from`.
-fn find_end(bytes: &[u8], from: usize) -> Option<End<'_>> {
+fn find_end(bytes: &[u8], from: usize) -> Option<End> {
     let mut search = from;
     while let Some(found) = memchr::memchr(b'!', &bytes[search..]) {
         let bang = search + found;
         if bang > 0 && bytes[bang - 1] == b'\n' {
-            let after = &bytes[bang + 1..];
-            let n = after
-                .iter()
-                .take(4)
-                .take_while(|b| b.is_ascii_hexdigit())
-                .count();
-            let mut end = bang + 1 + n;
-            if bytes.get(end) == Some(&b'\r') {
-                end += 1;
-            }
-            if bytes.get(end) == Some(&b'\n') {
-                end += 1;
-            }
+            let (len, field) = end_line(&bytes[bang + 1..], true)?;
             return Some(End {
                 bang,
-                digits: &after[..n],
-                end,
+                field,
+                end: bang + 1 + len,
             });
         }
         search = bang + 1;
@@ -87,19 +154,18 @@ fn find_end(bytes: &[u8], from: usize) -> Option<End<'_>> {
     None
 }
 
-fn crc_of(bytes: &[u8], start: usize, end: &End<'_>) -> CrcStatus {
-    if end.digits.is_empty() {
-        return CrcStatus::Absent;
-    }
-    let expected = end
-        .digits
-        .iter()
-        .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d)));
-    let computed = crc16_arc(&bytes[start..=end.bang]);
-    if expected == computed {
-        CrcStatus::Valid
-    } else {
-        CrcStatus::Mismatch { expected, computed }
+fn crc_of(bytes: &[u8], start: usize, end: &End) -> CrcStatus {
+    match end.field {
+        CrcField::Absent => CrcStatus::Absent,
+        CrcField::Malformed => CrcStatus::Malformed,
+        CrcField::Digits(expected) => {
+            let computed = crc16_arc(&bytes[start..=end.bang]);
+            if expected == computed {
+                CrcStatus::Valid
+            } else {
+                CrcStatus::Mismatch { expected, computed }
+            }
+        }
     }
 }
 
@@ -113,7 +179,8 @@ fn hex_value(d: u8) -> u8 {
 
 /// Checks only the CRC of a telegram (from its first `/` to the `!` line).
 ///
-/// Returns [`CrcStatus::Absent`] when there is no `/`, no `!` line or no CRC digits.
+/// Returns [`CrcStatus::Absent`] when there is no `/`, no `!` line, or a bare `!`, and
+/// [`CrcStatus::Malformed`] when the `!` line holds neither a line end nor 3 or 4 hex digits.
 ///
 /// # Example
 /// ```
@@ -483,17 +550,26 @@ fn typed<'a>(format: Format, scan: &Scan<'a>) -> Result<Value<'a>, ValueError> {
 }
 
 /// Interprets the groups of a line whose OBIS code the registry does not know.
-fn generic<'a>(scan: &Scan<'a>) -> Value<'a> {
+fn generic<'a>(obis: Obis, scan: &Scan<'a>) -> Value<'a> {
     let text = scan.groups.as_str();
     let first = scan.first;
     match scan.count {
         1 => {
             if first.is_empty() {
                 Value::Empty
+            } else if registry::is_text_code(obis) {
+                // Versions, firmware checksums, ids, status words: text that may start with
+                // digits (`02.21`, `1EA43311`) is never a number. Identifiers in hex are
+                // octet strings, as the registry's identifiers.
+                match OctetString::new(first) {
+                    Ok(s) if (obis.c, obis.d) == (96, 1) => Value::OctetString(s),
+                    _ => Value::Text(first),
+                }
+            } else if first.len() == 13 && is_timestamp(first) {
+                // Before the number: `180130102122W` is a time, not 180130102122 watts.
+                Value::Timestamp(Timestamp::parse(first).ok().flatten())
             } else if let Ok(q) = Quantity::parse(first) {
                 Value::Number(q)
-            } else if first.len() == 13 && is_timestamp(first) {
-                Value::Timestamp(Timestamp::parse(first).ok().flatten())
             } else if let Ok(s) = OctetString::new(first) {
                 Value::OctetString(s)
             } else {
@@ -570,8 +646,9 @@ pub struct Telegram<'a> {
 /// Parses one telegram, checking its CRC.
 ///
 /// # Errors
-/// See [`TelegramError`]: no `/` header, or a CRC mismatch. Lines that cannot be understood
-/// never fail the telegram; they are listed in [`Telegram::unknown_lines`].
+/// See [`TelegramError`]: no `/` header, a CRC mismatch, or a damaged CRC line (only a bare
+/// `!` means "no CRC"). Lines that cannot be understood never fail the telegram; they are
+/// listed in [`Telegram::unknown_lines`].
 pub fn parse(bytes: &[u8]) -> Result<Telegram<'_>, TelegramError> {
     parse_with(bytes, ParseOptions::default())
 }
@@ -579,7 +656,8 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram<'_>, TelegramError> {
 /// Parses one telegram with options.
 ///
 /// # Errors
-/// As [`parse`]; with `check_crc` off a CRC mismatch is reported in [`Telegram::crc`].
+/// As [`parse`]; with `check_crc` off a CRC mismatch or a damaged CRC line is reported in
+/// [`Telegram::crc`] instead.
 pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, TelegramError> {
     let start = bytes
         .iter()
@@ -594,8 +672,12 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
     let (body_end, raw_end, crc, terminated) = match &end {
         Some(end) => {
             let crc = crc_of(bytes, start, end);
-            if let (true, CrcStatus::Mismatch { expected, computed }) = (options.check_crc, crc) {
-                return Err(TelegramError::CrcMismatch { expected, computed });
+            match (options.check_crc, crc) {
+                (true, CrcStatus::Mismatch { expected, computed }) => {
+                    return Err(TelegramError::CrcMismatch { expected, computed });
+                }
+                (true, CrcStatus::Malformed) => return Err(TelegramError::BadCrc),
+                _ => {}
             }
             (end.bang, end.end, crc, true)
         }
@@ -696,7 +778,7 @@ impl<'a> Telegram<'a> {
                 Ok(value) => value,
                 Err(_) => Value::Raw(scan.groups),
             },
-            None => generic(&scan),
+            None => generic(obis, &scan),
         };
         let object = DataObject {
             obis,
@@ -730,9 +812,30 @@ impl<'a> Telegram<'a> {
         self.header
     }
 
-    /// The identification line as text (invalid UTF-8 replaced).
+    /// The identification line as text: printable ASCII as sent (a backslash too, as in
+    /// `Lux5\253663629_D`), every other byte escaped as `\xHH` (a header that a meter or a
+    /// gateway sent with bytes above ASCII or control bytes, e.g. `ISk5\x02MIE5T-200`).
+    /// Borrows when nothing needs escaping.
     pub fn header_str(&self) -> Cow<'a, str> {
-        String::from_utf8_lossy(self.header)
+        let printable = |b: &u8| (0x20..0x7f).contains(b);
+        if let Some(text) = self
+            .header
+            .iter()
+            .all(printable)
+            .then(|| core::str::from_utf8(self.header).ok())
+            .flatten()
+        {
+            return Cow::Borrowed(text);
+        }
+        let mut text = String::with_capacity(self.header.len() + 8);
+        for b in self.header {
+            if printable(b) {
+                text.push(char::from(*b));
+            } else {
+                let _ = fmt::Write::write_fmt(&mut text, format_args!("\\x{b:02X}"));
+            }
+        }
+        Cow::Owned(text)
     }
 
     /// The CRC state.
@@ -784,13 +887,15 @@ impl<'a> Telegram<'a> {
         }
     }
 
-    /// The meter id: `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR) decoded to text.
+    /// The meter id: `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR) decoded to text, or its hex
+    /// digits as sent when they are not printable text (some meters send binary ids);
+    /// `None` when neither is sent or both are empty.
     pub fn meter_id(&self) -> Option<String> {
         [Obis::new(0, 0, 42, 0, 0), Obis::new(0, 0, 96, 1, 1)]
             .into_iter()
             .filter_map(|code| self.get_obis(code))
             .find_map(|o| match o.value {
-                Value::OctetString(s) if !s.is_empty() => s.text(),
+                Value::OctetString(s) if !s.is_empty() => Some(s.text_or_hex()),
                 Value::Text(t) if !t.is_empty() => Some(String::from(t)),
                 _ => None,
             })
@@ -857,4 +962,275 @@ impl fmt::Display for Name<'_> {
 
 fn groups_len(line: &str) -> usize {
     line.find('(').map_or(0, |i| line.len() - i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    /// `/HEADER`, an empty line, `lines`, then `!` and the CRC (`crc_digits` of them, 0 for
+    /// none) and `after`.
+    fn telegram(header: &[u8], lines: &[&str], crc_digits: usize, after: &[u8]) -> Vec<u8> {
+        let mut t = vec![b'/'];
+        t.extend_from_slice(header);
+        t.extend_from_slice(b"\r\n\r\n");
+        for line in lines {
+            t.extend_from_slice(line.as_bytes());
+            t.extend_from_slice(b"\r\n");
+        }
+        t.push(b'!');
+        let crc = crc16_arc(&t);
+        let hex = format!("{crc:04X}");
+        t.extend_from_slice(&hex.as_bytes()[4 - crc_digits..]);
+        t.extend_from_slice(after);
+        t
+    }
+
+    const LINES: &[&str] = &[
+        "1-3:0.2.8(42)",
+        "0-0:1.0.0(180130102122W)",
+        "1-0:1.8.0(000006.695*kWh)",
+    ];
+
+    /// The CRC digits of a valid telegram, each replaced by every byte that is neither a line
+    /// end nor the same digit: never accepted, never "CRC absent".
+    #[test]
+    fn a_garbled_crc_is_never_absent_nor_accepted() {
+        let good = telegram(b"XYZ5TEST", LINES, 4, b"\r\n");
+        assert_eq!(parse(&good).unwrap().crc(), CrcStatus::Valid);
+        let bang = good.iter().rposition(|&b| b == b'!').unwrap();
+        for at in bang + 1..bang + 5 {
+            for byte in 0..=255u8 {
+                // The same digit in the other case is the same CRC.
+                if byte.eq_ignore_ascii_case(&good[at]) || byte == b'\r' || byte == b'\n' {
+                    continue;
+                }
+                let mut bad = good.clone();
+                bad[at] = byte;
+                let shown = String::from_utf8_lossy(&bad[bang..]).into_owned();
+                let err = parse(&bad).expect_err(&shown);
+                assert!(
+                    matches!(
+                        err,
+                        TelegramError::BadCrc | TelegramError::CrcMismatch { .. }
+                    ),
+                    "{shown:?}: {err:?}"
+                );
+                let lenient = parse_with(&bad, ParseOptions { check_crc: false }).unwrap();
+                assert!(
+                    !matches!(lenient.crc(), CrcStatus::Valid | CrcStatus::Absent),
+                    "{shown:?}: {:?}",
+                    lenient.crc()
+                );
+                assert_ne!(crc_status(&bad), CrcStatus::Absent, "{shown:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn what_follows_the_bang() {
+        let absent = |after: &[u8]| telegram(b"XYZ5TEST", LINES, 0, after);
+        // A bare '!': no CRC, however the line ends (or does not).
+        for after in [&b"\r\n"[..], b"\n", b""] {
+            let t = absent(after);
+            assert_eq!(parse(&t).unwrap().crc(), CrcStatus::Absent, "{after:?}");
+        }
+        // EasyMeter behind a COM-1 gateway: a bare '!' and lines appended after it.
+        let easymeter = absent(b"\r\n  25803103\r\n\xFF\xFF\xFF\xFF\r\n");
+        let parsed = parse(&easymeter).unwrap();
+        assert_eq!(parsed.crc(), CrcStatus::Absent);
+        assert!(parsed.raw().ends_with(b"!\r\n"));
+        // Three or four digits: checked, with or without the line end.
+        for digits in [3, 4] {
+            for after in [&b"\r\n"[..], b"\n", b""] {
+                let t = telegram(b"XYZ5TEST", LINES, digits, after);
+                let crc = crc16_arc(&t[..=t.iter().rposition(|&b| b == b'!').unwrap()]);
+                if digits == 3 && crc > 0xFFF {
+                    assert!(
+                        matches!(parse(&t), Err(TelegramError::CrcMismatch { .. })),
+                        "{digits} digits of {crc:04X}"
+                    );
+                } else {
+                    assert_eq!(parse(&t).unwrap().crc(), CrcStatus::Valid);
+                }
+            }
+        }
+        // What follows the CRC on its line belongs to the end line; the CRC still decides.
+        let t = telegram(b"XYZ5TEST", LINES, 4, b" 25803103\r\n/next");
+        let parsed = parse(&t).unwrap();
+        assert_eq!(parsed.crc(), CrcStatus::Valid);
+        assert_eq!(parsed.raw().len(), t.len() - 5);
+        // Anything else after '!' is a damaged CRC line.
+        for after in [
+            &b"q626\r\n"[..],
+            b" 626\r\n",
+            b"\t\r\n",
+            b" \r\n",
+            b"6\r\n",
+            b"62\r\n",
+            b"62626\r\n",
+            b"\xFF\r\n",
+            b"\x00",
+            b"\r626\r\n",
+            b"/626\r\n",
+            b"\r\x00",
+        ] {
+            let t = absent(after);
+            assert_eq!(
+                parse(&t).unwrap_err(),
+                TelegramError::BadCrc,
+                "{:?}",
+                String::from_utf8_lossy(after)
+            );
+            let lenient = parse_with(&t, ParseOptions { check_crc: false }).unwrap();
+            assert_eq!(lenient.crc(), CrcStatus::Malformed);
+            assert_eq!(lenient.crc().as_str(), "malformed");
+        }
+    }
+
+    fn value_of<'a>(t: &'a Telegram<'a>, code: &str) -> Value<'a> {
+        t.get(code).unwrap_or_else(|| panic!("no {code}")).value
+    }
+
+    /// Firmware versions and checksums (Lithuanian meters send them on every telegram), ids,
+    /// status words, date and time: text that starts with digits stays text, exactly.
+    #[test]
+    fn text_that_starts_with_digits_is_text() {
+        let lines = [
+            "1-0:0.2.0(02.21)",
+            "1-0:0.2.8(1EA43311)",
+            "1-1:0.2.0(02.13)",
+            "1-1:0.2.8(047C71F1)",
+            "1-2:0.2.0(1.0.3)",
+            "1-0:0.2.1(0012AB)",
+            "0-0:0.2.0(10kW)",
+            "1-0:0.9.1(083012)",
+            "1-0:0.9.2(250101)",
+            "0-0:97.97.0(00000000)",
+            "0-0:96.5.0(001C)",
+            "0-0:96.1.4(50217)",
+            "0-0:96.14.0(0002)",
+            "1-0:96.1.0(1234567A)",
+            "0-0:96.1.255(1ESY1313002565)",
+        ];
+        let t = telegram(b"XYZ5TEST", &lines, 4, b"\r\n");
+        let t = parse(&t).unwrap();
+        for line in lines {
+            let code = &line[..line.find('(').unwrap()];
+            let sent = &line[code.len() + 1..line.len() - 1];
+            match value_of(&t, code) {
+                Value::Text(text) => assert_eq!(text, sent, "{line}"),
+                Value::OctetString(s) => assert_eq!(s.hex(), sent, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        // Named and understood where the registry knows them.
+        let firmware = t.get("1-0:0.2.8").unwrap();
+        assert_eq!(
+            t.name_of(firmware).unwrap().to_string(),
+            "firmware_core_signature"
+        );
+        for known in ["1-0:0.2.0", "1-0:0.2.8", "1-1:0.2.0", "1-1:0.2.8"] {
+            assert!(t.get(known).unwrap().is_understood(), "{known}");
+        }
+    }
+
+    /// A unit written without `*` counts only when it is a known unit: otherwise the value is
+    /// not a number with a made-up unit.
+    #[test]
+    fn a_unit_without_star_must_be_a_known_unit() {
+        let lines = [
+            "1-0:1.8.0(001247.747kWh)",
+            "1-0:31.7.0(005A)",
+            "1-0:32.7.0(234.5V)",
+            "1-0:1.8.1(1EA43311)",
+            "1-0:99.99.9(1EA43311)",
+            "1-0:99.99.8(0E9)",
+            "0-0:96.99.0(180130102122W)",
+        ];
+        let t = telegram(b"XYZ5TEST", &lines, 4, b"\r\n");
+        let t = parse(&t).unwrap();
+        let q = |code| {
+            value_of(&t, code)
+                .quantity()
+                .map(|q| (q.value.to_string(), q.unit))
+        };
+        assert_eq!(q("1-0:1.8.0"), Some(("1247.747".into(), Some("kWh"))));
+        assert_eq!(q("1-0:31.7.0"), Some(("5".into(), Some("A"))));
+        assert_eq!(q("1-0:32.7.0"), Some(("234.5".into(), Some("V"))));
+        // A known energy register with a value that is no number: not understood, no value.
+        assert!(matches!(value_of(&t, "1-0:1.8.1"), Value::Raw(_)));
+        assert!(
+            t.unknown_lines()
+                .iter()
+                .any(|l| l.starts_with(b"1-0:1.8.1"))
+        );
+        // Unknown codes: kept as sent (hex digits, even count: an octet string).
+        assert!(matches!(value_of(&t, "1-0:99.99.9"), Value::OctetString(_)));
+        assert!(matches!(value_of(&t, "1-0:99.99.8"), Value::Text("0E9")));
+        // Twelve digits and S/W is a time, not a number in watts.
+        assert!(matches!(
+            value_of(&t, "0-0:96.99.0"),
+            Value::Timestamp(Some(_))
+        ));
+    }
+
+    #[test]
+    fn a_header_with_bytes_above_ascii_is_kept_and_shown_escaped() {
+        let t = telegram(b"Lux5\xAB3663629_D", LINES, 4, b"\r\n");
+        let parsed = parse(&t).unwrap();
+        assert_eq!(parsed.header(), b"Lux5\xAB3663629_D");
+        assert_eq!(parsed.header_str(), "Lux5\\xAB3663629_D");
+        let t = telegram(b"ISk5\x02MIE5T-200", LINES, 4, b"\r\n");
+        assert_eq!(parse(&t).unwrap().header_str(), "ISk5\\x02MIE5T-200");
+        let t = telegram(b"Lux5\\253663629_D", LINES, 4, b"\r\n");
+        assert!(matches!(parse(&t).unwrap().header_str(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn meter_id_falls_back_to_the_hex_of_an_id_that_is_not_text() {
+        let id = |line: &str| {
+            let t = telegram(b"XYZ5TEST", &[line], 4, b"\r\n");
+            let t = parse(&t).unwrap();
+            t.meter_id()
+        };
+        assert_eq!(
+            id("0-0:96.1.1(4530303331303033303031363939353135)").as_deref(),
+            Some("E0031003001699515")
+        );
+        assert_eq!(
+            id("0-0:96.1.1(1234567890123456789012345678)").as_deref(),
+            Some("1234567890123456789012345678")
+        );
+        assert_eq!(
+            id("0-0:42.0.0(ADC3100000158491)").as_deref(),
+            Some("ADC3100000158491")
+        );
+        assert_eq!(
+            id("0-0:96.1.1(00000000000000)").as_deref(),
+            Some("00000000000000")
+        );
+        assert_eq!(
+            id("0-0:96.1.1(serienummer)").as_deref(),
+            Some("serienummer")
+        );
+        assert_eq!(id("0-0:96.1.1()"), None);
+    }
+
+    #[test]
+    fn an_empty_line_before_the_bang() {
+        let t = telegram(
+            b"ELS5\\@V10.04",
+            &["1-0:1.8.0(000123.456*kWh)", ""],
+            4,
+            b"\r\n",
+        );
+        let parsed = parse(&t).unwrap();
+        assert_eq!(parsed.crc(), CrcStatus::Valid);
+        assert_eq!(parsed.objects().len(), 1);
+        assert!(parsed.unknown_lines().is_empty());
+    }
 }

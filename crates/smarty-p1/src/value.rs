@@ -197,11 +197,13 @@ pub struct Quantity<'a> {
 }
 
 impl<'a> Quantity<'a> {
-    /// Parses `number[*unit]`, also accepting a unit without the `*` (`001247.747kWh`).
+    /// Parses `number[*unit]`. A unit written without the `*` (`001247.747kWh`, sent by some
+    /// Belgian meters) is accepted only when it is one of [`Quantity::KNOWN_UNITS`] (in any
+    /// letter case): `1EA43311` is a firmware checksum, not 1 of a unit `EA43311`.
     ///
     /// # Errors
     /// [`ValueError::Number`] when the number part is not a decimal, [`ValueError::Unit`] when
-    /// the unit is empty or not printable ASCII.
+    /// the unit is empty or not printable ASCII, or written without `*` and not known.
     ///
     /// # Example
     /// ```
@@ -209,16 +211,25 @@ impl<'a> Quantity<'a> {
     /// let q = Quantity::parse("-040*A").unwrap();
     /// assert_eq!((q.value.to_string(), q.unit), ("-40".into(), Some("A")));
     /// assert_eq!(Quantity::parse("00.007").unwrap().unit, None);
+    /// assert_eq!(Quantity::parse("001247.747kWh").unwrap().unit, Some("kWh"));
+    /// assert!(Quantity::parse("1EA43311").is_err());
     /// ```
     pub fn parse(text: &'a str) -> Result<Self, ValueError> {
         let (value, end) = Decimal::parse_prefix(text.as_bytes())?;
         let unit = match &text[end..] {
             "" => None,
             rest => {
-                let unit = rest.strip_prefix('*').unwrap_or(rest);
+                let (unit, starred) = match rest.strip_prefix('*') {
+                    Some(unit) => (unit, true),
+                    None => (rest, false),
+                };
                 if unit.is_empty()
                     || !unit.as_bytes()[0].is_ascii_alphabetic()
                     || !unit.bytes().all(|b| b.is_ascii_graphic())
+                    || (!starred
+                        && !Self::KNOWN_UNITS
+                            .iter()
+                            .any(|known| known.eq_ignore_ascii_case(unit)))
                 {
                     return Err(ValueError::Unit);
                 }
@@ -227,6 +238,13 @@ impl<'a> Quantity<'a> {
         };
         Ok(Quantity { value, unit })
     }
+
+    /// The units a value may carry without the `*` separator: those of energy, power,
+    /// voltage, current, frequency, volume, heat and time in P1 telegrams.
+    pub const KNOWN_UNITS: [&'static str; 23] = [
+        "Wh", "kWh", "MWh", "W", "kW", "MW", "varh", "kvarh", "Mvarh", "var", "kvar", "Mvar",
+        "VAh", "kVAh", "VA", "kVA", "V", "A", "Hz", "m3", "GJ", "MJ", "s",
+    ];
 }
 
 impl fmt::Display for Quantity<'_> {
@@ -441,6 +459,23 @@ impl<'a> OctetString<'a> {
         }
         Some(out)
     }
+
+    /// How an identifier is shown: its text ([`OctetString::text`]) when that is printable and
+    /// not empty, else the hex digits as sent.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::OctetString;
+    /// assert_eq!(OctetString::new("4B414946").unwrap().text_or_hex(), "KAIF");
+    /// assert_eq!(OctetString::new("ADC31000").unwrap().text_or_hex(), "ADC31000");
+    /// assert_eq!(OctetString::new("0000").unwrap().text_or_hex(), "0000");
+    /// ```
+    pub fn text_or_hex(&self) -> alloc::string::String {
+        match self.text() {
+            Some(text) if !text.is_empty() => text,
+            _ => alloc::string::String::from(self.0),
+        }
+    }
 }
 
 fn hex_digit(b: u8) -> u8 {
@@ -501,6 +536,13 @@ mod tests {
         assert!(Quantity::parse("12*").is_err());
         assert!(Quantity::parse("*kWh").is_err());
         assert!(Quantity::parse("12*3").is_err());
+        // Without `*` only a known unit: firmware checksums and ids stay no number.
+        assert_eq!(Quantity::parse("000.19A").unwrap().unit, Some("A"));
+        assert_eq!(Quantity::parse("12kvarh").unwrap().unit, Some("kvarh"));
+        for text in ["1EA43311", "0E9", "1ESY1313002565", "02AB", "7F42"] {
+            assert_eq!(Quantity::parse(text), Err(ValueError::Unit), "{text}");
+        }
+        assert_eq!(Quantity::parse("1*EA").unwrap().unit, Some("EA"));
     }
 
     #[test]

@@ -548,3 +548,32 @@ fn config_example_checks_and_mistakes_name_their_line() {
         "{stderr}"
     );
 }
+
+/// A telegram whose CRC line was damaged on the line (`!q0F6` instead of `!80F6`) is a CRC
+/// error, never a telegram "without CRC": only the intact copy comes out, and the summary
+/// counts no noise.
+#[test]
+fn a_damaged_crc_line_is_a_crc_error() {
+    let good = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
+    ));
+    let bang = good.iter().rposition(|&b| b == b'!').unwrap();
+    let mut damaged = good.to_vec();
+    damaged[bang + 1] = b'q';
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("capture.txt");
+    std::fs::write(&file, [&damaged[..], &good[..]].concat()).unwrap();
+    let mut read = smarty();
+    read.arg("read").arg(&file).args(["--format", "json"]);
+    let output = run_with_timeout(read, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let telegrams = json_lines(&output);
+    assert_eq!(telegrams.len(), 1, "{stderr}");
+    assert_eq!(telegrams[0]["crc"], "ok");
+    assert_eq!(telegrams[0]["meter_id"], "SAG1030700012701");
+    assert!(stderr.contains("damaged CRC line"), "{stderr}");
+    assert!(stderr.contains("crc"), "{stderr}");
+    // Its bytes are the rejected telegram's, not noise.
+    assert!(!stderr.contains("noise"), "{stderr}");
+}

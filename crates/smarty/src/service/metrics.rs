@@ -550,7 +550,7 @@ mod tests {
 
     const TELEGRAM: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/telegrams/meterlogger_lux5_253663629_d_2026.txt"
+        "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
     ));
 
     fn telegram(meter: &str, received: SystemTime) -> Event {

@@ -1565,13 +1565,14 @@ mod tests {
 
     const CORPUS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/telegrams/meterlogger_lux5_253663629_d_2026.txt"
+        "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
     );
     const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 
     /// The corpus telegram in an encrypted frame with frame counter `fc`, decoded.
     fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
-        let text = std::fs::read(CORPUS).unwrap();
+        let text =
+            std::fs::read(CORPUS).unwrap_or_else(|e| panic!("test data missing: {CORPUS}: {e}"));
         let key: Key = KEY.parse().unwrap();
         let frame = encrypt_frame(
             &key,

@@ -283,7 +283,7 @@ mod tests {
 
     const TELEGRAM: &[u8] = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/telegrams/meterlogger_lux5_253663629_d_2026.txt"
+        "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
     ));
 
     fn event(meter: &str) -> Arc<TelegramEvent> {
