@@ -38,7 +38,7 @@ use rumqttc::{
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use smarty_p1::registry::Kind;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData, slug};
@@ -1006,14 +1006,14 @@ struct Output {
 /// Runs the MQTT output until `events` closes (then publishes `offline` and disconnects).
 ///
 /// Fails only on bad settings or an unusable queue directory; broker outages are waited out.
-pub async fn run(config: MqttConfig, events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
+pub async fn run(config: MqttConfig, events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     run_reporting(config, events, None).await
 }
 
 /// [`run`], storing the queue length into `queue_depth` every second.
 pub async fn run_reporting(
     config: MqttConfig,
-    events: broadcast::Receiver<Event>,
+    events: mpsc::Receiver<Event>,
     queue_depth: Option<Arc<std::sync::atomic::AtomicI64>>,
 ) -> anyhow::Result<()> {
     let endpoint = config.check()?;
@@ -1058,31 +1058,26 @@ pub async fn run_reporting(
 }
 
 /// Spawns [`run`] on the current runtime.
-pub fn spawn(
-    config: MqttConfig,
-    events: broadcast::Receiver<Event>,
-) -> JoinHandle<anyhow::Result<()>> {
+pub fn spawn(config: MqttConfig, events: mpsc::Receiver<Event>) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(run(config, events))
 }
 
 impl Output {
     async fn run(
         &mut self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: mpsc::Receiver<Event>,
         mut notices: mpsc::Receiver<Notice>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // A lossless channel (service::bus): the meters wait while it is full.
                 event = events.recv() => match event {
-                    Ok(Event::Telegram(t)) => self.telegram(&t),
-                    Ok(Event::Status(s)) => self.status(&s),
-                    Ok(Event::RawFrame { meter, frame }) => self.raw_frame(&meter, &frame),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "MQTT output fell behind; {n} events skipped");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Some(Event::Telegram(t)) => self.telegram(&t),
+                    Some(Event::Status(s)) => self.status(&s),
+                    Some(Event::RawFrame { meter, frame }) => self.raw_frame(&meter, &frame),
+                    None => break,
                 },
                 notice = notices.recv() => match notice {
                     Some(notice) => self.notice(notice),
@@ -1778,10 +1773,10 @@ mod tests {
 
         let mut unique_ids = Vec::new();
         for _ in 0..2 {
-            let (tx, rx) = broadcast::channel(16);
+            let (tx, rx) = mpsc::channel(16);
             let task = spawn(cfg.clone(), rx);
-            tx.send(Event::Status(meter_status(true))).unwrap();
-            tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+            tx.try_send(Event::Status(meter_status(true))).unwrap();
+            tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
             let got = sub
                 .until(10, |g| g.iter().any(|r| r.topic == "smarty/home/raw"))
                 .await;
@@ -1876,9 +1871,9 @@ mod tests {
 
         // Home Assistant's birth message brings the discovery again; a clean shutdown
         // publishes offline itself.
-        let (tx, rx) = broadcast::channel(16);
+        let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg.clone(), rx);
-        tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
         sub.until(10, |g| g.iter().any(|r| r.topic == "smarty/home/state"))
             .await;
         let (ha_client, mut ha_loop) =
@@ -1913,10 +1908,10 @@ mod tests {
                 qos,
                 ..config(&broker)
             };
-            let (tx, rx) = broadcast::channel(16);
+            let (tx, rx) = mpsc::channel(16);
             let task = spawn(cfg, rx);
-            tx.send(Event::Status(meter_status(true))).unwrap();
-            tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+            tx.try_send(Event::Status(meter_status(true))).unwrap();
+            tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
             let got = sub
                 .until(10, |g| {
                     discovery(g).len() == event.values.len()
@@ -2011,21 +2006,21 @@ mod tests {
             ..config(&broker)
         };
         let mut sub = Subscriber::start(&broker, "sub-outage", true, &["smarty/+/state"]).await;
-        let (tx, rx) = broadcast::channel(64);
+        let (tx, rx) = mpsc::channel(64);
         let task = spawn(cfg.clone(), rx);
-        tx.send(Event::Telegram(telegram_event(1))).unwrap();
+        tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
         let got = sub.until(10, |g| frame_counters(g).contains(&1)).await;
         let mut counters = frame_counters(&got);
 
         // The broker goes away; telegrams keep coming.
         broker.stop();
         for fc in 2..=6 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         broker.restart();
         for fc in 7..=8 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
         }
         let got = sub.until(30, |g| frame_counters(g).contains(&8)).await;
         counters.extend(frame_counters(&got));
@@ -2034,13 +2029,13 @@ mod tests {
         // smarty stops while the broker is down: the queue waits on disk for the next run.
         broker.stop();
         for fc in 9..=11 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(tx);
         task.await.unwrap().unwrap();
         broker.restart();
-        let (_tx, rx) = broadcast::channel::<Event>(4);
+        let (_tx, rx) = mpsc::channel::<Event>(4);
         let task = spawn(cfg.clone(), rx);
         let got = sub.until(30, |g| frame_counters(g).contains(&11)).await;
         let counters = frame_counters(&got);

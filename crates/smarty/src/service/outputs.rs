@@ -2,10 +2,9 @@
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
-use super::event::Event;
+use super::bus::{Accepts, Bus};
 use super::{metrics, mqtt, proxy};
 use crate::analytics::tariff::TariffConfig;
 use crate::config::{Config, read_secret};
@@ -107,13 +106,14 @@ fn check_meter(config: &Config, section: &str, meter: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// Starts every configured output; returns how many were started.
+/// Starts every configured output, subscribed to `bus` (the store and MQTT lossless, the
+/// others lossy); returns how many were started.
 ///
 /// # Errors
 /// An output whose settings are invalid or that cannot bind its address.
 pub async fn start(
     config: &Config,
-    tx: &broadcast::Sender<Event>,
+    bus: &mut Bus,
     tasks: &mut JoinSet<Result<()>>,
 ) -> Result<usize> {
     check(config)?;
@@ -124,7 +124,10 @@ pub async fn start(
         Some(settings) => {
             let store = Store::open(&settings)
                 .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
-            tasks.spawn(crate::store::follow(store.clone(), tx.subscribe()));
+            tasks.spawn(crate::store::follow(
+                store.clone(),
+                bus.lossless("store", Accepts::TELEGRAMS),
+            ));
             started += 1;
             Some(store)
         }
@@ -136,7 +139,7 @@ pub async fn start(
     if let Some(mqtt) = mqtt_config(config, true)? {
         tasks.spawn(mqtt::run_reporting(
             mqtt,
-            tx.subscribe(),
+            bus.lossless("MQTT", Accepts::ALL),
             Some(live.mqtt_queue_depth()),
         ));
         started += 1;
@@ -144,7 +147,7 @@ pub async fn start(
     if let Some(table) = &config.proxy {
         let settings: proxy::ProxyConfig = section("proxy", table)?;
         let server = proxy::bind(&settings).await?;
-        tasks.spawn(server.serve(tx.subscribe()));
+        tasks.spawn(server.serve(bus.lossy()));
         started += 1;
     }
     let http = http_config(config)?;
@@ -163,10 +166,10 @@ pub async fn start(
                 live: std::sync::Arc::clone(&live),
                 store,
                 tariff: std::sync::Arc::new(TariffConfig::from_table(config.tariff.as_ref())?),
-                events: tx.downgrade(),
+                events: bus.lossy_weak(),
                 token: None,
             };
-            let follower = metrics::follow(std::sync::Arc::clone(&live), tx.subscribe());
+            let follower = metrics::follow(std::sync::Arc::clone(&live), bus.lossy());
             tasks.spawn(server.serve(state, follower));
             started += 1;
         }
