@@ -127,6 +127,7 @@ pub async fn start(
             tasks.spawn(crate::store::follow(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),
+                live.output("store"),
             ));
             started += 1;
             Some(store)

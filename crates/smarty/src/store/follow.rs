@@ -13,6 +13,7 @@ use tokio::sync::mpsc as channel;
 
 use super::{MbusReading, Reading, Store, Writer};
 use crate::service::event::Event;
+use crate::service::metrics::OutputHealth;
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -37,11 +38,15 @@ enum Message {
 /// hour, and commits what it holds when the channel closes (a clean stop loses nothing; a
 /// crash loses at most one commit interval). A failed commit is logged and retried with the
 /// next one; while commits fail, up to a day of readings is held, newer ones are dropped
-/// (and counted in the log).
+/// (and counted in the log). `health` says on `/healthz` whether commits work.
 ///
 /// # Errors
 /// When the writer cannot be opened or its thread cannot start or dies.
-pub async fn follow(store: Store, mut events: channel::Receiver<Event>) -> Result<()> {
+pub async fn follow(
+    store: Store,
+    mut events: channel::Receiver<Event>,
+    health: OutputHealth,
+) -> Result<()> {
     let writer = store
         .writer()
         .with_context(|| format!("cannot write the store {}", store.path().display()))?;
@@ -57,7 +62,7 @@ pub async fn follow(store: Store, mut events: channel::Receiver<Event>) -> Resul
     let (tx, rx) = mpsc::sync_channel::<Message>(TO_WRITER);
     let thread = std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || write_loop(writer, &rx))
+        .spawn(move || write_loop(writer, &rx, &health))
         .context("cannot start the store's thread")?;
     'events: while let Some(event) = events.recv().await {
         let Event::Telegram(event) = event else {
@@ -97,7 +102,7 @@ async fn send(tx: &mpsc::SyncSender<Message>, message: Message) -> bool {
 }
 
 /// The writer thread: until the channel closes.
-fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
+fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>, health: &OutputHealth) {
     let mut last_prune: Option<Instant> = None;
     let mut failing: Option<String> = None;
     let mut dropped = 0u64;
@@ -145,6 +150,7 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
             match writer.flush() {
                 Ok(_) => {
                     retry_at = None;
+                    health.ok();
                     if failing.take().is_some() {
                         tracing::info!("store: commits work again");
                     }
@@ -156,6 +162,10 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
                 Err(e) => {
                     retry_at = Some(Instant::now() + RETRY_AFTER);
                     let message = e.to_string();
+                    health.failing(format!(
+                        "cannot commit ({message}); {} readings waiting",
+                        writer.buffered()
+                    ));
                     if failing.as_deref() != Some(&message) {
                         tracing::error!("store: cannot commit: {message}; retrying");
                         failing = Some(message);

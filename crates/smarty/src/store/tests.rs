@@ -762,7 +762,7 @@ async fn the_service_output_stores_every_telegram() {
     config.commit_interval = Duration::from_millis(20);
     let store = Store::open(&config).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let follower = tokio::spawn(follow(store.clone(), rx));
+    let follower = tokio::spawn(follow(store.clone(), rx, Default::default()));
     let args = crate::cli::MeterArgs {
         interval: Duration::from_secs(10),
         count: None,
