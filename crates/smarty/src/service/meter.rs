@@ -278,7 +278,8 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
     sink.flush(true).await;
     let options = Options {
         limit,
-        silence: Some(Duration::from_secs_f64(meter.interval_s * 3.0)),
+        // The configuration checks the range; a value beyond `Duration` means no limit.
+        silence: Duration::try_from_secs_f64(meter.interval_s * 3.0).ok(),
     };
     let mut rejections = RejectionLog::for_source(source.as_ref());
     let stopping = async {
