@@ -161,6 +161,14 @@ impl ReplayCounters {
         };
         let text = serde_json::to_vec_pretty(&file).expect("JSON serialises");
         let tmp = self.path.with_extension("json.new");
+        if let Some(dir) = self.path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        }
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &self.path))
             .with_context(|| format!("cannot save the replay counters {}", self.path.display()))

@@ -115,10 +115,9 @@ pub async fn serve(
         .iter()
         .map(|m| meter::prepare(m.clone()).with_context(|| format!("meter {}", m.name)))
         .collect::<Result<Vec<_>>>()?;
+    // Created by what uses it (the store, the MQTT queue, the replay counters), private to
+    // this user: `main` sets the umask to 077 for the service.
     let state_dir = config.state_dir();
-    if let Some(dir) = &state_dir {
-        make_private_dir(dir)?;
-    }
     let mut bus = Bus::new();
     let mut outputs = JoinSet::new();
     if super::outputs::start(&config, &mut bus, &mut outputs).await? == 0 {
@@ -186,17 +185,6 @@ pub async fn serve(
 
 /// How long meters, then outputs, may take to deliver what they hold when the service stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Creates the state directory (and its missing parents) readable by this user only. An
-/// existing directory is left as it is (systemd's `StateDirectory=` sets its mode).
-fn make_private_dir(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create the state directory {}", dir.display()))
-}
 
 /// Waits for every meter, logging each end as it happens (a meter that fails never waits
 /// silently for the others); the first error (or panic) is the result.
