@@ -10,7 +10,8 @@
 //!   ([`Bus::lossy`]): one that falls behind skips the oldest events and never slows a meter.
 //!
 //! Status events are coalesced by the meters (`service::meter`): at most one per meter and
-//! second, plus one at each connect or disconnect, so rejections never crowd telegrams out.
+//! second, plus one at each connect, disconnect and first telegram, so rejections never crowd
+//! telegrams out.
 
 use std::sync::Arc;
 

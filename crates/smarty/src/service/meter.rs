@@ -2,8 +2,9 @@
 //! decodes into [`Event`]s for the outputs ([`Publisher`]).
 //!
 //! Telegrams wait for the lossless outputs (back-pressure, never loss). Status events are
-//! coalesced: a connect or disconnect goes out at once, counter changes at most once per
-//! [`STATUS_EVERY`], so that a flood of rejections makes one status a second, not one each.
+//! coalesced: a connect or disconnect (and the first telegram, or the first after a problem)
+//! goes out at once, counter changes at most once per [`STATUS_EVERY`], so that a flood of
+//! rejections makes one status a second, not one each.
 
 use std::io;
 use std::path::PathBuf;
@@ -86,6 +87,11 @@ impl Sink for EventSink {
             replay.accepted(frame.system_title, frame.frame_counter);
         }
         let event = TelegramEvent::new(&self.meter, decoded);
+        // The first telegram (or the first after a problem) changes the meter's state: its
+        // status goes out with it, not up to a second later.
+        if self.status.last_telegram.is_none() || self.status.last_error.is_some() {
+            self.status_urgent = true;
+        }
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
         self.status_changed = true;
