@@ -59,15 +59,21 @@ pub async fn run(
     options: Options,
     rejections: &mut RejectionLog,
 ) -> Result<End> {
-    let started = Instant::now();
-    let now_ms = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // The framing's gap is measured on a clock that runs only while the source is waited
+    // for: time the pipeline spends waiting for its outputs (back-pressure, a blocked stdout)
+    // is not the source's silence, and must never cut a frame.
+    let mut source_clock = Duration::ZERO;
+    let ms = |clock: Duration| u64::try_from(clock.as_millis()).unwrap_or(u64::MAX);
     let gap = Duration::from_millis(decoder.framing_config().gap_ms.max(1));
     let mut backoff = MIN_BACKOFF;
     let mut was_connected = false;
     let mut last_error: Option<String> = None;
     let mut buf = vec![0u8; 8192];
     loop {
-        let mut reader = match source.open().await {
+        let opening = Instant::now();
+        let opened = source.open().await;
+        source_clock += opening.elapsed();
+        let mut reader = match opened {
             Ok(reader) => reader,
             Err(e) if source.is_live() => {
                 let message = format!("cannot open {source}: {e}");
@@ -80,6 +86,7 @@ pub async fn run(
                     return Ok(End::OutputClosed);
                 }
                 tokio::time::sleep(backoff).await;
+                source_clock += backoff;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -117,11 +124,14 @@ pub async fn run(
                     ));
                 }
             }
+            let waiting = Instant::now();
             let read = if source.is_live() {
-                match tokio::time::timeout(gap, reader.read(&mut buf)).await {
+                let read = tokio::time::timeout(gap, reader.read(&mut buf)).await;
+                source_clock += waiting.elapsed();
+                match read {
                     Ok(read) => read,
                     Err(_) => {
-                        decoder.check_gap(now_ms());
+                        decoder.check_gap(ms(source_clock));
                         if drain(decoder, sink, rejections, false).await? {
                             return Ok(End::OutputClosed);
                         }
@@ -135,7 +145,12 @@ pub async fn run(
                 Ok(0) => break None,
                 Ok(n) => {
                     backoff = MIN_BACKOFF;
-                    decoder.push_at(&buf[..n], now_ms());
+                    if source.is_live() {
+                        decoder.push_at(&buf[..n], ms(source_clock));
+                    } else {
+                        // A file has no gaps: only its end completes what is cut.
+                        decoder.push(&buf[..n]);
+                    }
                     if drain(decoder, sink, rejections, false).await? {
                         return Ok(End::OutputClosed);
                     }
@@ -168,6 +183,7 @@ pub async fn run(
             return Ok(End::OutputClosed);
         }
         tokio::time::sleep(backoff).await;
+        source_clock += backoff;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -431,6 +447,114 @@ fn plural(n: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Delivery;
+    use crate::source::{OpenFuture, Reader};
+    use smarty_p1::{Decoded, DecoderConfig, framing::FramingConfig};
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    const TELEGRAM: &[u8] = b"/ISK5\\2M550T-1012\r\n\r\n1-0:1.8.1(000001.000*kWh)\r\n!\r\n";
+
+    /// A live source handing out `chunks`, one per read, then staying open and silent.
+    struct Chunks(Mutex<Option<VecDeque<Vec<u8>>>>);
+
+    struct ChunkReader(VecDeque<Vec<u8>>);
+
+    impl tokio::io::AsyncRead for ChunkReader {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop_front() {
+                Some(chunk) => {
+                    buf.put_slice(&chunk);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    impl std::fmt::Display for Chunks {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("chunks")
+        }
+    }
+
+    impl Source for Chunks {
+        fn open(&self) -> OpenFuture<'_> {
+            let chunks = self.0.lock().unwrap().take().unwrap_or_default();
+            Box::pin(async move { Ok(Box::new(ChunkReader(chunks)) as Reader) })
+        }
+
+        fn is_live(&self) -> bool {
+            true
+        }
+    }
+
+    /// A sink whose delivery takes `delay` (an output applying back-pressure).
+    struct Slow {
+        delay: Duration,
+        telegrams: u64,
+    }
+
+    impl Sink for Slow {
+        fn telegram(&mut self, _: &Decoded<'_>) -> io::Result<()> {
+            self.telegrams += 1;
+            Ok(())
+        }
+
+        fn deliver(&mut self) -> Delivery<'_> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                Ok(())
+            })
+        }
+    }
+
+    /// A frame whose second half waits in the source while the output holds the pipeline
+    /// back for longer than the framing gap is not taken for a stalled frame.
+    #[tokio::test]
+    async fn waiting_for_the_output_never_cuts_a_frame() {
+        let (head, tail) = TELEGRAM.split_at(20);
+        let source = Chunks(Mutex::new(Some(VecDeque::from([
+            [TELEGRAM, head].concat(),
+            tail.to_vec(),
+        ]))));
+        let mut decoder = Decoder::new(DecoderConfig {
+            framing: FramingConfig {
+                gap_ms: 20,
+                ..FramingConfig::default()
+            },
+            ..DecoderConfig::default()
+        });
+        let mut sink = Slow {
+            delay: Duration::from_millis(100),
+            telegrams: 0,
+        };
+        let options = Options {
+            limit: Some(2),
+            silence: None,
+        };
+        let mut log = RejectionLog::new(REJECTION_LOG_INTERVAL, true);
+        // A cut frame leaves the pipeline waiting for a second telegram that never comes.
+        let end = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(&source, &mut decoder, &mut sink, options, &mut log),
+        )
+        .await;
+        assert!(
+            end.is_ok(),
+            "the second telegram was lost: {:?}",
+            decoder.stats()
+        );
+        assert_eq!(end.unwrap().unwrap(), End::Limit);
+        assert_eq!(sink.telegrams, 2);
+        assert_eq!(decoder.stats().rejected_total(), 0);
+    }
 
     #[test]
     fn rejections_make_one_line_per_reason_and_interval() {
