@@ -117,17 +117,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         })
         .await?;
         meter = meter_back;
-        eprintln!(
+        crate::output::note(format_args!(
             "smarty demo: {} day{} of history ({} telegrams) written to {} in {:.1} s",
             days,
             if days == 1 { "" } else { "s" },
             count?,
             store_config.path.display(),
             started.elapsed().as_secs_f64()
-        );
+        ));
     }
 
-    eprintln!(
+    crate::output::note(format_args!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
 a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\n\
@@ -138,7 +138,7 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         path.display(),
         http,
         state_dir.display(),
-    );
+    ));
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let mut link: Box<dyn Link> = Box::new(pty);

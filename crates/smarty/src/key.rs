@@ -44,6 +44,7 @@ pub fn load_key(flag: Option<&str>, file: Option<&Path>) -> Result<Option<(Key, 
     } else if let Some(path) = file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the key file {}", path.display()))?;
+        crate::secret::warn_if_readable_by_others(path);
         (text, KeyOrigin::File(path.display().to_string()))
     } else {
         match std::env::var(KEY_ENV) {

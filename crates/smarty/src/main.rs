@@ -1,7 +1,13 @@
 //! `smarty`: a gateway for the P1 port of smart electricity meters.
 //!
 //! Sources ([`source`]) → the core decoder (`smarty-p1`) → sinks ([`output`]), driven by the
-//! [`pipeline`]; the commands are `read`, `simulate` and `demo`.
+//! [`pipeline`]; the commands are `read`, `simulate`, `demo`, `run`, `export`, `import` and
+//! `config`.
+//!
+//! Nothing writes to standard output or error with `print!`/`eprintln!` (they panic when the
+//! reader of a pipe goes away): output goes through `io::Write` and its errors, notes through
+//! [`output::note`]; a closed pipe ends a command quietly ([`output::is_broken_pipe`]).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod analytics;
 mod cli;
@@ -17,6 +23,8 @@ mod simulate;
 mod source;
 mod store;
 mod web;
+use std::io::Write as _;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -26,20 +34,23 @@ use cli::{Cli, Command};
 fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
     match command {
         cli::ConfigCommand::Example => {
-            print!("{}", config::EXAMPLE);
+            let mut out = std::io::stdout().lock();
+            out.write_all(config::EXAMPLE.as_bytes())?;
+            out.flush()?;
             Ok(())
         }
         cli::ConfigCommand::Check { file } => {
             let config = config::Config::load(&file)?;
             let outputs = service::describe_outputs(&config)
                 .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "{}: ok, {} meter{}, {}",
                 file.display(),
                 config.meters.len(),
                 if config.meters.len() == 1 { "" } else { "s" },
                 outputs.join(", ")
-            );
+            )?;
             Ok(())
         }
     }
@@ -60,6 +71,9 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
+        // Its fallback for a failed write is `eprintln!`, which panics when standard error
+        // is a closed pipe: a log line that cannot be written is dropped instead.
+        .log_internal_errors(false)
         .init();
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -68,10 +82,19 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("smarty: cannot start: {e}");
+            output::note(format_args!("smarty: cannot start: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Demo(_) | Command::Import(_)
+    ) {
+        // The history, the MQTT queue and the replay counters hold a household's consumption:
+        // whatever this process creates is its user's alone (0600 files, 0700 directories),
+        // as systemd's UMask=0077 does for the unit.
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Read(args) => read::run(args).await,
@@ -85,8 +108,10 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `smarty … | head`: the reader has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("smarty: error: {e:#}");
+            output::note(format_args!("smarty: error: {e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -3,23 +3,25 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use smarty_p1::{Decoder, framing::FramingConfig};
 
 use crate::cli::{Format, ReadArgs};
-use crate::output::{self, NullSink};
-use crate::pipeline::{self, End};
+use crate::output::{self, NullSink, note};
+use crate::pipeline::{self, End, Options, RejectionLog};
 use crate::{key, source};
 
 /// Runs `smarty read`.
 ///
 /// # Errors
-/// Bad key or source arguments, or a finite source that cannot be read.
+/// Bad key or source arguments, a finite source that cannot be read, or a source that gave
+/// no telegram at all (the error names the likely cause: the wrong key, the wrong
+/// authentication key, no P1 data…).
 pub async fn run(args: ReadArgs) -> Result<()> {
     let (mut config, origin) = key::decoder_config(&args.key)?;
     config.framing = FramingConfig {
         max_frame_len: args.max_frame,
-        gap_ms: args.frame_gap.as_millis() as u64,
+        gap_ms: u64::try_from(args.frame_gap.as_millis()).unwrap_or(u64::MAX),
     };
     let has_key = config.key.is_some();
     let source = source::from_spec(&args.source, &args.serial)?;
@@ -38,23 +40,47 @@ pub async fn run(args: ReadArgs) -> Result<()> {
         output::for_format(args.format, stdout)
     };
     let mut decoder = Decoder::new(config);
+    let mut rejections = RejectionLog::for_source(source.as_ref());
     let started = Instant::now();
+    let options = Options {
+        limit: args.count,
+        silence: None,
+    };
     let end = tokio::select! {
-        end = pipeline::run(source.as_ref(), &mut decoder, sink.as_mut(), args.count) => Some(end?),
+        end = pipeline::run(source.as_ref(), &mut decoder, sink.as_mut(), options, &mut rejections) => Some(end?),
         _ = tokio::signal::ctrl_c() => None,
     };
+    if end == Some(End::OutputClosed) {
+        // `| head`: the reader has what it wanted; nothing more to say.
+        return Ok(());
+    }
+    rejections.finish();
     let stats = decoder.stats();
-    let mut summary = pipeline::summary(stats, started.elapsed());
-    if args.format == Format::Raw && !has_key {
-        summary = format!(
+    let forwarding = args.format == Format::Raw && !has_key;
+    if forwarding {
+        note(format_args!(
             "smarty: {} frames and {} plaintext telegrams forwarded without decryption in {:.1} s",
             stats.frames,
             stats.plain_telegrams,
             started.elapsed().as_secs_f64()
-        );
+        ));
+        if stats.frames + stats.plain_telegrams == 0 {
+            bail!(
+                "{source}: no frame or telegram: {}",
+                pipeline::no_telegram_cause(stats)
+            );
+        }
+        return Ok(());
     }
-    if end != Some(End::OutputClosed) {
-        eprintln!("{summary}");
+    note(format_args!(
+        "{}",
+        pipeline::summary(stats, started.elapsed())
+    ));
+    if stats.telegrams == 0 {
+        bail!(
+            "{source}: no telegram: {}",
+            pipeline::no_telegram_cause(stats)
+        );
     }
     Ok(())
 }

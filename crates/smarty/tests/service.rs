@@ -1,11 +1,11 @@
 //! End to end: `smarty run` with a virtual meter, a real Mosquitto started here, the
 //! plain-telegram proxy and the metrics endpoint; sources killed and restarted.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -336,10 +336,513 @@ fn raw_frames_published_without_a_key_are_decrypted_by_another_smarty() {
     assert_eq!(parsed.meter_id().as_deref(), Some("SAG1030700100001"));
 }
 
-/// Keeps `BufRead` in use for readers of this file who extend it with stderr checks.
-#[allow(dead_code)]
-fn lines(child: &mut Child) -> impl Iterator<Item = String> + '_ {
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .lines()
-        .map_while(Result::ok)
+// ---------------------------------------------------------------------------------------
+// Faults and load: nothing lost, nothing silent.
+
+/// A `smarty` process with the state directory `state` (kept by the test, so that a second
+/// run finds what the first left) and its standard error in the file `log`.
+fn service(state: &Path, log: &Path, args: &[&str]) -> Guard {
+    let child = Command::new(env!("CARGO_BIN_EXE_smarty"))
+        .args(args)
+        .env_remove("SMARTY_KEY")
+        .env_remove("SMARTY_HTTP_TOKEN")
+        .env("SMARTY_STATE_DIR", state)
+        .env("RUST_LOG", "smarty=info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start smarty");
+    Guard::from(child)
+}
+
+fn read_log(log: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
+}
+
+/// Stops `smarty run` as systemd does (SIGTERM) and waits for its clean exit.
+fn stop(mut run: Guard, log: &Path) {
+    Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smarty run did not stop: {}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a clean stop exits 0: {}", read_log(log));
+}
+
+/// Calls `check` until it gives a value, for at most `seconds`; the panic names `what` and
+/// the service's log.
+fn wait_until<T>(seconds: u64, what: &str, log: &Path, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `name{meter="METER"…}` of `/metrics` (`None` while the server
+/// does not answer or the sample is absent); `labels` are further labels that must match.
+fn metric(port: u16, name: &str, meter: &str, labels: &str) -> Option<f64> {
+    let (status, body) = support::request(port, "/metrics", "").ok()?;
+    if status != 200 {
+        return None;
+    }
+    let prefix = format!("{name}{{meter=\"{meter}\"{labels}");
+    body.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `count` encrypted frames of the virtual meter with frame counters 1…count, ten simulated
+/// seconds apart, starting three days ago (inside the store's raw retention).
+fn simulated_frames(dir: &Path, count: u32) -> Vec<Vec<u8>> {
+    let file = dir.join(format!("frames-{count}.bin"));
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3 * 86_400;
+    let status = Command::new(env!("CARGO_BIN_EXE_smarty"))
+        .args(["simulate", "--output", file.to_str().unwrap(), "--fast"])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--key",
+            KEY,
+            "--frame-counter",
+            "1",
+        ])
+        .args(["--seed", "7", "--start", &start.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&file).unwrap();
+    // DB 08 <title 8> 82 <length 2> <length bytes>
+    let mut frames = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        assert_eq!(&rest[..2], [0xDB, 0x08]);
+        let len = 13 + usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        frames.push(rest[..len].to_vec());
+        rest = &rest[len..];
+    }
+    assert_eq!(frames.len(), count as usize);
+    frames
+}
+
+/// A TCP server on a port of its own that writes `bytes` as fast as it can to the first client
+/// and keeps that connection open until dropped (so the service never reads them twice).
+struct Burst {
+    port: u16,
+    _stop: mpsc::Sender<()>,
+}
+
+fn burst(bytes: Vec<u8>) -> Burst {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        drop(listener);
+        let _ = stream.write_all(&bytes);
+        let _ = stopped.recv();
+    });
+    Burst { port, _stop: stop }
+}
+
+/// Readings in the store of state directory `state` (read after the service stopped).
+fn stored_readings(state: &Path) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        state.join("smarty.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row("SELECT COALESCE(SUM(n), 0) FROM raw_block", [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+/// A day of telegrams at 10 s arrives at once (ser2net's buffer after an outage): every one
+/// is stored; the meter waits for the store instead of dropping.
+#[test]
+fn a_burst_over_tcp_is_stored_to_the_last_telegram() {
+    const N: u32 = 8_640;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
+    let source = burst(simulated_frames(dir.path(), N).concat());
+    let http = free_port();
+    let run = service(
+        &state,
+        &log,
+        &[
+            "run",
+            &format!("tcp://127.0.0.1:{}", source.port),
+            "--key",
+            KEY,
+            "--name",
+            "home",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    wait_until(120, "every telegram decoded", &log, || {
+        (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
+    });
+    stop(run, &log);
+    assert_eq!(stored_readings(&state), i64::from(N), "{}", read_log(&log));
+}
+
+/// `DB 08` + title + `82 00 20 30` + frame counter + 27 bytes: a plausible frame header
+/// announcing 32 bytes, whose tag never verifies.
+fn fake_header() -> Vec<u8> {
+    let mut b = vec![
+        0xDB, 0x08, b'F', b'A', b'K', 0, 0, 0, 0, 1, 0x82, 0x00, 0x20, 0x30,
+    ];
+    b.extend_from_slice(&[0, 0, 0, 1]);
+    b.resize(13 + 0x20, 0x55);
+    b
+}
+
+/// 200 valid frames among 100,000 fake headers: every telegram is stored (rejections never
+/// push telegrams out of the outputs' channels), and the 100,000 rejections make a handful of
+/// log lines with counts, not 100,000.
+#[test]
+fn frames_among_fake_headers_are_all_stored_and_rejections_are_summarised() {
+    const N: u32 = 200;
+    const FAKES_PER_FRAME: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
+    let mut stream = Vec::new();
+    for frame in simulated_frames(dir.path(), N) {
+        for _ in 0..FAKES_PER_FRAME {
+            stream.extend_from_slice(&fake_header());
+        }
+        stream.extend_from_slice(&frame);
+    }
+    let source = burst(stream);
+    let http = free_port();
+    let run = service(
+        &state,
+        &log,
+        &[
+            "run",
+            &format!("tcp://127.0.0.1:{}", source.port),
+            "--key",
+            KEY,
+            "--name",
+            "home",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    wait_until(120, "every telegram decoded", &log, || {
+        (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
+    });
+    stop(run, &log);
+    assert_eq!(stored_readings(&state), i64::from(N), "{}", read_log(&log));
+    let text = read_log(&log);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("rejected")).collect();
+    assert!(
+        !warnings.is_empty() && warnings.len() <= 10,
+        "one line per reason and interval: {} lines:\n{}",
+        warnings.len(),
+        warnings[..warnings.len().min(20)].join("\n")
+    );
+    // The lines carry the counts: together they account for every fake header.
+    let counted: u64 = warnings
+        .iter()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "rejected")?;
+            words.get(at + 1)?.replace(',', "").parse::<u64>().ok()
+        })
+        .sum();
+    assert!(
+        counted > 0,
+        "the lines give counts:\n{}",
+        warnings.join("\n")
+    );
+}
+
+/// Two meters; the second's pseudo-terminal appears only after the start (a USB cable plugged
+/// in later). The service says it is waiting, `/healthz` shows why, and the meter is read as
+/// soon as the device is there.
+#[test]
+fn a_meter_whose_device_appears_after_start_is_reported_and_then_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
+    let link = dir.path().join("late-p1");
+    let (sim_port, http) = (free_port(), free_port());
+    let _sim = simulator_tcp(sim_port, "1");
+    let config = dir.path().join("smarty.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[meter]]\nname = \"home\"\nsource = \"tcp://127.0.0.1:{sim_port}\"\nkey = \"{KEY}\"\n\
+             interval_s = 0.3\n\n[[meter]]\nname = \"late\"\nsource = \"{}\"\nkey = \"{KEY}\"\n\
+             interval_s = 0.3\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[store]\nenabled = false\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let run = service(&state, &log, &["run", "--config", config.to_str().unwrap()]);
+    wait_until(30, "the first meter's telegrams", &log, || {
+        (metric(http, "smarty_telegrams_total", "home", "")? > 0.0).then_some(())
+    });
+    // The missing device is in the log and on /healthz, naming the meter and the path.
+    wait_until(10, "a log line about the missing device", &log, || {
+        read_log(&log)
+            .lines()
+            .any(|l| {
+                l.contains("WARN") && l.contains("late") && l.contains(&*link.to_string_lossy())
+            })
+            .then_some(())
+    });
+    let health = wait_until(10, "/healthz naming the missing device", &log, || {
+        let (_, body) = support::request(http, "/healthz", "").ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let reason = json["meters"]["late"]["reason"].as_str()?.to_owned();
+        reason.contains(&*link.to_string_lossy()).then_some(json)
+    });
+    assert_eq!(health["meters"]["late"]["connected"], false, "{health}");
+
+    let _late = smarty(&[
+        "simulate",
+        "--link",
+        link.to_str().unwrap(),
+        "--key",
+        KEY,
+        "--interval",
+        "300ms",
+    ]);
+    wait_until(40, "telegrams of the meter plugged in late", &log, || {
+        (metric(http, "smarty_telegrams_total", "late", "")? > 0.0).then_some(())
+    });
+    let text = read_log(&log);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("late") && l.contains("reading")),
+        "the log says when the device is read: {text}"
+    );
+    stop(run, &log);
+}
+
+/// With `--reject-replay`, the frame counters survive a restart: frames recorded before the
+/// restart and played again afterwards are rejected.
+#[test]
+fn replay_counters_are_kept_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let frames = simulated_frames(dir.path(), 8);
+    let run_on = |frames: &[Vec<u8>], log: &Path| {
+        let source = burst(frames.concat());
+        let http = free_port();
+        let run = service(
+            &state,
+            log,
+            &[
+                "run",
+                &format!("tcp://127.0.0.1:{}", source.port),
+                "--key",
+                KEY,
+                "--name",
+                "home",
+                "--reject-replay",
+                "--no-store",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+            ],
+        );
+        let n = frames.len() as f64;
+        wait_until(30, "every frame seen", log, || {
+            (metric(http, "smarty_frames_total", "home", "")? == n).then_some(())
+        });
+        let telegrams = metric(http, "smarty_telegrams_total", "home", "").unwrap();
+        let replays = metric(
+            http,
+            "smarty_rejections_total",
+            "home",
+            ",reason=\"replay\"",
+        )
+        .unwrap();
+        stop(run, log);
+        (telegrams, replays)
+    };
+    let first = run_on(&frames[..5], &dir.path().join("first.log"));
+    assert_eq!(first, (5.0, 0.0));
+    // The same five frames again (a replay), then three new ones.
+    let log = dir.path().join("second.log");
+    let second = run_on(&frames, &log);
+    assert_eq!(second, (3.0, 5.0), "{}", read_log(&log));
+}
+
+/// Outside systemd the history and the MQTT queue hold consumption data: the state directory
+/// is private (0700), its files 0600 whatever the umask; a key file others can read is
+/// warned about.
+#[test]
+fn state_files_are_private_and_readable_key_files_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
+    let key_file = dir.path().join("home.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let source = burst(simulated_frames(dir.path(), 5).concat());
+    let (http, broker) = (free_port(), free_port());
+    let run = service(
+        &state,
+        &log,
+        &[
+            "run",
+            &format!("tcp://127.0.0.1:{}", source.port),
+            "--key-file",
+            key_file.to_str().unwrap(),
+            "--name",
+            "home",
+            // Nothing listens there: the messages wait in the queue file.
+            "--mqtt",
+            &format!("mqtt://127.0.0.1:{broker}"),
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    wait_until(30, "every telegram decoded", &log, || {
+        (metric(http, "smarty_telegrams_total", "home", "")? == 5.0).then_some(())
+    });
+    stop(run, &log);
+    let text = read_log(&log);
+    assert!(
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains(&*key_file.to_string_lossy())
+            && l.contains("readable")),
+        "a warning names the key file others can read: {text}"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    let files: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("smarty.db")),
+        "the store is there: {files:?}"
+    );
+    for file in &files {
+        assert_eq!(mode(file) & 0o077, 0, "{} is private", file.display());
+    }
+}
+
+/// Publishes `payloads` at QoS 1 on `topic` and waits until the broker acknowledged each.
+fn publish_all(port: u16, topic: &str, payloads: Vec<Vec<u8>>) {
+    let mut options = rumqttc::MqttOptions::new("test-publisher", ("127.0.0.1", port));
+    options.set_keep_alive(5);
+    let (client, mut connection) = rumqttc::Client::builder(options).capacity(64).build();
+    let n = payloads.len();
+    let topic = topic.to_owned();
+    let publisher = std::thread::spawn(move || {
+        for payload in payloads {
+            client
+                .publish(
+                    topic.as_str(),
+                    payload,
+                    rumqttc::PublishOptions::new(rumqttc::QoS::AtLeastOnce),
+                )
+                .unwrap();
+        }
+        client
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut acked = 0;
+    for notification in connection.iter() {
+        assert!(Instant::now() < deadline, "{acked} of {n} acknowledged");
+        match notification {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                acked += 1;
+                if acked == n {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("publishing: {e}"),
+        }
+    }
+    let _client = publisher.join().unwrap();
+}
+
+/// A `smarty` reading the raw frames another one publishes (MQTT raw source) is stopped while
+/// 1,000 frames are published; on its restart the broker hands the backlog over at once
+/// (persistent session): every telegram is stored.
+#[test]
+fn an_mqtt_backlog_is_stored_to_the_last_telegram() {
+    const N: u32 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, broker_port) = mosquitto(dir.path());
+    let state = dir.path().join("state");
+    let frames = simulated_frames(dir.path(), N);
+    let source = format!("mqtt://127.0.0.1:{broker_port}/smarty/home/raw");
+    let start = |log: &Path, http: u16| {
+        service(
+            &state,
+            log,
+            &[
+                "run",
+                &source,
+                "--key",
+                KEY,
+                "--name",
+                "home",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+            ],
+        )
+    };
+    // First run: subscribe (the broker keeps the session), then stop.
+    let (log, http) = (dir.path().join("first.log"), free_port());
+    let run = start(&log, http);
+    wait_until(30, "the subscription", &log, || {
+        (metric(http, "smarty_connected", "home", "")? == 1.0).then_some(())
+    });
+    stop(run, &log);
+
+    let hex = |frame: &Vec<u8>| -> Vec<u8> {
+        frame
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    publish_all(
+        broker_port,
+        "smarty/home/raw",
+        frames.iter().map(hex).collect(),
+    );
+
+    let (log, http) = (dir.path().join("second.log"), free_port());
+    let run = start(&log, http);
+    wait_until(60, "every telegram of the backlog", &log, || {
+        (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
+    });
+    stop(run, &log);
+    assert_eq!(stored_readings(&state), i64::from(N), "{}", read_log(&log));
 }

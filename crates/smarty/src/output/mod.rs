@@ -8,13 +8,23 @@ mod raw;
 mod text;
 pub mod time;
 
+use std::future::Future;
 use std::io::{self, Write};
+use std::pin::Pin;
 
 use smarty_p1::Decoded;
 
 use crate::cli::Format;
 
+/// The future of [`Sink::deliver`].
+pub type Delivery<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>;
+
 /// Receives what the pipeline decodes.
+///
+/// The pipeline hands results over synchronously ([`Sink::telegram`] and the others), then
+/// awaits [`Sink::deliver`]: a sink that feeds outputs which must not lose anything (the
+/// service's store and MQTT) holds what it received and sends it there, waiting while they
+/// are full. The source is not read meanwhile, so a burst is slowed down, never dropped.
 pub trait Sink: Send {
     /// An accepted telegram.
     ///
@@ -41,6 +51,41 @@ pub trait Sink: Send {
     fn undecrypted_frame(&mut self, _frame: &[u8]) -> io::Result<()> {
         Ok(())
     }
+
+    /// Delivers what the sink took in since the last call. The pipeline calls it after every
+    /// result, and at least once per framing gap (2 s by default) while the source is silent,
+    /// so a sink may also hand on what it held back (a coalesced status).
+    ///
+    /// # Errors
+    /// As [`Sink::telegram`].
+    fn deliver(&mut self) -> Delivery<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Writes a line to standard error; a closed or full standard error is ignored (`eprintln!`
+/// would panic). For messages outside the log: summaries, the demo's banner.
+pub fn note(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{args}");
+}
+
+/// Whether `error` (or one of its causes) is a write to a pipe whose reader is gone
+/// (`smarty … | head`): the command then stops quietly.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause.downcast_ref::<io::Error>().or_else(|| {
+            cause
+                .downcast_ref::<csv::Error>()
+                .and_then(|e| match e.kind() {
+                    csv::ErrorKind::Io(io) => Some(io),
+                    _ => None,
+                })
+        });
+        io.is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(io::ErrorKind::BrokenPipe))
+    })
 }
 
 /// A sink writing one of the `read` formats to `out`.

@@ -1,6 +1,6 @@
-//! What the service's meters hand to its outputs (MQTT, the telegram proxy, metrics, health):
-//! owned, shareable snapshots, so outputs run as independent tasks fed by a broadcast channel
-//! and never hold up a meter.
+//! What the service's meters hand to its outputs (the store, MQTT, the telegram proxy,
+//! metrics, health): owned, shareable snapshots, so outputs run as independent tasks fed by
+//! the channels of [`super::bus`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,7 +17,8 @@ use crate::output::time::rfc3339;
 pub enum Event {
     /// A meter delivered an accepted telegram.
     Telegram(Arc<TelegramEvent>),
-    /// A meter's state changed (connected, disconnected, a rejection, …).
+    /// A meter's state changed (connected, disconnected, its counters, …); coalesced by the
+    /// meter: at once on a connect or disconnect, otherwise at most once a second.
     Status(Arc<MeterStatus>),
     /// A meter without a key received an encrypted frame it could not decrypt. Only the MQTT
     /// output uses it (`publish_raw`: forwarded on `<prefix>/<meter>/raw` so that a `smarty`

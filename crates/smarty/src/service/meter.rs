@@ -1,36 +1,80 @@
 //! One meter of the service: its source, its decoder, and a sink that turns what the pipeline
-//! decodes into [`Event`]s on the broadcast channel.
+//! decodes into [`Event`]s for the outputs ([`Publisher`]).
+//!
+//! Telegrams wait for the lossless outputs (back-pressure, never loss). Status events are
+//! coalesced: a connect or disconnect (and the first telegram, or the first after a problem)
+//! goes out at once, counter changes at most once per [`STATUS_EVERY`], so that a flood of
+//! rejections makes one status a second, not one each.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use smarty_p1::{Decoded, Decoder, DecoderConfig, Stats};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
+use super::bus::Publisher;
 use super::event::{Event, MeterStatus, TelegramEvent};
+use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
-use crate::output::Sink;
-use crate::{key, pipeline, source};
+use crate::output::{Delivery, Sink, note};
+use crate::pipeline::{self, Options, RejectionLog};
+use crate::source::{self, Source};
+use crate::{key, secret};
+
+/// Counter changes make at most one status event per meter this often.
+pub const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a stopping meter may take to hand over what it holds.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Publishes what a meter's pipeline produces.
 struct EventSink {
     meter: Arc<str>,
-    tx: broadcast::Sender<Event>,
+    publisher: Publisher,
     status: MeterStatus,
+    /// The status changed since it was last sent.
+    status_changed: bool,
+    /// … and the change must go out at once (connected or lost).
+    status_urgent: bool,
+    status_sent: Option<Instant>,
+    /// Events taken in, not delivered yet.
+    outbox: Vec<Event>,
     connected_once: bool,
     /// The first frame that could not be decrypted for lack of a key was logged.
     undecrypted_logged: bool,
     /// Also hands every telegram to this sink (the console of `smarty demo`).
     console: Option<Box<dyn Sink + Send>>,
+    /// The frame counters of a `reject_replay` meter, saved in the state directory.
+    replay: Option<ReplayCounters>,
 }
 
 impl EventSink {
-    fn publish_status(&self) {
-        // No receiver yet (outputs starting) is not an error.
-        let _ = self.tx.send(Event::Status(Arc::new(self.status.clone())));
+    /// Sends what the outbox holds, then the status when it is due (or `force`d).
+    async fn flush(&mut self, force: bool) {
+        for event in std::mem::take(&mut self.outbox) {
+            self.publisher.send(event).await;
+        }
+        let due = self.status_urgent
+            || force
+            || self.status_sent.is_none_or(|t| t.elapsed() >= STATUS_EVERY);
+        if self.status_changed && due {
+            self.status_changed = false;
+            self.status_urgent = false;
+            self.status_sent = Some(Instant::now());
+            let status = Event::Status(Arc::new(self.status.clone()));
+            self.publisher.send(status).await;
+        }
+        if let Some(replay) = &mut self.replay {
+            if force {
+                replay.save();
+            } else {
+                replay.save_if_due();
+            }
+        }
     }
 }
 
@@ -39,10 +83,19 @@ impl Sink for EventSink {
         if let Some(console) = &mut self.console {
             console.telegram(decoded)?;
         }
+        if let (Some(replay), Some(frame)) = (&mut self.replay, &decoded.frame) {
+            replay.accepted(frame.system_title, frame.frame_counter);
+        }
         let event = TelegramEvent::new(&self.meter, decoded);
+        // The first telegram (or the first after a problem) changes the meter's state: its
+        // status goes out with it, not up to a second later.
+        if self.status.last_telegram.is_none() || self.status.last_error.is_some() {
+            self.status_urgent = true;
+        }
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
-        let _ = self.tx.send(Event::Telegram(Arc::new(event)));
+        self.status_changed = true;
+        self.outbox.push(Event::Telegram(Arc::new(event)));
         Ok(())
     }
 
@@ -56,12 +109,11 @@ impl Sink for EventSink {
         if !self.undecrypted_logged {
             self.undecrypted_logged = true;
             tracing::warn!(
-                "meter {}: encrypted frames and no key: not decrypted, only forwarded raw \
-                 (MQTT publish_raw / --publish-raw)",
-                self.meter
+                "encrypted frames and no key: not decrypted, only forwarded raw \
+                 (MQTT publish_raw / --publish-raw)"
             );
         }
-        let _ = self.tx.send(Event::RawFrame {
+        self.outbox.push(Event::RawFrame {
             meter: Arc::clone(&self.meter),
             frame: Arc::from(frame),
         });
@@ -77,14 +129,22 @@ impl Sink for EventSink {
         if let Some(why) = why {
             self.status.last_error = Some(why.to_owned());
         }
-        self.publish_status();
+        self.status_changed = true;
+        self.status_urgent = true;
     }
 
     fn counters(&mut self, stats: &Stats) {
         if *stats != self.status.stats {
             self.status.stats = *stats;
-            self.publish_status();
+            self.status_changed = true;
         }
+    }
+
+    fn deliver(&mut self) -> Delivery<'_> {
+        Box::pin(async move {
+            self.flush(false).await;
+            Ok(())
+        })
     }
 }
 
@@ -96,7 +156,11 @@ impl Sink for EventSink {
 pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
     let key_text = match (&meter.key, &meter.key_file) {
         (Some(key), _) => Some(key.clone()),
-        (None, Some(file)) => Some(read_secret(file)?),
+        (None, Some(file)) => {
+            let text = read_secret(file)?;
+            secret::warn_if_readable_by_others(file);
+            Some(text)
+        }
         (None, None) => None,
     };
     let key = match key_text {
@@ -118,37 +182,90 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
     })
 }
 
-/// Runs one meter until its (finite) source ends; live sources run until the task is aborted.
-///
-/// # Errors
-/// A bad source or key setting, or a finite source that cannot be read.
-pub async fn run(meter: MeterConfig, tx: broadcast::Sender<Event>) -> Result<()> {
-    run_with(meter, tx, None, None).await
+/// A configured meter, checked and ready to run.
+pub struct Prepared {
+    config: MeterConfig,
+    source: Box<dyn Source>,
+    decoder: DecoderConfig,
 }
 
-/// [`run`] that also prints every telegram to `console` and stops after `limit` telegrams
-/// (`smarty demo`), with the one-line summary on standard error at the end.
+impl Prepared {
+    /// The meter's configured name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The source, for display (never a secret).
+    pub fn source(&self) -> String {
+        self.source.to_string()
+    }
+}
+
+/// Checks a configured meter: its source (a device path that does not exist yet is waited
+/// for) and its key.
 ///
 /// # Errors
-/// As [`run`].
-pub async fn run_with(
-    meter: MeterConfig,
-    tx: broadcast::Sender<Event>,
-    console: Option<Box<dyn Sink + Send>>,
-    limit: Option<u64>,
-) -> Result<()> {
-    let started = std::time::Instant::now();
-    let print_summary = console.is_some();
+/// A bad source or key setting.
+pub fn prepare(meter: MeterConfig) -> Result<Prepared> {
     let serial = SerialArgs {
         baud: meter.baud,
         serial: meter.serial_format().map_err(anyhow::Error::msg)?,
     };
-    let source = source::from_spec(&meter.source, &serial)?;
-    let mut decoder = Decoder::new(decoder_config(&meter)?);
+    let source = source::from_spec_waiting(&meter.source, &serial)?;
+    let decoder = decoder_config(&meter)?;
+    Ok(Prepared {
+        config: meter,
+        source,
+        decoder,
+    })
+}
+
+/// What else a meter does (`smarty demo`; the service's state directory; its stop).
+pub struct Extras {
+    /// Also prints every telegram there (`smarty demo`), with the summary at the end.
+    pub console: Option<Box<dyn Sink + Send>>,
+    /// Stops after this many telegrams.
+    pub limit: Option<u64>,
+    /// Where the replay counters of a `reject_replay` meter are kept.
+    pub state_dir: Option<PathBuf>,
+    /// Turns `true` when the service stops: the meter logs what it counted and hands over
+    /// what it holds.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Runs one meter until its (finite) source ends or `extras.stop` turns `true`; live sources
+/// are reopened until then (a missing device is waited for, and shown in its status).
+///
+/// # Errors
+/// A finite source that cannot be read.
+pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Result<()> {
+    let Prepared {
+        config: meter,
+        source,
+        decoder: decoder_config,
+    } = prepared;
+    let Extras {
+        console,
+        limit,
+        state_dir,
+        mut stop,
+    } = extras;
+    let started = std::time::Instant::now();
+    let print_summary = console.is_some();
+    let replay = match (&decoder_config.key, &state_dir) {
+        (Some(key), Some(dir)) if meter.reject_replay => {
+            Some(ReplayCounters::open(dir, &meter.name, key))
+        }
+        _ => None,
+    };
+    let mut decoder = Decoder::new(decoder_config);
+    if let (Some(replay), Some(guard)) = (&replay, decoder.replay_guard()) {
+        replay.restore(guard);
+    }
     let name: Arc<str> = Arc::from(meter.name.as_str());
     let mut sink = EventSink {
         meter: Arc::clone(&name),
-        tx,
+        publisher,
         status: MeterStatus {
             meter: name,
             source: source.to_string(),
@@ -158,27 +275,48 @@ pub async fn run_with(
             reconnects: 0,
             last_error: None,
         },
+        status_changed: true,
+        status_urgent: true,
+        status_sent: None,
+        outbox: Vec::new(),
         connected_once: false,
         undecrypted_logged: false,
         console,
+        replay,
     };
-    sink.publish_status();
-    // The configuration keeps interval_s within METER_INTERVAL_S; a day of silence at most
-    // should it not.
-    let silence = Duration::try_from_secs_f64(meter.interval_s * 3.0)
-        .unwrap_or(Duration::from_secs(3 * 86_400));
-    pipeline::run_with(
-        source.as_ref(),
-        &mut decoder,
-        &mut sink,
+    sink.flush(true).await;
+    let options = Options {
         limit,
-        Some(silence),
-    )
-    .await?;
-    sink.status.connected = false;
-    sink.publish_status();
-    if print_summary {
-        eprintln!("{}", pipeline::summary(decoder.stats(), started.elapsed()));
+        // The configuration checks the range; a value beyond `Duration` means no limit.
+        silence: Duration::try_from_secs_f64(meter.interval_s * 3.0).ok(),
+    };
+    let mut rejections = RejectionLog::for_source(source.as_ref());
+    let stopping = async {
+        // A dropped sender (the service gone) stops the meter too.
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let ended = tokio::select! {
+        ended = pipeline::run(source.as_ref(), &mut decoder, &mut sink, options, &mut rejections) => Some(ended),
+        () = stopping => None,
+    };
+    rejections.finish();
+    let finite_end = matches!(ended, Some(Ok(_)));
+    if finite_end {
+        sink.status.connected = false;
+        sink.status_changed = true;
     }
-    Ok(())
+    // Hand over what is held (a telegram, the latest counters), but never hang a stop.
+    if tokio::time::timeout(STOP_GRACE, sink.flush(true))
+        .await
+        .is_err()
+    {
+        tracing::warn!("outputs busy: the last status was not delivered");
+    }
+    if print_summary {
+        note(format_args!(
+            "{}",
+            pipeline::summary(decoder.stats(), started.elapsed())
+        ));
+    }
+    ended.transpose().map(|_| ())
 }

@@ -33,7 +33,9 @@
 //!
 //! # Health
 //! `/healthz` answers 200 with a JSON summary when every meter delivered a telegram within
-//! `healthy_within_s`, else 503 with the reason per meter (no telegram yet, or too old).
+//! `healthy_within_s` and no output reports a failure, else 503 with the reason per meter
+//! (no telegram yet, or too old; the source's last error) and per output
+//! ([`MetricsState::output`]: the store cannot commit, …).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -71,6 +73,7 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct MetricsState {
     meters: Mutex<BTreeMap<Arc<str>, MeterEntry>>,
     mqtt_queue: Arc<super::mqtt::QueueReport>,
+    outputs: Mutex<BTreeMap<&'static str, OutputHealth>>,
     lagged: AtomicU64,
 }
 
@@ -88,7 +91,39 @@ impl MeterEntry {
     }
 }
 
+/// The state of one output as `/healthz` shows it: working, or failing with a reason. The
+/// output keeps it up to date; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct OutputHealth(Arc<Mutex<Option<String>>>);
+
+impl OutputHealth {
+    /// The output works (again).
+    pub fn ok(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The output fails, for `reason` (it keeps retrying).
+    pub fn failing(&self, reason: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.into());
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 impl MetricsState {
+    /// The health of the output `name` (`store`, `mqtt`) for `/healthz`, working until it
+    /// says otherwise.
+    pub fn output(&self, name: &'static str) -> OutputHealth {
+        self.outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name)
+            .or_default()
+            .clone()
+    }
+
     /// A state expecting the given meters (so `/healthz` reports those that never deliver).
     pub fn new<S: AsRef<str>>(meters: impl IntoIterator<Item = S>) -> Arc<Self> {
         let state = MetricsState::default();
@@ -233,6 +268,22 @@ impl MetricsState {
         // A queue whose file cannot be written loses its messages on a restart.
         let queue_error = self.mqtt_queue.not_persisting();
         healthy &= queue_error.is_none();
+        let mut outputs = serde_json::Map::new();
+        for (name, output) in self
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let problem = output.problem();
+            let mut entry = serde_json::Map::new();
+            entry.insert("healthy".into(), problem.is_none().into());
+            if let Some(problem) = problem {
+                healthy = false;
+                entry.insert("reason".into(), problem.into());
+            }
+            outputs.insert((*name).to_owned(), entry.into());
+        }
         let mut body = json!({ "status": if healthy { "ok" } else { "unhealthy" } });
         if meters.is_empty() {
             body["reason"] = "no meters".into();
@@ -240,6 +291,9 @@ impl MetricsState {
         body["meters"] = report.into();
         if let Some(error) = queue_error {
             body["mqtt_queue"] = json!({ "persisting": false, "reason": error });
+        }
+        if !outputs.is_empty() {
+            body["outputs"] = outputs.into();
         }
         (healthy, body)
     }
@@ -760,6 +814,23 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["status"], "ok");
         assert_eq!(body["meters"]["garage"]["connected"], true);
+
+        // An output that fails (the store cannot commit) shows, with its reason, until it
+        // works again.
+        let store = state.output("store");
+        store.failing("cannot commit (database or disk is full)");
+        let (code, _, body) = get(addr, "/healthz", None).await;
+        assert_eq!(code, 503, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["outputs"]["store"]["healthy"], false);
+        assert!(
+            body["outputs"]["store"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("disk is full")
+        );
+        store.ok();
+        assert_eq!(get(addr, "/healthz", None).await.0, 200);
 
         // Unknown paths.
         assert_eq!(get(addr, "/nope", None).await.0, 404);

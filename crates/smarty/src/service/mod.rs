@@ -1,10 +1,12 @@
 //! `smarty run`: the long-running service. Meters (each a source and a decoder) publish
-//! [`Event`]s on a broadcast channel; outputs (MQTT, the plain-telegram proxy, metrics and
-//! health) each run as their own task and never hold up a meter.
+//! [`Event`]s on a [`bus::Bus`]; outputs (the store, MQTT, the plain-telegram proxy, metrics
+//! and health) each run as their own task. Lossless outputs (the store, MQTT) hold a meter
+//! back while they are full; the others skip when they fall behind.
 
 // Wired up step by step by `smarty run`; some items are used only by outputs in progress.
 #![allow(dead_code, unused_imports)]
 
+pub mod bus;
 pub mod event;
 mod meter;
 pub mod metrics;
@@ -12,6 +14,7 @@ pub mod mqtt;
 mod outputs;
 pub mod proxy;
 pub mod queue;
+mod replay;
 mod run;
 
 pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};

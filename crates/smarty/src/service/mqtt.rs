@@ -44,7 +44,7 @@ use rumqttc5 as v5;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use smarty_p1::registry::Kind;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData, slug};
@@ -1113,7 +1113,7 @@ impl QueueReport {
 ///
 /// # Errors
 /// Bad settings (see [`MqttConfig::check`]), or rumqttc's event loop stopping.
-pub async fn run(config: MqttConfig, events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
+pub async fn run(config: MqttConfig, events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
     run_reporting(config, events, None).await
 }
 
@@ -1123,7 +1123,7 @@ pub async fn run(config: MqttConfig, events: broadcast::Receiver<Event>) -> anyh
 /// As [`run`].
 pub async fn run_reporting(
     config: MqttConfig,
-    events: broadcast::Receiver<Event>,
+    events: mpsc::Receiver<Event>,
     report: Option<Arc<QueueReport>>,
 ) -> anyhow::Result<()> {
     let endpoint = config.check()?;
@@ -1167,29 +1167,24 @@ pub async fn run_reporting(
 }
 
 /// Spawns [`run`] on the current runtime.
-pub fn spawn(
-    config: MqttConfig,
-    events: broadcast::Receiver<Event>,
-) -> JoinHandle<anyhow::Result<()>> {
+pub fn spawn(config: MqttConfig, events: mpsc::Receiver<Event>) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(run(config, events))
 }
 
 impl Output {
     async fn run(
         &mut self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: mpsc::Receiver<Event>,
         mut notices: mpsc::Receiver<Notice>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // A lossless channel (service::bus): the meters wait while it is full.
                 event = events.recv() => match event {
-                    Ok(event) => self.event(event),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "MQTT output fell behind; {n} events skipped");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Some(event) => self.event(event),
+                    None => break,
                 },
                 notice = notices.recv() => match notice {
                     Some(notice) => self.notice(notice),
@@ -1935,10 +1930,10 @@ mod tests {
 
         let mut unique_ids = Vec::new();
         for _ in 0..2 {
-            let (tx, rx) = broadcast::channel(16);
+            let (tx, rx) = mpsc::channel(16);
             let task = spawn(cfg.clone(), rx);
-            tx.send(Event::Status(meter_status(true))).unwrap();
-            tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+            tx.try_send(Event::Status(meter_status(true))).unwrap();
+            tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
             let got = sub
                 .until(10, |g| g.iter().any(|r| r.topic == "smarty/home/raw"))
                 .await;
@@ -2033,9 +2028,9 @@ mod tests {
 
         // Home Assistant's birth message brings the discovery again; a clean shutdown
         // publishes offline itself.
-        let (tx, rx) = broadcast::channel(16);
+        let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg.clone(), rx);
-        tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
         sub.until(10, |g| g.iter().any(|r| r.topic == "smarty/home/state"))
             .await;
         let (ha_client, mut ha_loop) =
@@ -2076,10 +2071,10 @@ mod tests {
                 qos,
                 ..config(&broker)
             };
-            let (tx, rx) = broadcast::channel(16);
+            let (tx, rx) = mpsc::channel(16);
             let task = spawn(cfg, rx);
-            tx.send(Event::Status(meter_status(true))).unwrap();
-            tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+            tx.try_send(Event::Status(meter_status(true))).unwrap();
+            tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
             let got = sub
                 .until(10, |g| {
                     discovery(g).len() == event.values.len()
@@ -2192,22 +2187,22 @@ mod tests {
             ..config(&broker)
         };
         let mut sub = Subscriber::start(&broker, "sub-outage", true, &["smarty/+/state"]).await;
-        let (tx, rx) = broadcast::channel(64);
+        let (tx, rx) = mpsc::channel(64);
         let report = Arc::new(QueueReport::default());
         let task = tokio::spawn(run_reporting(cfg.clone(), rx, Some(Arc::clone(&report))));
-        tx.send(Event::Telegram(telegram_event(1))).unwrap();
+        tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
         let got = sub.until(10, |g| frame_counters(g).contains(&1)).await;
         let mut counters = frame_counters(&got);
 
         // The broker goes away; telegrams keep coming.
         broker.stop();
         for fc in 2..=6 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
         }
         until_queued(&report, 5).await;
         broker.restart();
         for fc in 7..=8 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
         }
         let got = sub.until(30, |g| frame_counters(g).contains(&8)).await;
         counters.extend(frame_counters(&got));
@@ -2216,13 +2211,13 @@ mod tests {
         // smarty stops while the broker is down: the queue waits on disk for the next run.
         broker.stop();
         for fc in 9..=11 {
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
         }
         until_queued(&report, 3).await;
         drop(tx);
         task.await.unwrap().unwrap();
         broker.restart();
-        let (_tx, rx) = broadcast::channel::<Event>(4);
+        let (_tx, rx) = mpsc::channel::<Event>(4);
         let task = spawn(cfg.clone(), rx);
         let got = sub.until(30, |g| frame_counters(g).contains(&11)).await;
         // A message whose acknowledgement the broker's stop cut off comes again: a duplicate.
@@ -2264,10 +2259,10 @@ mod tests {
                 qos: 0,
                 ..config(&broker)
             };
-            let (tx, rx) = broadcast::channel(64);
+            let (tx, rx) = mpsc::channel(64);
             let task = spawn(cfg, rx);
             for fc in 1..=20 {
-                tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+                tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
             }
             let got = sub.until(10, |g| frame_counters(g).len() >= 20).await;
             assert_eq!(frame_counters(&got), (1..=20).collect::<Vec<u64>>());
@@ -2290,10 +2285,10 @@ mod tests {
             ..config(&broker)
         };
         let live = super::super::metrics::MetricsState::new(["home"]);
-        let (tx, rx) = broadcast::channel(16);
+        let (tx, rx) = mpsc::channel(16);
         let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue())));
         let event = telegram_event(1);
-        tx.send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
         live.update(&Event::Telegram(event));
         sub.until(10, |g| frame_counters(g).contains(&1)).await;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -2343,10 +2338,10 @@ mod tests {
                 discovery: false,
                 ..config(&broker)
             };
-            let (tx, rx) = broadcast::channel(16);
+            let (tx, rx) = mpsc::channel(16);
             let task = spawn(cfg, rx);
             let fc = u32::try_from(n).unwrap() + 1;
-            tx.send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
             sub.until(10, |g| frame_counters(g).contains(&u64::from(fc)))
                 .await;
             drop(tx);

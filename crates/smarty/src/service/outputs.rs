@@ -1,10 +1,9 @@
 //! Starts the configured outputs, each as its own task fed by the event channel.
 
 use anyhow::{Context, Result};
-use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
-use super::event::Event;
+use super::bus::{Accepts, Bus};
 use super::{metrics, mqtt, proxy};
 use crate::config::{Config, read_secret};
 use crate::store::{Store, StoreConfig};
@@ -80,13 +79,14 @@ fn http_config(config: &Config) -> HttpConfig {
     config.http.clone().unwrap_or_default()
 }
 
-/// Starts every configured output; returns how many were started.
+/// Starts every configured output, subscribed to `bus` (the store and MQTT lossless, the
+/// others lossy); returns how many were started.
 ///
 /// # Errors
 /// An output whose settings are invalid or that cannot bind its address.
 pub async fn start(
     config: &Config,
-    tx: &broadcast::Sender<Event>,
+    bus: &mut Bus,
     tasks: &mut JoinSet<Result<()>>,
 ) -> Result<usize> {
     check(config)?;
@@ -97,7 +97,11 @@ pub async fn start(
         Some(settings) => {
             let store = Store::open(&settings)
                 .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
-            tasks.spawn(crate::store::follow(store.clone(), tx.subscribe()));
+            tasks.spawn(crate::store::follow(
+                store.clone(),
+                bus.lossless("store", Accepts::TELEGRAMS),
+                live.output("store"),
+            ));
             started += 1;
             Some(store)
         }
@@ -109,14 +113,14 @@ pub async fn start(
     if let Some(mqtt) = mqtt_config(config)? {
         tasks.spawn(mqtt::run_reporting(
             mqtt,
-            tx.subscribe(),
+            bus.lossless("MQTT", Accepts::ALL),
             Some(live.mqtt_queue()),
         ));
         started += 1;
     }
     if let Some(settings) = &config.proxy {
         let server = proxy::bind(settings).await?;
-        tasks.spawn(server.serve(tx.subscribe()));
+        tasks.spawn(server.serve(bus.lossy()));
         started += 1;
     }
     let http = http_config(config);
@@ -135,10 +139,10 @@ pub async fn start(
                 live: std::sync::Arc::clone(&live),
                 store,
                 tariff: std::sync::Arc::new(config.tariff.clone().unwrap_or_default()),
-                events: tx.downgrade(),
+                events: bus.lossy_weak(),
                 token: None,
             };
-            let follower = metrics::follow(std::sync::Arc::clone(&live), tx.subscribe());
+            let follower = metrics::follow(std::sync::Arc::clone(&live), bus.lossy());
             tasks.spawn(server.serve(state, follower));
             started += 1;
         }

@@ -1,17 +1,18 @@
 //! `smarty run`: starts the outputs, then every meter, and runs until interrupted.
 
-use anyhow::{Context, Result};
-use tokio::sync::broadcast;
-use tokio::task::JoinSet;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use super::event::Event;
-use super::meter;
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument as _;
+
+use super::bus::Bus;
+use super::meter::{self, Extras};
 use crate::cli::RunArgs;
 use crate::config::{Config, Overrides};
 use crate::key::KEY_ENV;
-
-/// Events buffered for outputs that fall behind (a slow output skips, it never blocks).
-const CHANNEL_CAPACITY: usize = 1024;
 
 /// The command line of `smarty run` as overrides of the configuration (flags over the
 /// environment over the file): the outputs' flags always, and without `--config` the one
@@ -100,6 +101,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Runs the service of `config`. With `console`, the first meter also prints its telegrams
 /// there and the service stops after `console.1` telegrams (`smarty demo`).
 ///
+/// Every meter is checked before anything starts (a bad key or source is an error here);
+/// after that, meters and outputs keep retrying what fails, and say so in the log and on
+/// `/healthz`. A stop (Ctrl-C, SIGTERM) lets the meters log what they counted and hand over
+/// what they hold, then gives the outputs [`SHUTDOWN_GRACE`] to deliver it.
+///
 /// # Errors
 /// An invalid configuration, or an output that cannot start.
 pub async fn serve(
@@ -107,34 +113,49 @@ pub async fn serve(
     console: Option<(Box<dyn crate::output::Sink + Send>, Option<u64>)>,
 ) -> Result<()> {
     let mut console = console;
-    let (tx, _) = broadcast::channel::<Event>(CHANNEL_CAPACITY);
+    let prepared = config
+        .meters
+        .iter()
+        .map(|m| meter::prepare(m.clone()).with_context(|| format!("meter {}", m.name)))
+        .collect::<Result<Vec<_>>>()?;
+    // Created by what uses it (the store, the MQTT queue, the replay counters), private to
+    // this user: `main` sets the umask to 077 for the service.
+    let state_dir = config.state_dir();
+    let mut bus = Bus::new();
     let mut outputs = JoinSet::new();
-    if super::outputs::start(&config, &tx, &mut outputs).await? == 0 {
+    if super::outputs::start(&config, &mut bus, &mut outputs).await? == 0 {
         tracing::warn!(
             "no output configured: add [mqtt], [proxy], [http] or [store] to the configuration (or --mqtt, --proxy, --http)"
         );
     }
+    let (stop, stopping) = watch::channel(false);
     let mut meters = JoinSet::new();
-    for meter in config.meters.clone() {
-        let name = meter.name.clone();
-        tracing::info!(
-            "meter {name}: reading {}",
-            crate::source::redact_password(&meter.source)
+    let mut names = HashMap::new();
+    for prepared in prepared {
+        let name = prepared.name().to_owned();
+        tracing::debug!(
+            "meter {name}: source {}",
+            crate::source::redact_password(&prepared.source())
         );
-        let tx = tx.clone();
         let (console, limit) = match console.take() {
             Some((sink, limit)) => (Some(sink), limit),
             None => (None, None),
         };
-        meters.spawn(async move {
-            meter::run_with(meter, tx, console, limit)
-                .await
-                .with_context(|| format!("meter {name}"))
-        });
+        let extras = Extras {
+            console,
+            limit,
+            state_dir: state_dir.clone(),
+            stop: stopping.clone(),
+        };
+        let task = meters.spawn(
+            meter::run(prepared, bus.publisher(), extras)
+                .instrument(tracing::info_span!("meter", name = %name)),
+        );
+        names.insert(task.id(), name);
     }
     let result = tokio::select! {
         // Meters end only when their sources are finite (files); an output ends on error.
-        finished = join_all(&mut meters) => finished,
+        finished = supervise(&mut meters, &names) => finished,
         failed = async {
             if outputs.is_empty() {
                 std::future::pending::<()>().await;
@@ -146,10 +167,17 @@ pub async fn serve(
             Ok(())
         }
     };
-    // Stop the meters, close the channel, and give the outputs a moment to deliver what
-    // they hold (MQTT sends its queue and publishes `offline`).
-    meters.shutdown().await;
-    drop(tx);
+    // Stop the meters (they log their counts and hand over what they hold), close the
+    // channels, and give the outputs a moment to deliver (the store commits, MQTT sends its
+    // queue and publishes `offline`).
+    let _ = stop.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, supervise(&mut meters, &names))
+        .await
+        .is_err()
+    {
+        meters.shutdown().await;
+    }
+    drop(bus);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, join_all(&mut outputs)).await;
     if drained.is_err() {
         tracing::warn!("outputs did not finish within {SHUTDOWN_GRACE:?}; stopping them");
@@ -158,8 +186,33 @@ pub async fn serve(
     result
 }
 
-/// How long outputs may take to deliver what they hold when the service stops.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long meters, then outputs, may take to deliver what they hold when the service stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for every meter, logging each end as it happens (a meter that fails never waits
+/// silently for the others); the first error (or panic) is the result.
+async fn supervise(
+    meters: &mut JoinSet<Result<()>>,
+    names: &HashMap<tokio::task::Id, String>,
+) -> Result<()> {
+    let mut first_error = None;
+    while let Some(done) = meters.join_next_with_id().await {
+        let (id, error) = match done {
+            Ok((id, Ok(()))) => {
+                let name = names.get(&id).map_or("?", String::as_str);
+                tracing::info!("meter {name}: stopped");
+                continue;
+            }
+            Ok((id, Err(e))) => (id, e),
+            Err(e) if e.is_panic() => (e.id(), anyhow::anyhow!("panicked: {e}")),
+            Err(_) => continue,
+        };
+        let name = names.get(&id).map_or("?", String::as_str);
+        tracing::error!("meter {name}: {error:#}");
+        first_error.get_or_insert(error.context(format!("meter {name}")));
+    }
+    first_error.map_or(Ok(()), Err)
+}
 
 /// Waits for every task; the first error (or panic) wins.
 async fn join_all(tasks: &mut JoinSet<Result<()>>) -> Result<()> {

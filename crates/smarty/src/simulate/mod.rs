@@ -190,17 +190,17 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
     } else {
         "encrypted"
     };
-    eprintln!(
+    crate::output::note(format_args!(
         "virtual Smarty meter {} sending {what} frames every {:?} to {}",
         meter.meter_id(),
         args.meter.interval,
         link.describe()
-    );
+    ));
     if let (Some(key), true) = (&key.key, key.generated) {
-        eprintln!(
+        crate::output::note(format_args!(
             "generated key (read with --key): {}",
             crate::output::json::hex(key.as_bytes())
-        );
+        ));
     }
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let worker = tokio::task::spawn_blocking(move || {
@@ -216,7 +216,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
             worker.await??
         }
     };
-    eprintln!("smarty simulate: {sent} frames sent");
+    crate::output::note(format_args!("smarty simulate: {sent} frames sent"));
     Ok(())
 }
 

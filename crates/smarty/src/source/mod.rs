@@ -78,6 +78,22 @@ pub fn from_spec(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Source>> {
     }
 }
 
+/// [`from_spec`] for a service that waits for its devices: a path that does not exist yet (or a
+/// link to nothing yet) is taken as a serial device that may appear later (a USB cable plugged
+/// in after the start, a pseudo-terminal link made by socat or a simulator), opened again until
+/// it is there.
+///
+/// # Errors
+/// As [`from_spec`], except for a missing path.
+pub fn from_spec_waiting(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Source>> {
+    let path = Path::new(spec);
+    let plain_path = spec != "-" && !spec.contains("://");
+    if plain_path && std::fs::metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Ok(Box::new(SerialSource::new(path, serial)));
+    }
+    from_spec(spec, serial)
+}
+
 fn is_device(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     if path.starts_with("/dev") {

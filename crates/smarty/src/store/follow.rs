@@ -1,13 +1,19 @@
 //! The store as an output of `smarty run`: a thread that owns the writer.
+//!
+//! A lossless output (`service::bus`): events come on a bounded channel, readings go to the
+//! writer thread on another bounded one. When the writer falls behind (a burst, a slow disk),
+//! both fill up and the meters wait: nothing is dropped on the way. The writer keeps up by
+//! batching: it commits what it holds every `commit_interval`, however many readings.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::mpsc as channel;
 
 use super::{MbusReading, Reading, Store, Writer};
 use crate::service::event::Event;
+use crate::service::metrics::OutputHealth;
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -17,6 +23,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Readings held while the disk refuses them (a day at 1 s); beyond, new ones are dropped.
 const MAX_BUFFERED: usize = 100_000;
+
+/// Readings on their way to the writer thread before the event side waits.
+const TO_WRITER: usize = 1024;
 
 /// What the event side hands to the writer thread.
 enum Message {
@@ -28,11 +37,16 @@ enum Message {
 /// [`Writer`], commits every `commit_interval`, prunes raw readings past the retention every
 /// hour, and commits what it holds when the channel closes (a clean stop loses nothing; a
 /// crash loses at most one commit interval). A failed commit is logged and retried with the
-/// next one.
+/// next one; while commits fail, up to a day of readings is held, newer ones are dropped
+/// (and counted in the log). `health` says on `/healthz` whether commits work.
 ///
 /// # Errors
 /// When the writer cannot be opened or its thread cannot start or dies.
-pub async fn follow(store: Store, mut events: broadcast::Receiver<Event>) -> Result<()> {
+pub async fn follow(
+    store: Store,
+    mut events: channel::Receiver<Event>,
+    health: OutputHealth,
+) -> Result<()> {
     let writer = store
         .writer()
         .with_context(|| format!("cannot write the store {}", store.path().display()))?;
@@ -45,29 +59,24 @@ pub async fn follow(store: Store, mut events: broadcast::Receiver<Event>) -> Res
         store.path().display(),
         store.config().commit_interval
     );
-    let (tx, rx) = mpsc::channel::<Message>();
+    let (tx, rx) = mpsc::sync_channel::<Message>(TO_WRITER);
     let thread = std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || write_loop(writer, &rx))
+        .spawn(move || write_loop(writer, &rx, &health))
         .context("cannot start the store's thread")?;
-    loop {
-        match events.recv().await {
-            Ok(Event::Telegram(event)) => {
-                let (reading, mbus) = Reading::from_event(&event);
-                let sent = reading
-                    .map(|r| Message::Reading(Box::new(r)))
-                    .into_iter()
-                    .chain(mbus.into_iter().map(Message::Mbus))
-                    .try_for_each(|m| tx.send(m));
-                if sent.is_err() {
-                    break; // the thread ended: its result says why
-                }
+    'events: while let Some(event) = events.recv().await {
+        let Event::Telegram(event) = event else {
+            continue;
+        };
+        let (reading, mbus) = Reading::from_event(&event);
+        let messages = reading
+            .map(|r| Message::Reading(Box::new(r)))
+            .into_iter()
+            .chain(mbus.into_iter().map(Message::Mbus));
+        for message in messages {
+            if !send(&tx, message).await {
+                break 'events; // the thread ended: its result says why
             }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!("store: fell behind, {n} events skipped");
-            }
-            Err(RecvError::Closed) => break,
         }
     }
     drop(tx);
@@ -77,8 +86,23 @@ pub async fn follow(store: Store, mut events: broadcast::Receiver<Event>) -> Res
         .map_err(|_| anyhow::anyhow!("the store's thread panicked"))
 }
 
+/// Hands `message` to the writer thread, waiting (off the runtime's threads) while its channel
+/// is full; `false` when the thread is gone.
+async fn send(tx: &mpsc::SyncSender<Message>, message: Message) -> bool {
+    match tx.try_send(message) {
+        Ok(()) => true,
+        Err(TrySendError::Disconnected(_)) => false,
+        Err(TrySendError::Full(message)) => {
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || tx.send(message).is_ok())
+                .await
+                .unwrap_or(false)
+        }
+    }
+}
+
 /// The writer thread: until the channel closes.
-fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
+fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>, health: &OutputHealth) {
     let mut last_prune: Option<Instant> = None;
     let mut failing: Option<String> = None;
     let mut dropped = 0u64;
@@ -126,6 +150,7 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
             match writer.flush() {
                 Ok(_) => {
                     retry_at = None;
+                    health.ok();
                     if failing.take().is_some() {
                         tracing::info!("store: commits work again");
                     }
@@ -137,6 +162,10 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>) {
                 Err(e) => {
                     retry_at = Some(Instant::now() + RETRY_AFTER);
                     let message = e.to_string();
+                    health.failing(format!(
+                        "cannot commit ({message}); {} readings waiting",
+                        writer.buffered()
+                    ));
                     if failing.as_deref() != Some(&message) {
                         tracing::error!("store: cannot commit: {message}; retrying");
                         failing = Some(message);

@@ -211,11 +211,11 @@ pub async fn run(args: ImportArgs) -> Result<()> {
     if totals.mbus > 0 {
         summary.push_str(&format!(", {} M-Bus readings", totals.mbus));
     }
-    eprintln!(
+    crate::output::note(format_args!(
         "{summary}; {period}; into {} in {:.1} s",
         store.path().display(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     if import.future > 0 {
         let last = import
             .last

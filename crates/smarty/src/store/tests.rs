@@ -844,8 +844,8 @@ async fn the_service_output_stores_every_telegram() {
     let mut config = StoreConfig::at(dir.path().join("smarty.db"));
     config.commit_interval = Duration::from_millis(20);
     let store = Store::open(&config).unwrap();
-    let (tx, rx) = tokio::sync::broadcast::channel(64);
-    let follower = tokio::spawn(follow(store.clone(), rx));
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let follower = tokio::spawn(follow(store.clone(), rx, Default::default()));
     let args = crate::cli::MeterArgs {
         interval: Duration::from_secs(10),
         count: None,
@@ -879,6 +879,7 @@ async fn the_service_output_stores_every_telegram() {
             &meter_name,
             &decoded,
         ))))
+        .await
         .unwrap();
         if i == 25 {
             tokio::time::sleep(Duration::from_millis(50)).await;

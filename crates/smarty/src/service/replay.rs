@@ -1,0 +1,215 @@
+//! The frame counters of meters with `reject_replay`, kept in the state directory so that a
+//! restart does not open the door to frames recorded earlier.
+//!
+//! One file per meter, `replay-<meter>.json`:
+//! `{"key_check": "1A2B3C", "frame_counters": {"<system title in hex>": 1234}}`. The key check
+//! value (the first three bytes of AES-128 of a zero block, the usual way to name a key without
+//! revealing it) ties the counters to the key: a meter's counter restarts at 0 when the grid
+//! operator changes the key (LU113 §3.2.5), so counters saved under another key are dropped.
+//!
+//! The file is replaced (written beside, then renamed) at most once a second while counters
+//! move, and when the meter stops; a crash loses at most the last second's counters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use smarty_p1::{Key, ReplayGuard};
+
+/// Counters are written at most this often.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    key_check: String,
+    frame_counters: BTreeMap<String, u32>,
+}
+
+/// The saved counters of one meter.
+#[derive(Debug)]
+pub struct ReplayCounters {
+    path: PathBuf,
+    key_check: String,
+    counters: BTreeMap<[u8; 8], u32>,
+    changed: bool,
+    saved: Option<Instant>,
+    failing: bool,
+}
+
+/// The key check value of `key`: the first three bytes of AES-128(key, 0¹²⁸), in hex.
+fn key_check(key: &Key) -> String {
+    let cipher = aes::Aes128::new(&Array::from(*key.as_bytes()));
+    let mut block = Array::from([0u8; 16]);
+    cipher.encrypt_block(&mut block);
+    block[..3].iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn parse_title(hex: &str) -> Option<[u8; 8]> {
+    let bytes = smarty_p1::parse_hex(hex).ok()?;
+    bytes.try_into().ok()
+}
+
+impl ReplayCounters {
+    /// The counters of meter `meter` in `state_dir`, for `key`. A missing file is an empty
+    /// start; an unreadable or damaged one, or one saved under another key, is logged and
+    /// replaced at the next save.
+    pub fn open(state_dir: &Path, meter: &str, key: &Key) -> Self {
+        let path = state_dir.join(format!("replay-{meter}.json"));
+        let key_check = key_check(key);
+        let mut counters = BTreeMap::new();
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<File>(&bytes) {
+                Ok(file) if file.key_check == key_check => {
+                    for (title, counter) in &file.frame_counters {
+                        match parse_title(title) {
+                            Some(title) => {
+                                counters.insert(title, *counter);
+                            }
+                            None => tracing::warn!(
+                                "{}: {title:?} is not a system title; ignored",
+                                path.display()
+                            ),
+                        }
+                    }
+                    tracing::info!(
+                        "replay checks continue from the frame counters in {}",
+                        path.display()
+                    );
+                }
+                Ok(_) => tracing::info!(
+                    "{}: saved under another key; the frame counters start over",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "{}: not readable ({e}); the frame counters start over",
+                    path.display()
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "cannot read {}: {e}; the frame counters start over",
+                path.display()
+            ),
+        }
+        ReplayCounters {
+            path,
+            key_check,
+            counters,
+            changed: false,
+            saved: None,
+            failing: false,
+        }
+    }
+
+    /// Sets `guard` to the saved counters.
+    pub fn restore(&self, guard: &mut ReplayGuard) {
+        for (title, counter) in &self.counters {
+            guard.set_last(*title, *counter);
+        }
+    }
+
+    /// A frame of `system_title` with `counter` was accepted.
+    pub fn accepted(&mut self, system_title: [u8; 8], counter: u32) {
+        match self.counters.get(&system_title) {
+            Some(&last) if last >= counter => {}
+            _ => {
+                self.counters.insert(system_title, counter);
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Saves when counters changed and the last save is a second old.
+    pub fn save_if_due(&mut self) {
+        if self.changed && self.saved.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
+            self.save();
+        }
+    }
+
+    /// Saves now if counters changed; a failure is logged once (and retried at the next save).
+    pub fn save(&mut self) {
+        if !self.changed {
+            return;
+        }
+        self.saved = Some(Instant::now());
+        match self.write() {
+            Ok(()) => {
+                self.changed = false;
+                if std::mem::take(&mut self.failing) {
+                    tracing::info!("replay counters saved again in {}", self.path.display());
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!("{e:#}; retrying");
+                }
+            }
+        }
+    }
+
+    fn write(&self) -> Result<()> {
+        let file = File {
+            key_check: self.key_check.clone(),
+            frame_counters: self
+                .counters
+                .iter()
+                .map(|(title, counter)| (crate::output::json::hex(title), *counter))
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&file).expect("JSON serialises");
+        let tmp = self.path.with_extension("json.new");
+        if let Some(dir) = self.path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        }
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .with_context(|| format!("cannot save the replay counters {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_a_reopen_with_the_same_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::from_bytes([7; 16]);
+        let title = *b"SAG\x10\x30\x70\x01\x00";
+        let mut saved = ReplayCounters::open(dir.path(), "home", &key);
+        saved.accepted(title, 41);
+        saved.accepted(title, 42);
+        saved.save();
+        let mut guard = ReplayGuard::new();
+        ReplayCounters::open(dir.path(), "home", &key).restore(&mut guard);
+        assert_eq!(guard.last(&title), Some(42));
+        assert!(
+            guard.check(title, 42).is_err(),
+            "a replay after the restart"
+        );
+
+        let mut other = ReplayGuard::new();
+        ReplayCounters::open(dir.path(), "home", &Key::from_bytes([8; 16])).restore(&mut other);
+        assert_eq!(other.last(&title), None, "another key starts over");
+
+        let text = std::fs::read_to_string(dir.path().join("replay-home.json")).unwrap();
+        assert!(
+            !text.contains("0707070707"),
+            "the key is never written: {text}"
+        );
+    }
+
+    #[test]
+    fn the_key_check_value_is_the_standard_one() {
+        // AES-128 of a zero block under the zero key starts 66 E9 4B (FIPS-197 test vectors).
+        assert_eq!(key_check(&Key::from_bytes([0; 16])), "66E94B");
+    }
+}
