@@ -33,12 +33,9 @@ pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::follow;
 pub use interval::{INTERVAL_S, Interval, Period};
-// The types of the readers' answers, named here for the modules that use them.
-#[allow(unused_imports)]
-pub use query::{MbusChannel, MbusTotal, Reader, Series, StoredMeter};
+pub use query::{Reader, Series, StoredMeter};
 pub use reading::{MbusReading, Reading};
-#[allow(unused_imports)]
-pub use writer::{WriteTotals, Writer};
+pub use writer::Writer;
 
 /// How long a connection waits for another one's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

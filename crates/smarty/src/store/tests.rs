@@ -8,7 +8,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::aggregate::{Agg, day_of, day_start, period_start};
+use super::query::{MbusChannel, MbusTotal};
 use super::reading::{COLUMNS, Kind, MbusReading, Reading};
+use super::writer::WriteTotals;
 use super::*;
 use crate::cli::Resolution;
 
