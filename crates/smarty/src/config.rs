@@ -829,13 +829,15 @@ impl MeterConfig {
     }
 }
 
-/// Reads a secret file: its content without a byte-order mark and the final line break.
+/// Reads a secret file (a key, a password, a token): its content without a byte-order mark
+/// and the final line break. Warns when other users of the machine can read the file.
 ///
 /// # Errors
 /// When the file cannot be read (the message names the file, never its content).
 pub fn read_secret(path: &Path) -> Result<Secret> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    crate::secret::warn_if_readable_by_others(path);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(Secret::from(text.trim_end_matches(['\r', '\n']).to_owned()))
 }

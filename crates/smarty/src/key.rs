@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use smarty_p1::{Aad, Key, KeyError, parse_hex};
 
 use crate::cli::KeyArgs;
@@ -42,10 +42,11 @@ pub fn load_key(flag: Option<&str>, file: Option<&Path>) -> Result<Option<(Key, 
     let (text, origin) = if let Some(text) = flag {
         (text.to_owned(), KeyOrigin::Flag)
     } else if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the key file {}", path.display()))?;
-        crate::secret::warn_if_readable_by_others(path);
-        (text, KeyOrigin::File(path.display().to_string()))
+        let text = crate::config::read_secret(path)?;
+        (
+            text.expose().to_owned(),
+            KeyOrigin::File(path.display().to_string()),
+        )
     } else {
         match std::env::var(KEY_ENV) {
             Ok(text) if !text.trim().is_empty() => (text, KeyOrigin::Env),

@@ -156,11 +156,7 @@ impl Sink for EventSink {
 pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
     let key_text = match (&meter.key, &meter.key_file) {
         (Some(key), _) => Some(key.clone()),
-        (None, Some(file)) => {
-            let text = read_secret(file)?;
-            secret::warn_if_readable_by_others(file);
-            Some(text)
-        }
+        (None, Some(file)) => Some(read_secret(file)?),
         (None, None) => None,
     };
     let key = match key_text {
