@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData, slug};
+use super::metrics::OutputHealth;
 use super::queue::{Message, Queue};
 use crate::output::time::rfc3339;
 use crate::secret::Secret;
@@ -1053,6 +1054,8 @@ struct Output {
     /// Where the queue's state is reported (the metrics' `smarty_mqtt_queue_depth` and
     /// `/healthz`).
     report: Option<Arc<QueueReport>>,
+    /// Where the broker connection's state is reported (`/healthz`).
+    health: Option<OutputHealth>,
     config: MqttConfig,
     client: Client,
     queue: Queue,
@@ -1114,7 +1117,7 @@ impl QueueReport {
 /// # Errors
 /// Bad settings (see [`MqttConfig::check`]), or rumqttc's event loop stopping.
 pub async fn run(config: MqttConfig, events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
-    run_reporting(config, events, None).await
+    run_reporting(config, events, None, None).await
 }
 
 /// [`run`], storing the queue's state into `report` every second.
@@ -1125,6 +1128,7 @@ pub async fn run_reporting(
     config: MqttConfig,
     events: mpsc::Receiver<Event>,
     report: Option<Arc<QueueReport>>,
+    health: Option<OutputHealth>,
 ) -> anyhow::Result<()> {
     let endpoint = config.check()?;
     let queue = match &config.queue_dir {
@@ -1143,6 +1147,7 @@ pub async fn run_reporting(
     let _driver = AbortOnDrop(tokio::spawn(drive(eventloop, notice_tx)));
     let mut output = Output {
         report,
+        health,
         ha_status_topic: format!("{}/status", config.discovery_prefix),
         url: format!(
             "{}://{}:{}",
@@ -1405,6 +1410,12 @@ impl Output {
                     tracing::debug!(url = %self.url, "MQTT connect failed again: {error}");
                 }
                 self.connected = false;
+                if let Some(health) = &self.health {
+                    health.failing(format!(
+                        "MQTT broker {} unreachable ({error}); messages are queued",
+                        self.url
+                    ));
+                }
                 self.forget_in_flight();
                 let _ = ack.send(());
             }
@@ -1429,6 +1440,9 @@ impl Output {
                     "connected to the MQTT broker"
                 );
                 self.connected = true;
+                if let Some(health) = &self.health {
+                    health.ok();
+                }
                 self.failure_logged = false;
                 self.forget_in_flight();
                 self.direct(&status_topic(&self.config), "online");
@@ -2189,7 +2203,12 @@ mod tests {
         let mut sub = Subscriber::start(&broker, "sub-outage", true, &["smarty/+/state"]).await;
         let (tx, rx) = mpsc::channel(64);
         let report = Arc::new(QueueReport::default());
-        let task = tokio::spawn(run_reporting(cfg.clone(), rx, Some(Arc::clone(&report))));
+        let task = tokio::spawn(run_reporting(
+            cfg.clone(),
+            rx,
+            Some(Arc::clone(&report)),
+            None,
+        ));
         tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
         let got = sub.until(10, |g| frame_counters(g).contains(&1)).await;
         let mut counters = frame_counters(&got);
@@ -2286,7 +2305,7 @@ mod tests {
         };
         let live = super::super::metrics::MetricsState::new(["home"]);
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue())));
+        let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue()), None));
         let event = telegram_event(1);
         tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
         live.update(&Event::Telegram(event));
@@ -2317,6 +2336,54 @@ mod tests {
             assert!(Instant::now() < deadline, "still unhealthy: {body}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        drop(tx);
+        task.await.unwrap().unwrap();
+    }
+
+    /// A broker that goes away shows on `/healthz` with the reason (the output queues and
+    /// retries meanwhile); once it is back the output is healthy again.
+    #[tokio::test]
+    async fn a_broker_outage_shows_on_healthz() {
+        let mut broker = Broker::start(false);
+        let mut sub = Subscriber::start(&broker, "sub-health", false, &["smarty/+/state"]).await;
+        let live = super::super::metrics::MetricsState::new(["home"]);
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(run_reporting(
+            config(&broker),
+            rx,
+            Some(live.mqtt_queue()),
+            Some(live.output("mqtt")),
+        ));
+        let health_until = |want: bool| {
+            let live = Arc::clone(&live);
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
+                    if healthy == want {
+                        return body;
+                    }
+                    assert!(Instant::now() < deadline, "healthy is not {want}: {body}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let event = telegram_event(1);
+        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+        live.update(&Event::Telegram(event));
+        sub.until(10, |g| frame_counters(g).contains(&1)).await;
+        let body = health_until(true).await;
+        assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
+
+        broker.stop();
+        let body = health_until(false).await;
+        assert_eq!(body["meters"]["home"]["healthy"], true, "{body}");
+        let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+        assert!(reason.contains("unreachable"), "{reason}");
+
+        broker.restart();
+        let body = health_until(true).await;
+        assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
         drop(tx);
         task.await.unwrap().unwrap();
     }

@@ -115,6 +115,7 @@ pub async fn start(
             mqtt,
             bus.lossless("MQTT", Accepts::ALL),
             Some(live.mqtt_queue()),
+            Some(live.output("mqtt")),
         ));
         started += 1;
     }
