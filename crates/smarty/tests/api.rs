@@ -14,15 +14,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{Guard, KEY, free_port, peak_memory, request, wait_for_port};
-
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY")
-        .env_remove("SMARTY_HTTP_TOKEN")
-        .env("RUST_LOG", "smarty=info");
-    cmd
-}
+use support::{Guard, KEY, free_port, peak_memory, request, smarty, wait_for_port};
 
 fn now() -> i64 {
     SystemTime::now()

@@ -1,55 +1,14 @@
 //! End to end: the `smarty` binary, a virtual meter on a real pseudo-terminal and on TCP,
 //! files, stdin, formats, key errors.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Guard, KEY};
-
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY").env("RUST_LOG", "smarty=info");
-    cmd
-}
-
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smarty");
-    let started = Instant::now();
-    let mut guard = Guard::from(child);
-    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).unwrap();
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(guard.child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(guard.child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = guard.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "smarty did not finish in {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
+use support::{Guard, KEY, run_with_timeout, smarty};
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8(output.stdout.clone())

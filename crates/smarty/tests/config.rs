@@ -3,63 +3,13 @@
 //! reports every mistake with its line and column, environment values take the type of their
 //! field and never show up in a message, and no value of any numeric setting crashes.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 mod support;
 
-use support::{Guard, KEY, free_port, request, wait_for_port};
-
-/// `smarty` with a clean environment: no key, no state directory, no overrides of the
-/// caller's.
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SMARTY_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("RUST_LOG", "smarty=info");
-    cmd
-}
-
-/// Runs `cmd` to its end (at most `timeout`), draining both pipes.
-fn run(mut cmd: Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smarty");
-    let started = Instant::now();
-    let mut guard = Guard::from(child);
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).unwrap();
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(guard.child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(guard.child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(status) = guard.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "smarty did not finish in {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
+use support::{Guard, KEY, free_port, request, run_with_timeout, smarty, wait_for_port};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -73,7 +23,7 @@ fn capture(dir: &Path, count: u32) -> PathBuf {
         .arg(count.to_string())
         .arg("--output")
         .arg(&path);
-    let output = run(sim, Duration::from_secs(20));
+    let output = run_with_timeout(sim, Duration::from_secs(20));
     assert!(output.status.success(), "{}", text(&output.stderr));
     path
 }
@@ -88,7 +38,7 @@ fn check(dir: &Path, content: &str, env: &[(&str, &str)]) -> Output {
     for (name, value) in env {
         cmd.env(name, value);
     }
-    run(cmd, Duration::from_secs(20))
+    run_with_timeout(cmd, Duration::from_secs(20))
 }
 
 const METER: &str = "[[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\n";
@@ -114,7 +64,7 @@ fn flags_next_to_a_config_apply_or_are_refused() {
         .arg("--config")
         .arg(&config)
         .arg("--no-store");
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
         !state.join("smarty.db").exists(),
@@ -123,7 +73,7 @@ fn flags_next_to_a_config_apply_or_are_refused() {
     // Without it, the file's (default) store is made: the flag made the difference.
     let mut cmd = smarty();
     cmd.arg("run").arg("--config").arg(&config);
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(state.join("smarty.db").exists());
 
@@ -135,7 +85,7 @@ fn flags_next_to_a_config_apply_or_are_refused() {
         .arg(&config)
         .arg("--state-dir")
         .arg(&elsewhere);
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(elsewhere.join("smarty.db").exists(), "--state-dir ignored");
 
@@ -154,7 +104,7 @@ fn flags_next_to_a_config_apply_or_are_refused() {
     ] {
         let mut cmd = smarty();
         cmd.arg("run").arg("--config").arg(&config).args(flag);
-        let output = run(cmd, Duration::from_secs(30));
+        let output = run_with_timeout(cmd, Duration::from_secs(30));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{flag:?} accepted: {stderr}");
         assert!(
@@ -306,7 +256,7 @@ fn intervals_take_one_syntax_everywhere() {
             "--interval",
             interval,
         ]);
-        let output = run(cmd, Duration::from_secs(30));
+        let output = run_with_timeout(cmd, Duration::from_secs(30));
         assert!(
             output.status.success(),
             "run --interval {interval}: {}",
@@ -317,7 +267,7 @@ fn intervals_take_one_syntax_everywhere() {
             "simulate", "--output", "-", "--fast", "--count", "1", "--key", KEY,
         ])
         .args(["--interval", interval]);
-        let output = run(cmd, Duration::from_secs(30));
+        let output = run_with_timeout(cmd, Duration::from_secs(30));
         assert!(
             output.status.success(),
             "simulate --interval {interval}: {}",
@@ -437,7 +387,7 @@ fn no_value_of_a_numeric_flag_crashes() {
         for value in EXTREMES {
             let mut cmd = smarty();
             cmd.args(args).arg(format!("{flag}={value}"));
-            let output = run(cmd, Duration::from_secs(30));
+            let output = run_with_timeout(cmd, Duration::from_secs(30));
             let stderr = text(&output.stderr);
             assert!(
                 matches!(output.status.code(), Some(0..=2)),
@@ -469,7 +419,7 @@ fn no_value_of_a_numeric_flag_crashes() {
         ])
         .arg(dir.path().join("demo"))
         .arg(format!("{flag}={value}"));
-        let output = run(cmd, Duration::from_secs(30));
+        let output = run_with_timeout(cmd, Duration::from_secs(30));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{flag}={value}: {stderr}");
         assert!(stderr.contains(flag), "{stderr}");
@@ -487,7 +437,7 @@ fn import_takes_only_meter_names_run_takes() {
             .arg(&capture)
             .args(["--key", KEY, "--quiet", "--meter", name, "--db"])
             .arg(&db);
-        let output = run(cmd, Duration::from_secs(30));
+        let output = run_with_timeout(cmd, Duration::from_secs(30));
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name:?}: {stderr}");
         assert!(stderr.contains("--meter"), "{stderr}");
@@ -498,7 +448,7 @@ fn import_takes_only_meter_names_run_takes() {
         .arg(&capture)
         .args(["--key", KEY, "--quiet", "--meter", "home-1_b", "--db"])
         .arg(&db);
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
 
@@ -514,7 +464,7 @@ fn a_key_file_with_a_byte_order_mark_is_read() {
         .arg("--key-file")
         .arg(&key_file)
         .arg("--quiet");
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     let stderr = text(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -530,6 +480,6 @@ fn a_key_file_with_a_byte_order_mark_is_read() {
     std::fs::write(&path, format!("\u{feff}{config}")).unwrap();
     let mut cmd = smarty();
     cmd.arg("run").arg("--config").arg(&path);
-    let output = run(cmd, Duration::from_secs(30));
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
 }

@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value as Json;
+
+mod support;
+
+use support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 /// 2025-10-25 00:00 +02:00: two days at a telegram a minute, over the night the clocks go
@@ -20,48 +23,36 @@ const DAY: i64 = 86_400;
 
 type Row = BTreeMap<String, Json>;
 
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY")
-        .env_remove("SMARTY_STATE_DIR")
-        .env("RUST_LOG", "smarty=warn");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().expect("start smarty");
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// Simulates `count` frames every `interval` from `start` (with gas and water meters) and
 /// imports them into `db`.
 fn fill(dir: &Path, db: &Path, start: i64, count: u64, interval: &str) {
     let capture = dir.join(format!("capture-{start}.bin"));
-    run(smarty()
-        .args(["simulate", "--start", &start.to_string(), "--count"])
-        .arg(count.to_string())
-        .args(["--interval", interval, "--fast", "--gas", "--water"])
-        .args(["--seed", "7", "--key", KEY, "-o"])
-        .arg(&capture));
-    run(smarty()
-        .arg("import")
-        .arg(&capture)
-        .args(["--key", KEY, "--meter", "home", "--quiet", "--db"])
-        .arg(db));
+    run_ok(
+        quiet_smarty()
+            .args(["simulate", "--start", &start.to_string(), "--count"])
+            .arg(count.to_string())
+            .args(["--interval", interval, "--fast", "--gas", "--water"])
+            .args(["--seed", "7", "--key", KEY, "-o"])
+            .arg(&capture),
+    );
+    run_ok(
+        quiet_smarty()
+            .arg("import")
+            .arg(&capture)
+            .args(["--key", KEY, "--meter", "home", "--quiet", "--db"])
+            .arg(db),
+    );
 }
 
 /// `smarty export --format json` with the given range options: its rows.
 fn export(db: &Path, resolution: &str, range: &[&str]) -> Vec<Row> {
-    let output = run(smarty()
-        .args(["export", "--db"])
-        .arg(db)
-        .args(["--resolution", resolution, "--format", "json"])
-        .args(range));
+    let output = run_ok(
+        quiet_smarty()
+            .args(["export", "--db"])
+            .arg(db)
+            .args(["--resolution", resolution, "--format", "json"])
+            .args(range),
+    );
     let document: Json = serde_json::from_slice(&output.stdout).expect("export is JSON");
     assert_eq!(document["resolution"], resolution);
     document["rows"]
@@ -215,7 +206,7 @@ fn a_few_minutes_of_history_export_with_their_values() {
     let now = jiff::Timestamp::now().as_second();
     let start = (now - 3 * 3600).div_euclid(900) * 900 + 120;
     fill(dir.path(), &db, start, 30, "10s");
-    let csv = run(smarty().args(["export", "--db"]).arg(&db));
+    let csv = run_ok(quiet_smarty().args(["export", "--db"]).arg(&db));
     let text = String::from_utf8(csv.stdout).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split(',').collect();

@@ -3,44 +3,31 @@
 //! a simulated day puts it in the past.
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+mod support;
+
+use support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
-
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY")
-        .env_remove("SMARTY_STATE_DIR")
-        .env("RUST_LOG", "smarty=warn");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().expect("start smarty");
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// Simulates 100 frames 10 s apart (from `start`, else now) and imports them: import's stderr.
 fn import(dir: &Path, name: &str, start: Option<&str>) -> String {
     let capture = dir.join(format!("{name}.bin"));
-    let mut simulate = smarty();
+    let mut simulate = quiet_smarty();
     simulate
         .args(["simulate", "--count", "100", "--key", KEY, "-o"])
         .arg(&capture);
     if let Some(start) = start {
         simulate.args(["--start", start]);
     }
-    run(&mut simulate);
-    let output = run(smarty()
-        .arg("import")
-        .arg(&capture)
-        .args(["--key", KEY, "--quiet", "--db"])
-        .arg(dir.join(format!("{name}.db"))));
+    run_ok(&mut simulate);
+    let output = run_ok(
+        quiet_smarty()
+            .arg("import")
+            .arg(&capture)
+            .args(["--key", KEY, "--quiet", "--db"])
+            .arg(dir.join(format!("{name}.db"))),
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

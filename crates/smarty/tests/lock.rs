@@ -12,12 +12,8 @@ mod support;
 use support::{Guard, KEY, free_port, request, wait_for_port};
 
 fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY")
-        .env_remove("SMARTY_STATE_DIR")
-        .env_remove("SMARTY_HTTP_TOKEN")
-        .env("RUST_LOG", "smarty=info")
-        .stdin(Stdio::null());
+    let mut cmd = support::smarty();
+    cmd.stdin(Stdio::null());
     cmd
 }
 

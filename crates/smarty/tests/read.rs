@@ -3,21 +3,15 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Guard, KEY};
+use support::{Guard, KEY, smarty};
 
 /// Another key than the one the frames were encrypted with.
 const OTHER_KEY: &str = "F0E0D0C0B0A090807060504030201000";
-
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY").env("RUST_LOG", "smarty=info");
-    cmd
-}
 
 /// Waits at most 30 s for the child; its standard error, read to the end.
 fn finish(mut guard: Guard) -> (ExitStatus, String) {

@@ -3,36 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+
+mod support;
+
+use support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 /// 2026-11-01 00:00 +01:00.
 const START: i64 = 1_793_487_600;
 
-fn smarty() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
-    cmd.env_remove("SMARTY_KEY")
-        .env_remove("SMARTY_STATE_DIR")
-        .env("RUST_LOG", "smarty=warn");
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().expect("start smarty");
-    assert!(
-        output.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 /// `count` frames every 10 s from [`START`] with a gas meter.
 fn simulate(path: &Path, count: u64, plain: bool) {
-    let mut cmd = smarty();
+    let mut cmd = quiet_smarty();
     cmd.args(["simulate", "--start", &START.to_string(), "--count"])
         .arg(count.to_string())
         .args(["--fast", "--gas", "--seed", "7", "-o"])
@@ -42,12 +28,12 @@ fn simulate(path: &Path, count: u64, plain: bool) {
     } else {
         cmd.args(["--key", KEY]);
     }
-    run(&mut cmd);
+    run_ok(&mut cmd);
 }
 
 /// `smarty export --format json` rows.
 fn export(db: &Path, resolution: &str, meter: Option<&str>) -> Vec<BTreeMap<String, Json>> {
-    let mut cmd = smarty();
+    let mut cmd = quiet_smarty();
     cmd.args(["export", "--db"])
         .arg(db)
         .args(["--resolution", resolution, "--format", "json", "--from"])
@@ -55,7 +41,7 @@ fn export(db: &Path, resolution: &str, meter: Option<&str>) -> Vec<BTreeMap<Stri
     if let Some(meter) = meter {
         cmd.args(["--meter", meter]);
     }
-    let output = run(&mut cmd);
+    let output = run_ok(&mut cmd);
     let document: Json = serde_json::from_slice(&output.stdout).expect("export is JSON");
     assert_eq!(document["resolution"], resolution);
     document["rows"]
@@ -122,7 +108,7 @@ fn store_survives_kill_9_during_an_import() {
     simulate(&capture, count, true);
     let expected: Vec<i64> = (0..count as i64).map(|i| START + 10 * i).collect();
 
-    let mut import = smarty()
+    let mut import = quiet_smarty()
         .args(["import", "--quiet", "--meter", "home", "--config"])
         .arg(&config)
         .arg(&capture)
@@ -172,10 +158,12 @@ fn store_survives_kill_9_during_an_import() {
     );
 
     // A second import completes the data, keeping what is there.
-    let output = run(smarty()
-        .args(["import", "--quiet", "--meter", "home", "--config"])
-        .arg(&config)
-        .arg(&capture));
+    let output = run_ok(
+        quiet_smarty()
+            .args(["import", "--quiet", "--meter", "home", "--config"])
+            .arg(&config)
+            .arg(&capture),
+    );
     let summary = String::from_utf8_lossy(&output.stderr);
     assert!(
         summary.contains(&format!(
@@ -196,11 +184,15 @@ fn store_export_and_import_round_trip() {
     let db = dir.path().join("smarty.db");
     // Encrypted frames as the hex lines of `read --format raw`.
     simulate(&binary, 2000, false);
-    let hex = run(smarty().args(["read", "--format", "raw"]).arg(&binary));
+    let hex = run_ok(
+        quiet_smarty()
+            .args(["read", "--format", "raw"])
+            .arg(&binary),
+    );
     std::fs::write(&capture, &hex.stdout).unwrap();
 
     // No key: a clear error, nothing imported.
-    let output = smarty()
+    let output = quiet_smarty()
         .args(["import", "--db"])
         .arg(&db)
         .arg(&capture)
@@ -213,10 +205,12 @@ fn store_export_and_import_round_trip() {
         String::from_utf8_lossy(&output.stderr)
     );
 
-    let output = run(smarty()
-        .args(["import", "--meter", "home", "--key", KEY, "--db"])
-        .arg(&db)
-        .arg(&capture));
+    let output = run_ok(
+        quiet_smarty()
+            .args(["import", "--meter", "home", "--key", KEY, "--db"])
+            .arg(&db)
+            .arg(&capture),
+    );
     let summary = String::from_utf8_lossy(&output.stderr);
     assert!(
         summary.contains("2000 telegrams imported, 0 skipped as already stored, 0 rejected frames"),
@@ -228,25 +222,31 @@ fn store_export_and_import_round_trip() {
     );
 
     // The JSON lines of `read --format json` into a second meter: the same readings.
-    let lines = run(smarty()
-        .args(["read", "--format", "json", "--key", KEY])
-        .arg(&binary));
+    let lines = run_ok(
+        quiet_smarty()
+            .args(["read", "--format", "json", "--key", KEY])
+            .arg(&binary),
+    );
     let jsonl = dir.path().join("telegrams.jsonl");
     std::fs::write(&jsonl, &lines.stdout).unwrap();
-    let output = run(smarty()
-        .args(["import", "--meter", "garage", "--db"])
-        .arg(&db)
-        .arg(&jsonl));
+    let output = run_ok(
+        quiet_smarty()
+            .args(["import", "--meter", "garage", "--db"])
+            .arg(&db)
+            .arg(&jsonl),
+    );
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("2000 telegrams imported"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     // Again: everything is there already.
-    let output = run(smarty()
-        .args(["import", "--meter", "garage", "--db"])
-        .arg(&db)
-        .arg(&jsonl));
+    let output = run_ok(
+        quiet_smarty()
+            .args(["import", "--meter", "garage", "--db"])
+            .arg(&db)
+            .arg(&jsonl),
+    );
     assert!(
         String::from_utf8_lossy(&output.stderr)
             .contains("0 telegrams imported, 2000 skipped as already stored"),
@@ -255,7 +255,11 @@ fn store_export_and_import_round_trip() {
     );
 
     // Two meters: export wants to know which.
-    let output = smarty().args(["export", "--db"]).arg(&db).output().unwrap();
+    let output = quiet_smarty()
+        .args(["export", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -306,10 +310,12 @@ fn store_export_and_import_round_trip() {
         wh(&days[0]["mbus1_gas_m3"]),
         ((gas.last().unwrap() - gas[0]) * 1000.0).round() as i64
     );
-    let csv = run(smarty()
-        .args(["export", "--meter", "home", "--resolution", "15m", "--db"])
-        .arg(&db)
-        .args(["--from", "2026-11-01", "--to", "2026-11-02"]));
+    let csv = run_ok(
+        quiet_smarty()
+            .args(["export", "--meter", "home", "--resolution", "15m", "--db"])
+            .arg(&db)
+            .args(["--from", "2026-11-01", "--to", "2026-11-02"]),
+    );
     let text = String::from_utf8(csv.stdout).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -334,20 +340,22 @@ fn store_export_and_import_round_trip() {
     }
     // To a file, and hourly: the hours add up to the day.
     let out = dir.path().join("hours.json");
-    run(smarty()
-        .args([
-            "export",
-            "--meter",
-            "home",
-            "--resolution",
-            "hour",
-            "--format",
-            "json",
-            "--db",
-        ])
-        .arg(&db)
-        .arg("-o")
-        .arg(&out));
+    run_ok(
+        quiet_smarty()
+            .args([
+                "export",
+                "--meter",
+                "home",
+                "--resolution",
+                "hour",
+                "--format",
+                "json",
+                "--db",
+            ])
+            .arg(&db)
+            .arg("-o")
+            .arg(&out),
+    );
     let hours: Json = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     let hour_sum: i64 = hours["rows"]
         .as_array()
@@ -359,7 +367,7 @@ fn store_export_and_import_round_trip() {
     assert_eq!(hours["meter"], "home");
 
     // No store at all.
-    let output = smarty()
+    let output = quiet_smarty()
         .args(["export", "--db"])
         .arg(dir.path().join("missing.db"))
         .output()

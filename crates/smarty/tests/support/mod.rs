@@ -1,12 +1,12 @@
-//! What the end-to-end tests share: child processes that end with the test, free loopback
-//! ports, and plain HTTP/1.1 requests.
+//! What the end-to-end tests share: the `smarty` binary as a command, child processes that
+//! end with the test, free loopback ports, and plain HTTP/1.1 requests.
 
 // Each test file uses a part of this module.
 #![allow(dead_code)]
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The key of every virtual meter in the tests.
@@ -124,4 +124,74 @@ pub fn peak_memory(pid: u32) -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("VmHWM in kB");
     kib * 1024
+}
+
+/// The `smarty` binary under test, logging at `info`, with no `SMARTY_*` variable of the
+/// environment the tests run in (a developer's key or token must not change a test).
+pub fn smarty() -> Command {
+    smarty_logging("smarty=info")
+}
+
+/// [`smarty`] logging only warnings and errors, for tests that read what it prints.
+pub fn quiet_smarty() -> Command {
+    smarty_logging("smarty=warn")
+}
+
+fn smarty_logging(filter: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_smarty"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SMARTY_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("RUST_LOG", filter);
+    cmd
+}
+
+/// Runs `cmd` to its end and asserts that it succeeded (its standard error in the message).
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let output = cmd.output().expect("start smarty");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs `cmd` to its end (at most `timeout`, else the test fails) with nothing on its
+/// standard input, draining both pipes so a chatty child never blocks on a full one.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start smarty");
+    let started = Instant::now();
+    let mut guard = Guard::from(child);
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(guard.child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(guard.child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = guard.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "smarty did not finish in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
 }
