@@ -15,12 +15,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::body::series_body;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::fields::fields;
 use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::range::{day_start, month_start, now, parse_range};
 use super::state::App;
 use crate::analytics::tariff;
 use crate::cli::Resolution;
+use crate::output::time::METER_ZONE;
 use crate::store::{INTERVAL_S, Interval, Period, Reader, Store, StoreError, StoredMeter};
 
 type ApiResult = Result<Response, ApiError>;
@@ -114,11 +116,14 @@ pub async fn meters(State(app): State<App>) -> ApiResult {
             }
             entry["first_reading"] = json!(stored.and_then(|m| m.first_reading));
             entry["last_reading"] = json!(stored.and_then(|m| m.last_reading));
-            entry["mbus"] = json!(stored.map(|m| m.mbus.clone()).unwrap_or_default());
+            let mbus = stored.map(|m| m.mbus.as_slice()).unwrap_or_default();
+            entry["mbus"] = json!(mbus);
+            let values = latest.as_deref().map(|t| t.values.as_slice());
+            entry["fields"] = json!(fields(values, app.web.store.is_some(), mbus));
             entry
         })
         .collect();
-    Ok(answer(json!({ "meters": list })))
+    Ok(answer(json!({ "time_zone": METER_ZONE, "meters": list })))
 }
 
 /// The meter must be known (configured, seen or stored).

@@ -15,6 +15,7 @@ mod body;
 pub mod config;
 mod error;
 mod extract;
+mod fields;
 mod live;
 mod number;
 mod range;
