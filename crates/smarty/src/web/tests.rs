@@ -333,4 +333,34 @@ async fn meters_describe_their_values_for_the_dashboard() {
     assert_eq!(water["mbus"]["medium"], "water");
     assert_eq!(water["series"], false, "not stored yet");
     assert_eq!(field(&meters, "energy_import_kwh")["series"], true);
+
+    // openapi.json describes every key of the answer, and requires every key of a field.
+    let openapi: Value = serde_json::from_str(super::OPENAPI).unwrap();
+    let answer = &openapi["paths"]["/api/meters"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"]["properties"];
+    let schemas = &openapi["components"]["schemas"];
+    for key in meters.as_object().unwrap().keys() {
+        assert!(answer[key].is_object(), "{key} is not in openapi.json");
+    }
+    for key in meters["meters"][0].as_object().unwrap().keys() {
+        assert!(
+            schemas["Meter"]["properties"][key].is_object(),
+            "Meter.{key} is not in openapi.json"
+        );
+    }
+    let mut keys: Vec<&str> = water
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut required: Vec<&str> = schemas["Field"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    required.sort_unstable();
+    assert_eq!(keys, required, "Field in openapi.json");
 }
