@@ -94,6 +94,7 @@ pub(crate) fn router(app: App, options: RouterOptions) -> Router {
         ))
         .route("/", get(assets::index))
         .route("/vendor/{file}", get(assets::vendor))
+        .route("/js/{file}", get(assets::module))
         .route("/{file}", get(assets::file))
         .layer(middleware::map_response(
             |mut response: axum::response::Response| async move {
