@@ -2,7 +2,9 @@
 //! history are imported, a virtual meter sends a telegram a second to `smarty run`, and
 //! `tests/browser/dashboard.mjs` (playwright-core driving Debian's Chromium) checks what a
 //! person sees: live values, kWh and euro, the history chart and its zoom, the 15-minute view,
-//! gas and water, the status panel and the keyboard. It prints the first contentful paint and
+//! gas and water with the labels and units the API's metadata gives (`fields` of
+//! `/api/meters`, also with other labels and another time zone put in its answer), the
+//! status panel and the keyboard. It prints the first contentful paint and
 //! leaves screenshots in `target/dashboard-screenshots/`.
 //!
 //! Needs Node.js, `/usr/bin/chromium` (or `CHROMIUM`) and `crates/smarty/web/node_modules`

@@ -251,6 +251,60 @@ try {
     assert(cards.some((t) => /Gas/.test(t)) && cards.some((t) => /Water/.test(t)), `panels: ${cards.join(', ')}`);
   });
 
+  await check('labels and units are the API\'s (fields of /api/meters)', async () => {
+    // The real metadata: the gas card shows its label and unit.
+    const meters = await page.evaluate(async () => (await fetch('api/meters')).json());
+    const fields = meters.meters[0].fields;
+    const gas = fields.find((f) => f.mbus && f.mbus.medium === 'gas' && f.series);
+    assert(gas && gas.label === 'Gas' && gas.unit === 'm³', `gas field: ${JSON.stringify(gas)}`);
+    const heading = await page.textContent(`#mbus .medium[data-field="${gas.name}"] h3`);
+    assert(heading === `${gas.label} (M-Bus ${gas.mbus.channel})`, `gas heading: ${heading}`);
+    assert(meters.time_zone === 'Europe/Luxembourg', `time zone: ${meters.time_zone}`);
+    assert((await page.textContent('#time-zone')) === meters.time_zone, 'the footer does not name the time zone');
+
+    // Other metadata and another zone from the server: the page shows those, guessing nothing.
+    const p = await desktop.newPage();
+    watch(p, 'metadata');
+    await p.route('**/api/meters', async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      body.time_zone = 'Asia/Tokyo';
+      for (const m of body.meters) {
+        for (const f of m.fields || []) {
+          if (f.name === gas.name) Object.assign(f, { label: 'Town gas', unit: 'Nm³' });
+          if (f.name === 'power_import_kw') f.label = 'Drawn from the grid';
+        }
+      }
+      await route.fulfill({ response: res, json: body });
+    });
+    await p.goto(url, { waitUntil: 'load', timeout: 20000 });
+    const card = await until(p, 'the renamed gas card', (name) => {
+      const c = document.querySelector(`#mbus .medium[data-field="${name}"]`);
+      const reading = c && c.querySelector('[data-reading]').textContent;
+      return c && /\d/.test(reading) ? { heading: c.querySelector('h3').textContent, reading, today: c.querySelector('[data-today]').textContent } : null;
+    }, gas.name);
+    assert(card.heading === `Town gas (M-Bus ${gas.mbus.channel})`, `heading: ${card.heading}`);
+    assert(/\d Nm³$/.test(card.reading) && /Nm³$/.test(card.today), `units: ${card.reading}, ${card.today}`);
+    const option = await p.$eval(`#hist-field option[value="${gas.name}"]`, (o) => o.textContent);
+    assert(option === 'Town gas (Nm³ per period)', `history choice: ${option}`);
+    const legend = await until(p, 'the history legend', () => {
+      const el = document.getElementById('hist-chart');
+      return el.querySelector('canvas') && el.dataset.labels ? el.dataset.labels : null;
+    });
+    assert(legend.split(',')[0] === 'Drawn from the grid', `history legend: ${legend}`);
+    assert((await p.textContent('#time-zone')) === 'Asia/Tokyo', 'the footer does not follow the API\'s zone');
+    // Times follow the zone: the last telegram's clock time is Tokyo's, eight or seven hours
+    // ahead of Luxembourg's.
+    const shown = await until(p, 'the last telegram\'s time', () => {
+      const t = document.getElementById('st-last').textContent;
+      return /\d{2}:\d{2}:\d{2}/.test(t) ? t : null;
+    });
+    const hour = Number(shown.match(/(\d{2}):\d{2}:\d{2}/)[1]);
+    const tokyo = Number(new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Tokyo', hour: '2-digit', hourCycle: 'h23' }).format(new Date()));
+    assert(hour === tokyo || hour === (tokyo + 23) % 24, `last telegram at ${shown}, Tokyo's hour is ${tokyo}`);
+    await p.close();
+  });
+
   await check('status panel', async () => {
     const last = await page.textContent('#st-last');
     assert(/\d{2}:\d{2}:\d{2}/.test(last) && /ago/.test(last), `last telegram: ${last}`);
