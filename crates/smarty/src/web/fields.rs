@@ -25,7 +25,7 @@ pub struct FieldMeta {
     pub unit: Option<String>,
     /// What it measures: the registry's kind in snake_case (`power`, `energy`, `voltage`,
     /// `current`, `reactive_power`, `mbus_reading`, …).
-    pub kind: String,
+    pub kind: &'static str,
     /// `true` for a register that only grows (energy, M-Bus readings, counts): its series give
     /// the increase in each period, not an average.
     pub cumulative: bool,
@@ -249,21 +249,31 @@ fn medium_named(name: &str) -> Option<Medium> {
         .find(|m| m.as_str() == name)
 }
 
-/// The registry's kind in snake_case: `MbusReading` → `mbus_reading`. From its `Debug`
-/// name, so that every kind the core adds is named without a table here.
-fn kind_name(kind: Kind) -> String {
-    let mut out = String::new();
-    for (i, c) in format!("{kind:?}").chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
+/// The registry's kind as the API names it (snake_case): a word of the API, kept here so
+/// that renaming a Rust variant never changes an answer.
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Energy => "energy",
+        Kind::ReactiveEnergy => "reactive_energy",
+        Kind::Power => "power",
+        Kind::ReactivePower => "reactive_power",
+        Kind::ApparentPower => "apparent_power",
+        Kind::Voltage => "voltage",
+        Kind::Current => "current",
+        Kind::PowerFactor => "power_factor",
+        Kind::Frequency => "frequency",
+        Kind::Threshold => "threshold",
+        Kind::Count => "count",
+        Kind::State => "state",
+        Kind::Identifier => "identifier",
+        Kind::Message => "message",
+        Kind::Version => "version",
+        Kind::Timestamp => "timestamp",
+        Kind::Tariff => "tariff",
+        Kind::MbusReading => "mbus_reading",
+        Kind::MbusDeviceType => "mbus_device_type",
+        Kind::Log => "log",
     }
-    out
 }
 
 /// Units as people write them, by their letters in lower case (as value names carry them).
@@ -383,7 +393,7 @@ mod tests {
 
         let l1 = find(&fields, "power_export_l1_kw");
         assert_eq!(
-            (l1.label.as_str(), l1.phase, l1.direction, l1.kind.as_str()),
+            (l1.label.as_str(), l1.phase, l1.direction, l1.kind),
             ("Power export L1", Some("L1"), Some("export"), "power")
         );
         assert!(!l1.cumulative);
