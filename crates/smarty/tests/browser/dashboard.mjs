@@ -69,19 +69,22 @@ const browser = await chromium.launch({
 });
 
 const problems = [];
-const series = []; // resolutions of /series answers, in order
+// The history's /series requests of the desktop page, in order: {field, from, to} (Unix
+// seconds). Requests, not answers: a request is reported before its answer can reach the
+// page, so every one the page has drawn is here (an answer's body may come later).
+const historyRequests = [];
 function watch(page, label) {
   page.on('console', (msg) => {
     if (msg.type() === 'error') problems.push(`${label} console error: ${msg.text()}`);
   });
   page.on('pageerror', (err) => problems.push(`${label} page error: ${err.message}`));
-  page.on('response', async (res) => {
-    const u = new URL(res.url());
-    if (!u.pathname.endsWith('/series') || res.status() !== 200) return;
-    try {
-      const body = await res.json();
-      series.push({ field: body.field, resolution: body.resolution, points: body.t.length, from: body.from, to: body.to });
-    } catch (_) { /* page closed */ }
+}
+function watchHistory(page) {
+  page.on('request', (req) => {
+    const u = new URL(req.url());
+    const field = u.searchParams.get('field') || '';
+    if (!u.pathname.endsWith('/series') || !/^(power|energy|voltage|current|reactive)_/.test(field)) return;
+    historyRequests.push({ field, from: Number(u.searchParams.get('from')), to: Number(u.searchParams.get('to')) });
   });
 }
 const noProblems = () => assert(!problems.length, problems.join('\n'));
@@ -93,6 +96,7 @@ try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB', timezoneId: 'Europe/Luxembourg' });
   const page = await desktop.newPage();
   watch(page, 'desktop');
+  watchHistory(page);
 
   await check('page loads', async () => {
     const res = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
@@ -174,7 +178,7 @@ try {
 
   await check('zoom by dragging refetches a finer resolution', async () => {
     const loads = Number(await page.getAttribute('#hist-chart', 'data-loads'));
-    const before = series.length;
+    const before = historyRequests.length;
     const box = await page.locator('#hist-chart .u-over').boundingBox();
     assert(box && box.width > 100, 'no plotting area');
     // The last tenth of a week (about 17 h, the last of it stored) becomes the whole chart.
@@ -188,7 +192,7 @@ try {
       const el = document.getElementById('hist-chart');
       return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
     }, loads);
-    const fetched = series.slice(before);
+    const fetched = historyRequests.slice(before);
     assert(fetched.length > 0, 'no /series request after the zoom');
     assert(RES_RANK[res] < RES_RANK['15m'], `after zooming to ${Math.round((fetched[0].to - fetched[0].from) / 3600)} h the resolution is ${res}, not finer than 15m`);
     assert(Number(await page.getAttribute('#hist-chart', 'data-points')) > 0, 'the zoomed chart is empty');
@@ -209,7 +213,7 @@ try {
       return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
     }, loads);
     assert(res === 'raw', `12 hours after "+" should be raw telegrams, got ${res}`);
-    const last = series[series.length - 1];
+    const last = historyRequests[historyRequests.length - 1];
     assert(last.to - last.from <= 12 * 3600 + 60, `"+" asked for ${last.to - last.from} s`);
   });
 
