@@ -2,7 +2,9 @@
 //! history are imported, a virtual meter sends a telegram a second to `smarty run`, and
 //! `tests/browser/dashboard.mjs` (playwright-core driving Debian's Chromium) checks what a
 //! person sees: live values, kWh and euro, the history chart and its zoom, the 15-minute view,
-//! gas and water, the status panel and the keyboard. It prints the first contentful paint and
+//! gas and water with the labels and units the API's metadata gives (`fields` of
+//! `/api/meters`, also with other labels and another time zone put in its answer), the
+//! status panel and the keyboard. It prints the first contentful paint and
 //! leaves screenshots in `target/dashboard-screenshots/`.
 //!
 //! Needs Node.js, `/usr/bin/chromium` (or `CHROMIUM`) and `crates/smarty/web/node_modules`
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod support;
 
-use support::{Guard, KEY, free_port, request, wait_for_port};
+use support::{Guard, KEY, request};
 
 const SETUP: &str = "run ./scripts/test, which installs Chromium and playwright-core";
 /// Three days of history, a telegram a minute.
@@ -46,6 +48,32 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// The address a process reports in its log `log`: what follows `before`, up to a space, a
+/// line end or a `/`. Waits for it up to 30 s; fails when the process exits first.
+fn reported_address(process: &mut Guard, log: &Path, before: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some((_, rest)) = text.split_once(before)
+            && let Some((address, _)) = rest.split_once(|c: char| c.is_whitespace() || c == '/')
+        {
+            return address.to_owned();
+        }
+        if let Some(status) = process.child.try_wait().unwrap() {
+            panic!(
+                "exited ({status}) before it named its address:\n{}",
+                tail(log)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no address ({before}…) after 30 s:\n{}",
+            tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs a `smarty` command to its end and asserts that it succeeded.
@@ -112,32 +140,33 @@ fn dashboard_in_headless_chromium() {
         &d.join("import.log"),
     );
 
-    // The live meter, a telegram a second, and the service with its web server.
-    let (sim_port, http_port) = (free_port(), free_port());
-    let sim_addr = format!("127.0.0.1:{sim_port}");
+    // The live meter, a telegram a second, and the service with its web server, each on a
+    // port of the system's choice, which it reports.
+    let sim_log = d.join("simulate.log");
     #[rustfmt::skip]
-    let _sim = Guard::from(
+    let mut sim = Guard::from(
         smarty(
-            &["simulate", "--listen", &sim_addr, "--interval", "1s", "--key", KEY,
+            &["simulate", "--listen", "127.0.0.1:0", "--interval", "1s", "--key", KEY,
               "--gas", "--water", "--seed", "7"],
-            &d.join("simulate.log"),
+            &sim_log,
         )
         .spawn()
         .expect("start smarty simulate"),
     );
-    wait_for_port(sim_port);
+    let sim_addr = reported_address(&mut sim, &sim_log, " to tcp://");
     let run_log = d.join("run.log");
-    let http_addr = format!("127.0.0.1:{http_port}");
     #[rustfmt::skip]
     let mut run = Guard::from(
         smarty(
             &["run", &format!("tcp://{sim_addr}"), "--name", "home", "--key", KEY,
-              "--http", &http_addr, "--state-dir", d.to_str().unwrap()],
+              "--http", "127.0.0.1:0", "--state-dir", d.to_str().unwrap()],
             &run_log,
         )
         .spawn()
         .expect("start smarty run"),
     );
+    let http_addr = reported_address(&mut run, &run_log, "dashboard on http://");
+    let http_port: u16 = http_addr.rsplit_once(':').unwrap().1.parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(http_port, "/healthz") != Some(200) {
         if let Some(status) = run.child.try_wait().unwrap() {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value as Json;
-use smarty_p1::registry::Kind;
-use smarty_p1::{Decoded, Stats, Value};
+use smarty_p1::registry::{Channel, Kind, Medium};
+use smarty_p1::{Decoded, Obis, Stats, Value};
 
 use crate::output::json::telegram_json;
 use crate::output::time::rfc3339;
@@ -59,10 +59,23 @@ pub struct NamedValue {
     pub name: String,
     /// The OBIS code as sent.
     pub obis: String,
+    /// The OBIS code, typed: `smarty_p1::registry::lookup` gives its registry entry.
+    pub code: Obis,
     /// What it measures.
     pub kind: Kind,
+    /// The M-Bus device the value belongs to, for the codes of an M-Bus channel (`0-n:…`).
+    pub mbus: Option<MbusDevice>,
     /// The value.
     pub value: ValueData,
+}
+
+/// The M-Bus device on one channel of a telegram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MbusDevice {
+    /// The M-Bus channel (OBIS group B, 1–4 on P1).
+    pub channel: u8,
+    /// Its medium, from its device type `0-n:24.1.0`; `None` when the telegram does not say.
+    pub medium: Option<Medium>,
 }
 
 /// The payload of a [`NamedValue`].
@@ -144,10 +157,16 @@ impl TelegramEvent {
                 Value::Timestamp(Some(t)) => ValueData::Text(rfc3339(&t)),
                 _ => continue,
             };
+            let mbus = (def.b == Channel::Mbus).then(|| MbusDevice {
+                channel: object.obis.b,
+                medium: telegram.medium(object.obis.b),
+            });
             values.push(NamedValue {
                 name: name.to_string(),
                 obis: object.code.to_owned(),
+                code: object.obis,
                 kind: def.kind,
+                mbus,
                 value,
             });
         }
@@ -193,6 +212,15 @@ mod tests {
             matches!(&gas.value, ValueData::Number { timestamp: Some(t), .. }
             if t == "2026-04-03T17:45:42+02:00")
         );
+        assert_eq!(
+            gas.mbus,
+            Some(MbusDevice {
+                channel: 1,
+                medium: Some(Medium::Gas)
+            })
+        );
+        assert_eq!(gas.code, Obis::new(0, 1, 24, 2, 1));
+        assert_eq!(energy.mbus, None);
         assert!(event.value("reactive_power_import_kvar").is_some());
         assert_eq!(
             event.value("meter_id").unwrap().value,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -10,61 +10,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
-use smarty_p1::RejectReason;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::series_body;
+use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::fields::fields;
+use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::range::{day_start, month_start, now, parse_range};
 use super::state::App;
 use crate::analytics::tariff;
 use crate::cli::Resolution;
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
+use crate::output::time::METER_ZONE;
 use crate::store::{INTERVAL_S, Interval, Period, Reader, Store, StoreError, StoredMeter};
-
-/// An error answer: `{"error": "…"}` with its status.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    /// An error with `status` and a message for the user.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        let status = match e {
-            StoreError::UnknownMeter(_) => StatusCode::NOT_FOUND,
-            StoreError::UnknownField(_) | StoreError::TooManyPoints { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("http: store: {e}");
-        }
-        ApiError::new(status, e.to_string())
-    }
-}
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -129,67 +88,6 @@ pub fn answer(mut body: JsonValue) -> Response {
     Json(body).into_response()
 }
 
-/// Unix seconds of a `SystemTime`.
-fn unix(t: std::time::SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The numbers of a telegram under their standard names.
-pub fn values_json(event: &TelegramEvent) -> JsonValue {
-    let mut values = serde_json::Map::new();
-    for v in &event.values {
-        if let ValueData::Number { value, .. } = &v.value {
-            values.insert(v.name.clone(), json!(value));
-        }
-    }
-    JsonValue::Object(values)
-}
-
-/// A telegram as the live stream and `latest` give it.
-pub fn telegram_json(event: &TelegramEvent, with_telegram: bool) -> JsonValue {
-    let mut out = json!({
-        "meter": &*event.meter,
-        "received": unix(event.received),
-        "timestamp": event.json.get("timestamp").cloned().unwrap_or(JsonValue::Null),
-        "values": values_json(event),
-    });
-    if with_telegram {
-        out["telegram"] = event.json.clone();
-    }
-    out
-}
-
-/// A meter's live state, as `/api/meters` entries and `status` events give it.
-pub fn status_json(
-    name: &str,
-    status: Option<&MeterStatus>,
-    latest: Option<&TelegramEvent>,
-) -> JsonValue {
-    let rejections: serde_json::Map<String, JsonValue> = RejectReason::ALL
-        .iter()
-        .map(|r| {
-            let n = status.map_or(0, |s| s.stats.rejected(*r));
-            (r.as_str().to_owned(), json!(n))
-        })
-        .collect();
-    let last_telegram = status
-        .and_then(|s| s.last_telegram)
-        .or(latest.map(|t| t.received))
-        .map(unix);
-    json!({
-        "name": name,
-        "meter_id": latest.and_then(|t| t.meter_id.clone()),
-        "source": status.map(|s| s.source.clone()),
-        "connected": status.is_some_and(|s| s.connected),
-        "last_telegram": last_telegram,
-        "telegrams": status.map_or(0, |s| s.stats.telegrams),
-        "rejections": rejections,
-        "reconnects": status.map_or(0, |s| s.reconnects),
-        "last_error": status.and_then(|s| s.last_error.clone()),
-    })
-}
-
 /// `GET /api/meters`.
 pub async fn meters(State(app): State<App>) -> ApiResult {
     let stored: Vec<StoredMeter> = if app.web.store.is_some() {
@@ -218,11 +116,14 @@ pub async fn meters(State(app): State<App>) -> ApiResult {
             }
             entry["first_reading"] = json!(stored.and_then(|m| m.first_reading));
             entry["last_reading"] = json!(stored.and_then(|m| m.last_reading));
-            entry["mbus"] = json!(stored.map(|m| m.mbus.clone()).unwrap_or_default());
+            let mbus = stored.map(|m| m.mbus.as_slice()).unwrap_or_default();
+            entry["mbus"] = json!(mbus);
+            let values = latest.as_deref().map(|t| t.values.as_slice());
+            entry["fields"] = json!(fields(values, app.web.store.is_some(), mbus));
             entry
         })
         .collect();
-    Ok(answer(json!({ "meters": list })))
+    Ok(answer(json!({ "time_zone": METER_ZONE, "meters": list })))
 }
 
 /// The meter must be known (configured, seen or stored).

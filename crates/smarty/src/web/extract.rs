@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 /// Like [`Query`], rejecting with a JSON 400.
 pub struct ApiQuery<T>(pub T);

@@ -13,7 +13,10 @@ mod assets;
 mod auth;
 mod body;
 pub mod config;
+mod error;
 mod extract;
+mod fields;
+mod live;
 mod number;
 mod range;
 mod server;
@@ -91,6 +94,7 @@ pub(crate) fn router(app: App, options: RouterOptions) -> Router {
         ))
         .route("/", get(assets::index))
         .route("/vendor/{file}", get(assets::vendor))
+        .route("/js/{file}", get(assets::module))
         .route("/{file}", get(assets::file))
         .layer(middleware::map_response(
             |mut response: axum::response::Response| async move {

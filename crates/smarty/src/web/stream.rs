@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::api::{status_json, telegram_json};
+use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::state::App;
 use crate::service::event::Event;

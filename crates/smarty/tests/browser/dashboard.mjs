@@ -69,19 +69,22 @@ const browser = await chromium.launch({
 });
 
 const problems = [];
-const series = []; // resolutions of /series answers, in order
+// The history's /series requests of the desktop page, in order: {field, from, to} (Unix
+// seconds). Requests, not answers: a request is reported before its answer can reach the
+// page, so every one the page has drawn is here (an answer's body may come later).
+const historyRequests = [];
 function watch(page, label) {
   page.on('console', (msg) => {
     if (msg.type() === 'error') problems.push(`${label} console error: ${msg.text()}`);
   });
   page.on('pageerror', (err) => problems.push(`${label} page error: ${err.message}`));
-  page.on('response', async (res) => {
-    const u = new URL(res.url());
-    if (!u.pathname.endsWith('/series') || res.status() !== 200) return;
-    try {
-      const body = await res.json();
-      series.push({ field: body.field, resolution: body.resolution, points: body.t.length, from: body.from, to: body.to });
-    } catch (_) { /* page closed */ }
+}
+function watchHistory(page) {
+  page.on('request', (req) => {
+    const u = new URL(req.url());
+    const field = u.searchParams.get('field') || '';
+    if (!u.pathname.endsWith('/series') || !/^(power|energy|voltage|current|reactive)_/.test(field)) return;
+    historyRequests.push({ field, from: Number(u.searchParams.get('from')), to: Number(u.searchParams.get('to')) });
   });
 }
 const noProblems = () => assert(!problems.length, problems.join('\n'));
@@ -93,6 +96,7 @@ try {
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-GB', timezoneId: 'Europe/Luxembourg' });
   const page = await desktop.newPage();
   watch(page, 'desktop');
+  watchHistory(page);
 
   await check('page loads', async () => {
     const res = await page.goto(url, { waitUntil: 'load', timeout: 20000 });
@@ -174,7 +178,7 @@ try {
 
   await check('zoom by dragging refetches a finer resolution', async () => {
     const loads = Number(await page.getAttribute('#hist-chart', 'data-loads'));
-    const before = series.length;
+    const before = historyRequests.length;
     const box = await page.locator('#hist-chart .u-over').boundingBox();
     assert(box && box.width > 100, 'no plotting area');
     // The last tenth of a week (about 17 h, the last of it stored) becomes the whole chart.
@@ -188,7 +192,7 @@ try {
       const el = document.getElementById('hist-chart');
       return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
     }, loads);
-    const fetched = series.slice(before);
+    const fetched = historyRequests.slice(before);
     assert(fetched.length > 0, 'no /series request after the zoom');
     assert(RES_RANK[res] < RES_RANK['15m'], `after zooming to ${Math.round((fetched[0].to - fetched[0].from) / 3600)} h the resolution is ${res}, not finer than 15m`);
     assert(Number(await page.getAttribute('#hist-chart', 'data-points')) > 0, 'the zoomed chart is empty');
@@ -209,7 +213,7 @@ try {
       return Number(el.dataset.loads) > n && !el.hasAttribute('aria-busy') ? el.dataset.resolution : null;
     }, loads);
     assert(res === 'raw', `12 hours after "+" should be raw telegrams, got ${res}`);
-    const last = series[series.length - 1];
+    const last = historyRequests[historyRequests.length - 1];
     assert(last.to - last.from <= 12 * 3600 + 60, `"+" asked for ${last.to - last.from} s`);
   });
 
@@ -249,6 +253,60 @@ try {
       return ok ? cards.map((c) => c.querySelector('h3').textContent) : null;
     });
     assert(cards.some((t) => /Gas/.test(t)) && cards.some((t) => /Water/.test(t)), `panels: ${cards.join(', ')}`);
+  });
+
+  await check('labels and units are the API\'s (fields of /api/meters)', async () => {
+    // The real metadata: the gas card shows its label and unit.
+    const meters = await page.evaluate(async () => (await fetch('api/meters')).json());
+    const fields = meters.meters[0].fields;
+    const gas = fields.find((f) => f.mbus && f.mbus.medium === 'gas' && f.series);
+    assert(gas && gas.label === 'Gas' && gas.unit === 'm³', `gas field: ${JSON.stringify(gas)}`);
+    const heading = await page.textContent(`#mbus .medium[data-field="${gas.name}"] h3`);
+    assert(heading === `${gas.label} (M-Bus ${gas.mbus.channel})`, `gas heading: ${heading}`);
+    assert(meters.time_zone === 'Europe/Luxembourg', `time zone: ${meters.time_zone}`);
+    assert((await page.textContent('#time-zone')) === meters.time_zone, 'the footer does not name the time zone');
+
+    // Other metadata and another zone from the server: the page shows those, guessing nothing.
+    const p = await desktop.newPage();
+    watch(p, 'metadata');
+    await p.route('**/api/meters', async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      body.time_zone = 'Asia/Tokyo';
+      for (const m of body.meters) {
+        for (const f of m.fields || []) {
+          if (f.name === gas.name) Object.assign(f, { label: 'Town gas', unit: 'Nm³' });
+          if (f.name === 'power_import_kw') f.label = 'Drawn from the grid';
+        }
+      }
+      await route.fulfill({ response: res, json: body });
+    });
+    await p.goto(url, { waitUntil: 'load', timeout: 20000 });
+    const card = await until(p, 'the renamed gas card', (name) => {
+      const c = document.querySelector(`#mbus .medium[data-field="${name}"]`);
+      const reading = c && c.querySelector('[data-reading]').textContent;
+      return c && /\d/.test(reading) ? { heading: c.querySelector('h3').textContent, reading, today: c.querySelector('[data-today]').textContent } : null;
+    }, gas.name);
+    assert(card.heading === `Town gas (M-Bus ${gas.mbus.channel})`, `heading: ${card.heading}`);
+    assert(/\d Nm³$/.test(card.reading) && /Nm³$/.test(card.today), `units: ${card.reading}, ${card.today}`);
+    const option = await p.$eval(`#hist-field option[value="${gas.name}"]`, (o) => o.textContent);
+    assert(option === 'Town gas (Nm³ per period)', `history choice: ${option}`);
+    const legend = await until(p, 'the history legend', () => {
+      const el = document.getElementById('hist-chart');
+      return el.querySelector('canvas') && el.dataset.labels ? el.dataset.labels : null;
+    });
+    assert(legend.split(',')[0] === 'Drawn from the grid', `history legend: ${legend}`);
+    assert((await p.textContent('#time-zone')) === 'Asia/Tokyo', 'the footer does not follow the API\'s zone');
+    // Times follow the zone: the last telegram's clock time is Tokyo's, eight or seven hours
+    // ahead of Luxembourg's.
+    const shown = await until(p, 'the last telegram\'s time', () => {
+      const t = document.getElementById('st-last').textContent;
+      return /\d{2}:\d{2}:\d{2}/.test(t) ? t : null;
+    });
+    const hour = Number(shown.match(/(\d{2}):\d{2}:\d{2}/)[1]);
+    const tokyo = Number(new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Tokyo', hour: '2-digit', hourCycle: 'h23' }).format(new Date()));
+    assert(hour === tokyo || hour === (tokyo + 23) % 24, `last telegram at ${shown}, Tokyo's hour is ${tokyo}`);
+    await p.close();
   });
 
   await check('status panel', async () => {

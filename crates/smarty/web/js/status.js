@@ -1,0 +1,58 @@
+// The connection indicator and the meter status panel, from /api/meters and `status` events.
+
+import { api } from './api.js';
+import { $, setConn, setText } from './dom.js';
+import { ago, fmtInt, fmtTime, nowS } from './format.js';
+import { STALE_S, state } from './state.js';
+
+export function updateConn() {
+  if (state.needToken) return setConn('offline', 'Access token needed');
+  if (!state.meter) return setConn('connecting', 'Connecting…');
+  if (!state.es) return setConn('offline', 'Offline');
+  if (!state.sseOpen) return setConn('reconnecting', 'Reconnecting…');
+  const m = state.meter;
+  if (m.connected === false) return setConn('meter-offline', 'Meter not connected');
+  if (m.last_telegram && nowS() - m.last_telegram > STALE_S) return setConn('stale', 'No data for ' + ago(m.last_telegram).replace(' ago', ''));
+  if (!m.last_telegram) return setConn('connecting', 'Waiting for data');
+  return setConn('live', 'Live');
+}
+
+export function showLastTelegram() {
+  const m = state.meter;
+  setText($('st-last'), m.last_telegram ? `${fmtTime(m.last_telegram, 'dateTime')} (${ago(m.last_telegram)})` : 'none yet');
+}
+
+export function updateStatus() {
+  const m = state.meter;
+  if (!m) return;
+  const conn = $('st-conn');
+  conn.className = m.connected ? 'ok' : 'bad';
+  setText(conn, `${m.connected ? 'Connected' : 'Not connected'}${m.source ? ' · ' + m.source : ''}`);
+  showLastTelegram();
+  setText($('st-count'), typeof m.telegrams === 'number' ? fmtInt(m.telegrams) : '–');
+  const rej = Object.entries(m.rejections || {}).filter(([, n]) => n > 0);
+  const rejEl = $('st-rej');
+  rejEl.className = rej.length ? 'warn' : '';
+  setText(rejEl, rej.length ? rej.map(([k, n]) => `${k.replace(/_/g, ' ')}: ${fmtInt(n)}`).join(', ') : 'none');
+  setText($('st-reconn'), typeof m.reconnects === 'number' ? fmtInt(m.reconnects) : '–');
+  const err = $('st-err');
+  err.className = m.last_error ? 'bad' : '';
+  setText(err, m.last_error || 'none');
+  setText($('st-id'), m.meter_id || '–');
+  setText($('st-stored'), m.first_reading
+    ? `${fmtTime(m.first_reading, 'dayYear')} – ${fmtTime(m.last_reading || m.last_telegram, 'dateHm')}`
+    : 'nothing stored yet');
+}
+
+/** Fetches /api/meters again and updates the known meters (status, fields). */
+export async function refreshMeters() {
+  try {
+    const body = await api('api/meters');
+    for (const fresh of body.meters || []) {
+      const m = state.meters.find((x) => x.name === fresh.name);
+      if (m) Object.assign(m, fresh);
+    }
+    updateStatus();
+    updateConn();
+  } catch (_) { /* the stream and the indicator tell */ }
+}
