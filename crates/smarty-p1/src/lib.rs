@@ -20,9 +20,9 @@
 //! ```
 //! use smarty_p1::{Decoder, DecoderConfig, Key};
 //! let hex = include_str!("../tests/data/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex");
-//! let frame = smarty_p1::parse_hex(hex).unwrap();
+//! let frame = smarty_p1::hex::decode(hex).unwrap();
 //! let key: Key = "D491470F47126332B07D1923B3504188".parse().unwrap();
-//! let mut decoder = Decoder::new(DecoderConfig { key: Some(key), ..Default::default() });
+//! let mut decoder = Decoder::new(DecoderConfig::new(key));
 //! decoder.push(&frame);
 //! let decoded = decoder.next().unwrap().unwrap();
 //! let readings = decoded.telegram.readings();
@@ -31,7 +31,8 @@
 //! ```
 
 #![no_std]
-#![warn(missing_docs)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -41,6 +42,7 @@ mod decoder;
 mod error;
 mod frame;
 pub mod framing;
+pub mod hex;
 mod obis;
 mod readings;
 pub mod registry;
@@ -48,13 +50,11 @@ mod telegram;
 mod value;
 
 pub use crate::crc::crc16_arc;
-pub use crate::crypto::{
-    Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame, parse_hex,
-};
+pub use crate::crypto::{Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame};
 pub use crate::decoder::{
     Decoded, Decoder, DecoderConfig, FrameInfo, RejectReason, Rejection, Stats,
 };
-pub use crate::error::{AadHint, DecryptError, KeyError, TelegramError, ValueError};
+pub use crate::error::{AadHint, DecryptError, HexError, KeyError, TelegramError, ValueError};
 pub use crate::frame::{
     EncryptedFrame, FrameHeader, HeaderCheck, NotAFrame, ReplayGuard, SECURITY_CONTROL,
     SYSTEM_TITLE_LEN, TAG_LEN,

@@ -48,7 +48,7 @@ fn key_check(key: &Key) -> String {
 }
 
 fn parse_title(hex: &str) -> Option<[u8; 8]> {
-    let bytes = smarty_p1::parse_hex(hex).ok()?;
+    let bytes = smarty_p1::hex::decode(hex).ok()?;
     bytes.try_into().ok()
 }
 
