@@ -154,28 +154,29 @@ impl Sink for EventSink {
 /// # Errors
 /// Unreadable key file or malformed key/AAD.
 pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
-    let key_text = match (&meter.key, &meter.key_file) {
-        (Some(key), _) => Some(key.clone()),
-        (None, Some(file)) => Some(read_secret(file)?),
+    let in_meter = |e: anyhow::Error| anyhow::anyhow!("meter {:?}: {e:#}", meter.name);
+    let key = match (&meter.key, &meter.key_file) {
+        (Some(key), _) => {
+            Some(key::parse_key(key.expose(), &"the meter's key setting").map_err(in_meter)?)
+        }
+        (None, Some(file)) => {
+            let text = read_secret(file)?;
+            let origin = format!("key_file {}", file.display());
+            Some(key::parse_key(text.expose(), &origin).map_err(in_meter)?)
+        }
         (None, None) => None,
-    };
-    let key = match key_text {
-        Some(text) => key::load_key(Some(text.expose()), None)
-            .map_err(|e| anyhow::anyhow!("meter {:?}: {e:#}", meter.name))?
-            .map(|(k, _)| k),
-        None => None,
     };
     let aad = key::load_aad(
         meter.auth_key.as_ref().map(crate::secret::Secret::expose),
         meter.aad.as_ref().map(crate::secret::Secret::expose),
-    )?;
-    Ok(DecoderConfig {
-        key,
-        aad,
-        verify_tag: meter.verify_tag,
-        reject_replay: meter.reject_replay,
-        ..DecoderConfig::default()
-    })
+        key::Settings::Meter,
+    )
+    .map_err(in_meter)?;
+    Ok(DecoderConfig::default()
+        .with_key(key)
+        .with_aad(aad)
+        .with_verify_tag(meter.verify_tag)
+        .with_reject_replay(meter.reject_replay))
 }
 
 /// A configured meter, checked and ready to run.
@@ -286,7 +287,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         // The configuration checks the range; a value beyond `Duration` means no limit.
         silence: Duration::try_from_secs_f64(meter.interval_s * 3.0).ok(),
     };
-    let mut rejections = RejectionLog::for_source(source.as_ref());
+    let mut rejections = RejectionLog::for_source(source.as_ref(), key::Settings::Meter);
     let stopping = async {
         // A dropped sender (the service gone) stops the meter too.
         let _ = stop.wait_for(|stop| *stop).await;
