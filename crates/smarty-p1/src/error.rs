@@ -185,3 +185,69 @@ pub enum HexError {
     #[error("hex text must have an even number of digits; this has {0}")]
     OddLength(usize),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    /// The messages describe the data; no option of a program (`--aad`, `SMARTY_KEY`,
+    /// `verify_tag = false`) appears in them.
+    #[test]
+    fn messages_name_no_option_of_a_program() {
+        let hints = [
+            AadHint::LuxembourgDefault,
+            AadHint::Empty,
+            AadHint::SecurityByteOnly,
+            AadHint::Unknown,
+        ];
+        let mut messages: Vec<alloc::string::String> = hints
+            .iter()
+            .map(|&hint| DecryptError::Authentication { hint }.to_string())
+            .collect();
+        for e in [
+            DecryptError::WrongKey,
+            DecryptError::Corrupted,
+            DecryptError::Unverifiable,
+            DecryptError::Replay {
+                counter: 1,
+                last: 2,
+            },
+            DecryptError::NoKey,
+        ] {
+            messages.push(e.to_string());
+        }
+        messages.push(KeyError::Length(3).to_string());
+        messages.push(
+            HexError::NotHex {
+                found: 'g',
+                position: 1,
+            }
+            .to_string(),
+        );
+        for m in &messages {
+            for option in [
+                "--",
+                "SMARTY_",
+                "key_file",
+                "verify_tag",
+                "auth_key",
+                "use ",
+            ] {
+                assert!(!m.contains(option), "{m:?} names {option:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_hint_but_unknown_gives_the_aad_that_verified() {
+        assert_eq!(AadHint::LuxembourgDefault.aad(), Some(Aad::default()));
+        assert_eq!(AadHint::Empty.aad(), Some(Aad::Empty));
+        assert_eq!(
+            AadHint::SecurityByteOnly.aad(),
+            Some(Aad::Custom(alloc::vec![SECURITY_CONTROL]))
+        );
+        assert_eq!(AadHint::Unknown.aad(), None);
+    }
+}

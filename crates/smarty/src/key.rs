@@ -265,6 +265,73 @@ mod tests {
     }
 
     #[test]
+    fn auth_key_and_aad_errors_name_their_own_setting() {
+        let err = load_aad(Some("BBBB"), None, Settings::Flags).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --auth-key: an authentication key is 32 hex digits (16 bytes); this one has 4 hex digits"
+        );
+        let err = load_aad(Some("BBB"), None, Settings::Meter).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid auth_key: an authentication key is 32 hex digits (16 bytes); this one has 3 hex digits"
+        );
+        let err = load_aad(None, Some("30zz"), Settings::Flags).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid --aad: the AAD holds hex digits 0-9 and A-F only (or is `none`); found 'z' at position 3"
+        );
+        let err = load_aad(None, Some("303"), Settings::Meter).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid aad: hex text must have an even number of digits; this has 3"
+        );
+    }
+
+    #[test]
+    fn rejections_are_explained_with_the_settings_to_change() {
+        let auth = |hint| Rejection::Decrypt(DecryptError::Authentication { hint });
+        let cases = [
+            (
+                Rejection::Decrypt(DecryptError::NoKey),
+                "encrypted frame but no decryption key given (use --key, --key-file or SMARTY_KEY)",
+                "encrypted frame but no decryption key given (set the meter's key_file or key, or SMARTY_METER_<NAME>_KEY; --key-file, --key)",
+            ),
+            (
+                auth(AadHint::LuxembourgDefault),
+                "the tag verifies with Luxembourg's default authentication key: drop --auth-key/--aad",
+                "the tag verifies with Luxembourg's default authentication key: remove the meter's auth_key and aad (--auth-key/--aad)",
+            ),
+            (
+                auth(AadHint::Empty),
+                "the tag verifies with an empty AAD: use --aad none",
+                "the tag verifies with an empty AAD: set the meter's aad = \"none\" (--aad none)",
+            ),
+            (
+                auth(AadHint::SecurityByteOnly),
+                "the tag verifies with the security byte alone as AAD: use --aad 30",
+                "the tag verifies with the security byte alone as AAD: set the meter's aad = \"30\" (--aad 30)",
+            ),
+            (
+                auth(AadHint::Unknown),
+                "an authentication key of its own: give it with --auth-key HEX (or the whole AAD with --aad HEX), or accept CRC-checked telegrams without the tag with --no-verify-tag",
+                "an authentication key of its own: set the meter's auth_key (or the whole AAD in aad), or accept CRC-checked telegrams without the tag with verify_tag = false (--auth-key, --aad, --no-verify-tag)",
+            ),
+        ];
+        for (rejection, flags, meter) in cases {
+            let core = rejection.to_string();
+            for (settings, advice) in [(Settings::Flags, flags), (Settings::Meter, meter)] {
+                let text = explain(&rejection, settings);
+                assert!(text.starts_with(&core), "{text}");
+                assert!(text.ends_with(advice), "{settings:?}: {text}");
+            }
+        }
+        // Nothing to change in the settings: the core's message alone.
+        let wrong = Rejection::Decrypt(DecryptError::WrongKey);
+        assert_eq!(explain(&wrong, Settings::Flags), wrong.to_string());
+    }
+
+    #[test]
     fn aad_forms() {
         assert_eq!(
             load_aad(None, Some("none"), Settings::Flags).unwrap(),

@@ -317,3 +317,59 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
     }
     ended.transpose().map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn meter() -> MeterConfig {
+        MeterConfig {
+            name: "home".into(),
+            source: "/dev/null".into(),
+            key: None,
+            key_file: None,
+            auth_key: None,
+            aad: None,
+            verify_tag: true,
+            reject_replay: false,
+            baud: 115_200,
+            serial: "8N1".into(),
+            interval_s: 10.0,
+        }
+    }
+
+    #[test]
+    fn decoder_errors_name_the_meter_setting_never_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "D491470F47126332B07D1923B35041\n").unwrap();
+        let config = MeterConfig {
+            key_file: Some(path.clone()),
+            ..meter()
+        };
+        let err = decoder_config(&config).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "meter \"home\": invalid key from key_file {}: a key is 32 hex digits (16 bytes); this one has 30 hex digits",
+                path.display()
+            )
+        );
+        let config = MeterConfig {
+            aad: Some(Secret::from("30zz".to_owned())),
+            ..meter()
+        };
+        let err = decoder_config(&config).unwrap_err().to_string();
+        assert!(err.starts_with("meter \"home\": invalid aad: "), "{err}");
+
+        let config = MeterConfig {
+            key: Some(Secret::from("D491470F47126332B07D1923B3504188".to_owned())),
+            verify_tag: false,
+            reject_replay: true,
+            ..meter()
+        };
+        let decoder = decoder_config(&config).unwrap();
+        assert!(decoder.key.is_some() && !decoder.verify_tag && decoder.reject_replay);
+    }
+}
