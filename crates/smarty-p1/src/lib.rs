@@ -15,6 +15,15 @@
 //! 5. [`Readings`]: typed answers to the common questions (energy, power, per phase, gas…);
 //! 6. [`Decoder`]: all of the above in one, with counters.
 //!
+//! [`hex`] reads and writes the hex text that keys, AADs and frame captures come in.
+//!
+//! Errors are typed and say what is wrong with the data, never which option of a program to
+//! change: [`DecryptError::Authentication`] carries an [`AadHint`] with the AAD that does
+//! verify, for the program to phrase its advice. Public enums and configuration structs are
+//! `#[non_exhaustive]` (configurations are built with `default()`/`new()` and `with_…`
+//! methods), so a new error, setting or counter is not a breaking change. The crate has no
+//! `unsafe` code.
+//!
 //! The real Luxembourg frame of the NEXXTLAB test meter (in `tests/data`, see its manifest):
 //!
 //! ```
@@ -35,6 +44,11 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+// The README's example runs as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod crc;
 mod crypto;
