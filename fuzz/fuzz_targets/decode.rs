@@ -41,12 +41,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(first & 0x7F) + 1;
-    let mut decoder = Decoder::new(DecoderConfig {
-        key: Some(Key::from_bytes(KEY)),
-        verify_tag: first & 0x80 == 0,
-        reject_replay: true,
-        ..DecoderConfig::default()
-    });
+    let mut decoder = Decoder::new(
+        DecoderConfig::new(Key::from_bytes(KEY))
+            .with_verify_tag(first & 0x80 == 0)
+            .with_reject_replay(true),
+    );
     for piece in data.chunks(chunk) {
         decoder.push(piece);
         while let Some(result) = decoder.next() {
@@ -75,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         );
         exercise(&telegram);
     }
-    if let Ok(telegram) = parse_with(data, ParseOptions { check_crc: false }) {
+    if let Ok(telegram) = parse_with(data, ParseOptions::default().with_check_crc(false)) {
         exercise(&telegram);
     }
 });

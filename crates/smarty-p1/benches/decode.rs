@@ -28,10 +28,10 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use smarty_p1::framing::{Event, FrameDecoder, Unit};
+use smarty_p1::framing::{Event, FrameDecoder, Item};
 use smarty_p1::{
     Aad, Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, Telegram, crc16_arc,
-    encrypt_frame, parse, parse_hex,
+    encrypt_frame, parse,
 };
 
 /// Frames per encrypted stream (one iteration of `decode/*`).
@@ -74,7 +74,7 @@ impl Case {
     fn load(name: &'static str, stem: &str, expected_len: usize) -> Case {
         let dir = corpus().join("encrypted");
         let hex = String::from_utf8(read(&dir.join(format!("{stem}.hex")))).expect("hex text");
-        let frame = parse_hex(&hex).expect("hex");
+        let frame = smarty_p1::hex::decode(&hex).expect("hex");
         assert_eq!(frame.len(), expected_len, "{stem}: frame length");
         let json = read(&dir.join(format!("{stem}.json")));
         let json: serde_json::Value = serde_json::from_slice(&json).expect("json");
@@ -139,10 +139,7 @@ impl Case {
     }
 
     fn decoder(&self) -> Decoder {
-        Decoder::new(DecoderConfig {
-            key: Some(self.key.clone()),
-            ..DecoderConfig::default()
-        })
+        Decoder::new(DecoderConfig::new(self.key.clone()))
     }
 
     /// The setup pass: decodes the stream exactly as the benchmark does and checks every
@@ -217,7 +214,7 @@ fn framing_only(stream: &[u8]) -> usize {
     for chunk in stream.chunks(CHUNK) {
         framer.push(chunk);
         while let Some(event) = framer.next() {
-            if let Event::Unit(Unit::Encrypted(frame)) = event {
+            if let Event::Item(Item::Encrypted(frame)) = event {
                 black_box(frame.ciphertext());
                 n += 1;
             }
@@ -235,7 +232,7 @@ fn manual_pipeline(stream: &[u8], key: &Key) -> usize {
     for chunk in stream.chunks(CHUNK) {
         framer.push(chunk);
         while let Some(event) = framer.next() {
-            if let Event::Unit(Unit::Encrypted(frame)) = event
+            if let Event::Item(Item::Encrypted(frame)) = event
                 && decryptor.decrypt(&frame, &mut plaintext).is_ok()
                 && let Ok(telegram) = parse(&plaintext)
             {

@@ -13,14 +13,15 @@
 
 use std::hint::black_box;
 
-use smarty_p1::{Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, parse, parse_hex};
+use smarty_p1::{Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, parse};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("FRAME.hex");
     let n: u32 = args.next().map_or(1000, |n| n.parse().expect("N"));
     let parse_only = args.next().as_deref() == Some("parse");
-    let frame = parse_hex(&std::fs::read_to_string(&path).expect("frame file")).expect("hex");
+    let frame =
+        smarty_p1::hex::decode(&std::fs::read_to_string(&path).expect("frame file")).expect("hex");
     let meta = std::fs::read_to_string(path.replace(".hex", ".json")).expect("sibling .json");
     let key_at = meta.find("\"key\": \"").expect("key in json") + 8;
     let key: Key = meta[key_at..key_at + 32].parse().expect("key");
@@ -41,10 +42,7 @@ fn main() {
         }
         return;
     }
-    let mut decoder = Decoder::new(DecoderConfig {
-        key: Some(key),
-        ..Default::default()
-    });
+    let mut decoder = Decoder::new(DecoderConfig::new(key));
     let mut accepted = 0;
     for _ in 0..n {
         decoder.push(black_box(&frame));

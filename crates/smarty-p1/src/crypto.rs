@@ -16,7 +16,7 @@ use core::fmt;
 use core::str::FromStr;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 
-use crate::error::{AadHint, DecryptError, KeyError};
+use crate::error::{AadHint, DecryptError, HexError, KeyError};
 use crate::frame::{EncryptedFrame, SECURITY_CONTROL, SYSTEM_TITLE_LEN, TAG_LEN};
 use crate::telegram::{CrcStatus, crc_status};
 
@@ -55,12 +55,16 @@ impl Key {
     }
 
     /// Parses 32 hex digits. Whitespace, `:` and `-` separators and a leading `0x` are
-    /// ignored.
+    /// ignored (as by [`crate::hex::decode`]).
     ///
     /// # Errors
-    /// [`KeyError::NotHex`] naming the first bad character, or [`KeyError::Length`].
+    /// [`KeyError::NotHex`] naming the first bad character, or [`KeyError::Length`] with the
+    /// number of hex digits found (odd counts included).
     pub fn from_hex(text: &str) -> Result<Self, KeyError> {
-        let bytes = parse_hex(text)?;
+        let bytes = crate::hex::decode(text).map_err(|e| match e {
+            HexError::NotHex { found, position } => KeyError::NotHex { found, position },
+            HexError::OddLength(digits) => KeyError::Length(digits),
+        })?;
         let array: [u8; 16] = bytes
             .as_slice()
             .try_into()
@@ -82,46 +86,9 @@ impl fmt::Debug for Key {
     }
 }
 
-/// Parses hex text to bytes, ignoring whitespace, `:`/`-` separators and a `0x` prefix.
-///
-/// # Errors
-/// [`KeyError::NotHex`] or [`KeyError::OddLength`].
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, KeyError> {
-    let trimmed = text.trim();
-    let (offset, body) = match trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-    {
-        Some(rest) => (text.len() - rest.len(), rest),
-        None => (text.len() - text.trim_start().len(), trimmed),
-    };
-    let mut nibbles = Vec::with_capacity(body.len());
-    for (i, c) in body.char_indices() {
-        match c {
-            '0'..='9' | 'a'..='f' | 'A'..='F' => {
-                nibbles.push(c.to_digit(16).expect("hex digit") as u8)
-            }
-            ' ' | '\t' | ':' | '-' | '\n' | '\r' => {}
-            other => {
-                return Err(KeyError::NotHex {
-                    found: other,
-                    position: text[..offset + i].chars().count() + 1,
-                });
-            }
-        }
-    }
-    if !nibbles.len().is_multiple_of(2) {
-        // A key-sized odd count is more helpfully reported as a length problem by the caller.
-        return Err(KeyError::OddLength(nibbles.len()));
-    }
-    Ok(nibbles
-        .chunks_exact(2)
-        .map(|pair| (pair[0] << 4) | pair[1])
-        .collect())
-}
-
 /// The additional authenticated data (AAD) of the GCM tag.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Aad {
     /// Security control byte ‖ authentication key. `AuthKey(LUXEMBOURG_AUTH_KEY)` is the
     /// default; Austrian T210-D-r meters have a per-meter key.
@@ -162,6 +129,7 @@ impl Aad {
 
 /// Whether a decrypted telegram's origin was proven by the GCM tag.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Authenticity {
     /// The GCM tag verified.
     Verified,
@@ -256,7 +224,7 @@ impl Decryptor {
         let hint = self.find_working_aad(frame, plaintext);
         match (hint, crc) {
             (AadHint::Unknown, CrcStatus::Absent) if !self.verify_tag => {
-                Err(DecryptError::Unverifiable("absent"))
+                Err(DecryptError::Unverifiable)
             }
             (
                 AadHint::Unknown,
@@ -280,16 +248,18 @@ impl Decryptor {
     /// Tries the usual AADs other than the configured one; `scratch` is overwritten.
     fn find_working_aad(&self, frame: &EncryptedFrame<'_>, scratch: &mut Vec<u8>) -> AadHint {
         let sc = frame.security_control();
-        let candidates: [(Aad, AadHint); 3] = [
-            (Aad::default(), AadHint::LuxembourgDefault),
-            (Aad::Empty, AadHint::Empty),
-            (Aad::Custom(alloc::vec![sc]), AadHint::SecurityByteOnly),
-        ];
         let nonce = Nonce::<U12>::from(frame.nonce());
         let tag = Tag::<U12>::from(*frame.tag());
         let mut aad = Vec::with_capacity(17);
         let configured = self.aad.to_bytes(sc);
-        for (candidate, hint) in candidates {
+        for hint in [
+            AadHint::LuxembourgDefault,
+            AadHint::Empty,
+            AadHint::SecurityByteOnly,
+        ] {
+            let Some(candidate) = hint.aad() else {
+                continue;
+            };
             if candidate.to_bytes(sc) == configured {
                 continue;
             }
@@ -379,6 +349,6 @@ mod tests {
             Key::from_hex("000102030405060708090a0b0c0d0e0f00"),
             Err(KeyError::Length(34))
         );
-        assert_eq!(Key::from_hex("abc"), Err(KeyError::OddLength(3)));
+        assert_eq!(Key::from_hex("abc"), Err(KeyError::Length(3)));
     }
 }

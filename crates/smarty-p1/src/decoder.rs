@@ -6,12 +6,30 @@ use crate::crypto::{Aad, Authenticity, Decryptor, Key};
 use crate::error::{DecryptError, TelegramError};
 use crate::frame::{ReplayGuard, SYSTEM_TITLE_LEN};
 use crate::framing::{
-    DiscardReason, Event, FrameDecoder, FramingConfig, Unit, contains_plain_telegram_start,
+    DiscardReason, Event, FrameDecoder, FramingConfig, Item, contains_plain_telegram_start,
 };
 use crate::telegram::{Telegram, parse};
 
 /// Settings of a [`Decoder`].
+///
+/// Built from [`DecoderConfig::default`] (a meter that sends plaintext) or
+/// [`DecoderConfig::new`] (a meter that encrypts), then the `with_…` methods; the fields can
+/// also be set one by one. (`#[non_exhaustive]`: a new setting is not a breaking change, so
+/// the struct cannot be written as a literal outside this crate.)
+///
+/// # Example
+/// ```
+/// use smarty_p1::{Aad, DecoderConfig, Key};
+/// use smarty_p1::framing::FramingConfig;
+/// let key: Key = "D491470F47126332B07D1923B3504188".parse().unwrap();
+/// let config = DecoderConfig::new(key)
+///     .with_aad(Aad::Empty)
+///     .with_reject_replay(true)
+///     .with_framing(FramingConfig::default().with_max_frame_len(4096));
+/// assert!(config.key.is_some() && config.verify_tag);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DecoderConfig {
     /// The meter's decryption key; `None` for meters that send plaintext.
     pub key: Option<Key>,
@@ -38,8 +56,56 @@ impl Default for DecoderConfig {
     }
 }
 
+impl DecoderConfig {
+    /// Settings for a meter that encrypts with `key`; the rest as in
+    /// [`DecoderConfig::default`] (Luxembourg's AAD, tag verified, no replay check).
+    pub fn new(key: Key) -> Self {
+        DecoderConfig {
+            key: Some(key),
+            ..Self::default()
+        }
+    }
+
+    /// With the decryption key `key` (`None`: the meter sends plaintext).
+    #[must_use]
+    pub fn with_key(mut self, key: Option<Key>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// With the AAD `aad`.
+    #[must_use]
+    pub fn with_aad(mut self, aad: Aad) -> Self {
+        self.aad = aad;
+        self
+    }
+
+    /// With the GCM tag verified (`true`, the default) or not (tolerant mode: see
+    /// [`DecoderConfig::verify_tag`]).
+    #[must_use]
+    pub fn with_verify_tag(mut self, verify_tag: bool) -> Self {
+        self.verify_tag = verify_tag;
+        self
+    }
+
+    /// With replayed frames rejected (`true`) or accepted (`false`, the default).
+    #[must_use]
+    pub fn with_reject_replay(mut self, reject_replay: bool) -> Self {
+        self.reject_replay = reject_replay;
+        self
+    }
+
+    /// With the framing settings `framing`.
+    #[must_use]
+    pub fn with_framing(mut self, framing: FramingConfig) -> Self {
+        self.framing = framing;
+        self
+    }
+}
+
 /// Security details of a telegram that came in an encrypted frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct FrameInfo {
     /// The frame's system title.
     pub system_title: [u8; SYSTEM_TITLE_LEN],
@@ -51,6 +117,7 @@ pub struct FrameInfo {
 
 /// An accepted telegram.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Decoded<'a> {
     /// The parsed telegram (its CRC is valid or absent).
     pub telegram: Telegram<'a>,
@@ -62,6 +129,7 @@ pub struct Decoded<'a> {
 
 /// Why a frame or telegram was not accepted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Rejection {
     /// Dropped by the framing (cut short, oversize, stalled).
     #[error("framing error: {} frame or telegram dropped ({bytes} bytes)", reason.as_str())]
@@ -81,6 +149,7 @@ pub enum Rejection {
 
 /// Reasons for rejection, as counted in [`Stats`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum RejectReason {
     /// [`DiscardReason::Truncated`].
     Truncated,
@@ -154,7 +223,7 @@ impl Rejection {
                 DecryptError::WrongKey => RejectReason::WrongKey,
                 DecryptError::Authentication { .. } => RejectReason::Authentication,
                 DecryptError::Corrupted => RejectReason::Corrupted,
-                DecryptError::Unverifiable(_) => RejectReason::Unverifiable,
+                DecryptError::Unverifiable => RejectReason::Unverifiable,
                 DecryptError::Replay { .. } => RejectReason::Replay,
             },
             Rejection::Telegram(TelegramError::CrcMismatch { .. } | TelegramError::BadCrc) => {
@@ -167,6 +236,7 @@ impl Rejection {
 
 /// Counters of a [`Decoder`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Encrypted frames found.
     pub frames: u64,
@@ -278,8 +348,8 @@ impl Decoder {
 
     /// The bytes of the frame or telegram behind the last result (accepted or rejected), until
     /// the next call; `None` after a framing rejection or when a rejected frame is rescanned.
-    pub fn last_unit(&self) -> Option<&[u8]> {
-        self.framer.last_unit()
+    pub fn last_item(&self) -> Option<&[u8]> {
+        self.framer.last_item()
     }
 
     /// Appends bytes.
@@ -325,7 +395,7 @@ impl Decoder {
                         self.stats.noise_bytes += bytes as u64;
                         continue;
                     }
-                    // The rest of a unit that was reported already.
+                    // The rest of an item that was reported already.
                     DiscardReason::Rejected => {
                         self.stats.rejected_bytes += bytes as u64;
                         continue;
@@ -341,11 +411,11 @@ impl Decoder {
                         )
                     }
                 },
-                Some(Event::Unit(Unit::Plain(_))) => {
+                Some(Event::Item(Item::Plain(_))) => {
                     self.stats.plain_telegrams += 1;
                     Step::Plain
                 }
-                Some(Event::Unit(Unit::Encrypted(frame))) => {
+                Some(Event::Item(Item::Encrypted(frame))) => {
                     let step = match self.decryptor.as_mut() {
                         // Without a key nothing vouches for the frame. A meter sends either
                         // frames or plaintext, never both (reference §3.8): in a plaintext
@@ -373,9 +443,9 @@ impl Decoder {
                     step
                 }
             };
-            // Bytes are counted when they leave the framer: a unit's when it is accepted or
+            // Bytes are counted when they leave the framer: an item's when it is accepted or
             // rejected, or only its first byte when its bytes are searched again.
-            let unit_len = self.framer.last_unit().map_or(0, |u| u.len() as u64);
+            let item_len = self.framer.last_item().map_or(0, |u| u.len() as u64);
             match step {
                 Step::Done => return None,
                 Step::Rescan => {
@@ -388,16 +458,16 @@ impl Decoder {
                         self.stats.rejected_bytes += 1;
                         self.framer.reject();
                     } else if !matches!(rejection, Rejection::Framing { .. }) {
-                        self.stats.rejected_bytes += unit_len;
+                        self.stats.rejected_bytes += item_len;
                     }
                     self.stats.reject(&rejection);
                     return Some(Err(rejection));
                 }
                 Step::Plain => {
-                    let raw = self.framer.last_unit().expect("unit just yielded");
+                    let raw = self.framer.last_item().expect("item just yielded");
                     return Some(match parse(raw) {
                         Ok(telegram) => {
-                            self.stats.accepted_bytes += unit_len;
+                            self.stats.accepted_bytes += item_len;
                             self.stats.telegrams += 1;
                             if !telegram.unknown_lines().is_empty() {
                                 self.stats.with_unknown_lines += 1;
@@ -410,7 +480,7 @@ impl Decoder {
                         }
                         Err(e) => {
                             let rejection = Rejection::Telegram(e);
-                            self.stats.rejected_bytes += unit_len;
+                            self.stats.rejected_bytes += item_len;
                             self.stats.reject(&rejection);
                             Err(rejection)
                         }
@@ -426,7 +496,7 @@ impl Decoder {
                             match replayed {
                                 Some(e) => Rejection::Decrypt(e),
                                 None => {
-                                    self.stats.accepted_bytes += unit_len;
+                                    self.stats.accepted_bytes += item_len;
                                     self.stats.telegrams += 1;
                                     self.stats.unauthenticated += u64::from(!info.authenticated);
                                     self.stats.with_unknown_lines +=
@@ -434,13 +504,13 @@ impl Decoder {
                                     return Some(Ok(Decoded {
                                         telegram,
                                         frame: Some(info),
-                                        raw: self.framer.last_unit().expect("unit just yielded"),
+                                        raw: self.framer.last_item().expect("item just yielded"),
                                     }));
                                 }
                             }
                         }
                     };
-                    self.stats.rejected_bytes += unit_len;
+                    self.stats.rejected_bytes += item_len;
                     self.stats.reject(&rejection);
                     return Some(Err(rejection));
                 }
@@ -473,7 +543,7 @@ mod tests {
         t
     }
 
-    /// Everything `bytes` gives, pushed in `chunk`-byte pieces: (accepted raw units,
+    /// Everything `bytes` gives, pushed in `chunk`-byte pieces: (accepted raw items,
     /// rejections, stats).
     fn decode(
         config: DecoderConfig,
@@ -499,10 +569,7 @@ mod tests {
     }
 
     fn keyed() -> DecoderConfig {
-        DecoderConfig {
-            key: Some(Key::from_bytes([7; 16])),
-            ..DecoderConfig::default()
-        }
+        DecoderConfig::new(Key::from_bytes([7; 16]))
     }
 
     fn frame(counter: u32, plaintext: &[u8]) -> Vec<u8> {
@@ -515,7 +582,7 @@ mod tests {
         )
     }
 
-    /// Every byte pushed is counted once: in an accepted or rejected unit, or as noise.
+    /// Every byte pushed is counted once: in an accepted or rejected item, or as noise.
     fn assert_counted_once(stats: &Stats, pushed: usize) {
         assert_eq!(
             stats.accepted_bytes + stats.rejected_bytes + stats.noise_bytes,

@@ -1,9 +1,17 @@
 //! Error types of the core crate.
+//!
+//! Their messages describe the data (the frame, the telegram, the text given); they never name
+//! an option of a program that uses the crate. Each enum is `#[non_exhaustive]`: a new kind of
+//! failure is not a breaking change.
 
 use thiserror::Error;
 
+use crate::crypto::Aad;
+use crate::frame::SECURITY_CONTROL;
+
 /// A value group that does not have the expected format.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+#[non_exhaustive]
 pub enum ValueError {
     /// Not a decimal number `[-]digits[.digits]` (or more than 18 digits).
     #[error("not a decimal number")]
@@ -24,6 +32,7 @@ pub enum ValueError {
 
 /// Why a telegram was rejected by [`crate::parse`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+#[non_exhaustive]
 pub enum TelegramError {
     /// The bytes do not start with `/` (after optional leading line breaks).
     #[error("telegram does not start with '/'")]
@@ -46,7 +55,12 @@ pub enum TelegramError {
 }
 
 /// Why an encrypted frame could not be turned into a telegram.
+///
+/// The messages say what is wrong with the frame, not how to change the settings: the
+/// application phrases that advice in terms of its own options ([`AadHint::aad`] gives the AAD
+/// that verified the tag).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Error)]
+#[non_exhaustive]
 pub enum DecryptError {
     /// Nothing readable comes out: the decryption key is not this meter's key.
     #[error(
@@ -60,17 +74,19 @@ pub enum DecryptError {
         "authentication failed: the key is right (the telegram decrypts) but the GCM tag does not verify with this authentication key/AAD; {hint}"
     )]
     Authentication {
-        /// Which option to try.
+        /// Which of the usual AADs verifies the tag, if any.
         hint: AadHint,
     },
     /// The tag fails and the plaintext looks like a telegram but its CRC fails too: the frame
     /// was damaged on the line.
     #[error("corrupted frame: the GCM tag and the telegram CRC both fail (noise on the line?)")]
     Corrupted,
-    /// Tolerant mode: the tag was not checked and the telegram's CRC fails or is absent, so
-    /// nothing vouches for the content.
-    #[error("unverifiable: tag not checked (tolerant mode) and the telegram CRC is {0}")]
-    Unverifiable(&'static str),
+    /// Tag check off ([`crate::DecoderConfig::verify_tag`] `false`): the tag does not verify
+    /// and the telegram has no CRC, so nothing vouches for its content.
+    #[error(
+        "unverifiable: the GCM tag does not verify (tag check off) and the telegram has no CRC, so nothing vouches for it"
+    )]
+    Unverifiable,
     /// The frame counter is not larger than the last accepted one for this system title.
     #[error("replayed frame: frame counter {counter} is not above the last accepted {last}")]
     Replay {
@@ -80,56 +96,158 @@ pub enum DecryptError {
         last: u32,
     },
     /// An encrypted frame arrived but no decryption key is configured.
-    #[error("encrypted frame but no decryption key given (use --key, --key-file or SMARTY_KEY)")]
+    #[error("encrypted frame but no decryption key given")]
     NoKey,
 }
 
-/// Which authentication setting made the tag verify, found by trying the usual ones after a
-/// failure. Shown in [`DecryptError::Authentication`].
+/// Which of the usual authentication settings makes the GCM tag verify, found by trying them
+/// after a failure. Carried by [`DecryptError::Authentication`]; [`AadHint::aad`] gives the
+/// AAD itself.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum AadHint {
-    /// The tag verifies with Luxembourg's public authentication key (the default AAD).
+    /// The tag verifies with Luxembourg's public authentication key (the default AAD,
+    /// [`Aad::AuthKey`] with [`crate::LUXEMBOURG_AUTH_KEY`]).
     LuxembourgDefault,
-    /// The tag verifies with an empty AAD.
+    /// The tag verifies with an empty AAD ([`Aad::Empty`]).
     Empty,
-    /// The tag verifies with the security byte alone as AAD.
+    /// The tag verifies with the security byte alone as AAD (`30`).
     SecurityByteOnly,
-    /// None of the usual settings verifies: a per-meter authentication key is needed.
+    /// None of the usual settings verifies: the meter has an authentication key of its own.
     Unknown,
+}
+
+impl AadHint {
+    /// The AAD that verified the tag; `None` for [`AadHint::Unknown`].
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::{Aad, AadHint};
+    /// assert_eq!(AadHint::Empty.aad(), Some(Aad::Empty));
+    /// assert_eq!(AadHint::SecurityByteOnly.aad(), Some(Aad::Custom(vec![0x30])));
+    /// assert_eq!(AadHint::Unknown.aad(), None);
+    /// ```
+    pub fn aad(&self) -> Option<Aad> {
+        match self {
+            AadHint::LuxembourgDefault => Some(Aad::default()),
+            AadHint::Empty => Some(Aad::Empty),
+            AadHint::SecurityByteOnly => Some(Aad::Custom(alloc::vec![SECURITY_CONTROL])),
+            AadHint::Unknown => None,
+        }
+    }
 }
 
 impl core::fmt::Display for AadHint {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             AadHint::LuxembourgDefault => {
-                "the tag verifies with Luxembourg's default authentication key: drop --auth-key/--aad"
+                "the tag verifies with Luxembourg's default authentication key"
             }
-            AadHint::Empty => "the tag verifies with an empty AAD: use --aad none",
-            AadHint::SecurityByteOnly => {
-                "the tag verifies with the security byte alone as AAD: use --aad 30"
-            }
+            AadHint::Empty => "the tag verifies with an empty AAD",
+            AadHint::SecurityByteOnly => "the tag verifies with the security byte alone as AAD",
             AadHint::Unknown => {
-                "give the meter's authentication key with --auth-key HEX (or the whole AAD with --aad HEX), or accept CRC-checked telegrams without the tag with --no-verify-tag"
+                "none of the usual AADs verifies the tag either, so the meter has an authentication key of its own"
             }
         })
     }
 }
 
-/// A key or AAD given as text that is not what it must be.
+/// A key given as text that is not 32 hex digits.
 #[derive(Clone, PartialEq, Eq, Debug, Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// Wrong number of hex digits.
     #[error("a key is 32 hex digits (16 bytes); this one has {0} hex digits")]
     Length(usize),
-    /// A character that is not a hex digit.
+    /// A character that is neither a hex digit nor a separator.
     #[error("a key holds hex digits 0-9 and A-F only; found {found:?} at position {position}")]
     NotHex {
         /// The offending character.
         found: char,
-        /// Its position (1-based) in the text as given.
+        /// Its position (1-based, in characters) in the text as given.
         position: usize,
     },
-    /// Odd number of hex digits in an AAD.
+}
+
+/// Hex text ([`crate::hex::decode`]) that does not decode to bytes.
+#[derive(Clone, PartialEq, Eq, Debug, Error)]
+#[non_exhaustive]
+pub enum HexError {
+    /// A character that is neither a hex digit nor a separator.
+    #[error("{found:?} at position {position} is not a hex digit")]
+    NotHex {
+        /// The offending character.
+        found: char,
+        /// Its position (1-based, in characters) in the text as given.
+        position: usize,
+    },
+    /// An odd number of hex digits: the last byte is cut.
     #[error("hex text must have an even number of digits; this has {0}")]
     OddLength(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+
+    /// The messages describe the data; no option of a program (`--aad`, `SMARTY_KEY`,
+    /// `verify_tag = false`) appears in them.
+    #[test]
+    fn messages_name_no_option_of_a_program() {
+        let hints = [
+            AadHint::LuxembourgDefault,
+            AadHint::Empty,
+            AadHint::SecurityByteOnly,
+            AadHint::Unknown,
+        ];
+        let mut messages: Vec<alloc::string::String> = hints
+            .iter()
+            .map(|&hint| DecryptError::Authentication { hint }.to_string())
+            .collect();
+        for e in [
+            DecryptError::WrongKey,
+            DecryptError::Corrupted,
+            DecryptError::Unverifiable,
+            DecryptError::Replay {
+                counter: 1,
+                last: 2,
+            },
+            DecryptError::NoKey,
+        ] {
+            messages.push(e.to_string());
+        }
+        messages.push(KeyError::Length(3).to_string());
+        messages.push(
+            HexError::NotHex {
+                found: 'g',
+                position: 1,
+            }
+            .to_string(),
+        );
+        for m in &messages {
+            for option in [
+                "--",
+                "SMARTY_",
+                "key_file",
+                "verify_tag",
+                "auth_key",
+                "use ",
+            ] {
+                assert!(!m.contains(option), "{m:?} names {option:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_hint_but_unknown_gives_the_aad_that_verified() {
+        assert_eq!(AadHint::LuxembourgDefault.aad(), Some(Aad::default()));
+        assert_eq!(AadHint::Empty.aad(), Some(Aad::Empty));
+        assert_eq!(
+            AadHint::SecurityByteOnly.aad(),
+            Some(Aad::Custom(alloc::vec![SECURITY_CONTROL]))
+        );
+        assert_eq!(AadHint::Unknown.aad(), None);
+    }
 }

@@ -22,6 +22,7 @@ pub const MIN_LENGTH_FIELD: usize = 1 + 4 + 1 + TAG_LEN;
 
 /// The fixed part of an encrypted frame, up to and including the frame counter.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct FrameHeader {
     /// Sender's system title: the FLAG id (`SAG` on Smarty) and 5 meter-specific bytes.
     pub system_title: [u8; SYSTEM_TITLE_LEN],
@@ -37,6 +38,7 @@ pub struct FrameHeader {
 
 /// Outcome of looking at the bytes that may start a frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum HeaderCheck {
     /// A plausible header.
     Valid(FrameHeader),
@@ -132,6 +134,7 @@ pub struct EncryptedFrame<'a> {
 /// The bytes given to [`EncryptedFrame::parse`] are not exactly one frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
 #[error("not an encrypted P1 frame (bad header or length)")]
+#[non_exhaustive]
 pub struct NotAFrame;
 
 impl<'a> EncryptedFrame<'a> {

@@ -16,14 +16,15 @@
 //! - a caller whose decryption fails calls [`FrameDecoder::reject`], and the decoder rescans
 //!   the rejected frame's bytes from its second byte, so a valid frame hidden behind a fake
 //!   header is still found;
-//! - with timestamps ([`FrameDecoder::push_at`]), a partial unit that stalls longer than the
+//! - with timestamps ([`FrameDecoder::push_at`]), a partial frame or telegram that stalls longer than the
 //!   configured gap is dropped (again rescanning from its second byte);
 //! - a plaintext telegram ends with its `!` line: a bare `!` (no CRC) or `!` and the CRC, up to
 //!   the line end; a damaged `!` line (`!q626`) still ends the telegram, whose parse then
 //!   fails (see [`crate::parse`]).
 //!
-//! Every byte is reported once: in a unit, or in one [`Event::Discarded`]. Bytes of a dropped
-//! or rejected unit that are searched again and hold nothing else are reported as
+//! Every byte is reported once: in an [`Item`] (a frame or telegram), or in one
+//! [`Event::Discarded`]. Bytes of a dropped or rejected item that are searched again and hold
+//! nothing else are reported as
 //! [`DiscardReason::Rejected`], not as noise.
 //!
 //! Memory is bounded: nothing longer than [`FramingConfig::max_frame_len`] is buffered.
@@ -33,8 +34,17 @@ use alloc::vec::Vec;
 use crate::frame::{EncryptedFrame, FrameHeader, GLO_CIPHERING_TAG, HeaderCheck, SYSTEM_TITLE_LEN};
 use crate::telegram::end_line;
 
-/// Settings of a [`FrameDecoder`].
+/// Settings of a [`FrameDecoder`]: [`FramingConfig::default`], then the `with_…` methods or
+/// field assignments (`#[non_exhaustive]`: no literal outside this crate).
+///
+/// # Example
+/// ```
+/// use smarty_p1::framing::FramingConfig;
+/// let config = FramingConfig::default().with_max_frame_len(4096).with_gap_ms(500);
+/// assert_eq!((config.max_frame_len, config.gap_ms), (4096, 500));
+/// ```
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct FramingConfig {
     /// Largest frame or telegram accepted, in bytes (default 16 KiB: the largest possible
     /// Smarty frame, with five 1024-byte text messages and four M-Bus channels, is below 12 KiB).
@@ -54,27 +64,45 @@ impl Default for FramingConfig {
     }
 }
 
-/// A complete unit found in the stream.
+impl FramingConfig {
+    /// With the largest frame or telegram accepted, in bytes.
+    #[must_use]
+    pub const fn with_max_frame_len(mut self, max_frame_len: usize) -> Self {
+        self.max_frame_len = max_frame_len;
+        self
+    }
+
+    /// With the gap after which a partial frame or telegram is dropped, in milliseconds.
+    #[must_use]
+    pub const fn with_gap_ms(mut self, gap_ms: u64) -> Self {
+        self.gap_ms = gap_ms;
+        self
+    }
+}
+
+/// A complete item found in the stream: an encrypted frame or a plaintext telegram.
 #[derive(Clone, Copy, Debug)]
-pub enum Unit<'a> {
+#[non_exhaustive]
+pub enum Item<'a> {
     /// An encrypted frame.
     Encrypted(EncryptedFrame<'a>),
     /// A plaintext telegram: `/` through the CRC line (and its line end, when sent).
     Plain(&'a [u8]),
 }
 
-impl<'a> Unit<'a> {
-    /// The unit's bytes.
+impl<'a> Item<'a> {
+    /// The item's bytes, as received.
     pub fn bytes(&self) -> &'a [u8] {
         match self {
-            Unit::Encrypted(frame) => frame.raw(),
-            Unit::Plain(bytes) => bytes,
+            Item::Encrypted(frame) => frame.raw(),
+            Item::Plain(bytes) => bytes,
         }
     }
 }
 
 /// Why bytes were dropped.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum DiscardReason {
     /// Bytes outside any frame or telegram (line noise, the tail of a frame read from its
     /// middle, fake headers).
@@ -87,7 +115,7 @@ pub enum DiscardReason {
     Stalled,
     /// Bytes of a frame or telegram that was already reported (dropped as truncated,
     /// oversize or stalled, or rejected by the caller with [`FrameDecoder::reject`]):
-    /// searched again, they held no other frame or telegram. They belong to that unit and
+    /// searched again, they held no other frame or telegram. They belong to that item and
     /// are not noise.
     Rejected,
 }
@@ -107,18 +135,19 @@ impl DiscardReason {
 
 /// What [`FrameDecoder::next`] yields.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A complete frame or telegram.
-    Unit(Unit<'a>),
+    Item(Item<'a>),
     /// Bytes that were dropped, with the reason.
     Discarded {
-        /// How many bytes were dropped now. Over a whole input, the units and these add up to
+        /// How many bytes were dropped now. Over a whole input, the items and these add up to
         /// every byte pushed, each counted once.
         bytes: usize,
         /// For [`DiscardReason::Truncated`], [`DiscardReason::Oversize`] and
         /// [`DiscardReason::Stalled`]: how many bytes of the abandoned frame or telegram had
         /// been received. Only its first byte is dropped at once (`bytes` is 1): the rest is
-        /// searched again, since a unit may hide behind a false start, and what holds nothing
+        /// searched again, since an item may hide behind a false start, and what holds nothing
         /// else comes later as [`DiscardReason::Rejected`]. Equal to `bytes` otherwise.
         span: usize,
         /// Why.
@@ -142,13 +171,13 @@ enum State {
 ///
 /// # Example
 /// ```
-/// use smarty_p1::framing::{Event, FrameDecoder, Unit};
+/// use smarty_p1::framing::{Event, FrameDecoder, Item};
 /// let mut decoder = FrameDecoder::default();
 /// let stream = b"garbage/ISK5\\2M550T-1012\r\n\r\n1-3:0.2.8(50)\r\n!\r\n";
 /// for chunk in stream.chunks(3) {
 ///     decoder.push(chunk);
 ///     while let Some(event) = decoder.next() {
-///         if let Event::Unit(Unit::Plain(telegram)) = event {
+///         if let Event::Item(Item::Plain(telegram)) = event {
 ///             assert!(telegram.starts_with(b"/ISK5"));
 ///         }
 ///     }
@@ -163,13 +192,13 @@ pub struct FrameDecoder {
     /// Where hunting continues (≥ `pos`).
     scan: usize,
     state: State,
-    /// Start, length and kind (`true`: encrypted) of the last unit yielded.
-    last_unit: Option<(usize, usize, bool)>,
+    /// Start, length and kind (`true`: encrypted) of the last item yielded.
+    last_item: Option<(usize, usize, bool)>,
     last_rx_ms: Option<u64>,
     stalled: bool,
     /// Set by [`FrameDecoder::finish`]: no more bytes will come.
     at_end: bool,
-    /// Bytes before this index belong to a unit already reported (dropped or rejected) and
+    /// Bytes before this index belong to an item already reported (dropped or rejected) and
     /// are being searched again: those that hold nothing are [`DiscardReason::Rejected`].
     covered: usize,
 }
@@ -189,7 +218,7 @@ impl FrameDecoder {
             pos: 0,
             scan: 0,
             state: State::Hunt,
-            last_unit: None,
+            last_item: None,
             last_rx_ms: None,
             stalled: false,
             at_end: false,
@@ -202,7 +231,7 @@ impl FrameDecoder {
         &self.config
     }
 
-    /// Bytes held for a partial unit (or not yet scanned).
+    /// Bytes held for a partial frame or telegram (or not yet scanned).
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -213,7 +242,7 @@ impl FrameDecoder {
             self.buf.drain(..self.pos);
             self.scan -= self.pos;
             self.covered = self.covered.saturating_sub(self.pos);
-            self.last_unit = None;
+            self.last_item = None;
             self.pos = 0;
         }
         self.buf.extend_from_slice(data);
@@ -242,7 +271,7 @@ impl FrameDecoder {
     /// The next event, or `None` when more bytes are needed.
     #[allow(clippy::should_implement_trait)] // lending: the event borrows the decoder
     pub fn next(&mut self) -> Option<Event<'_>> {
-        self.last_unit = None;
+        self.last_item = None;
         if self.stalled {
             self.stalled = false;
             if self.state != State::Hunt {
@@ -260,7 +289,7 @@ impl FrameDecoder {
                     let from = self.scan;
                     let Some(found) = memchr::memchr2(GLO_CIPHERING_TAG, b'/', &self.buf[from..])
                     else {
-                        // Nothing here starts a unit: drop it as noise.
+                        // Nothing here starts an item: drop it as noise.
                         self.scan = self.buf.len();
                         return self.take_noise(self.buf.len());
                     };
@@ -307,9 +336,9 @@ impl FrameDecoder {
                     self.pos = start + len;
                     self.scan = self.pos;
                     self.state = State::Hunt;
-                    self.last_unit = Some((start, len, true));
+                    self.last_item = Some((start, len, true));
                     let frame = EncryptedFrame::from_parts(&self.buf[start..start + len], header);
-                    return Some(Event::Unit(Unit::Encrypted(frame)));
+                    return Some(Event::Item(Item::Encrypted(frame)));
                 }
                 State::Plain {
                     checked,
@@ -331,7 +360,7 @@ impl FrameDecoder {
                     }
                     PlainScan::Damaged(at) => {
                         // What was read of it, through the damaged byte; what follows is
-                        // searched afresh (and is noise unless it holds a unit).
+                        // searched afresh (and is noise unless it holds an item).
                         let end = self.pos + at + 1;
                         return Some(self.restart_after(DiscardReason::Truncated, end));
                     }
@@ -340,8 +369,8 @@ impl FrameDecoder {
                         self.pos = start + end;
                         self.scan = self.pos;
                         self.state = State::Hunt;
-                        self.last_unit = Some((start, end, false));
-                        return Some(Event::Unit(Unit::Plain(&self.buf[start..start + end])));
+                        self.last_item = Some((start, end, false));
+                        return Some(Event::Item(Item::Plain(&self.buf[start..start + end])));
                     }
                 },
             }
@@ -354,7 +383,7 @@ impl FrameDecoder {
     /// found. Its bytes that hold nothing else come back as [`DiscardReason::Rejected`]; its
     /// first byte is the caller's to count. Has no effect otherwise.
     pub fn reject(&mut self) {
-        if let Some((start, len, true)) = self.last_unit {
+        if let Some((start, len, true)) = self.last_item {
             self.covered = self.covered.max(start + len);
         }
         self.rescan();
@@ -364,17 +393,17 @@ impl FrameDecoder {
     /// caller recognised): its bytes are searched again, and those that hold nothing are
     /// noise.
     pub fn rescan(&mut self) {
-        if let Some((start, _, true)) = self.last_unit.take() {
+        if let Some((start, _, true)) = self.last_item.take() {
             self.pos = start + 1;
             self.scan = self.pos;
             self.state = State::Hunt;
         }
     }
 
-    /// The bytes of the unit the last call to [`FrameDecoder::next`] or
+    /// The bytes of the item (frame or telegram) the last call to [`FrameDecoder::next`] or
     /// [`FrameDecoder::finish`] yielded (until the next call or push).
-    pub fn last_unit(&self) -> Option<&[u8]> {
-        self.last_unit
+    pub fn last_item(&self) -> Option<&[u8]> {
+        self.last_item
             .map(|(start, len, _)| &self.buf[start..start + len])
     }
 
@@ -402,7 +431,7 @@ impl FrameDecoder {
         Some(self.restart_after(DiscardReason::Truncated, end))
     }
 
-    /// Drops `pos..end` (when non-empty): the part that belongs to an already reported unit
+    /// Drops `pos..end` (when non-empty): the part that belongs to an already reported item
     /// as [`DiscardReason::Rejected`] first, the rest as noise on the next call.
     fn take_noise(&mut self, end: usize) -> Option<Event<'_>> {
         let covered = self.covered.min(end);
@@ -449,13 +478,13 @@ impl FrameDecoder {
     }
 
     fn scan_plain(&self, checked: usize, header_end: usize) -> PlainScan {
-        let unit = &self.buf[self.pos..];
+        let telegram = &self.buf[self.pos..];
         let mut i = checked;
-        while i < unit.len() {
-            match unit[i] {
-                b'!' if unit[i - 1] == b'\n' => {
+        while i < telegram.len() {
+            match telegram[i] {
+                b'!' if telegram[i - 1] == b'\n' => {
                     // The end line, through its line end (see `telegram::end_line`).
-                    return match end_line(&unit[i + 1..], self.at_end) {
+                    return match end_line(&telegram[i + 1..], self.at_end) {
                         Some((len, _)) => PlainScan::Complete(i + 1 + len),
                         None => PlainScan::NeedMore(i),
                     };
@@ -463,7 +492,7 @@ impl FrameDecoder {
                 b'/' => {
                     // Telegram bodies hold no '/': one followed by a FLAG id (three letters or
                     // digits) is a new telegram that started before this one ended.
-                    let Some(flag) = unit.get(i + 1..i + 4) else {
+                    let Some(flag) = telegram.get(i + 1..i + 4) else {
                         return PlainScan::NeedMore(i);
                     };
                     if flag.iter().all(u8::is_ascii_alphanumeric) {
@@ -567,15 +596,15 @@ mod tests {
     }
 
     fn drain(decoder: &mut FrameDecoder) -> (Vec<Vec<u8>>, Vec<DiscardReason>) {
-        let mut units = vec![];
+        let mut items = vec![];
         let mut discards = vec![];
         while let Some(event) = decoder.next() {
             match event {
-                Event::Unit(unit) => units.push(unit.bytes().to_vec()),
+                Event::Item(item) => items.push(item.bytes().to_vec()),
                 Event::Discarded { reason, .. } => discards.push(reason),
             }
         }
-        (units, discards)
+        (items, discards)
     }
 
     #[test]
@@ -586,8 +615,8 @@ mod tests {
         decoder.push_at(&first[..100], 0);
         assert!(drain(&mut decoder).0.is_empty());
         decoder.push_at(&second, 10_000);
-        let (units, discards) = drain(&mut decoder);
-        assert_eq!(units, vec![second]);
+        let (items, discards) = drain(&mut decoder);
+        assert_eq!(items, vec![second]);
         assert!(discards.contains(&DiscardReason::Stalled));
     }
 
@@ -598,8 +627,8 @@ mod tests {
         assert!(drain(&mut decoder).0.is_empty());
         let next = frame(9);
         decoder.push_at(&next, 10_000);
-        let (units, discards) = drain(&mut decoder);
-        assert_eq!(units, vec![next]);
+        let (items, discards) = drain(&mut decoder);
+        assert_eq!(items, vec![next]);
         assert_eq!(discards.first(), Some(&DiscardReason::Stalled));
     }
 
@@ -612,8 +641,8 @@ mod tests {
         stream.extend(frame(2));
         stream.extend(frame(3));
         decoder.push(&stream);
-        let (units, discards) = drain(&mut decoder);
-        assert_eq!(units, vec![frame(2), frame(3)]);
+        let (items, discards) = drain(&mut decoder);
+        assert_eq!(items, vec![frame(2), frame(3)]);
         assert_eq!(discards, vec![DiscardReason::Truncated]);
     }
 

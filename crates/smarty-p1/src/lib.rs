@@ -15,14 +15,23 @@
 //! 5. [`Readings`]: typed answers to the common questions (energy, power, per phase, gas…);
 //! 6. [`Decoder`]: all of the above in one, with counters.
 //!
+//! [`hex`] reads and writes the hex text that keys, AADs and frame captures come in.
+//!
+//! Errors are typed and say what is wrong with the data, never which option of a program to
+//! change: [`DecryptError::Authentication`] carries an [`AadHint`] with the AAD that does
+//! verify, for the program to phrase its advice. Public enums and configuration structs are
+//! `#[non_exhaustive]` (configurations are built with `default()`/`new()` and `with_…`
+//! methods), so a new error, setting or counter is not a breaking change. The crate has no
+//! `unsafe` code.
+//!
 //! The real Luxembourg frame of the NEXXTLAB test meter (in `tests/data`, see its manifest):
 //!
 //! ```
 //! use smarty_p1::{Decoder, DecoderConfig, Key};
 //! let hex = include_str!("../tests/data/encrypted/nexxtlab_lux_t210d_fc0005a8e3.hex");
-//! let frame = smarty_p1::parse_hex(hex).unwrap();
+//! let frame = smarty_p1::hex::decode(hex).unwrap();
 //! let key: Key = "D491470F47126332B07D1923B3504188".parse().unwrap();
-//! let mut decoder = Decoder::new(DecoderConfig { key: Some(key), ..Default::default() });
+//! let mut decoder = Decoder::new(DecoderConfig::new(key));
 //! decoder.push(&frame);
 //! let decoded = decoder.next().unwrap().unwrap();
 //! let readings = decoded.telegram.readings();
@@ -31,9 +40,15 @@
 //! ```
 
 #![no_std]
-#![warn(missing_docs)]
+#![warn(missing_docs, clippy::exhaustive_enums, clippy::exhaustive_structs)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
+
+// The README's example runs as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod crc;
 mod crypto;
@@ -41,6 +56,7 @@ mod decoder;
 mod error;
 mod frame;
 pub mod framing;
+pub mod hex;
 mod obis;
 mod readings;
 pub mod registry;
@@ -48,13 +64,11 @@ mod telegram;
 mod value;
 
 pub use crate::crc::crc16_arc;
-pub use crate::crypto::{
-    Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame, parse_hex,
-};
+pub use crate::crypto::{Aad, Authenticity, Decryptor, Key, LUXEMBOURG_AUTH_KEY, encrypt_frame};
 pub use crate::decoder::{
     Decoded, Decoder, DecoderConfig, FrameInfo, RejectReason, Rejection, Stats,
 };
-pub use crate::error::{AadHint, DecryptError, KeyError, TelegramError, ValueError};
+pub use crate::error::{AadHint, DecryptError, HexError, KeyError, TelegramError, ValueError};
 pub use crate::frame::{
     EncryptedFrame, FrameHeader, HeaderCheck, NotAFrame, ReplayGuard, SECURITY_CONTROL,
     SYSTEM_TITLE_LEN, TAG_LEN,

@@ -21,6 +21,10 @@ use core::fmt;
 /// assert_eq!(code.to_string(), "1-0:1.8.0");
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "an OBIS code in a telegram is exactly these five groups, A-B:C.D.E (group F is never sent)"
+)]
 pub struct Obis {
     /// Group A: medium.
     pub a: u8,

@@ -13,6 +13,7 @@ pub type Phases = [Option<Decimal>; 3];
 
 /// A sub-meter reading from an M-Bus channel (`0-n:24.2.1`, `0-n:24.2.3`, `0-n:24.3.0`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MbusReading {
     /// The channel 1–4.
     pub channel: u8,
@@ -34,6 +35,7 @@ pub struct MbusReading {
 /// Energy and power sent in Wh/W (Austrian T210-D-r) are converted exactly. Every field is
 /// optional because every object is optional in a telegram (reference §5).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Readings {
     /// `0-0:42.0.0` (Smarty) or `0-0:96.1.1` (DSMR), decoded to text (hex digits as sent when
     /// not printable text); see [`Telegram::meter_id`].

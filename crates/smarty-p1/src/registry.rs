@@ -9,6 +9,7 @@ use crate::obis::Obis;
 
 /// How the value groups of a line are laid out.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Format {
     /// One number with an optional unit: `(000006.695*kWh)`, `(00069)`.
     Number,
@@ -34,6 +35,7 @@ pub enum Format {
 
 /// What a value measures; drives device classes and metric types downstream.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Kind {
     /// Cumulative active energy (kWh): only grows.
     Energy,
@@ -80,6 +82,7 @@ pub enum Kind {
 
 /// Which channels (group B) an entry covers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Channel {
     /// Exactly this B.
     Is(u8),
@@ -89,6 +92,7 @@ pub enum Channel {
 
 /// One known OBIS object.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ObisDef {
     /// Group A.
     pub a: u8,
@@ -423,6 +427,7 @@ pub fn lookup(obis: Obis) -> Option<&'static ObisDef> {
 
 /// The medium of an M-Bus device, from its device type `0-n:24.1.0` (EN 13757-3 Table 3).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Medium {
     /// Electricity (0x02).
     Electricity,

@@ -25,6 +25,7 @@ use crate::value::{Decimal, OctetString, Quantity, Timestamp};
 
 /// The state of a telegram's CRC.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum CrcStatus {
     /// The CRC after `!` matches.
     Valid,
@@ -94,11 +95,9 @@ pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> 
             None | Some(b'\n' | b'/' | 0xDB) => CrcField::Absent,
             Some(_) => CrcField::Malformed,
         },
-        (3 | 4, _) => CrcField::Digits(
-            after[..digits]
-                .iter()
-                .fold(0u16, |acc, &d| (acc << 4) | u16::from(hex_value(d))),
-        ),
+        (3 | 4, _) => CrcField::Digits(after[..digits].iter().fold(0u16, |acc, &d| {
+            (acc << 4) | u16::from(crate::hex::digit(d).unwrap_or(0))
+        })),
         _ => CrcField::Malformed,
     };
     if field == CrcField::Absent {
@@ -169,14 +168,6 @@ fn crc_of(bytes: &[u8], start: usize, end: &End) -> CrcStatus {
     }
 }
 
-fn hex_value(d: u8) -> u8 {
-    match d {
-        b'0'..=b'9' => d - b'0',
-        b'a'..=b'f' => d - b'a' + 10,
-        _ => d - b'A' + 10,
-    }
-}
-
 /// Checks only the CRC of a telegram (from its first `/` to the `!` line).
 ///
 /// Returns [`CrcStatus::Absent`] when there is no `/`, no `!` line, or a bare `!`, and
@@ -199,6 +190,7 @@ pub fn crc_status(bytes: &[u8]) -> CrcStatus {
 
 /// Options of [`parse_with`].
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ParseOptions {
     /// Reject a telegram whose CRC does not match (default `true`). With `false` the telegram
     /// is parsed anyway and [`Telegram::crc`] says [`CrcStatus::Mismatch`].
@@ -208,6 +200,24 @@ pub struct ParseOptions {
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions { check_crc: true }
+    }
+}
+
+impl ParseOptions {
+    /// With the CRC checked (`true`, the default) or not.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::{CrcStatus, ParseOptions, parse_with};
+    /// let bad_crc = b"/ISK5\\2M550T-1012\r\n\r\n1-3:0.2.8(50)\r\n!0000\r\n";
+    /// let options = ParseOptions::default().with_check_crc(false);
+    /// let telegram = parse_with(bad_crc, options).unwrap();
+    /// assert!(matches!(telegram.crc(), CrcStatus::Mismatch { .. }));
+    /// ```
+    #[must_use]
+    pub const fn with_check_crc(mut self, check_crc: bool) -> Self {
+        self.check_crc = check_crc;
+        self
     }
 }
 
@@ -293,6 +303,7 @@ impl<'a> Iterator for Groups<'a> {
 
 /// The typed value of a data line.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub enum Value<'a> {
     /// `()`: no value.
     Empty,
@@ -323,6 +334,7 @@ pub enum Value<'a> {
 
 /// One entry of the power-failure log `1-0:99.97.0` (DSMR 5.0.2 §6.11).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct FailureEvent<'a> {
     /// When the failure ended; `None` for placeholders.
     pub end: Option<Timestamp>,
@@ -332,6 +344,7 @@ pub struct FailureEvent<'a> {
 
 /// One entry of a monthly history `0-0:98.1.0`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
 pub struct HistoryEntry<'a> {
     /// The period (month start) the entry belongs to.
     pub period: Option<Timestamp>,
@@ -595,6 +608,7 @@ fn generic<'a>(obis: Obis, scan: &Scan<'a>) -> Value<'a> {
 
 /// One data line `A-B:C.D.E(…)(…)`.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct DataObject<'a> {
     /// The OBIS code.
     pub obis: Obis,

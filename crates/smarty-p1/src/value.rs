@@ -189,6 +189,10 @@ impl fmt::Display for Decimal {
 /// Units are kept exactly as sent (`kWh`, `kwh`, `kvarh`, `m3`, …); early Smarty firmware sends
 /// some values without a unit (reference §7.1).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "a quantity is exactly what the telegram writes, `number*unit`"
+)]
 pub struct Quantity<'a> {
     /// The number.
     pub value: Decimal,
@@ -263,6 +267,10 @@ impl fmt::Display for Quantity<'_> {
 /// some timestamps without the flag: then [`Timestamp::dst`] is `None` and the offset must be
 /// taken from the zone rules by the caller.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[allow(
+    clippy::exhaustive_structs,
+    reason = "the fields are those of the TST format, `YYMMDDhhmmssX`, fixed by DSMR"
+)]
 pub struct Timestamp {
     /// Full year (2000–2099).
     pub year: u16,
@@ -442,7 +450,8 @@ impl<'a> OctetString<'a> {
         self.0
             .as_bytes()
             .chunks_exact(2)
-            .map(|pair| (hex_digit(pair[0]) << 4) | hex_digit(pair[1]))
+            // Checked in `new`: every pair is two hex digits.
+            .map(|pair| crate::hex::byte(pair[0], pair[1]).unwrap_or(0))
     }
 
     /// The decoded bytes as text when every byte is printable ASCII (spaces allowed;
@@ -475,14 +484,6 @@ impl<'a> OctetString<'a> {
             Some(text) if !text.is_empty() => text,
             _ => alloc::string::String::from(self.0),
         }
-    }
-}
-
-fn hex_digit(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
     }
 }
 

@@ -21,11 +21,11 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
-use smarty_p1::framing::{Event, FrameDecoder, FramingConfig, Unit};
+use smarty_p1::framing::{Event, FrameDecoder, FramingConfig, Item};
 use smarty_p1::{
     Aad, AadHint, Authenticity, CrcStatus, Decoder, DecoderConfig, DecryptError, Decryptor,
     EncryptedFrame, FrameHeader, HeaderCheck, Key, LUXEMBOURG_AUTH_KEY, ParseOptions, Rejection,
-    Stats, crc_status, encrypt_frame, parse, parse_hex, parse_with,
+    Stats, crc_status, encrypt_frame, parse, parse_with,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -149,10 +149,10 @@ fn load_keysets() -> Vec<KeySet> {
         let aad = if aad_hex.is_empty() {
             Aad::Empty
         } else {
-            Aad::Custom(parse_hex(aad_hex).expect("AAD hex"))
+            Aad::Custom(smarty_p1::hex::decode(aad_hex).expect("AAD hex"))
         };
         let hex = String::from_utf8(read(&format!("encrypted/{stem}.hex"))).expect("hex text");
-        let raw = parse_hex(&hex).expect("frame hex");
+        let raw = smarty_p1::hex::decode(&hex).expect("frame hex");
         let frame = EncryptedFrame::parse(&raw).expect("one frame per .hex file");
         let mut plaintext = Vec::new();
         Decryptor::new(&key, aad.clone(), true)
@@ -294,12 +294,10 @@ fn build_units(ks: &KeySet, specs: &[UnitSpec]) -> Vec<Built> {
 }
 
 fn decoder_config(ks: Option<&KeySet>, reject_replay: bool) -> DecoderConfig {
-    DecoderConfig {
-        key: ks.map(|k| k.key.clone()),
-        aad: ks.map_or_else(Aad::default, |k| k.aad.clone()),
-        reject_replay,
-        ..DecoderConfig::default()
-    }
+    DecoderConfig::default()
+        .with_key(ks.map(|k| k.key.clone()))
+        .with_aad(ks.map_or_else(Aad::default, |k| k.aad.clone()))
+        .with_reject_replay(reject_replay)
 }
 
 /// Splits `bytes` into chunks whose lengths cycle through `lens` (each at least 1).
@@ -410,9 +408,10 @@ fn frame_units(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, usize) {
     let mut units = Vec::new();
     let mut discarded = 0;
     let mut take = |event: Event<'_>| match event {
-        Event::Unit(Unit::Encrypted(f)) => units.push(f.raw().to_vec()),
-        Event::Unit(Unit::Plain(t)) => units.push(t.to_vec()),
+        Event::Item(Item::Encrypted(f)) => units.push(f.raw().to_vec()),
+        Event::Item(Item::Plain(t)) => units.push(t.to_vec()),
         Event::Discarded { bytes, .. } => discarded += bytes,
+        other => panic!("an event this test does not know: {other:?}"),
     };
     for chunk in chunks {
         framer.push(chunk);
@@ -936,7 +935,7 @@ proptest! {
             let c = Constraints { tolerant: !verify_tag, ..Constraints::default() };
             let (pieces, units) = assemble(&s, c);
             let stream = concat(&pieces);
-            let config = DecoderConfig { verify_tag, ..decoder_config(Some(ks), false) };
+            let config = decoder_config(Some(ks), false).with_verify_tag(verify_tag);
             let out = decode_file(&config, &split(&stream, &s.chunks));
             check_nothing_lost(
                 &format!("file mode, encrypted stream, verify_tag={verify_tag}"),
@@ -1028,14 +1027,12 @@ proptest! {
 fn framing_config() -> impl Strategy<Value = FramingConfig> {
     prop_oneof![
         Just(FramingConfig::default()),
-        (0usize..64, 0u64..10).prop_map(|(max_frame_len, gap_ms)| FramingConfig {
-            max_frame_len,
-            gap_ms
-        }),
-        (64usize..4096, 0u64..5000).prop_map(|(max_frame_len, gap_ms)| FramingConfig {
-            max_frame_len,
-            gap_ms
-        }),
+        (0usize..64, 0u64..10).prop_map(|(max_frame_len, gap_ms)| FramingConfig::default()
+            .with_max_frame_len(max_frame_len)
+            .with_gap_ms(gap_ms)),
+        (64usize..4096, 0u64..5000).prop_map(|(max_frame_len, gap_ms)| FramingConfig::default()
+            .with_max_frame_len(max_frame_len)
+            .with_gap_ms(gap_ms)),
     ]
 }
 
@@ -1122,11 +1119,9 @@ fn fuzz_decoder() -> impl Strategy<Value = FuzzDecoder> {
 
 fn run_fuzz_decoder(keyset: usize, d: &FuzzDecoder, bytes: &[u8], lens: &[usize]) {
     let ks = &corpus().keysets[keyset];
-    let config = DecoderConfig {
-        verify_tag: d.verify_tag,
-        framing: d.framing,
-        ..decoder_config(d.with_key.then_some(ks), d.reject_replay)
-    };
+    let config = decoder_config(d.with_key.then_some(ks), d.reject_replay)
+        .with_verify_tag(d.verify_tag)
+        .with_framing(d.framing);
     let chunks = split(bytes, lens);
     let out = match &d.steps {
         None => decode_file(&config, &chunks),
@@ -1181,7 +1176,7 @@ fn run_parsers(bytes: &[u8]) {
         );
         exercise(&t);
     }
-    if let Ok(t) = parse_with(bytes, ParseOptions { check_crc: false }) {
+    if let Ok(t) = parse_with(bytes, ParseOptions::default().with_check_crc(false)) {
         exercise(&t);
     }
     let _ = crc_status(bytes);
@@ -1301,7 +1296,7 @@ proptest! {
                 bytes[at..at + header.len()].copy_from_slice(&header);
             }
         }
-        let config = FramingConfig { max_frame_len, ..FramingConfig::default() };
+        let config = FramingConfig::default().with_max_frame_len(max_frame_len);
         let mut framer = FrameDecoder::new(config);
         let mut peak = 0;
         for chunk in split(&bytes, &lens) {
@@ -1331,6 +1326,7 @@ fn aad_bytes(aad: &Aad) -> Vec<u8> {
         }
         Aad::Custom(v) => v.clone(),
         Aad::Empty => Vec::new(),
+        other => panic!("an AAD form this oracle does not know: {other:?}"),
     }
 }
 
@@ -1409,12 +1405,9 @@ proptest! {
 
         // Through the decoder: tolerant mode accepts it unauthenticated, strict mode rejects.
         for (verify_tag, aad) in [(false, &y), (true, &y), (false, &x)] {
-            let config = DecoderConfig {
-                key: Some(key.clone()),
-                aad: aad.clone(),
-                verify_tag,
-                ..DecoderConfig::default()
-            };
+            let config = DecoderConfig::new(key.clone())
+                .with_aad(aad.clone())
+                .with_verify_tag(verify_tag);
             let out = decode_file(&config, &[&frame]);
             let authenticated = aad_bytes(aad) == aad_bytes(&x);
             if verify_tag && !authenticated {
@@ -1479,7 +1472,7 @@ proptest! {
                 let mut tampered = t.bytes.clone();
                 tampered[p] ^= mask;
                 let tolerant = match crc_status(&tampered) {
-                    CrcStatus::Absent => Err(DecryptError::Unverifiable("absent")),
+                    CrcStatus::Absent => Err(DecryptError::Unverifiable),
                     _ => Err(DecryptError::Corrupted),
                 };
                 prop_assert_eq!(decrypt(&key, &aad, false, &frame), tolerant,
@@ -1498,11 +1491,12 @@ proptest! {
                     ),
                     CrcStatus::Absent => (
                         Err(DecryptError::Corrupted),
-                        Err(DecryptError::Unverifiable("absent")),
+                        Err(DecryptError::Unverifiable),
                     ),
                     CrcStatus::Mismatch { .. } | CrcStatus::Malformed => {
                         (Err(DecryptError::Corrupted), Err(DecryptError::Corrupted))
                     }
+                    other => panic!("a CRC status this test does not know: {other:?}"),
                 };
                 prop_assert_eq!(decrypt(&key, &aad, true, &frame), strict,
                     "{}: byte {} after '!' ^ {:#04x}", &t.name, p - t.bang, mask);
@@ -1667,10 +1661,7 @@ fn tolerant_mode_cut_tag_limitation() {
     let mut stream = f1[..f1.len() - 1].to_vec();
     stream.extend_from_slice(&f2);
     for verify_tag in [true, false] {
-        let config = DecoderConfig {
-            verify_tag,
-            ..decoder_config(Some(ks), false)
-        };
+        let config = decoder_config(Some(ks), false).with_verify_tag(verify_tag);
         let out = decode_file(&config, &[&stream]);
         assert!(
             out.accepted.iter().any(|a| a.counter == Some(2)),
@@ -1814,7 +1805,7 @@ proptest! {
             bytes.extend(t.bytes[t.bang + 1..].iter().take_while(|b| b.is_ascii_hexdigit()));
         }
         bytes.extend_from_slice(&tail);
-        let expected = parse_with(&bytes, ParseOptions { check_crc: false }).unwrap().crc();
+        let expected = parse_with(&bytes, ParseOptions::default().with_check_crc(false)).unwrap().crc();
         let accept = matches!(expected, CrcStatus::Valid | CrcStatus::Absent);
         let out = decode_file(&DecoderConfig::default(), &split(&bytes, &lens));
         let first_accepted = out.accepted.first().is_some_and(|a| bytes.starts_with(&a.raw)

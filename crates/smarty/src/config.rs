@@ -526,6 +526,7 @@ impl Config {
             } else if let Err(e) = crate::key::load_aad(
                 meter.auth_key.as_ref().map(Secret::expose),
                 meter.aad.as_ref().map(Secret::expose),
+                crate::key::Settings::Meter,
             ) {
                 let field = if meter.aad.is_some() {
                     "aad"

@@ -47,7 +47,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let (mut meter, key) = Meter::new(&meter_args)?;
     let key = key.key.context("the demo meter always encrypts")?;
-    let key_hex = output::json::hex(key.as_bytes());
+    let key_hex = smarty_p1::hex::upper(key.as_bytes()).to_string();
 
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
@@ -194,10 +194,7 @@ fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u6
     let start = now - SignedDuration::from_hours(24 * i64::from(days));
     let week = now - SignedDuration::from_hours(7 * 24);
     let fine = now - SignedDuration::from_hours(48);
-    let mut decoder = Decoder::new(DecoderConfig {
-        key: Some(key.clone()),
-        ..DecoderConfig::default()
-    });
+    let mut decoder = Decoder::new(DecoderConfig::new(key.clone()));
     let mut writer = store.writer()?;
     let name: Arc<str> = Arc::from(NAME);
     let mut t = start;

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use smarty_p1::{Decoder, DecryptError, RejectReason, Rejection, Stats};
 use tokio::io::AsyncReadExt;
 
+use crate::key::{Settings, explain};
 use crate::output::Sink;
 use crate::source::Source;
 
@@ -227,7 +228,7 @@ fn rejected(
 ) -> io::Result<()> {
     if rejection == Rejection::Decrypt(DecryptError::NoKey) && sink.forwards_undecrypted() {
         // Without a key the frames can still be forwarded (--format raw).
-        if let Some(frame) = decoder.last_unit() {
+        if let Some(frame) = decoder.last_item() {
             return sink.undecrypted_frame(frame);
         }
     }
@@ -253,6 +254,8 @@ fn closed(written: io::Result<()>) -> Result<bool> {
 pub struct RejectionLog {
     interval: Duration,
     prompt: bool,
+    /// How the messages name the settings to change.
+    settings: Settings,
     reasons: BTreeMap<usize, Pending>,
 }
 
@@ -269,18 +272,20 @@ struct Pending {
 }
 
 impl RejectionLog {
-    /// A log writing at most one line per reason every `interval`.
-    pub fn new(interval: Duration, prompt: bool) -> Self {
+    /// A log writing at most one line per reason every `interval`, naming the settings to
+    /// change as `settings` does.
+    pub fn new(interval: Duration, prompt: bool, settings: Settings) -> Self {
         RejectionLog {
             interval,
             prompt,
+            settings,
             reasons: BTreeMap::new(),
         }
     }
 
     /// The log for `source`: prompt for live sources, a line per reason at the end for files.
-    pub fn for_source(source: &dyn Source) -> Self {
-        Self::new(REJECTION_LOG_INTERVAL, source.is_live())
+    pub fn for_source(source: &dyn Source, settings: Settings) -> Self {
+        Self::new(REJECTION_LOG_INTERVAL, source.is_live(), settings)
     }
 
     /// Takes in one rejection at `now`.
@@ -294,7 +299,7 @@ impl RejectionLog {
         });
         let quiet_for = entry.logged.map(|t| now.saturating_duration_since(t));
         if self.prompt && entry.count == 0 && quiet_for.is_none_or(|q| q >= self.interval) {
-            tracing::warn!("rejected: {rejection}");
+            tracing::warn!("rejected: {}", explain(rejection, self.settings));
             entry.logged = Some(now);
             return;
         }
@@ -302,7 +307,7 @@ impl RejectionLog {
             entry.since = now;
         }
         entry.count += 1;
-        entry.message = rejection.to_string();
+        entry.message = explain(rejection, self.settings);
     }
 
     /// Writes the lines that are due at `now`.
@@ -433,6 +438,7 @@ pub fn no_telegram_cause(stats: &Stats) -> String {
              or --max-frame too small?"
                 .to_owned()
         }
+        Some(_) => "every frame or telegram was rejected (see the warnings above)".to_owned(),
         None if stats.noise_bytes > 0 => "nothing that looks like a P1 frame or telegram: is \
                                           it a P1 capture, at the right --baud and --serial?"
             .to_owned(),
@@ -524,13 +530,9 @@ mod tests {
             [TELEGRAM, head].concat(),
             tail.to_vec(),
         ]))));
-        let mut decoder = Decoder::new(DecoderConfig {
-            framing: FramingConfig {
-                gap_ms: 20,
-                ..FramingConfig::default()
-            },
-            ..DecoderConfig::default()
-        });
+        let mut decoder = Decoder::new(
+            DecoderConfig::default().with_framing(FramingConfig::default().with_gap_ms(20)),
+        );
         let mut sink = Slow {
             delay: Duration::from_millis(100),
             telegrams: 0,
@@ -539,7 +541,7 @@ mod tests {
             limit: Some(2),
             silence: None,
         };
-        let mut log = RejectionLog::new(REJECTION_LOG_INTERVAL, true);
+        let mut log = RejectionLog::new(REJECTION_LOG_INTERVAL, true, Settings::Flags);
         // A cut frame leaves the pipeline waiting for a second telegram that never comes.
         let end = tokio::time::timeout(
             Duration::from_secs(10),
@@ -558,7 +560,7 @@ mod tests {
 
     #[test]
     fn rejections_make_one_line_per_reason_and_interval() {
-        let mut log = RejectionLog::new(Duration::from_secs(60), true);
+        let mut log = RejectionLog::new(Duration::from_secs(60), true, Settings::Flags);
         let start = Instant::now();
         let wrong = Rejection::Decrypt(DecryptError::WrongKey);
         for i in 0..1000 {
@@ -582,7 +584,7 @@ mod tests {
 
     #[test]
     fn files_log_each_reason_once_at_the_end() {
-        let mut log = RejectionLog::new(Duration::from_secs(60), false);
+        let mut log = RejectionLog::new(Duration::from_secs(60), false, Settings::Flags);
         let now = Instant::now();
         log.record(&Rejection::Decrypt(DecryptError::WrongKey), now);
         log.record(&Rejection::Decrypt(DecryptError::WrongKey), now);

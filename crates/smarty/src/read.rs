@@ -19,10 +19,9 @@ use crate::{key, source};
 /// authentication key, no P1 data…).
 pub async fn run(args: ReadArgs) -> Result<()> {
     let (mut config, origin) = key::decoder_config(&args.key)?;
-    config.framing = FramingConfig {
-        max_frame_len: args.max_frame,
-        gap_ms: u64::try_from(args.frame_gap.as_millis()).unwrap_or(u64::MAX),
-    };
+    config.framing = FramingConfig::default()
+        .with_max_frame_len(args.max_frame)
+        .with_gap_ms(u64::try_from(args.frame_gap.as_millis()).unwrap_or(u64::MAX));
     let has_key = config.key.is_some();
     let source = source::from_spec(&args.source, &args.serial)?;
     if let Some(origin) = &origin {
@@ -40,7 +39,7 @@ pub async fn run(args: ReadArgs) -> Result<()> {
         output::for_format(args.format, stdout)
     };
     let mut decoder = Decoder::new(config);
-    let mut rejections = RejectionLog::for_source(source.as_ref());
+    let mut rejections = RejectionLog::for_source(source.as_ref(), key::Settings::Flags);
     let started = Instant::now();
     let options = Options {
         limit: args.count,

@@ -206,7 +206,7 @@ fn a_file_is_read_to_its_end_and_summarised() {
         .collect();
     assert_eq!(lines.len(), 30);
     let bytes = std::fs::read(&capture).unwrap();
-    let joined = smarty_p1::parse_hex(&lines.concat()).unwrap();
+    let joined = smarty_p1::hex::decode(&lines.concat()).unwrap();
     assert_eq!(joined, bytes, "raw lines are the frames, in order");
     assert!(
         String::from_utf8_lossy(&output.stderr)

@@ -69,7 +69,7 @@ pub fn telegram_json(decoded: &Decoded<'_>) -> Json {
         "timestamp": timestamp(telegram.timestamp()),
         "header": telegram.header_str(),
         "version": telegram.version(),
-        "system_title": frame.map(|f| hex(&f.system_title)),
+        "system_title": frame.map(|f| smarty_p1::hex::upper(&f.system_title).to_string()),
         "frame_counter": frame.map(|f| f.frame_counter),
         "authenticated": frame.map(|f| f.authenticated),
         "crc": telegram.crc().as_str(),
@@ -135,14 +135,9 @@ fn value_fields(_telegram: &Telegram<'_>, value: &Value<'_>, entry: &mut Map<Str
         Value::Raw(groups) => {
             entry.insert("raw".into(), Json::from(groups.as_str()));
         }
+        // A kind of value newer than this program: the object is listed without its value.
+        _ => {
+            entry.insert("value".into(), Json::Null);
+        }
     }
-}
-
-/// Upper-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02X}");
-        s
-    })
 }

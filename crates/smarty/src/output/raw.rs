@@ -22,10 +22,7 @@ impl RawSink {
     fn write_hex(&mut self, bytes: &[u8]) -> io::Result<()> {
         use std::fmt::Write as _;
         self.line.clear();
-        for b in bytes {
-            let _ = write!(self.line, "{b:02X}");
-        }
-        self.line.push('\n');
+        let _ = writeln!(self.line, "{}", smarty_p1::hex::upper(bytes));
         self.out.write_all(self.line.as_bytes())?;
         self.out.flush()
     }

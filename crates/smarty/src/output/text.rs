@@ -126,6 +126,8 @@ fn write_value(value: &Value<'_>, unit_expected: bool, out: &mut String) -> std:
             out.push_str(&entries.join("; "));
         }
         Value::Raw(groups) => write!(out, "{}  (not understood)", groups.as_str())?,
+        // A kind of value newer than this program.
+        _ => out.push_str("(a value this version cannot show)"),
     }
     Ok(())
 }

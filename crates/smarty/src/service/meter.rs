@@ -154,28 +154,29 @@ impl Sink for EventSink {
 /// # Errors
 /// Unreadable key file or malformed key/AAD.
 pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
-    let key_text = match (&meter.key, &meter.key_file) {
-        (Some(key), _) => Some(key.clone()),
-        (None, Some(file)) => Some(read_secret(file)?),
+    let in_meter = |e: anyhow::Error| anyhow::anyhow!("meter {:?}: {e:#}", meter.name);
+    let key = match (&meter.key, &meter.key_file) {
+        (Some(key), _) => {
+            Some(key::parse_key(key.expose(), &"the meter's key setting").map_err(in_meter)?)
+        }
+        (None, Some(file)) => {
+            let text = read_secret(file)?;
+            let origin = format!("key_file {}", file.display());
+            Some(key::parse_key(text.expose(), &origin).map_err(in_meter)?)
+        }
         (None, None) => None,
-    };
-    let key = match key_text {
-        Some(text) => key::load_key(Some(text.expose()), None)
-            .map_err(|e| anyhow::anyhow!("meter {:?}: {e:#}", meter.name))?
-            .map(|(k, _)| k),
-        None => None,
     };
     let aad = key::load_aad(
         meter.auth_key.as_ref().map(crate::secret::Secret::expose),
         meter.aad.as_ref().map(crate::secret::Secret::expose),
-    )?;
-    Ok(DecoderConfig {
-        key,
-        aad,
-        verify_tag: meter.verify_tag,
-        reject_replay: meter.reject_replay,
-        ..DecoderConfig::default()
-    })
+        key::Settings::Meter,
+    )
+    .map_err(in_meter)?;
+    Ok(DecoderConfig::default()
+        .with_key(key)
+        .with_aad(aad)
+        .with_verify_tag(meter.verify_tag)
+        .with_reject_replay(meter.reject_replay))
 }
 
 /// A configured meter, checked and ready to run.
@@ -286,7 +287,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         // The configuration checks the range; a value beyond `Duration` means no limit.
         silence: Duration::try_from_secs_f64(meter.interval_s * 3.0).ok(),
     };
-    let mut rejections = RejectionLog::for_source(source.as_ref());
+    let mut rejections = RejectionLog::for_source(source.as_ref(), key::Settings::Meter);
     let stopping = async {
         // A dropped sender (the service gone) stops the meter too.
         let _ = stop.wait_for(|stop| *stop).await;
@@ -315,4 +316,60 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         ));
     }
     ended.transpose().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn meter() -> MeterConfig {
+        MeterConfig {
+            name: "home".into(),
+            source: "/dev/null".into(),
+            key: None,
+            key_file: None,
+            auth_key: None,
+            aad: None,
+            verify_tag: true,
+            reject_replay: false,
+            baud: 115_200,
+            serial: "8N1".into(),
+            interval_s: 10.0,
+        }
+    }
+
+    #[test]
+    fn decoder_errors_name_the_meter_setting_never_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "D491470F47126332B07D1923B35041\n").unwrap();
+        let config = MeterConfig {
+            key_file: Some(path.clone()),
+            ..meter()
+        };
+        let err = decoder_config(&config).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "meter \"home\": invalid key from key_file {}: a key is 32 hex digits (16 bytes); this one has 30 hex digits",
+                path.display()
+            )
+        );
+        let config = MeterConfig {
+            aad: Some(Secret::from("30zz".to_owned())),
+            ..meter()
+        };
+        let err = decoder_config(&config).unwrap_err().to_string();
+        assert!(err.starts_with("meter \"home\": invalid aad: "), "{err}");
+
+        let config = MeterConfig {
+            key: Some(Secret::from("D491470F47126332B07D1923B3504188".to_owned())),
+            verify_tag: false,
+            reject_replay: true,
+            ..meter()
+        };
+        let decoder = decoder_config(&config).unwrap();
+        assert!(decoder.key.is_some() && !decoder.verify_tag && decoder.reject_replay);
+    }
 }

@@ -1590,10 +1590,7 @@ mod tests {
             fc,
             &text,
         );
-        let mut decoder = Decoder::new(DecoderConfig {
-            key: Some(key),
-            ..Default::default()
-        });
+        let mut decoder = Decoder::new(DecoderConfig::new(key));
         decoder.push(&frame);
         let decoded = match decoder.next() {
             Some(d) => d.unwrap(),

@@ -44,11 +44,11 @@ fn key_check(key: &Key) -> String {
     let cipher = aes::Aes128::new(&Array::from(*key.as_bytes()));
     let mut block = Array::from([0u8; 16]);
     cipher.encrypt_block(&mut block);
-    block[..3].iter().map(|b| format!("{b:02X}")).collect()
+    smarty_p1::hex::upper(&block[..3]).to_string()
 }
 
 fn parse_title(hex: &str) -> Option<[u8; 8]> {
-    let bytes = smarty_p1::parse_hex(hex).ok()?;
+    let bytes = smarty_p1::hex::decode(hex).ok()?;
     bytes.try_into().ok()
 }
 
@@ -156,7 +156,7 @@ impl ReplayCounters {
             frame_counters: self
                 .counters
                 .iter()
-                .map(|(title, counter)| (crate::output::json::hex(title), *counter))
+                .map(|(title, counter)| (smarty_p1::hex::upper(title).to_string(), *counter))
                 .collect(),
         };
         let text = serde_json::to_vec_pretty(&file).expect("JSON serialises");

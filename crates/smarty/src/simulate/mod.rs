@@ -57,7 +57,7 @@ impl Meter {
                 None => (Some(Key::from_bytes(rng.random())), true),
             }
         };
-        let aad = key::load_aad(args.auth_key.as_deref(), None)?;
+        let aad = key::load_aad(args.auth_key.as_deref(), None, key::Settings::Flags)?;
         let serial = seed % 1_000_000;
         let identity = Identity {
             header: "Lux5\\253663629_D".into(),
@@ -199,7 +199,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
     if let (Some(key), true) = (&key.key, key.generated) {
         crate::output::note(format_args!(
             "generated key (read with --key): {}",
-            crate::output::json::hex(key.as_bytes())
+            smarty_p1::hex::upper(key.as_bytes())
         ));
     }
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();

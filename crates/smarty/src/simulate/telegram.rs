@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use jiff::Zoned;
+use smarty_p1::hex::upper;
 
 use super::household::{Household, SubMeter};
 use crate::cli::Firmware;
@@ -39,13 +40,6 @@ pub fn meter_time(t: &Zoned) -> String {
     )
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02X}");
-        s
-    })
-}
-
 /// `value` with `int` integer digits and `dec` decimals, zero-padded (format Fn(x,y)).
 fn fixed(value: f64, int: usize, dec: usize) -> String {
     let width = if dec == 0 { int } else { int + 1 + dec };
@@ -66,7 +60,7 @@ pub fn write(house: &Household, id: &Identity, firmware: Firmware, now: &Zoned) 
     line(String::new());
     line("1-3:0.2.8(42)".into());
     line(format!("0-0:1.0.0({})", meter_time(now)));
-    line(format!("0-0:42.0.0({})", hex(&id.meter_id)));
+    line(format!("0-0:42.0.0({})", upper(id.meter_id.as_bytes())));
     let kwh = |wh: f64| fixed(wh / 1000.0, 6, 3);
     let unit = |u: &str| {
         if firmware == Firmware::Early {
@@ -179,7 +173,7 @@ pub fn write(house: &Household, id: &Identity, firmware: Firmware, now: &Zoned) 
 
 fn mbus(line: &mut impl FnMut(String), channel: u8, device_type: u8, id: &str, meter: &SubMeter) {
     line(format!("0-{channel}:24.1.0({device_type:03})"));
-    line(format!("0-{channel}:96.1.0({})", hex(id)));
+    line(format!("0-{channel}:96.1.0({})", upper(id.as_bytes())));
     match &meter.reported {
         Some((value, at)) => line(format!(
             "0-{channel}:24.2.1({})({}*m3)",

@@ -43,10 +43,6 @@ impl<R> HexOrBinary<R> {
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 fn looks_like_hex_capture(chunk: &[u8]) -> bool {
     let text: Vec<u8> = chunk
         .iter()
@@ -92,7 +88,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for HexOrBinary<R> {
             match &mut this.mode {
                 Mode::Hex { half } => {
                     for &b in data {
-                        if let Some(v) = hex_value(b) {
+                        if let Some(v) = smarty_p1::hex::digit(b) {
                             match half.take() {
                                 Some(high) => this.pending.push((high << 4) | v),
                                 None => *half = Some(v),

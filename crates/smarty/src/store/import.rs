@@ -289,9 +289,12 @@ async fn frames<R: AsyncRead + Unpin>(
                 Some(Err(rejection)) => {
                     reported += 1;
                     if reported <= 3 {
-                        import
-                            .progress
-                            .suspend(|| tracing::warn!("rejected: {rejection}"));
+                        import.progress.suspend(|| {
+                            tracing::warn!(
+                                "rejected: {}",
+                                crate::key::explain(&rejection, crate::key::Settings::Flags)
+                            );
+                        });
                     }
                 }
             }
