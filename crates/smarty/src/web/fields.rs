@@ -273,6 +273,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::MbusReading => "mbus_reading",
         Kind::MbusDeviceType => "mbus_device_type",
         Kind::Log => "log",
+        // A kind added to the core later: named here once it is known.
+        _ => "other",
     }
 }
 
