@@ -298,3 +298,252 @@ pub fn discovery_message(
         retain: true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::mqtt::tests::telegram_event;
+
+    fn number(name: &str, kind: Kind, unit: Option<&str>) -> NamedValue {
+        NamedValue {
+            name: name.into(),
+            obis: "1-0:1.8.0".into(),
+            kind,
+            value: ValueData::Number {
+                value: 1.0,
+                text: "1.000".into(),
+                unit: unit.map(str::to_owned),
+                timestamp: None,
+            },
+        }
+    }
+
+    fn text(name: &str, kind: Kind) -> NamedValue {
+        NamedValue {
+            name: name.into(),
+            obis: "0-0:96.1.1".into(),
+            kind,
+            value: ValueData::Text("x".into()),
+        }
+    }
+
+    #[test]
+    fn units_are_spelled_as_home_assistant_spells_them() {
+        let unit = |unit: Option<&str>, name: &str| classes(&number(name, Kind::Energy, unit)).unit;
+        assert_eq!(unit(Some("kWh"), "x"), Some("kWh".into()));
+        assert_eq!(unit(Some("KWH"), "x"), Some("kWh".into()));
+        assert_eq!(unit(Some("m3"), "x"), Some("m³".into()));
+        assert_eq!(unit(Some("kvarh"), "x"), Some("kvarh".into()));
+        // Unknown units are kept as sent.
+        assert_eq!(unit(Some("furlong"), "x"), Some("furlong".into()));
+        // Without a unit: from the name's suffix, if it is a unit.
+        assert_eq!(unit(None, "power_import_kw"), Some("kW".into()));
+        assert_eq!(unit(None, "mbus1_gas_m3"), Some("m³".into()));
+        assert_eq!(unit(None, "something_else"), None);
+        assert_eq!(classes(&text("meter_id", Kind::Identifier)).unit, None);
+    }
+
+    #[test]
+    fn names_are_readable() {
+        let name = |n: &str| display_name(&number(n, Kind::Energy, None));
+        assert_eq!(name("energy_import_kwh"), "Energy import");
+        assert_eq!(name("voltage_l1_v"), "Voltage L1");
+        assert_eq!(name("mbus2_water_m3"), "M-Bus 2 water");
+        assert_eq!(name("p1_version"), "P1 version");
+        assert_eq!(name("crc"), "CRC");
+        // A text keeps its last word: it is not a unit.
+        assert_eq!(
+            display_name(&text("meter_id", Kind::Identifier)),
+            "Meter ID"
+        );
+        assert_eq!(display_name(&text("message_a", Kind::Message)), "Message a");
+    }
+
+    #[test]
+    fn device_classes_follow_kind_and_unit() {
+        let c = |value: NamedValue| {
+            let c = classes(&value);
+            (c.device_class, c.state_class, c.entity_category)
+        };
+        assert_eq!(
+            c(number("mbus1_water_m3", Kind::MbusReading, Some("m3"))),
+            (Some("water"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(number("mbus1_heat_gj", Kind::MbusReading, Some("GJ"))),
+            (Some("energy"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(number("mbus3_thing_m3", Kind::MbusReading, Some("m3"))),
+            (Some("volume"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(number("power_factor", Kind::PowerFactor, None)),
+            (Some("power_factor"), Some("measurement"), None)
+        );
+        assert_eq!(
+            c(number("limiter_threshold_kw", Kind::Threshold, Some("kW"))),
+            (Some("power"), None, Some("diagnostic"))
+        );
+        assert_eq!(
+            c(number("power_failures", Kind::Count, None)),
+            (None, Some("total_increasing"), Some("diagnostic"))
+        );
+        assert_eq!(c(number("tariff", Kind::Tariff, None)), (None, None, None));
+        assert_eq!(
+            c(text("timestamp", Kind::Timestamp)),
+            (Some("timestamp"), None, Some("diagnostic"))
+        );
+        assert_eq!(c(text("message_text", Kind::Message)), (None, None, None));
+    }
+
+    #[test]
+    fn classes_suit_home_assistant() {
+        let event = telegram_event(1);
+        let c = |name: &str| classes(event.value(name).unwrap_or_else(|| panic!("{name}")));
+        let check = |name: &str, unit: Option<&str>, dc: Option<&str>, sc: Option<&str>| {
+            let got = c(name);
+            assert_eq!(
+                (got.unit.as_deref(), got.device_class, got.state_class),
+                (unit, dc, sc),
+                "{name}"
+            );
+        };
+        check(
+            "energy_import_kwh",
+            Some("kWh"),
+            Some("energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "energy_export_kwh",
+            Some("kWh"),
+            Some("energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "reactive_energy_import_kvarh",
+            Some("kvarh"),
+            Some("reactive_energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "power_import_kw",
+            Some("kW"),
+            Some("power"),
+            Some("measurement"),
+        );
+        check(
+            "reactive_power_export_kvar",
+            Some("kvar"),
+            Some("reactive_power"),
+            Some("measurement"),
+        );
+        check(
+            "voltage_l1_v",
+            Some("V"),
+            Some("voltage"),
+            Some("measurement"),
+        );
+        check(
+            "current_l2_a",
+            Some("A"),
+            Some("current"),
+            Some("measurement"),
+        );
+        check(
+            "mbus1_gas_m3",
+            Some("m³"),
+            Some("gas"),
+            Some("total_increasing"),
+        );
+        check("meter_id", None, None, None);
+        assert_eq!(c("meter_id").entity_category, Some("diagnostic"));
+        assert_eq!(
+            display_name(event.value("voltage_l1_v").unwrap()),
+            "Voltage L1"
+        );
+        assert_eq!(
+            display_name(event.value("mbus1_gas_m3").unwrap()),
+            "M-Bus 1 gas"
+        );
+    }
+
+    #[test]
+    fn devices_are_the_meter_and_its_m_bus_devices() {
+        let event = telegram_event(1);
+        let key = device_key(&event);
+        assert_eq!(key, "sag1030700012701");
+        assert_eq!(
+            device(&event, &key, None),
+            json!({
+                "identifiers": ["smarty_sag1030700012701"],
+                "name": "Smarty home",
+                "manufacturer": "Sagemcom",
+                "serial_number": "SAG1030700012701",
+                "model": event.json["header"],
+                "sw_version": "42",
+            })
+        );
+        assert_eq!(
+            device(&event, &key, Some(1)),
+            json!({
+                "identifiers": ["smarty_sag1030700012701_mbus1"],
+                "name": "Smarty home M-Bus 1",
+                "via_device": "smarty_sag1030700012701",
+                "serial_number": "FLO182370120350",
+                "model": "M-Bus gas meter",
+            })
+        );
+    }
+
+    #[test]
+    fn a_discovery_message_names_state_availability_and_device() {
+        let event = telegram_event(1);
+        let config = MqttConfig {
+            qos: 2,
+            ..MqttConfig::default()
+        };
+        let m = discovery_message(&config, &event, event.value("energy_import_kwh").unwrap());
+        assert_eq!(
+            m.topic,
+            "homeassistant/sensor/smarty_sag1030700012701/energy_import_kwh/config"
+        );
+        assert_eq!((m.qos, m.retain), (2, true));
+        let config_json: Json = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            config_json,
+            json!({
+                "name": "Energy import",
+                "unique_id": "smarty_sag1030700012701_energy_import_kwh",
+                "state_topic": "smarty/home/energy_import_kwh",
+                "unit_of_measurement": "kWh",
+                "device_class": "energy",
+                "state_class": "total_increasing",
+                "availability": [
+                    {"topic": "smarty/status"},
+                    {"topic": "smarty/home/availability"},
+                ],
+                "availability_mode": "all",
+                "device": device(&event, "sag1030700012701", None),
+                "origin": {"name": "smarty", "sw_version": env!("CARGO_PKG_VERSION")},
+            })
+        );
+        let gas = discovery_message(&config, &event, event.value("mbus1_gas_m3").unwrap());
+        let gas: Json = serde_json::from_slice(&gas.payload).unwrap();
+        assert_eq!(
+            gas["device"]["identifiers"][0],
+            "smarty_sag1030700012701_mbus1"
+        );
+        assert_eq!(gas["device_class"], "gas");
+    }
+
+    #[test]
+    fn a_meter_without_an_id_is_keyed_by_its_name() {
+        let mut event = (*telegram_event(1)).clone();
+        event.meter_id = None;
+        assert_eq!(device_key(&event), "home");
+        event.meter_id = Some("  ".into());
+        assert_eq!(device_key(&event), "home");
+    }
+}
