@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
-use super::{run_reporting, spawn};
+use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
 use crate::service::event::{Event, MeterStatus, TelegramEvent};
 use crate::service::metrics::{MetricsState, QueueReport};
 
@@ -549,4 +549,63 @@ async fn a_damaged_queue_file_does_not_stop_the_output() {
         drop(tx);
         task.await.unwrap().unwrap();
     }
+}
+
+/// `mqtts://` with the broker's own authority as `ca_file`: the output delivers and the raw
+/// source's subscriber subscribes. With the system's authorities instead, which do not know
+/// the broker's, the connection is refused and `/healthz` says why.
+#[tokio::test]
+async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
+    let broker = Broker::with_tls();
+    let tls_port = broker.tls_port.unwrap();
+    let ca_file = broker.certificates().ca_file;
+    let mut sub = Subscriber::start(broker.port, "sub-tls", false, &["smarty/+/state"]);
+    let cfg = MqttConfig {
+        url: format!("mqtts://127.0.0.1:{tls_port}"),
+        ca_file: Some(ca_file.clone()),
+        discovery: false,
+        ..config(&broker)
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let task = spawn(cfg.clone(), rx);
+    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    sub.until_async(10, |g| frame_counters(g).contains(&1))
+        .await;
+    drop(tx);
+    task.await.unwrap().unwrap();
+
+    let connection = |ca_file: Option<std::path::PathBuf>| Connection {
+        endpoint: cfg.check().unwrap(),
+        client_id: "smarty-src-tls".into(),
+        username: None,
+        password: None,
+        keep_alive_s: 30,
+        ca_file,
+    };
+    let subscriber = RawSubscriber::new(connection(Some(ca_file)), "smarty/+/raw".into());
+    drop(subscriber.subscribe().await.expect("subscribed over TLS"));
+    let subscriber = RawSubscriber::new(connection(None), "smarty/+/raw".into());
+    let refused = subscriber.subscribe().await.unwrap_err().to_string();
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+
+    let live = MetricsState::new(["home"]);
+    let cfg = MqttConfig {
+        ca_file: None,
+        ..cfg
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let task = tokio::spawn(run_reporting(cfg, rx, None, Some(live.output("mqtt"))));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
+        if !healthy && !body["outputs"]["mqtt"]["reason"].is_null() {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still healthy: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+    drop(tx);
+    task.await.unwrap().unwrap();
 }
