@@ -90,7 +90,7 @@ impl MqttSource {
             bail!("{scheme}://… has no topic: {usage}");
         }
         let url = BrokerUrl::parse(&format!("{scheme}://{authority}"))
-            .map_err(|e| anyhow::anyhow!("source {scheme}://…: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("{scheme}://…: {e}; {usage}"))?;
         let password = match (&url.username, url.password) {
             (Some(_), Some(p)) => Some(p),
             (Some(_), None) => env_password.filter(|p| !p.is_empty()).map(Into::into),
@@ -296,6 +296,12 @@ mod tests {
         ] {
             assert!(MqttSource::with_env_password(bad, None).is_err(), "{bad}");
         }
+        let e = MqttSource::with_env_password("mqtt://h:0/t", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mqtt://…: port 0 is not a port to connect to; expected \
+             mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC (e.g. mqtt://broker.lan/smarty/home/raw)"
+        );
         // Errors never show the password.
         for bad in [
             "mqtt://u:hunter2@h:0/t",

@@ -121,7 +121,10 @@ pub enum ConfigError {
     EmptyClientId,
     /// `url` is not a broker address (the URL is shown only when it holds no user or
     /// password).
-    #[error("mqtt.url{}: {reason}", shown_url(url))]
+    #[error(
+        "mqtt.url{}: {reason} (expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT])",
+        shown_url(url)
+    )]
     Url {
         /// The URL refused.
         url: String,

@@ -28,10 +28,10 @@ pub struct Endpoint {
 #[non_exhaustive]
 pub enum UrlError {
     /// Not a URL at all (`broker:1883`, a bad port number, a malformed IPv6 address).
-    #[error("{0} (expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT])")]
+    #[error("{0}")]
     Syntax(url::ParseError),
     /// A scheme other than `mqtt`, `mqtts` and their synonyms.
-    #[error("unknown scheme {0:?} (use mqtt:// or mqtts://)")]
+    #[error("unknown scheme {0:?}")]
     Scheme(String),
     /// No host.
     #[error("no host")]
