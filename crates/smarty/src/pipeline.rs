@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::key::{Settings, explain};
 use crate::output::Sink;
+use crate::service::backoff::Backoff;
 use crate::source::Source;
 
 /// First wait before reopening a lost live source; doubles up to [`MAX_BACKOFF`].
@@ -66,7 +67,7 @@ pub async fn run(
     let mut source_clock = Duration::ZERO;
     let ms = |clock: Duration| u64::try_from(clock.as_millis()).unwrap_or(u64::MAX);
     let gap = Duration::from_millis(decoder.framing_config().gap_ms.max(1));
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut was_connected = false;
     let mut last_error: Option<String> = None;
     let mut buf = vec![0u8; 8192];
@@ -86,9 +87,9 @@ pub async fn run(
                 if closed(sink.deliver().await)? {
                     return Ok(End::OutputClosed);
                 }
-                tokio::time::sleep(backoff).await;
-                source_clock += backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                let wait = backoff.next_wait();
+                tokio::time::sleep(wait).await;
+                source_clock += wait;
                 continue;
             }
             Err(e) => return Err(e).with_context(|| format!("cannot open {source}")),
@@ -145,7 +146,7 @@ pub async fn run(
             match read {
                 Ok(0) => break None,
                 Ok(n) => {
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     if source.is_live() {
                         decoder.push_at(&buf[..n], ms(source_clock));
                     } else {
@@ -183,9 +184,9 @@ pub async fn run(
         if closed(sink.deliver().await)? {
             return Ok(End::OutputClosed);
         }
-        tokio::time::sleep(backoff).await;
-        source_clock += backoff;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let wait = backoff.next_wait();
+        tokio::time::sleep(wait).await;
+        source_clock += wait;
     }
 }
 

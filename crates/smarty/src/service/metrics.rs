@@ -72,7 +72,7 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Default)]
 pub struct MetricsState {
     meters: Mutex<BTreeMap<Arc<str>, MeterEntry>>,
-    mqtt_queue: Arc<super::mqtt::QueueReport>,
+    mqtt_queue: Arc<QueueReport>,
     outputs: Mutex<BTreeMap<&'static str, OutputHealth>>,
     lagged: AtomicU64,
 }
@@ -112,6 +112,42 @@ impl OutputHealth {
     }
 }
 
+/// The state of the MQTT output's queue, for `/metrics` and `/healthz`.
+#[derive(Debug, Default)]
+pub struct QueueReport {
+    /// Messages waiting (`smarty_mqtt_queue_depth`).
+    pub depth: std::sync::atomic::AtomicI64,
+    /// Why the queue's file cannot be written (`None` while it can, or without one).
+    not_persisting: std::sync::Mutex<Option<String>>,
+}
+
+impl QueueReport {
+    /// Why the queue's file cannot be written, while it cannot: the messages queued since are
+    /// in memory only (writing is retried). `None` when all is well, or without a file.
+    pub fn not_persisting(&self) -> Option<String> {
+        self.not_persisting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stores the queue's state: `depth` messages waiting, and why its file cannot be
+    /// written (`None` while it can, or without one).
+    pub fn set(&self, depth: usize, not_persisting: Option<&str>) {
+        self.depth.store(
+            i64::try_from(depth).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut current = self
+            .not_persisting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_deref() != not_persisting {
+            *current = not_persisting.map(str::to_owned);
+        }
+    }
+}
+
 impl MetricsState {
     /// The health of the output `name` (`store`, `mqtt`) for `/healthz`, working until it
     /// says otherwise.
@@ -143,7 +179,7 @@ impl MetricsState {
 
     /// Where the MQTT output reports its queue: the depth, and whether its file can be
     /// written (`/healthz`).
-    pub fn mqtt_queue(&self) -> Arc<super::mqtt::QueueReport> {
+    pub fn mqtt_queue(&self) -> Arc<QueueReport> {
         Arc::clone(&self.mqtt_queue)
     }
 

@@ -6,6 +6,7 @@
 // Wired up step by step by `smarty run`; some items are used only by outputs in progress.
 #![allow(dead_code, unused_imports)]
 
+pub mod backoff;
 pub mod bus;
 pub mod event;
 mod meter;
@@ -13,7 +14,6 @@ pub mod metrics;
 pub mod mqtt;
 mod outputs;
 pub mod proxy;
-pub mod queue;
 mod replay;
 mod run;
 

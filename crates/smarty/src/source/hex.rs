@@ -6,7 +6,37 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio_stream::Stream;
+use tokio_util::io::{ReaderStream, StreamReader};
+
+/// Passes binary streams through and turns hex-line captures into bytes.
+///
+/// A capture is hex when its first chunk holds only hex digits and white space and starts with
+/// `DB08` (an encrypted frame) or `2F` (a plaintext telegram's `/`): a binary stream starts
+/// with the byte 0xDB or `/` itself, never with those characters.
+pub struct HexOrBinary<R>(StreamReader<Chunks<R>, Bytes>);
+
+impl<R: AsyncRead + Unpin> HexOrBinary<R> {
+    /// Wraps a reader.
+    pub fn new(inner: R) -> Self {
+        HexOrBinary(StreamReader::new(Chunks {
+            inner: ReaderStream::with_capacity(inner, 8192),
+            mode: Mode::Unknown,
+        }))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HexOrBinary<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
 
 /// What the stream turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,27 +49,42 @@ enum Mode {
     Hex { half: Option<u8> },
 }
 
-/// Passes binary streams through and turns hex-line captures into bytes.
-///
-/// A capture is hex when its first chunk holds only hex digits and white space and starts with
-/// `DB08` (an encrypted frame) or `2F` (a plaintext telegram's `/`): a binary stream starts
-/// with the byte 0xDB or `/` itself, never with those characters.
-pub struct HexOrBinary<R> {
-    inner: R,
+/// The inner reader's chunks, decoded from hex if it is a capture.
+struct Chunks<R> {
+    inner: ReaderStream<R>,
     mode: Mode,
-    pending: Vec<u8>,
-    taken: usize,
 }
 
-impl<R> HexOrBinary<R> {
-    /// Wraps a reader.
-    pub fn new(inner: R) -> Self {
-        HexOrBinary {
-            inner,
-            mode: Mode::Unknown,
-            pending: Vec::new(),
-            taken: 0,
+impl<R: AsyncRead + Unpin> Stream for Chunks<R> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let Some(chunk) = ready!(Pin::new(&mut this.inner).poll_next(cx)) else {
+            return Poll::Ready(None);
+        };
+        let data = chunk?;
+        if this.mode == Mode::Unknown {
+            this.mode = if looks_like_hex_capture(&data) {
+                tracing::info!("reading a hex capture (one frame per line)");
+                Mode::Hex { half: None }
+            } else {
+                Mode::Binary
+            };
         }
+        let Mode::Hex { half } = &mut this.mode else {
+            return Poll::Ready(Some(Ok(data)));
+        };
+        let mut bytes = Vec::with_capacity(data.len() / 2);
+        for &b in &data {
+            if let Some(v) = smarty_p1::hex::digit(b) {
+                match half.take() {
+                    Some(high) => bytes.push((high << 4) | v),
+                    None => *half = Some(v),
+                }
+            }
+        }
+        Poll::Ready(Some(Ok(bytes.into())))
     }
 }
 
@@ -52,54 +97,6 @@ fn looks_like_hex_capture(chunk: &[u8]) -> bool {
     let starts = text.len() >= 4
         && (text[..4].eq_ignore_ascii_case(b"DB08") || text[..2].eq_ignore_ascii_case(b"2F"));
     starts && text.iter().all(u8::is_ascii_hexdigit)
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for HexOrBinary<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.taken < this.pending.len() {
-                let n = buf.remaining().min(this.pending.len() - this.taken);
-                buf.put_slice(&this.pending[this.taken..this.taken + n]);
-                this.taken += n;
-                return Poll::Ready(Ok(()));
-            }
-            this.pending.clear();
-            this.taken = 0;
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-            let data = read.filled();
-            if data.is_empty() {
-                return Poll::Ready(Ok(()));
-            }
-            if this.mode == Mode::Unknown {
-                this.mode = if looks_like_hex_capture(data) {
-                    tracing::info!("reading a hex capture (one frame per line)");
-                    Mode::Hex { half: None }
-                } else {
-                    Mode::Binary
-                };
-            }
-            match &mut this.mode {
-                Mode::Hex { half } => {
-                    for &b in data {
-                        if let Some(v) = smarty_p1::hex::digit(b) {
-                            match half.take() {
-                                Some(high) => this.pending.push((high << 4) | v),
-                                None => *half = Some(v),
-                            }
-                        }
-                    }
-                }
-                _ => this.pending.extend_from_slice(data),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,8 @@
 //! URL (visible in `ps`), give only the user and set the environment variable
 //! `SMARTY_SOURCE_MQTT_PASSWORD`.
 //!
-//! The host and port are parsed by [`crate::service::mqtt::parse_url`] and TLS is set up as for
-//! the MQTT output; the user, password and topic are split off here first (the output's URL
-//! carries neither).
+//! The topic is split off here; the rest is parsed as the MQTT output's address is
+//! ([`BrokerUrl::parse`]), and TLS is set up as for the output.
 //!
 //! # Payloads
 //!
@@ -31,72 +30,37 @@
 //! `smarty` processes on one host reading the same source would share that id and throw each
 //! other off: give them different topics or hosts.
 //!
-//! A frame is acknowledged to the broker (PUBACK) only once it was read, so what was not read
-//! when the connection or `smarty` went is sent again by the broker (a frame may come twice;
-//! the decoder's frame counter tells them apart). The broker's in-flight window (Mosquitto:
-//! 20) bounds what is received and not read yet; the connection keeps answering pings and
-//! acknowledging while the reader is busy, so a backlog of thousands of frames on reconnect
-//! flows through at the reader's pace.
+//! A frame is acknowledged to the broker (PUBACK) only once its last byte was read, so what
+//! was not read when the connection or `smarty` went is sent again by the broker (a frame may
+//! come twice; the decoder's frame counter tells them apart). See [`Subscriber`] for the flow
+//! control.
 //!
 //! When the broker connection fails or drops, the reader ends with the error and the pipeline
 //! reconnects with its back-off.
 
-use std::fmt;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use rumqttc::mqttbytes::v4::SubscribeReasonCode;
-use rumqttc::{
-    AckMode, AsyncClient, Event as MqttEvent, EventLoop, Incoming, ManualAck, MqttOptions,
-    Outgoing, QoS, TlsConfiguration, Transport,
-};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use anyhow::{Result, bail};
+use bytes::{Buf, Bytes};
+use tokio_stream::StreamExt as _;
+use tokio_util::io::StreamReader;
 
 use super::{OpenFuture, Reader, Source};
-use crate::secret::Secret;
-use crate::service::mqtt::{Endpoint, parse_url, tls_config};
+use crate::service::mqtt::config::host_label;
+use crate::service::mqtt::{BrokerUrl, Connection, Endpoint, Received, Subscriber};
 
 /// The environment variable holding the password when the URL names only the user.
 pub const PASSWORD_ENV: &str = "SMARTY_SOURCE_MQTT_PASSWORD";
 
-/// How long connecting and subscribing may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval, seconds.
 const KEEP_ALIVE_S: u16 = 30;
-/// How long closing the connection waits for the broker to close its end.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// QoS 0 frames (which the broker sends without flow control) waiting for the reader, at most.
-const MAX_PENDING_QOS0: usize = 10_000;
 
 /// An MQTT topic of raw frames.
+#[derive(Debug)]
 pub struct MqttSource {
-    endpoint: Endpoint,
-    username: Option<String>,
-    password: Option<Secret>,
-    topic: String,
-    client_id: String,
-    /// The task of the last connection, to wait for its end before the next.
-    connection: std::sync::Mutex<Option<JoinHandle<()>>>,
-}
-
-impl fmt::Debug for MqttSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MqttSource")
-            .field("endpoint", &self.endpoint)
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("topic", &self.topic)
-            .field("client_id", &self.client_id)
-            .finish()
-    }
+    /// The URL as shown (without the password).
+    shown: String,
+    subscriber: Subscriber,
 }
 
 impl MqttSource {
@@ -113,7 +77,7 @@ impl MqttSource {
         let usage = "expected mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC \
                      (e.g. mqtt://broker.lan/smarty/home/raw)";
         let Some((scheme, rest)) = spec.split_once("://") else {
-            bail!("{spec:?}: {usage}");
+            bail!("not an MQTT URL: {usage}");
         };
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "mqtt" && scheme != "mqtts" {
@@ -125,148 +89,49 @@ impl MqttSource {
         if topic.is_empty() || topic.contains('\0') {
             bail!("{scheme}://… has no topic: {usage}");
         }
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (username, password) = match userinfo {
-            None => (None, None),
-            Some(u) => match u.split_once(':') {
-                Some((user, pass)) => (Some(percent_decode(user)?), Some(percent_decode(pass)?)),
-                None => (Some(percent_decode(u)?), None),
-            },
-        };
-        if username.as_deref() == Some("") {
-            bail!("{scheme}://…: empty user name before @");
-        }
-        let password = match (&username, password) {
-            (Some(_), Some(p)) => Some(Secret::from(p)),
-            (Some(_), None) => env_password.filter(|p| !p.is_empty()).map(Secret::from),
+        let url = BrokerUrl::parse(&format!("{scheme}://{authority}"))
+            .map_err(|e| anyhow::anyhow!("{scheme}://…: {e}; {usage}"))?;
+        let password = match (&url.username, url.password) {
+            (Some(_), Some(p)) => Some(p),
+            (Some(_), None) => env_password.filter(|p| !p.is_empty()).map(Into::into),
             (None, _) => None,
         };
-        let endpoint = parse_url(&format!("{scheme}://{hostport}"))
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("mqtt.url ", "source ")))?;
-        let mut source = MqttSource {
-            endpoint,
-            username,
+        let shown = shown(&url.endpoint, url.username.as_deref(), topic);
+        let connection = Connection {
+            client_id: client_id(&shown),
+            endpoint: url.endpoint,
+            username: url.username,
             password,
-            topic: topic.to_owned(),
-            client_id: String::new(),
-            connection: std::sync::Mutex::new(None),
+            keep_alive_s: KEEP_ALIVE_S,
+            ca_file: None,
         };
-        source.client_id = client_id(&source.to_string());
-        Ok(source)
-    }
-
-    fn options(&self) -> Result<MqttOptions> {
-        let mut options = MqttOptions::new(
-            self.client_id.clone(),
-            (self.endpoint.host_name(), self.endpoint.port),
-        );
-        options
-            .set_keep_alive(KEEP_ALIVE_S)
-            .set_clean_session(false)
-            // A frame is acknowledged once read, not on arrival: what was not read when the
-            // connection or `smarty` goes comes again.
-            .set_ack_mode(AckMode::Manual)
-            .set_max_packet_size(1 << 20, 1 << 20);
-        if let Some(user) = &self.username {
-            let password = self.password.as_ref().map_or("", Secret::expose).to_owned();
-            options.set_credentials(user.clone(), password);
-        }
-        if self.endpoint.tls {
-            let tls = tls_config(None)?;
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls),
-            )));
-        }
-        Ok(options)
+        Ok(MqttSource {
+            shown,
+            subscriber: Subscriber::new(connection, topic.to_owned()),
+        })
     }
 
     async fn connect(&self) -> io::Result<Reader> {
-        // One connection at a time: a new one under the same client id would throw the old
-        // one off while it still sends its last acknowledgements.
-        let previous = self
-            .connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(previous) = previous {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, previous).await;
-        }
-        let mut options = self.options().map_err(io::Error::other)?;
-        let socket = SocketSlot::default();
-        let slot = Arc::clone(&socket);
-        options.set_socket_connector(move |host, network_options| {
-            let slot = Arc::clone(&slot);
-            async move {
-                let stream = rumqttc::default_socket_connect(host, network_options)
-                    .await?
-                    .into_std()?;
-                *slot
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream.try_clone()?);
-                tokio::net::TcpStream::from_std(stream)
-            }
-        });
-        // Unbounded: the acknowledgements go through it, and must never wait (their number is
-        // bounded by the broker's in-flight window).
-        let (client, eventloop) = AsyncClient::builder(options)
-            .unbounded()
-            .try_build()
-            .map_err(io::Error::other)?;
-        let (frames_tx, frames) = mpsc::unbounded_channel();
-        let (error_tx, error) = oneshot::channel();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let link = Link {
-            client: client.clone(),
-            topic: self.topic.clone(),
-            frames: frames_tx,
-            error: Some(error_tx),
-            ready: Some(ready_tx),
-            pending: Arc::clone(&pending),
-            dropped_qos0: 0,
-            socket,
-        };
-        let task = tokio::spawn(link.drive(eventloop));
-        *self
-            .connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
-        let reader = MessageReader {
-            client,
-            frames,
-            error,
-            pending,
-            current: None,
-            taken: 0,
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(Box::new(reader) as Reader),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(io::Error::other("the MQTT connection task ended")),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connecting and subscribing timed out",
-            )),
-        }
+        let subscription = self.subscriber.subscribe().await?;
+        let frames = subscription.map(|received| received.map(Frame::new));
+        Ok(Box::new(StreamReader::new(frames)))
     }
 }
 
-impl fmt::Display for MqttSource {
+/// `mqtt[s]://[user@]host:port/topic`: the URL without the password.
+fn shown(endpoint: &Endpoint, username: Option<&str>, topic: &str) -> String {
+    let scheme = if endpoint.tls { "mqtts" } else { "mqtt" };
+    let user = username.map(|u| format!("{u}@")).unwrap_or_default();
+    format!(
+        "{scheme}://{user}{}:{}/{topic}",
+        endpoint.host, endpoint.port
+    )
+}
+
+impl std::fmt::Display for MqttSource {
     /// The URL without the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.endpoint.tls { "mqtts" } else { "mqtt" };
-        write!(f, "{scheme}://")?;
-        if let Some(user) = &self.username {
-            write!(f, "{user}@")?;
-        }
-        write!(
-            f,
-            "{}:{}/{}",
-            self.endpoint.host, self.endpoint.port, self.topic
-        )
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
     }
 }
 
@@ -281,31 +146,23 @@ impl Source for MqttSource {
 }
 
 /// `smarty-src-<hostname>-<hash of the source>`, at most 23 characters when the host name is
-/// short (the MQTT 3.1.1 limit brokers must accept; Mosquitto accepts longer ones).
+/// short (the MQTT 3.1.1 limit brokers must accept; Mosquitto accepts longer ones). The
+/// broker keeps the session under it: it must stay the same across runs and versions.
 fn client_id(source: &str) -> String {
-    // FNV-1a: stable across runs and versions (unlike std's hasher).
+    // FNV-1a (32 bits): stable across runs and versions, unlike std's hasher.
     let mut hash: u32 = 0x811c_9dc5;
     for b in source.bytes() {
         hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(24)
-        .collect();
-    if host.is_empty() {
-        format!("smarty-src-{hash:08x}")
-    } else {
-        format!("smarty-src-{host}-{hash:08x}")
+    match host_label(24) {
+        Some(host) => format!("smarty-src-{host}-{hash:08x}"),
+        None => format!("smarty-src-{hash:08x}"),
     }
 }
 
 /// A SOURCE string fit for logs: the password of a `scheme://user:password@…` URL replaced
-/// by `***`; anything else unchanged.
+/// by `***`; anything else unchanged. Text only (no parsing), so that even a SOURCE too
+/// broken to parse never shows its password.
 pub fn redact_password(spec: &str) -> String {
     let Some((scheme, rest)) = spec.split_once("://") else {
         return spec.to_owned();
@@ -320,28 +177,8 @@ pub fn redact_password(spec: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .context("bad percent escape in the user or password")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).context("the user or password is not UTF-8")
-}
-
 /// The bytes of one message: hex text decoded, anything else as it is.
-pub fn payload_bytes(payload: &[u8]) -> Vec<u8> {
+pub fn payload_bytes(payload: &Bytes) -> Bytes {
     let digits = payload.iter().filter(|b| !b.is_ascii_whitespace()).count();
     let hex = digits > 0
         && digits % 2 == 0
@@ -349,298 +186,95 @@ pub fn payload_bytes(payload: &[u8]) -> Vec<u8> {
             .iter()
             .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
     if !hex {
-        return payload.to_vec();
+        return payload.clone();
     }
-    let mut out = Vec::with_capacity(digits / 2);
-    let mut high: Option<u8> = None;
-    for &b in payload {
-        let Some(v) = (b as char).to_digit(16) else {
-            continue;
-        };
-        let v = v as u8;
-        match high.take() {
-            Some(h) => out.push((h << 4) | v),
-            None => high = Some(v),
-        }
-    }
-    out
+    // Only hex digits and white space, an even number of digits: it decodes.
+    std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| smarty_p1::hex::decode(text).ok())
+        .map_or_else(|| payload.clone(), Bytes::from)
 }
 
-/// One message as the reader gets it.
+/// One message's bytes as a chunk of the source's byte stream: acknowledged to the broker
+/// once its last byte was read.
 struct Frame {
-    bytes: Vec<u8>,
-    /// The acknowledgement to send once the bytes were read (`None` at QoS 0).
-    ack: Option<ManualAck>,
+    bytes: Bytes,
+    /// The message, until acknowledged.
+    received: Option<Received>,
 }
 
-/// The connection task's ends of the channels to the reader.
-struct Link {
-    client: AsyncClient,
-    topic: String,
-    frames: mpsc::UnboundedSender<Frame>,
-    /// The error the connection ended with, for the reader.
-    error: Option<oneshot::Sender<io::Error>>,
-    /// Told once subscribed (or why not).
-    ready: Option<oneshot::Sender<io::Result<()>>>,
-    /// Frames sent to the reader and not read yet.
-    pending: Arc<AtomicUsize>,
-    /// QoS 0 frames dropped because the reader fell behind, since the last warning.
-    dropped_qos0: u64,
-    /// A second handle on the connection's socket, to close it cleanly.
-    socket: SocketSlot,
-}
-
-/// A second handle on a connection's TCP socket (a duplicated descriptor), set by the socket
-/// connector.
-type SocketSlot = Arc<std::sync::Mutex<Option<std::net::TcpStream>>>;
-
-/// Closes a connection whose DISCONNECT went out, without losing what was sent before it.
-///
-/// Closing a socket that still holds unread data resets the connection, and a reset makes the
-/// broker throw away what it did not read yet: the last acknowledgements, and the DISCONNECT.
-/// So: the descriptor rumqttc held is closed already; through the second one, signal the end
-/// of what we send (the broker reads all of it first), and read until the broker closed its
-/// end (for [`CLOSE_TIMEOUT`] at most).
-async fn close_cleanly(socket: &SocketSlot) {
-    let Some(socket) = socket
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-    else {
-        return;
-    };
-    if socket.shutdown(std::net::Shutdown::Write).is_err() {
-        return;
-    }
-    let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
-        return;
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        let mut sink = [0u8; 4096];
-        while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
-}
-
-impl Link {
-    /// Drives the connection: subscribes after the CONNACK (unless the broker kept the
-    /// session, subscription included), reports readiness, and forwards every payload. It
-    /// never waits for the reader, so acknowledgements and keep-alive pings always flow: the
-    /// broker holds back QoS 1 frames beyond its in-flight window until the reader
-    /// acknowledged earlier ones. Ends with the first error, or once the DISCONNECT the
-    /// reader asks for when dropped (after its last acknowledgements) went out.
-    ///
-    /// `poll` is never cancelled: a request it took from the channel would be lost.
-    async fn drive(mut self, mut eventloop: EventLoop) {
-        loop {
-            let error = match eventloop.poll().await {
-                Ok(MqttEvent::Incoming(Incoming::ConnAck(ack))) => {
-                    if ack.session_present {
-                        self.set_ready(Ok(()));
-                        continue;
-                    }
-                    match self
-                        .client
-                        .try_subscribe(self.topic.clone(), QoS::AtLeastOnce)
-                    {
-                        Ok(()) => continue,
-                        Err(e) => {
-                            io::Error::other(format!("cannot subscribe to {}: {e}", self.topic))
-                        }
-                    }
-                }
-                Ok(MqttEvent::Incoming(Incoming::SubAck(ack))) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                    {
-                        io::Error::new(
-                            io::ErrorKind::PermissionDenied,
-                            format!("the broker refused the subscription to {}", self.topic),
-                        )
-                    } else {
-                        self.set_ready(Ok(()));
-                        continue;
-                    }
-                }
-                Ok(MqttEvent::Incoming(Incoming::Publish(p))) => {
-                    self.forward(&p);
-                    continue;
-                }
-                Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) => {
-                    drop(eventloop);
-                    close_cleanly(&self.socket).await;
-                    return;
-                }
-                Ok(_) => continue,
-                Err(e) => io::Error::other(format!("MQTT: {e}")),
-            };
-            // Before readiness, `open` fails; after it, the reader ends with the error (the
-            // frames it did not read were not acknowledged: the broker sends them again).
-            if let Some(ready) = self.ready.take() {
-                let _ = ready.send(Err(error));
-            } else if let Some(tx) = self.error.take() {
-                let _ = tx.send(error);
-            }
-            return;
-        }
-    }
-
-    fn set_ready(&mut self, result: io::Result<()>) {
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(result);
-        }
-    }
-
-    /// Hands a message to the reader. QoS 0 frames (a publisher that sends at QoS 0) have no
-    /// flow control: past [`MAX_PENDING_QOS0`] unread frames they are dropped and counted.
-    fn forward(&mut self, publish: &rumqttc::Publish) {
-        let ack = self.client.prepare_ack(publish);
-        if ack.is_none() && self.pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
-            if self.dropped_qos0 == 0 {
-                tracing::warn!(
-                    topic = %self.topic,
-                    "MQTT source: the reader fell {MAX_PENDING_QOS0} frames behind; dropping QoS 0 \
-                     frames until it catches up (publish at QoS 1 to lose none)"
-                );
-            }
-            self.dropped_qos0 += 1;
-            return;
-        }
-        if self.dropped_qos0 > 0 {
-            tracing::warn!(
-                topic = %self.topic,
-                dropped = self.dropped_qos0,
-                "MQTT source: {} QoS 0 frames were dropped while the reader was behind",
-                self.dropped_qos0
-            );
-            self.dropped_qos0 = 0;
-        }
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let frame = Frame {
-            bytes: payload_bytes(&publish.payload),
-            ack,
+impl Frame {
+    fn new(received: Received) -> Frame {
+        let mut frame = Frame {
+            bytes: payload_bytes(received.payload()),
+            received: Some(received),
         };
-        // The reader is gone: its `stop` ends this task.
-        let _ = self.frames.send(frame);
+        // Nothing to read: done at once.
+        frame.acknowledge_if_read();
+        frame
     }
-}
 
-/// Payloads as one byte stream: each frame is acknowledged to the broker once its last byte
-/// was read. Dropping it disconnects.
-struct MessageReader {
-    client: AsyncClient,
-    frames: mpsc::UnboundedReceiver<Frame>,
-    /// The error the connection ended with.
-    error: oneshot::Receiver<io::Error>,
-    /// Frames sent by the connection task and not read yet.
-    pending: Arc<AtomicUsize>,
-    /// The frame being read.
-    current: Option<Frame>,
-    taken: usize,
-}
-
-impl Drop for MessageReader {
-    /// Disconnects, after the acknowledgements queued before (one channel, in order), so
-    /// that the broker does not send again what was read.
-    fn drop(&mut self) {
-        let _ = self.client.try_disconnect();
-    }
-}
-
-impl MessageReader {
-    /// The frame was read to its end: acknowledge it.
-    fn finish_frame(&mut self) {
-        if let Some(frame) = self.current.take() {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            if let Some(ack) = frame.ack {
-                // The request channel is unbounded: this fails only once the connection task
-                // is gone, and then the broker sends the frame again.
-                let _ = self.client.try_manual_ack(ack);
-            }
+    fn acknowledge_if_read(&mut self) {
+        if self.bytes.is_empty()
+            && let Some(received) = self.received.take()
+        {
+            received.acknowledge();
         }
-        self.taken = 0;
     }
 }
 
-impl AsyncRead for MessageReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(frame) = &this.current {
-                let n = buf.remaining().min(frame.bytes.len() - this.taken);
-                buf.put_slice(&frame.bytes[this.taken..this.taken + n]);
-                this.taken += n;
-                if this.taken == frame.bytes.len() {
-                    this.finish_frame();
-                }
-                if n > 0 {
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            // A lost connection ends the stream at once: unread frames come again.
-            if let Poll::Ready(result) = Pin::new(&mut this.error).poll(cx) {
-                return Poll::Ready(Err(result.unwrap_or_else(|_| {
-                    io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the MQTT connection ended",
-                    )
-                })));
-            }
-            match std::task::ready!(this.frames.poll_recv(cx)) {
-                Some(frame) => {
-                    this.current = Some(frame);
-                    this.taken = 0;
-                }
-                // The connection task is gone without a word: treat it as a lost connection.
-                None => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the MQTT connection ended",
-                    )));
-                }
-            }
-        }
+impl Buf for Frame {
+    fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.bytes.advance(n);
+        self.acknowledge_if_read();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rumqttc::PublishOptions;
-    use std::net::{TcpListener, TcpStream};
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::{Child, Command, Stdio};
-    use std::time::Instant;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+    use crate::secret::Secret;
+    use crate::service::mqtt::test_broker::{Broker, publish_all};
 
     #[test]
     fn specs_are_parsed_and_the_password_is_never_shown() {
         let s = MqttSource::with_env_password("mqtt://broker.lan/smarty/home/raw", None).unwrap();
         assert_eq!(s.to_string(), "mqtt://broker.lan:1883/smarty/home/raw");
-        assert!(!s.endpoint.tls);
-        assert_eq!(s.topic, "smarty/home/raw");
-        assert!(s.client_id.starts_with("smarty-src-"));
+        let c = s.subscriber.connection();
+        assert!(!c.endpoint.tls);
+        assert_eq!(s.subscriber.topic(), "smarty/home/raw");
+        // The id of the broker's session for this source: the same in every run and version.
+        let host = host_label(24).unwrap();
+        assert_eq!(c.client_id, format!("smarty-src-{host}-6635e901"));
 
         let s =
             MqttSource::with_env_password("mqtts://u%40x:s%3Acret@[::1]:9000/a/+/#", None).unwrap();
-        assert_eq!(s.username.as_deref(), Some("u@x"));
-        assert_eq!(s.password.as_ref().map(Secret::expose), Some("s:cret"));
-        assert_eq!(s.topic, "a/+/#");
-        assert_eq!(s.endpoint.port, 9000);
+        let c = s.subscriber.connection();
+        assert_eq!(c.username.as_deref(), Some("u@x"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("s:cret"));
+        assert_eq!(s.subscriber.topic(), "a/+/#");
+        assert_eq!((c.endpoint.tls, c.endpoint.port), (true, 9000));
         assert_eq!(s.to_string(), "mqtts://u@x@[::1]:9000/a/+/#");
         assert!(!format!("{s:?}").contains("s:cret"));
 
         let s = MqttSource::with_env_password("mqtt://me@h/t", Some("fromenv".into())).unwrap();
-        assert_eq!(s.password.as_ref().map(Secret::expose), Some("fromenv"));
+        let c = s.subscriber.connection();
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("fromenv"));
         assert!(!s.to_string().contains("fromenv"));
         let s = MqttSource::with_env_password("mqtt://h/t", Some("fromenv".into())).unwrap();
-        assert_eq!(s.password, None);
+        assert_eq!(s.subscriber.connection().password, None);
 
         for bad in [
             "mqtt://h",
@@ -650,8 +284,24 @@ mod tests {
             "mqtt://:p@h/t",
             "http://h/t",
             "mqtt://u%zz@h/t",
+            "tcp://h/t",
         ] {
             assert!(MqttSource::with_env_password(bad, None).is_err(), "{bad}");
+        }
+        let e = MqttSource::with_env_password("mqtt://h:0/t", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mqtt://…: port 0 is not a port to connect to; expected \
+             mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC (e.g. mqtt://broker.lan/smarty/home/raw)"
+        );
+        // Errors never show the password.
+        for bad in [
+            "mqtt://u:hunter2@h:0/t",
+            "mqtt://u:hunter2@h",
+            "u:hunter2@h/t",
+        ] {
+            let e = MqttSource::with_env_password(bad, None).unwrap_err();
+            assert!(!format!("{e:#}").contains("hunter2"), "{e:#}");
         }
     }
 
@@ -668,73 +318,13 @@ mod tests {
 
     #[test]
     fn hex_payloads_are_decoded_and_binary_ones_passed_through() {
-        assert_eq!(
-            payload_bytes(b"DB08 5341\r\n"),
-            vec![0xDB, 0x08, 0x53, 0x41]
-        );
-        assert_eq!(payload_bytes(b"db0853"), vec![0xDB, 0x08, 0x53]);
-        assert_eq!(payload_bytes(b"DB0"), b"DB0".to_vec(), "odd count: binary");
-        assert_eq!(payload_bytes(b"/ISK5\r\n"), b"/ISK5\r\n".to_vec());
-        assert_eq!(payload_bytes(&[0xDB, 0x08]), vec![0xDB, 0x08]);
-        assert_eq!(payload_bytes(b""), Vec::<u8>::new());
-    }
-
-    /// A Mosquitto on a loopback port, killed on drop.
-    struct Broker {
-        _dir: tempfile::TempDir,
-        port: u16,
-        child: Child,
-    }
-
-    impl Broker {
-        fn start() -> Broker {
-            Broker::start_with("")
-        }
-
-        /// A broker with `extra` lines of configuration.
-        fn start_with(extra: &str) -> Broker {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let dir = tempfile::tempdir().unwrap();
-            // Mosquitto drops to its own user when started as root.
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-            let path = dir.path().join("mosquitto.conf");
-            std::fs::write(
-                &path,
-                format!(
-                    "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"
-                ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let child = Command::new("/usr/sbin/mosquitto")
-                .arg("-c")
-                .arg(&path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mosquitto runs");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "mosquitto did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Broker {
-                _dir: dir,
-                port,
-                child,
-            }
-        }
-    }
-
-    impl Drop for Broker {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let p = |payload: &[u8]| payload_bytes(&Bytes::copy_from_slice(payload)).to_vec();
+        assert_eq!(p(b"DB08 5341\r\n"), [0xDB, 0x08, 0x53, 0x41]);
+        assert_eq!(p(b"db0853"), [0xDB, 0x08, 0x53]);
+        assert_eq!(p(b"DB0"), b"DB0", "odd count: binary");
+        assert_eq!(p(b"/ISK5\r\n"), b"/ISK5\r\n");
+        assert_eq!(p(&[0xDB, 0x08]), [0xDB, 0x08]);
+        assert_eq!(p(b""), b"");
     }
 
     async fn read_exactly(reader: &mut Reader, n: usize) -> Vec<u8> {
@@ -754,49 +344,28 @@ mod tests {
         assert!(source.is_live());
         let mut reader = source.open().await.unwrap();
 
-        let (client, mut eventloop) = AsyncClient::builder(MqttOptions::new(
-            "test-publisher",
-            ("127.0.0.1", broker.port),
-        ))
-        .capacity(10)
-        .build();
-        let publisher = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
         let frame1: Vec<u8> = (0..=255u8).chain([0xDB, 0x08]).collect();
         let frame2 = vec![0xDB, 0x08, 0x53, 0x41, 0x47, 0x00, 0xFF];
         let binary = b"/Lux5\\253663629_D\r\n\r\n!ABCD\r\n".to_vec();
         let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02X}")).collect::<String>();
-        for payload in [
+        // Empty messages between them add nothing, and are acknowledged: more of them than
+        // the broker's in-flight window (20) does not stall the stream.
+        let mut payloads = vec![
             hex(&frame1).into_bytes(),
             format!("{}\n", hex(&frame2).to_lowercase()).into_bytes(),
-            binary.clone(),
-        ] {
-            client
-                .publish(
-                    "smarty/home/raw",
-                    payload,
-                    PublishOptions::new(QoS::AtLeastOnce),
-                )
-                .await
-                .unwrap();
-        }
+        ];
+        payloads.extend(std::iter::repeat_n(Vec::new(), 30));
+        payloads.push(binary.clone());
+        publish(broker.port, "smarty/home/raw", payloads).await;
         // Not subscribed: not read.
-        client
-            .publish(
-                "smarty/home/state",
-                "{}",
-                PublishOptions::new(QoS::AtLeastOnce),
-            )
-            .await
-            .unwrap();
+        publish(broker.port, "smarty/home/state", vec![b"{}".to_vec()]).await;
         assert_eq!(read_exactly(&mut reader, frame1.len()).await, frame1);
         assert_eq!(read_exactly(&mut reader, frame2.len()).await, frame2);
         assert_eq!(read_exactly(&mut reader, binary.len()).await, binary);
-        publisher.abort();
 
         // The broker goes away: the reader ends with an error (the pipeline reconnects), and
         // opening again fails until it is back.
-        let _ = broker.child.kill();
-        let _ = broker.child.wait();
+        broker.kill();
         let mut rest = Vec::new();
         let ended = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut rest))
             .await
@@ -805,39 +374,11 @@ mod tests {
         assert!(source.open().await.is_err());
     }
 
-    /// Publishes `frames` at QoS 1 from a client of its own and waits until the broker took
-    /// them all.
-    async fn publish_all(port: u16, frames: &[Vec<u8>]) {
-        let (client, mut eventloop) =
-            AsyncClient::builder(MqttOptions::new("backlog-publisher", ("127.0.0.1", port)))
-                .capacity(10)
-                .build();
-        let frames = frames.to_vec();
-        let count = frames.len();
-        let publisher = tokio::spawn(async move {
-            for frame in frames {
-                client
-                    .publish(
-                        "smarty/home/raw",
-                        frame,
-                        PublishOptions::new(QoS::AtLeastOnce),
-                    )
-                    .await
-                    .unwrap();
-            }
-            client
-        });
-        let mut acked = 0;
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while acked < count {
-                if let MqttEvent::Incoming(Incoming::PubAck(_)) = eventloop.poll().await.unwrap() {
-                    acked += 1;
-                }
-            }
-        })
-        .await
-        .expect("the broker takes the backlog");
-        drop(publisher.await.unwrap());
+    /// Publishes `payloads` on `topic` at QoS 1 and waits until the broker took them all.
+    async fn publish(port: u16, topic: &'static str, payloads: Vec<Vec<u8>>) {
+        tokio::task::spawn_blocking(move || publish_all(port, topic, payloads, false))
+            .await
+            .unwrap();
     }
 
     /// A `smarty` that was away comes back to a backlog of 1,000 frames in its persistent
@@ -847,7 +388,7 @@ mod tests {
     #[tokio::test]
     async fn a_backlog_of_frames_arrives_whole_after_a_reconnect() {
         const FRAMES: usize = 1_000;
-        let broker = Broker::start_with("max_queued_messages 5000\n");
+        let broker = Broker::with_config("max_queued_messages 5000\n");
         let source =
             MqttSource::new(&format!("mqtt://127.0.0.1:{}/smarty/+/raw", broker.port)).unwrap();
         // The first connection creates the persistent session and its subscription.
@@ -856,7 +397,7 @@ mod tests {
             let frames: Vec<Vec<u8>> = (0..FRAMES)
                 .map(|i| format!("round {round} frame {i:05}\n").into_bytes())
                 .collect();
-            publish_all(broker.port, &frames).await;
+            publish(broker.port, "smarty/home/raw", frames.clone()).await;
             let mut reader = tokio::time::timeout(Duration::from_secs(20), source.open())
                 .await
                 .unwrap_or_else(|_| panic!("round {round}: open hangs"))
@@ -888,7 +429,7 @@ mod tests {
         let frames: Vec<Vec<u8>> = (0..10)
             .map(|i| format!("frame {i:02}\n").into_bytes())
             .collect();
-        publish_all(broker.port, &frames).await;
+        publish(broker.port, "smarty/home/raw", frames.clone()).await;
         let mut reader = source.open().await.unwrap();
         assert_eq!(read_exactly(&mut reader, 4 * 9).await, frames[..4].concat());
         drop(reader);

@@ -39,7 +39,7 @@ use rusqlite::{Connection, params};
 
 /// One MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct Publication {
     /// The topic.
     pub topic: String,
     /// The payload.
@@ -60,12 +60,12 @@ const RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Entry {
-    message: Message,
+    message: Publication,
     /// Delivered, but not at the front yet (acknowledgements out of order).
     done: bool,
 }
 
-/// A bounded FIFO of [`Message`]s with sequence numbers, optionally on disk.
+/// A bounded FIFO of [`Publication`]s with sequence numbers, optionally on disk.
 #[derive(Debug)]
 pub struct Queue {
     entries: VecDeque<Entry>,
@@ -159,7 +159,7 @@ impl Queue {
                     self.entries.len()
                 );
             }
-            let all: Vec<Message> = self
+            let all: Vec<Publication> = self
                 .entries
                 .iter()
                 .map(|e| e.message.clone())
@@ -231,18 +231,18 @@ impl Queue {
     }
 
     /// The message `seq`, unless it left the queue, with whether it was delivered already.
-    pub fn get(&self, seq: u64) -> Option<(&Message, bool)> {
+    pub fn get(&self, seq: u64) -> Option<(&Publication, bool)> {
         let index = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
         self.entries.get(index).map(|e| (&e.message, e.done))
     }
 
     /// Queues `message` at the back, dropping the oldest message when full; returns its
     /// sequence number. It reaches the file at the next [`Queue::flush`].
-    pub fn push(&mut self, message: Message) -> u64 {
+    pub fn push(&mut self, message: Publication) -> u64 {
         self.push_memory(message)
     }
 
-    fn push_memory(&mut self, message: Message) -> u64 {
+    fn push_memory(&mut self, message: Publication) -> u64 {
         if self.entries.len() >= self.max {
             self.pop_front();
             self.dropped += 1;
@@ -378,7 +378,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS message (
 ) STRICT";
 
 /// A message in the file, with its sequence number.
-type Row = (u64, Message);
+type Row = (u64, Publication);
 
 /// Opens (creating it if needed) the queue file in `dir` and reads its messages; a damaged
 /// file is set aside and replaced by a fresh one holding what could be read. The messages of
@@ -400,7 +400,7 @@ fn open_file(dir: &Path) -> io::Result<(Connection, Vec<Row>)> {
                 aside.display()
             );
             let (mut conn, _) = read_file(&path).map_err(|(_, e)| io::Error::other(e))?;
-            let messages: Vec<Message> = recovered.into_iter().map(|(_, m)| m).collect();
+            let messages: Vec<Publication> = recovered.into_iter().map(|(_, m)| m).collect();
             replace_all(&mut conn, 0, &messages).map_err(io::Error::other)?;
             (conn, (0..).zip(messages).collect())
         }
@@ -411,7 +411,7 @@ fn open_file(dir: &Path) -> io::Result<(Connection, Vec<Row>)> {
         let count = old.len();
         let start = rows.last().map_or(0, |(seq, _)| seq + 1);
         rows.extend((start..).zip(old));
-        let messages: Vec<Message> = rows.iter().map(|(_, m)| m.clone()).collect();
+        let messages: Vec<Publication> = rows.iter().map(|(_, m)| m.clone()).collect();
         let first = rows.first().map_or(0, |(seq, _)| *seq);
         replace_all(&mut conn, first, &messages).map_err(io::Error::other)?;
         rows = (first..).zip(messages).collect();
@@ -438,7 +438,11 @@ fn open_file(dir: &Path) -> io::Result<(Connection, Vec<Row>)> {
 }
 
 /// Replaces the table's content by `messages`, numbered from `first`, in one transaction.
-fn replace_all(conn: &mut Connection, first: u64, messages: &[Message]) -> rusqlite::Result<()> {
+fn replace_all(
+    conn: &mut Connection,
+    first: u64,
+    messages: &[Publication],
+) -> rusqlite::Result<()> {
     let entries: Vec<Entry> = messages
         .iter()
         .map(|m| Entry {
@@ -477,7 +481,7 @@ fn read_file(path: &Path) -> Result<(Connection, Vec<Row>), (Vec<Row>, String)> 
             let qos: u8 = row.get(3)?;
             rows.push((
                 u64::try_from(seq).unwrap_or(0),
-                Message {
+                Publication {
                     topic: row.get(1)?,
                     payload: row.get(2)?,
                     qos: qos.min(2),
@@ -520,7 +524,7 @@ fn set_aside(path: &Path) -> io::Result<PathBuf> {
 /// topic, payload (a message queued); `b'R'`, count `u32` (the `count` oldest left). Returns
 /// the queue and, if the file was damaged, how (a record cut short at the end is a crash, not
 /// damage).
-fn read_legacy(path: &Path) -> io::Result<(VecDeque<Message>, Option<String>)> {
+fn read_legacy(path: &Path) -> io::Result<(VecDeque<Publication>, Option<String>)> {
     let bytes = fs::read(path)?;
     let mut messages = VecDeque::new();
     if bytes.is_empty() {
@@ -542,7 +546,7 @@ fn read_legacy(path: &Path) -> io::Result<(VecDeque<Message>, Option<String>)> {
                 let Ok(topic) = String::from_utf8(body[..topic_len].to_vec()) else {
                     return Ok((messages, Some("a topic is not UTF-8".into())));
                 };
-                messages.push_back(Message {
+                messages.push_back(Publication {
                     topic,
                     payload: body[topic_len..].to_vec(),
                     qos: (rest[1] & 3).min(2),
@@ -630,8 +634,8 @@ mod tests {
     use super::test_disk::SmallDisk;
     use super::*;
 
-    fn message(i: usize) -> Message {
-        Message {
+    fn message(i: usize) -> Publication {
+        Publication {
             topic: format!("smarty/t{}", i % 3),
             payload: i.to_string().into_bytes(),
             qos: 1,
@@ -729,8 +733,8 @@ mod tests {
         );
     }
 
-    fn big(i: usize) -> Message {
-        Message {
+    fn big(i: usize) -> Publication {
+        Publication {
             topic: "smarty/home/state".into(),
             payload: format!("{i:0200}").into_bytes(),
             qos: 1,
@@ -909,7 +913,7 @@ mod tests {
         assert_eq!(Queue::open(dir.path(), 100_000).len(), q.len());
     }
 
-    fn legacy_record(out: &mut Vec<u8>, m: &Message) {
+    fn legacy_record(out: &mut Vec<u8>, m: &Publication) {
         out.push(b'M');
         out.push(m.qos | (u8::from(m.retain) << 2));
         out.extend_from_slice(&u16::try_from(m.topic.len()).unwrap().to_be_bytes());
