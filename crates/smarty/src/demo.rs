@@ -117,7 +117,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         })
         .await?;
         meter = meter_back;
-        crate::output::note(format_args!(
+        output::note(format_args!(
             "smarty demo: {} day{} of history ({} telegrams) written to {} in {:.1} s",
             days,
             if days == 1 { "" } else { "s" },
@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ));
     }
 
-    crate::output::note(format_args!(
+    output::note(format_args!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
 a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\n\

@@ -120,8 +120,8 @@ pub async fn run(
                 if units != progress.0 {
                     progress = (units, Instant::now());
                 } else if progress.1.elapsed() > silence {
-                    break Some(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
+                    break Some(io::Error::new(
+                        io::ErrorKind::TimedOut,
                         format!("no frame for {} s", silence.as_secs()),
                     ));
                 }

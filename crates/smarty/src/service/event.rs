@@ -44,8 +44,6 @@ pub struct TelegramEvent {
     pub telegram: Vec<u8>,
     /// The bytes as received: the encrypted frame, or the plaintext telegram.
     pub frame: Vec<u8>,
-    /// The frame counter, for encrypted frames.
-    pub frame_counter: Option<u32>,
     /// Every named value, flattened (see [`NamedValue`]).
     pub values: Vec<NamedValue>,
     /// When the gateway accepted it.
@@ -176,13 +174,13 @@ impl TelegramEvent {
             json: telegram_json(decoded),
             telegram: telegram.raw().to_vec(),
             frame: decoded.raw.to_vec(),
-            frame_counter: decoded.frame.map(|f| f.frame_counter),
             values,
             received: SystemTime::now(),
         }
     }
 
     /// The value named `name`.
+    #[cfg(test)]
     pub fn value(&self, name: &str) -> Option<&NamedValue> {
         self.values.iter().find(|v| v.name == name)
     }

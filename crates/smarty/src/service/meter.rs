@@ -20,10 +20,10 @@ use super::event::{Event, MeterStatus, TelegramEvent};
 use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
+use crate::key;
 use crate::output::{Delivery, Sink, note};
 use crate::pipeline::{self, Options, RejectionLog};
 use crate::source::{self, Source};
-use crate::{key, secret};
 
 /// Counter changes make at most one status event per meter this often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -247,7 +247,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         state_dir,
         mut stop,
     } = extras;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let print_summary = console.is_some();
     let replay = match (&decoder_config.key, &state_dir) {
         (Some(key), Some(dir)) if meter.reject_replay => {

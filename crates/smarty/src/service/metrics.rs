@@ -24,7 +24,7 @@
 //!   `RejectReason::ALL`, zeros included), `smarty_noise_bytes_total`, `smarty_reconnects_total`,
 //!   `smarty_connected` (0/1), `smarty_last_telegram_timestamp_seconds` (Unix time), and without
 //!   a meter label `smarty_mqtt_queue_depth` (set by the MQTT output through
-//!   [`MetricsState::mqtt_queue_depth`]) and `smarty_metrics_events_lagged_total`.
+//!   [`MetricsState::mqtt_queue`]) and `smarty_metrics_events_lagged_total`.
 //!
 //! Format: OpenMetrics 1.0 text (prometheus-client's encoder) when the scraper asks for it in
 //! `Accept` (Prometheus does), otherwise the Prometheus text format 0.0.4 (curl, promtool,
@@ -38,12 +38,10 @@
 //! ([`MetricsState::output`]: the store cannot commit, …).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -54,11 +52,9 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
 use serde_json::json;
 use smarty_p1::RejectReason;
 use smarty_p1::registry::Kind;
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use super::event::{Event, MeterStatus, TelegramEvent, ValueData, slug};
@@ -118,7 +114,7 @@ pub struct QueueReport {
     /// Messages waiting (`smarty_mqtt_queue_depth`).
     pub depth: std::sync::atomic::AtomicI64,
     /// Why the queue's file cannot be written (`None` while it can, or without one).
-    not_persisting: std::sync::Mutex<Option<String>>,
+    not_persisting: Mutex<Option<String>>,
 }
 
 impl QueueReport {
@@ -134,10 +130,8 @@ impl QueueReport {
     /// Stores the queue's state: `depth` messages waiting, and why its file cannot be
     /// written (`None` while it can, or without one).
     pub fn set(&self, depth: usize, not_persisting: Option<&str>) {
-        self.depth.store(
-            i64::try_from(depth).unwrap_or(i64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.depth
+            .store(i64::try_from(depth).unwrap_or(i64::MAX), Ordering::Relaxed);
         let mut current = self
             .not_persisting
             .lock()
@@ -170,11 +164,6 @@ impl MetricsState {
             }
         }
         Arc::new(state)
-    }
-
-    /// The MQTT output's queue depth, exported as `smarty_mqtt_queue_depth`: store into it.
-    pub fn mqtt_queue_depth(&self) -> &AtomicI64 {
-        &self.mqtt_queue.depth
     }
 
     /// Where the MQTT output reports its queue: the depth, and whether its file can be
@@ -635,6 +624,7 @@ async fn healthz(State(app): State<App>) -> Response {
 mod tests {
     use super::*;
     use smarty_p1::{Decoder, DecoderConfig, Stats};
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpStream;
 
@@ -725,7 +715,7 @@ mod tests {
         let now = SystemTime::now();
         state.update(&telegram("home", now));
         state.update(&status("home", true, Some(now)));
-        state.mqtt_queue_depth().store(7, Ordering::Relaxed);
+        state.mqtt_queue().set(7, None);
         let addr = start(Arc::clone(&state), 60).await;
 
         let (code, head, text) = get(addr, "/metrics", None).await;

@@ -3,9 +3,6 @@
 //! and health) each run as their own task. Lossless outputs (the store, MQTT) hold a meter
 //! back while they are full; the others skip when they fall behind.
 
-// Wired up step by step by `smarty run`; some items are used only by outputs in progress.
-#![allow(dead_code, unused_imports)]
-
 pub mod backoff;
 pub mod bus;
 pub mod event;
@@ -17,6 +14,5 @@ pub mod proxy;
 mod replay;
 mod run;
 
-pub use event::{Event, MeterStatus, NamedValue, TelegramEvent, ValueData};
 pub use outputs::describe as describe_outputs;
 pub use run::{run, serve};

@@ -96,11 +96,6 @@ pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Proxy> {
     })
 }
 
-/// Binds and serves until the event channel closes.
-pub async fn run(config: ProxyConfig, events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
-    bind(&config).await?.serve(events).await
-}
-
 /// One connected client as seen by the server task.
 struct Client {
     addr: SocketAddr,
@@ -150,6 +145,7 @@ impl ClientQueue {
 
 impl Proxy {
     /// The address actually bound.
+    #[cfg(test)]
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -157,6 +153,7 @@ impl Proxy {
     }
 
     /// The proxy's counters.
+    #[cfg(test)]
     pub fn stats(&self) -> Arc<ProxyStats> {
         Arc::clone(&self.stats)
     }
