@@ -11,9 +11,9 @@ use smarty_p1::{Decoder, DecoderConfig, Key};
 
 use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
+use crate::model::secret::Secret;
+use crate::model::time::meter_zone;
 use crate::output;
-use crate::output::time::meter_zone;
-use crate::secret::Secret;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
 use crate::store::config::StoreSection;
 use crate::store::lock::WriterLock;

@@ -14,8 +14,8 @@ use smarty_p1::{Decoder, DecryptError, RejectReason, Rejection, Stats};
 use tokio::io::AsyncReadExt;
 
 use crate::key::{Settings, explain};
+use crate::model::backoff::Backoff;
 use crate::output::Sink;
-use crate::service::backoff::Backoff;
 use crate::source::Source;
 
 /// First wait before reopening a lost live source; doubles up to [`MAX_BACKOFF`].

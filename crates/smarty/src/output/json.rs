@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 use smarty_p1::{Decimal, Decoded, Quantity, Telegram, Value};
 
 use super::Sink;
-use super::time::rfc3339;
+use crate::model::time::rfc3339;
 
 pub(super) struct JsonSink {
     out: Box<dyn Write + Send>,

@@ -6,7 +6,6 @@
 pub mod json;
 mod raw;
 mod text;
-pub mod time;
 
 use std::future::Future;
 use std::io::{self, Write};

@@ -9,8 +9,8 @@ use serde_json::Value as Json;
 use smarty_p1::registry::{Channel, Kind, Medium};
 use smarty_p1::{Decoded, Obis, Stats, Value};
 
+use crate::model::time::rfc3339;
 use crate::output::json::telegram_json;
-use crate::output::time::rfc3339;
 
 /// Everything outputs receive.
 #[derive(Debug, Clone)]
@@ -111,21 +111,6 @@ pub struct MeterStatus {
     pub reconnects: u64,
     /// The last problem, in words, if any.
     pub last_error: Option<String>,
-}
-
-/// A name reduced to `[a-z0-9_]` (lower case, anything else becomes `_`), for MQTT object ids
-/// and metric names.
-pub fn slug(name: &str) -> String {
-    name.trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 impl TelegramEvent {

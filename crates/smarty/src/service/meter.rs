@@ -167,8 +167,11 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
         (None, None) => None,
     };
     let aad = key::load_aad(
-        meter.auth_key.as_ref().map(crate::secret::Secret::expose),
-        meter.aad.as_ref().map(crate::secret::Secret::expose),
+        meter
+            .auth_key
+            .as_ref()
+            .map(crate::model::secret::Secret::expose),
+        meter.aad.as_ref().map(crate::model::secret::Secret::expose),
         key::Settings::Meter,
     )
     .map_err(in_meter)?;
@@ -321,7 +324,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::model::secret::Secret;
 
     fn meter() -> MeterConfig {
         MeterConfig {

@@ -57,7 +57,8 @@ use smarty_p1::RejectReason;
 use smarty_p1::registry::Kind;
 use tokio::sync::broadcast;
 
-use super::event::{Event, MeterStatus, TelegramEvent, ValueData, slug};
+use super::event::{Event, MeterStatus, TelegramEvent, ValueData};
+use crate::model::slug::slug;
 
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -3,7 +3,6 @@
 //! and health) each run as their own task. Lossless outputs (the store, MQTT) hold a meter
 //! back while they are full; the others skip when they fall behind.
 
-pub mod backoff;
 pub mod bus;
 pub mod event;
 mod meter;

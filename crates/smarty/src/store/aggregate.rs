@@ -14,9 +14,9 @@ use jiff::tz::TimeZone;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row as SqlRow, params_from_iter};
 
-use super::INTERVAL_S;
 use super::block::Row;
 use super::reading::{COLUMNS, Kind, NCOL};
+use crate::model::time::day_start;
 
 /// The aggregate of one period (15 minutes or a day) of one meter. Arrays follow
 /// [`COLUMNS`]; energy fields are used by [`Kind::Energy`] columns, the others by
@@ -363,20 +363,6 @@ fn read_page(conn: &Connection, meter: i64, from: i64) -> rusqlite::Result<Vec<A
     rows.collect()
 }
 
-/// The local day (Europe/Luxembourg) of a time.
-pub fn day_of(ts: i64, zone: &TimeZone) -> Date {
-    jiff::Timestamp::from_second(ts)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(zone.clone())
-        .date()
-}
-
-/// The start (local midnight) of a day, Unix seconds.
-pub fn day_start(day: Date, zone: &TimeZone) -> i64 {
-    day.to_zoned(zone.clone())
-        .map_or(0, |z| z.timestamp().as_second())
-}
-
 /// Recomputes the day aggregate of `day` from its 15-minute periods (removes it when it has
 /// none).
 ///
@@ -400,9 +386,4 @@ pub fn rebuild_day(
     }
     let agg = Agg::of_periods(start, &periods);
     write_day(conn, meter, day, periods.len(), &agg)
-}
-
-/// The start of the 15-minute period holding `ts`.
-pub fn period_start(ts: i64) -> i64 {
-    ts.div_euclid(INTERVAL_S) * INTERVAL_S
 }

@@ -12,10 +12,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use smarty_p1::{Decoder, RejectReason};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
-use super::export::local_time;
 use super::reading::{MbusReading, Reading};
 use super::{Store, StoreConfig, StoreError, Writer};
 use crate::cli::ImportArgs;
+use crate::model::time::local_rfc3339;
 use crate::source::HexOrBinary;
 
 /// Readings committed at once at most (a day at 10 s).
@@ -185,12 +185,12 @@ pub async fn run(args: ImportArgs) -> Result<()> {
     import.commit()?;
     progress.finish_and_clear();
     let totals = import.writer.totals();
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let period = match (import.first, import.last) {
         (Some(first), Some(last)) => format!(
             "from {} to {}",
-            local_time(first, &zone),
-            local_time(last, &zone)
+            local_rfc3339(first, &zone),
+            local_rfc3339(last, &zone)
         ),
         _ => "nothing".to_owned(),
     };
@@ -217,9 +217,9 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     if import.future > 0 {
-        let last = import
-            .last
-            .map_or_else(String::new, |t| format!(", up to {}", local_time(t, &zone)));
+        let last = import.last.map_or_else(String::new, |t| {
+            format!(", up to {}", local_rfc3339(t, &zone))
+        });
         tracing::warn!(
             "{} reading{} lie in the future{last}, later than this machine's clock: the \
              capture's clock is ahead, or it was simulated without --start (`smarty simulate` \

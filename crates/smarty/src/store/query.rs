@@ -7,11 +7,12 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::aggregate::{self, Agg, day_of, day_start, period_start};
+use super::aggregate::{self, Agg};
 use super::block::{self, Row};
 use super::reading::{COLUMNS, Kind, mbus_name};
-use super::{Inner, Interval, Period, StoreError, give_back};
-use crate::cli::Resolution;
+use super::{Inner, StoreError, give_back};
+use crate::model::period::{Interval, Period, Resolution, interval_start};
+use crate::model::time::{day_of, day_start};
 
 /// The longest range a raw query may cover, days.
 pub const RAW_MAX_DAYS: i64 = 31;
@@ -167,7 +168,7 @@ impl Buckets {
     pub(crate) fn start(&mut self, ts: i64) -> i64 {
         match self.resolution {
             Resolution::Raw => ts,
-            Resolution::Min15 => period_start(ts),
+            Resolution::Min15 => interval_start(ts),
             Resolution::Hour => ts.div_euclid(3600) * 3600,
             Resolution::Day | Resolution::Month => {
                 if let Some((start, end)) = self.cached
@@ -233,7 +234,7 @@ impl Reader {
         Reader {
             conn: Some(conn),
             pool,
-            zone: crate::output::time::meter_zone(),
+            zone: crate::model::time::meter_zone(),
         }
     }
 

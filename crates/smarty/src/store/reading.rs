@@ -2,10 +2,10 @@
 //! readings it carries.
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use serde_json::Value as Json;
 
+use crate::model::time::{unix, unix_of};
 use crate::service::event::TelegramEvent;
 
 /// What a column holds, which decides its unit and how it aggregates.
@@ -238,7 +238,7 @@ fn quantity(object: &Json) -> Option<(f64, Option<&str>)> {
 }
 
 /// Unix seconds of an RFC 3339 text.
-fn unix(text: &str) -> Option<i64> {
+fn unix_text(text: &str) -> Option<i64> {
     text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
@@ -246,11 +246,7 @@ impl Reading {
     /// The reading and M-Bus readings of a telegram the service accepted. The reading is
     /// `None` when the telegram carries none of the [`COLUMNS`].
     pub fn from_event(event: &TelegramEvent) -> (Option<Reading>, Vec<MbusReading>) {
-        let received = event
-            .received
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Self::from_json(&event.meter, &event.json, Some(received))
+        Self::from_json(&event.meter, &event.json, Some(unix(event.received)))
     }
 
     /// The same from an object of `smarty read --format json` (docs/formats.md). Its time is
@@ -267,7 +263,7 @@ impl Reading {
         let ts = json
             .get("timestamp")
             .and_then(Json::as_str)
-            .and_then(unix)
+            .and_then(unix_text)
             .or(received);
         let mut reading = ts.map(|ts| Reading::empty(Arc::clone(meter), ts));
         if let Some(reading) = &mut reading {
@@ -311,7 +307,7 @@ impl Reading {
                 object
                     .get("timestamp")
                     .and_then(Json::as_str)
-                    .and_then(unix),
+                    .and_then(unix_text),
             ) else {
                 continue;
             };
@@ -336,7 +332,6 @@ impl Reading {
         telegram: &smarty_p1::Telegram<'_>,
         received: Option<i64>,
     ) -> (Option<Reading>, Vec<MbusReading>) {
-        let unix_of = |t: &smarty_p1::Timestamp| unix(&crate::output::time::rfc3339(t));
         let ts = telegram.timestamp().as_ref().and_then(unix_of).or(received);
         let reading = ts
             .map(|ts| {
@@ -422,7 +417,7 @@ mod tests {
     #[test]
     fn telegrams_and_their_json_give_the_same_readings() {
         use crate::cli::{Firmware, MeterArgs};
-        let zone = crate::output::time::meter_zone();
+        let zone = crate::model::time::meter_zone();
         for firmware in [Firmware::Full, Firmware::Basic, Firmware::Early] {
             let args = MeterArgs {
                 interval: std::time::Duration::from_secs(10),

@@ -2,18 +2,11 @@
 //! a meter's state as `/api/meters` entries and the stream's `status` events give it. Shared
 //! by the API handlers ([`super::api`]) and the stream ([`super::stream`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
 
+use crate::model::time::unix;
 use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
-
-/// Unix seconds of a `SystemTime`.
-pub fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// The numbers of a telegram under their standard names.
 pub fn values_json(event: &TelegramEvent) -> JsonValue {

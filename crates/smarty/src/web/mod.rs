@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 pub use config::HttpConfig;
 pub use state::WebState;
 
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use crate::service::metrics;
 use auth::Access;
 use state::App;

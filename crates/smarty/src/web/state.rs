@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use crate::service::event::Event;
 use crate::service::metrics::MetricsState;
 use crate::store::Store;

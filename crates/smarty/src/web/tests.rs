@@ -13,7 +13,7 @@ use tower::ServiceExt as _;
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use crate::service::event::Event;
 use crate::service::metrics::MetricsState;
 use crate::store::{MbusReading, Reading, Store, StoreConfig};

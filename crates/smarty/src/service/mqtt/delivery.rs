@@ -25,7 +25,7 @@ use super::config::MqttConfig;
 use super::discovery::{device_key, discovery_message};
 use super::queue::{Publication, Queue};
 use super::topics;
-use crate::service::backoff::Backoff;
+use crate::model::backoff::Backoff;
 use crate::service::event::{Event, MeterStatus, TelegramEvent};
 use crate::service::metrics::{OutputHealth, QueueReport};
 

@@ -9,7 +9,8 @@ use smarty_p1::registry::Kind;
 use super::config::MqttConfig;
 use super::queue::Publication;
 use super::topics;
-use crate::service::event::{NamedValue, TelegramEvent, ValueData, slug};
+use crate::model::slug::slug;
+use crate::service::event::{NamedValue, TelegramEvent, ValueData};
 
 /// The device key of a meter: its id (lower case, `[a-z0-9_]`), else its configured name.
 pub fn device_key(event: &TelegramEvent) -> String {

@@ -17,8 +17,8 @@
 //!
 //! The output depends only on the service's events ([`super::event`]), the reporting handles
 //! of [`super::metrics`] ([`OutputHealth`](super::metrics::OutputHealth),
-//! [`QueueReport`](super::metrics::QueueReport)), [`crate::secret::Secret`] and the back-off
-//! of [`super::backoff`].
+//! [`QueueReport`](super::metrics::QueueReport)), [`crate::model::secret::Secret`] and the back-off
+//! of [`crate::model::backoff`].
 
 mod client;
 pub mod config;

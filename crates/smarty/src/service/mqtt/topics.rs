@@ -21,7 +21,8 @@ use serde_json::{Map, Value as Json, json};
 
 use super::config::MqttConfig;
 use super::queue::Publication;
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData, slug};
+use crate::model::slug::slug;
+use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
 
 /// The gateway's own status: `online`, or `offline` (the last will).
 pub fn gateway_status(config: &MqttConfig) -> String {
