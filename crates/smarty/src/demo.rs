@@ -205,7 +205,7 @@ fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u6
         decoder.push(&frame);
         while let Some(result) = decoder.next() {
             let decoded = result.map_err(|e| anyhow::anyhow!("the demo meter's frame: {e}"))?;
-            let (reading, mbus) = Reading::from_telegram(&name, &decoded.telegram, None);
+            let (reading, mbus) = Reading::from_telegram(&name, &decoded.telegram);
             if let Some(reading) = reading {
                 writer.push(reading);
                 count += 1;

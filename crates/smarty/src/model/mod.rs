@@ -3,6 +3,10 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`event`] | what meters hand to the outputs: accepted telegrams, meter states, undecrypted frames |
+//! | [`value`] | one value of a telegram: its typed identity ([`ValueId`](value::ValueId)) and reading |
+//! | [`unit`](mod@unit) | the one table of units: symbols, names, conversions |
+//! | [`json`] | the JSON object of a telegram (docs/formats.md) |
 //! | [`time`] | the meters' zone, meter timestamps as instants and RFC 3339, times given by people, local days and months |
 //! | [`period`] | the 15-minute interval, reporting periods, resolutions of history |
 //! | [`slug`] | names reduced to `[a-z0-9_]` |
@@ -14,7 +18,11 @@
 //! sockets or the clock.
 
 pub mod backoff;
+pub mod event;
+pub mod json;
 pub mod period;
 pub mod secret;
 pub mod slug;
 pub mod time;
+pub mod unit;
+pub mod value;

@@ -3,7 +3,7 @@
 //! Every output format implements [`Sink`]; the pipeline hands each accepted telegram (and
 //! each frame it could not decrypt for lack of a key) to every sink without knowing which.
 
-pub mod json;
+mod json;
 mod raw;
 mod text;
 

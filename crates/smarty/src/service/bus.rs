@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::event::Event;
+use crate::model::event::Event;
 
 /// Events a lossless output may hold before the meters wait for it.
 pub const LOSSLESS_CAPACITY: usize = 256;
@@ -137,7 +137,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::event::MeterStatus;
+    use crate::model::event::MeterStatus;
 
     fn status(connected: bool) -> Event {
         Event::Status(Arc::new(MeterStatus {

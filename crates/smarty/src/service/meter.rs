@@ -16,11 +16,11 @@ use smarty_p1::{Decoded, Decoder, DecoderConfig, Stats};
 use tokio::sync::watch;
 
 use super::bus::Publisher;
-use super::event::{Event, MeterStatus, TelegramEvent};
 use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
 use crate::key;
+use crate::model::event::{Event, MeterStatus, TelegramEvent};
 use crate::output::{Delivery, Sink, note};
 use crate::pipeline::{self, Options, RejectionLog};
 use crate::source::{self, Source};
@@ -86,7 +86,7 @@ impl Sink for EventSink {
         if let (Some(replay), Some(frame)) = (&mut self.replay, &decoded.frame) {
             replay.accepted(frame.system_title, frame.frame_counter);
         }
-        let event = TelegramEvent::new(&self.meter, decoded);
+        let event = TelegramEvent::new(&self.meter, decoded, SystemTime::now());
         // The first telegram (or the first after a problem) changes the meter's state: its
         // status goes out with it, not up to a second later.
         if self.status.last_telegram.is_none() || self.status.last_error.is_some() {

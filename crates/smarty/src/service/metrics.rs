@@ -57,7 +57,7 @@ use smarty_p1::RejectReason;
 use smarty_p1::registry::Kind;
 use tokio::sync::broadcast;
 
-use super::event::{Event, MeterStatus, TelegramEvent, ValueData};
+use crate::model::event::{Event, MeterStatus, TelegramEvent};
 use crate::model::slug::slug;
 
 /// Content type of the OpenMetrics text format.
@@ -335,13 +335,11 @@ impl MetricsState {
                     families.gauge("smarty_meter_info", "The meter's id.", labels, 1.0);
                 }
                 for value in &t.values {
-                    let ValueData::Number { value: v, .. } = &value.value else {
+                    let Some(v) = value.data.number() else {
                         continue;
                     };
-                    let counter = match value.kind {
-                        Kind::Energy | Kind::ReactiveEnergy | Kind::Count | Kind::MbusReading => {
-                            true
-                        }
+                    let counter = match value.id.kind() {
+                        _ if value.id.is_cumulative() => true,
                         Kind::Power
                         | Kind::ReactivePower
                         | Kind::ApparentPower
@@ -356,25 +354,22 @@ impl MetricsState {
                         _ => continue,
                     };
                     let mut labels = m.clone();
-                    let (name, obis) = match mbus_channel(&value.name) {
-                        Some((channel, rest)) => {
-                            labels.push(("channel", channel.to_owned()));
-                            let obis = match value.obis.split_once(':') {
-                                Some((ab, cde)) => match ab.split_once('-') {
-                                    Some((a, _)) => format!("{a}-n:{cde}"),
-                                    None => value.obis.clone(),
-                                },
-                                None => value.obis.clone(),
-                            };
-                            (format!("smarty_mbus_{}", slug(rest)), obis)
-                        }
-                        None => (format!("smarty_{}", slug(&value.name)), value.obis.clone()),
-                    };
+                    // The values of an M-Bus device: the channel is a label, `n` in the code.
+                    let (name, obis) =
+                        match (value.id.device_channel(), value.id.name_without_channel()) {
+                            (Some(channel), Some(name)) => {
+                                labels.push(("channel", channel.to_string()));
+                                let o = value.id.obis();
+                                (name, format!("{}-n:{}.{}.{}", o.a, o.c, o.d, o.e))
+                            }
+                            _ => (value.name.clone(), value.code.clone()),
+                        };
+                    let name = format!("smarty_{}", slug(&name));
                     let help = format!("Meter value {} (OBIS {obis}).", value.name);
                     if counter {
-                        families.counter(&name, &help, labels, *v);
+                        families.counter(&name, &help, labels, v);
                     } else {
-                        families.gauge(&name, &help, labels, *v);
+                        families.gauge(&name, &help, labels, v);
                     }
                 }
             }
@@ -528,15 +523,6 @@ fn encode_sample(counter: bool, sample: MetricEncoder<'_>, value: f64) -> std::f
     }
 }
 
-/// `mbus1_gas_m3` → `("1", "gas_m3")`.
-fn mbus_channel(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix("mbus")?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-    let (channel, tail) = rest.split_at(digits);
-    let tail = tail.strip_prefix('_')?;
-    (!channel.is_empty() && !tail.is_empty()).then_some((channel, tail))
-}
-
 /// Keeps `state` up to date from `events` until the channel closes.
 pub async fn follow(state: Arc<MetricsState>, mut events: broadcast::Receiver<Event>) {
     loop {
@@ -638,8 +624,7 @@ mod tests {
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(TELEGRAM);
         let decoded = decoder.finish().unwrap().unwrap();
-        let mut event = TelegramEvent::new(&Arc::from(meter), &decoded);
-        event.received = received;
+        let event = TelegramEvent::new(&Arc::from(meter), &decoded, received);
         Event::Telegram(Arc::new(event))
     }
 
@@ -700,14 +685,6 @@ mod tests {
             let (s, v) = line.rsplit_once(' ')?;
             (s == series).then(|| v.parse().unwrap())
         })
-    }
-
-    #[test]
-    fn mbus_names_split_into_channel_and_name() {
-        assert_eq!(mbus_channel("mbus1_gas_m3"), Some(("1", "gas_m3")));
-        assert_eq!(mbus_channel("mbus12_water_m3"), Some(("12", "water_m3")));
-        assert_eq!(mbus_channel("mbus_x"), None);
-        assert_eq!(mbus_channel("energy_import_kwh"), None);
     }
 
     #[tokio::test]

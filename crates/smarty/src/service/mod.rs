@@ -1,10 +1,9 @@
 //! `smarty run`: the long-running service. Meters (each a source and a decoder) publish
-//! [`Event`]s on a [`bus::Bus`]; outputs (the store, MQTT, the plain-telegram proxy, metrics
+//! [`Event`](crate::model::event::Event)s on a [`bus::Bus`]; outputs (the store, MQTT, the plain-telegram proxy, metrics
 //! and health) each run as their own task. Lossless outputs (the store, MQTT) hold a meter
 //! back while they are full; the others skip when they fall behind.
 
 pub mod bus;
-pub mod event;
 mod meter;
 pub mod metrics;
 pub mod mqtt;

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 
-use super::event::{Event, TelegramEvent};
+use crate::model::event::{Event, TelegramEvent};
 
 /// Telegrams queued per client before its oldest is dropped.
 pub const CLIENT_QUEUE: usize = 16;
@@ -274,7 +274,6 @@ async fn serve_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::event::ValueData;
     use smarty_p1::registry::Kind;
     use smarty_p1::{Decoder, DecoderConfig};
 
@@ -290,7 +289,11 @@ mod tests {
             .finish()
             .expect("a telegram")
             .expect("an accepted telegram");
-        Arc::new(TelegramEvent::new(&Arc::from(meter), &decoded))
+        Arc::new(TelegramEvent::new(
+            &Arc::from(meter),
+            &decoded,
+            std::time::SystemTime::now(),
+        ))
     }
 
     async fn start(config: ProxyConfig) -> (SocketAddr, Arc<ProxyStats>, broadcast::Sender<Event>) {
@@ -525,23 +528,23 @@ mod tests {
             let mut compared = Vec::new();
             for value in &home.values {
                 let compare = matches!(
-                    value.kind,
+                    value.id.kind(),
                     Kind::Energy | Kind::Power | Kind::Voltage | Kind::Current | Kind::MbusReading
                 );
-                let ValueData::Number { value: ours, .. } = &value.value else {
+                let Some(ours) = value.data.number() else {
                     continue;
                 };
                 if !compare {
                     continue;
                 }
-                let Some(theirs) = telegram.get(&value.obis) else {
+                let Some(theirs) = telegram.get(&value.code) else {
                     continue; // not in dsmr_parser's LUXEMBOURG_SMARTY specification
                 };
                 let theirs: f64 = theirs["value"]
                     .as_str()
                     .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| panic!("{}: a number from dsmr_parser", value.obis));
-                assert_eq!(theirs, *ours, "{} ({})", value.name, value.obis);
+                    .unwrap_or_else(|| panic!("{}: a number from dsmr_parser", value.code));
+                assert_eq!(theirs, ours, "{} ({})", value.name, value.code);
                 compared.push(value.name.as_str());
             }
             for name in [

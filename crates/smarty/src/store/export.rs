@@ -220,12 +220,12 @@ pub fn write(
             continue;
         }
         match (resolution, column.kind) {
-            (Resolution::Raw, _) => columns.push((column.series.to_owned(), Source::Raw(c))),
-            (_, Kind::Energy) => columns.push((column.series.to_owned(), Source::Energy(c))),
+            (Resolution::Raw, _) => columns.push((column.series().to_owned(), Source::Raw(c))),
+            (_, Kind::Energy) => columns.push((column.series().to_owned(), Source::Energy(c))),
             (_, Kind::Instant) => {
-                columns.push((format!("{}_avg", column.series), Source::Average(c)));
-                columns.push((format!("{}_min", column.series), Source::Min(c)));
-                columns.push((format!("{}_max", column.series), Source::Max(c)));
+                columns.push((format!("{}_avg", column.series()), Source::Average(c)));
+                columns.push((format!("{}_min", column.series()), Source::Min(c)));
+                columns.push((format!("{}_max", column.series()), Source::Max(c)));
             }
         }
     }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc as channel;
 
 use super::{MbusReading, Reading, Store, Writer};
-use crate::service::event::Event;
+use crate::model::event::Event;
 use crate::service::metrics::OutputHealth;
 
 /// How often raw readings past the retention are pruned.

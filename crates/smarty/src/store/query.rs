@@ -9,10 +9,12 @@ use serde::Serialize;
 
 use super::aggregate::{self, Agg};
 use super::block::{self, Row};
-use super::reading::{COLUMNS, Kind, mbus_name};
+use super::reading::{COLUMNS, Kind};
 use super::{Inner, StoreError, give_back};
 use crate::model::period::{Interval, Period, Resolution, interval_start};
 use crate::model::time::{day_of, day_start};
+use crate::model::unit::Unit;
+use crate::model::value::{ValueId, medium_named};
 
 /// The longest range a raw query may cover, days.
 pub const RAW_MAX_DAYS: i64 = 31;
@@ -44,9 +46,16 @@ pub struct MbusChannel {
 }
 
 impl MbusChannel {
+    /// What its readings are: the reading of the M-Bus device on its channel, of its medium,
+    /// in its unit (as stored).
+    pub fn id(&self) -> ValueId {
+        let unit = (!self.unit.is_empty()).then(|| Unit::parse(&self.unit));
+        ValueId::mbus_reading(self.channel, medium_named(&self.medium), unit)
+    }
+
     /// Its value name: `mbus1_gas_m3`.
     pub fn name(&self) -> String {
-        mbus_name(self.channel, &self.medium, &self.unit)
+        self.id().name().to_string()
     }
 }
 
@@ -302,16 +311,16 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// What a series field name refers to.
+    /// What a series field name refers to: the column or M-Bus channel whose value has that
+    /// name.
     pub(crate) fn field(&self, meter: i64, name: &str) -> Result<Field, StoreError> {
-        if let Some(c) = COLUMNS.iter().position(|c| c.series == name) {
+        if let Some(c) = COLUMNS.iter().position(|c| c.series() == name) {
             return Ok(Field::Column(c));
         }
-        if name.starts_with("mbus")
-            && let Some(channel) = self
-                .mbus_channels(meter)?
-                .into_iter()
-                .find(|c| c.name() == name)
+        if let Some(channel) = self
+            .mbus_channels(meter)?
+            .into_iter()
+            .find(|c| c.name() == name)
         {
             return Ok(Field::Mbus(channel));
         }

@@ -15,6 +15,8 @@ use super::*;
 use crate::model::period::Resolution;
 use crate::model::period::{INTERVAL_S, Period, interval_start};
 use crate::model::time::{day_of, day_start};
+use crate::model::unit::Unit;
+use smarty_p1::registry::Medium;
 
 /// A store in a temporary directory with raw readings kept forever.
 /// The position of a column in [`COLUMNS`].
@@ -379,8 +381,12 @@ fn mbus(channel: u8, ts: i64, value: f64) -> MbusReading {
     MbusReading {
         meter: Arc::from("home"),
         channel,
-        medium: if channel == 1 { "gas" } else { "water" }.into(),
-        unit: "m3".into(),
+        medium: if channel == 1 {
+            Medium::Gas
+        } else {
+            Medium::Water
+        },
+        unit: Some(Unit::parse("m3")),
         ts,
         value,
     }
@@ -843,7 +849,7 @@ fn a_year_of_days_and_months_agree() {
 
 #[tokio::test]
 async fn the_service_output_stores_every_telegram() {
-    use crate::service::event::{Event, TelegramEvent};
+    use crate::model::event::{Event, TelegramEvent};
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::at(dir.path().join("smarty.db"));
     config.commit_interval = Duration::from_millis(20);
@@ -882,6 +888,7 @@ async fn the_service_output_stores_every_telegram() {
         tx.send(Event::Telegram(Arc::new(TelegramEvent::new(
             &meter_name,
             &decoded,
+            std::time::SystemTime::now(),
         ))))
         .await
         .unwrap();

@@ -184,7 +184,12 @@ impl Writer {
                  ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
                  WHERE medium != excluded.medium OR unit != excluded.unit",
             )?
-            .execute((meter, reading.channel, &reading.medium, &reading.unit))?;
+            .execute((
+                meter,
+                reading.channel,
+                reading.medium_name(),
+                reading.unit_name(),
+            ))?;
             mbus_added += tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO mbus_reading (meter, channel, ts, value_milli) VALUES (?1, ?2, ?3, ?4)",

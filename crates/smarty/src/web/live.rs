@@ -5,14 +5,14 @@
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
 
-use crate::model::time::unix;
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
+use crate::model::event::{MeterStatus, TelegramEvent};
+use crate::model::time::{rfc3339, unix};
 
 /// The numbers of a telegram under their standard names.
 pub fn values_json(event: &TelegramEvent) -> JsonValue {
     let mut values = serde_json::Map::new();
     for v in &event.values {
-        if let ValueData::Number { value, .. } = &v.value {
+        if let Some(value) = v.data.number() {
             values.insert(v.name.clone(), json!(value));
         }
     }
@@ -24,11 +24,11 @@ pub fn telegram_json(event: &TelegramEvent, with_telegram: bool) -> JsonValue {
     let mut out = json!({
         "meter": &*event.meter,
         "received": unix(event.received),
-        "timestamp": event.json.get("timestamp").cloned().unwrap_or(JsonValue::Null),
+        "timestamp": event.timestamp.as_ref().map(rfc3339),
         "values": values_json(event),
     });
     if with_telegram {
-        out["telegram"] = event.json.clone();
+        out["telegram"] = event.rendered_json.clone();
     }
     out
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
+use crate::model::event::Event;
 use crate::model::secret::Secret;
-use crate::service::event::Event;
 use crate::service::metrics::MetricsState;
 use crate::store::Store;
 

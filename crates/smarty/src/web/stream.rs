@@ -15,7 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::state::App;
-use crate::service::event::Event;
+use crate::model::event::Event;
 
 /// `stream` query parameters.
 #[derive(Debug, Deserialize)]

@@ -13,8 +13,8 @@ use tower::ServiceExt as _;
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
+use crate::model::event::Event;
 use crate::model::secret::Secret;
-use crate::service::event::Event;
 use crate::service::metrics::MetricsState;
 use crate::store::{MbusReading, Reading, Store, StoreConfig};
 
@@ -44,8 +44,8 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
     writer.push_mbus(MbusReading {
         meter: Arc::clone(&meter),
         channel: 1,
-        medium: "gas".into(),
-        unit: "m3".into(),
+        medium: smarty_p1::registry::Medium::Gas,
+        unit: Some(crate::model::unit::Unit::parse("m3")),
         ts: now - 3600,
         value: 14239.771,
     });
@@ -320,7 +320,11 @@ async fn meters_describe_their_values_for_the_dashboard() {
     let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
     decoder.push(telegram);
     let decoded = decoder.finish().unwrap().unwrap();
-    let event = crate::service::event::TelegramEvent::new(&Arc::from("home"), &decoded);
+    let event = crate::model::event::TelegramEvent::new(
+        &Arc::from("home"),
+        &decoded,
+        std::time::SystemTime::now(),
+    );
     f.app.web.live.update(&Event::Telegram(Arc::new(event)));
     let (_, body) = get(&f.app, false, "/api/meters", None).await;
     let meters: Value = serde_json::from_str(&body).unwrap();

@@ -26,7 +26,7 @@ use super::discovery::{device_key, discovery_message};
 use super::queue::{Publication, Queue};
 use super::topics;
 use crate::model::backoff::Backoff;
-use crate::service::event::{Event, MeterStatus, TelegramEvent};
+use crate::model::event::{Event, MeterStatus, TelegramEvent};
 use crate::service::metrics::{OutputHealth, QueueReport};
 
 /// Messages handed to the client and not yet acknowledged, at most.

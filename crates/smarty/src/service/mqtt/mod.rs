@@ -15,7 +15,7 @@
 //! | `delivery` | the output task: queueing, the publish window, reconnects, shutdown |
 //! | [`queue`] | the outgoing queue, in memory and in an SQLite file |
 //!
-//! The output depends only on the service's events ([`super::event`]), the reporting handles
+//! The output depends only on the events of [`crate::model::event`], the reporting handles
 //! of [`super::metrics`] ([`OutputHealth`](super::metrics::OutputHealth),
 //! [`QueueReport`](super::metrics::QueueReport)), [`crate::model::secret::Secret`] and the back-off
 //! of [`crate::model::backoff`].

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
-use crate::service::event::{Event, MeterStatus, TelegramEvent};
+use crate::model::event::{Event, MeterStatus, TelegramEvent};
 use crate::service::metrics::{MetricsState, QueueReport};
 
 const CORPUS: &str = concat!(
@@ -42,7 +42,11 @@ pub(super) fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
         None => decoder.finish().unwrap().unwrap(),
     };
     assert_eq!(decoded.frame.unwrap().frame_counter, fc);
-    Arc::new(TelegramEvent::new(&Arc::from("home"), &decoded))
+    Arc::new(TelegramEvent::new(
+        &Arc::from("home"),
+        &decoded,
+        SystemTime::now(),
+    ))
 }
 
 fn meter_status(connected: bool) -> Arc<MeterStatus> {
@@ -156,7 +160,7 @@ async fn discovery_state_values_availability_and_last_will() {
         assert_eq!(payload("smarty/home/meter_id"), "SAG1030700012701");
         let state: Json = serde_json::from_str(&payload("smarty/home/state")).unwrap();
         assert_eq!(state["frame_counter"], 7);
-        assert_eq!(state, event.json);
+        assert_eq!(state, event.rendered_json);
         let status: Json = serde_json::from_str(&payload("smarty/home/status")).unwrap();
         assert_eq!(status["connected"], true);
         assert!(payload("smarty/home/raw").starts_with("DB08534147"));
@@ -248,7 +252,7 @@ async fn mqtt5_state_discovery_availability_and_last_will() {
         assert_eq!(payload("smarty/home/availability"), "online");
         assert_eq!(payload("smarty/home/energy_import_kwh"), "273.764");
         let state: Json = serde_json::from_str(&payload("smarty/home/state")).unwrap();
-        assert_eq!(state, event.json);
+        assert_eq!(state, event.rendered_json);
         let pos = |t: &str| got.iter().position(|r| r.topic == t).unwrap();
         assert!(pos(&energy_topic()) < pos("smarty/home/state"));
 

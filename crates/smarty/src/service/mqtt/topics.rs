@@ -21,8 +21,8 @@ use serde_json::{Map, Value as Json, json};
 
 use super::config::MqttConfig;
 use super::queue::Publication;
+use crate::model::event::{MeterStatus, TelegramEvent};
 use crate::model::slug::slug;
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
 
 /// The gateway's own status: `online`, or `offline` (the last will).
 pub fn gateway_status(config: &MqttConfig) -> String {
@@ -85,17 +85,14 @@ pub fn telegram_messages(config: &MqttConfig, event: &TelegramEvent) -> Vec<Publ
     out.push(publication(
         config,
         state(config, &event.meter),
-        serde_json::to_vec(&event.json).expect("JSON serialises"),
+        serde_json::to_vec(&event.rendered_json).expect("JSON serialises"),
         retain,
     ));
     for v in &event.values {
-        let payload = match &v.value {
-            ValueData::Number { text, .. } | ValueData::Text(text) => text.clone(),
-        };
         out.push(publication(
             config,
             value(config, &event.meter, &v.name),
-            payload.into_bytes(),
+            v.data.to_string().into_bytes(),
             retain,
         ));
     }
