@@ -7,6 +7,7 @@
 //! | [`value`] | one value of a telegram: its typed identity ([`ValueId`](value::ValueId)) and reading |
 //! | [`unit`](mod@unit) | the one table of units: symbols, names, conversions |
 //! | [`json`] | the JSON object of a telegram (docs/formats.md) |
+//! | [`live`] | the live state: the latest of every meter, the health of the outputs, the MQTT queue's report |
 //! | [`time`] | the meters' zone, meter timestamps as instants and RFC 3339, times given by people, local days and months |
 //! | [`period`] | the 15-minute interval, reporting periods, resolutions of history |
 //! | [`slug`] | names reduced to `[a-z0-9_]` |
@@ -20,6 +21,7 @@
 pub mod backoff;
 pub mod event;
 pub mod json;
+pub mod live;
 pub mod period;
 pub mod secret;
 pub mod slug;

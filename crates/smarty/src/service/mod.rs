@@ -4,8 +4,8 @@
 //! back while they are full; the others skip when they fall behind.
 
 pub mod bus;
+mod live;
 mod meter;
-pub mod metrics;
 pub mod mqtt;
 mod outputs;
 pub mod proxy;

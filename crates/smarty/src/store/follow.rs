@@ -13,7 +13,7 @@ use tokio::sync::mpsc as channel;
 
 use super::{MbusReading, Reading, Store, Writer};
 use crate::model::event::Event;
-use crate::service::metrics::OutputHealth;
+use crate::model::live::OutputHealth;
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

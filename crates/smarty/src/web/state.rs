@@ -6,15 +6,15 @@ use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
 use crate::model::event::Event;
+use crate::model::live::LiveState;
 use crate::model::secret::Secret;
-use crate::service::metrics::MetricsState;
 use crate::store::Store;
 
 /// The web server's shared state: cheap to clone.
 #[derive(Clone)]
 pub struct WebState {
     /// The latest telegram and status of every meter (fed by the event stream).
-    pub live: Arc<MetricsState>,
+    pub live: Arc<LiveState>,
     /// The history store, when it is on.
     pub store: Option<Store>,
     /// Prices and reference power for the cost figures.

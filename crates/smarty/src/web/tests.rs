@@ -14,8 +14,8 @@ use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
 use crate::model::event::Event;
+use crate::model::live::LiveState;
 use crate::model::secret::Secret;
-use crate::service::metrics::MetricsState;
 use crate::store::{MbusReading, Reading, Store, StoreConfig};
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
@@ -52,7 +52,7 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
     writer.flush().unwrap();
     let (events, _) = broadcast::channel(16);
     let web = WebState {
-        live: MetricsState::new(["home"]),
+        live: LiveState::new(["home"]),
         store: Some(store),
         tariff: Arc::new(TariffConfig::default()),
         events: events.downgrade(),

@@ -27,7 +27,7 @@ use super::queue::{Publication, Queue};
 use super::topics;
 use crate::model::backoff::Backoff;
 use crate::model::event::{Event, MeterStatus, TelegramEvent};
-use crate::service::metrics::{OutputHealth, QueueReport};
+use crate::model::live::{OutputHealth, QueueReport};
 
 /// Messages handed to the client and not yet acknowledged, at most.
 pub const WINDOW: usize = 64;

@@ -16,7 +16,7 @@ use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
 use crate::model::event::{Event, MeterStatus, TelegramEvent};
-use crate::service::metrics::{MetricsState, QueueReport};
+use crate::model::live::{LiveState, QueueReport};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -25,6 +25,19 @@ const CORPUS: &str = concat!(
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 
 /// The corpus telegram in an encrypted frame with frame counter `fc`, decoded.
+/// What `check` gives once it gives something, within 20 s (a condition the output reports
+/// asynchronously: its health, its queue's).
+async fn until<T>(check: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(super) fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
     let text = std::fs::read(CORPUS).unwrap_or_else(|e| panic!("test data missing: {CORPUS}: {e}"));
     let key: Key = KEY.parse().unwrap();
@@ -310,7 +323,7 @@ fn assert_in_order_once(counters: &[u64], expected: &[u64]) {
 /// Waits until `report` shows at least `depth` queued messages.
 async fn until_queued(report: &QueueReport, depth: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while report.depth.load(std::sync::atomic::Ordering::Relaxed) < depth {
+    while report.depth() < depth {
         assert!(Instant::now() < deadline, "never {depth} messages queued");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -437,40 +450,19 @@ async fn a_queue_that_cannot_be_written_shows_on_healthz() {
         discovery: false,
         ..config(&broker)
     };
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let (tx, rx) = mpsc::channel(16);
     let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue()), None));
-    let event = telegram_event(1);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
-    live.update(&Event::Telegram(event));
+    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if !healthy {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "still healthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(body["meters"]["home"]["healthy"], true);
-    assert_eq!(body["mqtt_queue"]["persisting"], false, "{body}");
-    let reason = body["mqtt_queue"]["reason"].as_str().unwrap();
+    let queue = live.mqtt_queue();
+    let reason = until(|| queue.not_persisting()).await;
     assert!(reason.contains("Read-only"), "{reason}");
 
-    // Writable again: healthy again.
+    // Writable again: reported as persisting again.
     disk.remount("rw");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if healthy {
-            assert!(body.get("mqtt_queue").is_none(), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still unhealthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(|| queue.not_persisting().is_none().then_some(())).await;
     drop(tx);
     task.await.unwrap().unwrap();
 }
@@ -481,45 +473,26 @@ async fn a_queue_that_cannot_be_written_shows_on_healthz() {
 async fn a_broker_outage_shows_on_healthz() {
     let mut broker = Broker::start();
     let mut sub = Subscriber::start(broker.port, "sub-health", false, &["smarty/+/state"]);
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let (tx, rx) = mpsc::channel(16);
+    let health = live.output("mqtt");
     let task = tokio::spawn(run_reporting(
         config(&broker),
         rx,
         Some(live.mqtt_queue()),
-        Some(live.output("mqtt")),
+        Some(health.clone()),
     ));
-    let health_until = |want: bool| {
-        let live = Arc::clone(&live);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-                if healthy == want {
-                    return body;
-                }
-                assert!(Instant::now() < deadline, "healthy is not {want}: {body}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let event = telegram_event(1);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
-    live.update(&Event::Telegram(event));
+    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
-    let body = health_until(true).await;
-    assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
+    until(|| health.problem().is_none().then_some(())).await;
 
     broker.stop();
-    let body = health_until(false).await;
-    assert_eq!(body["meters"]["home"]["healthy"], true, "{body}");
-    let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+    let reason = until(|| health.problem()).await;
     assert!(reason.contains("unreachable"), "{reason}");
 
     broker.restart();
-    let body = health_until(true).await;
-    assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
+    until(|| health.problem().is_none().then_some(())).await;
     drop(tx);
     task.await.unwrap().unwrap();
 }
@@ -589,23 +562,15 @@ async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
     let refused = subscriber.subscribe().await.unwrap_err().to_string();
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let cfg = MqttConfig {
         ca_file: None,
         ..cfg
     };
     let (tx, rx) = mpsc::channel(16);
-    let task = tokio::spawn(run_reporting(cfg, rx, None, Some(live.output("mqtt"))));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if !healthy && !body["outputs"]["mqtt"]["reason"].is_null() {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "still healthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+    let health = live.output("mqtt");
+    let task = tokio::spawn(run_reporting(cfg, rx, None, Some(health.clone())));
+    let reason = until(|| health.problem()).await;
     assert!(reason.contains("UnknownIssuer"), "{reason}");
     drop(tx);
     task.await.unwrap().unwrap();
