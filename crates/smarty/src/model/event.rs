@@ -12,7 +12,7 @@ use super::value::{TelegramValue, values_of};
 
 /// Everything outputs receive.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum MeterEvent {
     /// A meter delivered an accepted telegram.
     Telegram(Arc<TelegramEvent>),
     /// A meter's state changed (connected, disconnected, its counters, …); coalesced by the
@@ -20,7 +20,7 @@ pub enum Event {
     Status(Arc<MeterStatus>),
     /// A meter without a key received an encrypted frame it could not decrypt. Only the MQTT
     /// output uses it (`publish_raw`: forwarded on `<prefix>/<meter>/raw` so that a `smarty`
-    /// holding the key decrypts it elsewhere); decrypted frames travel in [`Event::Telegram`].
+    /// holding the key decrypts it elsewhere); decrypted frames travel in [`MeterEvent::Telegram`].
     RawFrame {
         /// The meter's configured name.
         meter: Arc<str>,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use super::event::{Event, MeterStatus, TelegramEvent};
+use super::event::{MeterEvent, MeterStatus, TelegramEvent};
 
 /// Locks `mutex`, whatever a panicking holder left: every value here stays consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -133,16 +133,16 @@ impl LiveState {
     }
 
     /// Takes in one event.
-    pub fn update(&self, event: &Event) {
+    pub fn update(&self, event: &MeterEvent) {
         let mut meters = lock(&self.meters);
         match event {
-            Event::Telegram(t) => {
+            MeterEvent::Telegram(t) => {
                 meters.entry(Arc::clone(&t.meter)).or_default().telegram = Some(Arc::clone(t));
             }
-            Event::Status(s) => {
+            MeterEvent::Status(s) => {
                 meters.entry(Arc::clone(&s.meter)).or_default().status = Some(Arc::clone(s));
             }
-            Event::RawFrame { .. } => {}
+            MeterEvent::RawFrame { .. } => {}
         }
     }
 
@@ -183,8 +183,8 @@ impl LiveState {
 mod tests {
     use super::*;
 
-    fn status(meter: &str, last: Option<SystemTime>) -> Event {
-        Event::Status(Arc::new(MeterStatus {
+    fn status(meter: &str, last: Option<SystemTime>) -> MeterEvent {
+        MeterEvent::Status(Arc::new(MeterStatus {
             meter: Arc::from(meter),
             source: "test".into(),
             connected: true,

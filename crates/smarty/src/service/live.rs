@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use crate::model::event::Event;
+use crate::model::event::MeterEvent;
 use crate::model::live::LiveState;
 
 /// Keeps `state` up to date from `events` until the channel closes; events it falls behind
 /// on are counted (`smarty_metrics_events_lagged_total`) and skipped.
-pub async fn follow(state: Arc<LiveState>, mut events: broadcast::Receiver<Event>) {
+pub async fn follow(state: Arc<LiveState>, mut events: broadcast::Receiver<MeterEvent>) {
     loop {
         match events.recv().await {
             Ok(event) => state.update(&event),
@@ -30,8 +30,8 @@ mod tests {
     use super::*;
     use crate::model::event::MeterStatus;
 
-    fn status(connected: bool) -> Event {
-        Event::Status(Arc::new(MeterStatus {
+    fn status(connected: bool) -> MeterEvent {
+        MeterEvent::Status(Arc::new(MeterStatus {
             meter: Arc::from("home"),
             source: "test".into(),
             connected,

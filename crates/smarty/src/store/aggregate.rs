@@ -15,12 +15,12 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, Row as SqlRow, params_from_iter};
 
 use super::block::Row;
-use super::reading::{COLUMNS, Kind, NCOL};
+use super::reading::{Aggregation, COLUMNS, NCOL};
 use crate::model::time::day_start;
 
 /// The aggregate of one period (15 minutes or a day) of one meter. Arrays follow
-/// [`COLUMNS`]; energy fields are used by [`Kind::Energy`] columns, the others by
-/// [`Kind::Instant`] columns.
+/// [`COLUMNS`]; energy fields are used by [`Aggregation::Energy`] columns, the others by
+/// [`Aggregation::Instant`] columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agg {
     /// Start of the period, Unix seconds.
@@ -75,12 +75,12 @@ impl Agg {
             agg.last_ts = agg.last_ts.max(row.ts);
             for (c, column) in COLUMNS.iter().enumerate() {
                 let Some(v) = row.values[c] else { continue };
-                match column.kind {
-                    Kind::Energy => {
+                match column.aggregation {
+                    Aggregation::Energy => {
                         agg.first[c].get_or_insert(v);
                         agg.last[c] = Some(v);
                     }
-                    Kind::Instant => {
+                    Aggregation::Instant => {
                         agg.sum[c] = Some(agg.sum[c].unwrap_or(0) + v);
                         agg.count[c] += 1;
                         agg.min[c] = Some(agg.min[c].map_or(v, |m| m.min(v)));
@@ -138,13 +138,13 @@ impl Agg {
 pub fn sql_columns() -> Vec<String> {
     let mut names = Vec::new();
     for column in COLUMNS {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 names.push(column.name.to_owned());
                 names.push(format!("{}_first", column.name));
                 names.push(format!("{}_last", column.name));
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 for suffix in ["sum", "n", "min", "max"] {
                     names.push(format!("{}_{suffix}", column.name));
                 }
@@ -167,14 +167,14 @@ pub fn from_sql(row: &SqlRow<'_>) -> rusqlite::Result<Agg> {
     agg.last_ts = row.get(3)?;
     let mut i = 4;
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 agg.energy[c] = row.get(i)?;
                 agg.first[c] = row.get(i + 1)?;
                 agg.last[c] = row.get(i + 2)?;
                 i += 3;
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 agg.sum[c] = row.get(i)?;
                 agg.count[c] = row.get(i + 1)?;
                 agg.min[c] = row.get(i + 2)?;
@@ -195,13 +195,13 @@ fn values(agg: &Agg) -> Vec<Value> {
         Value::Integer(agg.last_ts),
     ];
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 out.push(opt(agg.energy[c]));
                 out.push(opt(agg.first[c]));
                 out.push(opt(agg.last[c]));
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 out.push(opt(agg.sum[c]));
                 out.push(Value::Integer(agg.count[c]));
                 out.push(opt(agg.min[c]));
@@ -314,7 +314,7 @@ pub fn settle(conn: &Connection, meter: i64, from: i64, until: i64) -> rusqlite:
             e => Err(e),
         })?;
     let energy_columns: Vec<usize> = (0..NCOL)
-        .filter(|&c| COLUMNS[c].kind == Kind::Energy)
+        .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
         .collect();
     let mut changed = Vec::new();
     let mut next = from;

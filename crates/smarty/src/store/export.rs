@@ -17,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value as Json};
 
 use super::aggregate::Agg;
-use super::query::{Reader, whole_periods};
-use super::reading::{COLUMNS, Kind};
+use super::query::{ReadConnection, whole_periods};
+use super::reading::{Aggregation, COLUMNS};
 use super::{Store, StoreConfig};
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::model::period::Resolution;
@@ -189,7 +189,7 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
 /// # Errors
 /// Store errors or an unwritable output.
 pub fn write(
-    reader: &Reader,
+    reader: &ReadConnection,
     meter: &str,
     from: i64,
     to: i64,
@@ -212,17 +212,19 @@ pub fn write(
     let presence = Agg::of_periods(from, &all);
     let mut columns: Vec<(String, Source)> = Vec::new();
     for (c, column) in COLUMNS.iter().enumerate() {
-        let present = match column.kind {
-            Kind::Energy => presence.last[c].is_some(),
-            Kind::Instant => presence.count[c] > 0,
+        let present = match column.aggregation {
+            Aggregation::Energy => presence.last[c].is_some(),
+            Aggregation::Instant => presence.count[c] > 0,
         };
         if !present {
             continue;
         }
-        match (resolution, column.kind) {
+        match (resolution, column.aggregation) {
             (Resolution::Raw, _) => columns.push((column.series().to_owned(), Source::Raw(c))),
-            (_, Kind::Energy) => columns.push((column.series().to_owned(), Source::Energy(c))),
-            (_, Kind::Instant) => {
+            (_, Aggregation::Energy) => {
+                columns.push((column.series().to_owned(), Source::Energy(c)))
+            }
+            (_, Aggregation::Instant) => {
                 columns.push((format!("{}_avg", column.series()), Source::Average(c)));
                 columns.push((format!("{}_min", column.series()), Source::Min(c)));
                 columns.push((format!("{}_max", column.series()), Source::Max(c)));

@@ -14,7 +14,7 @@ use smarty_p1::registry::{Kind, Medium};
 use smarty_p1::{Decimal, Decoder, Obis, RejectReason};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
-use super::reading::{MbusReading, Reading};
+use super::reading::{MbusRecord, Reading};
 use super::{Store, StoreConfig, StoreError, Writer};
 use crate::cli::ImportArgs;
 use crate::model::time::local_rfc3339;
@@ -70,7 +70,7 @@ struct Import {
 
 impl Import {
     /// Adds the readings of one telegram; `timed` tells whether it carries its own time.
-    fn add(&mut self, reading: Option<Reading>, mbus: Vec<MbusReading>, timed: bool) -> Result<()> {
+    fn add(&mut self, reading: Option<Reading>, mbus: Vec<MbusRecord>, timed: bool) -> Result<()> {
         self.telegrams += 1;
         match reading {
             Some(reading) => {
@@ -409,7 +409,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn reading_of(json: &Json) -> (Option<Reading>, Vec<MbusReading>) {
+    fn reading_of(json: &Json) -> (Option<Reading>, Vec<MbusRecord>) {
         let line = JsonTelegram::read(json).unwrap();
         Reading::from_values(
             &Arc::from("home"),

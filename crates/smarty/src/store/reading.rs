@@ -13,7 +13,7 @@ use crate::model::value::{TelegramValue, ValueData, ValueId, values_of};
 
 /// What a column holds, which decides its unit and how it aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Aggregation {
     /// An energy register (Wh, varh): aggregated as the increase per period.
     Energy,
     /// An instantaneous value (W, var, 0.1 V, 0.01 A): aggregated as sum, count, min, max.
@@ -27,7 +27,7 @@ pub struct Column {
     /// The column name in the tables and in [`Reading`] (`energy_import_wh`).
     pub name: &'static str,
     /// How it aggregates.
-    pub kind: Kind,
+    pub aggregation: Aggregation,
     /// The OBIS code it stores (the totals fall back on the sum of the tariff registers).
     pub obis: Obis,
     /// The unit of series and exports (`kWh`, `kW`, `V`, `A`).
@@ -77,7 +77,7 @@ macro_rules! columns {
         pub const COLUMNS: &[Column] = &[
             $( Column {
                 name: stringify!($field),
-                kind: Kind::$kind,
+                aggregation: Aggregation::$kind,
                 obis: Obis::new($a, $b, $c, $d, $e),
                 unit: $unit,
                 scale: $scale,
@@ -177,7 +177,7 @@ const TARIFF_REGISTERS: [(Obis, [Obis; 4]); 2] = {
 
 /// One M-Bus reading (gas, water, heat) with its capture time, as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MbusReading {
+pub struct MbusRecord {
     /// The meter's configured name.
     pub meter: Arc<str>,
     /// The M-Bus channel 1–4.
@@ -194,7 +194,7 @@ pub struct MbusReading {
     pub value: f64,
 }
 
-impl MbusReading {
+impl MbusRecord {
     /// The medium as stored: `gas`, `water`, … (`reading` when unknown).
     pub fn medium_name(&self) -> &'static str {
         self.medium.as_str()
@@ -248,7 +248,7 @@ impl Reading {
     /// The reading and M-Bus readings of a telegram the service accepted: at the telegram's
     /// own time, else when it was received. The reading is `None` when the telegram carries
     /// none of the [`COLUMNS`].
-    pub fn from_event(event: &TelegramEvent) -> (Option<Reading>, Vec<MbusReading>) {
+    pub fn from_event(event: &TelegramEvent) -> (Option<Reading>, Vec<MbusRecord>) {
         let ts = event
             .timestamp
             .as_ref()
@@ -262,7 +262,7 @@ impl Reading {
     pub fn from_telegram(
         meter: &Arc<str>,
         telegram: &smarty_p1::Telegram<'_>,
-    ) -> (Option<Reading>, Vec<MbusReading>) {
+    ) -> (Option<Reading>, Vec<MbusRecord>) {
         Self::from_values(
             meter,
             telegram.meter_id().as_deref(),
@@ -280,7 +280,7 @@ impl Reading {
         meter_id: Option<&str>,
         ts: Option<i64>,
         values: &[TelegramValue],
-    ) -> (Option<Reading>, Vec<MbusReading>) {
+    ) -> (Option<Reading>, Vec<MbusRecord>) {
         let number = |code: Obis| {
             let value = values.iter().find(|v| v.id.obis() == code)?;
             Some((value.data.number()?, value.id.unit()))
@@ -309,7 +309,7 @@ impl Reading {
                 else {
                     return None;
                 };
-                Some(MbusReading {
+                Some(MbusRecord {
                     meter: Arc::clone(meter),
                     channel: device.channel,
                     medium,

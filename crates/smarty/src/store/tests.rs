@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 
 use super::aggregate::Agg;
 use super::query::{MbusChannel, MbusTotal};
-use super::reading::{COLUMNS, Kind, MbusReading, Reading};
+use super::reading::{Aggregation, COLUMNS, MbusRecord, Reading};
 use super::writer::WriteTotals;
 use super::*;
 use crate::model::period::Resolution;
@@ -149,8 +149,8 @@ fn check_against_raw(store: &Store, readings: &[Reading]) {
     let aggs = all_15m(store);
     let zone = crate::model::time::meter_zone();
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 let expected = expected_energies(readings, c);
                 let got: BTreeMap<i64, i64> = aggs
                     .iter()
@@ -180,7 +180,7 @@ fn check_against_raw(store: &Store, readings: &[Reading]) {
                     column.name
                 );
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 let expected = expected_instants(readings, c);
                 let got: BTreeMap<i64, (i64, i64, i64, i64)> = aggs
                     .iter()
@@ -377,8 +377,8 @@ fn an_older_file_is_migrated() {
     assert_eq!(writer.flush().unwrap(), 1);
 }
 
-fn mbus(channel: u8, ts: i64, value: f64) -> MbusReading {
-    MbusReading {
+fn mbus(channel: u8, ts: i64, value: f64) -> MbusRecord {
+    MbusRecord {
         meter: Arc::from("home"),
         channel,
         medium: if channel == 1 {
@@ -849,7 +849,7 @@ fn a_year_of_days_and_months_agree() {
 
 #[tokio::test]
 async fn the_service_output_stores_every_telegram() {
-    use crate::model::event::{Event, TelegramEvent};
+    use crate::model::event::{MeterEvent, TelegramEvent};
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::at(dir.path().join("smarty.db"));
     config.commit_interval = Duration::from_millis(20);
@@ -885,7 +885,7 @@ async fn the_service_output_stores_every_telegram() {
         let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
         decoder.push(&frame);
         let decoded = decoder.finish().unwrap().unwrap();
-        tx.send(Event::Telegram(Arc::new(TelegramEvent::new(
+        tx.send(MeterEvent::Telegram(Arc::new(TelegramEvent::new(
             &meter_name,
             &decoded,
             std::time::SystemTime::now(),

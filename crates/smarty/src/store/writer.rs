@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use super::aggregate::{self, Agg};
 use super::block::{self, BLOCK_S, Row};
 use super::lock::WriterLock;
-use super::reading::{MbusReading, Reading};
+use super::reading::{MbusRecord, Reading};
 use super::{StoreConfig, StoreError};
 use crate::model::period::INTERVAL_S;
 use crate::model::period::interval_start;
@@ -34,7 +34,7 @@ pub struct Writer {
     config: StoreConfig,
     zone: TimeZone,
     readings: Vec<Reading>,
-    mbus: Vec<MbusReading>,
+    mbus: Vec<MbusRecord>,
     last_flush: Instant,
     meters: HashMap<Arc<str>, (i64, Option<String>)>,
     totals: WriteTotals,
@@ -68,7 +68,7 @@ impl Writer {
     }
 
     /// Buffers an M-Bus reading until the next [`Writer::flush`].
-    pub fn push_mbus(&mut self, reading: MbusReading) {
+    pub fn push_mbus(&mut self, reading: MbusRecord) {
         self.mbus.push(reading);
     }
 

@@ -23,7 +23,7 @@ use super::state::App;
 use crate::analytics::tariff;
 use crate::model::period::{INTERVAL_S, Interval, Period, Resolution};
 use crate::model::time::{METER_ZONE, day_start_after, meter_zone, month_start_after};
-use crate::store::{Reader, Store, StoreError, StoredMeter};
+use crate::store::{ReadConnection, Store, StoreError, StoredMeter};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -38,7 +38,7 @@ const MAX_REPORT_DAYS: i64 = 3660;
 /// the result, to be held while the answer is sent.
 async fn with_reader_turn<T: Send + 'static>(
     app: &App,
-    query: impl FnOnce(&Reader) -> Result<T, ApiError> + Send + 'static,
+    query: impl FnOnce(&ReadConnection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<(T, OwnedSemaphorePermit), ApiError> {
     let store: Store = app.web.store.clone().ok_or_else(|| {
         ApiError::new(
@@ -75,7 +75,7 @@ async fn with_reader_turn<T: Send + 'static>(
 /// [`with_reader_turn`] for answers that are small: the turn ends with the query.
 async fn with_reader<T: Send + 'static>(
     app: &App,
-    query: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    query: impl FnOnce(&ReadConnection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     with_reader_turn(app, move |r| query(r).map_err(ApiError::from))
         .await

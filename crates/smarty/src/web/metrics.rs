@@ -320,7 +320,7 @@ async fn metrics(State(live): State<Arc<LiveState>>, headers: HeaderMap) -> Resp
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::model::event::{Event, MeterStatus, TelegramEvent};
+    use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
     use smarty_p1::{Decoder, DecoderConfig, Stats};
     use std::time::SystemTime;
     use tower::ServiceExt as _;
@@ -330,15 +330,19 @@ pub(super) mod tests {
         "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
     ));
 
-    pub(in crate::web) fn telegram(meter: &str, received: SystemTime) -> Event {
+    pub(in crate::web) fn telegram(meter: &str, received: SystemTime) -> MeterEvent {
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(TELEGRAM);
         let decoded = decoder.finish().unwrap().unwrap();
         let event = TelegramEvent::new(&Arc::from(meter), &decoded, received);
-        Event::Telegram(Arc::new(event))
+        MeterEvent::Telegram(Arc::new(event))
     }
 
-    pub(in crate::web) fn status(meter: &str, connected: bool, last: Option<SystemTime>) -> Event {
+    pub(in crate::web) fn status(
+        meter: &str,
+        connected: bool,
+        last: Option<SystemTime>,
+    ) -> MeterEvent {
         // Real decoder counters: one accepted telegram, one CRC rejection.
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(TELEGRAM);
@@ -350,7 +354,7 @@ pub(super) mod tests {
         let stats: Stats = *decoder.stats();
         assert_eq!(stats.telegrams, 1);
         assert_eq!(stats.rejected(RejectReason::Crc), 1);
-        Event::Status(Arc::new(MeterStatus {
+        MeterEvent::Status(Arc::new(MeterStatus {
             meter: Arc::from(meter),
             source: "tcp://127.0.0.1:1".into(),
             connected,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
-use crate::model::event::Event;
+use crate::model::event::MeterEvent;
 use crate::model::live::LiveState;
 use crate::model::secret::Secret;
 use crate::store::Store;
@@ -21,7 +21,7 @@ pub struct WebState {
     pub tariff: Arc<TariffConfig>,
     /// The event channel, for the live stream. Weak, so that the channel closes (and live
     /// streams end) when the service stops.
-    pub events: broadcast::WeakSender<Event>,
+    pub events: broadcast::WeakSender<MeterEvent>,
     /// The API's access token, when one is required (set by `WebServer::serve` from the
     /// configuration).
     pub token: Option<Arc<Secret>>,

@@ -13,17 +13,17 @@ use tower::ServiceExt as _;
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
-use crate::model::event::Event;
+use crate::model::event::MeterEvent;
 use crate::model::live::LiveState;
 use crate::model::secret::Secret;
-use crate::store::{MbusReading, Reading, Store, StoreConfig};
+use crate::store::{MbusRecord, Reading, Store, StoreConfig};
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
 const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
 
 struct Fixture {
     app: App,
-    _events: broadcast::Sender<Event>,
+    _events: broadcast::Sender<MeterEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +41,7 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
         reading.voltage_l1_dv = Some(2301 + i % 5);
         writer.push(reading);
     }
-    writer.push_mbus(MbusReading {
+    writer.push_mbus(MbusRecord {
         meter: Arc::clone(&meter),
         channel: 1,
         medium: smarty_p1::registry::Medium::Gas,
@@ -325,7 +325,10 @@ async fn meters_describe_their_values_for_the_dashboard() {
         &decoded,
         std::time::SystemTime::now(),
     );
-    f.app.web.live.update(&Event::Telegram(Arc::new(event)));
+    f.app
+        .web
+        .live
+        .update(&MeterEvent::Telegram(Arc::new(event)));
     let (_, body) = get(&f.app, false, "/api/meters", None).await;
     let meters: Value = serde_json::from_str(&body).unwrap();
     let frequency = field(&meters, "frequency_hz");

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
-use crate::model::event::{Event, MeterStatus, TelegramEvent};
+use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
 use crate::model::live::{LiveState, QueueReport};
 
 const CORPUS: &str = concat!(
@@ -118,8 +118,9 @@ async fn discovery_state_values_availability_and_last_will() {
     for _ in 0..2 {
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg.clone(), rx);
-        tx.try_send(Event::Status(meter_status(true))).unwrap();
-        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(MeterEvent::Status(meter_status(true))).unwrap();
+        tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+            .unwrap();
         let got = sub
             .until_async(10, |g| g.iter().any(|r| r.topic == "smarty/home/raw"))
             .await;
@@ -214,7 +215,8 @@ async fn discovery_state_values_availability_and_last_will() {
     // publishes offline itself.
     let (tx, rx) = mpsc::channel(16);
     let task = spawn(cfg.clone(), rx);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+    tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+        .unwrap();
     sub.until_async(10, |g| g.iter().any(|r| r.topic == "smarty/home/state"))
         .await;
     home_assistant_online(&broker).await;
@@ -243,8 +245,9 @@ async fn mqtt5_state_discovery_availability_and_last_will() {
         };
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg, rx);
-        tx.try_send(Event::Status(meter_status(true))).unwrap();
-        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(MeterEvent::Status(meter_status(true))).unwrap();
+        tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+            .unwrap();
         let got = sub
             .until_async(10, |g| {
                 discovery(g).len() == event.values.len()
@@ -350,7 +353,8 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
         Some(Arc::clone(&report)),
         None,
     ));
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     let got = sub
         .until_async(10, |g| frame_counters(g).contains(&1))
         .await;
@@ -359,12 +363,14 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
     // The broker goes away; telegrams keep coming.
     broker.stop();
     for fc in 2..=6 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     until_queued(&report, 5).await;
     broker.restart();
     for fc in 7..=8 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     let got = sub
         .until_async(30, |g| frame_counters(g).contains(&8))
@@ -375,13 +381,14 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
     // smarty stops while the broker is down: the queue waits on disk for the next run.
     broker.stop();
     for fc in 9..=11 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     until_queued(&report, 3).await;
     drop(tx);
     task.await.unwrap().unwrap();
     broker.restart();
-    let (_tx, rx) = mpsc::channel::<Event>(4);
+    let (_tx, rx) = mpsc::channel::<MeterEvent>(4);
     let task = spawn(cfg.clone(), rx);
     let got = sub
         .until_async(30, |g| frame_counters(g).contains(&11))
@@ -428,7 +435,8 @@ async fn qos_0_delivers_in_order() {
         let (tx, rx) = mpsc::channel(64);
         let task = spawn(cfg, rx);
         for fc in 1..=20 {
-            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+                .unwrap();
         }
         let got = sub.until_async(10, |g| frame_counters(g).len() >= 20).await;
         assert_eq!(frame_counters(&got), (1..=20).collect::<Vec<u64>>());
@@ -453,7 +461,8 @@ async fn a_queue_that_cannot_be_written_shows_on_healthz() {
     let live = LiveState::new(["home"]);
     let (tx, rx) = mpsc::channel(16);
     let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue()), None));
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
     let queue = live.mqtt_queue();
@@ -482,7 +491,8 @@ async fn a_broker_outage_shows_on_healthz() {
         Some(live.mqtt_queue()),
         Some(health.clone()),
     ));
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
     until(|| health.problem().is_none().then_some(())).await;
@@ -517,7 +527,8 @@ async fn a_damaged_queue_file_does_not_stop_the_output() {
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg, rx);
         let fc = u32::try_from(n).unwrap() + 1;
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
         sub.until_async(10, |g| frame_counters(g).contains(&u64::from(fc)))
             .await;
         drop(tx);
@@ -542,7 +553,8 @@ async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
     };
     let (tx, rx) = mpsc::channel(16);
     let task = spawn(cfg.clone(), rx);
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
     drop(tx);
