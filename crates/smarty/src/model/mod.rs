@@ -14,9 +14,9 @@
 //! | [`secret`] | [`Secret`](secret::Secret): passwords, tokens and key text that never show |
 //! | [`backoff`] | exponential back-off between attempts |
 //!
-//! It depends on `smarty-p1`, serde, serde_json, jiff and thiserror only: no tokio, clap,
-//! rusqlite, axum, rumqttc or prometheus-client, and nothing here reads or writes files,
-//! sockets or the clock.
+//! It depends on `smarty-p1`, serde, serde_json, jiff and thiserror only (its tests also on
+//! toml and the test telegrams of `smarty-p1`): no tokio, clap, rusqlite, axum, rumqttc or
+//! prometheus-client, and nothing here reads or writes files, sockets or the clock.
 
 pub mod backoff;
 pub mod event;

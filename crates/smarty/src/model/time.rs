@@ -83,6 +83,11 @@ pub fn local_rfc3339(ts: i64, zone: &TimeZone) -> String {
     }
 }
 
+/// A `SystemTime` as RFC 3339 in UTC (`2026-04-03T15:54:31Z`); empty when out of range.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map_or_else(|_| String::new(), |t| t.to_string())
+}
+
 /// Unix seconds of a `SystemTime` (0 before 1970).
 pub fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

@@ -43,50 +43,62 @@ pub struct UnitDef {
     pub base: Base,
     /// How many base units one of it is (1000 for kWh).
     pub multiple: f64,
+    /// The resolution of meters' registers in it, in decimals (3 for kWh: a watt-hour), to
+    /// which sums and averages are rounded; `None` for units no meter of the field uses.
+    pub decimals: Option<u32>,
 }
 
-const fn unit(slug: &'static str, symbol: &'static str, base: Base, multiple: f64) -> UnitDef {
+const fn unit(
+    slug: &'static str,
+    symbol: &'static str,
+    base: Base,
+    multiple: f64,
+    decimals: Option<u32>,
+) -> UnitDef {
     UnitDef {
         slug,
         symbol,
         base,
         multiple,
+        decimals,
     }
 }
 
-/// Every known unit, by slug. Slugs lose the case of a prefix: `mwh`, `mw`, `mvar` are
+/// Every known unit, by slug (the decimals are the resolution of the meters' registers:
+/// kWh, kvarh, kW, kvar, kVA, m³, GJ to 0.001, V to 0.1, A and Hz to 0.01, Wh, varh, W, var,
+/// VA and s to 1). Slugs lose the case of a prefix: `mwh`, `mw`, `mvar` are
 /// mega (as meters write them: MWh, MW), `mv` and `ma` milli (mV, mA).
 pub static UNITS: [UnitDef; 30] = [
-    unit("wh", "Wh", Base::WattHour, 1.0),
-    unit("kwh", "kWh", Base::WattHour, 1e3),
-    unit("mwh", "MWh", Base::WattHour, 1e6),
-    unit("gwh", "GWh", Base::WattHour, 1e9),
-    unit("varh", "varh", Base::VarHour, 1.0),
-    unit("kvarh", "kvarh", Base::VarHour, 1e3),
-    unit("mvarh", "Mvarh", Base::VarHour, 1e6),
-    unit("w", "W", Base::Watt, 1.0),
-    unit("kw", "kW", Base::Watt, 1e3),
-    unit("mw", "MW", Base::Watt, 1e6),
-    unit("gw", "GW", Base::Watt, 1e9),
-    unit("var", "var", Base::Var, 1.0),
-    unit("kvar", "kvar", Base::Var, 1e3),
-    unit("mvar", "Mvar", Base::Var, 1e6),
-    unit("va", "VA", Base::VoltAmpere, 1.0),
-    unit("kva", "kVA", Base::VoltAmpere, 1e3),
-    unit("mva", "MVA", Base::VoltAmpere, 1e6),
-    unit("v", "V", Base::Volt, 1.0),
-    unit("kv", "kV", Base::Volt, 1e3),
-    unit("mv", "mV", Base::Volt, 1e-3),
-    unit("a", "A", Base::Ampere, 1.0),
-    unit("ka", "kA", Base::Ampere, 1e3),
-    unit("ma", "mA", Base::Ampere, 1e-3),
-    unit("hz", "Hz", Base::Hertz, 1.0),
-    unit("s", "s", Base::Second, 1.0),
-    unit("m3", "m³", Base::CubicMetre, 1.0),
-    unit("gj", "GJ", Base::Joule, 1e9),
-    unit("mj", "MJ", Base::Joule, 1e6),
-    unit("kj", "kJ", Base::Joule, 1e3),
-    unit("j", "J", Base::Joule, 1.0),
+    unit("wh", "Wh", Base::WattHour, 1.0, Some(0)),
+    unit("kwh", "kWh", Base::WattHour, 1e3, Some(3)),
+    unit("mwh", "MWh", Base::WattHour, 1e6, None),
+    unit("gwh", "GWh", Base::WattHour, 1e9, None),
+    unit("varh", "varh", Base::VarHour, 1.0, Some(0)),
+    unit("kvarh", "kvarh", Base::VarHour, 1e3, Some(3)),
+    unit("mvarh", "Mvarh", Base::VarHour, 1e6, None),
+    unit("w", "W", Base::Watt, 1.0, Some(0)),
+    unit("kw", "kW", Base::Watt, 1e3, Some(3)),
+    unit("mw", "MW", Base::Watt, 1e6, None),
+    unit("gw", "GW", Base::Watt, 1e9, None),
+    unit("var", "var", Base::Var, 1.0, Some(0)),
+    unit("kvar", "kvar", Base::Var, 1e3, Some(3)),
+    unit("mvar", "Mvar", Base::Var, 1e6, None),
+    unit("va", "VA", Base::VoltAmpere, 1.0, Some(0)),
+    unit("kva", "kVA", Base::VoltAmpere, 1e3, Some(3)),
+    unit("mva", "MVA", Base::VoltAmpere, 1e6, None),
+    unit("v", "V", Base::Volt, 1.0, Some(1)),
+    unit("kv", "kV", Base::Volt, 1e3, None),
+    unit("mv", "mV", Base::Volt, 1e-3, None),
+    unit("a", "A", Base::Ampere, 1.0, Some(2)),
+    unit("ka", "kA", Base::Ampere, 1e3, None),
+    unit("ma", "mA", Base::Ampere, 1e-3, None),
+    unit("hz", "Hz", Base::Hertz, 1.0, Some(2)),
+    unit("s", "s", Base::Second, 1.0, Some(0)),
+    unit("m3", "m³", Base::CubicMetre, 1.0, Some(3)),
+    unit("gj", "GJ", Base::Joule, 1e9, Some(3)),
+    unit("mj", "MJ", Base::Joule, 1e6, None),
+    unit("kj", "kJ", Base::Joule, 1e3, None),
+    unit("j", "J", Base::Joule, 1.0, None),
 ];
 
 /// A unit as a meter sends it or a specification gives it: one of [`UNITS`] (whatever the
