@@ -955,6 +955,55 @@ pub struct Name<'a> {
     unit: Option<&'a str>,
 }
 
+impl<'a> Name<'a> {
+    /// A name from its parts: a registry name ([`ObisDef::name`](crate::registry::ObisDef),
+    /// `{n}` standing for the M-Bus channel), the channel, the medium of an M-Bus reading and
+    /// the unit (written in lower case letters and digits).
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::{Name, registry::Medium};
+    /// let gas = Name::new("mbus{n}", 1, Some(Medium::Gas), Some("m3"));
+    /// assert_eq!(gas.to_string(), "mbus1_gas_m3");
+    /// assert_eq!(Name::new("voltage_l1", 0, None, Some("V")).to_string(), "voltage_l1_v");
+    /// ```
+    pub fn new(
+        template: &'static str,
+        channel: u8,
+        medium: Option<Medium>,
+        unit: Option<&'a str>,
+    ) -> Name<'a> {
+        Name {
+            template,
+            channel,
+            medium,
+            unit,
+        }
+    }
+
+    /// The registry name, `{n}` standing for the M-Bus channel.
+    pub fn template(&self) -> &'static str {
+        self.template
+    }
+
+    /// The channel (OBIS group B) that `{n}` stands for.
+    pub fn channel(&self) -> u8 {
+        self.channel
+    }
+
+    /// The medium the name carries: that of an M-Bus reading's channel
+    /// ([`Medium::Other`] when the telegram does not say), `None` for every other value.
+    pub fn medium(&self) -> Option<Medium> {
+        self.medium
+    }
+
+    /// The unit the name ends with, as sent (`kWh`, `m3`), else the one the medium or the
+    /// specification gives; `None` when there is none.
+    pub fn unit(&self) -> Option<&'a str> {
+        self.unit
+    }
+}
+
 impl fmt::Display for Name<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.template.split_once("{n}") {

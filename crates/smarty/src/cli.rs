@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::period::Resolution;
+
 /// smarty reads the P1 port of smart electricity meters: Luxembourg's encrypted Smarty
 /// (Sagemcom T210-D) and plain DSMR meters.
 #[derive(Debug, Parser)]
@@ -137,11 +139,11 @@ pub struct ExportArgs {
     pub meter: Option<String>,
 
     /// Start of the period, inclusive (default: the first stored reading).
-    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
     pub from: Option<jiff::Timestamp>,
 
     /// End of the period, exclusive (default: now).
-    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
     pub to: Option<jiff::Timestamp>,
 
     /// Output format.
@@ -151,8 +153,8 @@ pub struct ExportArgs {
     /// Row resolution: every telegram (raw, kept for the retention period), 15-minute,
     /// hourly, daily or monthly aggregates. Aggregated rows are whole periods: every period
     /// that overlaps --from..--to, even when it starts before --from.
-    #[arg(long, value_enum, default_value_t = Resolution::Min15)]
-    pub resolution: Resolution,
+    #[arg(long, value_enum, default_value_t = ResolutionArg::Min15)]
+    pub resolution: ResolutionArg,
 
     /// Write to FILE instead of standard output.
     #[arg(long, short, value_name = "FILE")]
@@ -168,15 +170,13 @@ pub enum ExportFormat {
     Json,
 }
 
-/// A time resolution of stored history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Resolution {
+/// `smarty export --resolution`: a [`Resolution`] as the command line names and explains it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResolutionArg {
     /// Every stored telegram.
     Raw,
     /// 15-minute periods (the grid tariff's measuring period).
     #[value(name = "15m")]
-    #[serde(rename = "15m")]
     Min15,
     /// Hours.
     Hour,
@@ -184,6 +184,18 @@ pub enum Resolution {
     Day,
     /// Local months.
     Month,
+}
+
+impl From<ResolutionArg> for Resolution {
+    fn from(arg: ResolutionArg) -> Resolution {
+        match arg {
+            ResolutionArg::Raw => Resolution::Raw,
+            ResolutionArg::Min15 => Resolution::Min15,
+            ResolutionArg::Hour => Resolution::Hour,
+            ResolutionArg::Day => Resolution::Day,
+            ResolutionArg::Month => Resolution::Month,
+        }
+    }
 }
 
 /// `smarty import`.
@@ -498,7 +510,7 @@ pub struct MeterArgs {
     /// Simulated time of the first frame (default: now): a local date or time, RFC 3339, or
     /// Unix seconds. With --fast and --output, makes history: `--start 2025-11-01 --count
     /// 3153600 --fast` is a year at 10 s.
-    #[arg(long, value_name = "TIME", value_parser = crate::output::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
     pub start: Option<jiff::Timestamp>,
 
     /// Seed of the random household (same seed, same values).

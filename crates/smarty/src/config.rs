@@ -30,7 +30,7 @@ use layers::{Mistake, Seg, Tree};
 
 use crate::analytics::tariff::TariffConfig;
 use crate::cli::SerialFormat;
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
 use crate::store::config::StoreSection;
@@ -838,9 +838,25 @@ impl MeterConfig {
 pub fn read_secret(path: &Path) -> Result<Secret> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-    crate::secret::warn_if_readable_by_others(path);
+    warn_if_readable_by_others(path);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(Secret::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+}
+
+/// Warns when the secret file `path` (a key, a password) can be read by every user of the
+/// machine: its mode gives "others" access. Files of a group (`0640 root:smarty`) are fine.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o007 != 0
+    {
+        tracing::warn!(
+            "{} is readable by other users of this machine (mode {:o}): chmod o-rwx {}",
+            path.display(),
+            meta.permissions().mode() & 0o777,
+            path.display()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,9 @@ use smarty_p1::{Decoder, DecoderConfig, Key};
 
 use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
+use crate::model::secret::Secret;
+use crate::model::time::meter_zone;
 use crate::output;
-use crate::output::time::meter_zone;
-use crate::secret::Secret;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
 use crate::store::config::StoreSection;
 use crate::store::lock::WriterLock;
@@ -117,7 +117,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         })
         .await?;
         meter = meter_back;
-        crate::output::note(format_args!(
+        output::note(format_args!(
             "smarty demo: {} day{} of history ({} telegrams) written to {} in {:.1} s",
             days,
             if days == 1 { "" } else { "s" },
@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ));
     }
 
-    crate::output::note(format_args!(
+    output::note(format_args!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
 encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
 a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\n\
@@ -205,7 +205,7 @@ fn backfill(meter: &mut Meter, key: &Key, store: &Store, days: u32) -> Result<u6
         decoder.push(&frame);
         while let Some(result) = decoder.next() {
             let decoded = result.map_err(|e| anyhow::anyhow!("the demo meter's frame: {e}"))?;
-            let (reading, mbus) = Reading::from_telegram(&name, &decoded.telegram, None);
+            let (reading, mbus) = Reading::from_telegram(&name, &decoded.telegram);
             if let Some(reading) = reading {
                 writer.push(reading);
                 count += 1;

@@ -1,8 +1,21 @@
 //! `smarty`: a gateway for the P1 port of smart electricity meters.
 //!
-//! Sources ([`source`]) → the core decoder (`smarty-p1`) → sinks ([`output`]), driven by the
-//! [`pipeline`]; the commands are `read`, `simulate`, `demo`, `run`, `export`, `import` and
-//! `config`.
+//! The commands (`smarty --help`; [`cli`] declares them):
+//!
+//! | command | what | where |
+//! |---|---|---|
+//! | `read` | read, decrypt and decode one P1 stream (serial device, TCP, MQTT, file, stdin) and print it as text, JSON, DSMR or raw frames | [`read`], [`output`] |
+//! | `simulate` | a virtual Smarty meter sending realistic encrypted frames | [`simulate`] |
+//! | `demo` | the whole job without hardware: a virtual meter, its history and the service with the dashboard | [`demo`] |
+//! | `run` | the service: any number of meters, the history store, MQTT with Home Assistant discovery, the plain-telegram proxy, the dashboard, API, metrics and health check | [`service`], [`store`], [`web`] |
+//! | `export` | the stored history as CSV or JSON | [`store`] |
+//! | `import` | backfill the store from a capture of frames or `read --format json` lines | [`store`] |
+//! | `config check`, `config example` | validate a configuration file, print a commented example | [`config`] |
+//!
+//! Data flows from the sources ([`source`]) through the core decoder (`smarty-p1`, driven by
+//! the [`pipeline`]) to the sinks: the formats of `read` ([`output`]), or in the service the
+//! meters' events ([`model::event`]) on the bus to every output. [`model`] is the vocabulary
+//! they share (typed values, units, time and periods, the live state), with no I/O.
 //!
 //! Nothing writes to standard output or error with `print!`/`eprintln!` (they panic when the
 //! reader of a pipe goes away): output goes through `io::Write` and its errors, notes through
@@ -14,10 +27,10 @@ mod cli;
 mod config;
 mod demo;
 mod key;
+mod model;
 mod output;
 mod pipeline;
 mod read;
-mod secret;
 mod service;
 mod simulate;
 mod source;

@@ -14,8 +14,8 @@ use smarty_p1::{Decoder, DecryptError, RejectReason, Rejection, Stats};
 use tokio::io::AsyncReadExt;
 
 use crate::key::{Settings, explain};
+use crate::model::backoff::Backoff;
 use crate::output::Sink;
-use crate::service::backoff::Backoff;
 use crate::source::Source;
 
 /// First wait before reopening a lost live source; doubles up to [`MAX_BACKOFF`].
@@ -120,8 +120,8 @@ pub async fn run(
                 if units != progress.0 {
                     progress = (units, Instant::now());
                 } else if progress.1.elapsed() > silence {
-                    break Some(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
+                    break Some(io::Error::new(
+                        io::ErrorKind::TimedOut,
                         format!("no frame for {} s", silence.as_secs()),
                     ));
                 }

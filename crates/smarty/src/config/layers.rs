@@ -65,11 +65,11 @@ pub struct Node {
     /// Where the key naming this value is (the value's place for array items).
     key_at: Origin,
     removed: bool,
-    kind: Kind,
+    kind: NodeKind,
 }
 
 #[derive(Debug, Clone)]
-enum Kind {
+enum NodeKind {
     Table(Vec<(String, Node)>),
     Array(Vec<Node>),
     Str(String),
@@ -152,7 +152,7 @@ impl Tree {
                 at: Origin::Nowhere,
                 key_at: Origin::Nowhere,
                 removed: false,
-                kind: Kind::Table(Vec::new()),
+                kind: NodeKind::Table(Vec::new()),
             },
             next_id: 1,
         }
@@ -178,7 +178,7 @@ impl Tree {
         }
         let mut tree = Tree::empty();
         let entries = tree.entries(table.get_ref(), "", &lines);
-        tree.root.kind = Kind::Table(entries);
+        tree.root.kind = NodeKind::Table(entries);
         Ok(tree)
     }
 
@@ -213,18 +213,18 @@ impl Tree {
     ) -> Node {
         let at = lines.origin(value.span().start);
         let kind = match value.get_ref() {
-            DeValue::String(s) => Kind::Str(s.to_string()),
+            DeValue::String(s) => NodeKind::Str(s.to_string()),
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-                Ok(i) => Kind::Integer(i),
-                Err(_) => Kind::Other("an integer beyond 64 bits"),
+                Ok(i) => NodeKind::Integer(i),
+                Err(_) => NodeKind::Other("an integer beyond 64 bits"),
             },
             DeValue::Float(f) => match f.as_str().parse::<f64>() {
-                Ok(f) => Kind::Float(f),
-                Err(_) => Kind::Other("a malformed float"),
+                Ok(f) => NodeKind::Float(f),
+                Err(_) => NodeKind::Other("a malformed float"),
             },
-            DeValue::Boolean(b) => Kind::Bool(*b),
-            DeValue::Datetime(_) => Kind::Other("a date-time"),
-            DeValue::Array(items) => Kind::Array(
+            DeValue::Boolean(b) => NodeKind::Bool(*b),
+            DeValue::Datetime(_) => NodeKind::Other("a date-time"),
+            DeValue::Array(items) => NodeKind::Array(
                 items
                     .iter()
                     .enumerate()
@@ -234,10 +234,10 @@ impl Tree {
                     })
                     .collect(),
             ),
-            DeValue::Table(table) => Kind::Table(self.entries(table, &path, lines)),
+            DeValue::Table(table) => NodeKind::Table(self.entries(table, &path, lines)),
         };
         // A table's own span may cover its whole body: its header is where its key is.
-        let at = if matches!(kind, Kind::Table(_)) && key_at != Origin::Nowhere {
+        let at = if matches!(kind, NodeKind::Table(_)) && key_at != Origin::Nowhere {
             key_at.clone()
         } else {
             at
@@ -262,8 +262,8 @@ impl Tree {
                 return Some(node);
             }
             match &node.kind {
-                Kind::Table(entries) => entries.iter().find_map(|(_, n)| walk(n, path)),
-                Kind::Array(items) => items.iter().find_map(|n| walk(n, path)),
+                NodeKind::Table(entries) => entries.iter().find_map(|(_, n)| walk(n, path)),
+                NodeKind::Array(items) => items.iter().find_map(|n| walk(n, path)),
                 _ => None,
             }
         }
@@ -289,7 +289,7 @@ impl Tree {
     /// (the n-th deserialized `[[meter]]` is the table at the n-th of these).
     pub fn kept_items(&self, path: &str) -> Vec<usize> {
         match self.find(path).map(|n| &n.kind) {
-            Some(Kind::Array(items)) => items
+            Some(NodeKind::Array(items)) => items
                 .iter()
                 .enumerate()
                 .filter(|(_, n)| !n.removed)
@@ -303,10 +303,10 @@ impl Tree {
         let mut node = &mut self.root;
         for seg in path {
             node = match (seg, &mut node.kind) {
-                (Seg::Key(key), Kind::Table(entries)) => {
+                (Seg::Key(key), NodeKind::Table(entries)) => {
                     entries.iter_mut().find(|(k, _)| k == key).map(|(_, n)| n)?
                 }
-                (Seg::Index(i), Kind::Array(items)) => items.get_mut(*i)?,
+                (Seg::Index(i), NodeKind::Array(items)) => items.get_mut(*i)?,
                 _ => return None,
             };
         }
@@ -318,10 +318,10 @@ impl Tree {
         let mut node = &self.root;
         for seg in path {
             let next = match (seg, &node.kind) {
-                (Seg::Key(key), Kind::Table(entries)) => {
+                (Seg::Key(key), NodeKind::Table(entries)) => {
                     entries.iter().find(|(k, _)| k == key).map(|(_, n)| n)
                 }
-                (Seg::Index(i), Kind::Array(items)) => items.get(*i),
+                (Seg::Index(i), NodeKind::Array(items)) => items.get(*i),
                 _ => None,
             };
             match next {
@@ -329,7 +329,7 @@ impl Tree {
                 _ => return false,
             }
         }
-        matches!(node.kind, Kind::Table(_))
+        matches!(node.kind, NodeKind::Table(_))
     }
 
     /// Sets the text `value` at `path` (tables and array items on the way are made as
@@ -346,11 +346,11 @@ impl Tree {
         }
         let id = next_id;
         self.next_id = next_id + 1;
-        if !matches!(node.kind, Kind::Table(_)) {
-            node.kind = Kind::Table(Vec::new());
+        if !matches!(node.kind, NodeKind::Table(_)) {
+            node.kind = NodeKind::Table(Vec::new());
         }
         let path = join(&node.path, key);
-        let Kind::Table(entries) = &mut node.kind else {
+        let NodeKind::Table(entries) = &mut node.kind else {
             unreachable!("made a table above");
         };
         let rank = at.rank();
@@ -378,7 +378,7 @@ impl Tree {
             at: at.clone(),
             key_at: at.clone(),
             removed: false,
-            kind: Kind::Text(value.to_owned()),
+            kind: NodeKind::Text(value.to_owned()),
         };
         match entries.iter_mut().find(|(k, _)| k == key) {
             Some((_, existing)) => *existing = new,
@@ -393,7 +393,7 @@ impl Tree {
             return None;
         };
         let parent = self.node_mut(parents)?;
-        let Kind::Table(entries) = &mut parent.kind else {
+        let NodeKind::Table(entries) = &mut parent.kind else {
             return None;
         };
         let i = entries.iter().position(|(k, n)| k == key && !n.removed)?;
@@ -407,21 +407,21 @@ impl Tree {
     /// The names of the tables of the array at `path` (the `name` of each `[[meter]]`).
     pub fn item_names(&self, path: &str) -> Vec<Option<String>> {
         match self.find(path).map(|n| &n.kind) {
-            Some(Kind::Array(items)) => items
-                .iter()
-                .map(|item| match &item.kind {
-                    Kind::Table(entries) => {
-                        entries
+            Some(NodeKind::Array(items)) => {
+                items
+                    .iter()
+                    .map(|item| match &item.kind {
+                        NodeKind::Table(entries) => entries
                             .iter()
                             .find(|(k, _)| k == "name")
                             .and_then(|(_, n)| match &n.kind {
-                                Kind::Str(s) | Kind::Text(s) => Some(s.clone()),
+                                NodeKind::Str(s) | NodeKind::Text(s) => Some(s.clone()),
                                 _ => None,
-                            })
-                    }
-                    _ => None,
-                })
-                .collect(),
+                            }),
+                        _ => None,
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -433,8 +433,8 @@ impl Tree {
                 return true;
             }
             match &mut node.kind {
-                Kind::Table(entries) => entries.iter_mut().any(|(_, n)| walk(n, id)),
-                Kind::Array(items) => items.iter_mut().any(|n| walk(n, id)),
+                NodeKind::Table(entries) => entries.iter_mut().any(|(_, n)| walk(n, id)),
+                NodeKind::Array(items) => items.iter_mut().any(|n| walk(n, id)),
                 _ => false,
             }
         }
@@ -447,8 +447,8 @@ impl Tree {
                 return Some(node);
             }
             match &node.kind {
-                Kind::Table(entries) => entries.iter().find_map(|(_, n)| walk(n, id)),
-                Kind::Array(items) => items.iter().find_map(|n| walk(n, id)),
+                NodeKind::Table(entries) => entries.iter().find_map(|(_, n)| walk(n, id)),
+                NodeKind::Array(items) => items.iter().find_map(|n| walk(n, id)),
                 _ => None,
             }
         }
@@ -472,16 +472,16 @@ fn child_or_make<'n>(
             at: at.clone(),
             key_at: at.clone(),
             removed: false,
-            kind: Kind::Table(Vec::new()),
+            kind: NodeKind::Table(Vec::new()),
         }
     };
     match seg {
         Seg::Key(key) => {
-            if !matches!(node.kind, Kind::Table(_)) {
-                node.kind = Kind::Table(Vec::new());
+            if !matches!(node.kind, NodeKind::Table(_)) {
+                node.kind = NodeKind::Table(Vec::new());
             }
             let path = join(&node.path, key);
-            let Kind::Table(entries) = &mut node.kind else {
+            let NodeKind::Table(entries) = &mut node.kind else {
                 unreachable!("made a table above");
             };
             let i = match entries.iter().position(|(k, _)| k == key) {
@@ -494,11 +494,11 @@ fn child_or_make<'n>(
             &mut entries[i].1
         }
         Seg::Index(index) => {
-            if !matches!(node.kind, Kind::Array(_)) {
-                node.kind = Kind::Array(Vec::new());
+            if !matches!(node.kind, NodeKind::Array(_)) {
+                node.kind = NodeKind::Array(Vec::new());
             }
             let path = node.path.clone();
-            let Kind::Array(items) = &mut node.kind else {
+            let NodeKind::Array(items) = &mut node.kind else {
                 unreachable!("made an array above");
             };
             while items.len() <= index {
@@ -699,7 +699,7 @@ pub fn deserialize_all<T: DeserializeOwned>(tree: &mut Tree) -> (Option<T>, Vec<
 /// For a mistake about a whole table whose message names one of its fields in backquotes
 /// (`` `vat_rate` must be below 1``): where that field is.
 fn locate_mention(node: &Node, message: &str) -> Option<Origin> {
-    let Kind::Table(entries) = &node.kind else {
+    let NodeKind::Table(entries) = &node.kind else {
         return None;
     };
     entries
@@ -728,7 +728,7 @@ struct NodeRef<'a>(&'a Node);
 impl<'a> NodeRef<'a> {
     fn text(self) -> Option<&'a str> {
         match &self.0.kind {
-            Kind::Text(text) => Some(text),
+            NodeKind::Text(text) => Some(text),
             _ => None,
         }
     }
@@ -776,16 +776,16 @@ impl<'de> Deserializer<'de> for NodeRef<'_> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         let node = self.0;
         match &node.kind {
-            Kind::Table(entries) => visitor.visit_map(Entries {
+            NodeKind::Table(entries) => visitor.visit_map(Entries {
                 entries: entries.iter(),
                 value: None,
             }),
-            Kind::Array(items) => visitor.visit_seq(Items(items.iter())),
-            Kind::Str(s) | Kind::Text(s) => visitor.visit_str(s),
-            Kind::Integer(i) => visitor.visit_i64(*i),
-            Kind::Float(f) => visitor.visit_f64(*f),
-            Kind::Bool(b) => visitor.visit_bool(*b),
-            Kind::Other(what) => Err(de::Error::invalid_type(
+            NodeKind::Array(items) => visitor.visit_seq(Items(items.iter())),
+            NodeKind::Str(s) | NodeKind::Text(s) => visitor.visit_str(s),
+            NodeKind::Integer(i) => visitor.visit_i64(*i),
+            NodeKind::Float(f) => visitor.visit_f64(*f),
+            NodeKind::Bool(b) => visitor.visit_bool(*b),
+            NodeKind::Other(what) => Err(de::Error::invalid_type(
                 de::Unexpected::Other(what),
                 &visitor,
             )),
@@ -843,7 +843,7 @@ impl<'de> Deserializer<'de> for NodeRef<'_> {
     ) -> Result<V::Value, Error> {
         let id = self.0.id;
         match &self.0.kind {
-            Kind::Str(s) | Kind::Text(s) => {
+            NodeKind::Str(s) | NodeKind::Text(s) => {
                 visitor.visit_enum(IntoDeserializer::<Error>::into_deserializer(s.as_str()))
             }
             _ => Err(Error::new(format!("expected {}", one_of(variants)))),

@@ -3,10 +3,9 @@
 //! Every output format implements [`Sink`]; the pipeline hands each accepted telegram (and
 //! each frame it could not decrypt for lack of a key) to every sink without knowing which.
 
-pub mod json;
+mod json;
 mod raw;
 mod text;
-pub mod time;
 
 use std::future::Future;
 use std::io::{self, Write};

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use super::event::Event;
+use crate::model::event::MeterEvent;
 
 /// Events a lossless output may hold before the meters wait for it.
 pub const LOSSLESS_CAPACITY: usize = 256;
@@ -46,11 +46,11 @@ impl Accepts {
         raw_frames: true,
     };
 
-    fn accepts(self, event: &Event) -> bool {
+    fn accepts(self, event: &MeterEvent) -> bool {
         match event {
-            Event::Telegram(_) => true,
-            Event::Status(_) => self.statuses,
-            Event::RawFrame { .. } => self.raw_frames,
+            MeterEvent::Telegram(_) => true,
+            MeterEvent::Status(_) => self.statuses,
+            MeterEvent::RawFrame { .. } => self.raw_frames,
         }
     }
 }
@@ -59,14 +59,14 @@ impl Accepts {
 struct Lossless {
     name: &'static str,
     accepts: Accepts,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<MeterEvent>,
 }
 
 /// The outputs' side: where outputs subscribe before the meters start.
 #[derive(Debug)]
 pub struct Bus {
     lossless: Vec<Lossless>,
-    lossy: broadcast::Sender<Event>,
+    lossy: broadcast::Sender<MeterEvent>,
 }
 
 impl Default for Bus {
@@ -86,20 +86,20 @@ impl Bus {
 
     /// A lossless output named `name` (for logs) taking the events `accepts` lets through.
     /// The meters wait while its channel is full; when it ends, its events go nowhere.
-    pub fn lossless(&mut self, name: &'static str, accepts: Accepts) -> mpsc::Receiver<Event> {
+    pub fn lossless(&mut self, name: &'static str, accepts: Accepts) -> mpsc::Receiver<MeterEvent> {
         let (tx, rx) = mpsc::channel(LOSSLESS_CAPACITY);
         self.lossless.push(Lossless { name, accepts, tx });
         rx
     }
 
     /// A lossy output: every event, skipping the oldest when it falls behind.
-    pub fn lossy(&self) -> broadcast::Receiver<Event> {
+    pub fn lossy(&self) -> broadcast::Receiver<MeterEvent> {
         self.lossy.subscribe()
     }
 
     /// The lossy channel for outputs that subscribe later (the dashboard's event streams);
     /// it closes when the bus and every publisher are gone.
-    pub fn lossy_weak(&self) -> broadcast::WeakSender<Event> {
+    pub fn lossy_weak(&self) -> broadcast::WeakSender<MeterEvent> {
         self.lossy.downgrade()
     }
 
@@ -116,14 +116,14 @@ impl Bus {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     lossless: Arc<[Lossless]>,
-    lossy: broadcast::Sender<Event>,
+    lossy: broadcast::Sender<MeterEvent>,
 }
 
 impl Publisher {
     /// Sends `event` to every output: waits while a lossless output that takes it is full,
     /// then hands it to the lossy ones. An output that ended is skipped (the service notices
     /// its end and stops).
-    pub async fn send(&self, event: Event) {
+    pub async fn send(&self, event: MeterEvent) {
         for output in self.lossless.iter() {
             if output.accepts.accepts(&event) && output.tx.send(event.clone()).await.is_err() {
                 tracing::debug!("{}: stopped, event not delivered", output.name);
@@ -137,10 +137,10 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::event::MeterStatus;
+    use crate::model::event::MeterStatus;
 
-    fn status(connected: bool) -> Event {
-        Event::Status(Arc::new(MeterStatus {
+    fn status(connected: bool) -> MeterEvent {
+        MeterEvent::Status(Arc::new(MeterStatus {
             meter: Arc::from("home"),
             source: "test".into(),
             connected,
@@ -171,7 +171,7 @@ mod tests {
         assert!(!sender.is_finished(), "the meter waits");
         let mut received = 0;
         while received < n {
-            let Some(Event::Status(s)) = all.recv().await else {
+            let Some(MeterEvent::Status(s)) = all.recv().await else {
                 panic!("a status")
             };
             assert_eq!(s.connected, received % 2 == 0, "in order");

@@ -1,5 +1,5 @@
 //! One meter of the service: its source, its decoder, and a sink that turns what the pipeline
-//! decodes into [`Event`]s for the outputs ([`Publisher`]).
+//! decodes into [`MeterEvent`]s for the outputs ([`Publisher`]).
 //!
 //! Telegrams wait for the lossless outputs (back-pressure, never loss). Status events are
 //! coalesced: a connect or disconnect (and the first telegram, or the first after a problem)
@@ -16,14 +16,14 @@ use smarty_p1::{Decoded, Decoder, DecoderConfig, Stats};
 use tokio::sync::watch;
 
 use super::bus::Publisher;
-use super::event::{Event, MeterStatus, TelegramEvent};
 use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
+use crate::key;
+use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
 use crate::output::{Delivery, Sink, note};
 use crate::pipeline::{self, Options, RejectionLog};
 use crate::source::{self, Source};
-use crate::{key, secret};
 
 /// Counter changes make at most one status event per meter this often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -42,7 +42,7 @@ struct EventSink {
     status_urgent: bool,
     status_sent: Option<Instant>,
     /// Events taken in, not delivered yet.
-    outbox: Vec<Event>,
+    outbox: Vec<MeterEvent>,
     connected_once: bool,
     /// The first frame that could not be decrypted for lack of a key was logged.
     undecrypted_logged: bool,
@@ -65,7 +65,7 @@ impl EventSink {
             self.status_changed = false;
             self.status_urgent = false;
             self.status_sent = Some(Instant::now());
-            let status = Event::Status(Arc::new(self.status.clone()));
+            let status = MeterEvent::Status(Arc::new(self.status.clone()));
             self.publisher.send(status).await;
         }
         if let Some(replay) = &mut self.replay {
@@ -86,7 +86,7 @@ impl Sink for EventSink {
         if let (Some(replay), Some(frame)) = (&mut self.replay, &decoded.frame) {
             replay.accepted(frame.system_title, frame.frame_counter);
         }
-        let event = TelegramEvent::new(&self.meter, decoded);
+        let event = TelegramEvent::new(&self.meter, decoded, SystemTime::now());
         // The first telegram (or the first after a problem) changes the meter's state: its
         // status goes out with it, not up to a second later.
         if self.status.last_telegram.is_none() || self.status.last_error.is_some() {
@@ -95,11 +95,11 @@ impl Sink for EventSink {
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
         self.status_changed = true;
-        self.outbox.push(Event::Telegram(Arc::new(event)));
+        self.outbox.push(MeterEvent::Telegram(Arc::new(event)));
         Ok(())
     }
 
-    /// Frames a meter without a key cannot decrypt go out as [`Event::RawFrame`] (the MQTT
+    /// Frames a meter without a key cannot decrypt go out as [`MeterEvent::RawFrame`] (the MQTT
     /// output forwards them with `publish_raw`) instead of being reported as rejections.
     fn forwards_undecrypted(&self) -> bool {
         true
@@ -113,7 +113,7 @@ impl Sink for EventSink {
                  (MQTT publish_raw / --publish-raw)"
             );
         }
-        self.outbox.push(Event::RawFrame {
+        self.outbox.push(MeterEvent::RawFrame {
             meter: Arc::clone(&self.meter),
             frame: Arc::from(frame),
         });
@@ -167,8 +167,11 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
         (None, None) => None,
     };
     let aad = key::load_aad(
-        meter.auth_key.as_ref().map(crate::secret::Secret::expose),
-        meter.aad.as_ref().map(crate::secret::Secret::expose),
+        meter
+            .auth_key
+            .as_ref()
+            .map(crate::model::secret::Secret::expose),
+        meter.aad.as_ref().map(crate::model::secret::Secret::expose),
         key::Settings::Meter,
     )
     .map_err(in_meter)?;
@@ -247,7 +250,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         state_dir,
         mut stop,
     } = extras;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let print_summary = console.is_some();
     let replay = match (&decoder_config.key, &state_dir) {
         (Some(key), Some(dir)) if meter.reject_replay => {
@@ -321,7 +324,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::model::secret::Secret;
 
     fn meter() -> MeterConfig {
         MeterConfig {

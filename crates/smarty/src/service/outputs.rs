@@ -4,8 +4,9 @@ use anyhow::{Context, Result};
 use tokio::task::JoinSet;
 
 use super::bus::{Accepts, Bus};
-use super::{metrics, mqtt, proxy};
+use super::{live, mqtt, proxy};
 use crate::config::{Config, read_secret};
+use crate::model::live::LiveState;
 use crate::store::{Store, StoreConfig};
 use crate::web::{self, HttpConfig, WebState};
 
@@ -91,8 +92,8 @@ pub async fn start(
 ) -> Result<usize> {
     check(config)?;
     let mut started = 0;
-    // The metrics state first: the MQTT output reports its queue depth into it.
-    let live = metrics::MetricsState::new(config.meters.iter().map(|m| m.name.as_str()));
+    // The live state first: the store and MQTT report their health into it.
+    let live = LiveState::new(config.meters.iter().map(|m| m.name.as_str()));
     let store = match StoreConfig::from_config(config)? {
         Some(settings) => {
             let store = Store::open(&settings)
@@ -143,7 +144,7 @@ pub async fn start(
                 events: bus.lossy_weak(),
                 token: None,
             };
-            let follower = metrics::follow(std::sync::Arc::clone(&live), bus.lossy());
+            let follower = live::follow(std::sync::Arc::clone(&live), bus.lossy());
             tasks.spawn(server.serve(state, follower));
             started += 1;
         }

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 
-use super::event::{Event, TelegramEvent};
+use crate::model::event::{MeterEvent, TelegramEvent};
 
 /// Telegrams queued per client before its oldest is dropped.
 pub const CLIENT_QUEUE: usize = 16;
@@ -96,13 +96,8 @@ pub async fn bind(config: &ProxyConfig) -> anyhow::Result<Proxy> {
     })
 }
 
-/// Binds and serves until the event channel closes.
-pub async fn run(config: ProxyConfig, events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
-    bind(&config).await?.serve(events).await
-}
-
 /// One connected client as seen by the server task.
-struct Client {
+struct ProxyClient {
     addr: SocketAddr,
     queue: Arc<ClientQueue>,
 }
@@ -150,6 +145,7 @@ impl ClientQueue {
 
 impl Proxy {
     /// The address actually bound.
+    #[cfg(test)]
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -157,13 +153,14 @@ impl Proxy {
     }
 
     /// The proxy's counters.
+    #[cfg(test)]
     pub fn stats(&self) -> Arc<ProxyStats> {
         Arc::clone(&self.stats)
     }
 
     /// Serves clients until the event channel closes; then disconnects them.
-    pub async fn serve(self, mut events: broadcast::Receiver<Event>) -> anyhow::Result<()> {
-        let mut clients: Vec<Client> = Vec::new();
+    pub async fn serve(self, mut events: broadcast::Receiver<MeterEvent>) -> anyhow::Result<()> {
+        let mut clients: Vec<ProxyClient> = Vec::new();
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
@@ -180,7 +177,7 @@ impl Proxy {
                             Arc::clone(&queue),
                             Arc::clone(&self.stats),
                         ));
-                        clients.push(Client { addr, queue });
+                        clients.push(ProxyClient { addr, queue });
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: retry after a pause.
@@ -189,7 +186,7 @@ impl Proxy {
                     }
                 },
                 event = events.recv() => match event {
-                    Ok(Event::Telegram(telegram)) => {
+                    Ok(MeterEvent::Telegram(telegram)) => {
                         if self.meter.as_deref().is_some_and(|m| m != &*telegram.meter) {
                             continue;
                         }
@@ -210,7 +207,7 @@ impl Proxy {
                         }
                         while tasks.try_join_next().is_some() {}
                     }
-                    Ok(Event::Status(_) | Event::RawFrame { .. }) => {}
+                    Ok(MeterEvent::Status(_) | MeterEvent::RawFrame { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         self.stats.lagged.fetch_add(n, Ordering::Relaxed);
                         tracing::warn!("proxy: fell behind, skipped {n} events");
@@ -277,7 +274,6 @@ async fn serve_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::event::ValueData;
     use smarty_p1::registry::Kind;
     use smarty_p1::{Decoder, DecoderConfig};
 
@@ -293,10 +289,16 @@ mod tests {
             .finish()
             .expect("a telegram")
             .expect("an accepted telegram");
-        Arc::new(TelegramEvent::new(&Arc::from(meter), &decoded))
+        Arc::new(TelegramEvent::new(
+            &Arc::from(meter),
+            &decoded,
+            std::time::SystemTime::now(),
+        ))
     }
 
-    async fn start(config: ProxyConfig) -> (SocketAddr, Arc<ProxyStats>, broadcast::Sender<Event>) {
+    async fn start(
+        config: ProxyConfig,
+    ) -> (SocketAddr, Arc<ProxyStats>, broadcast::Sender<MeterEvent>) {
         let proxy = bind(&config).await.unwrap();
         let (addr, stats) = (proxy.local_addr(), proxy.stats());
         let (tx, rx) = broadcast::channel(64);
@@ -352,8 +354,8 @@ mod tests {
         let mut b = TcpStream::connect(addr).await.unwrap();
         wait_for_clients(&stats, 2).await;
         let home = event("home");
-        tx.send(Event::Telegram(Arc::clone(&home))).unwrap();
-        tx.send(Event::Telegram(Arc::clone(&home))).unwrap();
+        tx.send(MeterEvent::Telegram(Arc::clone(&home))).unwrap();
+        tx.send(MeterEvent::Telegram(Arc::clone(&home))).unwrap();
         let expected = [TELEGRAM, TELEGRAM].concat();
         assert_eq!(read_exact(&mut a, expected.len()).await, expected);
         assert_eq!(read_exact(&mut b, expected.len()).await, expected);
@@ -366,8 +368,8 @@ mod tests {
         .await;
         let mut c = TcpStream::connect(addr).await.unwrap();
         wait_for_clients(&stats, 1).await;
-        tx.send(Event::Telegram(home)).unwrap();
-        tx.send(Event::Telegram(event("garage"))).unwrap();
+        tx.send(MeterEvent::Telegram(home)).unwrap();
+        tx.send(MeterEvent::Telegram(event("garage"))).unwrap();
         assert_eq!(read_exact(&mut c, TELEGRAM.len()).await, TELEGRAM);
         drop(tx); // the proxy stops and disconnects its clients
         let mut rest = Vec::new();
@@ -396,7 +398,7 @@ mod tests {
             big.telegram = vec![b'0' + (i % 10) as u8; 64 * 1024];
             big.telegram[..4].copy_from_slice(&i.to_be_bytes());
             let expected = big.telegram.clone();
-            tx.send(Event::Telegram(Arc::new(big))).unwrap();
+            tx.send(MeterEvent::Telegram(Arc::new(big))).unwrap();
             assert_eq!(
                 read_exact(&mut fast, expected.len()).await,
                 expected,
@@ -427,7 +429,7 @@ mod tests {
         .expect("the disconnect is noticed");
         let mut next = TcpStream::connect(addr).await.unwrap();
         wait_for_clients(&stats, 1).await;
-        tx.send(Event::Telegram(event("home"))).unwrap();
+        tx.send(MeterEvent::Telegram(event("home"))).unwrap();
         assert_eq!(read_exact(&mut next, TELEGRAM.len()).await, TELEGRAM);
     }
 
@@ -439,7 +441,7 @@ mod tests {
         // Overrun the channel before the proxy runs.
         let home = event("home");
         for _ in 0..10 {
-            tx.send(Event::Telegram(Arc::clone(&home))).unwrap();
+            tx.send(MeterEvent::Telegram(Arc::clone(&home))).unwrap();
         }
         tokio::spawn(proxy.serve(rx));
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -452,7 +454,7 @@ mod tests {
         .await
         .expect("lag noticed");
         assert_eq!(stats.lagged.load(Ordering::Relaxed), 6);
-        tx.send(Event::Telegram(home)).unwrap();
+        tx.send(MeterEvent::Telegram(home)).unwrap();
         // The client may also see some of the 4 telegrams left in the channel; it sees whole
         // telegrams in any case.
         let got = read_exact(&mut client, TELEGRAM.len()).await;
@@ -504,7 +506,7 @@ mod tests {
         wait_for_clients(&stats, 1).await;
         let home = event("home");
         for _ in 0..COUNT {
-            tx.send(Event::Telegram(Arc::clone(&home))).unwrap();
+            tx.send(MeterEvent::Telegram(Arc::clone(&home))).unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let out = tokio::time::timeout(
@@ -528,23 +530,23 @@ mod tests {
             let mut compared = Vec::new();
             for value in &home.values {
                 let compare = matches!(
-                    value.kind,
+                    value.id.kind(),
                     Kind::Energy | Kind::Power | Kind::Voltage | Kind::Current | Kind::MbusReading
                 );
-                let ValueData::Number { value: ours, .. } = &value.value else {
+                let Some(ours) = value.data.number() else {
                     continue;
                 };
                 if !compare {
                     continue;
                 }
-                let Some(theirs) = telegram.get(&value.obis) else {
+                let Some(theirs) = telegram.get(&value.code) else {
                     continue; // not in dsmr_parser's LUXEMBOURG_SMARTY specification
                 };
                 let theirs: f64 = theirs["value"]
                     .as_str()
                     .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| panic!("{}: a number from dsmr_parser", value.obis));
-                assert_eq!(theirs, *ours, "{} ({})", value.name, value.obis);
+                    .unwrap_or_else(|| panic!("{}: a number from dsmr_parser", value.code));
+                assert_eq!(theirs, ours, "{} ({})", value.name, value.code);
                 compared.push(value.name.as_str());
             }
             for name in [

@@ -245,7 +245,7 @@ mod tests {
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-    use crate::secret::Secret;
+    use crate::model::secret::Secret;
     use crate::service::mqtt::test_broker::{Broker, publish_all};
 
     #[test]

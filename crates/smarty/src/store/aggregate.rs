@@ -14,13 +14,13 @@ use jiff::tz::TimeZone;
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row as SqlRow, params_from_iter};
 
-use super::INTERVAL_S;
 use super::block::Row;
-use super::reading::{COLUMNS, Kind, NCOL};
+use super::reading::{Aggregation, COLUMNS, NCOL};
+use crate::model::time::day_start;
 
 /// The aggregate of one period (15 minutes or a day) of one meter. Arrays follow
-/// [`COLUMNS`]; energy fields are used by [`Kind::Energy`] columns, the others by
-/// [`Kind::Instant`] columns.
+/// [`COLUMNS`]; energy fields are used by [`Aggregation::Energy`] columns, the others by
+/// [`Aggregation::Instant`] columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agg {
     /// Start of the period, Unix seconds.
@@ -75,12 +75,12 @@ impl Agg {
             agg.last_ts = agg.last_ts.max(row.ts);
             for (c, column) in COLUMNS.iter().enumerate() {
                 let Some(v) = row.values[c] else { continue };
-                match column.kind {
-                    Kind::Energy => {
+                match column.aggregation {
+                    Aggregation::Energy => {
                         agg.first[c].get_or_insert(v);
                         agg.last[c] = Some(v);
                     }
-                    Kind::Instant => {
+                    Aggregation::Instant => {
                         agg.sum[c] = Some(agg.sum[c].unwrap_or(0) + v);
                         agg.count[c] += 1;
                         agg.min[c] = Some(agg.min[c].map_or(v, |m| m.min(v)));
@@ -138,13 +138,13 @@ impl Agg {
 pub fn sql_columns() -> Vec<String> {
     let mut names = Vec::new();
     for column in COLUMNS {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 names.push(column.name.to_owned());
                 names.push(format!("{}_first", column.name));
                 names.push(format!("{}_last", column.name));
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 for suffix in ["sum", "n", "min", "max"] {
                     names.push(format!("{}_{suffix}", column.name));
                 }
@@ -167,14 +167,14 @@ pub fn from_sql(row: &SqlRow<'_>) -> rusqlite::Result<Agg> {
     agg.last_ts = row.get(3)?;
     let mut i = 4;
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 agg.energy[c] = row.get(i)?;
                 agg.first[c] = row.get(i + 1)?;
                 agg.last[c] = row.get(i + 2)?;
                 i += 3;
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 agg.sum[c] = row.get(i)?;
                 agg.count[c] = row.get(i + 1)?;
                 agg.min[c] = row.get(i + 2)?;
@@ -195,13 +195,13 @@ fn values(agg: &Agg) -> Vec<Value> {
         Value::Integer(agg.last_ts),
     ];
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 out.push(opt(agg.energy[c]));
                 out.push(opt(agg.first[c]));
                 out.push(opt(agg.last[c]));
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 out.push(opt(agg.sum[c]));
                 out.push(Value::Integer(agg.count[c]));
                 out.push(opt(agg.min[c]));
@@ -314,7 +314,7 @@ pub fn settle(conn: &Connection, meter: i64, from: i64, until: i64) -> rusqlite:
             e => Err(e),
         })?;
     let energy_columns: Vec<usize> = (0..NCOL)
-        .filter(|&c| COLUMNS[c].kind == Kind::Energy)
+        .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
         .collect();
     let mut changed = Vec::new();
     let mut next = from;
@@ -363,20 +363,6 @@ fn read_page(conn: &Connection, meter: i64, from: i64) -> rusqlite::Result<Vec<A
     rows.collect()
 }
 
-/// The local day (Europe/Luxembourg) of a time.
-pub fn day_of(ts: i64, zone: &TimeZone) -> Date {
-    jiff::Timestamp::from_second(ts)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(zone.clone())
-        .date()
-}
-
-/// The start (local midnight) of a day, Unix seconds.
-pub fn day_start(day: Date, zone: &TimeZone) -> i64 {
-    day.to_zoned(zone.clone())
-        .map_or(0, |z| z.timestamp().as_second())
-}
-
 /// Recomputes the day aggregate of `day` from its 15-minute periods (removes it when it has
 /// none).
 ///
@@ -400,9 +386,4 @@ pub fn rebuild_day(
     }
     let agg = Agg::of_periods(start, &periods);
     write_day(conn, meter, day, periods.len(), &agg)
-}
-
-/// The start of the 15-minute period holding `ts`.
-pub fn period_start(ts: i64) -> i64 {
-    ts.div_euclid(INTERVAL_S) * INTERVAL_S
 }

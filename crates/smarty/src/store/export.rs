@@ -14,14 +14,16 @@ use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 
 use anyhow::{Context, Result, bail};
-use jiff::tz::TimeZone;
 use serde_json::{Map, Value as Json};
 
-use super::aggregate::{Agg, period_start};
-use super::query::{Reader, whole_periods};
-use super::reading::{COLUMNS, Kind};
+use super::aggregate::Agg;
+use super::query::{ReadConnection, whole_periods};
+use super::reading::{Aggregation, COLUMNS};
 use super::{Store, StoreConfig};
-use crate::cli::{ExportArgs, ExportFormat, Resolution};
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::model::period::Resolution;
+use crate::model::period::interval_start;
+use crate::model::time::local_rfc3339;
 
 /// Raw rows are read a day at a time.
 const RAW_CHUNK_S: i64 = 86_400;
@@ -99,20 +101,6 @@ impl<W: Write> RowWriter for JsonRows<W> {
     }
 }
 
-/// RFC 3339 with the local offset.
-pub(crate) fn local_time(ts: i64, zone: &TimeZone) -> String {
-    match jiff::Timestamp::from_second(ts) {
-        Ok(t) => {
-            let zoned = t.to_zoned(zone.clone());
-            zoned
-                .timestamp()
-                .display_with_offset(zoned.offset())
-                .to_string()
-        }
-        Err(_) => ts.to_string(),
-    }
-}
-
 /// Runs `smarty export`.
 ///
 /// # Errors
@@ -171,7 +159,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         &meter.name,
         from,
         to,
-        args.resolution,
+        args.resolution.into(),
         args.format,
         out,
     );
@@ -201,7 +189,7 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
 /// # Errors
 /// Store errors or an unwritable output.
 pub fn write(
-    reader: &Reader,
+    reader: &ReadConnection,
     meter: &str,
     from: i64,
     to: i64,
@@ -209,14 +197,14 @@ pub fn write(
     format: ExportFormat,
     mut out: Box<dyn Write>,
 ) -> Result<u64> {
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let id = reader.meter_id(meter)?;
     let channels = reader.mbus_channels(id)?;
     let (from, to) = whole_periods(from, to, resolution, &zone);
     // Which columns the meter has: from the 15-minute periods that overlap the range (raw) or
     // from the aggregates of the range.
     let aggregates = if resolution == Resolution::Raw {
-        reader.aggregates(id, period_start(from), to, Resolution::Min15)?
+        reader.aggregates(id, interval_start(from), to, Resolution::Min15)?
     } else {
         reader.aggregates(id, from, to, resolution)?
     };
@@ -224,20 +212,22 @@ pub fn write(
     let presence = Agg::of_periods(from, &all);
     let mut columns: Vec<(String, Source)> = Vec::new();
     for (c, column) in COLUMNS.iter().enumerate() {
-        let present = match column.kind {
-            Kind::Energy => presence.last[c].is_some(),
-            Kind::Instant => presence.count[c] > 0,
+        let present = match column.aggregation {
+            Aggregation::Energy => presence.last[c].is_some(),
+            Aggregation::Instant => presence.count[c] > 0,
         };
         if !present {
             continue;
         }
-        match (resolution, column.kind) {
-            (Resolution::Raw, _) => columns.push((column.series.to_owned(), Source::Raw(c))),
-            (_, Kind::Energy) => columns.push((column.series.to_owned(), Source::Energy(c))),
-            (_, Kind::Instant) => {
-                columns.push((format!("{}_avg", column.series), Source::Average(c)));
-                columns.push((format!("{}_min", column.series), Source::Min(c)));
-                columns.push((format!("{}_max", column.series), Source::Max(c)));
+        match (resolution, column.aggregation) {
+            (Resolution::Raw, _) => columns.push((column.series().to_owned(), Source::Raw(c))),
+            (_, Aggregation::Energy) => {
+                columns.push((column.series().to_owned(), Source::Energy(c)))
+            }
+            (_, Aggregation::Instant) => {
+                columns.push((format!("{}_avg", column.series()), Source::Average(c)));
+                columns.push((format!("{}_min", column.series()), Source::Min(c)));
+                columns.push((format!("{}_max", column.series()), Source::Max(c)));
             }
         }
     }
@@ -282,7 +272,7 @@ pub fn write(
                         _ => None,
                     };
                 }
-                writer.row(row.ts, &local_time(row.ts, &zone), &values)?;
+                writer.row(row.ts, &local_rfc3339(row.ts, &zone), &values)?;
                 rows += 1;
             }
             start = end;
@@ -319,7 +309,7 @@ pub fn write(
                     Source::Mbus(i) => mbus[*i].get(&t).copied(),
                 };
             }
-            writer.row(t, &local_time(t, &zone), &values)?;
+            writer.row(t, &local_rfc3339(t, &zone), &values)?;
             rows += 1;
         }
     }

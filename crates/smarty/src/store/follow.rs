@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc as channel;
 
-use super::{MbusReading, Reading, Store, Writer};
-use crate::service::event::Event;
-use crate::service::metrics::OutputHealth;
+use super::{MbusRecord, Reading, Store, Writer};
+use crate::model::event::MeterEvent;
+use crate::model::live::OutputHealth;
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -28,9 +28,9 @@ const MAX_BUFFERED: usize = 100_000;
 const TO_WRITER: usize = 1024;
 
 /// What the event side hands to the writer thread.
-enum Message {
+enum ToWriter {
     Reading(Box<Reading>),
-    Mbus(MbusReading),
+    Mbus(MbusRecord),
 }
 
 /// Stores every telegram of the event channel until it closes: a dedicated thread owns the
@@ -44,7 +44,7 @@ enum Message {
 /// When the writer cannot be opened or its thread cannot start or dies.
 pub async fn follow(
     store: Store,
-    mut events: channel::Receiver<Event>,
+    mut events: channel::Receiver<MeterEvent>,
     health: OutputHealth,
 ) -> Result<()> {
     let writer = store
@@ -59,20 +59,20 @@ pub async fn follow(
         store.path().display(),
         store.config().commit_interval
     );
-    let (tx, rx) = mpsc::sync_channel::<Message>(TO_WRITER);
+    let (tx, rx) = mpsc::sync_channel::<ToWriter>(TO_WRITER);
     let thread = std::thread::Builder::new()
         .name("store".into())
         .spawn(move || write_loop(writer, &rx, &health))
         .context("cannot start the store's thread")?;
     'events: while let Some(event) = events.recv().await {
-        let Event::Telegram(event) = event else {
+        let MeterEvent::Telegram(event) = event else {
             continue;
         };
         let (reading, mbus) = Reading::from_event(&event);
         let messages = reading
-            .map(|r| Message::Reading(Box::new(r)))
+            .map(|r| ToWriter::Reading(Box::new(r)))
             .into_iter()
-            .chain(mbus.into_iter().map(Message::Mbus));
+            .chain(mbus.into_iter().map(ToWriter::Mbus));
         for message in messages {
             if !send(&tx, message).await {
                 break 'events; // the thread ended: its result says why
@@ -88,7 +88,7 @@ pub async fn follow(
 
 /// Hands `message` to the writer thread, waiting (off the runtime's threads) while its channel
 /// is full; `false` when the thread is gone.
-async fn send(tx: &mpsc::SyncSender<Message>, message: Message) -> bool {
+async fn send(tx: &mpsc::SyncSender<ToWriter>, message: ToWriter) -> bool {
     match tx.try_send(message) {
         Ok(()) => true,
         Err(TrySendError::Disconnected(_)) => false,
@@ -102,7 +102,7 @@ async fn send(tx: &mpsc::SyncSender<Message>, message: Message) -> bool {
 }
 
 /// The writer thread: until the channel closes.
-fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>, health: &OutputHealth) {
+fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &OutputHealth) {
     let mut last_prune: Option<Instant> = None;
     let mut failing: Option<String> = None;
     let mut dropped = 0u64;
@@ -136,8 +136,8 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<Message>, health: &OutputH
                     }
                 } else {
                     match message {
-                        Message::Reading(r) => writer.push(*r),
-                        Message::Mbus(m) => writer.push_mbus(m),
+                        ToWriter::Reading(r) => writer.push(*r),
+                        ToWriter::Mbus(m) => writer.push_mbus(m),
                     }
                 }
                 false

@@ -1,7 +1,7 @@
 //! The history store: SQLite (bundled, WAL) in the state directory (docs/storage.md).
 //!
 //! One [`Writer`] per process commits buffered readings every few seconds with their
-//! aggregates; [`Reader`]s answer the queries of the API and `smarty export`. One process
+//! aggregates; [`ReadConnection`]s answer the queries of the API and `smarty export`. One process
 //! writes a store at a time: it holds the writer's lock ([`lock`]) while it may write. Raw readings are
 //! packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily aggregates and
 //! M-Bus readings are kept forever.
@@ -14,7 +14,6 @@ pub mod error;
 mod export;
 mod follow;
 mod import;
-pub mod interval;
 pub mod lock;
 pub mod query;
 pub mod reading;
@@ -32,9 +31,8 @@ use lock::WriterLock;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use follow::follow;
-pub use interval::{INTERVAL_S, Interval, Period};
-pub use query::{Reader, Series, StoredMeter};
-pub use reading::{MbusReading, Reading};
+pub use query::{ReadConnection, Series, StoredMeter};
+pub use reading::{MbusRecord, Reading};
 pub use writer::Writer;
 
 /// How long a connection waits for another one's write lock before giving up.
@@ -155,7 +153,7 @@ impl Store {
     ///
     /// # Errors
     /// SQLite errors (the file went away, …).
-    pub fn reader(&self) -> Result<Reader, StoreError> {
+    pub fn reader(&self) -> Result<ReadConnection, StoreError> {
         let pooled = self
             .inner
             .readers
@@ -176,7 +174,7 @@ impl Store {
                 conn
             }
         };
-        Ok(Reader::new(conn, Arc::downgrade(&self.inner)))
+        Ok(ReadConnection::new(conn, Arc::downgrade(&self.inner)))
     }
 
     /// A writing connection (`synchronous = NORMAL`): one per process, owned by

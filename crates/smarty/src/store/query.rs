@@ -7,11 +7,14 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::aggregate::{self, Agg, day_of, day_start, period_start};
+use super::aggregate::{self, Agg};
 use super::block::{self, Row};
-use super::reading::{COLUMNS, Kind, mbus_name};
-use super::{Inner, Interval, Period, StoreError, give_back};
-use crate::cli::Resolution;
+use super::reading::{Aggregation, COLUMNS};
+use super::{Inner, StoreError, give_back};
+use crate::model::period::{Interval, Period, Resolution, interval_start};
+use crate::model::time::{day_of, day_start};
+use crate::model::unit::Unit;
+use crate::model::value::{ValueId, medium_named};
 
 /// The longest range a raw query may cover, days.
 pub const RAW_MAX_DAYS: i64 = 31;
@@ -43,9 +46,16 @@ pub struct MbusChannel {
 }
 
 impl MbusChannel {
+    /// What its readings are: the reading of the M-Bus device on its channel, of its medium,
+    /// in its unit (as stored).
+    pub fn id(&self) -> ValueId {
+        let unit = (!self.unit.is_empty()).then(|| Unit::parse(&self.unit));
+        ValueId::mbus_reading(self.channel, medium_named(&self.medium), unit)
+    }
+
     /// Its value name: `mbus1_gas_m3`.
     pub fn name(&self) -> String {
-        mbus_name(self.channel, &self.medium, &self.unit)
+        self.id().name().to_string()
     }
 }
 
@@ -127,13 +137,13 @@ pub(crate) enum Field {
 }
 
 /// A read-only connection to the store (from [`super::Store::reader`]).
-pub struct Reader {
+pub struct ReadConnection {
     conn: Option<Connection>,
     pool: Weak<Inner>,
     zone: TimeZone,
 }
 
-impl Drop for Reader {
+impl Drop for ReadConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             give_back(&self.pool, conn);
@@ -167,7 +177,7 @@ impl Buckets {
     pub(crate) fn start(&mut self, ts: i64) -> i64 {
         match self.resolution {
             Resolution::Raw => ts,
-            Resolution::Min15 => period_start(ts),
+            Resolution::Min15 => interval_start(ts),
             Resolution::Hour => ts.div_euclid(3600) * 3600,
             Resolution::Day | Resolution::Month => {
                 if let Some((start, end)) = self.cached
@@ -228,12 +238,12 @@ pub(crate) fn whole_periods(
     (start, buckets.next_start(last).max(to))
 }
 
-impl Reader {
-    pub(super) fn new(conn: Connection, pool: Weak<Inner>) -> Reader {
-        Reader {
+impl ReadConnection {
+    pub(super) fn new(conn: Connection, pool: Weak<Inner>) -> ReadConnection {
+        ReadConnection {
             conn: Some(conn),
             pool,
-            zone: crate::output::time::meter_zone(),
+            zone: crate::model::time::meter_zone(),
         }
     }
 
@@ -301,16 +311,16 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// What a series field name refers to.
+    /// What a series field name refers to: the column or M-Bus channel whose value has that
+    /// name.
     pub(crate) fn field(&self, meter: i64, name: &str) -> Result<Field, StoreError> {
-        if let Some(c) = COLUMNS.iter().position(|c| c.series == name) {
+        if let Some(c) = COLUMNS.iter().position(|c| c.series() == name) {
             return Ok(Field::Column(c));
         }
-        if name.starts_with("mbus")
-            && let Some(channel) = self
-                .mbus_channels(meter)?
-                .into_iter()
-                .find(|c| c.name() == name)
+        if let Some(channel) = self
+            .mbus_channels(meter)?
+            .into_iter()
+            .find(|c| c.name() == name)
         {
             return Ok(Field::Mbus(channel));
         }
@@ -372,16 +382,22 @@ impl Reader {
                 let column = &COLUMNS[c];
                 series.unit = column.unit.to_owned();
                 if resolution == Resolution::Raw {
-                    let values = self.raw_column(id, c, from, to, column.kind == Kind::Energy)?;
+                    let values = self.raw_column(
+                        id,
+                        c,
+                        from,
+                        to,
+                        column.aggregation == Aggregation::Energy,
+                    )?;
                     let mut previous = None;
                     for (ts, v) in values {
                         if ts >= from {
-                            match column.kind {
-                                Kind::Instant => {
+                            match column.aggregation {
+                                Aggregation::Instant => {
                                     series.t.push(ts);
                                     series.value.push(v as f64 / column.scale);
                                 }
-                                Kind::Energy => {
+                                Aggregation::Energy => {
                                     if let Some(p) = previous {
                                         series.t.push(ts);
                                         series.value.push((v - p) as f64 / column.scale);
@@ -392,7 +408,7 @@ impl Reader {
                         previous = Some(v);
                     }
                 } else {
-                    let instant = column.kind == Kind::Instant;
+                    let instant = column.aggregation == Aggregation::Instant;
                     if instant {
                         series.min = Some(Vec::new());
                         series.max = Some(Vec::new());
@@ -401,14 +417,14 @@ impl Reader {
                         if !inside(t) {
                             continue;
                         }
-                        match column.kind {
-                            Kind::Energy => {
+                        match column.aggregation {
+                            Aggregation::Energy => {
                                 if let Some(e) = point.energy {
                                     series.t.push(t);
                                     series.value.push(e as f64 / column.scale);
                                 }
                             }
-                            Kind::Instant => {
+                            Aggregation::Instant => {
                                 let (Some(sum), Some(lo), Some(hi)) =
                                     (point.sum, point.min, point.max)
                                 else {
@@ -433,7 +449,7 @@ impl Reader {
         Ok(series)
     }
 
-    /// At least as many points as [`Reader::series`] gives for the same arguments, from row
+    /// At least as many points as [`ReadConnection::series`] gives for the same arguments, from row
     /// counts and the span alone (no reading is decoded), so that the API can refuse or
     /// coarsen an answer before reading it.
     ///
@@ -499,9 +515,9 @@ impl Reader {
             _ => "agg_15m",
         };
         let name = column.name;
-        let fields = match column.kind {
-            Kind::Energy => format!("{name}, NULL, 0, NULL, NULL"),
-            Kind::Instant => format!("NULL, {name}_sum, {name}_n, {name}_min, {name}_max"),
+        let fields = match column.aggregation {
+            Aggregation::Energy => format!("{name}, NULL, 0, NULL, NULL"),
+            Aggregation::Instant => format!("NULL, {name}_sum, {name}_n, {name}_min, {name}_max"),
         };
         let mut statement = self.conn().prepare_cached(&format!(
             "SELECT start, {fields} FROM {table} WHERE meter = ?1 AND start >= ?2 AND start < ?3
@@ -727,7 +743,7 @@ impl Reader {
             .collect())
     }
 
-    /// [`Reader::mbus_consumption`] for days and months without reading every capture: the
+    /// [`ReadConnection::mbus_consumption`] for days and months without reading every capture: the
     /// increases telescope, so a period's consumption is the last capture before its end
     /// minus the last capture before its start (or its first capture when there is none),
     /// two index look-ups per period.

@@ -202,7 +202,7 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::reading::{COLUMNS, Kind};
+    use crate::store::reading::{Aggregation, COLUMNS};
 
     #[test]
     fn the_current_columns_are_those_of_the_schema() {
@@ -216,13 +216,13 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         for column in COLUMNS {
-            let wanted: Vec<String> = match column.kind {
-                Kind::Energy => vec![
+            let wanted: Vec<String> = match column.aggregation {
+                Aggregation::Energy => vec![
                     column.name.into(),
                     format!("{}_first", column.name),
                     format!("{}_last", column.name),
                 ],
-                Kind::Instant => ["sum", "n", "min", "max"]
+                Aggregation::Instant => ["sum", "n", "min", "max"]
                     .iter()
                     .map(|s| format!("{}_{s}", column.name))
                     .collect(),

@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::aggregate::{Agg, day_of, day_start, period_start};
+use super::aggregate::Agg;
 use super::query::{MbusChannel, MbusTotal};
-use super::reading::{COLUMNS, Kind, MbusReading, Reading};
+use super::reading::{Aggregation, COLUMNS, MbusRecord, Reading};
 use super::writer::WriteTotals;
 use super::*;
-use crate::cli::Resolution;
+use crate::model::period::Resolution;
+use crate::model::period::{INTERVAL_S, Period, interval_start};
+use crate::model::time::{day_of, day_start};
+use crate::model::unit::Unit;
+use smarty_p1::registry::Medium;
 
 /// A store in a temporary directory with raw readings kept forever.
 /// The position of a column in [`COLUMNS`].
@@ -96,7 +100,7 @@ fn expected_energies(readings: &[Reading], c: usize) -> BTreeMap<i64, i64> {
     let mut period_first: BTreeMap<i64, i64> = BTreeMap::new();
     for r in sorted {
         let Some(v) = r.values()[c] else { continue };
-        let p = period_start(r.ts);
+        let p = interval_start(r.ts);
         // The period's reference: the register before it, unless the register dropped
         // (a replaced meter starts afresh).
         let base = *period_first
@@ -114,7 +118,7 @@ fn expected_instants(readings: &[Reading], c: usize) -> BTreeMap<i64, (i64, i64,
     for r in readings {
         let Some(v) = r.values()[c] else { continue };
         let e = out
-            .entry(period_start(r.ts))
+            .entry(interval_start(r.ts))
             .or_insert((0, 0, i64::MAX, i64::MIN));
         e.0 += v;
         e.1 += 1;
@@ -143,10 +147,10 @@ fn all_days(store: &Store) -> Vec<(String, Agg)> {
 
 fn check_against_raw(store: &Store, readings: &[Reading]) {
     let aggs = all_15m(store);
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     for (c, column) in COLUMNS.iter().enumerate() {
-        match column.kind {
-            Kind::Energy => {
+        match column.aggregation {
+            Aggregation::Energy => {
                 let expected = expected_energies(readings, c);
                 let got: BTreeMap<i64, i64> = aggs
                     .iter()
@@ -176,7 +180,7 @@ fn check_against_raw(store: &Store, readings: &[Reading]) {
                     column.name
                 );
             }
-            Kind::Instant => {
+            Aggregation::Instant => {
                 let expected = expected_instants(readings, c);
                 let got: BTreeMap<i64, (i64, i64, i64, i64)> = aggs
                     .iter()
@@ -304,7 +308,7 @@ fn order_of_arrival_and_repeats_do_not_change_the_result() {
 fn dst_days_have_92_and_100_periods() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let mut data = Vec::new();
     for (day, seed) in [("2026-03-28", 3), ("2026-10-24", 4)] {
         let start = day_start(day.parse().unwrap(), &zone);
@@ -373,12 +377,16 @@ fn an_older_file_is_migrated() {
     assert_eq!(writer.flush().unwrap(), 1);
 }
 
-fn mbus(channel: u8, ts: i64, value: f64) -> MbusReading {
-    MbusReading {
+fn mbus(channel: u8, ts: i64, value: f64) -> MbusRecord {
+    MbusRecord {
         meter: Arc::from("home"),
         channel,
-        medium: if channel == 1 { "gas" } else { "water" }.into(),
-        unit: "m3".into(),
+        medium: if channel == 1 {
+            Medium::Gas
+        } else {
+            Medium::Water
+        },
+        unit: Some(Unit::parse("m3")),
         ts,
         value,
     }
@@ -396,7 +404,7 @@ fn pruning_keeps_aggregates_and_late_readings_do_not_change_them() {
     let (aggs, days) = (all_15m(&store), all_days(&store));
     let mut writer = store.writer().unwrap();
     let pruned = writer.prune(now).unwrap();
-    let cutoff = period_start(now - 86_400);
+    let cutoff = interval_start(now - 86_400);
     let old = data.iter().filter(|r| r.ts < cutoff).count() as u64;
     assert_eq!(pruned, old);
     assert_eq!(all_15m(&store), aggs, "15-minute aggregates stay");
@@ -424,7 +432,7 @@ fn pruning_keeps_aggregates_and_late_readings_do_not_change_them() {
 fn mbus_readings_are_stored_once_per_capture_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let day = day_start("2026-11-20".parse().unwrap(), &zone);
     let mut writer = store.writer().unwrap();
     let mut gas = 14_239.771;
@@ -571,7 +579,7 @@ fn mbus_readings_are_stored_once_per_capture_time() {
 fn series_at_every_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let data = readings("home", start, 4 * 8640, 10, 7);
     write_all(&store, &data, 8640);
@@ -725,7 +733,7 @@ fn series_at_every_resolution() {
 fn series_points_cover_whole_periods() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let end = start + 4 * 86_400;
     let data = readings("home", start, 4 * 8640, 10, 7);
@@ -841,7 +849,7 @@ fn a_year_of_days_and_months_agree() {
 
 #[tokio::test]
 async fn the_service_output_stores_every_telegram() {
-    use crate::service::event::{Event, TelegramEvent};
+    use crate::model::event::{MeterEvent, TelegramEvent};
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::at(dir.path().join("smarty.db"));
     config.commit_interval = Duration::from_millis(20);
@@ -864,7 +872,7 @@ async fn the_service_output_stores_every_telegram() {
         seed: Some(1),
     };
     let (mut meter, _) = crate::simulate::Meter::new(&args).unwrap();
-    let zone = crate::output::time::meter_zone();
+    let zone = crate::model::time::meter_zone();
     let first: jiff::Zoned = jiff::Timestamp::from_second(1_794_960_000)
         .unwrap()
         .to_zoned(zone);
@@ -877,9 +885,10 @@ async fn the_service_output_stores_every_telegram() {
         let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
         decoder.push(&frame);
         let decoded = decoder.finish().unwrap().unwrap();
-        tx.send(Event::Telegram(Arc::new(TelegramEvent::new(
+        tx.send(MeterEvent::Telegram(Arc::new(TelegramEvent::new(
             &meter_name,
             &decoded,
+            std::time::SystemTime::now(),
         ))))
         .await
         .unwrap();

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use super::aggregate::{self, Agg, period_start};
+use super::aggregate::{self, Agg};
 use super::block::{self, BLOCK_S, Row};
 use super::lock::WriterLock;
-use super::reading::{MbusReading, Reading};
-use super::{INTERVAL_S, StoreConfig, StoreError};
+use super::reading::{MbusRecord, Reading};
+use super::{StoreConfig, StoreError};
+use crate::model::period::INTERVAL_S;
+use crate::model::period::interval_start;
 
 /// What a writer wrote since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct Writer {
     config: StoreConfig,
     zone: TimeZone,
     readings: Vec<Reading>,
-    mbus: Vec<MbusReading>,
+    mbus: Vec<MbusRecord>,
     last_flush: Instant,
     meters: HashMap<Arc<str>, (i64, Option<String>)>,
     totals: WriteTotals,
@@ -45,7 +47,7 @@ impl Writer {
         Writer {
             conn,
             config,
-            zone: crate::output::time::meter_zone(),
+            zone: crate::model::time::meter_zone(),
             readings: Vec::new(),
             mbus: Vec::new(),
             last_flush: Instant::now(),
@@ -66,7 +68,7 @@ impl Writer {
     }
 
     /// Buffers an M-Bus reading until the next [`Writer::flush`].
-    pub fn push_mbus(&mut self, reading: MbusReading) {
+    pub fn push_mbus(&mut self, reading: MbusRecord) {
         self.mbus.push(reading);
     }
 
@@ -131,7 +133,7 @@ impl Writer {
         for reading in &self.readings {
             let id = ids[&reading.meter];
             groups
-                .entry((id, period_start(reading.ts)))
+                .entry((id, interval_start(reading.ts)))
                 .or_default()
                 .push(Row {
                     ts: reading.ts,
@@ -168,7 +170,7 @@ impl Writer {
             let days: BTreeSet<jiff::civil::Date> = periods
                 .iter()
                 .chain(&changed)
-                .map(|&p| aggregate::day_of(p, &self.zone))
+                .map(|&p| crate::model::time::day_of(p, &self.zone))
                 .collect();
             for day in days {
                 aggregate::rebuild_day(&tx, *meter, day, &self.zone)?;
@@ -182,7 +184,12 @@ impl Writer {
                  ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
                  WHERE medium != excluded.medium OR unit != excluded.unit",
             )?
-            .execute((meter, reading.channel, &reading.medium, &reading.unit))?;
+            .execute((
+                meter,
+                reading.channel,
+                reading.medium_name(),
+                reading.unit_name(),
+            ))?;
             mbus_added += tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO mbus_reading (meter, channel, ts, value_milli) VALUES (?1, ?2, ?3, ?4)",
@@ -213,7 +220,7 @@ impl Writer {
         let Some(retention) = self.config.retention_s() else {
             return Ok(0);
         };
-        let cutoff = period_start(now - retention);
+        let cutoff = interval_start(now - retention);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -261,7 +268,7 @@ impl Writer {
             })
             .optional()?
             .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))?;
-        let first = period_start(from);
+        let first = interval_start(from);
         let mut periods = BTreeSet::new();
         {
             let mut statement = tx.prepare(
@@ -277,7 +284,7 @@ impl Writer {
                     start,
                     reason,
                 })?;
-                let period = period_start(start);
+                let period = interval_start(start);
                 if current.as_ref().is_some_and(|(p, _)| *p != period)
                     && let Some((p, rows)) = current.take()
                 {
@@ -299,7 +306,7 @@ impl Writer {
             let days: BTreeSet<jiff::civil::Date> = periods
                 .iter()
                 .chain(&changed)
-                .map(|&p| aggregate::day_of(p, &self.zone))
+                .map(|&p| crate::model::time::day_of(p, &self.zone))
                 .collect();
             for day in days {
                 aggregate::rebuild_day(&tx, id, day, &self.zone)?;

@@ -18,12 +18,12 @@ use super::extract::{ApiPath, ApiQuery};
 use super::fields::fields;
 use super::live::{status_json, telegram_json};
 use super::number::round_answer;
-use super::range::{day_start, month_start, now, parse_range};
+use super::range::{now, parse_range};
 use super::state::App;
 use crate::analytics::tariff;
-use crate::cli::Resolution;
-use crate::output::time::METER_ZONE;
-use crate::store::{INTERVAL_S, Interval, Period, Reader, Store, StoreError, StoredMeter};
+use crate::model::period::{INTERVAL_S, Interval, Period, Resolution};
+use crate::model::time::{METER_ZONE, day_start_after, meter_zone, month_start_after};
+use crate::store::{ReadConnection, Store, StoreError, StoredMeter};
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -38,7 +38,7 @@ const MAX_REPORT_DAYS: i64 = 3660;
 /// the result, to be held while the answer is sent.
 async fn with_reader_turn<T: Send + 'static>(
     app: &App,
-    query: impl FnOnce(&Reader) -> Result<T, ApiError> + Send + 'static,
+    query: impl FnOnce(&ReadConnection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<(T, OwnedSemaphorePermit), ApiError> {
     let store: Store = app.web.store.clone().ok_or_else(|| {
         ApiError::new(
@@ -75,7 +75,7 @@ async fn with_reader_turn<T: Send + 'static>(
 /// [`with_reader_turn`] for answers that are small: the turn ends with the query.
 async fn with_reader<T: Send + 'static>(
     app: &App,
-    query: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    query: impl FnOnce(&ReadConnection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     with_reader_turn(app, move |r| query(r).map_err(ApiError::from))
         .await
@@ -188,19 +188,14 @@ pub fn auto_resolution(seconds: i64) -> Resolution {
 }
 
 fn parse_resolution(text: Option<&str>, span: i64) -> Result<Resolution, ApiError> {
-    Ok(match text.unwrap_or("auto") {
-        "auto" => auto_resolution(span),
-        "raw" => Resolution::Raw,
-        "15m" => Resolution::Min15,
-        "hour" => Resolution::Hour,
-        "day" => Resolution::Day,
-        "month" => Resolution::Month,
-        other => {
-            return Err(ApiError::bad_request(format!(
+    match text.unwrap_or("auto") {
+        "auto" => Ok(auto_resolution(span)),
+        other => Resolution::from_name(other).ok_or_else(|| {
+            ApiError::bad_request(format!(
                 "resolution {other:?}: use auto, raw, 15m, hour, day or month"
-            )));
-        }
-    })
+            ))
+        }),
+    }
 }
 
 /// `GET /api/meters/{meter}/series`.
@@ -227,7 +222,7 @@ pub async fn series(
             if points <= max_points {
                 break;
             }
-            match coarser(resolution) {
+            match resolution.coarser() {
                 Some(next) if automatic => resolution = next,
                 _ => {
                     return Err(ApiError::bad_request(format!(
@@ -251,17 +246,6 @@ pub async fn series(
         .into_response())
 }
 
-/// The next coarser resolution, if any.
-fn coarser(resolution: Resolution) -> Option<Resolution> {
-    match resolution {
-        Resolution::Raw => Some(Resolution::Min15),
-        Resolution::Min15 => Some(Resolution::Hour),
-        Resolution::Hour => Some(Resolution::Day),
-        Resolution::Day => Some(Resolution::Month),
-        Resolution::Month => None,
-    }
-}
-
 /// `totals` and `tariff` query parameters.
 #[derive(Debug, Deserialize)]
 pub struct PeriodQuery {
@@ -281,8 +265,8 @@ fn parse_period(q: &PeriodQuery) -> Result<(Period, i64, i64), ApiError> {
         }
     };
     let (from, to) = parse_range(q.from.as_deref(), q.to.as_deref(), |to| match period {
-        Period::Day => day_start(to, -30),
-        Period::Month => month_start(to, -11),
+        Period::Day => day_start_after(to, -30, &meter_zone()),
+        Period::Month => month_start_after(to, -11, &meter_zone()),
     })
     .map_err(ApiError::bad_request)?;
     if to - from > MAX_REPORT_DAYS * 86_400 {
@@ -376,11 +360,11 @@ pub async fn intervals(
 ) -> ApiResult {
     let (from, to) = match (&q.from, &q.to) {
         (None, None) => {
-            let today = day_start(now(), 0);
-            (today, day_start(today, 1))
+            let today = day_start_after(now(), 0, &meter_zone());
+            (today, day_start_after(today, 1, &meter_zone()))
         }
         _ => parse_range(q.from.as_deref(), q.to.as_deref(), |to| {
-            day_start(to - 1, 0)
+            day_start_after(to - 1, 0, &meter_zone())
         })
         .map_err(ApiError::bad_request)?,
     };
@@ -415,9 +399,9 @@ pub async fn summary(State(app): State<App>, ApiPath(meter): ApiPath<String>) ->
     let config = app.web.tariff.clone();
     let name = meter.clone();
     let t = now();
-    let today = day_start(t, 0);
-    let month = month_start(t, 0);
-    let last_month = month_start(t, -1);
+    let today = day_start_after(t, 0, &meter_zone());
+    let month = month_start_after(t, 0, &meter_zone());
+    let last_month = month_start_after(t, -1, &meter_zone());
     let body = with_reader(&app, move |r| {
         let list = r.intervals(&name, last_month, t + 1)?;
         Ok(json!({

@@ -2,17 +2,15 @@
 //! unit, quantity kind, phase, direction, M-Bus channel and medium, OBIS code and registry
 //! description, so that a client never derives them from the value's name.
 //!
-//! Everything here comes from typed data: the OBIS code and registry entry of a telegram's
-//! value ([`NamedValue`]), the store's columns (each with its OBIS code) and M-Bus channels.
-//! [`Identity`] is the one place a typed value identity plugs in.
+//! Everything here comes from the typed identity of each value ([`ValueId`]): of a
+//! telegram's value, of a store column, of a stored M-Bus channel.
 
 use serde::Serialize;
-use smarty_p1::Obis;
-use smarty_p1::registry::{self, Kind, Medium, ObisDef};
+use smarty_p1::registry::{Kind, Medium};
 
-use crate::service::event::{MbusDevice, NamedValue, ValueData};
+use crate::model::value::{TelegramValue, ValueId};
 use crate::store::query::MbusChannel;
-use crate::store::reading::{COLUMNS, Column};
+use crate::store::reading::COLUMNS;
 
 /// The metadata of one value, as `fields` of `/api/meters` give it (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,199 +52,85 @@ pub struct MbusMeta {
     pub medium: Option<&'static str>,
 }
 
-/// What a value is, independent of its reading: the typed identity its metadata is derived
-/// from.
-#[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
-    /// The OBIS code, when known.
-    pub code: Option<Obis>,
-    /// The OBIS code as sent.
-    pub code_text: Option<&'a str>,
-    /// What it measures.
-    pub kind: Kind,
-    /// Its unit as sent or stored (`kWh`, `m3`, `gj`), `None` when there is none.
-    pub unit: Option<&'a str>,
-    /// The M-Bus device, for the codes of an M-Bus channel.
-    pub mbus: Option<MbusDevice>,
+/// The metadata of the value named `name` with identity `id`. `code` is its OBIS code as
+/// the meter sends it, when known: a stored M-Bus channel's is not (its name does not say
+/// which code of readings it came from), and then neither is the registry's description.
+fn describe(id: &ValueId, name: &str, code: Option<String>, series: bool) -> FieldMeta {
+    FieldMeta {
+        name: name.to_owned(),
+        label: label(id),
+        unit: id.unit().map(|u| u.symbol().to_owned()),
+        kind: kind_name(id.kind()),
+        cumulative: id.is_cumulative(),
+        phase: id
+            .phase()
+            .map(|phase| ["L1", "L2", "L3"][usize::from(phase - 1)]),
+        direction: id.direction().map(|d| d.as_str()),
+        mbus: id.mbus().map(|m| MbusMeta {
+            channel: m.channel,
+            medium: m.medium.filter(is_known).map(|m| m.as_str()),
+        }),
+        description: code.is_some().then_some(id.def().description),
+        obis: code,
+        series,
+    }
 }
 
-impl<'a> Identity<'a> {
-    /// The identity of a telegram's value. Its unit is the one sent, else the medium's usual
-    /// unit (M-Bus readings), else the registry's: the unit its name carries.
-    pub fn of_value(value: &'a NamedValue) -> Identity<'a> {
-        let sent = match &value.value {
-            ValueData::Number { unit, .. } => unit.as_deref(),
-            ValueData::Text(_) => None,
+/// An M-Bus reading is called by its medium (`Gas`, `Warm water`); anything else by its
+/// registry name in words (`power_import_l1` → `Power import L1`).
+fn label(id: &ValueId) -> String {
+    if id.kind() == Kind::MbusReading
+        && let Some(device) = id.mbus()
+    {
+        return match device.medium.filter(is_known) {
+            Some(medium) => sentence(&medium.as_str().replace('_', " ")),
+            None => "M-Bus reading".to_owned(),
         };
-        let medium_unit = value
-            .mbus
-            .and_then(|m| m.medium)
-            .filter(|_| value.kind == Kind::MbusReading)
-            .and_then(|m| m.default_unit());
-        let def_unit = registry::lookup(value.code).and_then(|d| d.unit);
-        Identity {
-            code: Some(value.code),
-            code_text: Some(&value.obis),
-            kind: value.kind,
-            unit: sent.or(medium_unit).or(def_unit),
-            mbus: value.mbus,
-        }
     }
-
-    /// The identity of a store column (its first OBIS code, its unit).
-    pub fn of_column(column: &'a Column) -> Option<Identity<'a>> {
-        let text = *column.obis.first()?;
-        let (code, _) = Obis::parse_prefix(text.as_bytes())?;
-        let def = registry::lookup(code)?;
-        Some(Identity {
-            code: Some(code),
-            code_text: Some(text),
-            kind: def.kind,
-            unit: Some(column.unit),
-            mbus: None,
-        })
-    }
-
-    /// The identity of a stored M-Bus channel: a reading of its medium, in its unit.
-    pub fn of_mbus_channel(channel: &'a MbusChannel) -> Identity<'a> {
-        Identity {
-            code: None,
-            code_text: None,
-            kind: Kind::MbusReading,
-            unit: Some(&channel.unit),
-            mbus: Some(MbusDevice {
-                channel: channel.channel,
-                medium: medium_named(&channel.medium),
-            }),
-        }
-    }
-
-    /// The metadata of the value named `name` with this identity.
-    pub fn describe(&self, name: &str, series: bool) -> FieldMeta {
-        let def = self.code.and_then(registry::lookup);
-        FieldMeta {
-            name: name.to_owned(),
-            label: self.label(def),
-            unit: self.unit.map(unit_symbol),
-            kind: kind_name(self.kind),
-            cumulative: matches!(
-                self.kind,
-                Kind::Energy | Kind::ReactiveEnergy | Kind::MbusReading | Kind::Count
-            ),
-            phase: self.code.and_then(phase),
-            direction: self.code.and_then(direction),
-            mbus: self.mbus.map(|m| MbusMeta {
-                channel: m.channel,
-                medium: m.medium.filter(is_known).map(|m| m.as_str()),
-            }),
-            obis: self.code_text.map(str::to_owned),
-            description: def.map(|d| d.description),
-            series,
-        }
-    }
-
-    /// An M-Bus reading is called by its medium (`Gas`, `Warm water`); anything else by its
-    /// registry name in words (`power_import_l1` → `Power import L1`).
-    fn label(&self, def: Option<&ObisDef>) -> String {
-        if self.kind == Kind::MbusReading
-            && let Some(device) = self.mbus
-        {
-            return match device.medium.filter(is_known) {
-                Some(medium) => sentence(&medium.as_str().replace('_', " ")),
-                None => "M-Bus reading".to_owned(),
-            };
-        }
-        let channel = self.mbus.map_or(0, |m| m.channel);
-        def.map_or_else(
-            || self.code_text.unwrap_or("value").to_owned(),
-            |d| words(d.name, channel),
-        )
-    }
+    words(id.def().name, id.obis().b)
 }
 
 /// The metadata of every value a meter's latest telegram carries (numbers only, as in
 /// `values`), then of every series the store keeps for it that the telegram lacks: the
 /// store's columns and its M-Bus channels. `stored` is `false` when the store is off (no
 /// value is a series then).
-pub fn fields(latest: Option<&[NamedValue]>, stored: bool, mbus: &[MbusChannel]) -> Vec<FieldMeta> {
-    let columns: Vec<(&Column, Identity<'_>)> = if stored {
-        COLUMNS
-            .iter()
-            .filter_map(|c| Some((c, Identity::of_column(c)?)))
-            .collect()
-    } else {
-        Vec::new()
-    };
+pub fn fields(
+    latest: Option<&[TelegramValue]>,
+    stored: bool,
+    mbus: &[MbusChannel],
+) -> Vec<FieldMeta> {
+    let columns = if stored { COLUMNS } else { &[] };
     let channels: Vec<(String, &MbusChannel)> = if stored {
         mbus.iter().map(|c| (c.name(), c)).collect()
     } else {
         Vec::new()
     };
     let is_series = |name: &str| {
-        columns.iter().any(|(c, _)| c.series == name) || channels.iter().any(|(n, _)| n == name)
+        columns.iter().any(|c| c.series() == name) || channels.iter().any(|(n, _)| n == name)
     };
     let mut out: Vec<FieldMeta> = latest
         .unwrap_or_default()
         .iter()
-        .filter(|v| matches!(v.value, ValueData::Number { .. }))
-        .map(|v| Identity::of_value(v).describe(&v.name, is_series(&v.name)))
+        .filter(|v| v.data.number().is_some())
+        .map(|v| describe(&v.id, &v.name, Some(v.code.clone()), is_series(&v.name)))
         .collect();
-    for (column, identity) in &columns {
-        if !out.iter().any(|f| f.name == column.series) {
-            out.push(identity.describe(column.series, true));
+    for column in columns {
+        if !out.iter().any(|f| f.name == column.series()) {
+            let code = column.obis.to_string();
+            out.push(describe(&column.id(), column.series(), Some(code), true));
         }
     }
     for (name, channel) in &channels {
         if !out.iter().any(|f| &f.name == name) {
-            out.push(Identity::of_mbus_channel(channel).describe(name, true));
+            out.push(describe(&channel.id(), name, None, true));
         }
     }
     out
 }
 
-/// The phase of an electricity code: group C 21–40 is L1, 41–60 L2, 61–80 L3 (IEC 62056-61).
-fn phase(code: Obis) -> Option<&'static str> {
-    if code.a != 1 {
-        return None;
-    }
-    match code.c {
-        21..=40 => Some("L1"),
-        41..=60 => Some("L2"),
-        61..=80 => Some("L3"),
-        _ => None,
-    }
-}
-
-/// The direction of an electricity code: group C (within its phase's block of 20) 1, 3, 9 are
-/// active, reactive and apparent import (+), 2, 4, 10 their export (−) (IEC 62056-61).
-fn direction(code: Obis) -> Option<&'static str> {
-    if code.a != 1 {
-        return None;
-    }
-    let quantity = if (21..=80).contains(&code.c) {
-        (code.c - 1) % 20 + 1
-    } else {
-        code.c
-    };
-    match quantity {
-        1 | 3 | 9 => Some("import"),
-        2 | 4 | 10 => Some("export"),
-        _ => None,
-    }
-}
-
 /// `false` for [`Medium::Other`]: a device type without a name.
 fn is_known(medium: &Medium) -> bool {
     !matches!(medium, Medium::Other(_))
-}
-
-/// The medium whose [`Medium::as_str`] is `name` (as the store keeps it); `None` for
-/// `reading` (unknown) or anything else.
-fn medium_named(name: &str) -> Option<Medium> {
-    (0..=u8::MAX)
-        .map(Medium::from_device_type)
-        .filter(is_known)
-        .find(|m| m.as_str() == name)
 }
 
 /// The registry's kind as the API names it (snake_case): a word of the API, kept here so
@@ -276,41 +160,6 @@ fn kind_name(kind: Kind) -> &'static str {
         // A kind added to the core later: named here once it is known.
         _ => "other",
     }
-}
-
-/// Units as people write them, by their letters in lower case (as value names carry them).
-const UNIT_SYMBOLS: &[(&str, &str)] = &[
-    ("wh", "Wh"),
-    ("kwh", "kWh"),
-    ("mwh", "MWh"),
-    ("varh", "varh"),
-    ("kvarh", "kvarh"),
-    ("w", "W"),
-    ("kw", "kW"),
-    ("var", "var"),
-    ("kvar", "kvar"),
-    ("va", "VA"),
-    ("kva", "kVA"),
-    ("v", "V"),
-    ("a", "A"),
-    ("hz", "Hz"),
-    ("s", "s"),
-    ("m3", "m³"),
-    ("gj", "GJ"),
-    ("mj", "MJ"),
-];
-
-/// `m3` → `m³`, `gj` → `GJ`, `kWh` → `kWh`; a unit not in the table as given.
-fn unit_symbol(unit: &str) -> String {
-    let key: String = unit
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    UNIT_SYMBOLS
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or_else(|| unit.to_owned(), |(_, symbol)| (*symbol).to_owned())
 }
 
 /// A registry name in words: `power_import_l1` → `Power import L1`, `mbus{n}_valve_state`
@@ -350,13 +199,15 @@ mod tests {
     use smarty_p1::{Decoder, DecoderConfig};
 
     use super::*;
-    use crate::service::event::TelegramEvent;
+    use crate::model::event::TelegramEvent;
+    use crate::model::unit::Unit;
+    use crate::model::value::medium_named;
 
     fn event(telegram: &[u8]) -> TelegramEvent {
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(telegram);
         let decoded = decoder.finish().unwrap().unwrap();
-        TelegramEvent::new(&Arc::from("home"), &decoded)
+        TelegramEvent::new(&Arc::from("home"), &decoded, std::time::SystemTime::now())
     }
 
     const TELEGRAM: &[u8] = b"/Lux5\\253663629_D\r\n\r\n1-3:0.2.8(42)\r\n\
@@ -518,9 +369,9 @@ mod tests {
         assert_eq!(medium_named("reading"), None);
         assert_eq!(kind_name(Kind::MbusDeviceType), "mbus_device_type");
         assert_eq!(kind_name(Kind::Power), "power");
-        assert_eq!(unit_symbol("m3"), "m³");
-        assert_eq!(unit_symbol("kWh"), "kWh");
-        assert_eq!(unit_symbol("l/h"), "l/h");
+        assert_eq!(Unit::parse("m3").symbol(), "m³");
+        assert_eq!(Unit::parse("kWh").symbol(), "kWh");
+        assert_eq!(Unit::parse("l/h").symbol(), "l/h");
         assert_eq!(words("reactive_energy_q1", 0), "Reactive energy Q1");
         assert_eq!(words("p1_version", 0), "P1 version");
         assert_eq!(words("relay{n}_state", 2), "Relay 2 state");

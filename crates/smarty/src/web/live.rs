@@ -2,24 +2,17 @@
 //! a meter's state as `/api/meters` entries and the stream's `status` events give it. Shared
 //! by the API handlers ([`super::api`]) and the stream ([`super::stream`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
 
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData};
-
-/// Unix seconds of a `SystemTime`.
-pub fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use crate::model::event::{MeterStatus, TelegramEvent};
+use crate::model::time::{rfc3339, unix};
 
 /// The numbers of a telegram under their standard names.
 pub fn values_json(event: &TelegramEvent) -> JsonValue {
     let mut values = serde_json::Map::new();
     for v in &event.values {
-        if let ValueData::Number { value, .. } = &v.value {
+        if let Some(value) = v.data.number() {
             values.insert(v.name.clone(), json!(value));
         }
     }
@@ -31,11 +24,11 @@ pub fn telegram_json(event: &TelegramEvent, with_telegram: bool) -> JsonValue {
     let mut out = json!({
         "meter": &*event.meter,
         "received": unix(event.received),
-        "timestamp": event.json.get("timestamp").cloned().unwrap_or(JsonValue::Null),
+        "timestamp": event.timestamp.as_ref().map(rfc3339),
         "values": values_json(event),
     });
     if with_telegram {
-        out["telegram"] = event.json.clone();
+        out["telegram"] = event.rendered_json.clone();
     }
     out
 }

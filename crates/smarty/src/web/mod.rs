@@ -16,7 +16,9 @@ pub mod config;
 mod error;
 mod extract;
 mod fields;
+mod health;
 mod live;
+mod metrics;
 mod number;
 mod range;
 mod server;
@@ -38,8 +40,7 @@ use tokio::net::TcpListener;
 pub use config::HttpConfig;
 pub use state::WebState;
 
-use crate::secret::Secret;
-use crate::service::metrics;
+use crate::model::secret::Secret;
 use auth::Access;
 use state::App;
 
@@ -81,14 +82,14 @@ pub(crate) fn router(app: App, options: RouterOptions) -> Router {
             auth::require_token,
         ))
         .with_state(app.clone());
-    let mut metrics = metrics::metrics_router(Arc::clone(&app.web.live));
+    let mut metrics = metrics::router(Arc::clone(&app.web.live));
     if !options.metrics_public {
         metrics = metrics.layer(middleware::from_fn_with_state(access, auth::require_token));
     }
     Router::new()
         .nest("/api", api)
         .merge(metrics)
-        .merge(metrics::health_router(
+        .merge(health::router(
             Arc::clone(&app.web.live),
             options.healthy_within,
         ))

@@ -9,28 +9,21 @@
 
 use serde_json::Value;
 
+use crate::model::unit::Unit;
+
 /// Decimals of a price or a rate (`energy_price_eur_per_kwh`, `vat_rate`): a
 /// ten-thousandth of a cent, finer than any published tariff.
 pub const PRICE_DECIMALS: u32 = 6;
 
-/// Decimals kept for a unit (case-insensitive): the resolution of the meters' registers.
-///
-/// | unit | resolution |
-/// |---|---|
-/// | kWh, kvarh, kW, kvar, kVA, m3, GJ | 0.001 (Wh, W, litre, MJ) |
-/// | V | 0.1 |
-/// | A, Hz | 0.01 |
-/// | EUR (any currency of `[tariff] currency`) | 0.01 (cent) |
-/// | Wh, varh, W, var, VA, s | 1 |
+/// Decimals kept for a unit (case-insensitive): the resolution of the meters' registers
+/// ([`UnitDef::decimals`](crate::model::unit::UnitDef) of the unit table: kWh, kW, m3, GJ
+/// … to 0.001, V to 0.1, A and Hz to 0.01, Wh, W, s … to 1), and cents for EUR (any
+/// currency of `[tariff] currency`).
 pub fn decimals_of_unit(unit: &str) -> Option<u32> {
-    Some(match unit.to_ascii_lowercase().as_str() {
-        "kwh" | "kvarh" | "kw" | "kvar" | "kva" | "m3" | "gj" => 3,
-        "v" => 1,
-        "a" | "hz" => 2,
-        "eur" => 2,
-        "wh" | "varh" | "w" | "var" | "va" | "s" => 0,
-        _ => return None,
-    })
+    if unit.eq_ignore_ascii_case("eur") {
+        return Some(2);
+    }
+    Unit::parse(unit).known()?.decimals
 }
 
 /// Decimals of the number named `key`, from the unit at the end of its name:

@@ -1,35 +1,12 @@
 //! Time ranges of API requests: `from`/`to` parameters, local days and months.
 
-use jiff::{Span, Timestamp, Zoned};
+use jiff::Timestamp;
 
-use crate::output::time::{meter_zone, parse_time};
+use crate::model::time::parse_time;
 
 /// Unix seconds now.
 pub fn now() -> i64 {
     Timestamp::now().as_second()
-}
-
-fn zoned(ts: i64) -> Zoned {
-    Timestamp::from_second(ts)
-        .unwrap_or(Timestamp::UNIX_EPOCH)
-        .to_zoned(meter_zone())
-}
-
-/// Local midnight (Europe/Luxembourg) of the day `days` days after the one holding `ts`.
-pub fn day_start(ts: i64, days: i64) -> i64 {
-    let day = zoned(ts).start_of_day().unwrap_or_else(|_| zoned(ts));
-    day.checked_add(Span::new().days(days))
-        .and_then(|z| z.start_of_day())
-        .map_or(ts, |z| z.timestamp().as_second())
-}
-
-/// The local start of the month `months` months after the one holding `ts`.
-pub fn month_start(ts: i64, months: i64) -> i64 {
-    let z = zoned(ts);
-    z.first_of_month()
-        .and_then(|first| first.checked_add(Span::new().months(months)))
-        .and_then(|first| first.start_of_day())
-        .map_or(ts, |first| first.timestamp().as_second())
 }
 
 /// Parses optional `from`/`to`; `to` defaults to now, `from` to `default_from(to)`.
@@ -63,26 +40,6 @@ pub fn parse_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(text: &str) -> i64 {
-        parse_time(text).unwrap().as_second()
-    }
-
-    #[test]
-    fn local_days_and_months() {
-        let t = ts("2026-11-22T10:30:00+01:00");
-        assert_eq!(day_start(t, 0), ts("2026-11-22"));
-        assert_eq!(day_start(t, 1), ts("2026-11-23"));
-        assert_eq!(day_start(t, -30), ts("2026-10-23"));
-        assert_eq!(month_start(t, 0), ts("2026-11-01"));
-        assert_eq!(month_start(t, -1), ts("2026-10-01"));
-        assert_eq!(month_start(t, 1), ts("2026-12-01"));
-        // The DST change: 2026-10-25 has 25 hours.
-        assert_eq!(
-            day_start(ts("2026-10-25T12:00"), 1) - ts("2026-10-25"),
-            25 * 3600
-        );
-    }
 
     #[test]
     fn ranges() {

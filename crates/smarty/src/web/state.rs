@@ -5,23 +5,23 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
-use crate::secret::Secret;
-use crate::service::event::Event;
-use crate::service::metrics::MetricsState;
+use crate::model::event::MeterEvent;
+use crate::model::live::LiveState;
+use crate::model::secret::Secret;
 use crate::store::Store;
 
 /// The web server's shared state: cheap to clone.
 #[derive(Clone)]
 pub struct WebState {
     /// The latest telegram and status of every meter (fed by the event stream).
-    pub live: Arc<MetricsState>,
+    pub live: Arc<LiveState>,
     /// The history store, when it is on.
     pub store: Option<Store>,
     /// Prices and reference power for the cost figures.
     pub tariff: Arc<TariffConfig>,
     /// The event channel, for the live stream. Weak, so that the channel closes (and live
     /// streams end) when the service stops.
-    pub events: broadcast::WeakSender<Event>,
+    pub events: broadcast::WeakSender<MeterEvent>,
     /// The API's access token, when one is required (set by `WebServer::serve` from the
     /// configuration).
     pub token: Option<Arc<Secret>>,

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::state::App;
-use crate::service::event::Event;
+use crate::model::event::MeterEvent;
 
 /// `stream` query parameters.
 #[derive(Debug, Deserialize)]
@@ -44,8 +44,8 @@ pub async fn stream(
     let events = BroadcastStream::new(receiver).filter_map(move |event| {
         let event = event.ok()?;
         let (name, kind, mut data) = match &event {
-            Event::Telegram(t) => (t.meter.clone(), "telegram", telegram_json(t, false)),
-            Event::Status(s) => {
+            MeterEvent::Telegram(t) => (t.meter.clone(), "telegram", telegram_json(t, false)),
+            MeterEvent::Status(s) => {
                 let latest = live.latest(&s.meter);
                 (
                     s.meter.clone(),
@@ -53,7 +53,7 @@ pub async fn stream(
                     status_json(&s.meter, Some(s), latest.as_deref()),
                 )
             }
-            Event::RawFrame { .. } => return None,
+            MeterEvent::RawFrame { .. } => return None,
         };
         if meter.as_deref().is_some_and(|m| m != &*name) {
             return None;

@@ -13,17 +13,17 @@ use tower::ServiceExt as _;
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
-use crate::secret::Secret;
-use crate::service::event::Event;
-use crate::service::metrics::MetricsState;
-use crate::store::{MbusReading, Reading, Store, StoreConfig};
+use crate::model::event::MeterEvent;
+use crate::model::live::LiveState;
+use crate::model::secret::Secret;
+use crate::store::{MbusRecord, Reading, Store, StoreConfig};
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
 const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
 
 struct Fixture {
     app: App,
-    _events: broadcast::Sender<Event>,
+    _events: broadcast::Sender<MeterEvent>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,18 +41,18 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
         reading.voltage_l1_dv = Some(2301 + i % 5);
         writer.push(reading);
     }
-    writer.push_mbus(MbusReading {
+    writer.push_mbus(MbusRecord {
         meter: Arc::clone(&meter),
         channel: 1,
-        medium: "gas".into(),
-        unit: "m3".into(),
+        medium: smarty_p1::registry::Medium::Gas,
+        unit: Some(crate::model::unit::Unit::parse("m3")),
         ts: now - 3600,
         value: 14239.771,
     });
     writer.flush().unwrap();
     let (events, _) = broadcast::channel(16);
     let web = WebState {
-        live: MetricsState::new(["home"]),
+        live: LiveState::new(["home"]),
         store: Some(store),
         tariff: Arc::new(TariffConfig::default()),
         events: events.downgrade(),
@@ -320,8 +320,15 @@ async fn meters_describe_their_values_for_the_dashboard() {
     let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
     decoder.push(telegram);
     let decoded = decoder.finish().unwrap().unwrap();
-    let event = crate::service::event::TelegramEvent::new(&Arc::from("home"), &decoded);
-    f.app.web.live.update(&Event::Telegram(Arc::new(event)));
+    let event = crate::model::event::TelegramEvent::new(
+        &Arc::from("home"),
+        &decoded,
+        std::time::SystemTime::now(),
+    );
+    f.app
+        .web
+        .live
+        .update(&MeterEvent::Telegram(Arc::new(event)));
     let (_, body) = get(&f.app, false, "/api/meters", None).await;
     let meters: Value = serde_json::from_str(&body).unwrap();
     let frequency = field(&meters, "frequency_hz");

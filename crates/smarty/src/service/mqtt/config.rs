@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::endpoint::{Endpoint, UrlError};
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 
 /// The MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

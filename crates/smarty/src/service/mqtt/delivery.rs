@@ -20,14 +20,14 @@ use anyhow::bail;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::client::publisher::{self, Client, Loop, NotTaken, Note, Outcome};
+use super::client::publisher::{self, Loop, MqttClient, NotTaken, Note, Outcome};
 use super::config::MqttConfig;
 use super::discovery::{device_key, discovery_message};
 use super::queue::{Publication, Queue};
 use super::topics;
-use crate::service::backoff::Backoff;
-use crate::service::event::{Event, MeterStatus, TelegramEvent};
-use crate::service::metrics::{OutputHealth, QueueReport};
+use crate::model::backoff::Backoff;
+use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use crate::model::live::{OutputHealth, QueueReport};
 
 /// Messages handed to the client and not yet acknowledged, at most.
 pub const WINDOW: usize = 64;
@@ -163,7 +163,7 @@ struct Output {
     /// Where the broker connection's state is reported (`/healthz`).
     health: Option<OutputHealth>,
     config: MqttConfig,
-    client: Client,
+    client: MqttClient,
     queue: Queue,
     meters: HashMap<Arc<str>, MeterState>,
     ha_status_topic: String,
@@ -191,7 +191,7 @@ struct Output {
 /// Bad settings (see [`MqttConfig::check`]), or the client's event loop stopping.
 pub async fn run_reporting(
     config: MqttConfig,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<MeterEvent>,
     report: Option<Arc<QueueReport>>,
     health: Option<OutputHealth>,
 ) -> anyhow::Result<()> {
@@ -240,14 +240,17 @@ pub async fn run_reporting(
 
 /// Spawns the output without reporting, on the current runtime.
 #[cfg(test)]
-pub fn spawn(config: MqttConfig, events: mpsc::Receiver<Event>) -> JoinHandle<anyhow::Result<()>> {
+pub fn spawn(
+    config: MqttConfig,
+    events: mpsc::Receiver<MeterEvent>,
+) -> JoinHandle<anyhow::Result<()>> {
     tokio::spawn(run_reporting(config, events, None, None))
 }
 
 impl Output {
     async fn run(
         &mut self,
-        mut events: mpsc::Receiver<Event>,
+        mut events: mpsc::Receiver<MeterEvent>,
         mut notices: mpsc::Receiver<Notice>,
     ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -277,11 +280,11 @@ impl Output {
     }
 
     /// Takes one event of the service.
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: MeterEvent) {
         match event {
-            Event::Telegram(t) => self.telegram(&t),
-            Event::Status(s) => self.status(&s),
-            Event::RawFrame { meter, frame } => self.raw_frame(&meter, &frame),
+            MeterEvent::Telegram(t) => self.telegram(&t),
+            MeterEvent::Status(s) => self.status(&s),
+            MeterEvent::RawFrame { meter, frame } => self.raw_frame(&meter, &frame),
         }
     }
 

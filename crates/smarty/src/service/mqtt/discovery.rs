@@ -4,12 +4,14 @@
 //! meter's) and device (the meter, or its M-Bus device). Pure functions of the telegram.
 
 use serde_json::{Map, Value as Json, json};
-use smarty_p1::registry::Kind;
+use smarty_p1::registry::{Kind, Medium};
 
 use super::config::MqttConfig;
 use super::queue::Publication;
 use super::topics;
-use crate::service::event::{NamedValue, TelegramEvent, ValueData, slug};
+use crate::model::event::TelegramEvent;
+use crate::model::slug::slug;
+use crate::model::value::{TelegramValue, ValueData};
 
 /// The device key of a meter: its id (lower case, `[a-z0-9_]`), else its configured name.
 pub fn device_key(event: &TelegramEvent) -> String {
@@ -21,84 +23,57 @@ pub fn device_key(event: &TelegramEvent) -> String {
     slug(id)
 }
 
-/// Unit slugs as they end value names, with Home Assistant's spelling.
-const UNITS: &[(&str, &str)] = &[
-    ("kwh", "kWh"),
-    ("wh", "Wh"),
-    ("mwh", "MWh"),
-    ("kvarh", "kvarh"),
-    ("varh", "varh"),
-    ("kw", "kW"),
-    ("w", "W"),
-    ("kvar", "kvar"),
-    ("var", "var"),
-    ("kva", "kVA"),
-    ("va", "VA"),
-    ("v", "V"),
-    ("a", "A"),
-    ("m3", "m³"),
-    ("gj", "GJ"),
-    ("mj", "MJ"),
-    ("hz", "Hz"),
-    ("s", "s"),
-];
-
-/// The unit of a value in Home Assistant's spelling: as sent, else from its name's suffix.
-fn ha_unit(value: &NamedValue) -> Option<String> {
-    let ValueData::Number { unit, .. } = &value.value else {
-        return None;
-    };
-    match unit {
-        Some(u) => {
-            let key: String = u
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .collect::<String>()
-                .to_ascii_lowercase();
-            Some(
-                UNITS
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map_or_else(|| u.clone(), |(_, ha)| (*ha).to_owned()),
-            )
-        }
-        None => {
-            let suffix = value.name.rsplit_once('_')?.1;
-            UNITS
-                .iter()
-                .find(|(k, _)| *k == suffix)
-                .map(|(_, ha)| (*ha).to_owned())
-        }
-    }
+fn is_number(value: &TelegramValue) -> bool {
+    matches!(value.data, ValueData::Number { .. })
 }
 
-/// A readable entity name: `voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`.
-pub fn display_name(value: &NamedValue) -> String {
-    let mut name = value.name.as_str();
-    if matches!(value.value, ValueData::Number { .. })
-        && let Some((stem, suffix)) = name.rsplit_once('_')
-        && UNITS.iter().any(|(k, _)| *k == suffix)
+/// The unit of a number in Home Assistant's spelling (the unit table's symbols: `kWh`,
+/// `m³`): as sent, else the medium's usual one, else the specification's.
+fn ha_unit(value: &TelegramValue) -> Option<String> {
+    if !is_number(value) {
+        return None;
+    }
+    value.id.unit().map(|u| u.symbol().to_owned())
+}
+
+/// A readable entity name: the registry name in words with the M-Bus channel and medium, the
+/// unit of a number left out (`voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`).
+pub fn display_name(value: &TelegramValue) -> String {
+    let id = &value.id;
+    let channel = id.obis().b;
+    let mut words: Vec<String> = id
+        .def()
+        .name
+        .split('_')
+        .map(|word| match word {
+            "mbus{n}" => format!("M-Bus {channel}"),
+            _ => word.replace("{n}", &channel.to_string()),
+        })
+        .collect();
+    if let Some(medium) = id.reading_medium() {
+        words.extend(medium.as_str().split('_').map(str::to_owned));
+    }
+    // A unit that is not known stays, as sent: it may be part of what the value is.
+    if let Some(unit) = id.unit()
+        && !(is_number(value) && unit.known().is_some())
     {
-        name = stem;
+        words.push(unit.slug().into_owned());
     }
-    let mut words = Vec::new();
-    for word in name.split('_') {
-        if let Some(n) = word
-            .strip_prefix("mbus")
-            .filter(|n| n.parse::<u8>().is_ok())
-        {
-            words.push(format!("M-Bus {n}"));
-        } else if let Some(n) = word
-            .strip_prefix('l')
-            .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok())
-        {
-            words.push(format!("L{n}"));
-        } else if word == "id" || word == "p1" || word == "crc" {
-            words.push(word.to_ascii_uppercase());
-        } else {
-            words.push(word.to_owned());
-        }
-    }
+    let words: Vec<String> = words
+        .into_iter()
+        .map(|word| {
+            if let Some(n) = word
+                .strip_prefix('l')
+                .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok())
+            {
+                format!("L{n}")
+            } else if word == "id" || word == "p1" || word == "crc" {
+                word.to_ascii_uppercase()
+            } else {
+                word
+            }
+        })
+        .collect();
     let mut text = words.join(" ");
     if let Some(first) = text.get(..1) {
         text = first.to_ascii_uppercase() + &text[1..];
@@ -119,20 +94,15 @@ pub struct Classes {
     pub entity_category: Option<&'static str>,
 }
 
-/// The M-Bus channel of a value named `mbus<n>_…`.
-fn mbus_channel(name: &str) -> Option<u8> {
-    let rest = name.strip_prefix("mbus")?;
-    let end = rest.find('_')?;
-    rest[..end].parse().ok()
-}
-
-/// `device_class`, `state_class`, unit and category of `value`.
-pub fn classes(value: &NamedValue) -> Classes {
+/// `device_class`, `state_class`, unit and category of `value`, from its kind, unit and
+/// M-Bus medium.
+pub fn classes(value: &TelegramValue) -> Classes {
     let diagnostic = Some("diagnostic");
-    if let ValueData::Text(_) = value.value {
+    let kind = value.id.kind();
+    if !is_number(value) {
         return Classes {
-            device_class: (value.kind == Kind::Timestamp).then_some("timestamp"),
-            entity_category: match value.kind {
+            device_class: (kind == Kind::Timestamp).then_some("timestamp"),
+            entity_category: match kind {
                 Kind::Message => None,
                 _ => diagnostic,
             },
@@ -151,7 +121,7 @@ pub fn classes(value: &NamedValue) -> Classes {
         Some("Hz") => Some("frequency"),
         _ => None,
     };
-    let (device_class, state_class, entity_category) = match value.kind {
+    let (device_class, state_class, entity_category) = match kind {
         Kind::Energy | Kind::ReactiveEnergy => {
             (by_unit(unit.as_deref()), Some("total_increasing"), None)
         }
@@ -165,11 +135,12 @@ pub fn classes(value: &NamedValue) -> Classes {
         Kind::Threshold => (by_unit(unit.as_deref()), None, diagnostic),
         Kind::Count => (None, Some("total_increasing"), diagnostic),
         Kind::MbusReading => {
-            let name = &value.name;
             let class = match unit.as_deref() {
-                Some("m³") if name.contains("_gas_") => Some("gas"),
-                Some("m³") if name.contains("water") => Some("water"),
-                Some("m³") => Some("volume"),
+                Some("m³") => match value.id.reading_medium() {
+                    Some(Medium::Gas) => Some("gas"),
+                    Some(Medium::Water | Medium::WarmWater | Medium::HotWater) => Some("water"),
+                    _ => Some("volume"),
+                },
                 other => by_unit(other),
             };
             (class, Some("total_increasing"), None)
@@ -188,8 +159,9 @@ pub fn classes(value: &NamedValue) -> Classes {
 }
 
 /// The `device` block of a meter (or of the M-Bus device on `channel`): identifiers, name,
-/// manufacturer, serial number, model, firmware version; an M-Bus device names the meter
-/// as `via_device`.
+/// manufacturer, serial number, model (the telegram's identification line, or the M-Bus
+/// device's medium), firmware version (the P1 version); an M-Bus device names the meter as
+/// `via_device`.
 pub fn device(event: &TelegramEvent, key: &str, channel: Option<u8>) -> Json {
     let main_id = format!("smarty_{key}");
     let mut device = Map::new();
@@ -203,13 +175,8 @@ pub fn device(event: &TelegramEvent, key: &str, channel: Option<u8>) -> Json {
                 }
                 device.insert("serial_number".into(), json!(id));
             }
-            if let Some(model) = event.json.get("header").and_then(Json::as_str) {
-                device.insert("model".into(), json!(model));
-            }
-            if let Some(version) = event.json.get("version").filter(|v| !v.is_null()) {
-                let version = version
-                    .as_str()
-                    .map_or_else(|| version.to_string(), str::to_owned);
+            device.insert("model".into(), json!(event.header));
+            if let Some(version) = &event.version {
                 device.insert("sw_version".into(), json!(version));
             }
         }
@@ -220,24 +187,30 @@ pub fn device(event: &TelegramEvent, key: &str, channel: Option<u8>) -> Json {
                 json!(format!("Smarty {} M-Bus {n}", event.meter)),
             );
             device.insert("via_device".into(), json!(main_id));
-            let prefix = format!("mbus{n}_");
+            let on_channel = |v: &&TelegramValue| v.id.device_channel() == Some(n);
+            // Its equipment identifier, `0-n:96.1.0` (`0-n:96.1.1` on e-MUCS).
             if let Some(ValueData::Text(id)) = event
                 .values
                 .iter()
-                .find(|v| v.name == format!("{prefix}equipment_id"))
-                .map(|v| &v.value)
+                .filter(on_channel)
+                .find(|v| {
+                    let obis = v.id.obis();
+                    (obis.c, obis.d) == (96, 1) && obis.e <= 1
+                })
+                .map(|v| &v.data)
             {
                 device.insert("serial_number".into(), json!(id));
             }
-            if let Some(reading) = event
+            if let Some(medium) = event
                 .values
                 .iter()
-                .find(|v| v.kind == Kind::MbusReading && v.name.starts_with(&prefix))
+                .filter(on_channel)
+                .find_map(|v| v.id.reading_medium())
             {
-                let medium = reading.name[prefix.len()..]
-                    .rsplit_once('_')
-                    .map_or(reading.name.as_str(), |(m, _)| m);
-                device.insert("model".into(), json!(format!("M-Bus {medium} meter")));
+                device.insert(
+                    "model".into(),
+                    json!(format!("M-Bus {} meter", medium.as_str())),
+                );
             }
         }
     }
@@ -248,11 +221,11 @@ pub fn device(event: &TelegramEvent, key: &str, channel: Option<u8>) -> Json {
 pub fn discovery_message(
     config: &MqttConfig,
     event: &TelegramEvent,
-    value: &NamedValue,
+    value: &TelegramValue,
 ) -> Publication {
     let key = device_key(event);
     let classes = classes(value);
-    let channel = mbus_channel(&value.name);
+    let channel = value.id.device_channel();
     let mut c = Map::new();
     c.insert("name".into(), json!(display_name(value)));
     c.insert(
@@ -302,103 +275,157 @@ pub fn discovery_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::value::values_of;
     use crate::service::mqtt::tests::telegram_event;
 
-    fn number(name: &str, kind: Kind, unit: Option<&str>) -> NamedValue {
-        NamedValue {
-            name: name.into(),
-            obis: "1-0:1.8.0".into(),
-            code: smarty_p1::Obis::new(1, 0, 1, 8, 0),
-            mbus: None,
-            kind,
-            value: ValueData::Number {
-                value: 1.0,
-                text: "1.000".into(),
-                unit: unit.map(str::to_owned),
-                timestamp: None,
-            },
+    /// The value named `name` of a telegram of `lines`.
+    fn value(lines: &[&str], name: &str) -> TelegramValue {
+        let mut text = String::from("/TST5\\test\r\n\r\n");
+        for line in lines {
+            text.push_str(line);
+            text.push_str("\r\n");
         }
+        text.push('!');
+        let telegram = smarty_p1::parse(text.as_bytes()).unwrap();
+        values_of(&telegram)
+            .into_iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
     }
 
-    fn text(name: &str, kind: Kind) -> NamedValue {
-        NamedValue {
-            name: name.into(),
-            obis: "0-0:96.1.1".into(),
-            code: smarty_p1::Obis::new(0, 0, 96, 1, 1),
-            mbus: None,
-            kind,
-            value: ValueData::Text("x".into()),
-        }
-    }
+    const GAS: &str = "0-1:24.1.0(003)";
+    const WATER: &str = "0-2:24.1.0(007)";
+    const HEAT: &str = "0-3:24.1.0(004)";
 
     #[test]
     fn units_are_spelled_as_home_assistant_spells_them() {
-        let unit = |unit: Option<&str>, name: &str| classes(&number(name, Kind::Energy, unit)).unit;
-        assert_eq!(unit(Some("kWh"), "x"), Some("kWh".into()));
-        assert_eq!(unit(Some("KWH"), "x"), Some("kWh".into()));
-        assert_eq!(unit(Some("m3"), "x"), Some("m³".into()));
-        assert_eq!(unit(Some("kvarh"), "x"), Some("kvarh".into()));
+        let unit = |line: &str, name: &str| classes(&value(&[GAS, line], name)).unit;
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*kWh)", "energy_import_kwh"),
+            Some("kWh".into())
+        );
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*KWH)", "energy_import_kwh"),
+            Some("kWh".into())
+        );
+        assert_eq!(
+            unit("0-1:24.2.1(260403174542S)(00001.000*m3)", "mbus1_gas_m3"),
+            Some("m³".into())
+        );
+        assert_eq!(
+            unit(
+                "1-0:3.8.0(000001.000*kvarh)",
+                "reactive_energy_import_kvarh"
+            ),
+            Some("kvarh".into())
+        );
         // Unknown units are kept as sent.
-        assert_eq!(unit(Some("furlong"), "x"), Some("furlong".into()));
-        // Without a unit: from the name's suffix, if it is a unit.
-        assert_eq!(unit(None, "power_import_kw"), Some("kW".into()));
-        assert_eq!(unit(None, "mbus1_gas_m3"), Some("m³".into()));
-        assert_eq!(unit(None, "something_else"), None);
-        assert_eq!(classes(&text("meter_id", Kind::Identifier)).unit, None);
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*furlong)", "energy_import_furlong"),
+            Some("furlong".into())
+        );
+        // Without a unit: the specification's, or the medium's.
+        assert_eq!(
+            unit("1-0:1.7.0(00.461)", "power_import_kw"),
+            Some("kW".into())
+        );
+        assert_eq!(
+            unit("0-1:24.2.1(260403174542S)(00001.000)", "mbus1_gas_m3"),
+            Some("m³".into())
+        );
+        assert_eq!(unit("0-0:96.7.21(00003)", "power_failures"), None);
+        assert_eq!(
+            unit(
+                "0-0:96.1.1(4B384547303034303436333935353037)",
+                "equipment_id"
+            ),
+            None
+        );
     }
 
     #[test]
     fn names_are_readable() {
-        let name = |n: &str| display_name(&number(n, Kind::Energy, None));
-        assert_eq!(name("energy_import_kwh"), "Energy import");
-        assert_eq!(name("voltage_l1_v"), "Voltage L1");
-        assert_eq!(name("mbus2_water_m3"), "M-Bus 2 water");
-        assert_eq!(name("p1_version"), "P1 version");
-        assert_eq!(name("crc"), "CRC");
-        // A text keeps its last word: it is not a unit.
+        let name = |line: &str, name: &str| display_name(&value(&[GAS, WATER, line], name));
         assert_eq!(
-            display_name(&text("meter_id", Kind::Identifier)),
+            name("1-0:1.8.0(000001.000*kWh)", "energy_import_kwh"),
+            "Energy import"
+        );
+        assert_eq!(name("1-0:32.7.0(230.0*V)", "voltage_l1_v"), "Voltage L1");
+        assert_eq!(
+            name("0-2:24.2.1(260403174542S)(00001.000*m3)", "mbus2_water_m3"),
+            "M-Bus 2 water"
+        );
+        assert_eq!(name("1-3:0.2.8(42)", "p1_version"), "P1 version");
+        assert_eq!(
+            name("0-1:24.1.0(003)", "mbus1_device_type"),
+            "M-Bus 1 device type"
+        );
+        assert_eq!(
+            name("1-0:1.8.1(000001.000*kWh)", "energy_import_tariff1_kwh"),
+            "Energy import tariff1"
+        );
+        // An unknown unit stays: it may be part of what the value is.
+        assert_eq!(
+            name("1-0:1.8.0(000001.000*furlong)", "energy_import_furlong"),
+            "Energy import furlong"
+        );
+        assert_eq!(
+            name("0-0:42.0.0(53414731303330373030313134303034)", "meter_id"),
             "Meter ID"
         );
-        assert_eq!(display_name(&text("message_a", Kind::Message)), "Message a");
+        assert_eq!(name("0-0:96.13.0(4869)", "text_message"), "Text message");
     }
 
     #[test]
-    fn device_classes_follow_kind_and_unit() {
-        let c = |value: NamedValue| {
-            let c = classes(&value);
+    fn device_classes_follow_kind_unit_and_medium() {
+        let c = |lines: &[&str], name: &str| {
+            let c = classes(&value(lines, name));
             (c.device_class, c.state_class, c.entity_category)
         };
+        let reading = |channel: u8, unit: &str| {
+            format!("0-{channel}:24.2.1(260403174542S)(00001.000*{unit})")
+        };
         assert_eq!(
-            c(number("mbus1_water_m3", Kind::MbusReading, Some("m3"))),
+            c(&[WATER, &reading(2, "m3")], "mbus2_water_m3"),
             (Some("water"), Some("total_increasing"), None)
         );
         assert_eq!(
-            c(number("mbus1_heat_gj", Kind::MbusReading, Some("GJ"))),
-            (Some("energy"), Some("total_increasing"), None)
+            c(&[GAS, &reading(1, "m3")], "mbus1_gas_m3"),
+            (Some("gas"), Some("total_increasing"), None)
         );
         assert_eq!(
-            c(number("mbus3_thing_m3", Kind::MbusReading, Some("m3"))),
+            c(&[HEAT, &reading(3, "GJ")], "mbus3_heat_gj"),
+            (Some("energy"), Some("total_increasing"), None)
+        );
+        // No device type: a volume of something.
+        assert_eq!(
+            c(&[&reading(4, "m3")], "mbus4_reading_m3"),
             (Some("volume"), Some("total_increasing"), None)
         );
         assert_eq!(
-            c(number("power_factor", Kind::PowerFactor, None)),
+            c(&["1-0:13.7.0(0.999)"], "power_factor"),
             (Some("power_factor"), Some("measurement"), None)
         );
         assert_eq!(
-            c(number("limiter_threshold_kw", Kind::Threshold, Some("kW"))),
+            c(&["0-0:17.0.0(999.9*kW)"], "power_threshold_kw"),
             (Some("power"), None, Some("diagnostic"))
         );
         assert_eq!(
-            c(number("power_failures", Kind::Count, None)),
+            c(&["0-0:96.7.21(00003)"], "power_failures"),
             (None, Some("total_increasing"), Some("diagnostic"))
         );
-        assert_eq!(c(number("tariff", Kind::Tariff, None)), (None, None, None));
         assert_eq!(
-            c(text("timestamp", Kind::Timestamp)),
+            c(&["0-0:96.14.0(0002)"], "tariff_indicator"),
+            (None, None, Some("diagnostic"))
+        );
+        assert_eq!(
+            c(&["0-0:1.0.0(260403175431S)"], "timestamp"),
             (Some("timestamp"), None, Some("diagnostic"))
         );
-        assert_eq!(c(text("message_text", Kind::Message)), (None, None, None));
+        assert_eq!(
+            c(&["0-0:96.13.0(4869)"], "text_message"),
+            (None, None, None)
+        );
     }
 
     #[test]
@@ -485,7 +512,7 @@ mod tests {
                 "name": "Smarty home",
                 "manufacturer": "Sagemcom",
                 "serial_number": "SAG1030700012701",
-                "model": event.json["header"],
+                "model": event.header,
                 "sw_version": "42",
             })
         );
@@ -499,6 +526,19 @@ mod tests {
                 "model": "M-Bus gas meter",
             })
         );
+    }
+
+    /// A device without a device type and a reading without a unit: the model names the
+    /// unknown medium ("M-Bus mbus1_reading meter" before the values were typed).
+    #[test]
+    fn an_m_bus_device_of_unknown_medium() {
+        let mut event = (*telegram_event(1)).clone();
+        event.values = vec![value(
+            &["0-1:24.2.1(260403174542S)(00001.000)"],
+            "mbus1_reading",
+        )];
+        let model = device(&event, "k", Some(1))["model"].clone();
+        assert_eq!(model, "M-Bus reading meter");
     }
 
     #[test]

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
-use crate::service::event::{Event, MeterStatus, TelegramEvent};
-use crate::service::metrics::{MetricsState, QueueReport};
+use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use crate::model::live::{LiveState, QueueReport};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -25,6 +25,19 @@ const CORPUS: &str = concat!(
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 
 /// The corpus telegram in an encrypted frame with frame counter `fc`, decoded.
+/// What `check` gives once it gives something, within 20 s (a condition the output reports
+/// asynchronously: its health, its queue's).
+async fn until<T>(check: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(super) fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
     let text = std::fs::read(CORPUS).unwrap_or_else(|e| panic!("test data missing: {CORPUS}: {e}"));
     let key: Key = KEY.parse().unwrap();
@@ -42,7 +55,11 @@ pub(super) fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
         None => decoder.finish().unwrap().unwrap(),
     };
     assert_eq!(decoded.frame.unwrap().frame_counter, fc);
-    Arc::new(TelegramEvent::new(&Arc::from("home"), &decoded))
+    Arc::new(TelegramEvent::new(
+        &Arc::from("home"),
+        &decoded,
+        SystemTime::now(),
+    ))
 }
 
 fn meter_status(connected: bool) -> Arc<MeterStatus> {
@@ -101,8 +118,9 @@ async fn discovery_state_values_availability_and_last_will() {
     for _ in 0..2 {
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg.clone(), rx);
-        tx.try_send(Event::Status(meter_status(true))).unwrap();
-        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(MeterEvent::Status(meter_status(true))).unwrap();
+        tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+            .unwrap();
         let got = sub
             .until_async(10, |g| g.iter().any(|r| r.topic == "smarty/home/raw"))
             .await;
@@ -156,7 +174,7 @@ async fn discovery_state_values_availability_and_last_will() {
         assert_eq!(payload("smarty/home/meter_id"), "SAG1030700012701");
         let state: Json = serde_json::from_str(&payload("smarty/home/state")).unwrap();
         assert_eq!(state["frame_counter"], 7);
-        assert_eq!(state, event.json);
+        assert_eq!(state, event.rendered_json);
         let status: Json = serde_json::from_str(&payload("smarty/home/status")).unwrap();
         assert_eq!(status["connected"], true);
         assert!(payload("smarty/home/raw").starts_with("DB08534147"));
@@ -197,7 +215,8 @@ async fn discovery_state_values_availability_and_last_will() {
     // publishes offline itself.
     let (tx, rx) = mpsc::channel(16);
     let task = spawn(cfg.clone(), rx);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+    tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+        .unwrap();
     sub.until_async(10, |g| g.iter().any(|r| r.topic == "smarty/home/state"))
         .await;
     home_assistant_online(&broker).await;
@@ -226,8 +245,9 @@ async fn mqtt5_state_discovery_availability_and_last_will() {
         };
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg, rx);
-        tx.try_send(Event::Status(meter_status(true))).unwrap();
-        tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
+        tx.try_send(MeterEvent::Status(meter_status(true))).unwrap();
+        tx.try_send(MeterEvent::Telegram(Arc::clone(&event)))
+            .unwrap();
         let got = sub
             .until_async(10, |g| {
                 discovery(g).len() == event.values.len()
@@ -248,7 +268,7 @@ async fn mqtt5_state_discovery_availability_and_last_will() {
         assert_eq!(payload("smarty/home/availability"), "online");
         assert_eq!(payload("smarty/home/energy_import_kwh"), "273.764");
         let state: Json = serde_json::from_str(&payload("smarty/home/state")).unwrap();
-        assert_eq!(state, event.json);
+        assert_eq!(state, event.rendered_json);
         let pos = |t: &str| got.iter().position(|r| r.topic == t).unwrap();
         assert!(pos(&energy_topic()) < pos("smarty/home/state"));
 
@@ -306,7 +326,7 @@ fn assert_in_order_once(counters: &[u64], expected: &[u64]) {
 /// Waits until `report` shows at least `depth` queued messages.
 async fn until_queued(report: &QueueReport, depth: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while report.depth.load(std::sync::atomic::Ordering::Relaxed) < depth {
+    while report.depth() < depth {
         assert!(Instant::now() < deadline, "never {depth} messages queued");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -333,7 +353,8 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
         Some(Arc::clone(&report)),
         None,
     ));
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     let got = sub
         .until_async(10, |g| frame_counters(g).contains(&1))
         .await;
@@ -342,12 +363,14 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
     // The broker goes away; telegrams keep coming.
     broker.stop();
     for fc in 2..=6 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     until_queued(&report, 5).await;
     broker.restart();
     for fc in 7..=8 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     let got = sub
         .until_async(30, |g| frame_counters(g).contains(&8))
@@ -358,13 +381,14 @@ async fn nothing_is_lost(protocol: Protocol, qos: u8) {
     // smarty stops while the broker is down: the queue waits on disk for the next run.
     broker.stop();
     for fc in 9..=11 {
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
     }
     until_queued(&report, 3).await;
     drop(tx);
     task.await.unwrap().unwrap();
     broker.restart();
-    let (_tx, rx) = mpsc::channel::<Event>(4);
+    let (_tx, rx) = mpsc::channel::<MeterEvent>(4);
     let task = spawn(cfg.clone(), rx);
     let got = sub
         .until_async(30, |g| frame_counters(g).contains(&11))
@@ -411,7 +435,8 @@ async fn qos_0_delivers_in_order() {
         let (tx, rx) = mpsc::channel(64);
         let task = spawn(cfg, rx);
         for fc in 1..=20 {
-            tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+            tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+                .unwrap();
         }
         let got = sub.until_async(10, |g| frame_counters(g).len() >= 20).await;
         assert_eq!(frame_counters(&got), (1..=20).collect::<Vec<u64>>());
@@ -433,40 +458,20 @@ async fn a_queue_that_cannot_be_written_shows_on_healthz() {
         discovery: false,
         ..config(&broker)
     };
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let (tx, rx) = mpsc::channel(16);
     let task = tokio::spawn(run_reporting(cfg, rx, Some(live.mqtt_queue()), None));
-    let event = telegram_event(1);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
-    live.update(&Event::Telegram(event));
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if !healthy {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "still healthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(body["meters"]["home"]["healthy"], true);
-    assert_eq!(body["mqtt_queue"]["persisting"], false, "{body}");
-    let reason = body["mqtt_queue"]["reason"].as_str().unwrap();
+    let queue = live.mqtt_queue();
+    let reason = until(|| queue.not_persisting()).await;
     assert!(reason.contains("Read-only"), "{reason}");
 
-    // Writable again: healthy again.
+    // Writable again: reported as persisting again.
     disk.remount("rw");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if healthy {
-            assert!(body.get("mqtt_queue").is_none(), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still unhealthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(|| queue.not_persisting().is_none().then_some(())).await;
     drop(tx);
     task.await.unwrap().unwrap();
 }
@@ -477,45 +482,27 @@ async fn a_queue_that_cannot_be_written_shows_on_healthz() {
 async fn a_broker_outage_shows_on_healthz() {
     let mut broker = Broker::start();
     let mut sub = Subscriber::start(broker.port, "sub-health", false, &["smarty/+/state"]);
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let (tx, rx) = mpsc::channel(16);
+    let health = live.output("mqtt");
     let task = tokio::spawn(run_reporting(
         config(&broker),
         rx,
         Some(live.mqtt_queue()),
-        Some(live.output("mqtt")),
+        Some(health.clone()),
     ));
-    let health_until = |want: bool| {
-        let live = Arc::clone(&live);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-                if healthy == want {
-                    return body;
-                }
-                assert!(Instant::now() < deadline, "healthy is not {want}: {body}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    let event = telegram_event(1);
-    tx.try_send(Event::Telegram(Arc::clone(&event))).unwrap();
-    live.update(&Event::Telegram(event));
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
-    let body = health_until(true).await;
-    assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
+    until(|| health.problem().is_none().then_some(())).await;
 
     broker.stop();
-    let body = health_until(false).await;
-    assert_eq!(body["meters"]["home"]["healthy"], true, "{body}");
-    let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+    let reason = until(|| health.problem()).await;
     assert!(reason.contains("unreachable"), "{reason}");
 
     broker.restart();
-    let body = health_until(true).await;
-    assert_eq!(body["outputs"]["mqtt"]["healthy"], true, "{body}");
+    until(|| health.problem().is_none().then_some(())).await;
     drop(tx);
     task.await.unwrap().unwrap();
 }
@@ -540,7 +527,8 @@ async fn a_damaged_queue_file_does_not_stop_the_output() {
         let (tx, rx) = mpsc::channel(16);
         let task = spawn(cfg, rx);
         let fc = u32::try_from(n).unwrap() + 1;
-        tx.try_send(Event::Telegram(telegram_event(fc))).unwrap();
+        tx.try_send(MeterEvent::Telegram(telegram_event(fc)))
+            .unwrap();
         sub.until_async(10, |g| frame_counters(g).contains(&u64::from(fc)))
             .await;
         drop(tx);
@@ -565,7 +553,8 @@ async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
     };
     let (tx, rx) = mpsc::channel(16);
     let task = spawn(cfg.clone(), rx);
-    tx.try_send(Event::Telegram(telegram_event(1))).unwrap();
+    tx.try_send(MeterEvent::Telegram(telegram_event(1)))
+        .unwrap();
     sub.until_async(10, |g| frame_counters(g).contains(&1))
         .await;
     drop(tx);
@@ -585,23 +574,15 @@ async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
     let refused = subscriber.subscribe().await.unwrap_err().to_string();
     assert!(refused.contains("UnknownIssuer"), "{refused}");
 
-    let live = MetricsState::new(["home"]);
+    let live = LiveState::new(["home"]);
     let cfg = MqttConfig {
         ca_file: None,
         ..cfg
     };
     let (tx, rx) = mpsc::channel(16);
-    let task = tokio::spawn(run_reporting(cfg, rx, None, Some(live.output("mqtt"))));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let (healthy, body) = live.health(SystemTime::now(), Duration::from_secs(60));
-        if !healthy && !body["outputs"]["mqtt"]["reason"].is_null() {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "still healthy: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let reason = body["outputs"]["mqtt"]["reason"].as_str().unwrap();
+    let health = live.output("mqtt");
+    let task = tokio::spawn(run_reporting(cfg, rx, None, Some(health.clone())));
+    let reason = until(|| health.problem()).await;
     assert!(reason.contains("UnknownIssuer"), "{reason}");
     drop(tx);
     task.await.unwrap().unwrap();

@@ -15,13 +15,13 @@
 //! Home Assistant's own status (its birth message `online`) is read on
 //! `<discovery_prefix>/status`.
 
-use std::time::SystemTime;
-
 use serde_json::{Map, Value as Json, json};
 
 use super::config::MqttConfig;
 use super::queue::Publication;
-use crate::service::event::{MeterStatus, TelegramEvent, ValueData, slug};
+use crate::model::event::{MeterStatus, TelegramEvent};
+use crate::model::slug::slug;
+use crate::model::time::rfc3339_utc;
 
 /// The gateway's own status: `online`, or `offline` (the last will).
 pub fn gateway_status(config: &MqttConfig) -> String {
@@ -84,17 +84,14 @@ pub fn telegram_messages(config: &MqttConfig, event: &TelegramEvent) -> Vec<Publ
     out.push(publication(
         config,
         state(config, &event.meter),
-        serde_json::to_vec(&event.json).expect("JSON serialises"),
+        serde_json::to_vec(&event.rendered_json).expect("JSON serialises"),
         retain,
     ));
     for v in &event.values {
-        let payload = match &v.value {
-            ValueData::Number { text, .. } | ValueData::Text(text) => text.clone(),
-        };
         out.push(publication(
             config,
             value(config, &event.meter, &v.name),
-            payload.into_bytes(),
+            v.data.to_string().into_bytes(),
             retain,
         ));
     }
@@ -132,7 +129,7 @@ pub fn status_message(config: &MqttConfig, status: &MeterStatus) -> Publication 
     let payload = json!({
         "connected": status.connected,
         "source": status.source,
-        "last_telegram": status.last_telegram.map(rfc3339),
+        "last_telegram": status.last_telegram.map(rfc3339_utc),
         "frames": status.stats.frames,
         "telegrams": status.stats.telegrams,
         "rejected": rejected,
@@ -147,14 +144,11 @@ pub fn status_message(config: &MqttConfig, status: &MeterStatus) -> Publication 
     )
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t).map_or_else(|_| String::new(), |t| t.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::SystemTime;
 
     #[test]
     fn the_layout_follows_the_prefixes() {

@@ -17,7 +17,7 @@ use rumqttc5 as v5;
 
 use super::endpoint::Endpoint;
 use super::tls::{self, TlsError};
-use crate::secret::Secret;
+use crate::model::secret::Secret;
 
 pub use subscriber::{Received, Subscriber};
 

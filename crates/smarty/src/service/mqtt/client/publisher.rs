@@ -120,21 +120,21 @@ pub enum NotTaken {
 }
 
 /// The client, MQTT 3.1.1 or 5.
-pub enum Client {
+pub enum MqttClient {
     /// MQTT 3.1.1.
     V4(AsyncClient),
     /// MQTT 5.
     V5(v5::AsyncClient),
 }
 
-impl Client {
+impl MqttClient {
     /// Hands a publish to the client without waiting; returns what becomes of it.
     pub fn try_publish(&self, message: &Publication) -> Result<Delivery, NotTaken> {
         let topic = message.topic.clone();
         let payload = message.payload.clone();
         let qos = qos(message.qos);
         match self {
-            Client::V4(c) => {
+            MqttClient::V4(c) => {
                 let options = PublishOptions::new(qos).retain(message.retain);
                 match c.try_publish_tracked(topic, payload, options) {
                     Ok(notice) => Ok(Box::pin(async move { notice.wait_async().await.into() })),
@@ -142,7 +142,7 @@ impl Client {
                     Err(e) => Err(NotTaken::Invalid(e.to_string())),
                 }
             }
-            Client::V5(c) => {
+            MqttClient::V5(c) => {
                 let options = v5::PublishOptions::new(qos).retain(message.retain);
                 match c.try_publish_tracked(topic, payload, options) {
                     Ok(notice) => Ok(Box::pin(async move { notice.wait_async().await.into() })),
@@ -156,16 +156,16 @@ impl Client {
     /// Subscribes to `topic` at QoS 1, without waiting (a full channel skips it).
     pub fn try_subscribe(&self, topic: String) {
         let _ = match self {
-            Client::V4(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
-            Client::V5(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            MqttClient::V4(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
+            MqttClient::V5(c) => c.try_subscribe(topic, QoS::AtLeastOnce).is_ok(),
         };
     }
 
     /// Asks for a DISCONNECT, without waiting.
     pub fn try_disconnect(&self) {
         let _ = match self {
-            Client::V4(c) => c.try_disconnect().is_ok(),
-            Client::V5(c) => c.try_disconnect().is_ok(),
+            MqttClient::V4(c) => c.try_disconnect().is_ok(),
+            MqttClient::V5(c) => c.try_disconnect().is_ok(),
         };
     }
 }
@@ -221,7 +221,7 @@ pub fn connect(
     config: &MqttConfig,
     endpoint: &Endpoint,
     window: usize,
-) -> anyhow::Result<(Client, Loop)> {
+) -> anyhow::Result<(MqttClient, Loop)> {
     let connection = Connection {
         endpoint: endpoint.clone(),
         client_id: config.client_id(),
@@ -244,7 +244,7 @@ pub fn connect(
             let (client, eventloop) = AsyncClient::builder(options)
                 .capacity(capacity)
                 .try_build()?;
-            (Client::V4(client), Loop::V4(Box::new(eventloop)))
+            (MqttClient::V4(client), Loop::V4(Box::new(eventloop)))
         }
         Protocol::V5 => {
             let mut options = v5_options(&connection)?;
@@ -256,7 +256,7 @@ pub fn connect(
             let (client, eventloop) = v5::AsyncClient::builder(options)
                 .capacity(capacity)
                 .try_build()?;
-            (Client::V5(client), Loop::V5(Box::new(eventloop)))
+            (MqttClient::V5(client), Loop::V5(Box::new(eventloop)))
         }
     })
 }

@@ -7,25 +7,8 @@
 //! offending line of the file.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
-
-/// Warns when the secret file `path` (a key, a password) can be read by every user of the
-/// machine: its mode gives "others" access. Files of a group (`0640 root:smarty`) are fine.
-pub fn warn_if_readable_by_others(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o007 != 0
-    {
-        tracing::warn!(
-            "{} is readable by other users of this machine (mode {:o}): chmod o-rwx {}",
-            path.display(),
-            meta.permissions().mode() & 0o777,
-            path.display()
-        );
-    }
-}
 
 /// A secret string: MQTT and database passwords, the API token, key text.
 ///
