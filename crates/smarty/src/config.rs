@@ -30,11 +30,11 @@ use layers::{Mistake, Seg, Tree};
 
 use crate::analytics::tariff::TariffConfig;
 use crate::cli::SerialFormat;
-use crate::model::secret::Secret;
 use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
 use crate::store::config::StoreSection;
 use crate::web::HttpConfig;
+use smarty_model::secret::Secret;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]

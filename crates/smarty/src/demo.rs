@@ -11,14 +11,14 @@ use smarty_p1::{Decoder, DecoderConfig, Key};
 
 use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
-use crate::model::secret::Secret;
-use crate::model::time::meter_zone;
 use crate::output;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
 use crate::store::config::StoreSection;
 use crate::store::lock::WriterLock;
 use crate::store::{Reading, Store, StoreConfig};
 use crate::web::HttpConfig;
+use smarty_model::secret::Secret;
+use smarty_model::time::meter_zone;
 
 /// The demo meter's name.
 const NAME: &str = "demo";

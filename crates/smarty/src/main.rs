@@ -14,7 +14,7 @@
 //!
 //! Data flows from the sources ([`source`]) through the core decoder (`smarty-p1`, driven by
 //! the [`pipeline`]) to the sinks: the formats of `read` ([`output`]), or in the service the
-//! meters' events ([`model::event`]) on the bus to every output. [`model`] is the vocabulary
+//! meters' events ([`smarty_model::event`]) on the bus to every output. [`smarty_model`] is the vocabulary
 //! they share (typed values, units, time and periods, the live state), with no I/O.
 //!
 //! Nothing writes to standard output or error with `print!`/`eprintln!` (they panic when the
@@ -27,7 +27,7 @@ mod cli;
 mod config;
 mod demo;
 mod key;
-mod model;
+
 mod output;
 mod pipeline;
 mod read;

@@ -47,8 +47,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::model::period::{INTERVAL_S, Interval, Period};
-use crate::model::time::meter_zone;
+use smarty_model::period::{INTERVAL_S, Interval, Period};
+use smarty_model::time::meter_zone;
 
 /// The prices of one validity period as published: what smarty assumes from `from` on until
 /// the next period, where the configuration says nothing else.

@@ -1,5 +1,5 @@
 //! `smarty run`: the long-running service. Meters (each a source and a decoder) publish
-//! [`MeterEvent`](crate::model::event::MeterEvent)s on a [`bus::Bus`]; outputs (the store, MQTT, the plain-telegram proxy, metrics
+//! [`MeterEvent`](smarty_model::event::MeterEvent)s on a [`bus::Bus`]; outputs (the store, MQTT, the plain-telegram proxy, metrics
 //! and health) each run as their own task. Lossless outputs (the store, MQTT) hold a meter
 //! back while they are full; the others skip when they fall behind.
 

@@ -6,9 +6,9 @@ use tokio::task::JoinSet;
 use super::bus::{Accepts, Bus};
 use super::{live, mqtt, proxy};
 use crate::config::{Config, read_secret};
-use crate::model::live::LiveState;
 use crate::store::{Store, StoreConfig};
 use crate::web::{self, HttpConfig, WebState};
+use smarty_model::live::LiveState;
 
 /// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
 ///

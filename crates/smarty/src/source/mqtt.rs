@@ -245,8 +245,8 @@ mod tests {
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-    use crate::model::secret::Secret;
     use crate::service::mqtt::test_broker::{Broker, publish_all};
+    use smarty_model::secret::Secret;
 
     #[test]
     fn specs_are_parsed_and_the_password_is_never_shown() {

@@ -16,7 +16,7 @@ use rusqlite::{Connection, Row as SqlRow, params_from_iter};
 
 use super::block::Row;
 use super::reading::{Aggregation, COLUMNS, NCOL};
-use crate::model::time::day_start;
+use smarty_model::time::day_start;
 
 /// The aggregate of one period (15 minutes or a day) of one meter. Arrays follow
 /// [`COLUMNS`]; energy fields are used by [`Aggregation::Energy`] columns, the others by

@@ -21,9 +21,9 @@ use super::query::{ReadConnection, whole_periods};
 use super::reading::{Aggregation, COLUMNS};
 use super::{Store, StoreConfig};
 use crate::cli::{ExportArgs, ExportFormat};
-use crate::model::period::Resolution;
-use crate::model::period::interval_start;
-use crate::model::time::local_rfc3339;
+use smarty_model::period::Resolution;
+use smarty_model::period::interval_start;
+use smarty_model::time::local_rfc3339;
 
 /// Raw rows are read a day at a time.
 const RAW_CHUNK_S: i64 = 86_400;
@@ -197,7 +197,7 @@ pub fn write(
     format: ExportFormat,
     mut out: Box<dyn Write>,
 ) -> Result<u64> {
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let id = reader.meter_id(meter)?;
     let channels = reader.mbus_channels(id)?;
     let (from, to) = whole_periods(from, to, resolution, &zone);

@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc as channel;
 
 use super::{MbusRecord, Reading, Store, Writer};
-use crate::model::event::MeterEvent;
-use crate::model::live::OutputHealth;
+use smarty_model::event::MeterEvent;
+use smarty_model::live::OutputHealth;
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

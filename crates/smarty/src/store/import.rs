@@ -17,9 +17,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use super::reading::{MbusRecord, Reading};
 use super::{Store, StoreConfig, StoreError, Writer};
 use crate::cli::ImportArgs;
-use crate::model::time::local_rfc3339;
-use crate::model::value::{TelegramValue, ValueData, ValueId};
 use crate::source::HexOrBinary;
+use smarty_model::time::local_rfc3339;
+use smarty_model::value::{TelegramValue, ValueData, ValueId};
 
 /// Readings committed at once at most (a day at 10 s).
 const BATCH: usize = 8640;
@@ -188,7 +188,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
     import.commit()?;
     progress.finish_and_clear();
     let totals = import.writer.totals();
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let period = match (import.first, import.last) {
         (Some(first), Some(last)) => format!(
             "from {} to {}",
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn frames_and_their_json_lines_give_the_same_readings() {
         use crate::cli::{Firmware, MeterArgs};
-        let zone = crate::model::time::meter_zone();
+        let zone = smarty_model::time::meter_zone();
         for firmware in [Firmware::Full, Firmware::Basic, Firmware::Early] {
             let args = MeterArgs {
                 interval: std::time::Duration::from_secs(10),
@@ -507,7 +507,7 @@ mod tests {
                 let decoded = decoder.finish().unwrap().unwrap();
                 let telegram = &decoded.telegram;
                 let direct = Reading::from_telegram(&meter_name, telegram);
-                let json = crate::model::json::telegram_json(&decoded);
+                let json = smarty_model::json::telegram_json(&decoded);
                 let line = JsonTelegram::read(&json).unwrap();
                 let via_json = Reading::from_values(
                     &meter_name,

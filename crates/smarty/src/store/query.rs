@@ -11,10 +11,10 @@ use super::aggregate::{self, Agg};
 use super::block::{self, Row};
 use super::reading::{Aggregation, COLUMNS};
 use super::{Inner, StoreError, give_back};
-use crate::model::period::{Interval, Period, Resolution, interval_start};
-use crate::model::time::{day_of, day_start};
-use crate::model::unit::Unit;
-use crate::model::value::{ValueId, medium_named};
+use smarty_model::period::{Interval, Period, Resolution, interval_start};
+use smarty_model::time::{day_of, day_start};
+use smarty_model::unit::Unit;
+use smarty_model::value::{ValueId, medium_named};
 
 /// The longest range a raw query may cover, days.
 pub const RAW_MAX_DAYS: i64 = 31;
@@ -243,7 +243,7 @@ impl ReadConnection {
         ReadConnection {
             conn: Some(conn),
             pool,
-            zone: crate::model::time::meter_zone(),
+            zone: smarty_model::time::meter_zone(),
         }
     }
 

@@ -6,10 +6,10 @@ use std::sync::{Arc, LazyLock};
 use smarty_p1::Obis;
 use smarty_p1::registry::Medium;
 
-use crate::model::event::TelegramEvent;
-use crate::model::time::{unix, unix_of};
-use crate::model::unit::Unit;
-use crate::model::value::{TelegramValue, ValueData, ValueId, values_of};
+use smarty_model::event::TelegramEvent;
+use smarty_model::time::{unix, unix_of};
+use smarty_model::unit::Unit;
+use smarty_model::value::{TelegramValue, ValueData, ValueId, values_of};
 
 /// What a column holds, which decides its unit and how it aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

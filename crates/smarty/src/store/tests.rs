@@ -12,10 +12,10 @@ use super::query::{MbusChannel, MbusTotal};
 use super::reading::{Aggregation, COLUMNS, MbusRecord, Reading};
 use super::writer::WriteTotals;
 use super::*;
-use crate::model::period::Resolution;
-use crate::model::period::{INTERVAL_S, Period, interval_start};
-use crate::model::time::{day_of, day_start};
-use crate::model::unit::Unit;
+use smarty_model::period::Resolution;
+use smarty_model::period::{INTERVAL_S, Period, interval_start};
+use smarty_model::time::{day_of, day_start};
+use smarty_model::unit::Unit;
 use smarty_p1::registry::Medium;
 
 /// A store in a temporary directory with raw readings kept forever.
@@ -147,7 +147,7 @@ fn all_days(store: &Store) -> Vec<(String, Agg)> {
 
 fn check_against_raw(store: &Store, readings: &[Reading]) {
     let aggs = all_15m(store);
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     for (c, column) in COLUMNS.iter().enumerate() {
         match column.aggregation {
             Aggregation::Energy => {
@@ -308,7 +308,7 @@ fn order_of_arrival_and_repeats_do_not_change_the_result() {
 fn dst_days_have_92_and_100_periods() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let mut data = Vec::new();
     for (day, seed) in [("2026-03-28", 3), ("2026-10-24", 4)] {
         let start = day_start(day.parse().unwrap(), &zone);
@@ -432,7 +432,7 @@ fn pruning_keeps_aggregates_and_late_readings_do_not_change_them() {
 fn mbus_readings_are_stored_once_per_capture_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let day = day_start("2026-11-20".parse().unwrap(), &zone);
     let mut writer = store.writer().unwrap();
     let mut gas = 14_239.771;
@@ -579,7 +579,7 @@ fn mbus_readings_are_stored_once_per_capture_time() {
 fn series_at_every_resolution() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let data = readings("home", start, 4 * 8640, 10, 7);
     write_all(&store, &data, 8640);
@@ -733,7 +733,7 @@ fn series_at_every_resolution() {
 fn series_points_cover_whole_periods() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir);
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let end = start + 4 * 86_400;
     let data = readings("home", start, 4 * 8640, 10, 7);
@@ -849,7 +849,7 @@ fn a_year_of_days_and_months_agree() {
 
 #[tokio::test]
 async fn the_service_output_stores_every_telegram() {
-    use crate::model::event::{MeterEvent, TelegramEvent};
+    use smarty_model::event::{MeterEvent, TelegramEvent};
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::at(dir.path().join("smarty.db"));
     config.commit_interval = Duration::from_millis(20);
@@ -872,7 +872,7 @@ async fn the_service_output_stores_every_telegram() {
         seed: Some(1),
     };
     let (mut meter, _) = crate::simulate::Meter::new(&args).unwrap();
-    let zone = crate::model::time::meter_zone();
+    let zone = smarty_model::time::meter_zone();
     let first: jiff::Zoned = jiff::Timestamp::from_second(1_794_960_000)
         .unwrap()
         .to_zoned(zone);

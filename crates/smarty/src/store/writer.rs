@@ -12,8 +12,8 @@ use super::block::{self, BLOCK_S, Row};
 use super::lock::WriterLock;
 use super::reading::{MbusRecord, Reading};
 use super::{StoreConfig, StoreError};
-use crate::model::period::INTERVAL_S;
-use crate::model::period::interval_start;
+use smarty_model::period::INTERVAL_S;
+use smarty_model::period::interval_start;
 
 /// What a writer wrote since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Writer {
         Writer {
             conn,
             config,
-            zone: crate::model::time::meter_zone(),
+            zone: smarty_model::time::meter_zone(),
             readings: Vec::new(),
             mbus: Vec::new(),
             last_flush: Instant::now(),
@@ -170,7 +170,7 @@ impl Writer {
             let days: BTreeSet<jiff::civil::Date> = periods
                 .iter()
                 .chain(&changed)
-                .map(|&p| crate::model::time::day_of(p, &self.zone))
+                .map(|&p| smarty_model::time::day_of(p, &self.zone))
                 .collect();
             for day in days {
                 aggregate::rebuild_day(&tx, *meter, day, &self.zone)?;
@@ -306,7 +306,7 @@ impl Writer {
             let days: BTreeSet<jiff::civil::Date> = periods
                 .iter()
                 .chain(&changed)
-                .map(|&p| crate::model::time::day_of(p, &self.zone))
+                .map(|&p| smarty_model::time::day_of(p, &self.zone))
                 .collect();
             for day in days {
                 aggregate::rebuild_day(&tx, id, day, &self.zone)?;

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::model::secret::Secret;
+use smarty_model::secret::Secret;
 
 /// What the token check needs: the token, when one is required.
 #[derive(Clone)]

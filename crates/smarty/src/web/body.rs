@@ -136,7 +136,7 @@ impl Iterator for SeriesChunks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::period::Resolution;
+    use smarty_model::period::Resolution;
 
     fn collect(chunks: SeriesChunks) -> (Vec<usize>, JsonValue) {
         let mut sizes = Vec::new();

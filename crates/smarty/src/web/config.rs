@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::config::read_secret;
-use crate::model::secret::Secret;
+use smarty_model::secret::Secret;
 
 /// `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

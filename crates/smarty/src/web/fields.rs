@@ -8,9 +8,9 @@
 use serde::Serialize;
 use smarty_p1::registry::{Kind, Medium};
 
-use crate::model::value::{TelegramValue, ValueId};
 use crate::store::query::MbusChannel;
 use crate::store::reading::COLUMNS;
+use smarty_model::value::{TelegramValue, ValueId};
 
 /// The metadata of one value, as `fields` of `/api/meters` give it (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,9 +199,9 @@ mod tests {
     use smarty_p1::{Decoder, DecoderConfig};
 
     use super::*;
-    use crate::model::event::TelegramEvent;
-    use crate::model::unit::Unit;
-    use crate::model::value::medium_named;
+    use smarty_model::event::TelegramEvent;
+    use smarty_model::unit::Unit;
+    use smarty_model::value::medium_named;
 
     fn event(telegram: &[u8]) -> TelegramEvent {
         let mut decoder = Decoder::new(DecoderConfig::default());

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::model::live::LiveState;
+use smarty_model::live::LiveState;
 
 /// Whether every meter delivered within `within` at `now`, and the `/healthz` body.
 pub fn health(live: &LiveState, now: SystemTime, within: Duration) -> (bool, serde_json::Value) {

@@ -5,8 +5,8 @@
 use serde_json::{Value as JsonValue, json};
 use smarty_p1::RejectReason;
 
-use crate::model::event::{MeterStatus, TelegramEvent};
-use crate::model::time::{rfc3339, unix};
+use smarty_model::event::{MeterStatus, TelegramEvent};
+use smarty_model::time::{rfc3339, unix};
 
 /// The numbers of a telegram under their standard names.
 pub fn values_json(event: &TelegramEvent) -> JsonValue {

@@ -46,8 +46,8 @@ use prometheus_client::registry::Registry;
 use smarty_p1::RejectReason;
 use smarty_p1::registry::Kind;
 
-use crate::model::live::LiveState;
-use crate::model::slug::slug;
+use smarty_model::live::LiveState;
+use smarty_model::slug::slug;
 
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -320,7 +320,7 @@ async fn metrics(State(live): State<Arc<LiveState>>, headers: HeaderMap) -> Resp
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
+    use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
     use smarty_p1::{Decoder, DecoderConfig, Stats};
     use std::time::SystemTime;
     use tower::ServiceExt as _;

@@ -40,8 +40,8 @@ use tokio::net::TcpListener;
 pub use config::HttpConfig;
 pub use state::WebState;
 
-use crate::model::secret::Secret;
 use auth::Access;
+use smarty_model::secret::Secret;
 use state::App;
 
 /// The OpenAPI 3.1 description of the API, served at `/api/openapi.json`.

@@ -9,14 +9,14 @@
 
 use serde_json::Value;
 
-use crate::model::unit::Unit;
+use smarty_model::unit::Unit;
 
 /// Decimals of a price or a rate (`energy_price_eur_per_kwh`, `vat_rate`): a
 /// ten-thousandth of a cent, finer than any published tariff.
 pub const PRICE_DECIMALS: u32 = 6;
 
 /// Decimals kept for a unit (case-insensitive): the resolution of the meters' registers
-/// ([`UnitDef::decimals`](crate::model::unit::UnitDef) of the unit table: kWh, kW, m3, GJ
+/// ([`UnitDef::decimals`](smarty_model::unit::UnitDef) of the unit table: kWh, kW, m3, GJ
 /// … to 0.001, V to 0.1, A and Hz to 0.01, Wh, W, s … to 1), and cents for EUR (any
 /// currency of `[tariff] currency`).
 pub fn decimals_of_unit(unit: &str) -> Option<u32> {

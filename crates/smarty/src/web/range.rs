@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::model::time::parse_time;
+use smarty_model::time::parse_time;
 
 /// Unix seconds now.
 pub fn now() -> i64 {

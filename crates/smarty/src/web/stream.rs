@@ -15,7 +15,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::state::App;
-use crate::model::event::MeterEvent;
+use smarty_model::event::MeterEvent;
 
 /// `stream` query parameters.
 #[derive(Debug, Deserialize)]

@@ -13,10 +13,10 @@ use tower::ServiceExt as _;
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
 use crate::analytics::tariff::TariffConfig;
-use crate::model::event::MeterEvent;
-use crate::model::live::LiveState;
-use crate::model::secret::Secret;
 use crate::store::{MbusRecord, Reading, Store, StoreConfig};
+use smarty_model::event::MeterEvent;
+use smarty_model::live::LiveState;
+use smarty_model::secret::Secret;
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
 const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
@@ -45,7 +45,7 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
         meter: Arc::clone(&meter),
         channel: 1,
         medium: smarty_p1::registry::Medium::Gas,
-        unit: Some(crate::model::unit::Unit::parse("m3")),
+        unit: Some(smarty_model::unit::Unit::parse("m3")),
         ts: now - 3600,
         value: 14239.771,
     });
@@ -320,7 +320,7 @@ async fn meters_describe_their_values_for_the_dashboard() {
     let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
     decoder.push(telegram);
     let decoded = decoder.finish().unwrap().unwrap();
-    let event = crate::model::event::TelegramEvent::new(
+    let event = smarty_model::event::TelegramEvent::new(
         &Arc::from("home"),
         &decoded,
         std::time::SystemTime::now(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::endpoint::{Endpoint, UrlError};
-use crate::model::secret::Secret;
+use smarty_model::secret::Secret;
 
 /// The MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -25,9 +25,9 @@ use super::config::MqttConfig;
 use super::discovery::{device_key, discovery_message};
 use super::queue::{Publication, Queue};
 use super::topics;
-use crate::model::backoff::Backoff;
-use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
-use crate::model::live::{OutputHealth, QueueReport};
+use smarty_model::backoff::Backoff;
+use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use smarty_model::live::{OutputHealth, QueueReport};
 
 /// Messages handed to the client and not yet acknowledged, at most.
 pub const WINDOW: usize = 64;

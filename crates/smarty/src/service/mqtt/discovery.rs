@@ -9,9 +9,9 @@ use smarty_p1::registry::{Kind, Medium};
 use super::config::MqttConfig;
 use super::queue::Publication;
 use super::topics;
-use crate::model::event::TelegramEvent;
-use crate::model::slug::slug;
-use crate::model::value::{TelegramValue, ValueData};
+use smarty_model::event::TelegramEvent;
+use smarty_model::slug::slug;
+use smarty_model::value::{TelegramValue, ValueData};
 
 /// The device key of a meter: its id (lower case, `[a-z0-9_]`), else its configured name.
 pub fn device_key(event: &TelegramEvent) -> String {
@@ -275,8 +275,8 @@ pub fn discovery_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::value::values_of;
     use crate::service::mqtt::tests::telegram_event;
+    use smarty_model::value::values_of;
 
     /// The value named `name` of a telegram of `lines`.
     fn value(lines: &[&str], name: &str) -> TelegramValue {

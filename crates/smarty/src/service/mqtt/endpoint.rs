@@ -9,7 +9,7 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 use url::{Host, Url};
 
-use crate::model::secret::Secret;
+use smarty_model::secret::Secret;
 
 /// Where the broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,10 +15,10 @@
 //! | `delivery` | the output task: queueing, the publish window, reconnects, shutdown |
 //! | [`queue`] | the outgoing queue, in memory and in an SQLite file |
 //!
-//! The output depends only on the model: the events of [`crate::model::event`], the
-//! reporting handles of [`crate::model::live`] ([`OutputHealth`](crate::model::live::OutputHealth),
-//! [`QueueReport`](crate::model::live::QueueReport)), [`crate::model::secret::Secret`] and the
-//! back-off of [`crate::model::backoff`].
+//! The output depends only on the model: the events of [`smarty_model::event`], the
+//! reporting handles of [`smarty_model::live`] ([`OutputHealth`](smarty_model::live::OutputHealth),
+//! [`QueueReport`](smarty_model::live::QueueReport)), [`smarty_model::secret::Secret`] and the
+//! back-off of [`smarty_model::backoff`].
 
 mod client;
 pub mod config;

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
-use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
-use crate::model::live::{LiveState, QueueReport};
+use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use smarty_model::live::{LiveState, QueueReport};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -17,7 +17,7 @@ use rumqttc5 as v5;
 
 use super::endpoint::Endpoint;
 use super::tls::{self, TlsError};
-use crate::model::secret::Secret;
+use smarty_model::secret::Secret;
 
 pub use subscriber::{Received, Subscriber};
 

@@ -1,5 +1,5 @@
-//! The shared vocabulary of the application, the future `smarty-model` crate: what the
-//! sources, the decoder and every output agree on, with no I/O.
+//! `smarty-model`: the shared vocabulary of the smarty gateway, what the sources, the decoder
+//! and every output (the store, the tariff, MQTT, the web server) agree on, with no I/O.
 //!
 //! | module | what |
 //! |---|---|

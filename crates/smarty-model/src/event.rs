@@ -73,8 +73,9 @@ impl TelegramEvent {
         }
     }
 
-    /// The value named `name`.
-    #[cfg(test)]
+    /// The value named `name` (`energy_import_kwh`), if the telegram has it: a look-up for
+    /// tests and tools; the outputs go through `values` by their typed
+    /// identity.
     pub fn value(&self, name: &str) -> Option<&TelegramValue> {
         self.values.iter().find(|v| v.name == name)
     }
