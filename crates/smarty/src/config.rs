@@ -16,6 +16,7 @@
 //! does.
 
 mod layers;
+pub mod store;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -32,9 +33,9 @@ use crate::analytics::tariff::TariffConfig;
 use crate::cli::SerialFormat;
 use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
-use crate::store::config::StoreSection;
 use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
+use smarty_store::config::StoreSection;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]

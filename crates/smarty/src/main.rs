@@ -24,50 +24,20 @@
 
 mod analytics;
 mod cli;
+mod commands;
 mod config;
-mod demo;
 mod key;
-
 mod output;
 mod pipeline;
-mod read;
 mod service;
 mod simulate;
 mod source;
-mod store;
 mod web;
-use std::io::Write as _;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
-
-/// `smarty config check|example`.
-fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
-    match command {
-        cli::ConfigCommand::Example => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(config::EXAMPLE.as_bytes())?;
-            out.flush()?;
-            Ok(())
-        }
-        cli::ConfigCommand::Check { file } => {
-            let config = config::Config::load(&file)?;
-            let outputs = service::describe_outputs(&config)
-                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}: ok, {} meter{}, {}",
-                file.display(),
-                config.meters.len(),
-                if config.meters.len() == 1 { "" } else { "s" },
-                outputs.join(", ")
-            )?;
-            Ok(())
-        }
-    }
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -110,13 +80,13 @@ fn main() -> std::process::ExitCode {
     }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Read(args) => read::run(args).await,
+            Command::Read(args) => commands::read::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
             Command::Run(args) => service::run(args).await,
-            Command::Export(args) => store::cli::export(args).await,
-            Command::Import(args) => store::cli::import(args).await,
-            Command::Config { command } => config_command(command),
+            Command::Export(args) => commands::export::run(&args),
+            Command::Import(args) => commands::import::run(args).await,
+            Command::Config { command } => commands::config::run(command),
         }
     });
     match result {

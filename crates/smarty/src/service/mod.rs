@@ -11,6 +11,7 @@ mod outputs;
 pub mod proxy;
 mod replay;
 mod run;
+mod store_follow;
 
 pub use outputs::describe as describe_outputs;
 pub use run::{run, serve};

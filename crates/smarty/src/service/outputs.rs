@@ -6,9 +6,9 @@ use tokio::task::JoinSet;
 use super::bus::{Accepts, Bus};
 use super::{live, mqtt, proxy};
 use crate::config::{Config, read_secret};
-use crate::store::{Store, StoreConfig};
 use crate::web::{self, HttpConfig, WebState};
 use smarty_model::live::LiveState;
+use smarty_store::Store;
 
 /// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
 ///
@@ -68,7 +68,7 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
     if http.enabled {
         parts.push(format!("dashboard on http://{}/", http.listen));
     }
-    parts.push(match StoreConfig::from_config(config)? {
+    parts.push(match crate::config::store::from_config(config)? {
         Some(store) => format!("history in {}", store.path.display()),
         None => "no history".to_owned(),
     });
@@ -94,11 +94,11 @@ pub async fn start(
     let mut started = 0;
     // The live state first: the store and MQTT report their health into it.
     let live = LiveState::new(config.meters.iter().map(|m| m.name.as_str()));
-    let store = match StoreConfig::from_config(config)? {
+    let store = match crate::config::store::from_config(config)? {
         Some(settings) => {
             let store = Store::open(&settings)
                 .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
-            tasks.spawn(crate::store::follow(
+            tasks.spawn(super::store_follow::follow(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),
                 live.output("store"),

@@ -21,9 +21,9 @@ use super::number::round_answer;
 use super::range::{now, parse_range};
 use super::state::App;
 use crate::analytics::tariff;
-use crate::store::{ReadConnection, Store, StoreError, StoredMeter};
 use smarty_model::period::{INTERVAL_S, Interval, Period, Resolution};
 use smarty_model::time::{METER_ZONE, day_start_after, meter_zone, month_start_after};
+use smarty_store::{ReadConnection, Store, StoreError, StoredMeter};
 
 type ApiResult = Result<Response, ApiError>;
 

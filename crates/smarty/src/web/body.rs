@@ -9,7 +9,7 @@ use serde_json::{Value as JsonValue, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::number::{decimals_of_unit, round};
-use crate::store::Series;
+use smarty_store::Series;
 
 /// Bytes per chunk of a streamed answer.
 pub const CHUNK: usize = 64 * 1024;

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::store::StoreError;
+use smarty_store::StoreError;
 
 /// An error answer: `{"error": "…"}` with its status.
 #[derive(Debug)]

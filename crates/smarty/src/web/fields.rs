@@ -8,9 +8,9 @@
 use serde::Serialize;
 use smarty_p1::registry::{Kind, Medium};
 
-use crate::store::query::MbusChannel;
-use crate::store::reading::COLUMNS;
 use smarty_model::value::{TelegramValue, ValueId};
+use smarty_store::query::MbusChannel;
+use smarty_store::reading::COLUMNS;
 
 /// The metadata of one value, as `fields` of `/api/meters` give it (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]

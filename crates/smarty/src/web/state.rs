@@ -5,10 +5,10 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, broadcast};
 
 use crate::analytics::tariff::TariffConfig;
-use crate::store::Store;
 use smarty_model::event::MeterEvent;
 use smarty_model::live::LiveState;
 use smarty_model::secret::Secret;
+use smarty_store::Store;
 
 /// The web server's shared state: cheap to clone.
 #[derive(Clone)]

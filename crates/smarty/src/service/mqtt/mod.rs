@@ -25,7 +25,7 @@ pub mod config;
 mod delivery;
 pub mod discovery;
 pub mod endpoint;
-pub mod queue;
+pub use smarty_store::queue;
 pub mod tls;
 pub mod topics;
 
@@ -42,6 +42,11 @@ pub use endpoint::{BrokerUrl, Endpoint};
 #[cfg(test)]
 #[path = "../../../tests/support/mosquitto.rs"]
 pub(crate) mod test_broker;
+
+/// The small disk the queue's tests use too.
+#[cfg(test)]
+#[path = "../../../../smarty-store/tests/support/small_disk.rs"]
+mod small_disk;
 
 #[cfg(test)]
 mod tests;

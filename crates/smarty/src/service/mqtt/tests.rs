@@ -450,7 +450,7 @@ async fn qos_0_delivers_in_order() {
 #[tokio::test]
 async fn a_queue_that_cannot_be_written_shows_on_healthz() {
     let broker = Broker::start();
-    let disk = super::queue::test_disk::SmallDisk::mount("64k");
+    let disk = super::small_disk::SmallDisk::mount("64k");
     disk.remount("ro");
     let mut sub = Subscriber::start(broker.port, "sub-ro", false, &["smarty/+/state"]);
     let cfg = MqttConfig {

@@ -13,12 +13,12 @@ use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
-use crate::store::config::StoreSection;
-use crate::store::lock::WriterLock;
-use crate::store::{Reading, Store, StoreConfig};
 use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
 use smarty_model::time::meter_zone;
+use smarty_store::config::StoreSection;
+use smarty_store::lock::WriterLock;
+use smarty_store::{Reading, Store, StoreConfig};
 
 /// The demo meter's name.
 const NAME: &str = "demo";
@@ -56,9 +56,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("smarty-demo")),
     };
     let store_config = StoreConfig {
-        path: state_dir.join(crate::store::config::FILE_NAME),
-        raw_retention_days: crate::store::config::DEFAULT_RAW_RETENTION_DAYS,
-        commit_interval: crate::store::config::DEFAULT_COMMIT_INTERVAL,
+        path: state_dir.join(smarty_store::config::FILE_NAME),
+        raw_retention_days: smarty_store::config::DEFAULT_RAW_RETENTION_DAYS,
+        commit_interval: smarty_store::config::DEFAULT_COMMIT_INTERVAL,
     };
     // Nothing is deleted or printed before the demo holds everything it needs: the store's
     // writer lock (another demo on this state directory holds it while it runs), the

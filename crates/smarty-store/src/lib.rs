@@ -1,21 +1,37 @@
-//! The history store: SQLite (bundled, WAL) in the state directory (docs/storage.md).
+//! `smarty-store`: the history store of the smarty gateway, SQLite (bundled, WAL) in the state
+//! directory (docs/storage.md); and the MQTT output's durable queue ([`queue`]). The only crate
+//! of the workspace that uses SQLite.
 //!
 //! One [`Writer`] per process commits buffered readings every few seconds with their
-//! aggregates; [`ReadConnection`]s answer the queries of the API and `smarty export`. One process
-//! writes a store at a time: it holds the writer's lock ([`lock`]) while it may write. Raw readings are
-//! packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily aggregates and
-//! M-Bus readings are kept forever.
+//! aggregates; [`ReadConnection`]s answer the queries of the API and `smarty export`. One
+//! process writes a store at a time: it holds the writer's lock ([`lock`]) while it may write.
+//! Raw readings are packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily
+//! aggregates and M-Bus readings are kept forever.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the `[store]` section and the settings a store is opened with |
+//! | [`reading`] | what is stored of a telegram: the columns, [`Reading`], [`MbusRecord`] |
+//! | [`block`] | raw readings packed in 5-minute blocks |
+//! | [`aggregate`] | 15-minute and daily aggregates |
+//! | [`writer`] | the one writing connection: buffering, commits, pruning |
+//! | [`query`] | read connections: meters, series, totals, intervals |
+//! | [`schema`] | the schema and its migrations |
+//! | [`lock`] | the writer's lock: one process writes a store |
+//! | [`error`] | [`StoreError`] |
+//! | [`queue`] | the MQTT output's outgoing queue, in memory and in an SQLite file |
+//!
+//! It depends on `smarty-model` (readings come from its typed values, periods and time) and
+//! does no networking; the service's adapter from its event channel to the writer thread, and
+//! the `export` and `import` commands, are the application's.
 
 pub mod aggregate;
 pub mod block;
-pub mod cli;
 pub mod config;
 pub mod error;
-mod export;
-mod follow;
-mod import;
 pub mod lock;
 pub mod query;
+pub mod queue;
 pub mod reading;
 pub mod schema;
 pub mod writer;
@@ -30,7 +46,6 @@ use lock::WriterLock;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
-pub use follow::follow;
 pub use query::{ReadConnection, Series, StoredMeter};
 pub use reading::{MbusRecord, Reading};
 pub use writer::Writer;
@@ -177,8 +192,8 @@ impl Store {
         Ok(ReadConnection::new(conn, Arc::downgrade(&self.inner)))
     }
 
-    /// A writing connection (`synchronous = NORMAL`): one per process, owned by
-    /// [`follow()`] in the service or by `smarty import`. It holds the writer's lock (the
+    /// A writing connection (`synchronous = NORMAL`): one per process, owned by the
+    /// service's store output or by `smarty import`. It holds the writer's lock (the
     /// store's, or taken now for a store opened with [`Store::open_read_only`]).
     ///
     /// # Errors

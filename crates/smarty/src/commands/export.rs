@@ -16,14 +16,14 @@ use std::io::{self, BufWriter, Write};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value as Json};
 
-use super::aggregate::Agg;
-use super::query::{ReadConnection, whole_periods};
-use super::reading::{Aggregation, COLUMNS};
-use super::{Store, StoreConfig};
-use crate::cli::{ExportArgs, ExportFormat};
-use smarty_model::period::Resolution;
-use smarty_model::period::interval_start;
+use smarty_model::period::{Resolution, interval_start};
 use smarty_model::time::local_rfc3339;
+use smarty_store::Store;
+use smarty_store::aggregate::Agg;
+use smarty_store::query::{ReadConnection, whole_periods};
+use smarty_store::reading::{Aggregation, COLUMNS};
+
+use crate::cli::{ExportArgs, ExportFormat};
 
 /// Raw rows are read a day at a time.
 const RAW_CHUNK_S: i64 = 86_400;
@@ -106,7 +106,7 @@ impl<W: Write> RowWriter for JsonRows<W> {
 /// # Errors
 /// No store file, an unknown or ambiguous meter, an unwritable output, or store errors.
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let config = StoreConfig::from_args(&args.store)?;
+    let config = crate::config::store::from_args(&args.store)?;
     if !config.path.exists() {
         bail!(
             "no store at {}: `smarty run` keeps one in its state directory and `smarty import` \

@@ -14,12 +14,12 @@ use smarty_p1::registry::{Kind, Medium};
 use smarty_p1::{Decimal, Decoder, Obis, RejectReason};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 
-use super::reading::{MbusRecord, Reading};
-use super::{Store, StoreConfig, StoreError, Writer};
-use crate::cli::ImportArgs;
-use crate::source::HexOrBinary;
 use smarty_model::time::local_rfc3339;
 use smarty_model::value::{TelegramValue, ValueData, ValueId};
+use smarty_store::{MbusRecord, Reading, Store, StoreError, Writer};
+
+use crate::cli::ImportArgs;
+use crate::source::HexOrBinary;
 
 /// Readings committed at once at most (a day at 10 s).
 const BATCH: usize = 8640;
@@ -117,7 +117,7 @@ impl Import {
 /// No store, an unreadable file, a wrong or missing key, or store errors.
 pub async fn run(args: ImportArgs) -> Result<()> {
     let started = Instant::now();
-    let config = StoreConfig::from_args(&args.store)?;
+    let config = crate::config::store::from_args(&args.store)?;
     // One process writes a store at a time: a store that the service writes is refused
     // (docs/storage.md, "One writer").
     let store = match Store::open(&config) {

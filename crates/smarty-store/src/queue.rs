@@ -1,7 +1,8 @@
 //! The MQTT output's outgoing queue: every message waits here until the broker acknowledged
 //! it (QoS 1/2) or it was written to the connection (QoS 0), so nothing is lost while the broker
 //! is down. In memory a [`VecDeque`]; with a directory, also a table in an SQLite file that
-//! survives a restart of `smarty`.
+//! survives a restart of `smarty`. It lives in the store's crate, the one that uses SQLite;
+//! `smarty-mqtt` drives it.
 //!
 //! # The file (`<queue_dir>/mqtt-queue.db`)
 //!
@@ -572,66 +573,15 @@ fn read_legacy(path: &Path) -> io::Result<(VecDeque<Publication>, Option<String>
     Ok((messages, None))
 }
 
-/// A small disk for tests of full and read-only file systems.
+/// A small disk for tests of full and read-only file systems (shared with the MQTT output's
+/// tests, which include the same file).
 #[cfg(test)]
-pub(crate) mod test_disk {
-    use std::path::Path;
-    use std::process::Command;
-
-    /// A tmpfs mounted on a fresh directory, unmounted on drop. Needs root (the test suite
-    /// runs as root: `scripts/test`).
-    pub(crate) struct SmallDisk {
-        dir: tempfile::TempDir,
-    }
-
-    impl SmallDisk {
-        /// Mounts a tmpfs of `size` (`64k`, `8m`).
-        pub(crate) fn mount(size: &str) -> SmallDisk {
-            let dir = tempfile::tempdir().unwrap();
-            let status = Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size},mode=0700"),
-                    "tmpfs",
-                ])
-                .arg(dir.path())
-                .status()
-                .expect("mount(8) runs");
-            assert!(
-                status.success(),
-                "cannot mount a {size} tmpfs on {} (this test needs root): {status}",
-                dir.path().display()
-            );
-            SmallDisk { dir }
-        }
-
-        /// Remounts with `options` (`size=8m`, `ro`, `rw`).
-        pub(crate) fn remount(&self, options: &str) {
-            let status = Command::new("mount")
-                .args(["-o", &format!("remount,{options}")])
-                .arg(self.dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "remount {options}: {status}");
-        }
-
-        pub(crate) fn path(&self) -> &Path {
-            self.dir.path()
-        }
-    }
-
-    impl Drop for SmallDisk {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.dir.path()).status();
-        }
-    }
-}
+#[path = "../tests/support/small_disk.rs"]
+mod small_disk;
 
 #[cfg(test)]
 mod tests {
-    use super::test_disk::SmallDisk;
+    use super::small_disk::SmallDisk;
     use super::*;
 
     fn message(i: usize) -> Publication {

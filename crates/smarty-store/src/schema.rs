@@ -202,7 +202,7 @@ pub fn migrate_to(conn: &mut Connection, target: u32) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::reading::{Aggregation, COLUMNS};
+    use crate::reading::{Aggregation, COLUMNS};
 
     #[test]
     fn the_current_columns_are_those_of_the_schema() {

@@ -19,7 +19,7 @@ pub enum StoreError {
     )]
     UnknownField(String),
     /// A query would return too many points: raw readings cover at most
-    /// [`crate::store::query::RAW_MAX_DAYS`] days per query.
+    /// [`crate::query::RAW_MAX_DAYS`] days per query.
     #[error(
         "raw resolution covers at most {max_days} days per query, this range has {days}: \
          use 15m, hour, day or month"

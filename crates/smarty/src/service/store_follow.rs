@@ -1,6 +1,6 @@
 //! The store as an output of `smarty run`: a thread that owns the writer.
 //!
-//! A lossless output (`service::bus`): events come on a bounded channel, readings go to the
+//! A lossless output ([`super::bus`]): events come on a bounded channel, readings go to the
 //! writer thread on another bounded one. When the writer falls behind (a burst, a slow disk),
 //! both fill up and the meters wait: nothing is dropped on the way. The writer keeps up by
 //! batching: it commits what it holds every `commit_interval`, however many readings.
@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc as channel;
 
-use super::{MbusRecord, Reading, Store, Writer};
 use smarty_model::event::MeterEvent;
 use smarty_model::live::OutputHealth;
+use smarty_store::{MbusRecord, Reading, Store, Writer};
 
 /// How often raw readings past the retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -185,5 +185,83 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &Output
             );
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smarty_model::period::Resolution;
+    use smarty_store::StoreConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_service_output_stores_every_telegram() {
+        use smarty_model::event::{MeterEvent, TelegramEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::at(dir.path().join("smarty.db"));
+        config.commit_interval = Duration::from_millis(20);
+        let store = Store::open(&config).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let follower = tokio::spawn(follow(store.clone(), rx, Default::default()));
+        let args = crate::cli::MeterArgs {
+            interval: Duration::from_secs(10),
+            count: None,
+            key: None,
+            key_file: None,
+            auth_key: None,
+            plain: true,
+            gas: true,
+            water: false,
+            firmware: crate::cli::Firmware::Full,
+            solar_kwp: 4.0,
+            frame_counter: None,
+            start: None,
+            seed: Some(1),
+        };
+        let (mut meter, _) = crate::simulate::Meter::new(&args).unwrap();
+        let zone = smarty_model::time::meter_zone();
+        let first: jiff::Zoned = jiff::Timestamp::from_second(1_794_960_000)
+            .unwrap()
+            .to_zoned(zone);
+        let meter_name: Arc<str> = Arc::from("home");
+        for i in 0..50 {
+            let now = first
+                .checked_add(jiff::SignedDuration::from_secs(10 * i))
+                .unwrap();
+            let frame = meter.next_frame(&now);
+            let mut decoder = smarty_p1::Decoder::new(smarty_p1::DecoderConfig::default());
+            decoder.push(&frame);
+            let decoded = decoder.finish().unwrap().unwrap();
+            tx.send(MeterEvent::Telegram(Arc::new(TelegramEvent::new(
+                &meter_name,
+                &decoded,
+                std::time::SystemTime::now(),
+            ))))
+            .await
+            .unwrap();
+            if i == 25 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        drop(tx);
+        follower.await.unwrap().unwrap();
+        let reader = store.reader().unwrap();
+        let meters = reader.meters().unwrap();
+        assert_eq!(meters[0].first_reading, Some(1_794_960_000));
+        assert_eq!(meters[0].last_reading, Some(1_794_960_490));
+        assert_eq!(meters[0].mbus.len(), 1);
+        let series = reader
+            .series(
+                "home",
+                "voltage_l1_v",
+                1_794_960_000,
+                1_794_961_000,
+                Resolution::Raw,
+            )
+            .unwrap();
+        assert_eq!(series.t.len(), 50);
     }
 }

@@ -223,12 +223,7 @@ impl Buckets {
 /// The range `[from, to)` widened to whole periods of `resolution`: from the start of the
 /// period holding `from` to the end of the period holding `to - 1`. Raw ranges stay as they
 /// are.
-pub(crate) fn whole_periods(
-    from: i64,
-    to: i64,
-    resolution: Resolution,
-    zone: &TimeZone,
-) -> (i64, i64) {
+pub fn whole_periods(from: i64, to: i64, resolution: Resolution, zone: &TimeZone) -> (i64, i64) {
     if resolution == Resolution::Raw || from >= to {
         return (from, to);
     }
@@ -288,7 +283,10 @@ impl ReadConnection {
     }
 
     /// The id of a meter by name.
-    pub(crate) fn meter_id(&self, meter: &str) -> Result<i64, StoreError> {
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownMeter`], SQLite errors.
+    pub fn meter_id(&self, meter: &str) -> Result<i64, StoreError> {
         self.conn()
             .prepare_cached("SELECT id FROM meter WHERE name = ?1")?
             .query_row([meter], |row| row.get(0))
@@ -296,8 +294,11 @@ impl ReadConnection {
             .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))
     }
 
-    /// The M-Bus channels of a meter.
-    pub(crate) fn mbus_channels(&self, meter: i64) -> Result<Vec<MbusChannel>, StoreError> {
+    /// The M-Bus channels of a meter (by its id, [`ReadConnection::meter_id`]).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn mbus_channels(&self, meter: i64) -> Result<Vec<MbusChannel>, StoreError> {
         let mut statement = self.conn().prepare_cached(
             "SELECT channel, medium, unit FROM mbus_channel WHERE meter = ?1 ORDER BY channel",
         )?;
@@ -553,7 +554,11 @@ impl ReadConnection {
 
     /// The aggregates of `meter` at an aggregated resolution with period start in
     /// `[from, to)`: 15-minute rows, hours merged from them, days, months merged from days.
-    pub(crate) fn aggregates(
+    /// Pairs of (period start, aggregate).
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn aggregates(
         &self,
         meter: i64,
         from: i64,
@@ -609,8 +614,11 @@ impl ReadConnection {
         })
     }
 
-    /// The raw readings of `meter` with time in `[from, to)`, sorted.
-    pub(crate) fn raw_rows(&self, meter: i64, from: i64, to: i64) -> Result<Vec<Row>, StoreError> {
+    /// The raw readings of `meter` with time in `[from, to)`, sorted (`smarty export`).
+    ///
+    /// # Errors
+    /// SQLite errors, [`StoreError::Corrupt`] for a block that does not decode.
+    pub fn raw_rows(&self, meter: i64, from: i64, to: i64) -> Result<Vec<Row>, StoreError> {
         let mut statement = self.conn().prepare_cached(
             "SELECT start, data FROM raw_block WHERE meter = ?1 AND start >= ?2 AND start < ?3
              ORDER BY start",
@@ -698,7 +706,10 @@ impl ReadConnection {
     /// The consumption of an M-Bus channel per period of `resolution` (per capture for raw):
     /// each capture's increase over the previous capture counts in the period of its capture
     /// time. Pairs of (period start or capture time, consumption).
-    pub(crate) fn mbus_consumption(
+    ///
+    /// # Errors
+    /// SQLite errors.
+    pub fn mbus_consumption(
         &self,
         meter: i64,
         channel: u8,
