@@ -29,13 +29,13 @@ use serde::Deserialize;
 pub use layers::Origin;
 use layers::{Mistake, Seg, Tree};
 
-use crate::analytics::tariff::TariffConfig;
 use crate::cli::SerialFormat;
 use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
 use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
 use smarty_store::config::StoreSection;
+use smarty_tariff::TariffConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -596,17 +596,13 @@ impl Config {
         if let Some(tariff) = &self.tariff
             && let Err(e) = tariff.check()
         {
-            // Its messages name the field in backquotes, or the period.
-            let message = format!("{e:#}");
-            let field = if message.starts_with("[tariff] periods[") {
-                "tariff.periods".to_owned()
-            } else {
-                message
-                    .split('`')
-                    .nth(1)
-                    .map_or_else(|| "tariff".to_owned(), |f| format!("tariff.{f}"))
+            // Shown at the period, or the setting, it concerns.
+            let field = match (e.period(), e.field()) {
+                (Some(_), _) => "tariff.periods".to_owned(),
+                (None, Some(field)) => format!("tariff.{field}"),
+                (None, None) => "tariff".to_owned(),
             };
-            problem(&[&field], message);
+            problem(&[&field], e.to_string());
         }
         let mut listeners: Vec<(&str, &str, Vec<SocketAddr>)> = Vec::new();
         let http = self.http.clone().unwrap_or_default();

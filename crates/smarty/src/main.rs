@@ -22,7 +22,6 @@
 //! [`output::note`]; a closed pipe ends a command quietly ([`output::is_broken_pipe`]).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-mod analytics;
 mod cli;
 mod commands;
 mod config;

@@ -29,6 +29,23 @@ fn the_example_is_valid() {
     assert_eq!(config.tariff.unwrap().reference_power_kw, 3.0);
 }
 
+/// The example's `[tariff]` section read alone, and through the whole configuration with an
+/// environment override as the service reads it.
+#[test]
+fn the_example_tariff_parses() {
+    let example: toml::Table = EXAMPLE.parse().unwrap();
+    let section = example.get("tariff").cloned();
+    let section = section.expect("the example has a [tariff] section");
+    let config: TariffConfig = section.try_into().unwrap();
+    config.check().unwrap();
+    assert_eq!(config.currency, "EUR");
+    let env = env(&[("SMARTY_TARIFF_REFERENCE_POWER_KW", "7")]);
+    let whole = Config::parse(EXAMPLE, "example", &env).unwrap();
+    let config = whole.tariff.unwrap();
+    config.check().unwrap();
+    assert_eq!(config.reference_power_kw, 7.0);
+}
+
 #[test]
 fn mistakes_name_their_line() {
     let err = parse("[[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\nbaud = \"fast\"\n")

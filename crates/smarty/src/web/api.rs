@@ -20,10 +20,10 @@ use super::live::{status_json, telegram_json};
 use super::number::round_answer;
 use super::range::{now, parse_range};
 use super::state::App;
-use crate::analytics::tariff;
 use smarty_model::period::{INTERVAL_S, Interval, Period, Resolution};
 use smarty_model::time::{METER_ZONE, day_start_after, meter_zone, month_start_after};
 use smarty_store::{ReadConnection, Store, StoreError, StoredMeter};
+use smarty_tariff as tariff;
 
 type ApiResult = Result<Response, ApiError>;
 

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, broadcast};
 
-use crate::analytics::tariff::TariffConfig;
 use smarty_model::event::MeterEvent;
 use smarty_model::live::LiveState;
 use smarty_model::secret::Secret;
 use smarty_store::Store;
+use smarty_tariff::TariffConfig;
 
 /// The web server's shared state: cheap to clone.
 #[derive(Clone)]

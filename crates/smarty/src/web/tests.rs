@@ -12,11 +12,11 @@ use tower::ServiceExt as _;
 
 use super::state::{App, QUERY_PERMITS, WebState};
 use super::{RouterOptions, router};
-use crate::analytics::tariff::TariffConfig;
 use smarty_model::event::MeterEvent;
 use smarty_model::live::LiveState;
 use smarty_model::secret::Secret;
 use smarty_store::{MbusRecord, Reading, Store, StoreConfig};
+use smarty_tariff::TariffConfig;
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
 const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
