@@ -30,10 +30,10 @@ pub use layers::Origin;
 use layers::{Mistake, Seg, Tree};
 
 use crate::cli::SerialFormat;
-use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
 use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
+use smarty_mqtt::MqttConfig;
 use smarty_store::config::StoreSection;
 use smarty_tariff::TariffConfig;
 

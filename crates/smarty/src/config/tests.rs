@@ -248,7 +248,7 @@ fn environment_overrides_take_the_type_of_their_field() {
     assert_eq!(mqtt.prefix, "true");
     assert_eq!(mqtt.client_id.as_deref(), Some("1.5"));
     assert!(mqtt.retain_state);
-    assert_eq!(mqtt.protocol, crate::service::mqtt::Protocol::V5);
+    assert_eq!(mqtt.protocol, smarty_mqtt::Protocol::V5);
     assert_eq!(mqtt.keep_alive_s, 60);
     assert_eq!(
         config.http.unwrap().token.unwrap().expose(),

@@ -6,7 +6,6 @@
 pub mod bus;
 mod live;
 mod meter;
-pub mod mqtt;
 mod outputs;
 pub mod proxy;
 mod replay;

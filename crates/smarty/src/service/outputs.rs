@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinSet;
 
 use super::bus::{Accepts, Bus};
-use super::{live, mqtt, proxy};
+use super::{live, proxy};
 use crate::config::{Config, read_secret};
 use crate::web::{self, HttpConfig, WebState};
 use smarty_model::live::LiveState;
@@ -14,7 +14,7 @@ use smarty_store::Store;
 ///
 /// # Errors
 /// An unreadable password file.
-pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
+pub fn mqtt_config(config: &Config) -> Result<Option<smarty_mqtt::MqttConfig>> {
     let Some(mqtt) = &config.mqtt else {
         return Ok(None);
     };
@@ -112,12 +112,13 @@ pub async fn start(
         }
     };
     if let Some(mqtt) = mqtt_config(config)? {
-        tasks.spawn(mqtt::run_reporting(
+        let output = smarty_mqtt::run_reporting(
             mqtt,
             bus.lossless("MQTT", Accepts::ALL),
             Some(live.mqtt_queue()),
             Some(live.output("mqtt")),
-        ));
+        );
+        tasks.spawn(async move { Ok(output.await?) });
         started += 1;
     }
     if let Some(settings) = &config.proxy {

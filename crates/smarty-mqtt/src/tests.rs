@@ -518,7 +518,7 @@ async fn a_damaged_queue_file_does_not_stop_the_output() {
         .enumerate()
     {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(super::queue::FILE_NAME), content).unwrap();
+        std::fs::write(dir.path().join(smarty_store::queue::FILE_NAME), content).unwrap();
         let cfg = MqttConfig {
             queue_dir: Some(dir.path().to_path_buf()),
             discovery: false,

@@ -7,11 +7,11 @@ use serde_json::{Map, Value as Json, json};
 use smarty_p1::registry::{Kind, Medium};
 
 use super::config::MqttConfig;
-use super::queue::Publication;
 use super::topics;
 use smarty_model::event::TelegramEvent;
 use smarty_model::slug::slug;
 use smarty_model::value::{TelegramValue, ValueData};
+use smarty_store::queue::Publication;
 
 /// The device key of a meter: its id (lower case, `[a-z0-9_]`), else its configured name.
 pub fn device_key(event: &TelegramEvent) -> String {
@@ -275,7 +275,7 @@ pub fn discovery_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::mqtt::tests::telegram_event;
+    use crate::tests::telegram_event;
     use smarty_model::value::values_of;
 
     /// The value named `name` of a telegram of `lines`.

@@ -2,18 +2,16 @@
 //! `mosquitto`) on a loopback port, optionally with a TLS listener, and plain clients that
 //! watch and feed it.
 //!
-//! One copy for every test that needs a broker: the unit tests of the MQTT output and of the
-//! raw MQTT source include it with `#[path]` (`src/service/mqtt/mod.rs`), the integration
-//! tests as a module (`tests/service.rs`). It uses only `std`, `tempfile`, `tokio` (the
-//! asynchronous waits) and rumqttc's blocking client, each client in a thread of its own, so
-//! that it serves synchronous and asynchronous tests alike.
+//! One copy for every test that needs a broker: this crate's tests, and with the feature
+//! `test-broker` the application's (the unit tests of its raw MQTT source, its end-to-end
+//! tests in `crates/smarty/tests/service.rs`), which so need no MQTT client library of their
+//! own. It uses only `std`, `tempfile`, `tokio` (the asynchronous waits) and rumqttc's blocking
+//! client, each client in a thread of its own, so that it serves synchronous and asynchronous
+//! tests alike. It panics on failure, as tests do.
 //!
 //! Mosquitto cannot listen on port 0 and report the port it got; so a port that is free is
 //! picked, and if another process takes it before Mosquitto does (Mosquitto says "Address
 //! already in use" and exits), another one. A broker is ready when it logged that it runs.
-
-// Each test binary that includes this uses a part of it.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -16,18 +16,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::client::publisher::{self, Loop, MqttClient, NotTaken, Note, Outcome};
 use super::config::MqttConfig;
 use super::discovery::{device_key, discovery_message};
-use super::queue::{Publication, Queue};
 use super::topics;
+use crate::error::MqttError;
 use smarty_model::backoff::Backoff;
 use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
 use smarty_model::live::{OutputHealth, QueueReport};
+use smarty_store::queue::{Publication, Queue};
 
 /// Messages handed to the client and not yet acknowledged, at most.
 pub const WINDOW: usize = 64;
@@ -194,7 +194,7 @@ pub async fn run_reporting(
     events: mpsc::Receiver<MeterEvent>,
     report: Option<Arc<QueueReport>>,
     health: Option<OutputHealth>,
-) -> anyhow::Result<()> {
+) -> Result<(), MqttError> {
     let endpoint = config.check()?;
     // One client id for the whole run (a random one without a host name).
     let config = MqttConfig {
@@ -243,7 +243,7 @@ pub async fn run_reporting(
 pub fn spawn(
     config: MqttConfig,
     events: mpsc::Receiver<MeterEvent>,
-) -> JoinHandle<anyhow::Result<()>> {
+) -> JoinHandle<Result<(), MqttError>> {
     tokio::spawn(run_reporting(config, events, None, None))
 }
 
@@ -252,7 +252,7 @@ impl Output {
         &mut self,
         mut events: mpsc::Receiver<MeterEvent>,
         mut notices: mpsc::Receiver<Notice>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), MqttError> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -264,7 +264,7 @@ impl Output {
                 },
                 notice = notices.recv() => match notice {
                     Some(notice) => self.notice(notice),
-                    None => bail!("the MQTT event loop stopped"),
+                    None => return Err(MqttError::EventLoopStopped),
                 },
                 Some(done) = self.outcomes.join_next() => self.delivered(done),
                 _ = tick.tick() => {

@@ -55,13 +55,11 @@ impl Subscriber {
     }
 
     /// How it connects.
-    #[cfg(test)]
     pub fn connection(&self) -> &Connection {
         &self.connection
     }
 
     /// The topic filter it subscribes to.
-    #[cfg(test)]
     pub fn topic(&self) -> &str {
         &self.topic
     }

@@ -18,10 +18,10 @@
 use serde_json::{Map, Value as Json, json};
 
 use super::config::MqttConfig;
-use super::queue::Publication;
 use smarty_model::event::{MeterStatus, TelegramEvent};
 use smarty_model::slug::slug;
 use smarty_model::time::rfc3339_utc;
+use smarty_store::queue::Publication;
 
 /// The gateway's own status: `online`, or `offline` (the last will).
 pub fn gateway_status(config: &MqttConfig) -> String {

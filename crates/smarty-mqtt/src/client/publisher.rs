@@ -11,10 +11,11 @@ use rumqttc::{
 use rumqttc5 as v5;
 
 use super::{Connection, qos, v4_options, v5_options};
-use crate::service::mqtt::config::{MqttConfig, Protocol};
-use crate::service::mqtt::endpoint::Endpoint;
-use crate::service::mqtt::queue::Publication;
-use crate::service::mqtt::topics;
+use crate::config::{MqttConfig, Protocol};
+use crate::endpoint::Endpoint;
+use crate::error::MqttError;
+use crate::topics;
+use smarty_store::queue::Publication;
 
 /// rumqttc's in-flight limit with an MQTT 5 broker (which may ask for fewer in its CONNACK:
 /// rumqttc honours its receive maximum).
@@ -221,7 +222,7 @@ pub fn connect(
     config: &MqttConfig,
     endpoint: &Endpoint,
     window: usize,
-) -> anyhow::Result<(MqttClient, Loop)> {
+) -> Result<(MqttClient, Loop), MqttError> {
     let connection = Connection {
         endpoint: endpoint.clone(),
         client_id: config.client_id(),
@@ -243,7 +244,8 @@ pub fn connect(
                 .set_last_will(LastWill::new(will, "offline", will_qos, true));
             let (client, eventloop) = AsyncClient::builder(options)
                 .capacity(capacity)
-                .try_build()?;
+                .try_build()
+                .map_err(|e| MqttError::Options(e.to_string()))?;
             (MqttClient::V4(client), Loop::V4(Box::new(eventloop)))
         }
         Protocol::V5 => {
@@ -255,7 +257,8 @@ pub fn connect(
                 .set_last_will(v5::LastWill::new(will, "offline", will_qos, true, None));
             let (client, eventloop) = v5::AsyncClient::builder(options)
                 .capacity(capacity)
-                .try_build()?;
+                .try_build()
+                .map_err(|e| MqttError::Options(e.to_string()))?;
             (MqttClient::V5(client), Loop::V5(Box::new(eventloop)))
         }
     })
