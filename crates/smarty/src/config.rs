@@ -31,11 +31,11 @@ use layers::{Mistake, Seg, Tree};
 
 use crate::cli::SerialFormat;
 use crate::service::proxy::ProxyConfig;
-use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
 use smarty_mqtt::MqttConfig;
 use smarty_store::config::StoreSection;
 use smarty_tariff::TariffConfig;
+use smarty_web::HttpConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -614,13 +614,8 @@ impl Config {
                     }
                 }
                 Err(e) => {
-                    // Its checks are about `listen` unless they name another field.
-                    let message = format!("{e:#}");
-                    let field = match mentioned_field("http", &message).as_str() {
-                        "http" => "http.listen".to_owned(),
-                        field => field.to_owned(),
-                    };
-                    problem(&[&field], message);
+                    let field = format!("http.{}", e.field());
+                    problem(&[&field], format!("{:#}", anyhow::Error::from(e)));
                 }
             }
         }
@@ -649,14 +644,14 @@ impl Config {
             );
         }
         if let Some(token) = &http.token
-            && token.expose().trim().chars().count() < crate::web::config::MIN_TOKEN_LEN
+            && token.expose().trim().chars().count() < smarty_web::config::MIN_TOKEN_LEN
         {
             problem(
                 &["http.token"],
                 format!(
                     "[http]: the token is too short (use at least {} characters, e.g. from \
                      `openssl rand -hex 16`)",
-                    crate::web::config::MIN_TOKEN_LEN
+                    smarty_web::config::MIN_TOKEN_LEN
                 ),
             );
         }

@@ -31,7 +31,6 @@ mod pipeline;
 mod service;
 mod simulate;
 mod source;
-mod web;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

@@ -13,12 +13,12 @@ use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
 use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
-use crate::web::HttpConfig;
 use smarty_model::secret::Secret;
 use smarty_model::time::meter_zone;
 use smarty_store::config::StoreSection;
 use smarty_store::lock::WriterLock;
 use smarty_store::{Reading, Store, StoreConfig};
+use smarty_web::HttpConfig;
 
 /// The demo meter's name.
 const NAME: &str = "demo";

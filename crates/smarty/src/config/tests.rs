@@ -98,6 +98,24 @@ fn semantic_mistakes_name_the_meter() {
     assert!(err.starts_with("smarty.toml:2:8:"), "{err}");
 }
 
+/// A mistake of `[http]` is shown at the setting it concerns, not always at `listen`.
+#[test]
+fn http_mistakes_name_their_setting() {
+    let text = format!("{METER}[http]\nlisten = \"127.0.0.1:8080\"\nmax_connections = 0\n");
+    let lines = mistakes(&text, &[], &Overrides::default());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("smarty.toml:6:19: [http]: max_connections = 0 is out of range"),
+        "{lines:?}"
+    );
+    let text = format!("{METER}[http]\nlisten = \"0.0.0.0:8080\"\n");
+    let lines = mistakes(&text, &[], &Overrides::default());
+    assert!(
+        lines[0].starts_with("smarty.toml:5:10: [http]: listen = \"0.0.0.0:8080\" is reachable"),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn every_mistake_is_reported_once_with_its_place() {
     let text = "\

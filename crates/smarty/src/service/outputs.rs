@@ -6,9 +6,9 @@ use tokio::task::JoinSet;
 use super::bus::{Accepts, Bus};
 use super::{live, proxy};
 use crate::config::{Config, read_secret};
-use crate::web::{self, HttpConfig, WebState};
 use smarty_model::live::LiveState;
 use smarty_store::Store;
+use smarty_web::{HttpConfig, WebState};
 
 /// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
 ///
@@ -80,6 +80,21 @@ fn http_config(config: &Config) -> HttpConfig {
     config.http.clone().unwrap_or_default()
 }
 
+/// The `[http]` settings with `token_file` read into `token` (a token given itself, or by
+/// `SMARTY_HTTP_TOKEN`, wins over the file).
+///
+/// # Errors
+/// An unreadable token file.
+fn http_config_with_token(config: &Config) -> Result<HttpConfig> {
+    let mut http = http_config(config);
+    if http.token.is_none()
+        && let Some(file) = &http.token_file
+    {
+        http.token = Some(read_secret(file)?);
+    }
+    Ok(http)
+}
+
 /// Starts every configured output, subscribed to `bus` (the store and MQTT lossless, the
 /// others lossy); returns how many were started.
 ///
@@ -128,7 +143,8 @@ pub async fn start(
     }
     let http = http_config(config);
     if http.enabled {
-        let server = match web::bind(&http).await {
+        let http = http_config_with_token(config)?;
+        let server = match smarty_web::bind(&http).await.map_err(anyhow::Error::from) {
             Ok(server) => Some(server),
             // The default address is a convenience: if it is taken, run without it.
             Err(e) if config.http.is_none() => {
@@ -146,9 +162,53 @@ pub async fn start(
                 token: None,
             };
             let follower = live::follow(std::sync::Arc::clone(&live), bus.lossy());
-            tasks.spawn(server.serve(state, follower));
+            tasks.spawn(async move { Ok(server.serve(state, follower).await?) });
             started += 1;
         }
     }
     Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use smarty_model::secret::Secret;
+
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_its_file_unless_given_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let mut config = Config {
+            http: Some(HttpConfig {
+                listen: "0.0.0.0:8080".into(),
+                token_file: Some(file),
+                ..HttpConfig::default()
+            }),
+            ..Config::default()
+        };
+        let http = http_config_with_token(&config).unwrap();
+        http.check().unwrap();
+        assert_eq!(
+            http.token().unwrap().as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        // A token given itself (SMARTY_HTTP_TOKEN) wins.
+        if let Some(http) = config.http.as_mut() {
+            http.token = Some(Secret::from("fedcba9876543210fedc".to_owned()));
+        }
+        let http = http_config_with_token(&config).unwrap();
+        assert_eq!(
+            http.token().unwrap().as_ref().map(Secret::expose),
+            Some("fedcba9876543210fedc")
+        );
+        // An unreadable file names itself.
+        if let Some(http) = config.http.as_mut() {
+            http.token = None;
+            http.token_file = Some(dir.path().join("missing"));
+        }
+        let err = format!("{:#}", http_config_with_token(&config).unwrap_err());
+        assert!(err.contains("missing"), "{err}");
+    }
 }

@@ -330,7 +330,7 @@ pub(super) mod tests {
         "/../smarty-p1/tests/data/telegrams/meterlogger_lux5_253663629_d_2026.txt"
     ));
 
-    pub(in crate::web) fn telegram(meter: &str, received: SystemTime) -> MeterEvent {
+    pub(crate) fn telegram(meter: &str, received: SystemTime) -> MeterEvent {
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(TELEGRAM);
         let decoded = decoder.finish().unwrap().unwrap();
@@ -338,11 +338,7 @@ pub(super) mod tests {
         MeterEvent::Telegram(Arc::new(event))
     }
 
-    pub(in crate::web) fn status(
-        meter: &str,
-        connected: bool,
-        last: Option<SystemTime>,
-    ) -> MeterEvent {
+    pub(crate) fn status(meter: &str, connected: bool, last: Option<SystemTime>) -> MeterEvent {
         // Real decoder counters: one accepted telegram, one CRC rejection.
         let mut decoder = Decoder::new(DecoderConfig::default());
         decoder.push(TELEGRAM);
@@ -366,7 +362,7 @@ pub(super) mod tests {
     }
 
     /// `GET path` (with `Accept: accept`) in process: status, content type, body.
-    pub(in crate::web) async fn get(
+    pub(crate) async fn get(
         router: Router,
         path: &str,
         accept: Option<&str>,

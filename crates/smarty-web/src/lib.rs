@@ -1,12 +1,18 @@
-//! The web server: the dashboard at `/`, the JSON API under `/api/` (docs/api.md, described by
-//! `/api/openapi.json`), Prometheus metrics at `/metrics` and the health check at `/healthz`.
+//! `smarty-web`: the web server of the smarty gateway, the dashboard at `/`, the JSON API under
+//! `/api/` (docs/api.md, described by `/api/openapi.json`), Prometheus metrics at `/metrics`
+//! and the health check at `/healthz`. The only crate of the workspace that uses axum and
+//! hyper.
 //!
 //! It listens on `127.0.0.1:8080` unless `[http] listen` says otherwise; any address other
 //! than loopback requires an access token for the API and the metrics
 //! ([`HttpConfig::check`]).
 //!
-//! The server runs on threads of its own ([`server`]), so that a busy API never delays the
+//! The server runs on threads of its own (`server`), so that a busy API never delays the
 //! meters; its connections, header reads and store queries are bounded.
+//!
+//! It reads the history through `smarty-store`, the costs through `smarty-tariff`, and what is
+//! live (the latest telegrams, the outputs' health) from [`smarty_model::live::LiveState`]; the
+//! dashboard's files (`static/`) are compiled in.
 
 mod api;
 mod assets;
@@ -30,14 +36,13 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
 use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use config::HttpConfig;
+pub use config::{HttpConfig, HttpConfigError};
 pub use state::WebState;
 
 use auth::Access;
@@ -108,6 +113,37 @@ pub(crate) fn router(app: App, options: RouterOptions) -> Router {
         ))
 }
 
+/// Why the web server cannot start or stops. The messages start with `http:` or `[http]:`;
+/// the causes are their sources.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebError {
+    /// `[http]` settings that cannot work.
+    #[error(transparent)]
+    Config(#[from] HttpConfigError),
+    /// The address cannot be bound (in use, not local).
+    #[error("http: cannot listen on {address}")]
+    Bind {
+        /// `[http] listen`.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's thread, runtime or listener cannot start.
+    #[error("http: {what}")]
+    Start {
+        /// What failed: `cannot start its runtime`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server's thread ended without saying why.
+    #[error("http: the server thread ended")]
+    ThreadEnded,
+}
+
 /// A bound web server, not serving yet.
 #[derive(Debug)]
 pub struct WebServer {
@@ -117,18 +153,22 @@ pub struct WebServer {
     token: Option<Secret>,
 }
 
-/// Checks `config`, reads the token and binds the address.
+/// Checks `config`, takes its token and binds the address.
 ///
 /// # Errors
-/// An address other than loopback without a token, an unreadable token file, or an address
-/// that cannot be bound (in use, not local).
-pub async fn bind(config: &HttpConfig) -> Result<WebServer> {
+/// [`WebError::Config`] for an address other than loopback without a token or a token too
+/// short, [`WebError::Bind`] for an address that cannot be bound (in use, not local).
+pub async fn bind(config: &HttpConfig) -> Result<WebServer, WebError> {
     config.check()?;
     let token = config.token()?;
+    let bind_error = |source| WebError::Bind {
+        address: config.listen.clone(),
+        source,
+    };
     let listener = TcpListener::bind(&config.listen)
         .await
-        .with_context(|| format!("http: cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
     if addr.ip().is_loopback() {
         tracing::info!("dashboard on http://{addr}/ (API /api/, metrics /metrics)");
     } else if config.metrics_public {
@@ -164,12 +204,13 @@ impl WebServer {
     /// runtime. Dropping the returned future stops the server too.
     ///
     /// # Errors
-    /// When the server cannot start or fails.
+    /// [`WebError::Start`] when the server cannot start, [`WebError::ThreadEnded`] when it
+    /// fails.
     pub async fn serve(
         self,
         mut state: WebState,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<()> {
+    ) -> Result<(), WebError> {
         state.token = self.token.map(Arc::new);
         let app = router(App::new(state), self.options);
         server::run_on_own_threads(self.listener, app, self.limits, shutdown).await

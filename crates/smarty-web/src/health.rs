@@ -121,7 +121,7 @@ async fn healthz(State(app): State<Health>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web::metrics::tests::{get, status, telegram};
+    use crate::metrics::tests::{get, status, telegram};
 
     #[tokio::test]
     async fn healthz_reports_fresh_old_and_missing_telegrams() {

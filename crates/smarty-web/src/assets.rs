@@ -24,7 +24,7 @@ macro_rules! asset {
         Asset {
             path: $path,
             content_type: $type,
-            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)),
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/static/", $path)),
         }
     };
 }
@@ -161,7 +161,7 @@ mod tests {
         assert!(page.contains("<script type=\"module\" src=\"app.js\">"));
     }
 
-    /// The relative imports of a module (`from './js/api.js'`), as paths from `web/`.
+    /// The relative imports of a module (`from './js/api.js'`), as paths from `static/`.
     fn imports(asset: &Asset) -> Vec<String> {
         let dir = asset.path.rsplit_once('/').map_or("", |(dir, _)| dir);
         text(asset)
@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn every_module_and_import_is_embedded() {
-        // Every file of web/js is served, and the page preloads it.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/js");
+        // Every file of static/js is served, and the page preloads it.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/js");
         for entry in std::fs::read_dir(&dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             let path = format!("js/{name}");

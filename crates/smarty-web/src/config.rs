@@ -3,10 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-
-use crate::config::read_secret;
 use smarty_model::secret::Secret;
 
 /// `[http]` settings.
@@ -22,7 +19,8 @@ pub struct HttpConfig {
     /// The API's access token (prefer `token_file` or `SMARTY_HTTP_TOKEN`). Required when
     /// `listen` is not a loopback address.
     pub token: Option<Secret>,
-    /// A file holding the access token.
+    /// A file holding the access token. The application reads it into `token` (unless that
+    /// is set) before [`bind`](crate::bind): this crate reads no secret files.
     pub token_file: Option<PathBuf>,
     /// Serve `/metrics` without the token even when one is set (default false): for a
     /// Prometheus that cannot send `Authorization: Bearer` (docs/service.md names the risk).
@@ -60,56 +58,104 @@ pub const MAX_CONNECTIONS: usize = 65_536;
 /// The longest `header_read_timeout_s` accepted (an hour).
 pub const MAX_HEADER_READ_TIMEOUT_S: u64 = 3600;
 
+/// A mistake in the `[http]` settings. Its message names the section and the setting; the
+/// value of the token never shows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpConfigError {
+    /// `listen` is not `host:port`.
+    #[error("[http]: listen = {listen:?} is not host:port")]
+    Listen {
+        /// The address as written.
+        listen: String,
+        /// Why it does not resolve.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `listen` resolves to no address.
+    #[error("[http]: {listen:?} resolves to no address")]
+    NoAddress {
+        /// The address as written.
+        listen: String,
+    },
+    /// An address other than loopback without a token.
+    #[error(
+        "[http]: listen = \"{listen}\" is reachable from other machines: set token_file (or \
+         token, SMARTY_HTTP_TOKEN) so that only you can read your data"
+    )]
+    TokenNeeded {
+        /// The address as written.
+        listen: String,
+    },
+    /// A token shorter than [`MIN_TOKEN_LEN`] characters.
+    #[error(
+        "[http]: the token is too short ({0} characters; use at least {MIN_TOKEN_LEN}, e.g. \
+         from `openssl rand -hex 16`)"
+    )]
+    ShortToken(usize),
+    /// `max_connections` out of `1..=`[`MAX_CONNECTIONS`].
+    #[error("[http]: max_connections = {0} is out of range: use 1 to {MAX_CONNECTIONS}")]
+    MaxConnections(usize),
+    /// `header_read_timeout_s` out of `1..=`[`MAX_HEADER_READ_TIMEOUT_S`].
+    #[error(
+        "[http]: header_read_timeout_s = {0} is out of range: use 1 to \
+         {MAX_HEADER_READ_TIMEOUT_S} seconds"
+    )]
+    HeaderReadTimeout(u64),
+}
+
+impl HttpConfigError {
+    /// The setting concerned: `listen`, `token`, `max_connections`, `header_read_timeout_s`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            HttpConfigError::Listen { .. }
+            | HttpConfigError::NoAddress { .. }
+            | HttpConfigError::TokenNeeded { .. } => "listen",
+            HttpConfigError::ShortToken(_) => "token",
+            HttpConfigError::MaxConnections(_) => "max_connections",
+            HttpConfigError::HeaderReadTimeout(_) => "header_read_timeout_s",
+        }
+    }
+}
+
 impl HttpConfig {
-    /// The access token: `token` (the environment's `SMARTY_HTTP_TOKEN` lands there), else
-    /// the content of `token_file`; `None` when neither is set.
+    /// The access token: `token` (where `SMARTY_HTTP_TOKEN` lands, and the application puts
+    /// the content of `token_file`), trimmed; `None` when there is none.
     ///
     /// # Errors
-    /// An unreadable token file, or a token shorter than [`MIN_TOKEN_LEN`] characters.
-    pub fn token(&self) -> Result<Option<Secret>> {
-        let token = match (&self.token, &self.token_file) {
-            (Some(token), _) => Some(token.expose().trim().to_owned()),
-            (None, Some(file)) => Some(read_secret(file)?.expose().trim().to_owned()),
-            (None, None) => None,
-        };
+    /// [`HttpConfigError::ShortToken`]: a token shorter than [`MIN_TOKEN_LEN`] characters.
+    pub fn token(&self) -> Result<Option<Secret>, HttpConfigError> {
+        let token = self
+            .token
+            .as_ref()
+            .map(|token| token.expose().trim().to_owned());
         if let Some(token) = &token
             && token.chars().count() < MIN_TOKEN_LEN
         {
-            bail!(
-                "[http]: the token is too short ({} characters; use at least {MIN_TOKEN_LEN}, \
-                 e.g. from `openssl rand -hex 16`)",
-                token.chars().count()
-            );
+            return Err(HttpConfigError::ShortToken(token.chars().count()));
         }
         Ok(token.map(Secret::from))
     }
 
-    /// Checks the settings without reading secrets: the address parses, and an address
-    /// other than loopback comes with a token.
+    /// Checks the settings without reading secrets: the address parses, an address other than
+    /// loopback comes with a token (or a token file), the limits are in range.
     ///
     /// # Errors
-    /// In words, naming the section.
-    pub fn check(&self) -> Result<()> {
+    /// The first mistake.
+    pub fn check(&self) -> Result<(), HttpConfigError> {
         let addr = self.address()?;
         if !addr.ip().is_loopback() && self.token.is_none() && self.token_file.is_none() {
-            bail!(
-                "[http]: listen = \"{}\" is reachable from other machines: set token_file (or \
-                 token, SMARTY_HTTP_TOKEN) so that only you can read your data",
-                self.listen
-            );
+            return Err(HttpConfigError::TokenNeeded {
+                listen: self.listen.clone(),
+            });
         }
         if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
-            bail!(
-                "[http]: max_connections = {} is out of range: use 1 to {MAX_CONNECTIONS}",
-                self.max_connections
-            );
+            return Err(HttpConfigError::MaxConnections(self.max_connections));
         }
         if !(1..=MAX_HEADER_READ_TIMEOUT_S).contains(&self.header_read_timeout_s) {
-            bail!(
-                "[http]: header_read_timeout_s = {} is out of range: use 1 to \
-                 {MAX_HEADER_READ_TIMEOUT_S} seconds",
-                self.header_read_timeout_s
-            );
+            return Err(HttpConfigError::HeaderReadTimeout(
+                self.header_read_timeout_s,
+            ));
         }
         Ok(())
     }
@@ -118,13 +164,18 @@ impl HttpConfig {
     ///
     /// # Errors
     /// When it is not `host:port`.
-    pub fn address(&self) -> Result<SocketAddr> {
+    pub fn address(&self) -> Result<SocketAddr, HttpConfigError> {
         use std::net::ToSocketAddrs as _;
         self.listen
             .to_socket_addrs()
-            .with_context(|| format!("[http]: listen = {:?} is not host:port", self.listen))?
+            .map_err(|source| HttpConfigError::Listen {
+                listen: self.listen.clone(),
+                source,
+            })?
             .next()
-            .with_context(|| format!("[http]: {:?} resolves to no address", self.listen))
+            .ok_or_else(|| HttpConfigError::NoAddress {
+                listen: self.listen.clone(),
+            })
     }
 }
 
@@ -149,7 +200,9 @@ mod tests {
             listen: "0.0.0.0:8080".into(),
             ..HttpConfig::default()
         };
-        let err = config.check().unwrap_err().to_string();
+        let err = config.check().unwrap_err();
+        assert_eq!(err.field(), "listen");
+        let err = err.to_string();
         assert!(err.contains("token_file"), "{err}");
         config.token = Some(Secret::from("short".to_owned()));
         config.check().unwrap();
@@ -161,23 +214,6 @@ mod tests {
                 .contains("too short")
         );
         config.token = Some(Secret::from("0123456789abcdef0123".to_owned()));
-        assert_eq!(
-            config.token().unwrap().as_ref().map(Secret::expose),
-            Some("0123456789abcdef0123")
-        );
-    }
-
-    #[test]
-    fn token_from_a_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
-        let config = HttpConfig {
-            listen: "0.0.0.0:8080".into(),
-            token_file: Some(file),
-            ..HttpConfig::default()
-        };
-        config.check().unwrap();
         assert_eq!(
             config.token().unwrap().as_ref().map(Secret::expose),
             Some("0123456789abcdef0123")
@@ -200,7 +236,9 @@ mod tests {
         config.check().unwrap();
         for text in ["max_connections = 0", "header_read_timeout_s = 0"] {
             let config: HttpConfig = toml::from_str(text).unwrap();
-            let err = config.check().unwrap_err().to_string();
+            let err = config.check().unwrap_err();
+            assert_eq!(err.field(), text.split(' ').next().unwrap());
+            let err = err.to_string();
             assert!(err.contains("out of range"), "{text}: {err}");
         }
     }

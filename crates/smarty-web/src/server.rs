@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_io_timeout::TimeoutStream;
 
+use super::WebError;
 use super::state::QUERY_PERMITS;
 
 /// Worker threads of the server's runtime.
@@ -93,12 +93,13 @@ pub async fn run_on_own_threads(
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) -> Result<(), WebError> {
+    let start = |what| move |source| WebError::Start { what, source };
     let listener = listener
         .into_std()
-        .context("http: cannot hand the listener over")?;
+        .map_err(start("cannot hand the listener over"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (done_tx, mut done_rx) = oneshot::channel::<Result<()>>();
+    let (done_tx, mut done_rx) = oneshot::channel::<Result<(), WebError>>();
     std::thread::Builder::new()
         .name("smarty-http".into())
         .spawn(move || {
@@ -108,11 +109,11 @@ pub async fn run_on_own_threads(
                 .thread_name("smarty-http")
                 .enable_all()
                 .build()
-                .context("http: cannot start its runtime")
+                .map_err(start("cannot start its runtime"))
                 .and_then(|runtime| {
                     let result = runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)
-                            .context("http: cannot take over the listener")?;
+                            .map_err(start("cannot take over the listener"))?;
                         accept_loop(listener, app, limits, stop_rx).await;
                         Ok(())
                     });
@@ -121,9 +122,9 @@ pub async fn run_on_own_threads(
                 });
             let _ = done_tx.send(result);
         })
-        .context("http: cannot start its thread")?;
-    let finished = |done: Result<Result<()>, oneshot::error::RecvError>| {
-        done.unwrap_or_else(|_| Err(anyhow!("http: the server thread ended")))
+        .map_err(start("cannot start its thread"))?;
+    let finished = |done: Result<Result<(), WebError>, oneshot::error::RecvError>| {
+        done.unwrap_or(Err(WebError::ThreadEnded))
     };
     tokio::select! {
         () = shutdown => {
