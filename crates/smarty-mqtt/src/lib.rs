@@ -15,7 +15,7 @@
 //! | `client` | the only module that talks to the MQTT client library (rumqttc): the output's publisher (MQTT 3.1.1 and 5) and the raw source's [`Subscriber`] |
 //! | `delivery` | the output task: queueing, the publish window, reconnects, shutdown |
 //! | [`error`] | [`MqttError`]: why the output stops |
-//! | [`test_broker`] | (feature `test-broker`, and this crate's tests) a real Mosquitto and plain clients for tests |
+//! | `test_broker` | (feature `test-broker`, and this crate's tests) a real Mosquitto and plain clients for tests |
 //!
 //! The queue is [`smarty_store::queue`] (an SQLite file is the store crate's business). The
 //! output depends otherwise only on the model: the events of [`smarty_model::event`], the
@@ -33,7 +33,7 @@ pub mod error;
 pub mod tls;
 pub mod topics;
 
-pub use client::{Connection, Received, Subscriber};
+pub use client::{Connection, Received, Subscriber, Subscription};
 pub use config::{MqttConfig, Protocol};
 pub use delivery::run_reporting;
 #[cfg(test)]

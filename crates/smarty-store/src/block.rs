@@ -6,7 +6,7 @@
 //! voltages move by tenths), a telegram takes about 28 bytes, and the aggregates are computed
 //! from the same rows anyway.
 //!
-//! The blob is a format byte ([`FORMAT`]) followed by a postcard-encoded [`Wire`]: the times
+//! The blob is a format byte ([`FORMAT`]) followed by a postcard-encoded `Wire`: the times
 //! and every column of [`COLUMNS`] as zig-zag varints of differences.
 
 use serde::{Deserialize, Serialize};

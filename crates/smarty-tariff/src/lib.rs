@@ -13,8 +13,9 @@
 //! reference power from the consumption history and check it every month
 //! (<https://www.myilr.lu/questions/comment-connaitre-ma-categorie-mon-niveau-de-puissance-de-reference/>).
 //!
-//! smarty measures the overrun on the 15-minute periods of the store ([`INTERVAL_S`]): the
-//! energy of a period above `P_ref × 0.25 h` ([`above_reference_kwh`]). Energy drawn above the
+//! smarty measures the overrun on the 15-minute periods of the store
+//! ([`INTERVAL_S`](smarty_model::period::INTERVAL_S)): the energy of a period above
+//! `P_ref × 0.25 h` ([`above_reference_kwh`]). Energy drawn above the
 //! reference power is billed at the above-reference price *instead of* the network price:
 //! 0.1139 against 0.0759 €/kWh in 2025, "50 % more per kilowatt-hour" (Paperjam,
 //! <https://en.paperjam.lu/article/electricity-consumption-overru>). Sudstroum's sheet calls

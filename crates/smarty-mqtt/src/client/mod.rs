@@ -19,7 +19,7 @@ use super::endpoint::Endpoint;
 use super::tls::{self, TlsError};
 use smarty_model::secret::Secret;
 
-pub use subscriber::{Received, Subscriber};
+pub use subscriber::{Received, Subscriber, Subscription};
 
 /// The largest packet sent or received, bytes.
 const MAX_PACKET: u32 = 1 << 20;
