@@ -96,6 +96,7 @@ pub fn unix(t: SystemTime) -> i64 {
 
 /// A time that [`parse_time`] does not take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TimeError {
     /// Text in none of the accepted forms.
     #[error(

@@ -10,6 +10,7 @@ use smarty_model::secret::Secret;
 /// The MQTT protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Protocol {
     /// MQTT 3.1.1.
     #[default]
@@ -23,6 +24,7 @@ pub enum Protocol {
 /// The `[mqtt]` section of the configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct MqttConfig {
     /// The broker: `mqtt://host[:port]` (TCP, port 1883 by default) or `mqtts://host[:port]`
     /// (TLS, port 8883 by default, the server certificate checked against the system's

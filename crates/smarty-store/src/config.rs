@@ -18,6 +18,7 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How the store is opened and kept.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// The SQLite file (its `-wal` and `-shm` files live beside it).
     pub path: PathBuf,
@@ -35,6 +36,7 @@ pub const COMMIT_INTERVAL_S: std::ops::RangeInclusive<f64> = 0.01..=3600.0;
 /// The `[store]` section as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct StoreSection {
     /// Keep a history at all (default true).
     pub enabled: bool,

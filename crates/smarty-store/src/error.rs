@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// An error of the history store. The messages are meant for people: they say what went wrong
 /// and, where there is one, what to do about it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// SQLite failed (a full disk, a locked or damaged file, …).
     #[error("store: {0}")]

@@ -70,6 +70,7 @@ impl TariffError {
 /// Check a deserialised section with [`TariffConfig::check`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct TariffConfig {
     /// The reference power assigned by the grid operator (shown on the bill), kW.
     pub reference_power_kw: f64,
@@ -102,6 +103,7 @@ pub struct TariffConfig {
 /// period that sets them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TariffPeriod {
     /// The first day the prices hold: `"2026-01-01"` (a string or a TOML date).
     #[serde(deserialize_with = "date", serialize_with = "date_text")]

@@ -9,6 +9,7 @@ use smarty_model::secret::Secret;
 /// `[http]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Serve at all (default true, also when the section is absent).
     pub enabled: bool,

@@ -55,11 +55,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .map(|dir| dir.join("demo"))
             .unwrap_or_else(|| PathBuf::from("smarty-demo")),
     };
-    let store_config = StoreConfig {
-        path: state_dir.join(smarty_store::config::FILE_NAME),
-        raw_retention_days: smarty_store::config::DEFAULT_RAW_RETENTION_DAYS,
-        commit_interval: smarty_store::config::DEFAULT_COMMIT_INTERVAL,
-    };
+    let store_config = StoreConfig::at(state_dir.join(smarty_store::config::FILE_NAME));
     // Nothing is deleted or printed before the demo holds everything it needs: the store's
     // writer lock (another demo on this state directory holds it while it runs), the
     // dashboard's port and the virtual meter's pseudo-terminal.
@@ -150,6 +146,10 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         result
     });
 
+    let mut http_config = HttpConfig::default();
+    http_config.listen = http;
+    let mut store_section = StoreSection::default();
+    store_section.path = Some(store_config.path.clone());
     let config = Config {
         state_dir: Some(state_dir.clone()),
         meters: vec![MeterConfig {
@@ -165,14 +165,8 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
             serial: "8N1".into(),
             interval_s: args.interval.as_secs_f64().max(1.0),
         }],
-        http: Some(HttpConfig {
-            listen: http,
-            ..HttpConfig::default()
-        }),
-        store: Some(StoreSection {
-            path: Some(store_config.path.clone()),
-            ..StoreSection::default()
-        }),
+        http: Some(http_config),
+        store: Some(store_section),
         ..Config::default()
     };
     let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());

@@ -37,11 +37,10 @@ pub fn from_config(config: &Config) -> Result<Option<StoreConfig>> {
         (None, Some(dir)) => dir.join(FILE_NAME),
         (None, None) => return Ok(None),
     };
-    Ok(Some(StoreConfig {
-        path,
-        raw_retention_days: section.raw_retention_days,
-        commit_interval,
-    }))
+    let mut store = StoreConfig::at(path);
+    store.raw_retention_days = section.raw_retention_days;
+    store.commit_interval = commit_interval;
+    Ok(Some(store))
 }
 
 /// For `export` and `import`: `--db FILE`, else `--state-dir DIR` (`DIR/smarty.db`), else
@@ -83,7 +82,10 @@ pub fn from_args(args: &StoreArgs) -> Result<StoreConfig> {
             .join(FILE_NAME)
     };
     Ok(match configured {
-        Some(configured) => StoreConfig { path, ..configured },
+        Some(mut configured) => {
+            configured.path = path;
+            configured
+        }
         None => StoreConfig::at(path),
     })
 }
@@ -143,10 +145,9 @@ mod tests {
         }
         // A configuration made by the program is checked too, never panicking.
         let mut made = config("");
-        made.store = Some(StoreSection {
-            commit_interval_s: 2e19,
-            ..StoreSection::default()
-        });
+        let mut section = StoreSection::default();
+        section.commit_interval_s = 2e19;
+        made.store = Some(section);
         let err = from_config(&made).unwrap_err().to_string();
         assert!(err.contains("commit_interval_s"), "{err}");
     }

@@ -180,12 +180,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
         std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let mut http = HttpConfig::default();
+        http.listen = "0.0.0.0:8080".into();
+        http.token_file = Some(file);
         let mut config = Config {
-            http: Some(HttpConfig {
-                listen: "0.0.0.0:8080".into(),
-                token_file: Some(file),
-                ..HttpConfig::default()
-            }),
+            http: Some(http),
             ..Config::default()
         };
         let http = http_config_with_token(&config).unwrap();
