@@ -10,7 +10,7 @@
 #   - the headless-Chromium test (crates/smarty/tests/browser/dashboard.mjs) loads the
 #     dashboard and reports its first contentful paint (fcp_ms) among other timings;
 #   - curl times the API calls the dashboard makes and the year-long ones (median of 20).
-# Needs: a release build (made here), Chromium and crates/smarty/web/node_modules
+# Needs: a release build (made here), Chromium and crates/smarty-web/static/node_modules
 # (./scripts/test installs both), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."

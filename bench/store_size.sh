@@ -84,8 +84,8 @@ EOF
     best=$(printf '%d.%d' $(( best / 1000 )) $(( best % 1000 / 100 )))
     echo "export --resolution day of the year (best of 5, whole process): $best ms"
     if [ "$retention" = 0 ]; then
-        echo "series queries (best of 5, the query alone, crates/smarty/src/store/tests.rs):"
-        SMARTY_STORE_BENCH="$db" cargo test --release --quiet -p smarty --bin smarty \
+        echo "series queries (best of 5, the query alone, crates/smarty-store/src/tests.rs):"
+        SMARTY_STORE_BENCH="$db" cargo test --release --quiet -p smarty-store --lib \
             store_query_speed -- --ignored --nocapture 2>/dev/null | grep ' points in ' | sed 's/^/  /'
     fi
 done

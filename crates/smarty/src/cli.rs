@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::period::Resolution;
+use smarty_model::period::Resolution;
 
 /// smarty reads the P1 port of smart electricity meters: Luxembourg's encrypted Smarty
 /// (Sagemcom T210-D) and plain DSMR meters.
@@ -139,11 +139,11 @@ pub struct ExportArgs {
     pub meter: Option<String>,
 
     /// Start of the period, inclusive (default: the first stored reading).
-    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = smarty_model::time::parse_time)]
     pub from: Option<jiff::Timestamp>,
 
     /// End of the period, exclusive (default: now).
-    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = smarty_model::time::parse_time)]
     pub to: Option<jiff::Timestamp>,
 
     /// Output format.
@@ -510,7 +510,7 @@ pub struct MeterArgs {
     /// Simulated time of the first frame (default: now): a local date or time, RFC 3339, or
     /// Unix seconds. With --fast and --output, makes history: `--start 2025-11-01 --count
     /// 3153600 --fast` is a year at 10 s.
-    #[arg(long, value_name = "TIME", value_parser = crate::model::time::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = smarty_model::time::parse_time)]
     pub start: Option<jiff::Timestamp>,
 
     /// Seed of the random household (same seed, same values).

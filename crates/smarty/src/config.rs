@@ -16,6 +16,7 @@
 //! does.
 
 mod layers;
+pub mod store;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -28,13 +29,13 @@ use serde::Deserialize;
 pub use layers::Origin;
 use layers::{Mistake, Seg, Tree};
 
-use crate::analytics::tariff::TariffConfig;
 use crate::cli::SerialFormat;
-use crate::model::secret::Secret;
-use crate::service::mqtt::MqttConfig;
 use crate::service::proxy::ProxyConfig;
-use crate::store::config::StoreSection;
-use crate::web::HttpConfig;
+use smarty_model::secret::Secret;
+use smarty_mqtt::MqttConfig;
+use smarty_store::config::StoreSection;
+use smarty_tariff::TariffConfig;
+use smarty_web::HttpConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -595,17 +596,13 @@ impl Config {
         if let Some(tariff) = &self.tariff
             && let Err(e) = tariff.check()
         {
-            // Its messages name the field in backquotes, or the period.
-            let message = format!("{e:#}");
-            let field = if message.starts_with("[tariff] periods[") {
-                "tariff.periods".to_owned()
-            } else {
-                message
-                    .split('`')
-                    .nth(1)
-                    .map_or_else(|| "tariff".to_owned(), |f| format!("tariff.{f}"))
+            // Shown at the period, or the setting, it concerns.
+            let field = match (e.period(), e.field()) {
+                (Some(_), _) => "tariff.periods".to_owned(),
+                (None, Some(field)) => format!("tariff.{field}"),
+                (None, None) => "tariff".to_owned(),
             };
-            problem(&[&field], message);
+            problem(&[&field], e.to_string());
         }
         let mut listeners: Vec<(&str, &str, Vec<SocketAddr>)> = Vec::new();
         let http = self.http.clone().unwrap_or_default();
@@ -617,13 +614,8 @@ impl Config {
                     }
                 }
                 Err(e) => {
-                    // Its checks are about `listen` unless they name another field.
-                    let message = format!("{e:#}");
-                    let field = match mentioned_field("http", &message).as_str() {
-                        "http" => "http.listen".to_owned(),
-                        field => field.to_owned(),
-                    };
-                    problem(&[&field], message);
+                    let field = format!("http.{}", e.field());
+                    problem(&[&field], format!("{:#}", anyhow::Error::from(e)));
                 }
             }
         }
@@ -652,14 +644,14 @@ impl Config {
             );
         }
         if let Some(token) = &http.token
-            && token.expose().trim().chars().count() < crate::web::config::MIN_TOKEN_LEN
+            && token.expose().trim().chars().count() < smarty_web::config::MIN_TOKEN_LEN
         {
             problem(
                 &["http.token"],
                 format!(
                     "[http]: the token is too short (use at least {} characters, e.g. from \
                      `openssl rand -hex 16`)",
-                    crate::web::config::MIN_TOKEN_LEN
+                    smarty_web::config::MIN_TOKEN_LEN
                 ),
             );
         }

@@ -4,70 +4,45 @@
 //!
 //! | command | what | where |
 //! |---|---|---|
-//! | `read` | read, decrypt and decode one P1 stream (serial device, TCP, MQTT, file, stdin) and print it as text, JSON, DSMR or raw frames | [`read`], [`output`] |
+//! | `read` | read, decrypt and decode one P1 stream (serial device, TCP, MQTT, file, stdin) and print it as text, JSON, DSMR or raw frames | [`commands::read`], [`output`] |
 //! | `simulate` | a virtual Smarty meter sending realistic encrypted frames | [`simulate`] |
-//! | `demo` | the whole job without hardware: a virtual meter, its history and the service with the dashboard | [`demo`] |
-//! | `run` | the service: any number of meters, the history store, MQTT with Home Assistant discovery, the plain-telegram proxy, the dashboard, API, metrics and health check | [`service`], [`store`], [`web`] |
-//! | `export` | the stored history as CSV or JSON | [`store`] |
-//! | `import` | backfill the store from a capture of frames or `read --format json` lines | [`store`] |
-//! | `config check`, `config example` | validate a configuration file, print a commented example | [`config`] |
+//! | `demo` | the whole job without hardware: a virtual meter, its history and the service with the dashboard | [`commands::demo`] |
+//! | `run` | the service: any number of meters, the history store, MQTT with Home Assistant discovery, the plain-telegram proxy, the dashboard, API, metrics and health check | [`service`] (wiring), `smarty-store`, `smarty-mqtt`, `smarty-web` |
+//! | `export` | the stored history as CSV or JSON | [`commands::export`] over `smarty-store` |
+//! | `import` | backfill the store from a capture of frames or `read --format json` lines | [`commands::import`] over `smarty-store` |
+//! | `config check`, `config example` | validate a configuration file, print a commented example | [`commands::config`], [`config`] |
 //!
-//! Data flows from the sources ([`source`]) through the core decoder (`smarty-p1`, driven by
-//! the [`pipeline`]) to the sinks: the formats of `read` ([`output`]), or in the service the
-//! meters' events ([`model::event`]) on the bus to every output. [`model`] is the vocabulary
-//! they share (typed values, units, time and periods, the live state), with no I/O.
+//! This crate is the top of the workspace: the command line, the typed configuration
+//! ([`config`]: file, environment, flags), the commands, the sources and the service's wiring.
+//! What it drives lives in the library crates below it, each using only those before it:
+//! `smarty-p1` (the core decoder) ← `smarty-model` (the vocabulary: events, typed values,
+//! units, time and periods, the live state; no I/O) ← `smarty-store` (history, SQLite),
+//! `smarty-tariff` (grid tariff), `smarty-mqtt` (MQTT output) ← `smarty-web` (dashboard, API,
+//! metrics, health).
+//!
+//! Data flows from the sources ([`source`]) through the core decoder (driven by the
+//! [`pipeline`]) to the sinks: the formats of `read` ([`output`]), or in the service the
+//! meters' events ([`smarty_model::event`]) on the bus ([`service::bus`]) to every output.
 //!
 //! Nothing writes to standard output or error with `print!`/`eprintln!` (they panic when the
 //! reader of a pipe goes away): output goes through `io::Write` and its errors, notes through
 //! [`output::note`]; a closed pipe ends a command quietly ([`output::is_broken_pipe`]).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-mod analytics;
 mod cli;
+mod commands;
 mod config;
-mod demo;
 mod key;
-mod model;
 mod output;
 mod pipeline;
-mod read;
 mod service;
 mod simulate;
 mod source;
-mod store;
-mod web;
-use std::io::Write as _;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command};
-
-/// `smarty config check|example`.
-fn config_command(command: cli::ConfigCommand) -> anyhow::Result<()> {
-    match command {
-        cli::ConfigCommand::Example => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(config::EXAMPLE.as_bytes())?;
-            out.flush()?;
-            Ok(())
-        }
-        cli::ConfigCommand::Check { file } => {
-            let config = config::Config::load(&file)?;
-            let outputs = service::describe_outputs(&config)
-                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}: ok, {} meter{}, {}",
-                file.display(),
-                config.meters.len(),
-                if config.meters.len() == 1 { "" } else { "s" },
-                outputs.join(", ")
-            )?;
-            Ok(())
-        }
-    }
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -110,13 +85,13 @@ fn main() -> std::process::ExitCode {
     }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Read(args) => read::run(args).await,
+            Command::Read(args) => commands::read::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
-            Command::Demo(args) => demo::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
             Command::Run(args) => service::run(args).await,
-            Command::Export(args) => store::cli::export(args).await,
-            Command::Import(args) => store::cli::import(args).await,
-            Command::Config { command } => config_command(command),
+            Command::Export(args) => commands::export::run(&args),
+            Command::Import(args) => commands::import::run(args).await,
+            Command::Config { command } => commands::config::run(command),
         }
     });
     match result {

@@ -14,9 +14,9 @@ use smarty_p1::{Decoder, DecryptError, RejectReason, Rejection, Stats};
 use tokio::io::AsyncReadExt;
 
 use crate::key::{Settings, explain};
-use crate::model::backoff::Backoff;
 use crate::output::Sink;
 use crate::source::Source;
+use smarty_model::backoff::Backoff;
 
 /// First wait before reopening a lost live source; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(500);

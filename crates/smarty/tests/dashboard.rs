@@ -7,7 +7,7 @@
 //! status panel and the keyboard. It prints the first contentful paint and
 //! leaves screenshots in `target/dashboard-screenshots/`.
 //!
-//! Needs Node.js, `/usr/bin/chromium` (or `CHROMIUM`) and `crates/smarty/web/node_modules`
+//! Needs Node.js, `/usr/bin/chromium` (or `CHROMIUM`) and `crates/smarty-web/static/node_modules`
 //! (`npm ci` there): `./scripts/test` installs all three.
 
 use std::fs::File;
@@ -90,7 +90,8 @@ fn smarty_ok(args: &[&str], log: &Path) {
 /// Checks that Node.js, Chromium and playwright-core are there; fails (never skips) when not.
 fn browser_tools() -> (PathBuf, PathBuf) {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let playwright = crate_dir.join("web/node_modules/playwright-core/package.json");
+    let playwright =
+        crate_dir.join("../smarty-web/static/node_modules/playwright-core/package.json");
     assert!(
         playwright.exists(),
         "{} is missing: {SETUP}",

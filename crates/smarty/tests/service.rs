@@ -9,11 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-#[path = "support/mosquitto.rs"]
-mod mosquitto;
 mod support;
 
-use mosquitto::{Broker, Subscriber, publish_all};
+use smarty_mqtt::test_broker::{Broker, Subscriber, publish_all};
 use support::{Guard, KEY, free_port, wait_for_port};
 
 /// `smarty ARGS` with a state directory of its own (the history store and queue), so that

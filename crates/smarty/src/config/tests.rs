@@ -29,6 +29,23 @@ fn the_example_is_valid() {
     assert_eq!(config.tariff.unwrap().reference_power_kw, 3.0);
 }
 
+/// The example's `[tariff]` section read alone, and through the whole configuration with an
+/// environment override as the service reads it.
+#[test]
+fn the_example_tariff_parses() {
+    let example: toml::Table = EXAMPLE.parse().unwrap();
+    let section = example.get("tariff").cloned();
+    let section = section.expect("the example has a [tariff] section");
+    let config: TariffConfig = section.try_into().unwrap();
+    config.check().unwrap();
+    assert_eq!(config.currency, "EUR");
+    let env = env(&[("SMARTY_TARIFF_REFERENCE_POWER_KW", "7")]);
+    let whole = Config::parse(EXAMPLE, "example", &env).unwrap();
+    let config = whole.tariff.unwrap();
+    config.check().unwrap();
+    assert_eq!(config.reference_power_kw, 7.0);
+}
+
 #[test]
 fn mistakes_name_their_line() {
     let err = parse("[[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\nbaud = \"fast\"\n")
@@ -79,6 +96,24 @@ fn semantic_mistakes_name_the_meter() {
     let bad_name = "[[meter]]\nname = \"my meter\"\nsource = \"-\"\n";
     let err = parse(bad_name).unwrap_err().to_string();
     assert!(err.starts_with("smarty.toml:2:8:"), "{err}");
+}
+
+/// A mistake of `[http]` is shown at the setting it concerns, not always at `listen`.
+#[test]
+fn http_mistakes_name_their_setting() {
+    let text = format!("{METER}[http]\nlisten = \"127.0.0.1:8080\"\nmax_connections = 0\n");
+    let lines = mistakes(&text, &[], &Overrides::default());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("smarty.toml:6:19: [http]: max_connections = 0 is out of range"),
+        "{lines:?}"
+    );
+    let text = format!("{METER}[http]\nlisten = \"0.0.0.0:8080\"\n");
+    let lines = mistakes(&text, &[], &Overrides::default());
+    assert!(
+        lines[0].starts_with("smarty.toml:5:10: [http]: listen = \"0.0.0.0:8080\" is reachable"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -231,7 +266,7 @@ fn environment_overrides_take_the_type_of_their_field() {
     assert_eq!(mqtt.prefix, "true");
     assert_eq!(mqtt.client_id.as_deref(), Some("1.5"));
     assert!(mqtt.retain_state);
-    assert_eq!(mqtt.protocol, crate::service::mqtt::Protocol::V5);
+    assert_eq!(mqtt.protocol, smarty_mqtt::Protocol::V5);
     assert_eq!(mqtt.keep_alive_s, 60);
     assert_eq!(
         config.http.unwrap().token.unwrap().expose(),

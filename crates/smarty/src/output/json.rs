@@ -1,11 +1,11 @@
-//! `--format json`: one object per telegram per line ([`crate::model::json`], docs/formats.md).
+//! `--format json`: one object per telegram per line ([`smarty_model::json`], docs/formats.md).
 
 use std::io::{self, Write};
 
 use smarty_p1::Decoded;
 
 use super::Sink;
-use crate::model::json::telegram_json;
+use smarty_model::json::telegram_json;
 
 pub(super) struct JsonSink {
     out: Box<dyn Write + Send>,

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use smarty_p1::{Decoded, Value};
 
 use super::Sink;
-use crate::model::time::rfc3339;
+use smarty_model::time::rfc3339;
 
 pub(super) struct TextSink {
     out: Box<dyn Write + Send>,

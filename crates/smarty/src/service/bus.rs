@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::model::event::MeterEvent;
+use smarty_model::event::MeterEvent;
 
 /// Events a lossless output may hold before the meters wait for it.
 pub const LOSSLESS_CAPACITY: usize = 256;
@@ -137,7 +137,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::event::MeterStatus;
+    use smarty_model::event::MeterStatus;
 
     fn status(connected: bool) -> MeterEvent {
         MeterEvent::Status(Arc::new(MeterStatus {

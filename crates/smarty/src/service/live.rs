@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use crate::model::event::MeterEvent;
-use crate::model::live::LiveState;
+use smarty_model::event::MeterEvent;
+use smarty_model::live::LiveState;
 
 /// Keeps `state` up to date from `events` until the channel closes; events it falls behind
 /// on are counted (`smarty_metrics_events_lagged_total`) and skipped.
@@ -28,7 +28,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::model::event::MeterStatus;
+    use smarty_model::event::MeterStatus;
 
     fn status(connected: bool) -> MeterEvent {
         MeterEvent::Status(Arc::new(MeterStatus {

@@ -20,10 +20,10 @@ use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
 use crate::key;
-use crate::model::event::{MeterEvent, MeterStatus, TelegramEvent};
 use crate::output::{Delivery, Sink, note};
 use crate::pipeline::{self, Options, RejectionLog};
 use crate::source::{self, Source};
+use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
 
 /// Counter changes make at most one status event per meter this often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -170,8 +170,8 @@ pub fn decoder_config(meter: &MeterConfig) -> Result<DecoderConfig> {
         meter
             .auth_key
             .as_ref()
-            .map(crate::model::secret::Secret::expose),
-        meter.aad.as_ref().map(crate::model::secret::Secret::expose),
+            .map(smarty_model::secret::Secret::expose),
+        meter.aad.as_ref().map(smarty_model::secret::Secret::expose),
         key::Settings::Meter,
     )
     .map_err(in_meter)?;
@@ -324,7 +324,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::secret::Secret;
+    use smarty_model::secret::Secret;
 
     fn meter() -> MeterConfig {
         MeterConfig {

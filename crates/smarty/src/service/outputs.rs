@@ -4,17 +4,17 @@ use anyhow::{Context, Result};
 use tokio::task::JoinSet;
 
 use super::bus::{Accepts, Bus};
-use super::{live, mqtt, proxy};
+use super::{live, proxy};
 use crate::config::{Config, read_secret};
-use crate::model::live::LiveState;
-use crate::store::{Store, StoreConfig};
-use crate::web::{self, HttpConfig, WebState};
+use smarty_model::live::LiveState;
+use smarty_store::Store;
+use smarty_web::{HttpConfig, WebState};
 
 /// The `[mqtt]` settings, with `password_file` read and the queue in the state directory.
 ///
 /// # Errors
 /// An unreadable password file.
-pub fn mqtt_config(config: &Config) -> Result<Option<mqtt::MqttConfig>> {
+pub fn mqtt_config(config: &Config) -> Result<Option<smarty_mqtt::MqttConfig>> {
     let Some(mqtt) = &config.mqtt else {
         return Ok(None);
     };
@@ -68,7 +68,7 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
     if http.enabled {
         parts.push(format!("dashboard on http://{}/", http.listen));
     }
-    parts.push(match StoreConfig::from_config(config)? {
+    parts.push(match crate::config::store::from_config(config)? {
         Some(store) => format!("history in {}", store.path.display()),
         None => "no history".to_owned(),
     });
@@ -78,6 +78,21 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
 /// The `[http]` settings; the defaults (on, loopback) when the section is absent.
 fn http_config(config: &Config) -> HttpConfig {
     config.http.clone().unwrap_or_default()
+}
+
+/// The `[http]` settings with `token_file` read into `token` (a token given itself, or by
+/// `SMARTY_HTTP_TOKEN`, wins over the file).
+///
+/// # Errors
+/// An unreadable token file.
+fn http_config_with_token(config: &Config) -> Result<HttpConfig> {
+    let mut http = http_config(config);
+    if http.token.is_none()
+        && let Some(file) = &http.token_file
+    {
+        http.token = Some(read_secret(file)?);
+    }
+    Ok(http)
 }
 
 /// Starts every configured output, subscribed to `bus` (the store and MQTT lossless, the
@@ -94,11 +109,11 @@ pub async fn start(
     let mut started = 0;
     // The live state first: the store and MQTT report their health into it.
     let live = LiveState::new(config.meters.iter().map(|m| m.name.as_str()));
-    let store = match StoreConfig::from_config(config)? {
+    let store = match crate::config::store::from_config(config)? {
         Some(settings) => {
             let store = Store::open(&settings)
                 .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
-            tasks.spawn(crate::store::follow(
+            tasks.spawn(super::store_follow::follow(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),
                 live.output("store"),
@@ -112,12 +127,13 @@ pub async fn start(
         }
     };
     if let Some(mqtt) = mqtt_config(config)? {
-        tasks.spawn(mqtt::run_reporting(
+        let output = smarty_mqtt::run_reporting(
             mqtt,
             bus.lossless("MQTT", Accepts::ALL),
             Some(live.mqtt_queue()),
             Some(live.output("mqtt")),
-        ));
+        );
+        tasks.spawn(async move { Ok(output.await?) });
         started += 1;
     }
     if let Some(settings) = &config.proxy {
@@ -127,7 +143,8 @@ pub async fn start(
     }
     let http = http_config(config);
     if http.enabled {
-        let server = match web::bind(&http).await {
+        let http = http_config_with_token(config)?;
+        let server = match smarty_web::bind(&http).await.map_err(anyhow::Error::from) {
             Ok(server) => Some(server),
             // The default address is a convenience: if it is taken, run without it.
             Err(e) if config.http.is_none() => {
@@ -145,9 +162,52 @@ pub async fn start(
                 token: None,
             };
             let follower = live::follow(std::sync::Arc::clone(&live), bus.lossy());
-            tasks.spawn(server.serve(state, follower));
+            tasks.spawn(async move { Ok(server.serve(state, follower).await?) });
             started += 1;
         }
     }
     Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use smarty_model::secret::Secret;
+
+    use super::*;
+
+    #[test]
+    fn the_token_comes_from_its_file_unless_given_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let mut http = HttpConfig::default();
+        http.listen = "0.0.0.0:8080".into();
+        http.token_file = Some(file);
+        let mut config = Config {
+            http: Some(http),
+            ..Config::default()
+        };
+        let http = http_config_with_token(&config).unwrap();
+        http.check().unwrap();
+        assert_eq!(
+            http.token().unwrap().as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123")
+        );
+        // A token given itself (SMARTY_HTTP_TOKEN) wins.
+        if let Some(http) = config.http.as_mut() {
+            http.token = Some(Secret::from("fedcba9876543210fedc".to_owned()));
+        }
+        let http = http_config_with_token(&config).unwrap();
+        assert_eq!(
+            http.token().unwrap().as_ref().map(Secret::expose),
+            Some("fedcba9876543210fedc")
+        );
+        // An unreadable file names itself.
+        if let Some(http) = config.http.as_mut() {
+            http.token = None;
+            http.token_file = Some(dir.path().join("missing"));
+        }
+        let err = format!("{:#}", http_config_with_token(&config).unwrap_err());
+        assert!(err.contains("missing"), "{err}");
+    }
 }

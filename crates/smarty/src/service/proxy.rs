@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinSet;
 
-use crate::model::event::{MeterEvent, TelegramEvent};
+use smarty_model::event::{MeterEvent, TelegramEvent};
 
 /// Telegrams queued per client before its oldest is dropped.
 pub const CLIENT_QUEUE: usize = 16;

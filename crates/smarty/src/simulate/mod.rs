@@ -123,7 +123,7 @@ impl Meter {
     pub fn run(&mut self, link: &mut dyn Link, fast: bool, stop: &Receiver<()>) -> Result<u64> {
         let interval = self.args.interval;
         let step = SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(10));
-        let zone = jiff::tz::TimeZone::get(crate::model::time::METER_ZONE)
+        let zone = jiff::tz::TimeZone::get(smarty_model::time::METER_ZONE)
             .unwrap_or(jiff::tz::TimeZone::UTC);
         let mut now = self
             .args

@@ -46,8 +46,8 @@ use tokio_stream::StreamExt as _;
 use tokio_util::io::StreamReader;
 
 use super::{OpenFuture, Reader, Source};
-use crate::service::mqtt::config::host_label;
-use crate::service::mqtt::{BrokerUrl, Connection, Endpoint, Received, Subscriber};
+use smarty_mqtt::config::host_label;
+use smarty_mqtt::{BrokerUrl, Connection, Endpoint, Received, Subscriber};
 
 /// The environment variable holding the password when the URL names only the user.
 pub const PASSWORD_ENV: &str = "SMARTY_SOURCE_MQTT_PASSWORD";
@@ -245,8 +245,8 @@ mod tests {
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-    use crate::model::secret::Secret;
-    use crate::service::mqtt::test_broker::{Broker, publish_all};
+    use smarty_model::secret::Secret;
+    use smarty_mqtt::test_broker::{Broker, publish_all};
 
     #[test]
     fn specs_are_parsed_and_the_password_is_never_shown() {

@@ -8,7 +8,7 @@
 //
 // Prints one JSON line on stdout ({"fcp_ms": …, …}); progress and failures go to stderr.
 // Exits 1 with the failed check's name on the first failure. CHROMIUM overrides the browser;
-// PLAYWRIGHT_CORE the module (default: crates/smarty/web/node_modules/playwright-core).
+// PLAYWRIGHT_CORE the module (default: crates/smarty-web/static/node_modules/playwright-core).
 
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
@@ -20,12 +20,12 @@ if (!url || !shotDir) {
   process.exit(2);
 }
 
-const requireFromWeb = createRequire(new URL('../../web/package.json', import.meta.url));
+const requireFromWeb = createRequire(new URL('../../../smarty-web/static/package.json', import.meta.url));
 let chromium;
 try {
   ({ chromium } = requireFromWeb(process.env.PLAYWRIGHT_CORE || 'playwright-core'));
 } catch (e) {
-  console.error(`dashboard test: playwright-core is not installed (cd crates/smarty/web && npm ci): ${e.message}`);
+  console.error(`dashboard test: playwright-core is not installed (cd crates/smarty-web/static && npm ci): ${e.message}`);
   process.exit(1);
 }
 

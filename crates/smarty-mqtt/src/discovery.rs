@@ -1,0 +1,593 @@
+//! Home Assistant MQTT discovery: one `sensor` config per value, retained on
+//! `<discovery_prefix>/sensor/smarty_<device>/<name>/config`, naming the value's state topic,
+//! unit, device class, state class, entity category, availability (the gateway's and the
+//! meter's) and device (the meter, or its M-Bus device). Pure functions of the telegram.
+
+use serde_json::{Map, Value as Json, json};
+use smarty_p1::registry::{Kind, Medium};
+
+use super::config::MqttConfig;
+use super::topics;
+use smarty_model::event::TelegramEvent;
+use smarty_model::slug::slug;
+use smarty_model::value::{TelegramValue, ValueData};
+use smarty_store::queue::Publication;
+
+/// The device key of a meter: its id (lower case, `[a-z0-9_]`), else its configured name.
+pub fn device_key(event: &TelegramEvent) -> String {
+    let id = event
+        .meter_id
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(&event.meter);
+    slug(id)
+}
+
+fn is_number(value: &TelegramValue) -> bool {
+    matches!(value.data, ValueData::Number { .. })
+}
+
+/// The unit of a number in Home Assistant's spelling (the unit table's symbols: `kWh`,
+/// `m³`): as sent, else the medium's usual one, else the specification's.
+fn ha_unit(value: &TelegramValue) -> Option<String> {
+    if !is_number(value) {
+        return None;
+    }
+    value.id.unit().map(|u| u.symbol().to_owned())
+}
+
+/// A readable entity name: the registry name in words with the M-Bus channel and medium, the
+/// unit of a number left out (`voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`).
+pub fn display_name(value: &TelegramValue) -> String {
+    let id = &value.id;
+    let channel = id.obis().b;
+    let mut words: Vec<String> = id
+        .def()
+        .name
+        .split('_')
+        .map(|word| match word {
+            "mbus{n}" => format!("M-Bus {channel}"),
+            _ => word.replace("{n}", &channel.to_string()),
+        })
+        .collect();
+    if let Some(medium) = id.reading_medium() {
+        words.extend(medium.as_str().split('_').map(str::to_owned));
+    }
+    // A unit that is not known stays, as sent: it may be part of what the value is.
+    if let Some(unit) = id.unit()
+        && !(is_number(value) && unit.known().is_some())
+    {
+        words.push(unit.slug().into_owned());
+    }
+    let words: Vec<String> = words
+        .into_iter()
+        .map(|word| {
+            if let Some(n) = word
+                .strip_prefix('l')
+                .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok())
+            {
+                format!("L{n}")
+            } else if word == "id" || word == "p1" || word == "crc" {
+                word.to_ascii_uppercase()
+            } else {
+                word
+            }
+        })
+        .collect();
+    let mut text = words.join(" ");
+    if let Some(first) = text.get(..1) {
+        text = first.to_ascii_uppercase() + &text[1..];
+    }
+    text
+}
+
+/// Home Assistant's classes of one value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Classes {
+    /// `unit_of_measurement`.
+    pub unit: Option<String>,
+    /// `device_class`.
+    pub device_class: Option<&'static str>,
+    /// `state_class`.
+    pub state_class: Option<&'static str>,
+    /// `entity_category`.
+    pub entity_category: Option<&'static str>,
+}
+
+/// `device_class`, `state_class`, unit and category of `value`, from its kind, unit and
+/// M-Bus medium.
+pub fn classes(value: &TelegramValue) -> Classes {
+    let diagnostic = Some("diagnostic");
+    let kind = value.id.kind();
+    if !is_number(value) {
+        return Classes {
+            device_class: (kind == Kind::Timestamp).then_some("timestamp"),
+            entity_category: match kind {
+                Kind::Message => None,
+                _ => diagnostic,
+            },
+            ..Classes::default()
+        };
+    }
+    let unit = ha_unit(value);
+    let by_unit = |unit: Option<&str>| match unit {
+        Some("kWh" | "Wh" | "MWh" | "GJ" | "MJ") => Some("energy"),
+        Some("kvarh" | "varh") => Some("reactive_energy"),
+        Some("kW" | "W") => Some("power"),
+        Some("kvar" | "var") => Some("reactive_power"),
+        Some("kVA" | "VA") => Some("apparent_power"),
+        Some("V") => Some("voltage"),
+        Some("A") => Some("current"),
+        Some("Hz") => Some("frequency"),
+        _ => None,
+    };
+    let (device_class, state_class, entity_category) = match kind {
+        Kind::Energy | Kind::ReactiveEnergy => {
+            (by_unit(unit.as_deref()), Some("total_increasing"), None)
+        }
+        Kind::Power
+        | Kind::ReactivePower
+        | Kind::ApparentPower
+        | Kind::Voltage
+        | Kind::Current
+        | Kind::Frequency => (by_unit(unit.as_deref()), Some("measurement"), None),
+        Kind::PowerFactor => (Some("power_factor"), Some("measurement"), None),
+        Kind::Threshold => (by_unit(unit.as_deref()), None, diagnostic),
+        Kind::Count => (None, Some("total_increasing"), diagnostic),
+        Kind::MbusReading => {
+            let class = match unit.as_deref() {
+                Some("m³") => match value.id.reading_medium() {
+                    Some(Medium::Gas) => Some("gas"),
+                    Some(Medium::Water | Medium::WarmWater | Medium::HotWater) => Some("water"),
+                    _ => Some("volume"),
+                },
+                other => by_unit(other),
+            };
+            (class, Some("total_increasing"), None)
+        }
+        Kind::Tariff => (None, None, None),
+        _ => (None, None, diagnostic),
+    };
+    // Home Assistant rejects a unit its device class does not know; keep unknown units as
+    // plain units without a class.
+    Classes {
+        unit,
+        device_class,
+        state_class,
+        entity_category,
+    }
+}
+
+/// The `device` block of a meter (or of the M-Bus device on `channel`): identifiers, name,
+/// manufacturer, serial number, model (the telegram's identification line, or the M-Bus
+/// device's medium), firmware version (the P1 version); an M-Bus device names the meter as
+/// `via_device`.
+pub fn device(event: &TelegramEvent, key: &str, channel: Option<u8>) -> Json {
+    let main_id = format!("smarty_{key}");
+    let mut device = Map::new();
+    match channel {
+        None => {
+            device.insert("identifiers".into(), json!([main_id]));
+            device.insert("name".into(), json!(format!("Smarty {}", event.meter)));
+            if let Some(id) = &event.meter_id {
+                if id.starts_with("SAG") {
+                    device.insert("manufacturer".into(), json!("Sagemcom"));
+                }
+                device.insert("serial_number".into(), json!(id));
+            }
+            device.insert("model".into(), json!(event.header));
+            if let Some(version) = &event.version {
+                device.insert("sw_version".into(), json!(version));
+            }
+        }
+        Some(n) => {
+            device.insert("identifiers".into(), json!([format!("{main_id}_mbus{n}")]));
+            device.insert(
+                "name".into(),
+                json!(format!("Smarty {} M-Bus {n}", event.meter)),
+            );
+            device.insert("via_device".into(), json!(main_id));
+            let on_channel = |v: &&TelegramValue| v.id.device_channel() == Some(n);
+            // Its equipment identifier, `0-n:96.1.0` (`0-n:96.1.1` on e-MUCS).
+            if let Some(ValueData::Text(id)) = event
+                .values
+                .iter()
+                .filter(on_channel)
+                .find(|v| {
+                    let obis = v.id.obis();
+                    (obis.c, obis.d) == (96, 1) && obis.e <= 1
+                })
+                .map(|v| &v.data)
+            {
+                device.insert("serial_number".into(), json!(id));
+            }
+            if let Some(medium) = event
+                .values
+                .iter()
+                .filter(on_channel)
+                .find_map(|v| v.id.reading_medium())
+            {
+                device.insert(
+                    "model".into(),
+                    json!(format!("M-Bus {} meter", medium.as_str())),
+                );
+            }
+        }
+    }
+    Json::Object(device)
+}
+
+/// The discovery message of one value of `event`.
+pub fn discovery_message(
+    config: &MqttConfig,
+    event: &TelegramEvent,
+    value: &TelegramValue,
+) -> Publication {
+    let key = device_key(event);
+    let classes = classes(value);
+    let channel = value.id.device_channel();
+    let mut c = Map::new();
+    c.insert("name".into(), json!(display_name(value)));
+    c.insert(
+        "unique_id".into(),
+        json!(format!("smarty_{key}_{}", slug(&value.name))),
+    );
+    c.insert(
+        "state_topic".into(),
+        json!(topics::value(config, &event.meter, &value.name)),
+    );
+    if let Some(unit) = &classes.unit {
+        c.insert("unit_of_measurement".into(), json!(unit));
+    }
+    if let Some(class) = classes.device_class {
+        c.insert("device_class".into(), json!(class));
+    }
+    if let Some(class) = classes.state_class {
+        c.insert("state_class".into(), json!(class));
+    }
+    if let Some(category) = classes.entity_category {
+        c.insert("entity_category".into(), json!(category));
+    }
+    c.insert(
+        "availability".into(),
+        json!([
+            {"topic": topics::gateway_status(config)},
+            {"topic": topics::availability(config, &event.meter)},
+        ]),
+    );
+    c.insert("availability_mode".into(), json!("all"));
+    c.insert("device".into(), device(event, &key, channel));
+    c.insert(
+        "origin".into(),
+        json!({
+            "name": "smarty",
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        }),
+    );
+    Publication {
+        topic: topics::discovery(config, &key, &value.name),
+        payload: serde_json::to_vec(&Json::Object(c)).expect("JSON serialises"),
+        qos: config.qos,
+        retain: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::telegram_event;
+    use smarty_model::value::values_of;
+
+    /// The value named `name` of a telegram of `lines`.
+    fn value(lines: &[&str], name: &str) -> TelegramValue {
+        let mut text = String::from("/TST5\\test\r\n\r\n");
+        for line in lines {
+            text.push_str(line);
+            text.push_str("\r\n");
+        }
+        text.push('!');
+        let telegram = smarty_p1::parse(text.as_bytes()).unwrap();
+        values_of(&telegram)
+            .into_iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {lines:?}"))
+    }
+
+    const GAS: &str = "0-1:24.1.0(003)";
+    const WATER: &str = "0-2:24.1.0(007)";
+    const HEAT: &str = "0-3:24.1.0(004)";
+
+    #[test]
+    fn units_are_spelled_as_home_assistant_spells_them() {
+        let unit = |line: &str, name: &str| classes(&value(&[GAS, line], name)).unit;
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*kWh)", "energy_import_kwh"),
+            Some("kWh".into())
+        );
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*KWH)", "energy_import_kwh"),
+            Some("kWh".into())
+        );
+        assert_eq!(
+            unit("0-1:24.2.1(260403174542S)(00001.000*m3)", "mbus1_gas_m3"),
+            Some("m³".into())
+        );
+        assert_eq!(
+            unit(
+                "1-0:3.8.0(000001.000*kvarh)",
+                "reactive_energy_import_kvarh"
+            ),
+            Some("kvarh".into())
+        );
+        // Unknown units are kept as sent.
+        assert_eq!(
+            unit("1-0:1.8.0(000001.000*furlong)", "energy_import_furlong"),
+            Some("furlong".into())
+        );
+        // Without a unit: the specification's, or the medium's.
+        assert_eq!(
+            unit("1-0:1.7.0(00.461)", "power_import_kw"),
+            Some("kW".into())
+        );
+        assert_eq!(
+            unit("0-1:24.2.1(260403174542S)(00001.000)", "mbus1_gas_m3"),
+            Some("m³".into())
+        );
+        assert_eq!(unit("0-0:96.7.21(00003)", "power_failures"), None);
+        assert_eq!(
+            unit(
+                "0-0:96.1.1(4B384547303034303436333935353037)",
+                "equipment_id"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn names_are_readable() {
+        let name = |line: &str, name: &str| display_name(&value(&[GAS, WATER, line], name));
+        assert_eq!(
+            name("1-0:1.8.0(000001.000*kWh)", "energy_import_kwh"),
+            "Energy import"
+        );
+        assert_eq!(name("1-0:32.7.0(230.0*V)", "voltage_l1_v"), "Voltage L1");
+        assert_eq!(
+            name("0-2:24.2.1(260403174542S)(00001.000*m3)", "mbus2_water_m3"),
+            "M-Bus 2 water"
+        );
+        assert_eq!(name("1-3:0.2.8(42)", "p1_version"), "P1 version");
+        assert_eq!(
+            name("0-1:24.1.0(003)", "mbus1_device_type"),
+            "M-Bus 1 device type"
+        );
+        assert_eq!(
+            name("1-0:1.8.1(000001.000*kWh)", "energy_import_tariff1_kwh"),
+            "Energy import tariff1"
+        );
+        // An unknown unit stays: it may be part of what the value is.
+        assert_eq!(
+            name("1-0:1.8.0(000001.000*furlong)", "energy_import_furlong"),
+            "Energy import furlong"
+        );
+        assert_eq!(
+            name("0-0:42.0.0(53414731303330373030313134303034)", "meter_id"),
+            "Meter ID"
+        );
+        assert_eq!(name("0-0:96.13.0(4869)", "text_message"), "Text message");
+    }
+
+    #[test]
+    fn device_classes_follow_kind_unit_and_medium() {
+        let c = |lines: &[&str], name: &str| {
+            let c = classes(&value(lines, name));
+            (c.device_class, c.state_class, c.entity_category)
+        };
+        let reading = |channel: u8, unit: &str| {
+            format!("0-{channel}:24.2.1(260403174542S)(00001.000*{unit})")
+        };
+        assert_eq!(
+            c(&[WATER, &reading(2, "m3")], "mbus2_water_m3"),
+            (Some("water"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(&[GAS, &reading(1, "m3")], "mbus1_gas_m3"),
+            (Some("gas"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(&[HEAT, &reading(3, "GJ")], "mbus3_heat_gj"),
+            (Some("energy"), Some("total_increasing"), None)
+        );
+        // No device type: a volume of something.
+        assert_eq!(
+            c(&[&reading(4, "m3")], "mbus4_reading_m3"),
+            (Some("volume"), Some("total_increasing"), None)
+        );
+        assert_eq!(
+            c(&["1-0:13.7.0(0.999)"], "power_factor"),
+            (Some("power_factor"), Some("measurement"), None)
+        );
+        assert_eq!(
+            c(&["0-0:17.0.0(999.9*kW)"], "power_threshold_kw"),
+            (Some("power"), None, Some("diagnostic"))
+        );
+        assert_eq!(
+            c(&["0-0:96.7.21(00003)"], "power_failures"),
+            (None, Some("total_increasing"), Some("diagnostic"))
+        );
+        assert_eq!(
+            c(&["0-0:96.14.0(0002)"], "tariff_indicator"),
+            (None, None, Some("diagnostic"))
+        );
+        assert_eq!(
+            c(&["0-0:1.0.0(260403175431S)"], "timestamp"),
+            (Some("timestamp"), None, Some("diagnostic"))
+        );
+        assert_eq!(
+            c(&["0-0:96.13.0(4869)"], "text_message"),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn classes_suit_home_assistant() {
+        let event = telegram_event(1);
+        let c = |name: &str| classes(event.value(name).unwrap_or_else(|| panic!("{name}")));
+        let check = |name: &str, unit: Option<&str>, dc: Option<&str>, sc: Option<&str>| {
+            let got = c(name);
+            assert_eq!(
+                (got.unit.as_deref(), got.device_class, got.state_class),
+                (unit, dc, sc),
+                "{name}"
+            );
+        };
+        check(
+            "energy_import_kwh",
+            Some("kWh"),
+            Some("energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "energy_export_kwh",
+            Some("kWh"),
+            Some("energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "reactive_energy_import_kvarh",
+            Some("kvarh"),
+            Some("reactive_energy"),
+            Some("total_increasing"),
+        );
+        check(
+            "power_import_kw",
+            Some("kW"),
+            Some("power"),
+            Some("measurement"),
+        );
+        check(
+            "reactive_power_export_kvar",
+            Some("kvar"),
+            Some("reactive_power"),
+            Some("measurement"),
+        );
+        check(
+            "voltage_l1_v",
+            Some("V"),
+            Some("voltage"),
+            Some("measurement"),
+        );
+        check(
+            "current_l2_a",
+            Some("A"),
+            Some("current"),
+            Some("measurement"),
+        );
+        check(
+            "mbus1_gas_m3",
+            Some("m³"),
+            Some("gas"),
+            Some("total_increasing"),
+        );
+        check("meter_id", None, None, None);
+        assert_eq!(c("meter_id").entity_category, Some("diagnostic"));
+        assert_eq!(
+            display_name(event.value("voltage_l1_v").unwrap()),
+            "Voltage L1"
+        );
+        assert_eq!(
+            display_name(event.value("mbus1_gas_m3").unwrap()),
+            "M-Bus 1 gas"
+        );
+    }
+
+    #[test]
+    fn devices_are_the_meter_and_its_m_bus_devices() {
+        let event = telegram_event(1);
+        let key = device_key(&event);
+        assert_eq!(key, "sag1030700012701");
+        assert_eq!(
+            device(&event, &key, None),
+            json!({
+                "identifiers": ["smarty_sag1030700012701"],
+                "name": "Smarty home",
+                "manufacturer": "Sagemcom",
+                "serial_number": "SAG1030700012701",
+                "model": event.header,
+                "sw_version": "42",
+            })
+        );
+        assert_eq!(
+            device(&event, &key, Some(1)),
+            json!({
+                "identifiers": ["smarty_sag1030700012701_mbus1"],
+                "name": "Smarty home M-Bus 1",
+                "via_device": "smarty_sag1030700012701",
+                "serial_number": "FLO182370120350",
+                "model": "M-Bus gas meter",
+            })
+        );
+    }
+
+    /// A device without a device type and a reading without a unit: the model names the
+    /// unknown medium ("M-Bus mbus1_reading meter" before the values were typed).
+    #[test]
+    fn an_m_bus_device_of_unknown_medium() {
+        let mut event = (*telegram_event(1)).clone();
+        event.values = vec![value(
+            &["0-1:24.2.1(260403174542S)(00001.000)"],
+            "mbus1_reading",
+        )];
+        let model = device(&event, "k", Some(1))["model"].clone();
+        assert_eq!(model, "M-Bus reading meter");
+    }
+
+    #[test]
+    fn a_discovery_message_names_state_availability_and_device() {
+        let event = telegram_event(1);
+        let config = MqttConfig {
+            qos: 2,
+            ..MqttConfig::default()
+        };
+        let m = discovery_message(&config, &event, event.value("energy_import_kwh").unwrap());
+        assert_eq!(
+            m.topic,
+            "homeassistant/sensor/smarty_sag1030700012701/energy_import_kwh/config"
+        );
+        assert_eq!((m.qos, m.retain), (2, true));
+        let config_json: Json = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(
+            config_json,
+            json!({
+                "name": "Energy import",
+                "unique_id": "smarty_sag1030700012701_energy_import_kwh",
+                "state_topic": "smarty/home/energy_import_kwh",
+                "unit_of_measurement": "kWh",
+                "device_class": "energy",
+                "state_class": "total_increasing",
+                "availability": [
+                    {"topic": "smarty/status"},
+                    {"topic": "smarty/home/availability"},
+                ],
+                "availability_mode": "all",
+                "device": device(&event, "sag1030700012701", None),
+                "origin": {"name": "smarty", "sw_version": env!("CARGO_PKG_VERSION")},
+            })
+        );
+        let gas = discovery_message(&config, &event, event.value("mbus1_gas_m3").unwrap());
+        let gas: Json = serde_json::from_slice(&gas.payload).unwrap();
+        assert_eq!(
+            gas["device"]["identifiers"][0],
+            "smarty_sag1030700012701_mbus1"
+        );
+        assert_eq!(gas["device_class"], "gas");
+    }
+
+    #[test]
+    fn a_meter_without_an_id_is_keyed_by_its_name() {
+        let mut event = (*telegram_event(1)).clone();
+        event.meter_id = None;
+        assert_eq!(device_key(&event), "home");
+        event.meter_id = Some("  ".into());
+        assert_eq!(device_key(&event), "home");
+    }
+}

@@ -1,0 +1,225 @@
+//! `smarty-store`: the history store of the smarty gateway, SQLite (bundled, WAL) in the state
+//! directory (docs/storage.md); and the MQTT output's durable queue ([`queue`]). The only crate
+//! of the workspace that uses SQLite.
+//!
+//! One [`Writer`] per process commits buffered readings every few seconds with their
+//! aggregates; [`ReadConnection`]s answer the queries of the API and `smarty export`. One
+//! process writes a store at a time: it holds the writer's lock ([`lock`]) while it may write.
+//! Raw readings are packed in 5-minute blocks and kept `raw_retention_days`; 15-minute and daily
+//! aggregates and M-Bus readings are kept forever.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`config`] | the `[store]` section and the settings a store is opened with |
+//! | [`reading`] | what is stored of a telegram: the columns, [`Reading`], [`MbusRecord`] |
+//! | [`block`] | raw readings packed in 5-minute blocks |
+//! | [`aggregate`] | 15-minute and daily aggregates |
+//! | [`writer`] | the one writing connection: buffering, commits, pruning |
+//! | [`query`] | read connections: meters, series, totals, intervals |
+//! | [`schema`] | the schema and its migrations |
+//! | [`lock`] | the writer's lock: one process writes a store |
+//! | [`error`] | [`StoreError`] |
+//! | [`queue`] | the MQTT output's outgoing queue, in memory and in an SQLite file |
+//!
+//! It depends on `smarty-model` (readings come from its typed values, periods and time) and
+//! does no networking; the service's adapter from its event channel to the writer thread, and
+//! the `export` and `import` commands, are the application's.
+
+pub mod aggregate;
+pub mod block;
+pub mod config;
+pub mod error;
+pub mod lock;
+pub mod query;
+pub mod queue;
+pub mod reading;
+pub mod schema;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use lock::WriterLock;
+
+pub use config::StoreConfig;
+pub use error::StoreError;
+pub use query::{ReadConnection, Series, StoredMeter};
+pub use reading::{MbusRecord, Reading};
+pub use writer::Writer;
+
+/// How long a connection waits for another one's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read connections kept open for reuse.
+const POOLED_READERS: usize = 4;
+
+/// An open store: cheap to clone (the clones share one pool of read connections).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    readers: Mutex<Vec<Connection>>,
+    /// The writer's lock, held while the store is open for writing.
+    lock: Option<Arc<WriterLock>>,
+}
+
+impl Store {
+    /// Opens the store for writing: takes the writer's lock first (nothing is created or
+    /// changed before it holds), then creates the directory and file when missing, sets WAL
+    /// mode and brings the schema to the current version (docs/storage.md). The lock is held
+    /// until the store and its writers are dropped.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process writes the store, [`StoreError::Io`] when
+    /// the directory or the lock file cannot be created, [`StoreError::Migration`] for a file
+    /// of a newer smarty or a failed migration, SQLite errors (not a database, …).
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        Self::open_at_version(config, schema::latest())
+    }
+
+    /// Opens an existing store for reading (`smarty export`) without the writer's lock, so
+    /// that it works while `smarty run` writes. A file of an older schema is migrated when no
+    /// other process writes it.
+    ///
+    /// # Errors
+    /// [`StoreError::Migration`] for a file of another schema version that cannot be migrated
+    /// now (another process writes it, or it is newer), SQLite errors (no such file, not a
+    /// database, …).
+    pub fn open_read_only(config: &StoreConfig) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let version = schema::version(&conn)?;
+        drop(conn);
+        if version < schema::latest() {
+            return match Self::open(config) {
+                Err(StoreError::Locked { holder, .. }) => Err(StoreError::Migration {
+                    version,
+                    reason: format!(
+                        "the file needs an upgrade to version {}, which waits until {} stops \
+                         writing it",
+                        schema::latest(),
+                        holder.map_or_else(|| "the other process".into(), |h| h.to_string())
+                    ),
+                }),
+                other => other,
+            };
+        }
+        if version > schema::latest() {
+            // The same refusal as when opening it for writing.
+            let mut conn =
+                Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            schema::migrate_to(&mut conn, schema::latest())?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(Vec::new()),
+                lock: None,
+            }),
+        })
+    }
+
+    /// [`Store::open`] that migrates only up to `version` (tests of migrations).
+    fn open_at_version(config: &StoreConfig, version: u32) -> Result<Store, StoreError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let lock = WriterLock::acquire(&config.path)?;
+        let mut conn = Connection::open(&config.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                "store: {} is in journal mode {mode}, not WAL",
+                config.path.display()
+            );
+        }
+        schema::migrate_to(&mut conn, version)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(Vec::new()),
+                lock: Some(lock),
+            }),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.config.path
+    }
+
+    /// The settings it was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// A read-only connection (`query_only`), from the pool when one is free.
+    ///
+    /// # Errors
+    /// SQLite errors (the file went away, …).
+    pub fn reader(&self) -> Result<ReadConnection, StoreError> {
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop());
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.inner.config.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.pragma_update(None, "query_only", true)?;
+                conn
+            }
+        };
+        Ok(ReadConnection::new(conn, Arc::downgrade(&self.inner)))
+    }
+
+    /// A writing connection (`synchronous = NORMAL`): one per process, owned by the
+    /// service's store output or by `smarty import`. It holds the writer's lock (the
+    /// store's, or taken now for a store opened with [`Store::open_read_only`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process writes the store, SQLite errors.
+    pub fn writer(&self) -> Result<Writer, StoreError> {
+        let lock = match &self.inner.lock {
+            Some(lock) => Arc::clone(lock),
+            None => WriterLock::acquire(&self.inner.config.path)?,
+        };
+        let conn = Connection::open(&self.inner.config.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Writer::new(conn, self.inner.config.clone(), lock))
+    }
+}
+
+/// Gives a read connection back to its store's pool.
+fn give_back(pool: &std::sync::Weak<Inner>, conn: Connection) {
+    if let Some(inner) = pool.upgrade()
+        && let Ok(mut readers) = inner.readers.lock()
+        && readers.len() < POOLED_READERS
+    {
+        readers.push(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests;

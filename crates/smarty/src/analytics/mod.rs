@@ -1,3 +1,0 @@
-//! Analytics over the stored history: Luxembourg's grid tariff.
-
-pub mod tariff;

@@ -1,0 +1,8 @@
+//! The commands that are not the service: `read`, `demo`, `export`, `import` and `config`
+//! (`simulate` is [`crate::simulate`], `run` is [`crate::service`]).
+
+pub mod config;
+pub mod demo;
+pub mod export;
+pub mod import;
+pub mod read;
