@@ -453,6 +453,7 @@ impl FrameDecoder {
     /// again from the next; its other bytes that hold nothing are reported as
     /// [`DiscardReason::Rejected`].
     fn restart_after(&mut self, reason: DiscardReason, end: usize) -> Event<'static> {
+        let reason = self.unless_rejected(reason);
         let span = end.saturating_sub(self.pos).max(1);
         self.covered = self.covered.max(end);
         self.pos += 1;
@@ -467,6 +468,7 @@ impl FrameDecoder {
 
     /// Drops `n` bytes at the front and hunts from there.
     fn drop_front(&mut self, n: usize, reason: DiscardReason) -> Event<'static> {
+        let reason = self.unless_rejected(reason);
         self.pos += n;
         self.scan = self.pos;
         self.state = State::Hunt;
@@ -474,6 +476,18 @@ impl FrameDecoder {
             bytes: n,
             span: n,
             reason,
+        }
+    }
+
+    /// `reason` for abandoning the candidate at `pos`, unless that candidate starts inside an
+    /// item that was rejected already (a header-like run of bytes in a frame that failed to
+    /// decrypt): then it is part of that rejection, [`DiscardReason::Rejected`], not a
+    /// truncated or stalled item of its own.
+    fn unless_rejected(&self, reason: DiscardReason) -> DiscardReason {
+        if self.pos < self.covered {
+            DiscardReason::Rejected
+        } else {
+            reason
         }
     }
 
@@ -644,6 +658,37 @@ mod tests {
         let (items, discards) = drain(&mut decoder);
         assert_eq!(items, vec![frame(2), frame(3)]);
         assert_eq!(discards, vec![DiscardReason::Truncated]);
+    }
+
+    #[test]
+    fn a_header_inside_a_rejected_frame_is_part_of_that_rejection() {
+        // A frame rejected by the caller (a wrong key) whose last bytes happen to look like a
+        // frame header: searched again, that header runs past the end of the input. Its
+        // bytes belong to the rejected frame; they are no truncated frame of their own.
+        let mut stream = frame(1);
+        let fake = [
+            0xDB, 0x08, b'X', b'Y', b'Z', b'1', b'2', b'3', b'4', b'5', 0x82, 0x01, 0xF2, 0x30, 0,
+            0, 0, 1,
+        ];
+        let at = stream.len() - fake.len();
+        stream[at..].copy_from_slice(&fake);
+        let mut decoder = FrameDecoder::default();
+        decoder.push(&stream);
+        assert!(matches!(
+            decoder.next(),
+            Some(Event::Item(Item::Encrypted(_)))
+        ));
+        decoder.reject();
+        let mut discards = vec![];
+        while let Some(event) = decoder.finish() {
+            if let Event::Discarded { reason, .. } = event {
+                discards.push(reason);
+            }
+        }
+        assert!(
+            discards.iter().all(|r| *r == DiscardReason::Rejected),
+            "{discards:?}"
+        );
     }
 
     #[test]
