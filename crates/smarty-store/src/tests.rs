@@ -142,7 +142,13 @@ fn all_15m(store: &Store) -> Vec<Agg> {
 fn all_days(store: &Store) -> Vec<(String, Agg)> {
     let reader = store.reader().unwrap();
     let id = reader.meter_id("home").unwrap();
-    aggregate::read_days(reader.conn(), id, i64::MIN, i64::MAX).unwrap()
+    let zone = smarty_model::time::meter_zone();
+    reader
+        .aggregates(id, i64::MIN, i64::MAX, Resolution::Day)
+        .unwrap()
+        .into_iter()
+        .map(|(start, a)| (day_of(start, &zone).to_string(), a))
+        .collect()
 }
 
 fn check_against_raw(store: &Store, readings: &[Reading]) {

@@ -123,9 +123,11 @@ pub struct StoreArgs {
     #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// The store file itself (overrides --state-dir and the configuration).
-    #[arg(long, value_name = "FILE")]
-    pub db: Option<PathBuf>,
+    /// The store itself: an SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL database
+    /// (`postgres://user@host/database`); overrides --state-dir, the configuration and
+    /// DATABASE_URL.
+    #[arg(long, visible_alias = "db", value_name = "FILE|URL")]
+    pub database: Option<String>,
 }
 
 /// `smarty export`.

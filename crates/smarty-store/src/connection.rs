@@ -1,0 +1,98 @@
+//! The connections of a store, whichever its backend: the writer's ([`WriteConnection`]) and
+//! the readers' ([`ReadConn`]), each running the statements of [`Db`] in a transaction or on
+//! the connection.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rusqlite::TransactionBehavior;
+
+use crate::db::{Db, DbResult};
+use crate::lock::WriterLock;
+use crate::postgres::{Partitions, PgClient, PgDb};
+use crate::sqlite::SqliteDb;
+
+/// The writer's connection.
+pub(crate) enum WriteConnection {
+    /// An SQLite file, with the writer's lock held as long as the writer lives.
+    Sqlite {
+        /// The connection.
+        conn: rusqlite::Connection,
+        /// The lock.
+        _lock: Arc<WriterLock>,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// The connection.
+        client: PgClient,
+        /// The partitions of `reading` known to exist.
+        partitions: Partitions,
+    },
+}
+
+impl WriteConnection {
+    /// Runs `f` in one transaction, committed when it succeeds and rolled back otherwise.
+    pub(crate) fn transaction<T: Send>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Db) -> DbResult<T> + Send,
+    ) -> DbResult<T> {
+        match self {
+            WriteConnection::Sqlite { conn, .. } => {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&mut SqliteDb(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            WriteConnection::Postgres { client, .. } => client.run(|client| {
+                let mut tx = client.transaction()?;
+                let out = f(&mut PgDb(&mut tx))?;
+                tx.commit()?;
+                Ok(out)
+            }),
+        }
+    }
+
+    /// Makes sure the readings of these times have somewhere to go (PostgreSQL's daily
+    /// partitions, each created in a short transaction of its own); nothing for SQLite.
+    pub(crate) fn prepare_for(&mut self, times: &BTreeSet<i64>) -> DbResult<()> {
+        match self {
+            WriteConnection::Sqlite { .. } => Ok(()),
+            WriteConnection::Postgres { client, partitions } => {
+                partitions.ensure(client, times.iter().copied())
+            }
+        }
+    }
+
+    /// Removes raw readings before `cutoff` (a period start): whole partitions where it
+    /// can (PostgreSQL), in one transaction otherwise. Returns the readings removed.
+    pub(crate) fn prune_raw(&mut self, cutoff: i64) -> DbResult<u64> {
+        match self {
+            WriteConnection::Sqlite { .. } => self.transaction(|db| db.prune_raw(cutoff)),
+            WriteConnection::Postgres { client, partitions } => {
+                partitions.drop_before(client, cutoff)
+            }
+        }
+    }
+}
+
+/// A reader's connection.
+pub(crate) enum ReadConn {
+    /// A read-only SQLite connection.
+    Sqlite(rusqlite::Connection),
+    /// A PostgreSQL connection (its statements need it mutably).
+    Postgres(RefCell<PgClient>),
+}
+
+impl ReadConn {
+    /// Runs statements on the connection.
+    pub(crate) fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> DbResult<T> + Send,
+    ) -> DbResult<T> {
+        match self {
+            ReadConn::Sqlite(conn) => f(&mut SqliteDb(conn)),
+            ReadConn::Postgres(client) => client.borrow_mut().run(|client| f(&mut PgDb(client))),
+        }
+    }
+}
