@@ -44,12 +44,17 @@ impl WriteConnection {
                 tx.commit()?;
                 Ok(out)
             }
-            WriteConnection::Postgres { client, .. } => client.run(|client| {
-                let mut tx = client.transaction()?;
-                let out = f(&mut PgDb(&mut tx))?;
-                tx.commit()?;
-                Ok(out)
-            }),
+            WriteConnection::Postgres { client, .. } => {
+                client.run_prepared(|client, statements| {
+                    let mut tx = client.transaction()?;
+                    let out = f(&mut PgDb {
+                        client: &mut tx,
+                        statements,
+                    })?;
+                    tx.commit()?;
+                    Ok(out)
+                })
+            }
         }
     }
 
@@ -92,7 +97,9 @@ impl ReadConn {
     ) -> DbResult<T> {
         match self {
             ReadConn::Sqlite(conn) => f(&mut SqliteDb(conn)),
-            ReadConn::Postgres(client) => client.borrow_mut().run(|client| f(&mut PgDb(client))),
+            ReadConn::Postgres(client) => client
+                .borrow_mut()
+                .run_prepared(|client, statements| f(&mut PgDb { client, statements })),
         }
     }
 }

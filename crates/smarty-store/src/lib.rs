@@ -38,6 +38,8 @@ pub mod queue;
 pub mod reading;
 pub mod schema;
 mod sqlite;
+#[cfg(any(test, feature = "test_postgres"))]
+pub mod test_postgres;
 pub mod writer;
 
 use std::cell::RefCell;

@@ -6,10 +6,11 @@
 //! scoped thread of its own when the calling thread is inside a runtime, and in place
 //! otherwise (the store's writer thread, blocking tasks).
 
+use super::db::Statements;
 use crate::StoreError;
 
 /// A connection to PostgreSQL (see the module documentation).
-pub(crate) struct PgClient(Option<postgres::Client>);
+pub(crate) struct PgClient(Option<postgres::Client>, Statements);
 
 /// Runs `f` where a runtime may be started: here, or on a scoped thread when this thread
 /// is inside a Tokio runtime.
@@ -28,7 +29,7 @@ impl PgClient {
     pub(crate) fn connect(
         connect: impl FnOnce() -> Result<postgres::Client, postgres::Error> + Send,
     ) -> Result<PgClient, postgres::Error> {
-        off_runtime(connect).map(|client| PgClient(Some(client)))
+        off_runtime(connect).map(|client| PgClient(Some(client), Statements::default()))
     }
 
     /// Runs `f` on the client.
@@ -36,8 +37,17 @@ impl PgClient {
         &mut self,
         f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
+        self.run_prepared(|client, _| f(client))
+    }
+
+    /// Runs `f` on the client with its prepared statements.
+    pub(crate) fn run_prepared<T: Send>(
+        &mut self,
+        f: impl FnOnce(&mut postgres::Client, &mut Statements) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
         let client = self.0.as_mut().expect("a client is there until dropped");
-        off_runtime(move || f(client))
+        let statements = &mut self.1;
+        off_runtime(move || f(client, statements))
     }
 }
 

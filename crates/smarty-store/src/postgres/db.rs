@@ -1,12 +1,12 @@
 //! The PostgreSQL backend's statements ([`Db`] over a client or a transaction).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use postgres::GenericClient;
 use postgres::types::ToSql;
+use postgres::{GenericClient, Statement};
 
 use crate::StoreError;
 use crate::aggregate::{Agg, select_list, sql_columns};
@@ -16,8 +16,54 @@ use crate::query::{MbusChannel, StoredMeter};
 use crate::reading::{Aggregation, COLUMNS, NCOL};
 use smarty_model::period::Interval;
 
-/// The statements of [`Db`] on a PostgreSQL client or transaction.
-pub(crate) struct PgDb<'c, C: GenericClient>(pub(crate) &'c mut C);
+/// The statements of [`Db`] on a PostgreSQL client or transaction, prepared once per
+/// connection ([`Statements`]).
+pub(crate) struct PgDb<'c, C: GenericClient> {
+    /// Where the statements run.
+    pub(crate) client: &'c mut C,
+    /// The connection's prepared statements.
+    pub(crate) statements: &'c mut Statements,
+}
+
+/// The prepared statements of one connection, by their SQL.
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<String, Statement>);
+
+impl<C: GenericClient> PgDb<'_, C> {
+    /// The prepared statement of `sql` (prepared on first use).
+    fn statement(&mut self, sql: &str) -> DbResult<Statement> {
+        if let Some(statement) = self.statements.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<Vec<postgres::Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query(&statement, params)?)
+    }
+
+    fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<postgres::Row> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_one(&statement, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> DbResult<Option<postgres::Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_opt(&statement, params)?)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, params)?)
+    }
+}
 
 /// Unix seconds as a `timestamptz`.
 fn ts(seconds: i64) -> Timestamp {
@@ -171,7 +217,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         name: &str,
         sent_id: Option<&str>,
     ) -> DbResult<(i64, Option<String>)> {
-        let row = self.0.query_one(
+        let row = self.query_one(
             "INSERT INTO meter (name, meter_id) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET meter_id = coalesce(excluded.meter_id, meter.meter_id)
              RETURNING id, meter_id",
@@ -182,13 +228,12 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn meter_by_name(&mut self, name: &str) -> DbResult<Option<i64>> {
         Ok(self
-            .0
             .query_opt("SELECT id FROM meter WHERE name = $1", &[&name])?
             .map(|row| i64::from(row.get::<_, i32>(0))))
     }
 
     fn meters(&mut self) -> DbResult<Vec<(i64, StoredMeter)>> {
-        let rows = self.0.query(
+        let rows = self.query(
             "SELECT id, name, meter_id,
                (SELECT first_ts FROM agg_15m WHERE meter = m.id ORDER BY start LIMIT 1),
                (SELECT last_ts FROM agg_15m WHERE meter = m.id ORDER BY start DESC LIMIT 1)
@@ -214,7 +259,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn lock_meter(&mut self, meter: i64) -> DbResult<()> {
         // Two keys: a constant ("smarty-m") and the meter.
-        self.0.execute(
+        self.execute(
             "SELECT pg_advisory_xact_lock(1936548449, $1::int4)",
             &[&meter_key(meter)?],
         )?;
@@ -223,7 +268,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn raw_rows(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Row>> {
         Ok(self
-            .0
             .query(
                 SELECT_READINGS.as_str(),
                 &[&meter_key(meter)?, &bound(from), &bound(to)],
@@ -248,7 +292,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key, &times];
         parameters.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
         let inserted: BTreeSet<i64> = self
-            .0
             .query(INSERT_READINGS.as_str(), &parameters)?
             .iter()
             .map(|row| secs(row.get(0)))
@@ -266,7 +309,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn raw_count(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
         Ok(self
-            .0
             .query_one(
                 "SELECT count(*) FROM reading WHERE meter = $1 AND time >= $2 AND time < $3",
                 &[&meter_key(meter)?, &bound(from), &bound(to)],
@@ -283,7 +325,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     ) -> DbResult<Vec<(i64, i64)>> {
         let name = COLUMNS[c].name;
         Ok(self
-            .0
             .query(
                 &format!(
                     "SELECT time, {name} FROM reading WHERE meter = $1 AND time >= $2 AND time < $3
@@ -306,7 +347,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         // The same hour as SQLite looks in: the block holding `before` and the twelve before.
         let since = block_start(before) - 12 * BLOCK_S;
         Ok(self
-            .0
             .query_opt(
                 &format!(
                     "SELECT time, {name} FROM reading WHERE meter = $1 AND time >= $2 AND time < $3
@@ -318,14 +358,11 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn prune_raw(&mut self, cutoff: i64) -> DbResult<u64> {
-        Ok(self
-            .0
-            .execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])?)
+        Ok(self.execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])?)
     }
 
     fn agg_exists(&mut self, meter: i64, start: i64) -> DbResult<bool> {
         Ok(self
-            .0
             .query_opt(
                 "SELECT 1 FROM agg_15m WHERE meter = $1 AND start = $2",
                 &[&meter_key(meter)?, &ts(start)],
@@ -336,7 +373,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     fn write_15m(&mut self, meter: i64, agg: &Agg) -> DbResult<()> {
         let mut values: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(meter_key(meter)?)];
         values.extend(agg_params(agg));
-        self.0.execute(UPSERT_15M.as_str(), &params(&values))?;
+        self.execute(UPSERT_15M.as_str(), &params(&values))?;
         Ok(())
     }
 
@@ -348,12 +385,12 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
             Box::new(periods),
         ];
         values.extend(agg_params(agg));
-        self.0.execute(UPSERT_DAY.as_str(), &params(&values))?;
+        self.execute(UPSERT_DAY.as_str(), &params(&values))?;
         Ok(())
     }
 
     fn delete_day(&mut self, meter: i64, start: i64) -> DbResult<()> {
-        self.0.execute(
+        self.execute(
             "DELETE FROM agg_day WHERE meter = $1 AND start = $2",
             &[&meter_key(meter)?, &ts(start)],
         )?;
@@ -361,9 +398,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn read_aggs(&mut self, table: AggTable, meter: i64, from: i64, to: i64) -> DbResult<Vec<Agg>> {
-        Ok(self
-            .0
-            .query(
+        Ok(self.query(
                 &format!(
                     "SELECT {} FROM {} WHERE meter = $1 AND start >= $2 AND start < $3 ORDER BY start",
                     select_list(),
@@ -377,9 +412,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn last_15m_before(&mut self, meter: i64, before: i64) -> DbResult<Option<Agg>> {
-        Ok(self
-            .0
-            .query_opt(
+        Ok(self.query_opt(
                 &format!(
                     "SELECT {} FROM agg_15m WHERE meter = $1 AND start < $2 ORDER BY start DESC LIMIT 1",
                     select_list()
@@ -392,9 +425,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn page_15m(&mut self, meter: i64, from: i64, limit: usize) -> DbResult<Vec<Agg>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(self
-            .0
-            .query(
+        Ok(self.query(
                 &format!(
                     "SELECT {} FROM agg_15m WHERE meter = $1 AND start >= $2 ORDER BY start LIMIT $3",
                     select_list()
@@ -408,7 +439,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn count_15m(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
         Ok(self
-            .0
             .query_one(
                 "SELECT count(*) FROM agg_15m WHERE meter = $1 AND start >= $2 AND start < $3",
                 &[&meter_key(meter)?, &bound(from), &bound(to)],
@@ -432,7 +462,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
             }
         };
         Ok(self
-            .0
             .query(
                 &format!(
                     "SELECT start, {fields} FROM {} WHERE meter = $1 AND start >= $2 AND start < $3
@@ -459,7 +488,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn intervals(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Interval>> {
         Ok(self
-            .0
             .query(
                 "SELECT start, energy_import_wh, energy_export_wh FROM agg_15m
                  WHERE meter = $1 AND start >= $2 AND start < $3 ORDER BY start",
@@ -476,7 +504,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn mbus_channels(&mut self, meter: i64) -> DbResult<Vec<MbusChannel>> {
         Ok(self
-            .0
             .query(
                 "SELECT channel, medium, unit FROM mbus_channel WHERE meter = $1 ORDER BY channel",
                 &[&meter_key(meter)?],
@@ -497,7 +524,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         medium: &str,
         unit: &str,
     ) -> DbResult<()> {
-        self.0.execute(
+        self.execute(
             "INSERT INTO mbus_channel (meter, channel, medium, unit) VALUES ($1, $2, $3, $4)
              ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
              WHERE mbus_channel.medium <> excluded.medium OR mbus_channel.unit <> excluded.unit",
@@ -507,7 +534,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn mbus_insert(&mut self, meter: i64, channel: u8, at: i64, value_milli: i64) -> DbResult<u64> {
-        Ok(self.0.execute(
+        Ok(self.execute(
             "INSERT INTO mbus_reading (meter, channel, time, value_milli) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
             &[
@@ -526,7 +553,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         before: i64,
     ) -> DbResult<Option<(i64, i64)>> {
         Ok(self
-            .0
             .query_opt(
                 "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
                  AND time < $3 ORDER BY time DESC LIMIT 1",
@@ -542,7 +568,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         at: i64,
     ) -> DbResult<Option<(i64, i64)>> {
         Ok(self
-            .0
             .query_opt(
                 "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
                  AND time >= $3 ORDER BY time LIMIT 1",
@@ -559,7 +584,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         to: i64,
     ) -> DbResult<Vec<(i64, i64)>> {
         Ok(self
-            .0
             .query(
                 "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
                  AND time >= $3 AND time < $4 ORDER BY time",
@@ -585,7 +609,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     ) -> DbResult<Option<i64>> {
         let order = if last { "DESC" } else { "ASC" };
         Ok(self
-            .0
             .query_opt(
                 &format!(
                     "SELECT time FROM mbus_reading WHERE meter = $1 AND channel = $2
@@ -603,7 +626,6 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 
     fn mbus_count(&mut self, meter: i64, channel: u8, from: i64, to: i64) -> DbResult<i64> {
         Ok(self
-            .0
             .query_one(
                 "SELECT count(*) FROM mbus_reading WHERE meter = $1 AND channel = $2
                  AND time >= $3 AND time < $4",
