@@ -9,6 +9,8 @@
 //! For each instantaneous value a period keeps sum, count, min and max, so that averages of
 //! longer periods are exact weighted averages (docs/storage.md).
 
+use std::collections::BTreeMap;
+
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
@@ -158,28 +160,59 @@ pub fn select_list() -> String {
     format!("start, n, first_ts, last_ts, {}", sql_columns().join(", "))
 }
 
-/// Sets the energies (and the carried `last` values) of the 15-minute periods of `meter`
-/// from `from` on: each period's energy is its `last` register minus the `last` of the period
-/// before it (or minus its own `first` when there is none). Walks forward until it is past
-/// `until` and a period needed no change. Returns the starts of the periods it changed.
+/// Writes the 15-minute aggregates `pending` (new or recomputed from raw readings, energies
+/// not yet set) with their energies, and corrects the stored periods after them: each
+/// period's energy is its `last` register minus the `last` of the period before it (or minus
+/// its own `first` when there is none). Walks forward from the first pending period until it
+/// is past the last one and a stored period needed no change. Returns the starts of the
+/// periods written, pending ones included.
 ///
 /// # Errors
 /// Database errors.
-pub(crate) fn settle(db: &mut dyn Db, meter: i64, from: i64, until: i64) -> DbResult<Vec<i64>> {
+pub(crate) fn settle(
+    db: &mut dyn Db,
+    meter: i64,
+    mut pending: BTreeMap<i64, Agg>,
+) -> DbResult<Vec<i64>> {
+    let (Some(&from), Some(&until)) = (pending.keys().next(), pending.keys().next_back()) else {
+        return Ok(Vec::new());
+    };
     let mut baseline: [Option<i64>; NCOL] = db
         .last_15m_before(meter, from)?
         .map_or([None; NCOL], |agg| agg.last);
     let energy_columns: Vec<usize> = (0..NCOL)
         .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
         .collect();
-    let mut changed = Vec::new();
+    let mut writes: Vec<Agg> = Vec::new();
     let mut next = from;
-    'pages: loop {
-        let page = db.page_15m(meter, next, 64)?;
-        if page.is_empty() {
+    let mut stored_done = false;
+    loop {
+        // The stored periods from `next` on, one page at a time, merged with the pending
+        // ones (which replace stored periods of the same start).
+        let page = if stored_done {
+            Vec::new()
+        } else {
+            db.page_15m(meter, next, PAGE)?
+        };
+        stored_done = page.len() < PAGE;
+        let page_end = if stored_done {
+            i64::MAX
+        } else {
+            page.last().map_or(i64::MAX, |a| a.start + 1)
+        };
+        let mut merged: BTreeMap<i64, (Agg, bool)> = page
+            .into_iter()
+            .map(|agg| (agg.start, (agg, false)))
+            .collect();
+        let later = pending.split_off(&page_end);
+        for (start, agg) in std::mem::replace(&mut pending, later) {
+            merged.insert(start, (agg, true));
+        }
+        if merged.is_empty() {
             break;
         }
-        for mut agg in page {
+        let mut finished = false;
+        for (_, (mut agg, is_pending)) in merged {
             next = agg.start + 1;
             let before = agg.clone();
             for &c in &energy_columns {
@@ -198,16 +231,23 @@ pub(crate) fn settle(db: &mut dyn Db, meter: i64, from: i64, until: i64) -> DbRe
                 }
                 baseline[c] = agg.last[c];
             }
-            if agg != before {
-                db.write_15m(meter, &agg)?;
-                changed.push(agg.start);
-            } else if agg.start > until {
-                break 'pages;
+            if is_pending || agg != before {
+                writes.push(agg);
+            } else if agg.start > until && pending.is_empty() {
+                finished = true;
+                break;
             }
         }
+        if finished || (stored_done && pending.is_empty()) {
+            break;
+        }
     }
-    Ok(changed)
+    db.write_15m(meter, &writes)?;
+    Ok(writes.iter().map(|a| a.start).collect())
 }
+
+/// Stored 15-minute aggregates read at a time by [`settle`].
+const PAGE: usize = 64;
 
 /// Recomputes the day aggregate of `day` from its 15-minute periods (removes it when it has
 /// none).

@@ -80,16 +80,14 @@ pub(crate) trait Db {
 
     /// The raw readings of `meter` with time in `[from, to)`, sorted by time.
     fn raw_rows(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Row>>;
-    /// Adds `new` (sorted by time, all in the 15-minute period starting at `period`) to the
-    /// period whose stored readings are `before`; readings at a time already stored are
-    /// left out. Returns how many were added and the period's readings after, sorted.
+    /// Adds readings to 15-minute periods: for each `(period start, stored readings, new
+    /// readings)`, both sorted by time, the new readings at a time not stored yet. Returns,
+    /// for each, how many were added and the period's readings after, sorted.
     fn add_rows(
         &mut self,
         meter: i64,
-        period: i64,
-        before: &[Row],
-        new: &[Row],
-    ) -> DbResult<(usize, Vec<Row>)>;
+        periods: &[(i64, &[Row], &[Row])],
+    ) -> DbResult<Vec<(usize, Vec<Row>)>>;
     /// At least the number of raw readings of `meter` with time in `[from, to)` (SQLite counts
     /// whole 5-minute blocks).
     fn raw_count(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64>;
@@ -110,10 +108,10 @@ pub(crate) trait Db {
 
     // Aggregates.
 
-    /// Whether `meter` has a 15-minute aggregate starting at `start`.
-    fn agg_exists(&mut self, meter: i64, start: i64) -> DbResult<bool>;
-    /// Writes (inserts or replaces) a 15-minute aggregate.
-    fn write_15m(&mut self, meter: i64, agg: &Agg) -> DbResult<()>;
+    /// The starts of the 15-minute aggregates of `meter` in `[from, to)`.
+    fn agg_starts(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<i64>>;
+    /// Writes (inserts or replaces) 15-minute aggregates.
+    fn write_15m(&mut self, meter: i64, aggs: &[Agg]) -> DbResult<()>;
     /// Writes (inserts or replaces) the aggregate of local day `day` made of `periods`
     /// 15-minute periods.
     fn write_day(&mut self, meter: i64, day: Date, periods: usize, agg: &Agg) -> DbResult<()>;

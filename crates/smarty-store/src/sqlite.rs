@@ -182,16 +182,18 @@ impl Db for SqliteDb<'_> {
     fn add_rows(
         &mut self,
         meter: i64,
-        period: i64,
-        before: &[Row],
-        new: &[Row],
-    ) -> DbResult<(usize, Vec<Row>)> {
-        let mut rows = before.to_vec();
-        let added = block::merge(&mut rows, new);
-        if added > 0 {
-            self.write_blocks(meter, period, before, &rows)?;
+        periods: &[(i64, &[Row], &[Row])],
+    ) -> DbResult<Vec<(usize, Vec<Row>)>> {
+        let mut out = Vec::with_capacity(periods.len());
+        for &(period, before, new) in periods {
+            let mut rows = before.to_vec();
+            let added = block::merge(&mut rows, new);
+            if added > 0 {
+                self.write_blocks(meter, period, before, &rows)?;
+            }
+            out.push((added, rows));
         }
-        Ok((added, rows))
+        Ok(out)
     }
 
     fn raw_count(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
@@ -266,24 +268,26 @@ impl Db for SqliteDb<'_> {
         Ok(u64::try_from(readings).unwrap_or(0))
     }
 
-    fn agg_exists(&mut self, meter: i64, start: i64) -> DbResult<bool> {
-        Ok(self
-            .0
-            .prepare_cached("SELECT 1 FROM agg_15m WHERE meter = ?1 AND start = ?2")?
-            .exists((meter, start))?)
+    fn agg_starts(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<i64>> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT start FROM agg_15m WHERE meter = ?1 AND start >= ?2 AND start < ?3",
+        )?;
+        let rows = statement.query_map((meter, from, to), |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn write_15m(&mut self, meter: i64, agg: &Agg) -> DbResult<()> {
+    fn write_15m(&mut self, meter: i64, aggs: &[Agg]) -> DbResult<()> {
         let sql = format!(
             "INSERT OR REPLACE INTO agg_15m (meter, {}) VALUES (?{})",
             select_list(),
             ", ?".repeat(sql_columns().len() + 4)
         );
-        let mut params = vec![Value::Integer(meter)];
-        params.extend(agg_values(agg));
-        self.0
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(params))?;
+        let mut statement = self.0.prepare_cached(&sql)?;
+        for agg in aggs {
+            let mut params = vec![Value::Integer(meter)];
+            params.extend(agg_values(agg));
+            statement.execute(params_from_iter(params))?;
+        }
         Ok(())
     }
 

@@ -166,7 +166,7 @@ impl Writer {
                 .meter_by_name(meter)?
                 .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))?;
             let first = interval_start(from);
-            let mut periods = BTreeSet::new();
+            let mut pending = BTreeMap::new();
             let rows = db.raw_rows(id, first, to)?;
             let mut start = 0;
             while start < rows.len() {
@@ -175,20 +175,18 @@ impl Writer {
                     .iter()
                     .position(|r| interval_start(r.ts) != period)
                     .map_or(rows.len(), |n| start + n);
-                db.write_15m(id, &Agg::of_rows(period, &rows[start..end]))?;
-                periods.insert(period);
+                pending.insert(period, Agg::of_rows(period, &rows[start..end]));
                 start = end;
             }
-            if let (Some(&start), Some(&end)) = (periods.first(), periods.last()) {
-                let changed = aggregate::settle(db, id, start, end)?;
-                let days: BTreeSet<jiff::civil::Date> = periods
-                    .iter()
-                    .chain(&changed)
-                    .map(|&p| smarty_model::time::day_of(p, zone))
-                    .collect();
-                for day in days {
-                    aggregate::rebuild_day(db, id, day, zone)?;
-                }
+            let periods: Vec<i64> = pending.keys().copied().collect();
+            let written = aggregate::settle(db, id, pending)?;
+            let days: BTreeSet<jiff::civil::Date> = periods
+                .iter()
+                .chain(&written)
+                .map(|&p| smarty_model::time::day_of(p, zone))
+                .collect();
+            for day in days {
+                aggregate::rebuild_day(db, id, day, zone)?;
             }
             Ok(())
         })
@@ -212,11 +210,12 @@ fn write_batch(
         }
     }
     // Readings by meter and period, sorted by time.
-    let mut groups: BTreeMap<(i64, i64), Vec<Row>> = BTreeMap::new();
+    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
     for reading in readings {
-        let id = ids[&reading.meter];
         groups
-            .entry((id, interval_start(reading.ts)))
+            .entry(ids[&reading.meter])
+            .or_default()
+            .entry(interval_start(reading.ts))
             .or_default()
             .push(Row {
                 ts: reading.ts,
@@ -225,40 +224,39 @@ fn write_batch(
     }
     let mut added = 0u64;
     let mut duplicates = 0u64;
-    let mut touched: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-    let mut locked = BTreeSet::new();
-    for ((meter, period), mut new) in groups {
-        new.sort_by_key(|r| r.ts);
-        if locked.insert(meter) {
-            db.lock_meter(meter)?;
+    for (meter, mut periods) in groups {
+        db.lock_meter(meter)?;
+        for rows in periods.values_mut() {
+            rows.sort_by_key(|r| r.ts);
         }
-        let before = db.raw_rows(meter, period, period + INTERVAL_S)?;
-        if before.is_empty() && db.agg_exists(meter, period)? {
-            // Raw readings pruned, the aggregate stays as it is.
-            duplicates += new.len() as u64;
-            continue;
+        let (stored, aggregated) = stored_periods(db, meter, &periods)?;
+        let mut batch: Vec<(i64, &[Row], &[Row])> = Vec::new();
+        for (period, new) in &periods {
+            let before = stored.get(period).map_or(&[][..], Vec::as_slice);
+            if before.is_empty() && aggregated.contains(period) {
+                // Raw readings pruned, the aggregate stays as it is.
+                duplicates += new.len() as u64;
+                continue;
+            }
+            batch.push((*period, before, new));
         }
-        let (n, rows) = db.add_rows(meter, period, &before, &new)?;
-        added += n as u64;
-        duplicates += (new.len() - n) as u64;
-        if n == 0 {
-            continue;
+        let mut pending = BTreeMap::new();
+        for ((period, _, new), (n, rows)) in batch.iter().zip(db.add_rows(meter, &batch)?) {
+            added += n as u64;
+            duplicates += (new.len() - n) as u64;
+            if n > 0 {
+                pending.insert(*period, Agg::of_rows(*period, &rows));
+            }
         }
-        db.write_15m(meter, &Agg::of_rows(period, &rows))?;
-        touched.entry(meter).or_default().insert(period);
-    }
-    for (meter, periods) in &touched {
-        let (Some(&first), Some(&last)) = (periods.first(), periods.last()) else {
-            continue;
-        };
-        let changed = aggregate::settle(db, *meter, first, last)?;
-        let days: BTreeSet<jiff::civil::Date> = periods
+        let touched: Vec<i64> = pending.keys().copied().collect();
+        let written = aggregate::settle(db, meter, pending)?;
+        let days: BTreeSet<jiff::civil::Date> = touched
             .iter()
-            .chain(&changed)
+            .chain(&written)
             .map(|&p| smarty_model::time::day_of(p, zone))
             .collect();
         for day in days {
-            aggregate::rebuild_day(db, *meter, day, zone)?;
+            aggregate::rebuild_day(db, meter, day, zone)?;
         }
     }
     let mut mbus_added = 0u64;
@@ -278,6 +276,35 @@ fn write_batch(
         )?;
     }
     Ok((added, duplicates, mbus_added))
+}
+
+/// The stored readings of the periods of `periods` (by period), and which of those periods
+/// have an aggregate: in one look-up over their span when they lie close together (a batch of
+/// the service, an import), else period by period.
+#[allow(clippy::type_complexity)] // two plain maps, named by the documentation
+fn stored_periods(
+    db: &mut dyn Db,
+    meter: i64,
+    periods: &BTreeMap<i64, Vec<Row>>,
+) -> DbResult<(BTreeMap<i64, Vec<Row>>, BTreeSet<i64>)> {
+    let (Some(&first), Some(&last)) = (periods.keys().next(), periods.keys().next_back()) else {
+        return Ok(Default::default());
+    };
+    let mut stored: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+    let mut aggregated = BTreeSet::new();
+    let span_periods = (last - first) / INTERVAL_S + 1;
+    let ranges: Vec<(i64, i64)> = if span_periods <= 4 * periods.len() as i64 {
+        vec![(first, last + INTERVAL_S)]
+    } else {
+        periods.keys().map(|&p| (p, p + INTERVAL_S)).collect()
+    };
+    for (from, to) in ranges {
+        for row in db.raw_rows(meter, from, to)? {
+            stored.entry(interval_start(row.ts)).or_default().push(row);
+        }
+        aggregated.extend(db.agg_starts(meter, from, to)?);
+    }
+    Ok((stored, aggregated))
 }
 
 /// The id of a meter, created on first use; its meter id is updated when it changes.

@@ -117,7 +117,66 @@ fn upsert_sql(table: AggTable) -> String {
     )
 }
 
-static UPSERT_15M: LazyLock<String> = LazyLock::new(|| upsert_sql(AggTable::Min15));
+/// `INSERT INTO agg_15m … SELECT … FROM unnest(…) ON CONFLICT DO UPDATE`: any number of
+/// aggregates in one statement, arrays in [`select_list`] order ([`agg_arrays`]).
+static UPSERT_15M: LazyLock<String> = LazyLock::new(|| {
+    let columns = sql_columns();
+    let mut types = vec!["timestamptz[]", "int8[]", "timestamptz[]", "timestamptz[]"];
+    types.extend(std::iter::repeat_n("int8[]", columns.len()));
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 2))
+        .collect();
+    let updates: Vec<String> = ["n", "first_ts", "last_ts"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(columns.iter().cloned())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO agg_15m (meter, {}) SELECT $1, * FROM unnest({})
+         ON CONFLICT (meter, start) DO UPDATE SET {}",
+        select_list(),
+        arrays.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// Readings or aggregates written per statement.
+const INSERT_CHUNK: usize = 5_000;
+
+/// The aggregates as one array per column of [`select_list`].
+fn agg_arrays(aggs: &[Agg]) -> Vec<Box<dyn ToSql + Sync>> {
+    let times = |f: fn(&Agg) -> i64| -> Box<dyn ToSql + Sync> {
+        Box::new(aggs.iter().map(|a| ts(f(a))).collect::<Vec<Timestamp>>())
+    };
+    let ints = |f: &dyn Fn(&Agg) -> Option<i64>| -> Box<dyn ToSql + Sync> {
+        Box::new(aggs.iter().map(f).collect::<Vec<Option<i64>>>())
+    };
+    let mut out = vec![
+        times(|a| a.start),
+        ints(&|a| Some(a.n)),
+        times(|a| a.first_ts),
+        times(|a| a.last_ts),
+    ];
+    for (c, column) in COLUMNS.iter().enumerate() {
+        match column.aggregation {
+            Aggregation::Energy => {
+                out.push(ints(&|a| a.energy[c]));
+                out.push(ints(&|a| a.first[c]));
+                out.push(ints(&|a| a.last[c]));
+            }
+            Aggregation::Instant => {
+                out.push(ints(&|a| a.sum[c]));
+                out.push(ints(&|a| Some(a.count[c])));
+                out.push(ints(&|a| a.min[c]));
+                out.push(ints(&|a| a.max[c]));
+            }
+        }
+    }
+    out
+}
 static UPSERT_DAY: LazyLock<String> = LazyLock::new(|| upsert_sql(AggTable::Day));
 
 /// `INSERT INTO reading … SELECT … FROM unnest(…) ON CONFLICT DO NOTHING RETURNING time`.
@@ -280,31 +339,43 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     fn add_rows(
         &mut self,
         meter: i64,
-        _period: i64,
-        before: &[Row],
-        new: &[Row],
-    ) -> DbResult<(usize, Vec<Row>)> {
-        let times: Vec<Timestamp> = new.iter().map(|r| ts(r.ts)).collect();
-        let columns: Vec<Vec<Option<i64>>> = (0..NCOL)
-            .map(|c| new.iter().map(|r| r.values[c]).collect())
-            .collect();
+        periods: &[(i64, &[Row], &[Row])],
+    ) -> DbResult<Vec<(usize, Vec<Row>)>> {
         let key = meter_key(meter)?;
-        let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key, &times];
-        parameters.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
-        let inserted: BTreeSet<i64> = self
-            .query(INSERT_READINGS.as_str(), &parameters)?
+        let new: Vec<Row> = periods
             .iter()
-            .map(|row| secs(row.get(0)))
+            .flat_map(|(_, _, new)| new.iter().copied())
             .collect();
-        let mut rows = before.to_vec();
-        let mut seen = BTreeSet::new();
-        rows.extend(
-            new.iter()
-                .filter(|r| inserted.contains(&r.ts) && seen.insert(r.ts))
-                .copied(),
-        );
-        rows.sort_by_key(|r| r.ts);
-        Ok((inserted.len(), rows))
+        let mut inserted = BTreeSet::new();
+        for chunk in new.chunks(INSERT_CHUNK) {
+            let times: Vec<Timestamp> = chunk.iter().map(|r| ts(r.ts)).collect();
+            let columns: Vec<Vec<Option<i64>>> = (0..NCOL)
+                .map(|c| chunk.iter().map(|r| r.values[c]).collect())
+                .collect();
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key, &times];
+            parameters.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+            inserted.extend(
+                self.query(INSERT_READINGS.as_str(), &parameters)?
+                    .iter()
+                    .map(|row| secs(row.get(0))),
+            );
+        }
+        Ok(periods
+            .iter()
+            .map(|(_, before, new)| {
+                let mut rows = before.to_vec();
+                let mut added = 0;
+                for row in new.iter() {
+                    // A time given twice in the batch is inserted once.
+                    if inserted.remove(&row.ts) {
+                        rows.push(*row);
+                        added += 1;
+                    }
+                }
+                rows.sort_by_key(|r| r.ts);
+                (added, rows)
+            })
+            .collect())
     }
 
     fn raw_count(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
@@ -361,19 +432,25 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         Ok(self.execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])?)
     }
 
-    fn agg_exists(&mut self, meter: i64, start: i64) -> DbResult<bool> {
+    fn agg_starts(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<i64>> {
         Ok(self
-            .query_opt(
-                "SELECT 1 FROM agg_15m WHERE meter = $1 AND start = $2",
-                &[&meter_key(meter)?, &ts(start)],
+            .query(
+                "SELECT start FROM agg_15m WHERE meter = $1 AND start >= $2 AND start < $3",
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
             )?
-            .is_some())
+            .iter()
+            .map(|row| secs(row.get(0)))
+            .collect())
     }
 
-    fn write_15m(&mut self, meter: i64, agg: &Agg) -> DbResult<()> {
-        let mut values: Vec<Box<dyn ToSql + Sync>> = vec![Box::new(meter_key(meter)?)];
-        values.extend(agg_params(agg));
-        self.execute(UPSERT_15M.as_str(), &params(&values))?;
+    fn write_15m(&mut self, meter: i64, aggs: &[Agg]) -> DbResult<()> {
+        let key = meter_key(meter)?;
+        for chunk in aggs.chunks(INSERT_CHUNK) {
+            let arrays = agg_arrays(chunk);
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key];
+            parameters.extend(arrays.iter().map(|a| a.as_ref()));
+            self.execute(UPSERT_15M.as_str(), &parameters)?;
+        }
         Ok(())
     }
 
