@@ -10,7 +10,7 @@ use rusqlite::TransactionBehavior;
 
 use crate::db::{Db, DbResult};
 use crate::lock::WriterLock;
-use crate::postgres::{Partitions, PgClient, PgDb};
+use crate::postgres::{Partitions, PgClient, PgDb, PostgresConfig};
 use crate::sqlite::SqliteDb;
 
 /// The writer's connection.
@@ -24,8 +24,10 @@ pub(crate) enum WriteConnection {
     },
     /// A PostgreSQL database.
     Postgres {
-        /// The connection.
-        client: PgClient,
+        /// The server, to connect again after the connection was lost.
+        server: PostgresConfig,
+        /// The connection; `None` after it was lost (connected again on next use).
+        client: Option<PgClient>,
         /// The partitions of `reading` known to exist.
         partitions: Partitions,
     },
@@ -44,8 +46,8 @@ impl WriteConnection {
                 tx.commit()?;
                 Ok(out)
             }
-            WriteConnection::Postgres { client, .. } => {
-                client.run_prepared(|client, statements| {
+            WriteConnection::Postgres { server, client, .. } => {
+                let result = connected(server, client)?.run_prepared(|client, statements| {
                     let mut tx = client.transaction()?;
                     let out = f(&mut PgDb {
                         client: &mut tx,
@@ -53,7 +55,9 @@ impl WriteConnection {
                     })?;
                     tx.commit()?;
                     Ok(out)
-                })
+                });
+                forget_if_lost(client);
+                result
             }
         }
     }
@@ -63,8 +67,14 @@ impl WriteConnection {
     pub(crate) fn prepare_for(&mut self, times: &BTreeSet<i64>) -> DbResult<()> {
         match self {
             WriteConnection::Sqlite { .. } => Ok(()),
-            WriteConnection::Postgres { client, partitions } => {
-                partitions.ensure(client, times.iter().copied())
+            WriteConnection::Postgres {
+                server,
+                client,
+                partitions,
+            } => {
+                let result = partitions.ensure(connected(server, client)?, times.iter().copied());
+                forget_if_lost(client);
+                result
             }
         }
     }
@@ -74,10 +84,42 @@ impl WriteConnection {
     pub(crate) fn prune_raw(&mut self, cutoff: i64) -> DbResult<u64> {
         match self {
             WriteConnection::Sqlite { .. } => self.transaction(|db| db.prune_raw(cutoff)),
-            WriteConnection::Postgres { client, partitions } => {
-                partitions.drop_before(client, cutoff)
+            WriteConnection::Postgres {
+                server,
+                client,
+                partitions,
+            } => {
+                let result = partitions.drop_before(connected(server, client)?, cutoff);
+                forget_if_lost(client);
+                result
             }
         }
+    }
+}
+
+/// The connection, made again when it was lost (a restarted or unreachable server).
+fn connected<'c>(
+    server: &PostgresConfig,
+    client: &'c mut Option<PgClient>,
+) -> DbResult<&'c mut PgClient> {
+    if client.is_none() {
+        let mut new = server.connect()?;
+        tracing::info!("store: connected to {server}");
+        // The writer's statements need the current schema (another process may have
+        // created the database meanwhile).
+        new.run(crate::postgres::schema::migrate)?;
+        *client = Some(new);
+    }
+    Ok(client.as_mut().expect("connected above"))
+}
+
+/// Forgets a connection the server closed, so that the next use connects again.
+fn forget_if_lost(client: &mut Option<PgClient>) {
+    if client.as_ref().is_some_and(PgClient::is_closed) {
+        tracing::warn!(
+            "store: the connection to PostgreSQL was lost; connecting again on the next commit"
+        );
+        *client = None;
     }
 }
 
@@ -90,6 +132,15 @@ pub(crate) enum ReadConn {
 }
 
 impl ReadConn {
+    /// Whether it can go back to the pool (a PostgreSQL connection the server closed
+    /// cannot).
+    pub(crate) fn reusable(&self) -> bool {
+        match self {
+            ReadConn::Sqlite(_) => true,
+            ReadConn::Postgres(client) => !client.borrow().is_closed(),
+        }
+    }
+
     /// Runs statements on the connection.
     pub(crate) fn with<T: Send>(
         &self,

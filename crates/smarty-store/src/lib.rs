@@ -263,7 +263,11 @@ impl Store {
                 let mut client = server.connect()?;
                 let mut partitions = Partitions::default();
                 partitions.ensure_ahead(&mut client)?;
-                WriteConnection::Postgres { client, partitions }
+                WriteConnection::Postgres {
+                    server: server.clone(),
+                    client: Some(client),
+                    partitions,
+                }
             }
         };
         Ok(Writer::new(conn, self.inner.config.clone()))
@@ -272,7 +276,8 @@ impl Store {
 
 /// Gives a read connection back to its store's pool.
 fn give_back(pool: &std::sync::Weak<Inner>, conn: ReadConn) {
-    if let Some(inner) = pool.upgrade()
+    if conn.reusable()
+        && let Some(inner) = pool.upgrade()
         && let Ok(mut readers) = inner.readers.lock()
         && readers.len() < POOLED_READERS
     {

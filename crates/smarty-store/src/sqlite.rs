@@ -250,7 +250,7 @@ impl Db for SqliteDb<'_> {
             let data: Vec<u8> = row.get(1)?;
             let values =
                 block::decode_column(&data, c).map_err(|reason| corrupt(meter, start, reason))?;
-            if let Some(last) = values.into_iter().filter(|(ts, _)| *ts < before).last() {
+            if let Some(last) = values.into_iter().rfind(|(ts, _)| *ts < before) {
                 return Ok(Some(last));
             }
         }

@@ -117,3 +117,148 @@ impl Drop for TestDatabase {
         });
     }
 }
+
+/// A PostgreSQL server of a test's own (to stop and restart it), in a temporary directory,
+/// on a loopback port: `initdb` and `pg_ctl` run as the `postgres` user when the test runs
+/// as root (PostgreSQL refuses to run as root), with fsync off. Stopped when dropped.
+pub struct TestServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl TestServer {
+    /// Creates and starts a cluster.
+    ///
+    /// # Panics
+    /// When PostgreSQL's programs are not installed or the server does not start.
+    pub fn start() -> TestServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|versions| {
+                versions
+                    .filter_map(Result::ok)
+                    .map(|v| v.path().join("bin"))
+                    .filter(|bin| bin.join("initdb").exists())
+                    .max()
+            })
+            .expect("this test needs PostgreSQL's programs (Debian package postgresql)");
+        let dir = tempfile::Builder::new()
+            .prefix("smarty-pg-")
+            .tempdir()
+            .unwrap();
+        // The postgres user must reach and own the directory.
+        Self::command("chmod", &["0777", &dir.path().display().to_string()]);
+        let data = dir.path().join("data");
+        let server = |port| TestServer { dir, port, bin };
+        let mut this = server(0);
+        this.run(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        // A port nobody uses now; PostgreSQL cannot be given port 0, so another process may
+        // take it first: then the next one is tried.
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap();
+            this.port = port;
+            if this.try_start() {
+                return this;
+            }
+        }
+        panic!("the test's PostgreSQL server did not start");
+    }
+
+    fn command(program: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
+    }
+
+    /// Runs one of PostgreSQL's programs, as `postgres` when this process is root.
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let path = self.bin.join(program).display().to_string();
+        if is_root() {
+            let mut full = vec!["-u", "postgres", "--", path.as_str()];
+            full.extend_from_slice(args);
+            Self::command("runuser", &full)
+        } else {
+            Self::command(&path, args)
+        }
+    }
+
+    fn try_start(&self) -> bool {
+        let data = self.dir.path().join("data").display().to_string();
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        )
+        .status
+        .success()
+    }
+
+    /// Stops the server (fast shutdown: connections are closed).
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let out = self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        assert!(
+            self.try_start(),
+            "the test's PostgreSQL server did not start again"
+        );
+    }
+
+    /// The administrator's URL.
+    pub fn admin_url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A store configuration for database `postgres` of this server.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig::in_location(Location::Postgres(
+            PostgresConfig::parse(&self.admin_url()).expect("a test URL"),
+        ))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}

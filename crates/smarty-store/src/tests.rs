@@ -1009,3 +1009,46 @@ fn store_query_speed() {
         );
     }
 }
+
+#[test]
+fn a_restarted_postgres_server_loses_nothing_and_doubles_nothing() {
+    use super::test_postgres::TestServer;
+    let server = TestServer::start();
+    let store = Store::open(&server.store_config()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let data = readings("home", 1_794_960_000, 900, 10, 11);
+    let (first, second) = data.split_at(300);
+    for r in first {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush().unwrap(), 300);
+    // Stopped: the commit fails and its readings stay buffered.
+    server.stop();
+    for r in &second[..300] {
+        writer.push(r.clone());
+    }
+    let error = writer.flush().unwrap_err().to_string();
+    assert!(error.contains("store"), "{error}");
+    assert_eq!(writer.buffered(), 300);
+    // Started again: the next commit connects again and writes them; readings sent again
+    // (the 300 still buffered, and 100 more) are stored once.
+    server.restart();
+    for r in second[..400].iter().chain(&second[300..]) {
+        writer.push(r.clone());
+    }
+    writer.flush().unwrap();
+    assert_eq!(writer.buffered(), 0);
+    let totals = writer.totals();
+    assert_eq!(totals.readings, data.len() as u64);
+    assert_eq!(totals.duplicates, 400);
+    drop(writer);
+    let reader = Store::open_read_only(&server.store_config())
+        .unwrap()
+        .reader()
+        .unwrap();
+    let id = reader.meter_id("home").unwrap();
+    let rows = reader.raw_rows(id, 0, i64::MAX / 2).unwrap();
+    assert_eq!(rows.len(), data.len());
+    let stored = Store::open_read_only(&server.store_config()).unwrap();
+    check_against_raw(&stored, &data);
+}

@@ -10,7 +10,7 @@ use super::db::Statements;
 use crate::StoreError;
 
 /// A connection to PostgreSQL (see the module documentation).
-pub(crate) struct PgClient(Option<postgres::Client>, Statements);
+pub(crate) struct PgClient(Option<Box<postgres::Client>>, Statements);
 
 /// Runs `f` where a runtime may be started: here, or on a scoped thread when this thread
 /// is inside a Tokio runtime.
@@ -29,7 +29,7 @@ impl PgClient {
     pub(crate) fn connect(
         connect: impl FnOnce() -> Result<postgres::Client, postgres::Error> + Send,
     ) -> Result<PgClient, postgres::Error> {
-        off_runtime(connect).map(|client| PgClient(Some(client), Statements::default()))
+        off_runtime(connect).map(|client| PgClient(Some(Box::new(client)), Statements::default()))
     }
 
     /// Runs `f` on the client.
@@ -48,6 +48,13 @@ impl PgClient {
         let client = self.0.as_mut().expect("a client is there until dropped");
         let statements = &mut self.1;
         off_runtime(move || f(client, statements))
+    }
+}
+
+impl PgClient {
+    /// Whether the connection is gone (the server closed it or an error broke it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.as_ref().is_none_or(|client| client.is_closed())
     }
 }
 

@@ -429,7 +429,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn prune_raw(&mut self, cutoff: i64) -> DbResult<u64> {
-        Ok(self.execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])?)
+        self.execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])
     }
 
     fn agg_starts(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<i64>> {
@@ -611,7 +611,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
     }
 
     fn mbus_insert(&mut self, meter: i64, channel: u8, at: i64, value_milli: i64) -> DbResult<u64> {
-        Ok(self.execute(
+        self.execute(
             "INSERT INTO mbus_reading (meter, channel, time, value_milli) VALUES ($1, $2, $3, $4)
              ON CONFLICT DO NOTHING",
             &[
@@ -620,7 +620,7 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
                 &ts(at),
                 &value_milli,
             ],
-        )?)
+        )
     }
 
     fn mbus_before(
