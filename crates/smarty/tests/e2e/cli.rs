@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{Guard, KEY, run_with_timeout, smarty};
+use crate::support::{Guard, KEY, run_with_timeout, smarty};
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8(output.stdout.clone())
