@@ -245,7 +245,7 @@ mod tests {
             if i == 25 {
                 // Half-way, the follower commits by its interval while the meter goes on:
                 // wait for that commit.
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let deadline = Instant::now() + Duration::from_secs(10);
                 while store
                     .reader()
                     .unwrap()
@@ -255,10 +255,7 @@ mod tests {
                     .and_then(|m| m.last_reading)
                     != Some(1_794_960_250)
                 {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "no commit within 10 s"
-                    );
+                    assert!(Instant::now() < deadline, "no commit within 10 s");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
