@@ -4,14 +4,15 @@
 //!
 //! One copy for every test that needs a broker: this crate's tests, and with the feature
 //! `test-broker` the application's (the unit tests of its raw MQTT source, its end-to-end
-//! tests in `crates/smarty/tests/service.rs`), which so need no MQTT client library of their
-//! own. It uses only `std`, `tempfile`, `tokio` (the asynchronous waits) and rumqttc's blocking
-//! client, each client in a thread of its own, so that it serves synchronous and asynchronous
-//! tests alike. It panics on failure, as tests do.
+//! tests in `crates/smarty/tests/e2e/service.rs`), which so need no MQTT client library of
+//! their own. It uses only `std`, `tempfile`, `tokio` (the asynchronous waits) and rumqttc's
+//! blocking client, each client in a thread of its own, so that it serves synchronous and
+//! asynchronous tests alike. It panics on failure, as tests do.
 //!
-//! Mosquitto cannot listen on port 0 and report the port it got; so a port that is free is
-//! picked, and if another process takes it before Mosquitto does (Mosquitto says "Address
-//! already in use" and exits), another one. A broker is ready when it logged that it runs.
+//! Mosquitto cannot listen on port 0 and report the port it got (the one server under test
+//! that cannot); so a port that is free is picked, and if another process takes it before
+//! Mosquitto does (Mosquitto says "Address already in use" and exits), another one: the race
+//! costs a retry, never a failed test. A broker is ready when it logged that it runs.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -222,7 +223,8 @@ impl Drop for Broker {
     }
 }
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, for Mosquitto ([`Broker::launch`] retries
+/// with another when it is taken meanwhile).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -1,6 +1,7 @@
 //! Self-check of the corpus expectation loader (`support/expectations.rs`): every normalised
 //! check must be consistent with the telegram bytes it is about. Runs over `tests/data` and,
-//! when `SMARTY_CORPUS` is set, that folder too.
+//! when `SMARTY_CORPUS` is set, that folder too. (`examples/dump_expectations.rs` prints
+//! the expectations.)
 
 #[path = "support/data.rs"]
 mod data;
@@ -120,34 +121,6 @@ fn helpers() {
         "2017-01-02T19:20:02Z"
     ));
     assert!(!same_instant("garbage", "garbage"));
-}
-
-/// Prints every normalised expectation (and what could not be translated).
-/// `cargo test -p smarty-p1 --test expectations_selfcheck -- --ignored --nocapture`;
-/// set `EXPECTATIONS_FILE=<substring>` to restrict the output to matching files.
-#[test]
-#[ignore]
-fn dump_expectations() {
-    let filter = std::env::var("EXPECTATIONS_FILE").unwrap_or_default();
-    for path in data::dirs().iter().flat_map(|d| expected_files(d)) {
-        let e = expectations::load(&path);
-        if !e.file.contains(&filter) {
-            continue;
-        }
-        println!(
-            "== {} crc_valid={:?} header={:?}",
-            e.file, e.crc_valid, e.header
-        );
-        for c in &e.checks {
-            println!("   {:<14} {:?}    <- {}", c.obis, c.what, c.origin);
-        }
-        for r in &e.raw_lines {
-            println!("   raw {r}");
-        }
-        for u in &e.unparsed {
-            println!("   UNPARSED {u}");
-        }
-    }
 }
 
 #[test]

@@ -692,9 +692,19 @@ mod tests {
         }
     }
 
-    /// Waits out the retry interval, then flushes.
+    /// Waits until the queue's retry is due (it comes [`RETRY`] after a failed write), then
+    /// flushes.
     fn flush_after_retry(q: &mut Queue) {
-        std::thread::sleep(RETRY);
+        let deadline = Instant::now() + RETRY * 10;
+        while q
+            .file
+            .as_ref()
+            .and_then(|f| f.retry_at)
+            .is_some_and(|at| Instant::now() < at)
+        {
+            assert!(Instant::now() < deadline, "the retry never came due");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         q.flush();
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -926,88 +926,6 @@ fn a_year_of_days_and_months_agree(backend: Backend) {
     let year: f64 = months.value.iter().sum();
     let days_sum: f64 = days.value.iter().sum();
     assert!((year - days_sum).abs() < 1e-6);
-}
-
-/// Query times on a real store (bench/store_size.sh):
-/// `SMARTY_STORE_BENCH=smarty.db cargo test --release -p smarty-store store_query_speed -- --ignored --nocapture`.
-#[test]
-#[ignore = "needs a store made by bench/store_size.sh"]
-fn store_query_speed() {
-    let Some(path) = std::env::var_os("SMARTY_STORE_BENCH") else {
-        eprintln!("SMARTY_STORE_BENCH is not set");
-        return;
-    };
-    let store = Store::open(&StoreConfig::at(path.into())).unwrap();
-    let reader = store.reader().unwrap();
-    let meter = reader.meters().unwrap().remove(0);
-    let last = meter.last_reading.unwrap() + 1;
-    let day = 86_400;
-    let cases = [
-        (
-            "a year of days, energy",
-            "energy_import_kwh",
-            Resolution::Day,
-            365 * day,
-        ),
-        (
-            "a year of days, power",
-            "power_import_kw",
-            Resolution::Day,
-            365 * day,
-        ),
-        (
-            "a year of days, gas",
-            "mbus1_gas_m3",
-            Resolution::Day,
-            365 * day,
-        ),
-        (
-            "a year of months, energy",
-            "energy_import_kwh",
-            Resolution::Month,
-            365 * day,
-        ),
-        (
-            "120 days of hours, power",
-            "power_import_kw",
-            Resolution::Hour,
-            120 * day,
-        ),
-        (
-            "14 days of 15 minutes, power",
-            "power_import_kw",
-            Resolution::Min15,
-            14 * day,
-        ),
-        (
-            "12 hours raw, power",
-            "power_import_kw",
-            Resolution::Raw,
-            day / 2,
-        ),
-        (
-            "31 days raw, voltage",
-            "voltage_l1_v",
-            Resolution::Raw,
-            31 * day,
-        ),
-    ];
-    for (label, field, resolution, span) in cases {
-        let mut best = Duration::MAX;
-        let mut points = 0;
-        for _ in 0..5 {
-            let timed = Instant::now();
-            let series = reader
-                .series(&meter.name, field, last - span, last, resolution)
-                .unwrap();
-            best = best.min(timed.elapsed());
-            points = series.t.len();
-        }
-        println!(
-            "{label}: {points} points in {:.2} ms",
-            best.as_secs_f64() * 1000.0
-        );
-    }
 }
 
 #[test]

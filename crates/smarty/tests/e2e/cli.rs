@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{Guard, KEY, run_with_timeout, smarty};
+use crate::support::{Guard, KEY, run_with_timeout, smarty};
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
     String::from_utf8(output.stdout.clone())
@@ -286,7 +284,7 @@ fn wrong_keys_are_named_and_never_shown() {
     read.args(["read", capture_s, "--format", "json"])
         .env("SMARTY_KEY", other);
     let output = run_with_timeout(read, Duration::from_secs(20));
-    // No telegram at all: an error naming the likely cause (tests/read.rs has more).
+    // No telegram at all: an error naming the likely cause (the module read has more).
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("wrong key"), "{stderr}");

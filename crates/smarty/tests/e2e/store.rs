@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-mod support;
-
-use support::{quiet_smarty, run_ok};
+use crate::support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 /// 2026-11-01 00:00 +01:00.

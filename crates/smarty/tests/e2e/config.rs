@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-mod support;
-
-use support::{Guard, KEY, free_port, request, run_with_timeout, smarty, wait_for_port};
+use crate::support::{
+    Guard, KEY, RefusedPort, reported_address, request, run_with_timeout, smarty,
+};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -113,28 +113,34 @@ fn flags_next_to_a_config_apply_or_are_refused() {
         );
     }
 
-    // --http applies over the file's [http] section (here: off), on the address given.
-    let port = free_port();
-    let silent = free_port(); // nothing listens: the meter keeps reconnecting
+    // --http applies over the file's [http] section (here: off), on the address given (port
+    // 0: one of the system's choice, which the log reports).
+    let silent = RefusedPort::new(); // nothing listens: the meter keeps reconnecting
     std::fs::write(
         &config,
         format!(
-            "[[meter]]\nname = \"home\"\nsource = \"tcp://127.0.0.1:{silent}\"\n\
-             [http]\nenabled = false\nlisten = \"127.0.0.1:1\"\n[store]\nenabled = false\n"
+            "[[meter]]\nname = \"home\"\nsource = \"tcp://127.0.0.1:{}\"\n\
+             [http]\nenabled = false\nlisten = \"127.0.0.1:1\"\n[store]\nenabled = false\n",
+            silent.port()
         ),
     )
     .unwrap();
+    let log = dir.path().join("run.log");
     let mut cmd = smarty();
     cmd.arg("run")
         .arg("--config")
         .arg(&config)
         .arg("--http")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg("127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _service = Guard::from(cmd.spawn().unwrap());
-    wait_for_port(port);
-    let (status, body) = request(port, "/healthz", "").unwrap();
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut service = Guard::from(cmd.spawn().unwrap());
+    let address = reported_address(&mut service, &log, "dashboard on http://");
+    assert!(
+        address.ip().is_loopback() && address.port() != 1,
+        "{address}"
+    );
+    let (status, body) = request(address.port(), "/healthz", "").unwrap();
     assert_eq!(status, 503, "{body}"); // served, and no telegram yet
     assert!(body.contains("home"), "{body}");
 }

@@ -1,11 +1,11 @@
 //! What the end-to-end tests share: the `smarty` binary as a command, child processes that
-//! end with the test, free loopback ports, and plain HTTP/1.1 requests.
-
-// Each test file uses a part of this module.
-#![allow(dead_code)]
+//! end with the test, the addresses they report, a port that refuses connections, and plain
+//! HTTP/1.1 requests.
 
 use std::io::{Read, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,21 +34,103 @@ impl Drop for Guard {
     }
 }
 
-/// A loopback port nothing listens on (right now).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The last 30 lines of the file `path` (a process's log), for a failure message.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-/// Waits up to 10 s until something accepts connections on `port`.
-pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
+/// The address a process reports in its log `log` (its standard error, written to that
+/// file): what follows the first `before`, up to a space, a comma, a line end or a `/`.
+/// Waits for it up to 30 s; fails when the process exits first.
+///
+/// What `smarty` prints, each with the address it bound (port 0 for one of the system's
+/// choice): `dashboard on http://ADDR/` (the web server, `smarty run` and `smarty demo`, at
+/// info level), `proxy: serving plain telegrams on ADDR` (info) and `… frames every … to
+/// tcp://ADDR` (`smarty simulate --listen`, always).
+pub fn reported_address(process: &mut Guard, log: &Path, before: &str) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some((_, rest)) = text.split_once(before)
+            && let Some((address, _)) =
+                rest.split_once(|c: char| c.is_whitespace() || c == '/' || c == ',')
+        {
+            return address
+                .parse()
+                .unwrap_or_else(|e| panic!("{before}{address}: not an address: {e}"));
+        }
+        if let Some(status) = process.child.try_wait().unwrap() {
+            panic!(
+                "exited ({status}) before it named its address ({before}…):\n{}",
+                tail(log)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no address ({before}…) after 30 s:\n{}",
+            tail(log)
+        );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The port of the web server of `smarty run` (or `demo`) as its log `log` reports it.
+pub fn http_port(process: &mut Guard, log: &Path) -> u16 {
+    reported_address(process, log, "dashboard on http://").port()
+}
+
+/// The port of the plain-telegram proxy of `smarty run` as its log `log` reports it.
+pub fn proxy_port(process: &mut Guard, log: &Path) -> u16 {
+    reported_address(process, log, "serving plain telegrams on ").port()
+}
+
+/// The address of `smarty simulate --listen` as its log `log` reports it.
+pub fn simulator_address(process: &mut Guard, log: &Path) -> SocketAddr {
+    reported_address(process, log, " to tcp://")
+}
+
+/// A loopback port that refuses connections for as long as this lives: a TCP socket bound
+/// to it that never listens. Nothing else can take the port meanwhile (which a port found
+/// free and let go of would allow), and a connection to it is refused at once.
+pub struct RefusedPort {
+    socket: OwnedFd,
+}
+
+impl RefusedPort {
+    /// A port of the system's choice.
+    pub fn new() -> RefusedPort {
+        use rustix::net::{AddressFamily, SocketType, bind, socket};
+        let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+        bind(&socket, &SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        RefusedPort { socket }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        let address = rustix::net::getsockname(&self.socket).unwrap();
+        SocketAddr::try_from(address).unwrap().port()
+    }
+}
+
+/// Waits up to 60 s until `GET /healthz` on `port` answers 200; fails with the log `log`
+/// when `process` ends first.
+pub fn wait_healthy(port: u16, process: &mut Guard, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, _)) = request(port, "/healthz", "") {
+            return;
+        }
+        if let Some(status) = process.child.try_wait().unwrap() {
+            panic!("exited ({status}):\n{}", tail(log));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz is not 200 after 60 s:\n{}",
+            tail(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-
-use support::{Guard, KEY, smarty};
+use crate::support::{Guard, KEY, smarty};
 
 /// Another key than the one the frames were encrypted with.
 const OTHER_KEY: &str = "F0E0D0C0B0A090807060504030201000";

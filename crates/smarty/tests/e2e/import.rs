@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-mod support;
-
-use support::{quiet_smarty, run_ok};
+use crate::support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 

@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-mod support;
-
-use support::{Guard, KEY, request};
+use crate::support::{Guard, KEY, http_port, request, simulator_address, tail};
 
 const SETUP: &str = "run ./scripts/test, which installs Chromium and playwright-core";
 /// Three days of history, a telegram a minute.
@@ -42,38 +40,6 @@ fn smarty(args: &[&str], log: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(File::create(log).unwrap());
     command
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// The address a process reports in its log `log`: what follows `before`, up to a space, a
-/// line end or a `/`. Waits for it up to 30 s; fails when the process exits first.
-fn reported_address(process: &mut Guard, log: &Path, before: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some((_, rest)) = text.split_once(before)
-            && let Some((address, _)) = rest.split_once(|c: char| c.is_whitespace() || c == '/')
-        {
-            return address.to_owned();
-        }
-        if let Some(status) = process.child.try_wait().unwrap() {
-            panic!(
-                "exited ({status}) before it named its address:\n{}",
-                tail(log)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no address ({before}…) after 30 s:\n{}",
-            tail(log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Runs a `smarty` command to its end and asserts that it succeeded.
@@ -154,7 +120,7 @@ fn dashboard_in_headless_chromium() {
         .spawn()
         .expect("start smarty simulate"),
     );
-    let sim_addr = reported_address(&mut sim, &sim_log, " to tcp://");
+    let sim_addr = simulator_address(&mut sim, &sim_log);
     let run_log = d.join("run.log");
     #[rustfmt::skip]
     let mut run = Guard::from(
@@ -166,8 +132,7 @@ fn dashboard_in_headless_chromium() {
         .spawn()
         .expect("start smarty run"),
     );
-    let http_addr = reported_address(&mut run, &run_log, "dashboard on http://");
-    let http_port: u16 = http_addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let http_port = http_port(&mut run, &run_log);
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(http_port, "/healthz") != Some(200) {
         if let Some(status) = run.child.try_wait().unwrap() {
@@ -186,7 +151,7 @@ fn dashboard_in_headless_chromium() {
         .parent()
         .unwrap()
         .join("dashboard-screenshots");
-    let url = format!("http://{http_addr}/");
+    let url = format!("http://127.0.0.1:{http_port}/");
     let out_path = d.join("browser.out");
     let err_path = d.join("browser.err");
     let mut node = Guard::from(

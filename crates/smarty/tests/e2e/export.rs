@@ -11,9 +11,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-mod support;
-
-use support::{quiet_smarty, run_ok};
+use crate::support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
 /// 2025-10-25 00:00 +02:00: two days at a telegram a minute, over the night the clocks go
