@@ -29,6 +29,7 @@ pub mod aggregate;
 pub mod block;
 pub mod config;
 mod connection;
+pub mod copy;
 mod db;
 pub mod error;
 pub mod lock;

@@ -234,7 +234,10 @@ impl ReadConnection {
     }
 
     /// Runs statements on the connection.
-    fn with<T: Send>(&self, f: impl FnOnce(&mut dyn Db) -> DbResult<T> + Send) -> DbResult<T> {
+    pub(crate) fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> DbResult<T> + Send,
+    ) -> DbResult<T> {
         self.conn
             .as_ref()
             .expect("a reader has its connection until dropped")
@@ -281,6 +284,25 @@ impl ReadConnection {
     /// Database errors.
     pub fn mbus_channels(&self, meter: i64) -> Result<Vec<MbusChannel>, StoreError> {
         self.with(|db| db.mbus_channels(meter))
+    }
+
+    /// The captures of M-Bus channel `channel` of `meter` with time in `[from, to)`, by time:
+    /// (capture time, reading in the channel's unit).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn mbus_captures(
+        &self,
+        meter: i64,
+        channel: u8,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        Ok(self
+            .with(|db| db.mbus_range(meter, channel, from, to))?
+            .into_iter()
+            .map(|(ts, milli)| (ts, milli as f64 / 1000.0))
+            .collect())
     }
 
     /// What a series field name refers to: the column or M-Bus channel whose value has that

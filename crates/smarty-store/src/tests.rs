@@ -970,3 +970,57 @@ fn a_restarted_postgres_server_loses_nothing_and_doubles_nothing() {
     let stored = Store::open_read_only(&server.store_config()).unwrap();
     check_against_raw(&stored, &data);
 }
+
+#[test]
+fn a_history_copied_to_postgres_and_back_gives_the_same_answers() {
+    // Three days, the first of them pruned to its aggregates, with gas captures.
+    let now = 1_795_000_000;
+    let source = store_keeping(Backend::Sqlite, 2);
+    let data = readings("home", now - 3 * 86_400, 3 * 8640, 10, 12);
+    write_all(&source, &data, 5000);
+    {
+        let mut writer = source.writer().unwrap();
+        for h in 0..72 {
+            writer.push_mbus(mbus(
+                1,
+                now - 3 * 86_400 + h * 3600,
+                100.0 + h as f64 * 0.25,
+            ));
+        }
+        writer.flush().unwrap();
+        assert!(writer.prune(now).unwrap() > 0);
+    }
+    let server = store(Backend::Postgres);
+    let report = copy::copy(&source, &server, |_, _| {}).unwrap();
+    let counts = &report.meters["home"];
+    assert_eq!(counts.captures, 72);
+    assert!(counts.readings < data.len() as u64 && counts.periods > 3 * 96 - 2);
+    // Copying again adds nothing.
+    assert_eq!(copy::copy(&source, &server, |_, _| {}).unwrap(), report);
+    let back = store(Backend::Sqlite);
+    assert_eq!(copy::copy(&server, &back, |_, _| {}).unwrap(), report);
+    // The same answers from all three.
+    let answers = |store: &Store| {
+        let reader = store.reader().unwrap();
+        let mut out = Vec::new();
+        for (field, resolution) in [
+            ("energy_import_kwh", Resolution::Day),
+            ("energy_import_kwh", Resolution::Hour),
+            ("power_import_kw", Resolution::Min15),
+            ("voltage_l1_v", Resolution::Raw),
+            ("mbus1_gas_m3", Resolution::Day),
+        ] {
+            let (from, to) = if resolution == Resolution::Raw {
+                (now - 86_400, now)
+            } else {
+                (now - 4 * 86_400, now)
+            };
+            out.push(reader.series("home", field, from, to, resolution).unwrap());
+        }
+        (out, reader.meters().unwrap())
+    };
+    let expected = answers(&source);
+    assert!(!expected.0[0].t.is_empty());
+    assert_eq!(answers(&server), expected);
+    assert_eq!(answers(&back), expected);
+}

@@ -132,6 +132,35 @@ impl Writer {
         Ok((added + mbus_added) as usize)
     }
 
+    /// Writes 15-minute aggregates as they are (a copy of another store's, [`crate::copy`])
+    /// for meter `meter`, and rebuilds the daily aggregates of their days.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn copy_aggregates(
+        &mut self,
+        meter: &str,
+        meter_id: Option<&str>,
+        periods: &[Agg],
+    ) -> Result<(), StoreError> {
+        let zone = &self.zone;
+        let name: Arc<str> = Arc::from(meter);
+        let meters = &mut self.meters;
+        self.conn.transaction(|db| {
+            let id = self::meter_id(db, meters, &name, meter_id)?;
+            db.lock_meter(id)?;
+            db.write_15m(id, periods)?;
+            let days: BTreeSet<jiff::civil::Date> = periods
+                .iter()
+                .map(|p| smarty_model::time::day_of(p.start, zone))
+                .collect();
+            for day in days {
+                aggregate::rebuild_day(db, id, day, zone)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes the raw readings of the periods that ended `raw_retention_days` before `now`
     /// (Unix seconds); aggregates and M-Bus readings stay. Returns the readings deleted.
     ///
