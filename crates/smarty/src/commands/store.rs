@@ -44,7 +44,9 @@ fn migrate(from: &str, to: &str, quiet: bool) -> Result<()> {
     let mut last_meter = String::new();
     let report = smarty_store::copy::copy(&from_store, &to_store, |meter, _day| {
         if !quiet && meter != last_meter {
-            crate::output::note(format_args!("store: copying meter {meter:?} into {destination}"));
+            crate::output::note(format_args!(
+                "store: copying meter {meter:?} into {destination}"
+            ));
             last_meter = meter.to_owned();
         }
     })
@@ -53,7 +55,9 @@ fn migrate(from: &str, to: &str, quiet: bool) -> Result<()> {
         let energy = counts
             .energy_sums
             .get("energy_import_wh")
-            .map_or_else(String::new, |wh| format!(", {:.3} kWh imported", *wh as f64 / 1000.0));
+            .map_or_else(String::new, |wh| {
+                format!(", {:.3} kWh imported", *wh as f64 / 1000.0)
+            });
         crate::output::note(format_args!(
             "store: meter {meter:?}: {} readings, {} 15-minute periods, {} days, {} M-Bus \
              captures{energy}: the same in {destination} as in {source}",
