@@ -89,19 +89,30 @@ impl TestDatabase {
     }
 
     /// Runs `sql` in the database and returns the first column of each row as text.
+    ///
+    /// # Panics
+    /// When the statement fails.
     pub fn query(&self, sql: &str) -> Vec<Option<String>> {
+        self.try_query(sql).unwrap()
+    }
+
+    /// [`TestDatabase::query`], with the error of a failed statement.
+    ///
+    /// # Errors
+    /// What PostgreSQL said.
+    pub fn try_query(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
         let (url, sql) = (self.url.clone(), sql.to_owned());
         on_thread(move || {
             let mut client = admin_client(&url);
-            client
+            Ok(client
                 .simple_query(&sql)
-                .unwrap()
+                .map_err(|e| e.to_string())?
                 .into_iter()
                 .filter_map(|m| match m {
                     postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
                     _ => None,
                 })
-                .collect()
+                .collect())
         })
     }
 }
