@@ -285,7 +285,10 @@ try {
     const card = await until(p, 'the renamed gas card', (name) => {
       const c = document.querySelector(`#mbus .medium[data-field="${name}"]`);
       const reading = c && c.querySelector('[data-reading]').textContent;
-      return c && /\d/.test(reading) ? { heading: c.querySelector('h3').textContent, reading, today: c.querySelector('[data-today]').textContent, month: c.querySelector('[data-month]').textContent } : null;
+      // The month's total arrives after the reading: it always shows a figure once there
+      // (0 for a month without readings), `–` is its placeholder until then.
+      const month = c && c.querySelector('[data-month]').textContent;
+      return c && /\d/.test(reading) && /\d/.test(month) ? { heading: c.querySelector('h3').textContent, reading, today: c.querySelector('[data-today]').textContent, month: c.querySelector('[data-month]').textContent } : null;
     }, gas.name);
     assert(card.heading === `Town gas (M-Bus ${gas.mbus.channel})`, `heading: ${card.heading}`);
     // Every figure carries the API's unit. Today and this month are Tokyo's: from 15:00 UTC
