@@ -67,7 +67,7 @@ impl Agg {
     }
 
     /// The aggregate of the readings of one period (sorted by time), energies not yet set
-    /// ([`settle`] sets them).
+    /// (`settle` sets them).
     pub fn of_rows(start: i64, rows: &[Row]) -> Agg {
         let mut agg = Agg::empty(start);
         for row in rows {

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend (15 or newer): where the server is ([`PostgresConfig`]), how
 //! `smarty` connects (password, TLS), the schema and its migrations ([`schema`]), the daily
-//! partitions of the readings ([`Partitions`]) and the statements of [`crate::db::Db`]
-//! ([`PgDb`]). docs/postgres.md describes the tables for people who query them.
+//! partitions of the readings (`Partitions`) and the statements of `Db`
+//! (`PgDb`). docs/postgres.md describes the tables for people who query them.
 //!
 //! The password comes, in this order, from the URL, `PGPASSWORD`, the configured
 //! `password_file`, or `~/.pgpass` (`PGPASSFILE`), as libpq finds it; it is never logged nor

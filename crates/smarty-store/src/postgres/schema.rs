@@ -7,7 +7,7 @@
 //!
 //! Readings are one row per meter and telegram time, one column per value with its unit in
 //! the name (`energy_import_wh`, `voltage_l1_dv`), range-partitioned by day
-//! ([`super::Partitions`]); `readings` is a view with the values in the units people read
+//! (`Partitions`); `readings` is a view with the values in the units people read
 //! (kWh, kW, V, A) and the meter's name, for Grafana's PostgreSQL data source.
 
 use postgres::Transaction;
