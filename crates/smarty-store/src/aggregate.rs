@@ -9,12 +9,13 @@
 //! For each instantaneous value a period keeps sum, count, min and max, so that averages of
 //! longer periods are exact weighted averages (docs/storage.md).
 
+use std::collections::BTreeMap;
+
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use rusqlite::types::Value;
-use rusqlite::{Connection, Row as SqlRow, params_from_iter};
 
 use super::block::Row;
+use super::db::{AggTable, Db, DbResult};
 use super::reading::{Aggregation, COLUMNS, NCOL};
 use smarty_model::time::day_start;
 
@@ -49,7 +50,7 @@ pub struct Agg {
 }
 
 impl Agg {
-    fn empty(start: i64) -> Agg {
+    pub(crate) fn empty(start: i64) -> Agg {
         Agg {
             start,
             n: 0,
@@ -66,7 +67,7 @@ impl Agg {
     }
 
     /// The aggregate of the readings of one period (sorted by time), energies not yet set
-    /// ([`settle`] sets them).
+    /// (`settle` sets them).
     pub fn of_rows(start: i64, rows: &[Row]) -> Agg {
         let mut agg = Agg::empty(start);
         for row in rows {
@@ -159,171 +160,59 @@ pub fn select_list() -> String {
     format!("start, n, first_ts, last_ts, {}", sql_columns().join(", "))
 }
 
-/// Reads an [`Agg`] from a row selected with [`select_list`].
-pub fn from_sql(row: &SqlRow<'_>) -> rusqlite::Result<Agg> {
-    let mut agg = Agg::empty(row.get(0)?);
-    agg.n = row.get(1)?;
-    agg.first_ts = row.get(2)?;
-    agg.last_ts = row.get(3)?;
-    let mut i = 4;
-    for (c, column) in COLUMNS.iter().enumerate() {
-        match column.aggregation {
-            Aggregation::Energy => {
-                agg.energy[c] = row.get(i)?;
-                agg.first[c] = row.get(i + 1)?;
-                agg.last[c] = row.get(i + 2)?;
-                i += 3;
-            }
-            Aggregation::Instant => {
-                agg.sum[c] = row.get(i)?;
-                agg.count[c] = row.get(i + 1)?;
-                agg.min[c] = row.get(i + 2)?;
-                agg.max[c] = row.get(i + 3)?;
-                i += 4;
-            }
-        }
-    }
-    Ok(agg)
-}
-
-fn values(agg: &Agg) -> Vec<Value> {
-    let opt = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
-    let mut out = vec![
-        Value::Integer(agg.start),
-        Value::Integer(agg.n),
-        Value::Integer(agg.first_ts),
-        Value::Integer(agg.last_ts),
-    ];
-    for (c, column) in COLUMNS.iter().enumerate() {
-        match column.aggregation {
-            Aggregation::Energy => {
-                out.push(opt(agg.energy[c]));
-                out.push(opt(agg.first[c]));
-                out.push(opt(agg.last[c]));
-            }
-            Aggregation::Instant => {
-                out.push(opt(agg.sum[c]));
-                out.push(Value::Integer(agg.count[c]));
-                out.push(opt(agg.min[c]));
-                out.push(opt(agg.max[c]));
-            }
-        }
-    }
-    out
-}
-
-/// Writes (inserts or replaces) a 15-minute aggregate.
+/// Writes the 15-minute aggregates `pending` (new or recomputed from raw readings, energies
+/// not yet set) with their energies, and corrects the stored periods after them: each
+/// period's energy is its `last` register minus the `last` of the period before it (or minus
+/// its own `first` when there is none). Walks forward from the first pending period until it
+/// is past the last one and a stored period needed no change. Returns the starts of the
+/// periods written, pending ones included.
 ///
 /// # Errors
-/// SQLite errors.
-pub fn write_15m(conn: &Connection, meter: i64, agg: &Agg) -> rusqlite::Result<()> {
-    let columns = sql_columns();
-    let sql = format!(
-        "INSERT OR REPLACE INTO agg_15m (meter, {}) VALUES (?{})",
-        select_list(),
-        ", ?".repeat(columns.len() + 4)
-    );
-    let mut params = vec![Value::Integer(meter)];
-    params.extend(values(agg));
-    conn.prepare_cached(&sql)?
-        .execute(params_from_iter(params))?;
-    Ok(())
-}
-
-/// Writes (inserts or replaces) a day aggregate of `periods` 15-minute periods.
-///
-/// # Errors
-/// SQLite errors.
-pub fn write_day(
-    conn: &Connection,
+/// Database errors.
+pub(crate) fn settle(
+    db: &mut dyn Db,
     meter: i64,
-    day: Date,
-    periods: usize,
-    agg: &Agg,
-) -> rusqlite::Result<()> {
-    let columns = sql_columns();
-    let sql = format!(
-        "INSERT OR REPLACE INTO agg_day (meter, day, periods, {}) VALUES (?, ?, ?{})",
-        select_list(),
-        ", ?".repeat(columns.len() + 4)
-    );
-    let mut params = vec![
-        Value::Integer(meter),
-        Value::Text(day.to_string()),
-        Value::Integer(periods as i64),
-    ];
-    params.extend(values(agg));
-    conn.prepare_cached(&sql)?
-        .execute(params_from_iter(params))?;
-    Ok(())
-}
-
-/// The 15-minute aggregates of `meter` with start in `[from, to)`, by start.
-///
-/// # Errors
-/// SQLite errors.
-pub fn read_15m(conn: &Connection, meter: i64, from: i64, to: i64) -> rusqlite::Result<Vec<Agg>> {
-    let sql = format!(
-        "SELECT {} FROM agg_15m WHERE meter = ?1 AND start >= ?2 AND start < ?3 ORDER BY start",
-        select_list()
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map((meter, from, to), from_sql)?;
-    rows.collect()
-}
-
-/// The day aggregates of `meter` with start in `[from, to)`, by start, with their dates.
-///
-/// # Errors
-/// SQLite errors.
-pub fn read_days(
-    conn: &Connection,
-    meter: i64,
-    from: i64,
-    to: i64,
-) -> rusqlite::Result<Vec<(String, Agg)>> {
-    let sql = format!(
-        "SELECT {}, day FROM agg_day WHERE meter = ?1 AND start >= ?2 AND start < ?3 ORDER BY start",
-        select_list()
-    );
-    let index = sql_columns().len() + 4;
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map((meter, from, to), |row| {
-        Ok((row.get::<_, String>(index)?, from_sql(row)?))
-    })?;
-    rows.collect()
-}
-
-/// Sets the energies (and the carried `last` values) of the 15-minute periods of `meter`
-/// from `from` on: each period's energy is its `last` register minus the `last` of the period
-/// before it (or minus its own `first` when there is none). Walks forward until it is past
-/// `until` and a period needed no change. Returns the starts of the periods it changed.
-///
-/// # Errors
-/// SQLite errors.
-pub fn settle(conn: &Connection, meter: i64, from: i64, until: i64) -> rusqlite::Result<Vec<i64>> {
-    let mut baseline: [Option<i64>; NCOL] = conn
-        .prepare_cached(&format!(
-            "SELECT {} FROM agg_15m WHERE meter = ?1 AND start < ?2 ORDER BY start DESC LIMIT 1",
-            select_list()
-        ))?
-        .query_row((meter, from), from_sql)
-        .map(|agg| agg.last)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok([None; NCOL]),
-            e => Err(e),
-        })?;
+    mut pending: BTreeMap<i64, Agg>,
+) -> DbResult<Vec<i64>> {
+    let (Some(&from), Some(&until)) = (pending.keys().next(), pending.keys().next_back()) else {
+        return Ok(Vec::new());
+    };
+    let mut baseline: [Option<i64>; NCOL] = db
+        .last_15m_before(meter, from)?
+        .map_or([None; NCOL], |agg| agg.last);
     let energy_columns: Vec<usize> = (0..NCOL)
         .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
         .collect();
-    let mut changed = Vec::new();
+    let mut writes: Vec<Agg> = Vec::new();
     let mut next = from;
-    'pages: loop {
-        let page = read_page(conn, meter, next)?;
-        if page.is_empty() {
+    let mut stored_done = false;
+    loop {
+        // The stored periods from `next` on, one page at a time, merged with the pending
+        // ones (which replace stored periods of the same start).
+        let page = if stored_done {
+            Vec::new()
+        } else {
+            db.page_15m(meter, next, PAGE)?
+        };
+        stored_done = page.len() < PAGE;
+        let page_end = if stored_done {
+            i64::MAX
+        } else {
+            page.last().map_or(i64::MAX, |a| a.start + 1)
+        };
+        let mut merged: BTreeMap<i64, (Agg, bool)> = page
+            .into_iter()
+            .map(|agg| (agg.start, (agg, false)))
+            .collect();
+        let later = pending.split_off(&page_end);
+        for (start, agg) in std::mem::replace(&mut pending, later) {
+            merged.insert(start, (agg, true));
+        }
+        if merged.is_empty() {
             break;
         }
-        for mut agg in page {
+        let mut finished = false;
+        for (_, (mut agg, is_pending)) in merged {
             next = agg.start + 1;
             let before = agg.clone();
             for &c in &energy_columns {
@@ -342,48 +231,38 @@ pub fn settle(conn: &Connection, meter: i64, from: i64, until: i64) -> rusqlite:
                 }
                 baseline[c] = agg.last[c];
             }
-            if agg != before {
-                write_15m(conn, meter, &agg)?;
-                changed.push(agg.start);
-            } else if agg.start > until {
-                break 'pages;
+            if is_pending || agg != before {
+                writes.push(agg);
+            } else if agg.start > until && pending.is_empty() {
+                finished = true;
+                break;
             }
         }
+        if finished || (stored_done && pending.is_empty()) {
+            break;
+        }
     }
-    Ok(changed)
+    db.write_15m(meter, &writes)?;
+    Ok(writes.iter().map(|a| a.start).collect())
 }
 
-fn read_page(conn: &Connection, meter: i64, from: i64) -> rusqlite::Result<Vec<Agg>> {
-    let sql = format!(
-        "SELECT {} FROM agg_15m WHERE meter = ?1 AND start >= ?2 ORDER BY start LIMIT 64",
-        select_list()
-    );
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map((meter, from), from_sql)?;
-    rows.collect()
-}
+/// Stored 15-minute aggregates read at a time by [`settle`].
+const PAGE: usize = 64;
 
 /// Recomputes the day aggregate of `day` from its 15-minute periods (removes it when it has
 /// none).
 ///
 /// # Errors
-/// SQLite errors.
-pub fn rebuild_day(
-    conn: &Connection,
-    meter: i64,
-    day: Date,
-    zone: &TimeZone,
-) -> rusqlite::Result<()> {
+/// Database errors.
+pub(crate) fn rebuild_day(db: &mut dyn Db, meter: i64, day: Date, zone: &TimeZone) -> DbResult<()> {
     let start = day_start(day, zone);
     let end = day
         .tomorrow()
         .map_or(start + 86_400, |d| day_start(d, zone));
-    let periods = read_15m(conn, meter, start, end)?;
+    let periods = db.read_aggs(AggTable::Min15, meter, start, end)?;
     if periods.is_empty() {
-        conn.prepare_cached("DELETE FROM agg_day WHERE meter = ?1 AND start = ?2")?
-            .execute((meter, start))?;
-        return Ok(());
+        return db.delete_day(meter, start);
     }
     let agg = Agg::of_periods(start, &periods);
-    write_day(conn, meter, day, periods.len(), &agg)
+    db.write_day(meter, day, periods.len(), &agg)
 }

@@ -10,6 +10,18 @@ pub enum StoreError {
     /// SQLite failed (a full disk, a locked or damaged file, …).
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed (unreachable, login refused, a statement failed, …).
+    #[error("store {server}: {}", postgres_message(source))]
+    Postgres {
+        /// The server and database, without the password.
+        server: String,
+        /// The cause.
+        #[source]
+        source: postgres::Error,
+    },
+    /// A setting of the store that cannot work (a URL that is not one, a bad `sslmode`).
+    #[error("store: {0}")]
+    Config(String),
     /// No meter of this name has stored readings.
     #[error("no stored readings for meter {0:?}")]
     UnknownMeter(String),
@@ -69,4 +81,36 @@ pub enum StoreError {
         /// What does not decode.
         reason: String,
     },
+}
+
+impl From<postgres::Error> for StoreError {
+    /// A PostgreSQL error of a connection whose server is known to the caller's message.
+    fn from(source: postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            server: "PostgreSQL".to_owned(),
+            source,
+        }
+    }
+}
+
+/// What PostgreSQL said: the server's message (with its detail and hint), or the client's
+/// error and its causes (`error connecting to server: Connection refused`).
+fn postgres_message(error: &postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut out = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            out.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            out.push_str(&format!("; {hint}"));
+        }
+        return out;
+    }
+    let mut out = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        out.push_str(&format!(": {e}"));
+        cause = e.source();
+    }
+    out
 }

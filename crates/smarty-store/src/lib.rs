@@ -28,21 +28,31 @@
 pub mod aggregate;
 pub mod block;
 pub mod config;
+mod connection;
+pub mod copy;
+mod db;
 pub mod error;
 pub mod lock;
+pub mod postgres;
 pub mod query;
 pub mod queue;
 pub mod reading;
 pub mod schema;
+mod sqlite;
+#[cfg(any(test, feature = "test_postgres"))]
+pub mod test_postgres;
 pub mod writer;
 
-use std::path::Path;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use config::Location;
+use connection::{ReadConn, WriteConnection};
 use lock::WriterLock;
+use postgres::Partitions;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
@@ -64,7 +74,7 @@ pub struct Store {
 
 struct Inner {
     config: StoreConfig,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Vec<ReadConn>>,
     /// The writer's lock, held while the store is open for writing.
     lock: Option<Arc<WriterLock>>,
 }
@@ -80,7 +90,26 @@ impl Store {
     /// the directory or the lock file cannot be created, [`StoreError::Migration`] for a file
     /// of a newer smarty or a failed migration, SQLite errors (not a database, …).
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
-        Self::open_at_version(config, schema::latest())
+        match &config.location {
+            Location::Sqlite(_) => Self::open_at_version(config, schema::latest()),
+            Location::Postgres(server) => {
+                let mut client = server.connect()?;
+                client.run(postgres::schema::migrate)?;
+                Partitions::default().ensure_ahead(&mut client)?;
+                Ok(Store::postgres(config, client))
+            }
+        }
+    }
+
+    /// A PostgreSQL store whose first reader is `client`.
+    fn postgres(config: &StoreConfig, client: postgres::PgClient) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                readers: Mutex::new(vec![ReadConn::Postgres(RefCell::new(client))]),
+                lock: None,
+            }),
+        }
     }
 
     /// Opens an existing store for reading (`smarty export`) without the writer's lock, so
@@ -92,7 +121,20 @@ impl Store {
     /// now (another process writes it, or it is newer), SQLite errors (no such file, not a
     /// database, …).
     pub fn open_read_only(config: &StoreConfig) -> Result<Store, StoreError> {
-        let conn = Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let path = match &config.location {
+            Location::Sqlite(path) => path,
+            Location::Postgres(server) => {
+                let mut client = server.connect()?;
+                client.run(|client| {
+                    if postgres::schema::version(client)? < postgres::schema::latest() {
+                        postgres::schema::migrate(client)?;
+                    }
+                    postgres::schema::check(client)
+                })?;
+                return Ok(Store::postgres(config, client));
+            }
+        };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let version = schema::version(&conn)?;
         drop(conn);
@@ -112,8 +154,7 @@ impl Store {
         }
         if version > schema::latest() {
             // The same refusal as when opening it for writing.
-            let mut conn =
-                Connection::open_with_flags(&config.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             schema::migrate_to(&mut conn, schema::latest())?;
         }
         Ok(Store {
@@ -127,21 +168,25 @@ impl Store {
 
     /// [`Store::open`] that migrates only up to `version` (tests of migrations).
     fn open_at_version(config: &StoreConfig, version: u32) -> Result<Store, StoreError> {
-        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let path = config
+            .location
+            .sqlite_path()
+            .ok_or_else(|| StoreError::Config("not an SQLite store".into()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
                 path: dir.to_owned(),
                 source,
             })?;
         }
-        let lock = WriterLock::acquire(&config.path)?;
-        let mut conn = Connection::open(&config.path)?;
+        let lock = WriterLock::acquire(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(
                 "store: {} is in journal mode {mode}, not WAL",
-                config.path.display()
+                path.display()
             );
         }
         schema::migrate_to(&mut conn, version)?;
@@ -154,9 +199,10 @@ impl Store {
         })
     }
 
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.inner.config.path
+    /// Where the store is (an SQLite file or a PostgreSQL database; shown without a
+    /// password).
+    pub fn location(&self) -> &Location {
+        &self.inner.config.location
     }
 
     /// The settings it was opened with.
@@ -177,17 +223,20 @@ impl Store {
             .and_then(|mut pool| pool.pop());
         let conn = match pooled {
             Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.inner.config.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                )?;
-                conn.busy_timeout(BUSY_TIMEOUT)?;
-                conn.pragma_update(None, "query_only", true)?;
-                conn
-            }
+            None => match &self.inner.config.location {
+                Location::Sqlite(path) => {
+                    let conn = Connection::open_with_flags(
+                        path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                            | OpenFlags::SQLITE_OPEN_URI,
+                    )?;
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    conn.pragma_update(None, "query_only", true)?;
+                    ReadConn::Sqlite(conn)
+                }
+                Location::Postgres(server) => ReadConn::Postgres(RefCell::new(server.connect()?)),
+            },
         };
         Ok(ReadConnection::new(conn, Arc::downgrade(&self.inner)))
     }
@@ -199,21 +248,37 @@ impl Store {
     /// # Errors
     /// [`StoreError::Locked`] when another process writes the store, SQLite errors.
     pub fn writer(&self) -> Result<Writer, StoreError> {
-        let lock = match &self.inner.lock {
-            Some(lock) => Arc::clone(lock),
-            None => WriterLock::acquire(&self.inner.config.path)?,
+        let conn = match &self.inner.config.location {
+            Location::Sqlite(path) => {
+                let lock = match &self.inner.lock {
+                    Some(lock) => Arc::clone(lock),
+                    None => WriterLock::acquire(path)?,
+                };
+                let conn = Connection::open(path)?;
+                conn.busy_timeout(BUSY_TIMEOUT)?;
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                conn.set_prepared_statement_cache_capacity(64);
+                WriteConnection::Sqlite { conn, _lock: lock }
+            }
+            Location::Postgres(server) => {
+                let mut client = server.connect()?;
+                let mut partitions = Partitions::default();
+                partitions.ensure_ahead(&mut client)?;
+                WriteConnection::Postgres {
+                    server: server.clone(),
+                    client: Some(client),
+                    partitions,
+                }
+            }
         };
-        let conn = Connection::open(&self.inner.config.path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(Writer::new(conn, self.inner.config.clone(), lock))
+        Ok(Writer::new(conn, self.inner.config.clone()))
     }
 }
 
 /// Gives a read connection back to its store's pool.
-fn give_back(pool: &std::sync::Weak<Inner>, conn: Connection) {
-    if let Some(inner) = pool.upgrade()
+fn give_back(pool: &std::sync::Weak<Inner>, conn: ReadConn) {
+    if conn.reusable()
+        && let Some(inner) = pool.upgrade()
         && let Ok(mut readers) = inner.readers.lock()
         && readers.len() < POOLED_READERS
     {

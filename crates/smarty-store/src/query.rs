@@ -4,11 +4,12 @@ use std::sync::Weak;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::aggregate::{self, Agg};
-use super::block::{self, Row};
+use super::aggregate::Agg;
+use super::block::Row;
+use super::connection::ReadConn;
+use super::db::{AggColumn, AggTable, Db, DbResult};
 use super::reading::{Aggregation, COLUMNS};
 use super::{Inner, StoreError, give_back};
 use smarty_model::period::{Interval, Period, Resolution, interval_start};
@@ -96,19 +97,9 @@ pub struct MbusTotal {
     pub value: f64,
 }
 
-/// One column's aggregate of one period.
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    energy: Option<i64>,
-    sum: Option<i64>,
-    n: i64,
-    min: Option<i64>,
-    max: Option<i64>,
-}
-
-impl Point {
+impl AggColumn {
     /// Adds a following period.
-    fn merge(&mut self, other: &Point) {
+    fn merge(&mut self, other: &AggColumn) {
         let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -138,7 +129,7 @@ pub(crate) enum Field {
 
 /// A read-only connection to the store (from [`super::Store::reader`]).
 pub struct ReadConnection {
-    conn: Option<Connection>,
+    conn: Option<ReadConn>,
     pool: Weak<Inner>,
     zone: TimeZone,
 }
@@ -234,7 +225,7 @@ pub fn whole_periods(from: i64, to: i64, resolution: Resolution, zone: &TimeZone
 }
 
 impl ReadConnection {
-    pub(super) fn new(conn: Connection, pool: Weak<Inner>) -> ReadConnection {
+    pub(super) fn new(conn: ReadConn, pool: Weak<Inner>) -> ReadConnection {
         ReadConnection {
             conn: Some(conn),
             pool,
@@ -242,74 +233,76 @@ impl ReadConnection {
         }
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
+    /// Runs statements on the connection.
+    pub(crate) fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Db) -> DbResult<T> + Send,
+    ) -> DbResult<T> {
         self.conn
             .as_ref()
             .expect("a reader has its connection until dropped")
+            .with(f)
+    }
+
+    /// The SQLite connection (tests of the SQLite schema).
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &rusqlite::Connection {
+        match self.conn.as_ref() {
+            Some(ReadConn::Sqlite(conn)) => conn,
+            _ => panic!("not an SQLite store"),
+        }
     }
 
     /// The meters with stored readings, by name.
     ///
     /// # Errors
-    /// SQLite errors.
+    /// database errors.
     pub fn meters(&self) -> Result<Vec<StoredMeter>, StoreError> {
-        let conn = self.conn();
-        let mut statement = conn.prepare_cached(
-            "SELECT id, name, meter_id,
-               (SELECT first_ts FROM agg_15m WHERE meter = m.id ORDER BY start LIMIT 1),
-               (SELECT last_ts FROM agg_15m WHERE meter = m.id ORDER BY start DESC LIMIT 1)
-             FROM meter AS m ORDER BY name",
-        )?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    StoredMeter {
-                        name: row.get(1)?,
-                        meter_id: row.get(2)?,
-                        first_reading: row.get(3)?,
-                        last_reading: row.get(4)?,
-                        mbus: Vec::new(),
-                    },
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(|(id, mut meter)| {
-                meter.mbus = self.mbus_channels(id)?;
-                Ok(meter)
-            })
-            .collect()
+        self.with(|db| {
+            let rows = db.meters()?;
+            rows.into_iter()
+                .map(|(id, mut meter)| {
+                    meter.mbus = db.mbus_channels(id)?;
+                    Ok(meter)
+                })
+                .collect()
+        })
     }
 
     /// The id of a meter by name.
     ///
     /// # Errors
-    /// [`StoreError::UnknownMeter`], SQLite errors.
+    /// [`StoreError::UnknownMeter`], database errors.
     pub fn meter_id(&self, meter: &str) -> Result<i64, StoreError> {
-        self.conn()
-            .prepare_cached("SELECT id FROM meter WHERE name = ?1")?
-            .query_row([meter], |row| row.get(0))
-            .optional()?
+        self.with(|db| db.meter_by_name(meter))?
             .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))
     }
 
     /// The M-Bus channels of a meter (by its id, [`ReadConnection::meter_id`]).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// Database errors.
     pub fn mbus_channels(&self, meter: i64) -> Result<Vec<MbusChannel>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
-            "SELECT channel, medium, unit FROM mbus_channel WHERE meter = ?1 ORDER BY channel",
-        )?;
-        let rows = statement.query_map([meter], |row| {
-            Ok(MbusChannel {
-                channel: row.get(0)?,
-                medium: row.get(1)?,
-                unit: row.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|db| db.mbus_channels(meter))
+    }
+
+    /// The captures of M-Bus channel `channel` of `meter` with time in `[from, to)`, by time:
+    /// (capture time, reading in the channel's unit).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn mbus_captures(
+        &self,
+        meter: i64,
+        channel: u8,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        Ok(self
+            .with(|db| db.mbus_range(meter, channel, from, to))?
+            .into_iter()
+            .map(|(ts, milli)| (ts, milli as f64 / 1000.0))
+            .collect())
     }
 
     /// What a series field name refers to: the column or M-Bus channel whose value has that
@@ -383,13 +376,16 @@ impl ReadConnection {
                 let column = &COLUMNS[c];
                 series.unit = column.unit.to_owned();
                 if resolution == Resolution::Raw {
-                    let values = self.raw_column(
-                        id,
-                        c,
-                        from,
-                        to,
-                        column.aggregation == Aggregation::Energy,
-                    )?;
+                    let values = self.with(|db| {
+                        raw_column(
+                            db,
+                            id,
+                            c,
+                            from,
+                            to,
+                            column.aggregation == Aggregation::Energy,
+                        )
+                    })?;
                     let mut previous = None;
                     for (ts, v) in values {
                         if ts >= from {
@@ -455,7 +451,7 @@ impl ReadConnection {
     /// coarsen an answer before reading it.
     ///
     /// # Errors
-    /// [`StoreError::UnknownMeter`], [`StoreError::UnknownField`], SQLite errors.
+    /// [`StoreError::UnknownMeter`], [`StoreError::UnknownField`], database errors.
     pub fn series_points_bound(
         &self,
         meter: &str,
@@ -477,26 +473,11 @@ impl ReadConnection {
         if matches!(resolution, Resolution::Day | Resolution::Month) {
             return Ok(by_span);
         }
-        let conn = self.conn();
-        let rows: i64 = match target {
-            Field::Mbus(channel) => conn
-                .prepare_cached(
-                    "SELECT count(*) FROM mbus_reading WHERE meter = ?1 AND channel = ?2
-                     AND ts >= ?3 AND ts < ?4",
-                )?
-                .query_row((id, channel.channel, from, to), |row| row.get(0))?,
-            Field::Column(_) if resolution == Resolution::Raw => conn
-                .prepare_cached(
-                    "SELECT coalesce(sum(n), 0) FROM raw_block WHERE meter = ?1 AND start >= ?2
-                     AND start < ?3",
-                )?
-                .query_row((id, block::block_start(from), to), |row| row.get(0))?,
-            Field::Column(_) => conn
-                .prepare_cached(
-                    "SELECT count(*) FROM agg_15m WHERE meter = ?1 AND start >= ?2 AND start < ?3",
-                )?
-                .query_row((id, from, to), |row| row.get(0))?,
-        };
+        let rows: i64 = self.with(|db| match target {
+            Field::Mbus(channel) => db.mbus_count(id, channel.channel, from, to),
+            Field::Column(_) if resolution == Resolution::Raw => db.raw_count(id, from, to),
+            Field::Column(_) => db.count_15m(id, from, to),
+        })?;
         Ok(u64::try_from(rows).unwrap_or(0).min(by_span))
     }
 
@@ -509,37 +490,15 @@ impl ReadConnection {
         from: i64,
         to: i64,
         resolution: Resolution,
-    ) -> Result<Vec<(i64, Point)>, StoreError> {
-        let column = &COLUMNS[c];
+    ) -> Result<Vec<(i64, AggColumn)>, StoreError> {
         let table = match resolution {
-            Resolution::Day | Resolution::Month => "agg_day",
-            _ => "agg_15m",
+            Resolution::Day | Resolution::Month => AggTable::Day,
+            _ => AggTable::Min15,
         };
-        let name = column.name;
-        let fields = match column.aggregation {
-            Aggregation::Energy => format!("{name}, NULL, 0, NULL, NULL"),
-            Aggregation::Instant => format!("NULL, {name}_sum, {name}_n, {name}_min, {name}_max"),
-        };
-        let mut statement = self.conn().prepare_cached(&format!(
-            "SELECT start, {fields} FROM {table} WHERE meter = ?1 AND start >= ?2 AND start < ?3
-             ORDER BY start"
-        ))?;
-        let rows = statement.query_map((meter, from, to), |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                Point {
-                    energy: row.get(1)?,
-                    sum: row.get(2)?,
-                    n: row.get(3)?,
-                    min: row.get(4)?,
-                    max: row.get(5)?,
-                },
-            ))
-        })?;
+        let rows = self.with(|db| db.agg_column(table, meter, c, from, to))?;
         let mut buckets = Buckets::new(resolution, self.zone.clone());
-        let mut out: Vec<(i64, Point)> = Vec::new();
-        for row in rows {
-            let (start, point) = row?;
+        let mut out: Vec<(i64, AggColumn)> = Vec::new();
+        for (start, point) in rows {
             let bucket = match resolution {
                 Resolution::Hour | Resolution::Month => buckets.start(start),
                 _ => start,
@@ -557,7 +516,7 @@ impl ReadConnection {
     /// Pairs of (period start, aggregate).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// database errors.
     pub fn aggregates(
         &self,
         meter: i64,
@@ -565,7 +524,6 @@ impl ReadConnection {
         to: i64,
         resolution: Resolution,
     ) -> Result<Vec<(i64, Agg)>, StoreError> {
-        let conn = self.conn();
         // The rows come sorted by start, so each bucket's rows are consecutive: merge them
         // in one pass, holding one bucket's rows at a time.
         let merge = |rows: Vec<Agg>, buckets: &mut Buckets| -> Vec<(i64, Agg)> {
@@ -589,23 +547,22 @@ impl ReadConnection {
             out
         };
         Ok(match resolution {
-            Resolution::Raw | Resolution::Min15 => aggregate::read_15m(conn, meter, from, to)?
+            Resolution::Raw | Resolution::Min15 => self
+                .with(|db| db.read_aggs(AggTable::Min15, meter, from, to))?
                 .into_iter()
                 .map(|agg| (agg.start, agg))
                 .collect(),
             Resolution::Hour => {
-                let rows = aggregate::read_15m(conn, meter, from, to)?;
+                let rows = self.with(|db| db.read_aggs(AggTable::Min15, meter, from, to))?;
                 merge(rows, &mut Buckets::new(Resolution::Hour, self.zone.clone()))
             }
-            Resolution::Day => aggregate::read_days(conn, meter, from, to)?
+            Resolution::Day => self
+                .with(|db| db.read_aggs(AggTable::Day, meter, from, to))?
                 .into_iter()
-                .map(|(_, agg)| (agg.start, agg))
+                .map(|agg| (agg.start, agg))
                 .collect(),
             Resolution::Month => {
-                let rows = aggregate::read_days(conn, meter, from, to)?
-                    .into_iter()
-                    .map(|(_, agg)| agg)
-                    .collect();
+                let rows = self.with(|db| db.read_aggs(AggTable::Day, meter, from, to))?;
                 merge(
                     rows,
                     &mut Buckets::new(Resolution::Month, self.zone.clone()),
@@ -617,90 +574,9 @@ impl ReadConnection {
     /// The raw readings of `meter` with time in `[from, to)`, sorted (`smarty export`).
     ///
     /// # Errors
-    /// SQLite errors, [`StoreError::Corrupt`] for a block that does not decode.
+    /// database errors, [`StoreError::Corrupt`] for a block that does not decode.
     pub fn raw_rows(&self, meter: i64, from: i64, to: i64) -> Result<Vec<Row>, StoreError> {
-        let mut statement = self.conn().prepare_cached(
-            "SELECT start, data FROM raw_block WHERE meter = ?1 AND start >= ?2 AND start < ?3
-             ORDER BY start",
-        )?;
-        let mut blocks = statement.query((meter, block::block_start(from), to))?;
-        let mut rows = Vec::new();
-        while let Some(row) = blocks.next()? {
-            let start: i64 = row.get(0)?;
-            let data = match row.get_ref(1)? {
-                rusqlite::types::ValueRef::Blob(data) => data,
-                _ => &[],
-            };
-            let decoded = block::decode(data).map_err(|reason| StoreError::Corrupt {
-                meter: meter.to_string(),
-                start,
-                reason,
-            })?;
-            rows.extend(decoded.into_iter().filter(|r| r.ts >= from && r.ts < to));
-        }
-        Ok(rows)
-    }
-
-    /// The raw values of column `c` of `meter` with time in `[from, to)`, sorted; with
-    /// `previous`, the last value before `from` too (when it is still stored).
-    fn raw_column(
-        &self,
-        meter: i64,
-        c: usize,
-        from: i64,
-        to: i64,
-        previous: bool,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let conn = self.conn();
-        let first_block = block::block_start(from);
-        let corrupt = |start: i64, reason: String| StoreError::Corrupt {
-            meter: meter.to_string(),
-            start,
-            reason,
-        };
-        let mut out = Vec::new();
-        if previous {
-            // The blocks before `from`, newest first, until one has the value.
-            let mut statement = conn.prepare_cached(
-                "SELECT start, data FROM raw_block WHERE meter = ?1 AND start < ?2
-                 ORDER BY start DESC LIMIT 12",
-            )?;
-            let mut blocks = statement.query((meter, first_block))?;
-            while let Some(row) = blocks.next()? {
-                let start: i64 = row.get(0)?;
-                let data: Vec<u8> = row.get(1)?;
-                let values = block::decode_column(&data, c).map_err(|r| corrupt(start, r))?;
-                if let Some(last) = values.last() {
-                    out.push(*last);
-                    break;
-                }
-            }
-        }
-        let mut statement = conn.prepare_cached(
-            "SELECT start, data FROM raw_block WHERE meter = ?1 AND start >= ?2 AND start < ?3
-             ORDER BY start",
-        )?;
-        let mut blocks = statement.query((meter, first_block, to))?;
-        while let Some(row) = blocks.next()? {
-            let start: i64 = row.get(0)?;
-            let data = match row.get_ref(1)? {
-                rusqlite::types::ValueRef::Blob(data) => data,
-                _ => &[],
-            };
-            let values = block::decode_column(data, c).map_err(|r| corrupt(start, r))?;
-            out.extend(
-                values
-                    .into_iter()
-                    .filter(|(ts, _)| *ts < to && (previous || *ts >= from)),
-            );
-        }
-        if previous {
-            let before = out.iter().filter(|(ts, _)| *ts < from).count();
-            if before > 1 {
-                out.drain(..before - 1);
-            }
-        }
-        Ok(out)
+        self.with(|db| db.raw_rows(meter, from, to))
     }
 
     /// The consumption of an M-Bus channel per period of `resolution` (per capture for raw):
@@ -708,7 +584,7 @@ impl ReadConnection {
     /// time. Pairs of (period start or capture time, consumption).
     ///
     /// # Errors
-    /// SQLite errors.
+    /// database errors.
     pub fn mbus_consumption(
         &self,
         meter: i64,
@@ -720,23 +596,15 @@ impl ReadConnection {
         if matches!(resolution, Resolution::Day | Resolution::Month) {
             return self.mbus_consumption_by_boundaries(meter, channel, from, to, resolution);
         }
-        let conn = self.conn();
-        let mut previous: Option<i64> = conn
-            .prepare_cached(
-                "SELECT value_milli FROM mbus_reading WHERE meter = ?1 AND channel = ?2 AND ts < ?3
-                 ORDER BY ts DESC LIMIT 1",
-            )?
-            .query_row((meter, channel, from), |row| row.get(0))
-            .optional()?;
-        let mut statement = conn.prepare_cached(
-            "SELECT ts, value_milli FROM mbus_reading WHERE meter = ?1 AND channel = ?2
-             AND ts >= ?3 AND ts < ?4 ORDER BY ts",
-        )?;
-        let mut rows = statement.query((meter, channel, from, to))?;
+        let (mut previous, rows) = self.with(|db| {
+            Ok((
+                db.mbus_before(meter, channel, from)?.map(|(_, v)| v),
+                db.mbus_range(meter, channel, from, to)?,
+            ))
+        })?;
         let mut buckets = Buckets::new(resolution, self.zone.clone());
         let mut out: Vec<(i64, i64)> = Vec::new();
-        while let Some(row) = rows.next()? {
-            let (ts, value): (i64, i64) = (row.get(0)?, row.get(1)?);
+        for (ts, value) in rows {
             if let Some(p) = previous {
                 let start = buckets.start(ts);
                 match out.last_mut() {
@@ -766,84 +634,57 @@ impl ReadConnection {
         to: i64,
         resolution: Resolution,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        let conn = self.conn();
-        // Two look-ups: MIN and MAX together would scan every capture.
-        let edge = |order: &str| -> rusqlite::Result<Option<i64>> {
-            conn.prepare_cached(&format!(
-                "SELECT ts FROM mbus_reading WHERE meter = ?1 AND channel = ?2
-                 AND ts >= ?3 AND ts < ?4 ORDER BY ts {order} LIMIT 1"
-            ))?
-            .query_row((meter, channel, from, to), |row| row.get(0))
-            .optional()
-        };
-        let range = edge("ASC")?.zip(edge("DESC")?);
-        let Some((first, last)) = range else {
-            return Ok(Vec::new());
-        };
-        let mut before = conn.prepare_cached(
-            "SELECT ts, value_milli FROM mbus_reading WHERE meter = ?1 AND channel = ?2 AND ts < ?3
-             ORDER BY ts DESC LIMIT 1",
-        )?;
-        let mut at_or_after = conn.prepare_cached(
-            "SELECT ts, value_milli FROM mbus_reading WHERE meter = ?1 AND channel = ?2 AND ts >= ?3
-             ORDER BY ts LIMIT 1",
-        )?;
-        let row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?));
-        let mut buckets = Buckets::new(resolution, self.zone.clone());
-        let mut out = Vec::new();
-        let mut start = buckets.start(first);
-        while start <= last {
-            let next = buckets.next_start(start);
-            let (lo, hi) = (start.max(from), next.min(to));
-            // The last capture in the period, and the reading it increased from.
-            let end: Option<(i64, i64)> = before.query_row((meter, channel, hi), row).optional()?;
-            if let Some((end_ts, end_value)) = end.filter(|(ts, _)| *ts >= lo) {
-                let base = match before.query_row((meter, channel, lo), row).optional()? {
-                    Some((_, value)) => Some(value),
-                    // The very first capture: it counts from the second one on, as in the
-                    // scan of every capture.
-                    None => at_or_after
-                        .query_row((meter, channel, lo), row)
-                        .optional()?
-                        .filter(|(ts, _)| *ts < end_ts)
-                        .map(|(_, value)| value),
-                };
-                if let Some(base) = base {
-                    out.push((start, (end_value - base) as f64 / 1000.0));
+        let zone = self.zone.clone();
+        self.with(|db| {
+            let range = db
+                .mbus_edge(meter, channel, from, to, false)?
+                .zip(db.mbus_edge(meter, channel, from, to, true)?);
+            let Some((first, last)) = range else {
+                return Ok(Vec::new());
+            };
+            let mut buckets = Buckets::new(resolution, zone);
+            let mut out = Vec::new();
+            let mut start = buckets.start(first);
+            while start <= last {
+                let next = buckets.next_start(start);
+                let (lo, hi) = (start.max(from), next.min(to));
+                // The last capture in the period, and the reading it increased from.
+                let end = db.mbus_before(meter, channel, hi)?;
+                if let Some((end_ts, end_value)) = end.filter(|(ts, _)| *ts >= lo) {
+                    let base = match db.mbus_before(meter, channel, lo)? {
+                        Some((_, value)) => Some(value),
+                        // The very first capture: it counts from the second one on, as in the
+                        // scan of every capture.
+                        None => db
+                            .mbus_at_or_after(meter, channel, lo)?
+                            .filter(|(ts, _)| *ts < end_ts)
+                            .map(|(_, value)| value),
+                    };
+                    if let Some(base) = base {
+                        out.push((start, (end_value - base) as f64 / 1000.0));
+                    }
                 }
+                start = next;
             }
-            start = next;
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The 15-minute periods of `meter` starting in `[from, to)` that have readings, with
     /// their energies (Wh).
     ///
     /// # Errors
-    /// [`StoreError::UnknownMeter`], SQLite errors.
+    /// [`StoreError::UnknownMeter`], database errors.
     pub fn intervals(&self, meter: &str, from: i64, to: i64) -> Result<Vec<Interval>, StoreError> {
         let id = self.meter_id(meter)?;
-        // Only the three columns it needs: a year is 35,000 rows of a wide table.
-        let mut statement = self.conn().prepare_cached(
-            "SELECT start, energy_import_wh, energy_export_wh FROM agg_15m \
-             WHERE meter = ?1 AND start >= ?2 AND start < ?3 ORDER BY start",
-        )?;
-        let rows = statement.query_map((id, from, to), |row| {
-            Ok(Interval {
-                start: row.get(0)?,
-                energy_import_wh: row.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                energy_export_wh: row.get::<_, Option<i64>>(2)?.unwrap_or(0),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.with(|db| db.intervals(id, from, to))
     }
 
     /// The consumption of each M-Bus sub-meter of `meter` per local day or month whose start
     /// is in `[from, to)`, by period then name. Periods without a capture are left out.
     ///
     /// # Errors
-    /// [`StoreError::UnknownMeter`], SQLite errors.
+    /// [`StoreError::UnknownMeter`], database errors.
     pub fn mbus_totals(
         &self,
         meter: &str,
@@ -882,4 +723,22 @@ pub(crate) fn period_label(start: i64, period: Period, zone: &TimeZone) -> Strin
         Period::Day => day.to_string(),
         Period::Month => format!("{:04}-{:02}", day.year(), day.month()),
     }
+}
+
+/// The raw values of column `c` of `meter` with time in `[from, to)`, sorted; with
+/// `previous`, the last value before `from` too (when it is still stored, in the hour before).
+fn raw_column(
+    db: &mut dyn Db,
+    meter: i64,
+    c: usize,
+    from: i64,
+    to: i64,
+    previous: bool,
+) -> DbResult<Vec<(i64, i64)>> {
+    let mut out = Vec::new();
+    if previous && let Some(before) = db.raw_column_before(meter, c, from)? {
+        out.push(before);
+    }
+    out.extend(db.raw_column(meter, c, from, to)?);
+    Ok(out)
 }

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::aggregate::Agg;
 use super::query::{MbusChannel, MbusTotal};
 use super::reading::{Aggregation, COLUMNS, MbusRecord, Reading};
+use super::test_postgres::TestDatabase;
 use super::writer::WriteTotals;
 use super::*;
 use smarty_model::period::Resolution;
@@ -18,7 +19,6 @@ use smarty_model::time::{day_of, day_start};
 use smarty_model::unit::Unit;
 use smarty_p1::registry::Medium;
 
-/// A store in a temporary directory with raw readings kept forever.
 /// The position of a column in [`COLUMNS`].
 fn column_index(name: &str) -> usize {
     COLUMNS
@@ -27,12 +27,120 @@ fn column_index(name: &str) -> usize {
         .expect("a known column")
 }
 
-fn store(dir: &tempfile::TempDir) -> Store {
-    let mut config = StoreConfig::at(dir.path().join("state/smarty.db"));
-    config.raw_retention_days = 0;
-    config.commit_interval = Duration::from_millis(10);
-    Store::open(&config).unwrap()
+/// Which backend a test runs on: each test of this file runs on both, with the same
+/// expectations ([`on_both`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
+
+/// A store of a test: in a temporary directory or a database of its own (dropped after).
+struct TestStore {
+    store: Store,
+    _dir: tempfile::TempDir,
+    db: Option<TestDatabase>,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl TestStore {
+    /// The first column of the first row of `sql` (the same SQL on both backends), as text.
+    fn scalar(&self, sql: &str) -> String {
+        match &self.db {
+            Some(db) => db.query(sql).remove(0).unwrap_or_default(),
+            None => self
+                .store
+                .reader()
+                .unwrap()
+                .conn()
+                .query_row(sql, [], |row| row.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap(),
+        }
+    }
+
+    /// Runs SQL that changes the store behind its back (tests of repairs).
+    fn tamper(&self, sql: &str) {
+        match &self.db {
+            Some(db) => {
+                db.query(sql);
+            }
+            None => self
+                .store
+                .writer()
+                .unwrap()
+                .conn_for_tests()
+                .execute_batch(sql)
+                .unwrap(),
+        }
+    }
+}
+
+/// A store on `backend` with raw readings kept `retention_days` (0: forever).
+fn store_keeping(backend: Backend, retention_days: u32) -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, db) = match backend {
+        Backend::Sqlite => (StoreConfig::at(dir.path().join("state/smarty.db")), None),
+        Backend::Postgres => {
+            let db = TestDatabase::create();
+            (db.store_config(), Some(db))
+        }
+    };
+    config.raw_retention_days = retention_days;
+    config.commit_interval = Duration::from_millis(10);
+    TestStore {
+        store: Store::open(&config).unwrap(),
+        _dir: dir,
+        db,
+    }
+}
+
+/// A store on `backend` with raw readings kept forever.
+fn store(backend: Backend) -> TestStore {
+    store_keeping(backend, 0)
+}
+
+/// Runs each named test (a function of a [`Backend`]) on SQLite and on PostgreSQL:
+/// `name::sqlite` and `name::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(super::Backend::Sqlite);
+                }
+                #[test]
+                fn postgres() {
+                    super::$name(super::Backend::Postgres);
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    aggregates_equal_sums_over_raw_readings,
+    a_register_that_goes_backwards_starts_afresh,
+    order_of_arrival_and_repeats_do_not_change_the_result,
+    dst_days_have_92_and_100_periods,
+    pruning_keeps_aggregates_and_late_readings_do_not_change_them,
+    mbus_readings_are_stored_once_per_capture_time,
+    series_at_every_resolution,
+    series_points_cover_whole_periods,
+    rebuilding_gives_the_same_aggregates,
+    a_year_of_days_and_months_agree,
+);
 
 /// `count` readings every `step` seconds from `start`: registers that integrate a random
 /// power, per-phase values, a voltage that is missing now and then.
@@ -142,7 +250,13 @@ fn all_15m(store: &Store) -> Vec<Agg> {
 fn all_days(store: &Store) -> Vec<(String, Agg)> {
     let reader = store.reader().unwrap();
     let id = reader.meter_id("home").unwrap();
-    aggregate::read_days(reader.conn(), id, i64::MIN, i64::MAX).unwrap()
+    let zone = smarty_model::time::meter_zone();
+    reader
+        .aggregates(id, i64::MIN, i64::MAX, Resolution::Day)
+        .unwrap()
+        .into_iter()
+        .map(|(start, a)| (day_of(start, &zone).to_string(), a))
+        .collect()
 }
 
 fn check_against_raw(store: &Store, readings: &[Reading]) {
@@ -228,10 +342,8 @@ fn check_against_raw(store: &Store, readings: &[Reading]) {
     }
 }
 
-#[test]
-fn aggregates_equal_sums_over_raw_readings() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn aggregates_equal_sums_over_raw_readings(backend: Backend) {
+    let store = store(backend);
     // Two days and a bit at 10 s, starting mid-period, committed in uneven batches.
     let data = readings("home", 1_794_960_123, 2 * 8640 + 500, 10, 1);
     let totals = write_all(&store, &data, 997);
@@ -255,10 +367,8 @@ fn aggregates_equal_sums_over_raw_readings() {
     assert_eq!(meters[0].last_reading, Some(data.last().unwrap().ts));
 }
 
-#[test]
-fn a_register_that_goes_backwards_starts_afresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn a_register_that_goes_backwards_starts_afresh(backend: Backend) {
+    let store = store(backend);
     let start = 1_790_000_100 - 1_790_000_100 % INTERVAL_S;
     let mut readings = readings("home", start, 3 * 90, 10, 3);
     // A replaced meter: from the second period on, the register restarts near zero.
@@ -283,11 +393,8 @@ fn a_register_that_goes_backwards_starts_afresh() {
     assert_eq!(day_sum, period_sum);
 }
 
-#[test]
-fn order_of_arrival_and_repeats_do_not_change_the_result() {
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let (a, b) = (store(&dir_a), store(&dir_b));
+fn order_of_arrival_and_repeats_do_not_change_the_result(backend: Backend) {
+    let (a, b) = (store(backend), store(backend));
     let data = readings("home", 1_794_960_000, 3000, 10, 2);
     write_all(&a, &data, 3000);
     // The second store gets the later half first, then the earlier half in reverse, then
@@ -304,10 +411,8 @@ fn order_of_arrival_and_repeats_do_not_change_the_result() {
     check_against_raw(&b, &data);
 }
 
-#[test]
-fn dst_days_have_92_and_100_periods() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn dst_days_have_92_and_100_periods(backend: Backend) {
+    let store = store(backend);
     let zone = smarty_model::time::meter_zone();
     let mut data = Vec::new();
     for (day, seed) in [("2026-03-28", 3), ("2026-10-24", 4)] {
@@ -316,14 +421,10 @@ fn dst_days_have_92_and_100_periods() {
     }
     write_all(&store, &data, 5000);
     let days: BTreeMap<String, Agg> = all_days(&store).into_iter().collect();
-    let periods = |day: &str| {
+    let periods = |day: &str| -> i64 {
         store
-            .reader()
-            .unwrap()
-            .conn()
-            .query_row("SELECT periods FROM agg_day WHERE day = ?1", [day], |row| {
-                row.get::<_, i64>(0)
-            })
+            .scalar(&format!("SELECT periods FROM agg_day WHERE day = '{day}'"))
+            .parse()
             .unwrap()
     };
     assert_eq!(periods("2026-03-28"), 96);
@@ -392,12 +493,8 @@ fn mbus(channel: u8, ts: i64, value: f64) -> MbusRecord {
     }
 }
 
-#[test]
-fn pruning_keeps_aggregates_and_late_readings_do_not_change_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = StoreConfig::at(dir.path().join("smarty.db"));
-    config.raw_retention_days = 1;
-    let store = Store::open(&config).unwrap();
+fn pruning_keeps_aggregates_and_late_readings_do_not_change_them(backend: Backend) {
+    let store = store_keeping(backend, 1);
     let now = 1_795_000_000;
     let data = readings("home", now - 3 * 86_400, 3 * 8640, 10, 6);
     write_all(&store, &data, 4000);
@@ -423,15 +520,13 @@ fn pruning_keeps_aggregates_and_late_readings_do_not_change_them() {
     assert_eq!(all_15m(&store), aggs);
     assert_eq!(writer.prune(now).unwrap(), 0);
     // Forever: nothing is pruned.
-    let forever = tempfile::tempdir().unwrap();
-    let mut keep = self::store(&forever).writer().unwrap();
+    let forever = self::store(backend);
+    let mut keep = forever.writer().unwrap();
     assert_eq!(keep.prune(now).unwrap(), 0);
 }
 
-#[test]
-fn mbus_readings_are_stored_once_per_capture_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn mbus_readings_are_stored_once_per_capture_time(backend: Backend) {
+    let store = store(backend);
     let zone = smarty_model::time::meter_zone();
     let day = day_start("2026-11-20".parse().unwrap(), &zone);
     let mut writer = store.writer().unwrap();
@@ -575,10 +670,8 @@ fn mbus_readings_are_stored_once_per_capture_time() {
     );
 }
 
-#[test]
-fn series_at_every_resolution() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn series_at_every_resolution(backend: Backend) {
+    let store = store(backend);
     let zone = smarty_model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let data = readings("home", start, 4 * 8640, 10, 7);
@@ -729,10 +822,8 @@ fn series_at_every_resolution() {
 /// A series over a range that starts and ends inside periods: points whose start is in the
 /// range, each one for its whole period (the same value as in a series over whole periods),
 /// at every resolution, for registers, instantaneous values and M-Bus channels alike.
-#[test]
-fn series_points_cover_whole_periods() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn series_points_cover_whole_periods(backend: Backend) {
+    let store = store(backend);
     let zone = smarty_model::time::meter_zone();
     let start = day_start("2026-10-30".parse().unwrap(), &zone);
     let end = start + 4 * 86_400;
@@ -790,23 +881,15 @@ fn series_points_cover_whole_periods() {
     }
 }
 
-#[test]
-fn rebuilding_gives_the_same_aggregates() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn rebuilding_gives_the_same_aggregates(backend: Backend) {
+    let store = store(backend);
     let data = readings("home", 1_794_960_000, 8640, 10, 8);
     write_all(&store, &data, 8640);
     let (aggs, days) = (all_15m(&store), all_days(&store));
-    {
-        let writer = store.writer().unwrap();
-        writer
-            .conn_for_tests()
-            .execute_batch(
-                "UPDATE agg_15m SET energy_import_wh = 0, power_import_w_sum = 1;
-                 UPDATE agg_day SET energy_import_wh = 0;",
-            )
-            .unwrap();
-    }
+    store.tamper(
+        "UPDATE agg_15m SET energy_import_wh = 0, power_import_w_sum = 1;
+         UPDATE agg_day SET energy_import_wh = 0;",
+    );
     assert_ne!(all_15m(&store), aggs);
     let mut writer = store.writer().unwrap();
     writer
@@ -820,10 +903,8 @@ fn rebuilding_gives_the_same_aggregates() {
     ));
 }
 
-#[test]
-fn a_year_of_days_and_months_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir);
+fn a_year_of_days_and_months_agree(backend: Backend) {
+    let store = store(backend);
     // A year at 15 minutes: every period and day has its aggregate.
     let start = 1_767_222_000; // 2026-01-01 00:00 +01:00
     let data = readings("home", start, 365 * 96, 900, 9);
@@ -845,4 +926,101 @@ fn a_year_of_days_and_months_agree() {
     let year: f64 = months.value.iter().sum();
     let days_sum: f64 = days.value.iter().sum();
     assert!((year - days_sum).abs() < 1e-6);
+}
+
+#[test]
+fn a_restarted_postgres_server_loses_nothing_and_doubles_nothing() {
+    use super::test_postgres::TestServer;
+    let server = TestServer::start();
+    let store = Store::open(&server.store_config()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let data = readings("home", 1_794_960_000, 900, 10, 11);
+    let (first, second) = data.split_at(300);
+    for r in first {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush().unwrap(), 300);
+    // Stopped: the commit fails and its readings stay buffered.
+    server.stop();
+    for r in &second[..300] {
+        writer.push(r.clone());
+    }
+    let error = writer.flush().unwrap_err().to_string();
+    assert!(error.contains("store"), "{error}");
+    assert_eq!(writer.buffered(), 300);
+    // Started again: the next commit connects again and writes them; readings sent again
+    // (the 300 still buffered, and 100 more) are stored once.
+    server.restart();
+    for r in second[..400].iter().chain(&second[300..]) {
+        writer.push(r.clone());
+    }
+    writer.flush().unwrap();
+    assert_eq!(writer.buffered(), 0);
+    let totals = writer.totals();
+    assert_eq!(totals.readings, data.len() as u64);
+    assert_eq!(totals.duplicates, 400);
+    drop(writer);
+    let reader = Store::open_read_only(&server.store_config())
+        .unwrap()
+        .reader()
+        .unwrap();
+    let id = reader.meter_id("home").unwrap();
+    let rows = reader.raw_rows(id, 0, i64::MAX / 2).unwrap();
+    assert_eq!(rows.len(), data.len());
+    let stored = Store::open_read_only(&server.store_config()).unwrap();
+    check_against_raw(&stored, &data);
+}
+
+#[test]
+fn a_history_copied_to_postgres_and_back_gives_the_same_answers() {
+    // Three days, the first of them pruned to its aggregates, with gas captures.
+    let now = 1_795_000_000;
+    let source = store_keeping(Backend::Sqlite, 2);
+    let data = readings("home", now - 3 * 86_400, 3 * 8640, 10, 12);
+    write_all(&source, &data, 5000);
+    {
+        let mut writer = source.writer().unwrap();
+        for h in 0..72 {
+            writer.push_mbus(mbus(
+                1,
+                now - 3 * 86_400 + h * 3600,
+                100.0 + h as f64 * 0.25,
+            ));
+        }
+        writer.flush().unwrap();
+        assert!(writer.prune(now).unwrap() > 0);
+    }
+    let server = store(Backend::Postgres);
+    let report = copy::copy(&source, &server, |_, _| {}).unwrap();
+    let counts = &report.meters["home"];
+    assert_eq!(counts.captures, 72);
+    assert!(counts.readings < data.len() as u64 && counts.periods > 3 * 96 - 2);
+    // Copying again adds nothing.
+    assert_eq!(copy::copy(&source, &server, |_, _| {}).unwrap(), report);
+    let back = store(Backend::Sqlite);
+    assert_eq!(copy::copy(&server, &back, |_, _| {}).unwrap(), report);
+    // The same answers from all three.
+    let answers = |store: &Store| {
+        let reader = store.reader().unwrap();
+        let mut out = Vec::new();
+        for (field, resolution) in [
+            ("energy_import_kwh", Resolution::Day),
+            ("energy_import_kwh", Resolution::Hour),
+            ("power_import_kw", Resolution::Min15),
+            ("voltage_l1_v", Resolution::Raw),
+            ("mbus1_gas_m3", Resolution::Day),
+        ] {
+            let (from, to) = if resolution == Resolution::Raw {
+                (now - 86_400, now)
+            } else {
+                (now - 4 * 86_400, now)
+            };
+            out.push(reader.series("home", field, from, to, resolution).unwrap());
+        }
+        (out, reader.meters().unwrap())
+    };
+    let expected = answers(&source);
+    assert!(!expected.0[0].t.is_empty());
+    assert_eq!(answers(&server), expected);
+    assert_eq!(answers(&back), expected);
 }

@@ -4,16 +4,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
-
 use super::aggregate::{self, Agg};
-use super::block::{self, BLOCK_S, Row};
-use super::lock::WriterLock;
+use super::block::Row;
+use super::connection::WriteConnection;
+use super::db::{Db, DbResult};
 use super::reading::{MbusRecord, Reading};
 use super::{StoreConfig, StoreError};
-use smarty_model::period::INTERVAL_S;
-use smarty_model::period::interval_start;
+use jiff::tz::TimeZone;
+use smarty_model::period::{INTERVAL_S, interval_start};
 
 /// What a writer wrote since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,7 +28,7 @@ pub struct WriteTotals {
 /// The one connection that writes: buffers readings ([`Writer::push`]) and commits them with
 /// their aggregates ([`Writer::flush`]).
 pub struct Writer {
-    conn: Connection,
+    conn: WriteConnection,
     config: StoreConfig,
     zone: TimeZone,
     readings: Vec<Reading>,
@@ -38,12 +36,10 @@ pub struct Writer {
     last_flush: Instant,
     meters: HashMap<Arc<str>, (i64, Option<String>)>,
     totals: WriteTotals,
-    /// The writer's lock, held as long as the writer lives.
-    _lock: Arc<WriterLock>,
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, config: StoreConfig, lock: Arc<WriterLock>) -> Writer {
+    pub(super) fn new(conn: WriteConnection, config: StoreConfig) -> Writer {
         Writer {
             conn,
             config,
@@ -53,13 +49,16 @@ impl Writer {
             last_flush: Instant::now(),
             meters: HashMap::new(),
             totals: WriteTotals::default(),
-            _lock: lock,
         }
     }
 
     #[cfg(test)]
-    pub(super) fn conn_for_tests(&self) -> &Connection {
-        &self.conn
+    pub(super) fn conn_for_tests(&self) -> &rusqlite::Connection {
+        match &self.conn {
+            WriteConnection::Sqlite { conn, .. } => conn,
+            #[allow(unreachable_patterns)] // PostgreSQL writers are not used by these tests
+            _ => panic!("not an SQLite store"),
+        }
     }
 
     /// Buffers a reading until the next [`Writer::flush`].
@@ -113,95 +112,17 @@ impl Writer {
             self.last_flush = Instant::now();
             return Ok(0);
         }
-        let tx = self
+        let times: BTreeSet<i64> = self.readings.iter().map(|r| r.ts).collect();
+        self.conn.prepare_for(&times)?;
+        let (readings, mbus, meters, zone) =
+            (&self.readings, &self.mbus, &mut self.meters, &self.zone);
+        let (added, duplicates, mbus_added) = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut ids = HashMap::new();
-        for reading in &self.readings {
-            if !ids.contains_key(&reading.meter) {
-                let id = meter_id(
-                    &tx,
-                    &mut self.meters,
-                    &reading.meter,
-                    reading.meter_id.as_deref(),
-                )?;
-                ids.insert(Arc::clone(&reading.meter), id);
-            }
-        }
-        // Readings by meter and period, sorted by time.
-        let mut groups: BTreeMap<(i64, i64), Vec<Row>> = BTreeMap::new();
-        for reading in &self.readings {
-            let id = ids[&reading.meter];
-            groups
-                .entry((id, interval_start(reading.ts)))
-                .or_default()
-                .push(Row {
-                    ts: reading.ts,
-                    values: reading.values(),
-                });
-        }
-        let mut added = 0u64;
-        let mut duplicates = 0u64;
-        let mut touched: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-        for ((meter, period), mut new) in groups {
-            new.sort_by_key(|r| r.ts);
-            let mut rows = read_period(&tx, meter, period)?;
-            if rows.is_empty() && aggregated(&tx, meter, period)? {
-                // Raw readings pruned, the aggregate stays as it is.
-                duplicates += new.len() as u64;
-                continue;
-            }
-            let before: Vec<Row> = rows.clone();
-            let n = block::merge(&mut rows, &new);
-            added += n as u64;
-            duplicates += (new.len() - n) as u64;
-            if n == 0 {
-                continue;
-            }
-            write_blocks(&tx, meter, period, &before, &rows)?;
-            aggregate::write_15m(&tx, meter, &Agg::of_rows(period, &rows))?;
-            touched.entry(meter).or_default().insert(period);
-        }
-        for (meter, periods) in &touched {
-            let (Some(&first), Some(&last)) = (periods.first(), periods.last()) else {
-                continue;
-            };
-            let changed = aggregate::settle(&tx, *meter, first, last)?;
-            let days: BTreeSet<jiff::civil::Date> = periods
-                .iter()
-                .chain(&changed)
-                .map(|&p| smarty_model::time::day_of(p, &self.zone))
-                .collect();
-            for day in days {
-                aggregate::rebuild_day(&tx, *meter, day, &self.zone)?;
-            }
-        }
-        let mut mbus_added = 0u64;
-        for reading in &self.mbus {
-            let meter = meter_id(&tx, &mut self.meters, &reading.meter, None)?;
-            tx.prepare_cached(
-                "INSERT INTO mbus_channel (meter, channel, medium, unit) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
-                 WHERE medium != excluded.medium OR unit != excluded.unit",
-            )?
-            .execute((
-                meter,
-                reading.channel,
-                reading.medium_name(),
-                reading.unit_name(),
-            ))?;
-            mbus_added += tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO mbus_reading (meter, channel, ts, value_milli) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute((
-                    meter,
-                    reading.channel,
-                    reading.ts,
-                    (reading.value * 1000.0).round() as i64,
-                ))? as u64;
-        }
-        tx.commit()?;
+            .transaction(|db| write_batch(db, readings, mbus, meters, zone))
+            .inspect_err(|_| {
+                // Meters created by the rolled-back transaction are not there.
+                self.meters.clear();
+            })?;
         self.readings.clear();
         self.mbus.clear();
         self.last_flush = Instant::now();
@@ -209,6 +130,35 @@ impl Writer {
         self.totals.duplicates += duplicates;
         self.totals.mbus += mbus_added;
         Ok((added + mbus_added) as usize)
+    }
+
+    /// Writes 15-minute aggregates as they are (a copy of another store's, [`crate::copy`])
+    /// for meter `meter`, and rebuilds the daily aggregates of their days.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn copy_aggregates(
+        &mut self,
+        meter: &str,
+        meter_id: Option<&str>,
+        periods: &[Agg],
+    ) -> Result<(), StoreError> {
+        let zone = &self.zone;
+        let name: Arc<str> = Arc::from(meter);
+        let meters = &mut self.meters;
+        self.conn.transaction(|db| {
+            let id = self::meter_id(db, meters, &name, meter_id)?;
+            db.lock_meter(id)?;
+            db.write_15m(id, periods)?;
+            let days: BTreeSet<jiff::civil::Date> = periods
+                .iter()
+                .map(|p| smarty_model::time::day_of(p.start, zone))
+                .collect();
+            for day in days {
+                aggregate::rebuild_day(db, id, day, zone)?;
+            }
+            Ok(())
+        })
     }
 
     /// Deletes the raw readings of the periods that ended `raw_retention_days` before `now`
@@ -221,27 +171,7 @@ impl Writer {
             return Ok(0);
         };
         let cutoff = interval_start(now - retention);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let meters: Vec<i64> = tx
-            .prepare("SELECT id FROM meter")?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut readings = 0i64;
-        for meter in meters {
-            readings += tx.query_row(
-                "SELECT COALESCE(SUM(n), 0) FROM raw_block WHERE meter = ?1 AND start < ?2",
-                (meter, cutoff),
-                |row| row.get::<_, i64>(0),
-            )?;
-            tx.execute(
-                "DELETE FROM raw_block WHERE meter = ?1 AND start < ?2",
-                (meter, cutoff),
-            )?;
-        }
-        tx.commit()?;
-        Ok(readings as u64)
+        self.conn.prune_raw(cutoff)
     }
 
     /// Recomputes the 15-minute and daily aggregates of the periods of `meter` from `from` to
@@ -259,140 +189,166 @@ impl Writer {
         from: i64,
         to: i64,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: i64 = tx
-            .query_row("SELECT id FROM meter WHERE name = ?1", [meter], |row| {
-                row.get(0)
-            })
-            .optional()?
-            .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))?;
-        let first = interval_start(from);
-        let mut periods = BTreeSet::new();
-        {
-            let mut statement = tx.prepare(
-                "SELECT start, data FROM raw_block WHERE meter = ?1 AND start >= ?2 AND start < ?3 ORDER BY start",
-            )?;
-            let mut blocks = statement.query((id, first, to))?;
-            let mut current: Option<(i64, Vec<Row>)> = None;
-            while let Some(row) = blocks.next()? {
-                let start: i64 = row.get(0)?;
-                let data: Vec<u8> = row.get(1)?;
-                let rows = block::decode(&data).map_err(|reason| StoreError::Corrupt {
-                    meter: meter.to_owned(),
-                    start,
-                    reason,
-                })?;
-                let period = interval_start(start);
-                if current.as_ref().is_some_and(|(p, _)| *p != period)
-                    && let Some((p, rows)) = current.take()
-                {
-                    aggregate::write_15m(&tx, id, &Agg::of_rows(p, &rows))?;
-                    periods.insert(p);
-                }
-                current
-                    .get_or_insert_with(|| (period, Vec::new()))
-                    .1
-                    .extend(rows);
+        let zone = &self.zone;
+        self.conn.transaction(|db| {
+            let id = db
+                .meter_by_name(meter)?
+                .ok_or_else(|| StoreError::UnknownMeter(meter.to_owned()))?;
+            let first = interval_start(from);
+            let mut pending = BTreeMap::new();
+            let rows = db.raw_rows(id, first, to)?;
+            let mut start = 0;
+            while start < rows.len() {
+                let period = interval_start(rows[start].ts);
+                let end = rows[start..]
+                    .iter()
+                    .position(|r| interval_start(r.ts) != period)
+                    .map_or(rows.len(), |n| start + n);
+                pending.insert(period, Agg::of_rows(period, &rows[start..end]));
+                start = end;
             }
-            if let Some((p, rows)) = current {
-                aggregate::write_15m(&tx, id, &Agg::of_rows(p, &rows))?;
-                periods.insert(p);
-            }
-        }
-        if let (Some(&start), Some(&end)) = (periods.first(), periods.last()) {
-            let changed = aggregate::settle(&tx, id, start, end)?;
+            let periods: Vec<i64> = pending.keys().copied().collect();
+            let written = aggregate::settle(db, id, pending)?;
             let days: BTreeSet<jiff::civil::Date> = periods
                 .iter()
-                .chain(&changed)
-                .map(|&p| smarty_model::time::day_of(p, &self.zone))
+                .chain(&written)
+                .map(|&p| smarty_model::time::day_of(p, zone))
                 .collect();
             for day in days {
-                aggregate::rebuild_day(&tx, id, day, &self.zone)?;
+                aggregate::rebuild_day(db, id, day, zone)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes one batch inside a transaction (see [`Writer::flush`]): returns the readings added,
+/// those left out as duplicates, and the M-Bus readings added.
+fn write_batch(
+    db: &mut dyn Db,
+    readings: &[Reading],
+    mbus: &[MbusRecord],
+    meters: &mut HashMap<Arc<str>, (i64, Option<String>)>,
+    zone: &TimeZone,
+) -> DbResult<(u64, u64, u64)> {
+    let mut ids = HashMap::new();
+    for reading in readings {
+        if !ids.contains_key(&reading.meter) {
+            let id = meter_id(db, meters, &reading.meter, reading.meter_id.as_deref())?;
+            ids.insert(Arc::clone(&reading.meter), id);
+        }
+    }
+    // Readings by meter and period, sorted by time.
+    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
+    for reading in readings {
+        groups
+            .entry(ids[&reading.meter])
+            .or_default()
+            .entry(interval_start(reading.ts))
+            .or_default()
+            .push(Row {
+                ts: reading.ts,
+                values: reading.values(),
+            });
+    }
+    let mut added = 0u64;
+    let mut duplicates = 0u64;
+    for (meter, mut periods) in groups {
+        db.lock_meter(meter)?;
+        for rows in periods.values_mut() {
+            rows.sort_by_key(|r| r.ts);
+        }
+        let (stored, aggregated) = stored_periods(db, meter, &periods)?;
+        let mut batch: Vec<(i64, &[Row], &[Row])> = Vec::new();
+        for (period, new) in &periods {
+            let before = stored.get(period).map_or(&[][..], Vec::as_slice);
+            if before.is_empty() && aggregated.contains(period) {
+                // Raw readings pruned, the aggregate stays as it is.
+                duplicates += new.len() as u64;
+                continue;
+            }
+            batch.push((*period, before, new));
+        }
+        let mut pending = BTreeMap::new();
+        for ((period, _, new), (n, rows)) in batch.iter().zip(db.add_rows(meter, &batch)?) {
+            added += n as u64;
+            duplicates += (new.len() - n) as u64;
+            if n > 0 {
+                pending.insert(*period, Agg::of_rows(*period, &rows));
             }
         }
-        tx.commit()?;
-        Ok(())
+        let touched: Vec<i64> = pending.keys().copied().collect();
+        let written = aggregate::settle(db, meter, pending)?;
+        let days: BTreeSet<jiff::civil::Date> = touched
+            .iter()
+            .chain(&written)
+            .map(|&p| smarty_model::time::day_of(p, zone))
+            .collect();
+        for day in days {
+            aggregate::rebuild_day(db, meter, day, zone)?;
+        }
     }
+    let mut mbus_added = 0u64;
+    for reading in mbus {
+        let meter = meter_id(db, meters, &reading.meter, None)?;
+        db.mbus_channel_upsert(
+            meter,
+            reading.channel,
+            reading.medium_name(),
+            &reading.unit_name(),
+        )?;
+        mbus_added += db.mbus_insert(
+            meter,
+            reading.channel,
+            reading.ts,
+            (reading.value * 1000.0).round() as i64,
+        )?;
+    }
+    Ok((added, duplicates, mbus_added))
+}
+
+/// The stored readings of the periods of `periods` (by period), and which of those periods
+/// have an aggregate: in one look-up over their span when they lie close together (a batch of
+/// the service, an import), else period by period.
+#[allow(clippy::type_complexity)] // two plain maps, named by the documentation
+fn stored_periods(
+    db: &mut dyn Db,
+    meter: i64,
+    periods: &BTreeMap<i64, Vec<Row>>,
+) -> DbResult<(BTreeMap<i64, Vec<Row>>, BTreeSet<i64>)> {
+    let (Some(&first), Some(&last)) = (periods.keys().next(), periods.keys().next_back()) else {
+        return Ok(Default::default());
+    };
+    let mut stored: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+    let mut aggregated = BTreeSet::new();
+    let span_periods = (last - first) / INTERVAL_S + 1;
+    let ranges: Vec<(i64, i64)> = if span_periods <= 4 * periods.len() as i64 {
+        vec![(first, last + INTERVAL_S)]
+    } else {
+        periods.keys().map(|&p| (p, p + INTERVAL_S)).collect()
+    };
+    for (from, to) in ranges {
+        for row in db.raw_rows(meter, from, to)? {
+            stored.entry(interval_start(row.ts)).or_default().push(row);
+        }
+        aggregated.extend(db.agg_starts(meter, from, to)?);
+    }
+    Ok((stored, aggregated))
 }
 
 /// The id of a meter, created on first use; its meter id is updated when it changes.
 fn meter_id(
-    conn: &Connection,
+    db: &mut dyn Db,
     cache: &mut HashMap<Arc<str>, (i64, Option<String>)>,
     name: &Arc<str>,
     sent_id: Option<&str>,
-) -> rusqlite::Result<i64> {
+) -> DbResult<i64> {
     if let Some((id, known)) = cache.get(name)
         && (sent_id.is_none() || known.as_deref() == sent_id)
     {
         return Ok(*id);
     }
-    conn.prepare_cached("INSERT OR IGNORE INTO meter (name, meter_id) VALUES (?1, ?2)")?
-        .execute((name.as_ref(), sent_id))?;
-    if sent_id.is_some() {
-        conn.prepare_cached(
-            "UPDATE meter SET meter_id = ?2 WHERE name = ?1 AND meter_id IS NOT ?2",
-        )?
-        .execute((name.as_ref(), sent_id))?;
-    }
-    let (id, stored): (i64, Option<String>) = conn
-        .prepare_cached("SELECT id, meter_id FROM meter WHERE name = ?1")?
-        .query_row([name.as_ref()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let (id, stored) = db.meter_upsert(name, sent_id)?;
     cache.insert(Arc::clone(name), (id, stored));
     Ok(id)
-}
-
-/// The stored readings of a period, sorted by time.
-fn read_period(conn: &Connection, meter: i64, period: i64) -> Result<Vec<Row>, StoreError> {
-    let mut statement = conn.prepare_cached(
-        "SELECT start, data FROM raw_block WHERE meter = ?1 AND start >= ?2 AND start < ?3 ORDER BY start",
-    )?;
-    let mut blocks = statement.query((meter, period, period + INTERVAL_S))?;
-    let mut rows = Vec::new();
-    while let Some(row) = blocks.next()? {
-        let start: i64 = row.get(0)?;
-        let data: Vec<u8> = row.get(1)?;
-        rows.extend(block::decode(&data).map_err(|reason| StoreError::Corrupt {
-            meter: meter.to_string(),
-            start,
-            reason,
-        })?);
-    }
-    Ok(rows)
-}
-
-fn aggregated(conn: &Connection, meter: i64, period: i64) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM agg_15m WHERE meter = ?1 AND start = ?2")?
-        .exists((meter, period))
-}
-
-/// Writes the blocks of a period whose rows changed from `before` to `after`.
-fn write_blocks(
-    conn: &Connection,
-    meter: i64,
-    period: i64,
-    before: &[Row],
-    after: &[Row],
-) -> rusqlite::Result<()> {
-    let mut start = period;
-    while start < period + INTERVAL_S {
-        let in_block = |rows: &[Row]| -> Vec<Row> {
-            rows.iter()
-                .filter(|r| block::block_start(r.ts) == start)
-                .copied()
-                .collect()
-        };
-        let (old, new) = (in_block(before), in_block(after));
-        if old != new && !new.is_empty() {
-            conn.prepare_cached(
-                "INSERT INTO raw_block (meter, start, n, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (meter, start) DO UPDATE SET n = excluded.n, data = excluded.data",
-            )?
-            .execute((meter, start, new.len() as i64, block::encode(&new)))?;
-        }
-        start += BLOCK_S;
-    }
-    Ok(())
 }

@@ -108,6 +108,39 @@ Rows already stored (same meter and time) are kept; aggregates of the imported p
         #[command(subcommand)]
         command: ConfigCommand,
     },
+
+    /// Manage the history store: move it between SQLite and PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+/// `smarty store …`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a whole history into another store (SQLite to PostgreSQL or back), then check
+    /// the copy: readings, periods, days and M-Bus captures counted, energies summed, in
+    /// both. Nothing is deleted from either; running it again adds nothing.
+    #[command(after_help = "Examples:\n  \
+  smarty store migrate --from sqlite:/var/lib/smarty/smarty.db --to postgres://smarty@db.example/smarty\n  \
+  PGPASSWORD=… smarty store migrate --from ~/.local/state/smarty/smarty.db --to postgres://smarty@localhost/smarty\n  \
+  smarty store migrate --from postgres://smarty@db.example/smarty --to sqlite:/tmp/back.db\n\n\
+Stop `smarty run` while it migrates (an SQLite store has one writer); then point its \
+[store] url (or DATABASE_URL) at the new store. The password comes from the URL, PGPASSWORD \
+or ~/.pgpass.")]
+    Migrate {
+        /// The store to copy: an SQLite file (`PATH` or `sqlite:PATH`) or
+        /// `postgres://user@host/database`.
+        #[arg(long, value_name = "FILE|URL")]
+        from: String,
+        /// The store to copy into (created when missing).
+        #[arg(long, value_name = "FILE|URL")]
+        to: String,
+        /// No progress on standard error.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 /// Where the history store is: the options shared by `export` and `import`.
@@ -123,9 +156,11 @@ pub struct StoreArgs {
     #[arg(long, value_name = "DIR", env = "SMARTY_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// The store file itself (overrides --state-dir and the configuration).
-    #[arg(long, value_name = "FILE")]
-    pub db: Option<PathBuf>,
+    /// The store itself: an SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL database
+    /// (`postgres://user@host/database`); overrides --state-dir, the configuration and
+    /// DATABASE_URL.
+    #[arg(long, visible_alias = "db", value_name = "FILE|URL")]
+    pub database: Option<String>,
 }
 
 /// `smarty export`.

@@ -95,6 +95,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => commands::export::run(&args),
             Command::Import(args) => commands::import::run(args).await,
             Command::Config { command } => commands::config::run(command),
+            Command::Store { command } => commands::store::run(command),
         }
     });
     match result {

@@ -4,11 +4,10 @@
 
 use axum::http::StatusCode;
 
-use super::{TOKEN, encoded, first_telegram_event, fixture, get, household};
+use super::{Backend, TOKEN, encoded, first_telegram_event, fixture, get, household};
 
-#[tokio::test]
-async fn a_base64_token_works_in_the_header_and_percent_encoded_in_the_query() {
-    let f = fixture(10, Some(TOKEN));
+async fn a_base64_token_works_in_the_header_and_percent_encoded_in_the_query(backend: Backend) {
+    let f = fixture(backend, 10, Some(TOKEN));
     assert_eq!(
         get(&f.app, false, "/api/meters", Some(TOKEN)).await.0,
         StatusCode::OK
@@ -41,9 +40,8 @@ async fn a_base64_token_works_in_the_header_and_percent_encoded_in_the_query() {
     }
 }
 
-#[tokio::test]
-async fn metrics_need_the_token_unless_made_public() {
-    let f = fixture(10, Some(TOKEN));
+async fn metrics_need_the_token_unless_made_public(backend: Backend) {
+    let f = fixture(backend, 10, Some(TOKEN));
     let (status, body) = get(&f.app, false, "/metrics", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(!body.contains("smarty_"), "{body}");
@@ -74,7 +72,7 @@ async fn metrics_need_the_token_unless_made_public() {
         StatusCode::UNAUTHORIZED
     );
     // Without a token (loopback), everything is open.
-    let open = fixture(1, None);
+    let open = fixture(backend, 1, None);
     assert_eq!(
         get(&open.app, false, "/metrics", None).await.0,
         StatusCode::OK
@@ -84,9 +82,8 @@ async fn metrics_need_the_token_unless_made_public() {
 /// With a token, a live meter: the API's error names the token; the live stream the
 /// dashboard opens with the token in its query, and the metrics of the meter with it in the
 /// header; health and the page itself stay open, and the token is never shown.
-#[tokio::test]
-async fn the_stream_and_the_metrics_of_a_live_meter_take_the_token() {
-    let f = fixture(10, Some(TOKEN));
+async fn the_stream_and_the_metrics_of_a_live_meter_take_the_token(backend: Backend) {
+    let f = fixture(backend, 10, Some(TOKEN));
     let telegram = household::telegram_now();
     household::make_live(&f.app.web.live, "home", &telegram);
     let (status, body) = get(&f.app, false, "/api/meters", None).await;
@@ -129,3 +126,9 @@ async fn the_stream_and_the_metrics_of_a_live_meter_take_the_token() {
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains(TOKEN) && !page.contains(&query));
 }
+
+on_both!(
+    a_base64_token_works_in_the_header_and_percent_encoded_in_the_query,
+    metrics_need_the_token_unless_made_public,
+    the_stream_and_the_metrics_of_a_live_meter_take_the_token,
+);

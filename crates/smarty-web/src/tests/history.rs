@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::household::{METER_ID, telegram_event};
-use super::{error, first_telegram_event, get, history, json};
+use super::{Backend, error, first_telegram_event, get, history, json};
 
 fn numbers(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -24,9 +24,8 @@ fn close(a: f64, b: f64, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn every_endpoint_over_a_history() {
-    let (f, last) = history(None);
+async fn every_endpoint_over_a_history(backend: Backend) {
+    let (f, last) = history(backend, None);
     let app = &f.app;
     let t = crate::range::now();
 
@@ -271,3 +270,5 @@ async fn every_endpoint_over_a_history() {
     assert!(metrics.contains("smarty_telegrams_total{meter=\"home\"}"));
     assert_eq!(get(app, false, "/healthz", None).await.0, StatusCode::OK);
 }
+
+on_both!(every_endpoint_over_a_history,);

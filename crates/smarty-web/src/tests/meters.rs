@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::Value;
 
-use super::{fixture, get};
+use super::{Backend, fixture, get};
 use smarty_model::event::MeterEvent;
 
 /// The field of `meter`'s `fields` named `name`.
@@ -19,9 +19,8 @@ fn field<'a>(meters: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no field {name} in {meters}"))
 }
 
-#[tokio::test]
-async fn meters_describe_their_values_for_the_dashboard() {
-    let f = fixture(10, None);
+async fn meters_describe_their_values_for_the_dashboard(backend: Backend) {
+    let f = fixture(backend, 10, None);
     // Before any telegram: the stored series, with what they are.
     let (status, body) = get(&f.app, false, "/api/meters", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -102,3 +101,5 @@ async fn meters_describe_their_values_for_the_dashboard() {
     required.sort_unstable();
     assert_eq!(keys, required, "Field in openapi.json");
 }
+
+on_both!(meters_describe_their_values_for_the_dashboard,);

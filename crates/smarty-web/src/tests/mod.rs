@@ -3,6 +3,25 @@
 //! A store is filled in milliseconds, with hand-made readings ([`fixture`]) or with days of a
 //! household's telegrams stored as `smarty import` stores them ([`history`]).
 
+/// Runs each named async test (a function of a [`Backend`]) on SQLite and on PostgreSQL:
+/// `name::sqlite` and `name::postgres`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            }
+        )*
+    };
+}
+
 mod auth;
 mod history;
 mod household;
@@ -26,25 +45,43 @@ use super::{RouterOptions, router};
 use smarty_model::event::{MeterEvent, TelegramEvent};
 use smarty_model::live::LiveState;
 use smarty_model::secret::Secret;
+use smarty_store::test_postgres::TestDatabase;
 use smarty_store::{MbusRecord, Reading, Store, StoreConfig};
 use smarty_tariff::TariffConfig;
 
 /// A token with the characters base64 adds: `+`, `/` and `=`.
 const TOKEN: &str = "q+8/ZmFrZS10b2tlbg==";
 
-/// The handlers' state over a store in a temporary directory, and the event channel of the
-/// live stream.
+/// Which store a test runs on: each test runs on both, with the same expectations
+/// ([`on_both`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The handlers' state over a store in a temporary directory or a PostgreSQL database of
+/// its own, and the event channel of the live stream.
 struct Fixture {
     app: App,
     events: broadcast::Sender<MeterEvent>,
     _dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
 }
 
 impl Fixture {
-    /// A store made by `fill`, meter `home` known to the live state, the token `token`.
-    fn new(token: Option<&str>, fill: impl FnOnce(&Store)) -> Fixture {
+    /// A store on `backend` made by `fill`, meter `home` known to the live state, the token
+    /// `token`.
+    fn new(backend: Backend, token: Option<&str>, fill: impl FnOnce(&Store)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreConfig::at(dir.path().join("smarty.db"))).unwrap();
+        let (config, db) = match backend {
+            Backend::Sqlite => (StoreConfig::at(dir.path().join("smarty.db")), None),
+            Backend::Postgres => {
+                let db = TestDatabase::create();
+                (db.store_config(), Some(db))
+            }
+        };
+        let store = Store::open(&config).unwrap();
         fill(&store);
         let (events, _) = broadcast::channel(16);
         let web = WebState {
@@ -58,13 +95,14 @@ impl Fixture {
             app: App::new(web),
             events,
             _dir: dir,
+            _db: db,
         }
     }
 }
 
 /// A store holding `count` readings of meter `home`, one every 10 s, ending now.
-fn fixture(count: i64, token: Option<&str>) -> Fixture {
-    Fixture::new(token, |store| {
+fn fixture(backend: Backend, count: i64, token: Option<&str>) -> Fixture {
+    Fixture::new(backend, token, |store| {
         let mut writer = store.writer().unwrap();
         let now = super::range::now();
         let meter: Arc<str> = Arc::from("home");
@@ -91,12 +129,12 @@ fn fixture(count: i64, token: Option<&str>) -> Fixture {
 /// M-Bus (what the end-to-end tests made with `smarty simulate` and `smarty import`); the
 /// last one live, as `smarty run` reading the meter would have it. Returns the fixture and
 /// the last telegram.
-fn history(token: Option<&str>) -> (Fixture, Vec<u8>) {
+fn history(backend: Backend, token: Option<&str>) -> (Fixture, Vec<u8>) {
     const DAYS: i64 = 3;
     let now = super::range::now();
     let start = now - DAYS * 86_400 + 60;
     let mut last = Vec::new();
-    let f = Fixture::new(token, |store| {
+    let f = Fixture::new(backend, token, |store| {
         last = household::fill(store, "home", start, DAYS * 1440, 60);
     });
     household::make_live(&f.app.web.live, "home", &last);

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::household::telegram_event;
-use super::{first_telegram_event, get, history, json};
+use super::{Backend, first_telegram_event, get, history, json};
 
 /// Decimals of a unit, as docs/api.md ("Numbers") gives them.
 fn unit_decimals(unit: &str) -> Option<u32> {
@@ -104,9 +104,8 @@ fn check_numbers(path: &str, value: &Value, decimals: Option<u32>, exact: bool) 
 
 /// Every number of every answer and of the live stream: never `-0`, and no more decimals than
 /// the resolution of its unit (docs/api.md, "Numbers").
-#[tokio::test]
-async fn every_number_has_the_resolution_of_its_unit() {
-    let (f, last) = history(None);
+async fn every_number_has_the_resolution_of_its_unit(backend: Backend) {
+    let (f, last) = history(backend, None);
     let app = &f.app;
     let t = crate::range::now();
     let mut paths = vec![
@@ -177,3 +176,5 @@ async fn every_number_has_the_resolution_of_its_unit() {
         "only {checked} numbers with a unit were checked"
     );
 }
+
+on_both!(every_number_has_the_resolution_of_its_unit,);

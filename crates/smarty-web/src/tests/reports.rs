@@ -3,11 +3,10 @@
 
 use axum::http::StatusCode;
 
-use super::{Fixture, fixture, get, household, json};
+use super::{Backend, Fixture, fixture, get, household, json};
 
-#[tokio::test]
-async fn report_ranges_are_bounded() {
-    let f = fixture(10, None);
+async fn report_ranges_are_bounded(backend: Backend) {
+    let f = fixture(backend, 10, None);
     let (status, body) = get(
         &f.app,
         false,
@@ -30,15 +29,14 @@ async fn report_ranges_are_bounded() {
 /// The costs across a change of prices: over New Year 2025/2026, the tariff report prices
 /// each day with the prices in force that day (the 2025 tariff, then the 2026 one); the
 /// summary says which part of a cost is the fixed fees' share.
-#[tokio::test]
-async fn costs_use_the_prices_of_their_own_days() {
+async fn costs_use_the_prices_of_their_own_days(backend: Backend) {
     // 2025-12-30 00:00 +01:00, four days at a telegram a minute.
     let start = jiff::civil::date(2025, 12, 30)
         .to_zoned(smarty_model::time::meter_zone())
         .unwrap()
         .timestamp()
         .as_second();
-    let f = Fixture::new(None, |store| {
+    let f = Fixture::new(backend, None, |store| {
         household::fill(store, "home", start, 5760, 60);
     });
 
@@ -84,3 +82,8 @@ async fn costs_use_the_prices_of_their_own_days() {
         assert!(fixed <= cost, "{key}: {summary}");
     }
 }
+
+on_both!(
+    report_ranges_are_bounded,
+    costs_use_the_prices_of_their_own_days,
+);

@@ -5,13 +5,12 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use super::{fixture, get, options};
+use super::{Backend, fixture, get, options};
 use crate::router;
 use crate::state::QUERY_PERMITS;
 
-#[tokio::test]
-async fn series_answers_hold_a_bounded_number_of_points() {
-    let mut f = fixture(600, None);
+async fn series_answers_hold_a_bounded_number_of_points(backend: Backend) {
+    let mut f = fixture(backend, 600, None);
     f.app.max_points = 100;
     let from = crate::range::now() - 6 * 3600;
     // An explicit resolution above the bound: a clear error, before anything is read.
@@ -58,9 +57,8 @@ async fn series_answers_hold_a_bounded_number_of_points() {
     assert_eq!(series["value"][0], 230.1);
 }
 
-#[tokio::test]
-async fn a_series_answer_keeps_its_store_turn_until_it_is_sent() {
-    let f = fixture(600, None);
+async fn a_series_answer_keeps_its_store_turn_until_it_is_sent(backend: Backend) {
+    let f = fixture(backend, 600, None);
     let from = crate::range::now() - 6 * 3600;
     let response = router(f.app.clone(), options(false))
         .oneshot(
@@ -94,3 +92,8 @@ async fn a_series_answer_keeps_its_store_turn_until_it_is_sent() {
     drop(response);
     assert_eq!(f.app.queries.available_permits(), QUERY_PERMITS);
 }
+
+on_both!(
+    series_answers_hold_a_bounded_number_of_points,
+    a_series_answer_keeps_its_store_turn_until_it_is_sent,
+);

@@ -55,13 +55,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .map(|dir| dir.join("demo"))
             .unwrap_or_else(|| PathBuf::from("smarty-demo")),
     };
-    let store_config = StoreConfig::at(state_dir.join(smarty_store::config::FILE_NAME));
+    let store_path = state_dir.join(smarty_store::config::FILE_NAME);
+    let store_config = StoreConfig::at(store_path.clone());
     // Nothing is deleted or printed before the demo holds everything it needs: the store's
     // writer lock (another demo on this state directory holds it while it runs), the
     // dashboard's port and the virtual meter's pseudo-terminal.
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let _lock = WriterLock::acquire(&store_config.path).with_context(|| {
+    let _lock = WriterLock::acquire(&store_path).with_context(|| {
         format!(
             "the demo's history in {} is in use; stop the other demo, or give this one its own \
              --state-dir DIR and --http ADDR",
@@ -91,14 +92,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let path = pty.reader_path().to_owned();
     // A new history each time: the virtual meter's registers start afresh.
     for suffix in ["", "-wal", "-shm"] {
-        let mut path = store_config.path.clone().into_os_string();
+        let mut path = store_path.clone().into_os_string();
         path.push(suffix);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot reset {}", store_config.path.display()));
+                return Err(e).with_context(|| format!("cannot reset {}", store_path.display()));
             }
         }
     }
@@ -118,7 +118,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             days,
             if days == 1 { "" } else { "s" },
             count?,
-            store_config.path.display(),
+            store_path.display(),
             started.elapsed().as_secs_f64()
         ));
     }
@@ -149,7 +149,7 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
     let mut http_config = HttpConfig::default();
     http_config.listen = http;
     let mut store_section = StoreSection::default();
-    store_section.path = Some(store_config.path.clone());
+    store_section.path = Some(store_path.clone());
     let config = Config {
         state_dir: Some(state_dir.clone()),
         meters: vec![MeterConfig {

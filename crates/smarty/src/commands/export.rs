@@ -107,16 +107,18 @@ impl<W: Write> RowWriter for JsonRows<W> {
 /// No store file, an unknown or ambiguous meter, an unwritable output, or store errors.
 pub fn run(args: &ExportArgs) -> Result<()> {
     let config = crate::config::store::from_args(&args.store)?;
-    if !config.path.exists() {
+    if let Some(path) = config.location.sqlite_path()
+        && !path.exists()
+    {
         bail!(
             "no store at {}: `smarty run` keeps one in its state directory and `smarty import` \
-             fills one; point to it with --db FILE, --state-dir DIR or --config FILE",
-            config.path.display()
+             fills one; point to it with --database FILE|URL, --state-dir DIR or --config FILE",
+            path.display()
         );
     }
     // Read-only: an export runs while `smarty run` writes the store.
     let store = Store::open_read_only(&config)
-        .with_context(|| format!("cannot open the store {}", config.path.display()))?;
+        .with_context(|| format!("cannot open the store {}", config.location))?;
     let reader = store.reader()?;
     let meters = reader.meters()?;
     let names = || {
@@ -132,7 +134,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
             .find(|m| &m.name == name)
             .with_context(|| format!("no meter {name:?} in the store; it holds: {}", names()))?,
         (None, [one]) => one,
-        (None, []) => bail!("the store {} holds no readings yet", config.path.display()),
+        (None, []) => bail!("the store {} holds no readings yet", config.location),
         (None, _) => bail!(
             "the store holds several meters ({}): choose one with --meter",
             names()

@@ -125,11 +125,10 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         Err(e @ StoreError::Locked { .. }) => bail!(
             "{e}. smarty import does not write beside it: stop that process, import, then \
              start it again (its readings of the meantime arrive when it reconnects to the \
-             meter), or import into another file with --db"
+             meter), or import into another file with --database"
         ),
         Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot open the store {}", config.path.display()));
+            return Err(e).with_context(|| format!("cannot open the store {}", config.location));
         }
     };
     let stdin = args.file.as_os_str() == "-";
@@ -216,7 +215,7 @@ pub async fn run(args: ImportArgs) -> Result<()> {
     }
     crate::output::note(format_args!(
         "{summary}; {period}; into {} in {:.1} s",
-        store.path().display(),
+        store.location(),
         started.elapsed().as_secs_f64()
     ));
     if import.future > 0 {

@@ -1,4 +1,5 @@
-//! The commands that are not the service: `read`, `demo`, `export`, `import` and `config`
+//! The commands that are not the service: `read`, `demo`, `export`, `import`, `config` and
+//! `store`
 //! (`simulate` is [`crate::simulate`], `run` is [`crate::service`]).
 
 pub mod config;
@@ -6,3 +7,4 @@ pub mod demo;
 pub mod export;
 pub mod import;
 pub mod read;
+pub mod store;

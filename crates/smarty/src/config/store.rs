@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use smarty_store::config::{FILE_NAME, StoreConfig};
+use smarty_store::config::{FILE_NAME, Location, StoreConfig};
+use smarty_store::postgres::PostgresConfig;
 
 use super::{Config, default_state_dir};
 use crate::cli::StoreArgs;
@@ -31,21 +32,38 @@ pub fn from_config(config: &Config) -> Result<Option<StoreConfig>> {
     let commit_interval = Duration::try_from_secs_f64(section.commit_interval_s)
         .context("[store]: commit_interval_s")?;
     let state_dir = config.state_dir();
-    let path = match (section.path, state_dir) {
-        (Some(path), Some(dir)) if path.is_relative() => dir.join(path),
-        (Some(path), _) => path,
-        (None, Some(dir)) => dir.join(FILE_NAME),
-        (None, None) => return Ok(None),
+    // `url`, else `path`, else DATABASE_URL, else the state directory's file.
+    let url = section
+        .url
+        .clone()
+        .or_else(|| section.path.is_none().then(database_url).flatten());
+    let location = match (url, section.path, state_dir) {
+        (Some(url), _, _) => {
+            let mut server = PostgresConfig::parse(&url).context("[store] url / DATABASE_URL")?;
+            server.password_file = section.password_file.clone();
+            Location::Postgres(server)
+        }
+        (None, Some(path), Some(dir)) if path.is_relative() => Location::Sqlite(dir.join(path)),
+        (None, Some(path), _) => Location::Sqlite(path),
+        (None, None, Some(dir)) => Location::Sqlite(dir.join(FILE_NAME)),
+        (None, None, None) => return Ok(None),
     };
-    let mut store = StoreConfig::at(path);
+    let mut store = StoreConfig::in_location(location);
     store.raw_retention_days = section.raw_retention_days;
     store.commit_interval = commit_interval;
     Ok(Some(store))
 }
 
-/// For `export` and `import`: `--db FILE`, else `--state-dir DIR` (`DIR/smarty.db`), else
-/// the store of `--config FILE`, else `smarty.db` in the default state directory
-/// ([`default_state_dir`]). Retention and commit interval come from the configuration when
+/// `DATABASE_URL`, when set and not empty.
+fn database_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// For `export` and `import`: `--database FILE|URL`, else `--state-dir DIR`
+/// (`DIR/smarty.db`), else the store of `--config FILE`, else `DATABASE_URL`, else `smarty.db`
+/// in the default state directory ([`default_state_dir`]). Retention and commit interval come from the configuration when
 /// one is given.
 ///
 /// # Errors
@@ -63,30 +81,34 @@ pub fn from_args(args: &StoreArgs) -> Result<StoreConfig> {
                 .with_context(|| {
                     format!(
                         "{}: the store is off ([store] enabled = false) or has no state \
-                         directory: give --db FILE",
+                         directory: give --database FILE|URL",
                         path.display()
                     )
                 })?,
         ),
         _ => None,
     };
-    let path = if let Some(db) = &args.db {
-        db.clone()
+    let location = if let Some(database) = &args.database {
+        Location::parse(database)?
     } else if let Some(dir) = &args.state_dir {
-        dir.join(FILE_NAME)
+        Location::Sqlite(dir.join(FILE_NAME))
     } else if let Some(configured) = &configured {
-        configured.path.clone()
+        configured.location.clone()
+    } else if let Some(url) = database_url() {
+        Location::parse(&url).context("DATABASE_URL")?
     } else {
-        default_state_dir()
-            .context("no state directory: give --db FILE or --state-dir DIR")?
-            .join(FILE_NAME)
+        Location::Sqlite(
+            default_state_dir()
+                .context("no state directory: give --database FILE|URL or --state-dir DIR")?
+                .join(FILE_NAME),
+        )
     };
     Ok(match configured {
         Some(mut configured) => {
-            configured.path = path;
+            configured.location = location;
             configured
         }
-        None => StoreConfig::at(path),
+        None => StoreConfig::in_location(location),
     })
 }
 
@@ -109,10 +131,17 @@ mod tests {
         parse(store).unwrap()
     }
 
+    fn sqlite(path: &str) -> Location {
+        Location::Sqlite(PathBuf::from(path))
+    }
+
     #[test]
     fn store_section_defaults_and_overrides() {
         let default = from_config(&config("")).unwrap().unwrap();
-        assert_eq!(default.path, PathBuf::from("/var/lib/smarty/smarty.db"));
+        assert_eq!(
+            default.location,
+            Location::Sqlite(PathBuf::from("/var/lib/smarty/smarty.db"))
+        );
         assert_eq!(default.raw_retention_days, 90);
         assert_eq!(default.commit_interval, Duration::from_secs(5));
         let custom = from_config(&config(
@@ -120,7 +149,10 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        assert_eq!(custom.path, PathBuf::from("/var/lib/smarty/history.db"));
+        assert_eq!(
+            custom.location,
+            Location::Sqlite(PathBuf::from("/var/lib/smarty/history.db"))
+        );
         assert_eq!(custom.retention_s(), None);
         assert_eq!(custom.commit_interval, Duration::from_millis(500));
         assert!(
@@ -168,10 +200,10 @@ mod tests {
         let args = StoreArgs {
             config: Some(path.clone()),
             state_dir: None,
-            db: None,
+            database: None,
         };
         let store = from_args(&args).unwrap();
-        assert_eq!(store.path, PathBuf::from("/srv/s/smarty.db"));
+        assert_eq!(store.location, sqlite("/srv/s/smarty.db"));
         assert_eq!(store.commit_interval, Duration::from_secs(1));
         // Mistakes of the store itself, or of any value's type, still stop it.
         std::fs::write(
@@ -189,12 +221,38 @@ mod tests {
         let args = |db: Option<&str>, dir: Option<&str>| StoreArgs {
             config: None,
             state_dir: dir.map(PathBuf::from),
-            db: db.map(PathBuf::from),
+            database: db.map(str::to_owned),
         };
         let both = from_args(&args(Some("/tmp/x.db"), Some("/srv"))).unwrap();
-        assert_eq!(both.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(both.location, sqlite("/tmp/x.db"));
+        let prefixed = from_args(&args(Some("sqlite:/tmp/y.db"), None)).unwrap();
+        assert_eq!(prefixed.location, sqlite("/tmp/y.db"));
         let dir = from_args(&args(None, Some("/srv"))).unwrap();
-        assert_eq!(dir.path, PathBuf::from("/srv/smarty.db"));
+        assert_eq!(dir.location, sqlite("/srv/smarty.db"));
         assert_eq!(dir.raw_retention_days, 90);
+        let server =
+            from_args(&args(Some("postgres://smarty:pw@db/history"), Some("/srv"))).unwrap();
+        assert_eq!(server.location.to_string(), "postgres://smarty@db/history");
+        assert!(from_args(&args(Some("postgres://db/h?sslmode=sometimes"), None)).is_err());
+    }
+
+    #[test]
+    fn a_store_url_names_a_postgres_database() {
+        let store = from_config(&config(
+            "[store]\nurl = \"postgres://smarty@db/history\"\npassword_file = \"/etc/smarty/pg\"\n",
+        ))
+        .unwrap()
+        .unwrap();
+        match store.location {
+            Location::Postgres(server) => {
+                assert_eq!(server.to_string(), "postgres://smarty@db/history");
+                assert_eq!(server.password_file, Some(PathBuf::from("/etc/smarty/pg")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse("[store]\nurl = \"postgres://db/h\"\npath = \"x.db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
     }
 }

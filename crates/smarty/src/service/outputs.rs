@@ -69,7 +69,7 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
         parts.push(format!("dashboard on http://{}/", http.listen));
     }
     parts.push(match crate::config::store::from_config(config)? {
-        Some(store) => format!("history in {}", store.path.display()),
+        Some(store) => format!("history in {}", store.location),
         None => "no history".to_owned(),
     });
     Ok(parts)
@@ -112,7 +112,7 @@ pub async fn start(
     let store = match crate::config::store::from_config(config)? {
         Some(settings) => {
             let store = Store::open(&settings)
-                .with_context(|| format!("cannot open the store {}", settings.path.display()))?;
+                .with_context(|| format!("cannot open the store {}", settings.location))?;
             tasks.spawn(super::store_follow::follow(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),

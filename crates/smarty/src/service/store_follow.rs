@@ -49,14 +49,14 @@ pub async fn follow(
 ) -> Result<()> {
     let writer = store
         .writer()
-        .with_context(|| format!("cannot write the store {}", store.path().display()))?;
+        .with_context(|| format!("cannot write the store {}", store.location()))?;
     let retention = match store.config().raw_retention_days {
         0 => "forever".to_owned(),
         days => format!("{days} days"),
     };
     tracing::info!(
         "store: history in {} (raw readings kept {retention}, committed every {:?})",
-        store.path().display(),
+        store.location(),
         store.config().commit_interval
     );
     let (tx, rx) = mpsc::sync_channel::<ToWriter>(TO_WRITER);

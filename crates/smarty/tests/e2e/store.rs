@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
+use smarty_store::test_postgres::TestDatabase;
+
 use crate::support::{quiet_smarty, run_ok};
 
 const KEY: &str = "000102030405060708090A0B0C0D0E0F";
@@ -30,9 +32,13 @@ fn simulate(path: &Path, count: u64, plain: bool) {
 }
 
 /// `smarty export --format json` rows.
-fn export(db: &Path, resolution: &str, meter: Option<&str>) -> Vec<BTreeMap<String, Json>> {
+fn export(
+    db: impl AsRef<std::ffi::OsStr>,
+    resolution: &str,
+    meter: Option<&str>,
+) -> Vec<BTreeMap<String, Json>> {
     let mut cmd = quiet_smarty();
-    cmd.args(["export", "--db"])
+    cmd.args(["export", "--database"])
         .arg(db)
         .args(["--resolution", resolution, "--format", "json", "--from"])
         .arg(START.to_string());
@@ -56,7 +62,7 @@ fn wh(value: &Json) -> i64 {
 
 /// The 15-minute and daily energies agree with the raw registers: each period's energy is
 /// the register increase since the previous reading, each day is the sum of its periods.
-fn check_aggregates(db: &Path) -> Vec<i64> {
+fn check_aggregates(db: impl AsRef<std::ffi::OsStr> + Copy) -> Vec<i64> {
     let raw = export(db, "raw", None);
     let times: Vec<i64> = raw.iter().map(|r| r["ts"].as_i64().unwrap()).collect();
     let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
@@ -89,22 +95,59 @@ fn check_aggregates(db: &Path) -> Vec<i64> {
 
 #[test]
 fn store_survives_kill_9_during_an_import() {
+    kill_9_during_an_import(None);
+}
+
+#[test]
+fn a_postgres_store_survives_kill_9_during_an_import() {
+    kill_9_during_an_import(Some(TestDatabase::create()));
+}
+
+/// An import killed with SIGKILL once a few commits are in, into an SQLite file or, with
+/// `server`, a PostgreSQL database: every committed reading is there, the aggregates equal
+/// the sums over them, and a second import completes the data.
+fn kill_9_during_an_import(server: Option<TestDatabase>) {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("day.bin");
-    let db = dir.path().join("state/smarty.db");
+    let file = dir.path().join("state/smarty.db");
+    let (db, location) = match &server {
+        Some(server) => (server.url().to_owned(), format!("url = {:?}", server.url())),
+        None => (
+            file.display().to_string(),
+            format!("path = {:?}", file.display()),
+        ),
+    };
     let config = dir.path().join("smarty.toml");
     std::fs::write(
         &config,
         format!(
-            "[[meter]]\nname = \"home\"\nsource = \"-\"\n[store]\npath = {:?}\n\
-             raw_retention_days = 0\ncommit_interval_s = 0.05\n",
-            db.display()
+            "[[meter]]\nname = \"home\"\nsource = \"-\"\n[store]\n{location}\n\
+             raw_retention_days = 0\ncommit_interval_s = 0.05\n"
         ),
     )
     .unwrap();
     let count = 8640u64;
     simulate(&capture, count, true);
     let expected: Vec<i64> = (0..count as i64).map(|i| START + 10 * i).collect();
+    // What is stored, read with SQL of the test's own.
+    let stored = || -> i64 {
+        match &server {
+            // No table before the import made the schema.
+            Some(server) => server
+                .try_query("SELECT count(*) FROM reading")
+                .ok()
+                .and_then(|rows| rows.first().cloned().flatten())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            None => rusqlite::Connection::open(&file)
+                .and_then(|c| {
+                    c.query_row("SELECT COALESCE(SUM(n), 0) FROM raw_block", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .unwrap_or(0),
+        }
+    };
 
     let mut import = quiet_smarty()
         .args(["import", "--quiet", "--meter", "home", "--config"])
@@ -116,17 +159,7 @@ fn store_survives_kill_9_during_an_import() {
         .unwrap();
     // Kill it once a few commits are in, well before the end.
     let started = Instant::now();
-    loop {
-        let stored = rusqlite::Connection::open(&db)
-            .and_then(|c| {
-                c.query_row("SELECT COALESCE(SUM(n), 0) FROM raw_block", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            })
-            .unwrap_or(0);
-        if stored >= 500 {
-            break;
-        }
+    while stored() < 500 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the import stored nothing"
@@ -137,13 +170,14 @@ fn store_survives_kill_9_during_an_import() {
     let status = import.wait().unwrap();
     assert!(!status.success(), "the import was killed, not finished");
 
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
-    let times = check_aggregates(&db);
+    if server.is_none() {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+    let times = check_aggregates(db.as_str());
     assert!(
         !times.is_empty() && times.len() < expected.len(),
         "{} readings stored",
@@ -171,7 +205,7 @@ fn store_survives_kill_9_during_an_import() {
         )),
         "{summary}"
     );
-    assert_eq!(check_aggregates(&db), expected);
+    assert_eq!(check_aggregates(db.as_str()), expected);
 }
 
 #[test]

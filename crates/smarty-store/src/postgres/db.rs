@@ -1,0 +1,723 @@
+//! The PostgreSQL backend's statements ([`Db`] over a client or a transaction).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use postgres::types::ToSql;
+use postgres::{GenericClient, Statement};
+
+use crate::StoreError;
+use crate::aggregate::{Agg, select_list, sql_columns};
+use crate::block::{BLOCK_S, Row, block_start};
+use crate::db::{AggColumn, AggTable, Db, DbResult};
+use crate::query::{MbusChannel, StoredMeter};
+use crate::reading::{Aggregation, COLUMNS, NCOL};
+use smarty_model::period::Interval;
+
+/// The statements of [`Db`] on a PostgreSQL client or transaction, prepared once per
+/// connection ([`Statements`]).
+pub(crate) struct PgDb<'c, C: GenericClient> {
+    /// Where the statements run.
+    pub(crate) client: &'c mut C,
+    /// The connection's prepared statements.
+    pub(crate) statements: &'c mut Statements,
+}
+
+/// The prepared statements of one connection, by their SQL.
+#[derive(Default)]
+pub(crate) struct Statements(HashMap<String, Statement>);
+
+impl<C: GenericClient> PgDb<'_, C> {
+    /// The prepared statement of `sql` (prepared on first use).
+    fn statement(&mut self, sql: &str) -> DbResult<Statement> {
+        if let Some(statement) = self.statements.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<Vec<postgres::Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query(&statement, params)?)
+    }
+
+    fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<postgres::Row> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_one(&statement, params)?)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> DbResult<Option<postgres::Row>> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.query_opt(&statement, params)?)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> DbResult<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, params)?)
+    }
+}
+
+/// Unix seconds as a `timestamptz`.
+fn ts(seconds: i64) -> Timestamp {
+    Timestamp::from_second(seconds).unwrap_or(if seconds < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// A `timestamptz` as Unix seconds.
+fn secs(t: Timestamp) -> i64 {
+    t.as_second()
+}
+
+/// Query bounds: PostgreSQL's `timestamptz` spans less than `i64` seconds, so open ranges
+/// (`i64::MIN`, `i64::MAX`) become its far past and future.
+fn bound(seconds: i64) -> Timestamp {
+    const LOW: i64 = -200_000_000_000; // about 4,300 BC, within PostgreSQL's range
+    const HIGH: i64 = 200_000_000_000; // about 8,300 AD
+    ts(seconds.clamp(LOW, HIGH))
+}
+
+/// `INSERT … ON CONFLICT DO UPDATE` of an aggregate table; the day table has `day` and
+/// `periods` after `meter`.
+fn upsert_sql(table: AggTable) -> String {
+    let columns = sql_columns();
+    let extra = if table == AggTable::Day { 2 } else { 0 };
+    let names = if table == AggTable::Day {
+        format!("meter, day, periods, {}", select_list())
+    } else {
+        format!("meter, {}", select_list())
+    };
+    let placeholders: Vec<String> = (1..=1 + extra + 4 + columns.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let mut updates: Vec<String> = ["n", "first_ts", "last_ts"]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    if table == AggTable::Day {
+        updates.push("day = excluded.day".into());
+        updates.push("periods = excluded.periods".into());
+    }
+    updates.extend(columns.iter().map(|c| format!("{c} = excluded.{c}")));
+    format!(
+        "INSERT INTO {} ({names}) VALUES ({}) ON CONFLICT (meter, start) DO UPDATE SET {}",
+        table.name(),
+        placeholders.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// `INSERT INTO agg_15m … SELECT … FROM unnest(…) ON CONFLICT DO UPDATE`: any number of
+/// aggregates in one statement, arrays in [`select_list`] order ([`agg_arrays`]).
+static UPSERT_15M: LazyLock<String> = LazyLock::new(|| {
+    let columns = sql_columns();
+    let mut types = vec!["timestamptz[]", "int8[]", "timestamptz[]", "timestamptz[]"];
+    types.extend(std::iter::repeat_n("int8[]", columns.len()));
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 2))
+        .collect();
+    let updates: Vec<String> = ["n", "first_ts", "last_ts"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(columns.iter().cloned())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO agg_15m (meter, {}) SELECT $1, * FROM unnest({})
+         ON CONFLICT (meter, start) DO UPDATE SET {}",
+        select_list(),
+        arrays.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// Readings or aggregates written per statement.
+const INSERT_CHUNK: usize = 5_000;
+
+/// The aggregates as one array per column of [`select_list`].
+fn agg_arrays(aggs: &[Agg]) -> Vec<Box<dyn ToSql + Sync>> {
+    let times = |f: fn(&Agg) -> i64| -> Box<dyn ToSql + Sync> {
+        Box::new(aggs.iter().map(|a| ts(f(a))).collect::<Vec<Timestamp>>())
+    };
+    let ints = |f: &dyn Fn(&Agg) -> Option<i64>| -> Box<dyn ToSql + Sync> {
+        Box::new(aggs.iter().map(f).collect::<Vec<Option<i64>>>())
+    };
+    let mut out = vec![
+        times(|a| a.start),
+        ints(&|a| Some(a.n)),
+        times(|a| a.first_ts),
+        times(|a| a.last_ts),
+    ];
+    for (c, column) in COLUMNS.iter().enumerate() {
+        match column.aggregation {
+            Aggregation::Energy => {
+                out.push(ints(&|a| a.energy[c]));
+                out.push(ints(&|a| a.first[c]));
+                out.push(ints(&|a| a.last[c]));
+            }
+            Aggregation::Instant => {
+                out.push(ints(&|a| a.sum[c]));
+                out.push(ints(&|a| Some(a.count[c])));
+                out.push(ints(&|a| a.min[c]));
+                out.push(ints(&|a| a.max[c]));
+            }
+        }
+    }
+    out
+}
+static UPSERT_DAY: LazyLock<String> = LazyLock::new(|| upsert_sql(AggTable::Day));
+
+/// `INSERT INTO reading … SELECT … FROM unnest(…) ON CONFLICT DO NOTHING RETURNING time`.
+static INSERT_READINGS: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let arrays: Vec<String> = (0..NCOL).map(|i| format!("${}::int8[]", i + 3)).collect();
+    format!(
+        "INSERT INTO reading (meter, time, {})
+         SELECT $1, * FROM unnest($2::timestamptz[], {})
+         ON CONFLICT (meter, time) DO NOTHING RETURNING time",
+        names.join(", "),
+        arrays.join(", ")
+    )
+});
+
+/// `SELECT time, <every column> FROM reading`.
+static SELECT_READINGS: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    format!(
+        "SELECT time, {} FROM reading WHERE meter = $1 AND time >= $2 AND time < $3 ORDER BY time",
+        names.join(", ")
+    )
+});
+
+/// The parameters of an aggregate in [`select_list`] order.
+fn agg_params(agg: &Agg) -> Vec<Box<dyn ToSql + Sync>> {
+    let mut out: Vec<Box<dyn ToSql + Sync>> = vec![
+        Box::new(ts(agg.start)),
+        Box::new(agg.n),
+        Box::new(ts(agg.first_ts)),
+        Box::new(ts(agg.last_ts)),
+    ];
+    for (c, column) in COLUMNS.iter().enumerate() {
+        match column.aggregation {
+            Aggregation::Energy => {
+                out.push(Box::new(agg.energy[c]));
+                out.push(Box::new(agg.first[c]));
+                out.push(Box::new(agg.last[c]));
+            }
+            Aggregation::Instant => {
+                out.push(Box::new(agg.sum[c]));
+                out.push(Box::new(agg.count[c]));
+                out.push(Box::new(agg.min[c]));
+                out.push(Box::new(agg.max[c]));
+            }
+        }
+    }
+    out
+}
+
+/// An aggregate from a row selected with [`select_list`].
+fn agg_of(row: &postgres::Row) -> Agg {
+    let mut agg = Agg::empty(secs(row.get(0)));
+    agg.n = row.get(1);
+    agg.first_ts = secs(row.get(2));
+    agg.last_ts = secs(row.get(3));
+    let mut i = 4;
+    for (c, column) in COLUMNS.iter().enumerate() {
+        match column.aggregation {
+            Aggregation::Energy => {
+                agg.energy[c] = row.get(i);
+                agg.first[c] = row.get(i + 1);
+                agg.last[c] = row.get(i + 2);
+                i += 3;
+            }
+            Aggregation::Instant => {
+                agg.sum[c] = row.get(i);
+                agg.count[c] = row.get(i + 1);
+                agg.min[c] = row.get(i + 2);
+                agg.max[c] = row.get(i + 3);
+                i += 4;
+            }
+        }
+    }
+    agg
+}
+
+/// A reading from a row of [`SELECT_READINGS`].
+fn row_of(row: &postgres::Row) -> Row {
+    let mut values = [None; NCOL];
+    for (c, value) in values.iter_mut().enumerate() {
+        *value = row.get(c + 1);
+    }
+    Row {
+        ts: secs(row.get(0)),
+        values,
+    }
+}
+
+fn params(values: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
+    values.iter().map(|b| b.as_ref()).collect()
+}
+
+impl<C: GenericClient> Db for PgDb<'_, C> {
+    fn meter_upsert(
+        &mut self,
+        name: &str,
+        sent_id: Option<&str>,
+    ) -> DbResult<(i64, Option<String>)> {
+        let row = self.query_one(
+            "INSERT INTO meter (name, meter_id) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET meter_id = coalesce(excluded.meter_id, meter.meter_id)
+             RETURNING id, meter_id",
+            &[&name, &sent_id],
+        )?;
+        Ok((i64::from(row.get::<_, i32>(0)), row.get(1)))
+    }
+
+    fn meter_by_name(&mut self, name: &str) -> DbResult<Option<i64>> {
+        Ok(self
+            .query_opt("SELECT id FROM meter WHERE name = $1", &[&name])?
+            .map(|row| i64::from(row.get::<_, i32>(0))))
+    }
+
+    fn meters(&mut self) -> DbResult<Vec<(i64, StoredMeter)>> {
+        let rows = self.query(
+            "SELECT id, name, meter_id,
+               (SELECT first_ts FROM agg_15m WHERE meter = m.id ORDER BY start LIMIT 1),
+               (SELECT last_ts FROM agg_15m WHERE meter = m.id ORDER BY start DESC LIMIT 1)
+             FROM meter AS m ORDER BY name",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    i64::from(row.get::<_, i32>(0)),
+                    StoredMeter {
+                        name: row.get(1),
+                        meter_id: row.get(2),
+                        first_reading: row.get::<_, Option<Timestamp>>(3).map(secs),
+                        last_reading: row.get::<_, Option<Timestamp>>(4).map(secs),
+                        mbus: Vec::new(),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn lock_meter(&mut self, meter: i64) -> DbResult<()> {
+        // Two keys: a constant ("smarty-m") and the meter.
+        self.execute(
+            "SELECT pg_advisory_xact_lock(1936548449, $1::int4)",
+            &[&meter_key(meter)?],
+        )?;
+        Ok(())
+    }
+
+    fn raw_rows(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Row>> {
+        Ok(self
+            .query(
+                SELECT_READINGS.as_str(),
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(row_of)
+            .collect())
+    }
+
+    fn add_rows(
+        &mut self,
+        meter: i64,
+        periods: &[(i64, &[Row], &[Row])],
+    ) -> DbResult<Vec<(usize, Vec<Row>)>> {
+        let key = meter_key(meter)?;
+        let new: Vec<Row> = periods
+            .iter()
+            .flat_map(|(_, _, new)| new.iter().copied())
+            .collect();
+        let mut inserted = BTreeSet::new();
+        for chunk in new.chunks(INSERT_CHUNK) {
+            let times: Vec<Timestamp> = chunk.iter().map(|r| ts(r.ts)).collect();
+            let columns: Vec<Vec<Option<i64>>> = (0..NCOL)
+                .map(|c| chunk.iter().map(|r| r.values[c]).collect())
+                .collect();
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key, &times];
+            parameters.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+            inserted.extend(
+                self.query(INSERT_READINGS.as_str(), &parameters)?
+                    .iter()
+                    .map(|row| secs(row.get(0))),
+            );
+        }
+        Ok(periods
+            .iter()
+            .map(|(_, before, new)| {
+                let mut rows = before.to_vec();
+                let mut added = 0;
+                for row in new.iter() {
+                    // A time given twice in the batch is inserted once.
+                    if inserted.remove(&row.ts) {
+                        rows.push(*row);
+                        added += 1;
+                    }
+                }
+                rows.sort_by_key(|r| r.ts);
+                (added, rows)
+            })
+            .collect())
+    }
+
+    fn raw_count(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
+        Ok(self
+            .query_one(
+                "SELECT count(*) FROM reading WHERE meter = $1 AND time >= $2 AND time < $3",
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .get(0))
+    }
+
+    fn raw_column(
+        &mut self,
+        meter: i64,
+        c: usize,
+        from: i64,
+        to: i64,
+    ) -> DbResult<Vec<(i64, i64)>> {
+        let name = COLUMNS[c].name;
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT time, {name} FROM reading WHERE meter = $1 AND time >= $2 AND time < $3
+                     AND {name} IS NOT NULL ORDER BY time"
+                ),
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(|row| (secs(row.get(0)), row.get(1)))
+            .collect())
+    }
+
+    fn raw_column_before(
+        &mut self,
+        meter: i64,
+        c: usize,
+        before: i64,
+    ) -> DbResult<Option<(i64, i64)>> {
+        let name = COLUMNS[c].name;
+        // The same hour as SQLite looks in: the block holding `before` and the twelve before.
+        let since = block_start(before) - 12 * BLOCK_S;
+        Ok(self
+            .query_opt(
+                &format!(
+                    "SELECT time, {name} FROM reading WHERE meter = $1 AND time >= $2 AND time < $3
+                     AND {name} IS NOT NULL ORDER BY time DESC LIMIT 1"
+                ),
+                &[&meter_key(meter)?, &bound(since), &bound(before)],
+            )?
+            .map(|row| (secs(row.get(0)), row.get(1))))
+    }
+
+    fn prune_raw(&mut self, cutoff: i64) -> DbResult<u64> {
+        self.execute("DELETE FROM reading WHERE time < $1", &[&bound(cutoff)])
+    }
+
+    fn agg_starts(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<i64>> {
+        Ok(self
+            .query(
+                "SELECT start FROM agg_15m WHERE meter = $1 AND start >= $2 AND start < $3",
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(|row| secs(row.get(0)))
+            .collect())
+    }
+
+    fn write_15m(&mut self, meter: i64, aggs: &[Agg]) -> DbResult<()> {
+        let key = meter_key(meter)?;
+        for chunk in aggs.chunks(INSERT_CHUNK) {
+            let arrays = agg_arrays(chunk);
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&key];
+            parameters.extend(arrays.iter().map(|a| a.as_ref()));
+            self.execute(UPSERT_15M.as_str(), &parameters)?;
+        }
+        Ok(())
+    }
+
+    fn write_day(&mut self, meter: i64, day: Date, periods: usize, agg: &Agg) -> DbResult<()> {
+        let periods = i32::try_from(periods).unwrap_or(i32::MAX);
+        let mut values: Vec<Box<dyn ToSql + Sync>> = vec![
+            Box::new(meter_key(meter)?),
+            Box::new(day),
+            Box::new(periods),
+        ];
+        values.extend(agg_params(agg));
+        self.execute(UPSERT_DAY.as_str(), &params(&values))?;
+        Ok(())
+    }
+
+    fn delete_day(&mut self, meter: i64, start: i64) -> DbResult<()> {
+        self.execute(
+            "DELETE FROM agg_day WHERE meter = $1 AND start = $2",
+            &[&meter_key(meter)?, &ts(start)],
+        )?;
+        Ok(())
+    }
+
+    fn read_aggs(&mut self, table: AggTable, meter: i64, from: i64, to: i64) -> DbResult<Vec<Agg>> {
+        Ok(self.query(
+                &format!(
+                    "SELECT {} FROM {} WHERE meter = $1 AND start >= $2 AND start < $3 ORDER BY start",
+                    select_list(),
+                    table.name()
+                ),
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(agg_of)
+            .collect())
+    }
+
+    fn last_15m_before(&mut self, meter: i64, before: i64) -> DbResult<Option<Agg>> {
+        Ok(self.query_opt(
+                &format!(
+                    "SELECT {} FROM agg_15m WHERE meter = $1 AND start < $2 ORDER BY start DESC LIMIT 1",
+                    select_list()
+                ),
+                &[&meter_key(meter)?, &bound(before)],
+            )?
+            .as_ref()
+            .map(agg_of))
+    }
+
+    fn page_15m(&mut self, meter: i64, from: i64, limit: usize) -> DbResult<Vec<Agg>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self.query(
+                &format!(
+                    "SELECT {} FROM agg_15m WHERE meter = $1 AND start >= $2 ORDER BY start LIMIT $3",
+                    select_list()
+                ),
+                &[&meter_key(meter)?, &bound(from), &limit],
+            )?
+            .iter()
+            .map(agg_of)
+            .collect())
+    }
+
+    fn count_15m(&mut self, meter: i64, from: i64, to: i64) -> DbResult<i64> {
+        Ok(self
+            .query_one(
+                "SELECT count(*) FROM agg_15m WHERE meter = $1 AND start >= $2 AND start < $3",
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .get(0))
+    }
+
+    fn agg_column(
+        &mut self,
+        table: AggTable,
+        meter: i64,
+        c: usize,
+        from: i64,
+        to: i64,
+    ) -> DbResult<Vec<(i64, AggColumn)>> {
+        let name = COLUMNS[c].name;
+        let fields = match COLUMNS[c].aggregation {
+            Aggregation::Energy => format!("{name}, NULL::int8, 0::int8, NULL::int8, NULL::int8"),
+            Aggregation::Instant => {
+                format!("NULL::int8, {name}_sum, {name}_n, {name}_min, {name}_max")
+            }
+        };
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT start, {fields} FROM {} WHERE meter = $1 AND start >= $2 AND start < $3
+                     ORDER BY start",
+                    table.name()
+                ),
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(|row| {
+                (
+                    secs(row.get(0)),
+                    AggColumn {
+                        energy: row.get(1),
+                        sum: row.get(2),
+                        n: row.get(3),
+                        min: row.get(4),
+                        max: row.get(5),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    fn intervals(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Interval>> {
+        Ok(self
+            .query(
+                "SELECT start, energy_import_wh, energy_export_wh FROM agg_15m
+                 WHERE meter = $1 AND start >= $2 AND start < $3 ORDER BY start",
+                &[&meter_key(meter)?, &bound(from), &bound(to)],
+            )?
+            .iter()
+            .map(|row| Interval {
+                start: secs(row.get(0)),
+                energy_import_wh: row.get::<_, Option<i64>>(1).unwrap_or(0),
+                energy_export_wh: row.get::<_, Option<i64>>(2).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    fn mbus_channels(&mut self, meter: i64) -> DbResult<Vec<MbusChannel>> {
+        Ok(self
+            .query(
+                "SELECT channel, medium, unit FROM mbus_channel WHERE meter = $1 ORDER BY channel",
+                &[&meter_key(meter)?],
+            )?
+            .iter()
+            .map(|row| MbusChannel {
+                channel: u8::try_from(row.get::<_, i16>(0)).unwrap_or(0),
+                medium: row.get(1),
+                unit: row.get(2),
+            })
+            .collect())
+    }
+
+    fn mbus_channel_upsert(
+        &mut self,
+        meter: i64,
+        channel: u8,
+        medium: &str,
+        unit: &str,
+    ) -> DbResult<()> {
+        self.execute(
+            "INSERT INTO mbus_channel (meter, channel, medium, unit) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
+             WHERE mbus_channel.medium <> excluded.medium OR mbus_channel.unit <> excluded.unit",
+            &[&meter_key(meter)?, &i16::from(channel), &medium, &unit],
+        )?;
+        Ok(())
+    }
+
+    fn mbus_insert(&mut self, meter: i64, channel: u8, at: i64, value_milli: i64) -> DbResult<u64> {
+        self.execute(
+            "INSERT INTO mbus_reading (meter, channel, time, value_milli) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[
+                &meter_key(meter)?,
+                &i16::from(channel),
+                &ts(at),
+                &value_milli,
+            ],
+        )
+    }
+
+    fn mbus_before(
+        &mut self,
+        meter: i64,
+        channel: u8,
+        before: i64,
+    ) -> DbResult<Option<(i64, i64)>> {
+        Ok(self
+            .query_opt(
+                "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
+                 AND time < $3 ORDER BY time DESC LIMIT 1",
+                &[&meter_key(meter)?, &i16::from(channel), &bound(before)],
+            )?
+            .map(|row| (secs(row.get(0)), row.get(1))))
+    }
+
+    fn mbus_at_or_after(
+        &mut self,
+        meter: i64,
+        channel: u8,
+        at: i64,
+    ) -> DbResult<Option<(i64, i64)>> {
+        Ok(self
+            .query_opt(
+                "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
+                 AND time >= $3 ORDER BY time LIMIT 1",
+                &[&meter_key(meter)?, &i16::from(channel), &bound(at)],
+            )?
+            .map(|row| (secs(row.get(0)), row.get(1))))
+    }
+
+    fn mbus_range(
+        &mut self,
+        meter: i64,
+        channel: u8,
+        from: i64,
+        to: i64,
+    ) -> DbResult<Vec<(i64, i64)>> {
+        Ok(self
+            .query(
+                "SELECT time, value_milli FROM mbus_reading WHERE meter = $1 AND channel = $2
+                 AND time >= $3 AND time < $4 ORDER BY time",
+                &[
+                    &meter_key(meter)?,
+                    &i16::from(channel),
+                    &bound(from),
+                    &bound(to),
+                ],
+            )?
+            .iter()
+            .map(|row| (secs(row.get(0)), row.get(1)))
+            .collect())
+    }
+
+    fn mbus_edge(
+        &mut self,
+        meter: i64,
+        channel: u8,
+        from: i64,
+        to: i64,
+        last: bool,
+    ) -> DbResult<Option<i64>> {
+        let order = if last { "DESC" } else { "ASC" };
+        Ok(self
+            .query_opt(
+                &format!(
+                    "SELECT time FROM mbus_reading WHERE meter = $1 AND channel = $2
+                     AND time >= $3 AND time < $4 ORDER BY time {order} LIMIT 1"
+                ),
+                &[
+                    &meter_key(meter)?,
+                    &i16::from(channel),
+                    &bound(from),
+                    &bound(to),
+                ],
+            )?
+            .map(|row| secs(row.get(0))))
+    }
+
+    fn mbus_count(&mut self, meter: i64, channel: u8, from: i64, to: i64) -> DbResult<i64> {
+        Ok(self
+            .query_one(
+                "SELECT count(*) FROM mbus_reading WHERE meter = $1 AND channel = $2
+                 AND time >= $3 AND time < $4",
+                &[
+                    &meter_key(meter)?,
+                    &i16::from(channel),
+                    &bound(from),
+                    &bound(to),
+                ],
+            )?
+            .get(0))
+    }
+}
+
+/// A meter id as the `integer` of the `meter` table.
+fn meter_key(meter: i64) -> Result<i32, StoreError> {
+    i32::try_from(meter).map_err(|_| StoreError::UnknownMeter(meter.to_string()))
+}
