@@ -38,6 +38,7 @@ pub mod query;
 pub mod queue;
 pub mod reading;
 pub mod schema;
+pub mod spill;
 mod sqlite;
 #[cfg(any(test, feature = "test_postgres"))]
 pub mod test_postgres;
@@ -225,7 +226,10 @@ impl Store {
             .readers
             .lock()
             .ok()
-            .and_then(|mut pool| pool.pop());
+            .and_then(|mut pool| pool.pop())
+            // A PostgreSQL connection may have been closed by the server while pooled (a
+            // restart): it is checked, and replaced when gone.
+            .filter(ReadConn::alive);
         let conn = match pooled {
             Some(conn) => conn,
             None => match &self.inner.config.location {

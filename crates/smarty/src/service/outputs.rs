@@ -118,6 +118,7 @@ pub async fn start(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),
                 live.output("store"),
+                config.state_dir(),
             ));
             started += 1;
             Some(store)
