@@ -132,6 +132,18 @@ pub(crate) enum ReadConn {
 }
 
 impl ReadConn {
+    /// Whether it still works: always for SQLite; for PostgreSQL, whether the server answers
+    /// on it (a round trip, with a short timeout).
+    pub(crate) fn alive(&self) -> bool {
+        match self {
+            ReadConn::Sqlite(_) => true,
+            ReadConn::Postgres(client) => client
+                .borrow_mut()
+                .run(|client| Ok(client.is_valid(std::time::Duration::from_secs(2)).is_ok()))
+                .unwrap_or(false),
+        }
+    }
+
     /// Whether it can go back to the pool (a PostgreSQL connection the server closed
     /// cannot).
     pub(crate) fn reusable(&self) -> bool {

@@ -137,6 +137,20 @@ pub(crate) trait Db {
     /// The 15-minute periods with start in `[from, to)` and their energies.
     fn intervals(&mut self, meter: i64, from: i64, to: i64) -> DbResult<Vec<Interval>>;
 
+    // Frame counters.
+
+    /// The frame counters saved for meter `meter` under the key named by `key_check`:
+    /// `(system title in hex, counter)`.
+    fn frame_counters(&mut self, meter: &str, key_check: &str) -> DbResult<Vec<(String, i64)>>;
+    /// Saves frame counters of meter `meter` under `key_check` (those of another key are
+    /// removed).
+    fn save_frame_counters(
+        &mut self,
+        meter: &str,
+        key_check: &str,
+        counters: &[(String, i64)],
+    ) -> DbResult<()>;
+
     // M-Bus readings.
 
     /// The M-Bus channels of `meter`, by channel.

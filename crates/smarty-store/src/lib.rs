@@ -38,6 +38,7 @@ pub mod query;
 pub mod queue;
 pub mod reading;
 pub mod schema;
+pub mod spill;
 mod sqlite;
 #[cfg(any(test, feature = "test_postgres"))]
 pub mod test_postgres;
@@ -75,6 +76,8 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     readers: Mutex<Vec<ReadConn>>,
+    /// SQLite: a writing connection for small writes beside the writer's (frame counters).
+    side: Mutex<Option<Connection>>,
     /// The writer's lock, held while the store is open for writing.
     lock: Option<Arc<WriterLock>>,
 }
@@ -107,6 +110,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 readers: Mutex::new(vec![ReadConn::Postgres(RefCell::new(client))]),
+                side: Mutex::new(None),
                 lock: None,
             }),
         }
@@ -161,6 +165,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 readers: Mutex::new(Vec::new()),
+                side: Mutex::new(None),
                 lock: None,
             }),
         })
@@ -194,6 +199,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 readers: Mutex::new(Vec::new()),
+                side: Mutex::new(None),
                 lock: Some(lock),
             }),
         })
@@ -220,7 +226,10 @@ impl Store {
             .readers
             .lock()
             .ok()
-            .and_then(|mut pool| pool.pop());
+            .and_then(|mut pool| pool.pop())
+            // A PostgreSQL connection may have been closed by the server while pooled (a
+            // restart): it is checked, and replaced when gone.
+            .filter(ReadConn::alive);
         let conn = match pooled {
             Some(conn) => conn,
             None => match &self.inner.config.location {
@@ -272,6 +281,82 @@ impl Store {
             }
         };
         Ok(Writer::new(conn, self.inner.config.clone()))
+    }
+}
+
+impl Store {
+    /// The frame counters saved for meter `meter` under the key named by `key_check` (a key
+    /// check value, so that the key itself is never stored): `(system title in hex, last
+    /// frame counter accepted)`. Counters saved under another key are not returned.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn frame_counters(
+        &self,
+        meter: &str,
+        key_check: &str,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = self.with_side(|db| db.frame_counters(meter, key_check))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(title, counter)| Some((title, u32::try_from(counter).ok()?)))
+            .collect())
+    }
+
+    /// Saves the frame counters of meter `meter` accepted under the key named by `key_check`,
+    /// replacing those saved under another key.
+    ///
+    /// # Errors
+    /// Database errors (the caller keeps its counters and saves again later).
+    pub fn save_frame_counters(
+        &self,
+        meter: &str,
+        key_check: &str,
+        counters: &[(String, u32)],
+    ) -> Result<(), StoreError> {
+        let counters: Vec<(String, i64)> = counters
+            .iter()
+            .map(|(title, counter)| (title.clone(), i64::from(*counter)))
+            .collect();
+        self.with_side(|db| db.save_frame_counters(meter, key_check, &counters))
+    }
+
+    /// Runs `f` in a transaction of its own beside the writer's: on SQLite a second writing
+    /// connection (its writes wait for the writer's commits), on PostgreSQL a pooled one.
+    fn with_side<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn db::Db) -> db::DbResult<T> + Send,
+    ) -> Result<T, StoreError> {
+        match &self.inner.config.location {
+            Location::Sqlite(path) => {
+                let mut side = self
+                    .inner
+                    .side
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if side.is_none() {
+                    let conn = Connection::open(path)?;
+                    conn.busy_timeout(BUSY_TIMEOUT)?;
+                    *side = Some(conn);
+                }
+                let conn = side.as_mut().expect("opened above");
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let out = f(&mut sqlite::SqliteDb(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Location::Postgres(_) => self.reader()?.with(f),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    /// Where it is (without a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.inner.config.location.to_string())
+            .finish_non_exhaustive()
     }
 }
 

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         description: "M-Bus channels and readings",
         apply: v2,
     },
+    Migration {
+        version: 3,
+        description: "the frame counters of meters that reject replayed frames",
+        apply: v3,
+    },
 ];
 
 /// The version this program writes.
@@ -141,6 +146,18 @@ CREATE TABLE mbus_reading(
   ts INTEGER NOT NULL,
   value_milli INTEGER NOT NULL,
   PRIMARY KEY(meter, channel, ts)
+) WITHOUT ROWID;",
+    )
+}
+
+fn v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE frame_counter(
+  meter TEXT NOT NULL,
+  system_title TEXT NOT NULL,
+  key_check TEXT NOT NULL,
+  counter INTEGER NOT NULL,
+  PRIMARY KEY(meter, system_title)
 ) WITHOUT ROWID;",
     )
 }

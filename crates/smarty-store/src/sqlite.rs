@@ -406,6 +406,35 @@ impl Db for SqliteDb<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn frame_counters(&mut self, meter: &str, key_check: &str) -> DbResult<Vec<(String, i64)>> {
+        let mut statement = self.0.prepare_cached(
+            "SELECT system_title, counter FROM frame_counter WHERE meter = ?1 AND key_check = ?2
+             ORDER BY system_title",
+        )?;
+        let rows = statement.query_map((meter, key_check), |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn save_frame_counters(
+        &mut self,
+        meter: &str,
+        key_check: &str,
+        counters: &[(String, i64)],
+    ) -> DbResult<()> {
+        self.0
+            .prepare_cached("DELETE FROM frame_counter WHERE meter = ?1 AND key_check != ?2")?
+            .execute((meter, key_check))?;
+        let mut statement = self.0.prepare_cached(
+            "INSERT INTO frame_counter (meter, system_title, key_check, counter) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (meter, system_title) DO UPDATE SET key_check = excluded.key_check,
+             counter = excluded.counter",
+        )?;
+        for (title, counter) in counters {
+            statement.execute((meter, title, key_check, counter))?;
+        }
+        Ok(())
+    }
+
     fn mbus_channels(&mut self, meter: i64) -> DbResult<Vec<MbusChannel>> {
         let mut statement = self.0.prepare_cached(
             "SELECT channel, medium, unit FROM mbus_channel WHERE meter = ?1 ORDER BY channel",

@@ -1024,3 +1024,56 @@ fn a_history_copied_to_postgres_and_back_gives_the_same_answers() {
     assert_eq!(answers(&server), expected);
     assert_eq!(answers(&back), expected);
 }
+
+#[test]
+fn readings_held_on_disk_while_postgres_is_down_reach_it_once_it_is_back() {
+    use super::spill::Spill;
+    use super::test_postgres::TestServer;
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store-spill.db");
+    let store = Store::open(&server.store_config()).unwrap();
+    let mut writer = store.writer().unwrap();
+    let data = readings("home", 1_794_960_000, 2000, 10, 13);
+    for r in &data[..500] {
+        writer.push(r.clone());
+    }
+    writer.flush().unwrap();
+    server.stop();
+    let mut spill = Spill::at(&path, 1200).unwrap();
+    for r in &data[500..1000] {
+        writer.push(r.clone());
+    }
+    writer.push_mbus(mbus(1, data[900].ts, 123.5));
+    assert!(writer.flush().is_err());
+    assert_eq!(spill.hold(&mut writer).unwrap(), 0);
+    assert_eq!((writer.buffered(), spill.held()), (0, 501));
+    // Beyond its limit the spill drops, and says how many.
+    for r in &data[1000..1800] {
+        writer.push(r.clone());
+    }
+    assert_eq!(spill.hold(&mut writer).unwrap(), 800 - 699);
+    assert_eq!(spill.held(), 1200);
+    // A restart of the process finds what the spill holds.
+    drop(spill);
+    let mut spill = Spill::at(&path, 1200).unwrap();
+    assert_eq!(spill.held(), 1200);
+    // The server is back: the spill drains into it and goes.
+    server.restart();
+    writer.flush().unwrap();
+    assert_eq!(spill.drain_into(&mut writer).unwrap(), 1200);
+    assert!(
+        !path.exists(),
+        "the spill file is removed once its readings are stored"
+    );
+    let reader = store.reader().unwrap();
+    let id = reader.meter_id("home").unwrap();
+    let rows = reader.raw_rows(id, 0, i64::MAX / 2).unwrap();
+    let expected: Vec<i64> = data[..1699].iter().map(|r| r.ts).collect();
+    assert_eq!(rows.iter().map(|r| r.ts).collect::<Vec<_>>(), expected);
+    assert_eq!(
+        reader.mbus_captures(id, 1, 0, i64::MAX / 2).unwrap().len(),
+        1
+    );
+    check_against_raw(&store, &data[..1699]);
+}

@@ -71,6 +71,23 @@ impl Writer {
         self.mbus.push(reading);
     }
 
+    /// Takes the readings and M-Bus readings waiting for [`Writer::flush`] (to hold them
+    /// elsewhere, [`crate::spill::Spill`]).
+    pub fn take_buffered(&mut self) -> (Vec<Reading>, Vec<MbusRecord>) {
+        (
+            std::mem::take(&mut self.readings),
+            std::mem::take(&mut self.mbus),
+        )
+    }
+
+    /// Puts back readings taken with [`Writer::take_buffered`], before those buffered since.
+    pub fn give_back(&mut self, mut readings: Vec<Reading>, mut mbus: Vec<MbusRecord>) {
+        readings.append(&mut self.readings);
+        mbus.append(&mut self.mbus);
+        self.readings = readings;
+        self.mbus = mbus;
+    }
+
     /// Readings and M-Bus readings waiting for [`Writer::flush`].
     pub fn buffered(&self) -> usize {
         self.readings.len() + self.mbus.len()

@@ -579,6 +579,40 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
             .collect())
     }
 
+    fn frame_counters(&mut self, meter: &str, key_check: &str) -> DbResult<Vec<(String, i64)>> {
+        Ok(self
+            .query(
+                "SELECT system_title, counter FROM frame_counter WHERE meter = $1 AND key_check = $2
+                 ORDER BY system_title",
+                &[&meter, &key_check],
+            )?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    fn save_frame_counters(
+        &mut self,
+        meter: &str,
+        key_check: &str,
+        counters: &[(String, i64)],
+    ) -> DbResult<()> {
+        self.execute(
+            "DELETE FROM frame_counter WHERE meter = $1 AND key_check <> $2",
+            &[&meter, &key_check],
+        )?;
+        let titles: Vec<&str> = counters.iter().map(|(t, _)| t.as_str()).collect();
+        let values: Vec<i64> = counters.iter().map(|(_, c)| *c).collect();
+        self.execute(
+            "INSERT INTO frame_counter (meter, system_title, key_check, counter)
+             SELECT $1, t, $2, c FROM unnest($3::text[], $4::int8[]) AS u (t, c)
+             ON CONFLICT (meter, system_title) DO UPDATE SET key_check = excluded.key_check,
+             counter = excluded.counter, updated_at = now()",
+            &[&meter, &key_check, &titles, &values],
+        )?;
+        Ok(())
+    }
+
     fn mbus_channels(&mut self, meter: i64) -> DbResult<Vec<MbusChannel>> {
         Ok(self
             .query(

@@ -29,7 +29,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "meters, readings partitioned by day, 15-minute and daily aggregates, M-Bus \
-                  channels and readings, the readings view",
+                  channels and readings, frame counters, the readings view",
     sql: v1,
 }];
 
@@ -113,6 +113,15 @@ CREATE TABLE mbus_reading (
   PRIMARY KEY (meter, channel, time)
 );
 COMMENT ON TABLE mbus_reading IS 'M-Bus captures (gas, water, heat): the register in thousandths of the channel''s unit, at the device''s capture time.';
+CREATE TABLE frame_counter (
+  meter text NOT NULL,
+  system_title text NOT NULL,
+  key_check text NOT NULL,
+  counter bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (meter, system_title)
+);
+COMMENT ON TABLE frame_counter IS 'The last frame counter accepted per meter and system title, for meters that reject replayed frames; key_check names the key they were accepted under (its counters restart when the key changes).';
 CREATE VIEW readings AS
 SELECT m.name AS meter, r.time{view}
 FROM reading AS r JOIN meter AS m ON m.id = r.meter;

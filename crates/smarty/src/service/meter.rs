@@ -24,6 +24,7 @@ use crate::output::{Delivery, Sink, note};
 use crate::pipeline::{self, Options, RejectionLog};
 use crate::source::{self, Source};
 use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use smarty_store::Store;
 
 /// Counter changes make at most one status event per meter this often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -226,8 +227,11 @@ pub struct Extras {
     pub console: Option<Box<dyn Sink + Send>>,
     /// Stops after this many telegrams.
     pub limit: Option<u64>,
-    /// Where the replay counters of a `reject_replay` meter are kept.
+    /// Where the replay counters of a `reject_replay` meter are kept without a store (and
+    /// read from once when a store has none yet).
     pub state_dir: Option<PathBuf>,
+    /// The history store, which keeps the replay counters when there is one.
+    pub store: Option<Store>,
     /// Turns `true` when the service stops: the meter logs what it counted and hands over
     /// what it holds.
     pub stop: watch::Receiver<bool>,
@@ -248,12 +252,19 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         console,
         limit,
         state_dir,
+        store,
         mut stop,
     } = extras;
     let started = Instant::now();
     let print_summary = console.is_some();
-    let replay = match (&decoder_config.key, &state_dir) {
-        (Some(key), Some(dir)) if meter.reject_replay => {
+    let replay = match (&decoder_config.key, &store, &state_dir) {
+        (Some(key), Some(store), dir) if meter.reject_replay => Some(ReplayCounters::in_store(
+            store.clone(),
+            dir.as_deref(),
+            &meter.name,
+            key,
+        )),
+        (Some(key), None, Some(dir)) if meter.reject_replay => {
             Some(ReplayCounters::open(dir, &meter.name, key))
         }
         _ => None,

@@ -96,7 +96,8 @@ fn http_config_with_token(config: &Config) -> Result<HttpConfig> {
 }
 
 /// Starts every configured output, subscribed to `bus` (the store and MQTT lossless, the
-/// others lossy); returns how many were started.
+/// others lossy); returns how many were started, and the store when there is one (the
+/// meters keep their replay counters in it).
 ///
 /// # Errors
 /// An output whose settings are invalid or that cannot bind its address.
@@ -104,7 +105,7 @@ pub async fn start(
     config: &Config,
     bus: &mut Bus,
     tasks: &mut JoinSet<Result<()>>,
-) -> Result<usize> {
+) -> Result<(usize, Option<Store>)> {
     check(config)?;
     let mut started = 0;
     // The live state first: the store and MQTT report their health into it.
@@ -117,6 +118,7 @@ pub async fn start(
                 store.clone(),
                 bus.lossless("store", Accepts::TELEGRAMS),
                 live.output("store"),
+                config.state_dir(),
             ));
             started += 1;
             Some(store)
@@ -156,7 +158,7 @@ pub async fn start(
         if let Some(server) = server {
             let state = WebState {
                 live: std::sync::Arc::clone(&live),
-                store,
+                store: store.clone(),
                 tariff: std::sync::Arc::new(config.tariff.clone().unwrap_or_default()),
                 events: bus.lossy_weak(),
                 token: None,
@@ -166,7 +168,7 @@ pub async fn start(
             started += 1;
         }
     }
-    Ok(started)
+    Ok((started, store))
 }
 
 #[cfg(test)]

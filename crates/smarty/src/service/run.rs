@@ -123,7 +123,8 @@ pub async fn serve(
     let state_dir = config.state_dir();
     let mut bus = Bus::new();
     let mut outputs = JoinSet::new();
-    if super::outputs::start(&config, &mut bus, &mut outputs).await? == 0 {
+    let (started, store) = super::outputs::start(&config, &mut bus, &mut outputs).await?;
+    if started == 0 {
         tracing::warn!(
             "no output configured: add [mqtt], [proxy], [http] or [store] to the configuration (or --mqtt, --proxy, --http)"
         );
@@ -145,6 +146,7 @@ pub async fn serve(
             console,
             limit,
             state_dir: state_dir.clone(),
+            store: store.clone(),
             stop: stopping.clone(),
         };
         let task = meters.spawn(

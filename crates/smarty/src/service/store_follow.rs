@@ -5,6 +5,7 @@
 //! both fill up and the meters wait: nothing is dropped on the way. The writer keeps up by
 //! batching: it commits what it holds every `commit_interval`, however many readings.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ use tokio::sync::mpsc as channel;
 
 use smarty_model::event::MeterEvent;
 use smarty_model::live::OutputHealth;
+use smarty_store::config::Location;
+use smarty_store::spill::Spill;
 use smarty_store::{MbusRecord, Reading, Store, Writer};
 
 /// How often raw readings past the retention are pruned.
@@ -21,8 +24,20 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The wait before a failed commit is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Readings held while the disk refuses them (a day at 1 s); beyond, new ones are dropped.
+/// Readings held in memory while the store refuses them (a day at 1 s); beyond, they go to
+/// the spill file when there is one, else new ones are dropped.
 const MAX_BUFFERED: usize = 100_000;
+
+/// A PostgreSQL store's readings held in memory while it refuses them, before they go to
+/// the spill file (about three hours of a meter at 1 s).
+const SPILL_AFTER: usize = 10_000;
+
+/// Readings the spill file holds at most (about 58 days of a meter at 1 s, 1.6 years at 10 s,
+/// some 150 MB); beyond, new ones are dropped and counted.
+const SPILL_MAX: u64 = 5_000_000;
+
+/// The spill file's name in the state directory.
+const SPILL_FILE: &str = "store-spill.db";
 
 /// Readings on their way to the writer thread before the event side waits.
 const TO_WRITER: usize = 1024;
@@ -37,8 +52,11 @@ enum ToWriter {
 /// [`Writer`], commits every `commit_interval`, prunes raw readings past the retention every
 /// hour, and commits what it holds when the channel closes (a clean stop loses nothing; a
 /// crash loses at most one commit interval). A failed commit is logged and retried with the
-/// next one; while commits fail, up to a day of readings is held, newer ones are dropped
-/// (and counted in the log). `health` says on `/healthz` whether commits work.
+/// next one; while commits fail, up to a day of readings is held in memory, newer ones are
+/// dropped (and counted in the log) — for a PostgreSQL store with a state directory they go
+/// to a spill file there instead ([`smarty_store::spill`], bounded), written into the store
+/// once it takes readings again. `health` says on `/healthz` whether commits work and how
+/// many readings wait.
 ///
 /// # Errors
 /// When the writer cannot be opened or its thread cannot start or dies.
@@ -46,6 +64,7 @@ pub async fn follow(
     store: Store,
     mut events: channel::Receiver<MeterEvent>,
     health: OutputHealth,
+    state_dir: Option<PathBuf>,
 ) -> Result<()> {
     let writer = store
         .writer()
@@ -59,10 +78,26 @@ pub async fn follow(
         store.location(),
         store.config().commit_interval
     );
+    let spill = match (&store.location(), state_dir) {
+        (Location::Postgres(_), Some(dir)) => {
+            let path = dir.join(SPILL_FILE);
+            let spill = Spill::at(&path, SPILL_MAX)
+                .with_context(|| format!("cannot open the spill file {}", path.display()))?;
+            if spill.held() > 0 {
+                tracing::warn!(
+                    "store: {} readings wait in {} from an earlier run; they go to the store with the next commit",
+                    spill.held(),
+                    path.display()
+                );
+            }
+            Some(spill)
+        }
+        _ => None,
+    };
     let (tx, rx) = mpsc::sync_channel::<ToWriter>(TO_WRITER);
     let thread = std::thread::Builder::new()
         .name("store".into())
-        .spawn(move || write_loop(writer, &rx, &health))
+        .spawn(move || write_loop(writer, spill, &rx, &health))
         .context("cannot start the store's thread")?;
     'events: while let Some(event) = events.recv().await {
         let MeterEvent::Telegram(event) = event else {
@@ -102,7 +137,12 @@ async fn send(tx: &mpsc::SyncSender<ToWriter>, message: ToWriter) -> bool {
 }
 
 /// The writer thread: until the channel closes.
-fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &OutputHealth) {
+fn write_loop(
+    mut writer: Writer,
+    mut spill: Option<Spill>,
+    rx: &mpsc::Receiver<ToWriter>,
+    health: &OutputHealth,
+) {
     let mut last_prune: Option<Instant> = None;
     let mut failing: Option<String> = None;
     let mut dropped = 0u64;
@@ -127,6 +167,11 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &Output
         };
         let closed = match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(message) => {
+                if writer.buffered() >= MAX_BUFFERED
+                    && let Some(spill) = &mut spill
+                {
+                    dropped += hold(spill, &mut writer);
+                }
                 if writer.buffered() >= MAX_BUFFERED {
                     dropped += 1;
                     if dropped == 1 {
@@ -147,7 +192,18 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &Output
         };
         let may_retry = retry_at.is_none_or(|t| Instant::now() >= t);
         if (writer.due() && may_retry) || (closed && writer.buffered() > 0) {
-            match writer.flush() {
+            let flushed = writer.flush().and_then(|n| match &mut spill {
+                Some(spill) if spill.held() > 0 => {
+                    let held = spill.drain_into(&mut writer)?;
+                    tracing::info!(
+                        "store: the {held} readings of {} are in the store",
+                        spill.path().display()
+                    );
+                    Ok(n)
+                }
+                _ => Ok(n),
+            });
+            match flushed {
                 Ok(_) => {
                     retry_at = None;
                     health.ok();
@@ -161,10 +217,19 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &Output
                 }
                 Err(e) => {
                     retry_at = Some(Instant::now() + RETRY_AFTER);
+                    if let Some(spill) = &mut spill
+                        && writer.buffered() >= SPILL_AFTER
+                    {
+                        dropped += hold(spill, &mut writer);
+                    }
                     let message = e.to_string();
+                    let on_disk = spill
+                        .as_ref()
+                        .filter(|s| s.held() > 0)
+                        .map_or_else(String::new, |s| format!(", {} of them on disk", s.held()));
                     health.failing(format!(
-                        "cannot commit ({message}); {} readings waiting",
-                        writer.buffered()
+                        "cannot commit ({message}); {} readings waiting{on_disk}",
+                        writer.buffered() as u64 + spill.as_ref().map_or(0, Spill::held)
                     ));
                     if failing.as_deref() != Some(&message) {
                         tracing::error!("store: cannot commit: {message}; retrying");
@@ -188,6 +253,21 @@ fn write_loop(mut writer: Writer, rx: &mpsc::Receiver<ToWriter>, health: &Output
     }
 }
 
+/// Moves the writer's buffer to the spill file; returns the readings dropped (the spill is
+/// full). A spill that cannot be written leaves them in memory (logged).
+fn hold(spill: &mut Spill, writer: &mut Writer) -> u64 {
+    match spill.hold(writer) {
+        Ok(dropped) => dropped,
+        Err(e) => {
+            tracing::error!(
+                "store: cannot hold readings in {}: {e}",
+                spill.path().display()
+            );
+            0
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -205,7 +285,7 @@ mod tests {
         config.commit_interval = Duration::from_millis(20);
         let store = Store::open(&config).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let follower = tokio::spawn(follow(store.clone(), rx, Default::default()));
+        let follower = tokio::spawn(follow(store.clone(), rx, Default::default(), None));
         let args = crate::cli::MeterArgs {
             interval: Duration::from_secs(10),
             count: None,
