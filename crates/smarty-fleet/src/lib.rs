@@ -9,7 +9,9 @@
 //! | module | what |
 //! |---|---|
 //! | [`subject`] | subjects and message ids: `smarty.raw.<system title>`, partitions |
+//! | [`keys`] | the meters' keys wrapped under the master key |
 //!
 //! The only crate of the workspace that uses the NATS client.
 
+pub mod keys;
 pub mod subject;
