@@ -10,8 +10,13 @@
 //! |---|---|
 //! | [`subject`] | subjects and message ids: `smarty.raw.<system title>`, partitions |
 //! | [`keys`] | the meters' keys wrapped under the master key |
+//! | [`ingest`] | a worker: frames from the stream into the store, acknowledged after commit |
 //!
 //! The only crate of the workspace that uses the NATS client.
 
+pub mod ingest;
 pub mod keys;
 pub mod subject;
+
+/// The JetStream stream of raw frames.
+pub const STREAM: &str = "SMARTY_RAW";
