@@ -31,7 +31,7 @@ use std::path::Path;
 
 use smarty_p1::Key;
 
-/// The header of the file, in the order [`write`] writes it.
+/// The header of the file, in the order [`write()`] writes it.
 pub const HEADER: [&str; 4] = ["name", "system_title", "key", "auth_key"];
 
 /// One meter of the file.
