@@ -5,7 +5,7 @@
 //! The server binds port `-1` for its client and MQTT listeners (a port of the system's
 //! choice) and reports each in its log (`Listening for client connections on
 //! 127.0.0.1:PORT`, `Listening for MQTT clients on mqtt://127.0.0.1:PORT`); it is ready when
-//! it logs `Server is ready`, within [`READY`]. A test that needs it fails when `nats-server`
+//! it logs `Server is ready`, within [`READY`](crate::test_nats::READY). A test that needs it fails when `nats-server`
 //! is missing (scripts/test installs it). Synchronous, like the other harnesses, so that
 //! synchronous and asynchronous tests alike use it; it panics on failure, as tests do.
 
