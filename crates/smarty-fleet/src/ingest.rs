@@ -23,7 +23,8 @@ use smarty_p1::{Aad, Decoder, DecoderConfig};
 use smarty_store::{Reading, Store, Writer};
 use tokio::sync::watch;
 
-use crate::keys::{self, MasterKey, MeterKey};
+use crate::keys::{self, MasterKey};
+use crate::keys_csv::MeterKeys;
 use crate::subject;
 
 /// How a worker consumes.
@@ -47,7 +48,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            stream: crate::STREAM.to_owned(),
+            stream: crate::stream::DEFAULT_NAME.to_owned(),
             consumer: "smarty-ingest".to_owned(),
             batch_max: 2_000,
             batch_wait: Duration::from_millis(200),
@@ -128,13 +129,13 @@ struct Meter {
 }
 
 impl Meter {
-    fn new(key: &MeterKey) -> Meter {
+    fn new(key: &MeterKeys) -> Meter {
         let mut config = DecoderConfig::new(key.key.clone());
         if let Some(auth) = &key.auth_key {
             config = config.with_aad(Aad::AuthKey(*auth.as_bytes()));
         }
         Meter {
-            name: Arc::from(key.name.as_str()),
+            name: Arc::from(key.name().as_str()),
             decoder: Decoder::new(config),
         }
     }

@@ -23,6 +23,8 @@ use smarty_p1::Key;
 use smarty_store::Store;
 use smarty_store::fleet::WrappedKey;
 
+use crate::keys_csv::MeterKeys;
+
 /// Bytes of a wrapped key.
 pub const WRAPPED_LEN: usize = 12 + 16 + 16;
 
@@ -54,60 +56,13 @@ pub enum KeyError {
     Store(#[from] smarty_store::StoreError),
 }
 
-/// A meter of the fleet and its keys, in the clear (from the keys file; held by workers).
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct MeterKey {
-    /// Its name: readings are stored under it (the system title in upper-case hex when the
-    /// file gives none).
-    pub name: String,
-    /// Its system title.
-    pub system_title: [u8; 8],
-    /// Its decryption key.
-    pub key: Key,
-    /// Its authentication key, when not Luxembourg's.
-    pub auth_key: Option<Key>,
-}
-
-impl MeterKey {
-    /// A meter's keys; an empty or missing name becomes the system title in upper-case hex.
-    pub fn new(
-        name: Option<String>,
-        system_title: [u8; 8],
-        key: Key,
-        auth_key: Option<Key>,
-    ) -> MeterKey {
-        let name = name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| smarty_p1::hex::upper(&system_title).to_string());
-        MeterKey {
-            name,
-            system_title,
-            key,
-            auth_key,
-        }
-    }
-}
-
-impl fmt::Debug for MeterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MeterKey")
-            .field("name", &self.name)
-            .field(
-                "system_title",
-                &smarty_p1::hex::upper(&self.system_title).to_string(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
 /// Wraps `meters`' keys under `master` and stores them (adding meters, replacing the keys of
 /// those already there). Returns how many.
 ///
 /// # Errors
 /// [`KeyError::WrongMasterKey`] when the store's keys are wrapped under another master key
 /// (rotate it first), store errors.
-pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKey]) -> Result<usize, KeyError> {
+pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKeys]) -> Result<usize, KeyError> {
     if let Some(stored) = store.fleet_keys()?.first() {
         master.matches(&stored.master_check)?;
     }
@@ -116,7 +71,7 @@ pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKey]) -> Result<
         .map(|m| {
             WrappedKey::new(
                 m.system_title,
-                m.name.clone(),
+                m.name(),
                 master.wrap(&m.system_title, &m.key),
                 m.auth_key.as_ref().map(|k| master.wrap(&m.system_title, k)),
                 master.check(),
@@ -130,7 +85,7 @@ pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKey]) -> Result<
 ///
 /// # Errors
 /// [`KeyError::WrongMasterKey`], [`KeyError::Damaged`], store errors.
-pub fn load(store: &Store, master: &MasterKey) -> Result<HashMap<[u8; 8], MeterKey>, KeyError> {
+pub fn load(store: &Store, master: &MasterKey) -> Result<HashMap<[u8; 8], MeterKeys>, KeyError> {
     let mut out = HashMap::new();
     for stored in store.fleet_keys()? {
         out.insert(stored.system_title, unwrap_stored(master, &stored)?);
@@ -142,11 +97,11 @@ pub fn load(store: &Store, master: &MasterKey) -> Result<HashMap<[u8; 8], MeterK
 ///
 /// # Errors
 /// [`KeyError::WrongMasterKey`], [`KeyError::Damaged`].
-pub fn unwrap_stored(master: &MasterKey, stored: &WrappedKey) -> Result<MeterKey, KeyError> {
+pub fn unwrap_stored(master: &MasterKey, stored: &WrappedKey) -> Result<MeterKeys, KeyError> {
     master.matches(&stored.master_check)?;
     let title = &stored.system_title;
-    Ok(MeterKey {
-        name: stored.name.clone(),
+    Ok(MeterKeys {
+        name: Some(stored.name.clone()),
         system_title: *title,
         key: master.unwrap_key(title, &stored.key)?,
         auth_key: match &stored.auth_key {
@@ -162,13 +117,13 @@ pub fn unwrap_stored(master: &MasterKey, stored: &WrappedKey) -> Result<MeterKey
 /// # Errors
 /// [`KeyError::WrongMasterKey`] when `old` is not the keys' master key, store errors.
 pub fn rotate_master(store: &Store, old: &MasterKey, new: &MasterKey) -> Result<usize, KeyError> {
-    let meters: Vec<MeterKey> = load(store, old)?.into_values().collect();
+    let meters: Vec<MeterKeys> = load(store, old)?.into_values().collect();
     let wrapped: Vec<WrappedKey> = meters
         .iter()
         .map(|m| {
             WrappedKey::new(
                 m.system_title,
-                m.name.clone(),
+                m.name(),
                 new.wrap(&m.system_title, &m.key),
                 m.auth_key.as_ref().map(|k| new.wrap(&m.system_title, k)),
                 new.check(),
@@ -382,18 +337,18 @@ mod tests {
         let db = TestDatabase::create();
         let store = Store::open(&db.store_config()).unwrap();
         let master: MasterKey = "000102030405060708090A0B0C0D0E0F".parse().unwrap();
-        let meters: Vec<MeterKey> = (0u8..20)
+        let meters: Vec<MeterKeys> = (0u8..20)
             .map(|i| {
                 let mut title = TITLE;
                 title[7] = i;
                 let name = (i % 2 == 0).then(|| format!("flat-{i:02}"));
                 let auth = (i == 3).then(|| Key::from_bytes([i; 16]));
-                MeterKey::new(
+                MeterKeys {
                     name,
-                    title,
-                    Key::from_bytes([i.wrapping_add(100); 16]),
-                    auth,
-                )
+                    system_title: title,
+                    key: Key::from_bytes([i.wrapping_add(100); 16]),
+                    auth_key: auth,
+                }
             })
             .collect();
         assert_eq!(import(&store, &master, &meters).unwrap(), 20);
@@ -407,7 +362,7 @@ mod tests {
         let loaded = load(&store, &master).unwrap();
         assert_eq!(loaded.len(), 20);
         let unnamed = &loaded[&meters[1].system_title];
-        assert_eq!(unnamed.name, "5341471030700101");
+        assert_eq!(unnamed.name(), "5341471030700101");
         assert_eq!(unnamed.key.as_bytes(), &[101; 16]);
         assert_eq!(
             loaded[&meters[3].system_title]
