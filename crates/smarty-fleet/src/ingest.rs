@@ -94,6 +94,8 @@ pub struct IngestStats {
     pub failed_commits: AtomicU64,
     /// The last commit's duration, microseconds.
     pub commit_us: AtomicU64,
+    /// The last error of a commit.
+    pub last_error: Mutex<Option<String>>,
     /// Frames set aside, by reason (`unknown_meter`, `tag`, `crc`, `bad_subject`, …) and
     /// meter.
     pub rejected: Mutex<BTreeMap<(String, String), u64>>,
@@ -176,10 +178,11 @@ impl Fleet {
     /// The meter of `title`, looking the keys up again when it is unknown and they were
     /// loaded a while ago (a meter added while workers run).
     fn meter(&mut self, title: &[u8; 8]) -> Option<&mut Meter> {
-        if !self.meters.contains_key(title) && self.loaded.elapsed() >= self.refresh {
-            if let Err(e) = self.reload() {
-                tracing::error!("fleet: cannot reload the keys: {e}");
-            }
+        if !self.meters.contains_key(title)
+            && self.loaded.elapsed() >= self.refresh
+            && let Err(e) = self.reload()
+        {
+            tracing::error!("fleet: cannot reload the keys: {e}");
         }
         self.meters.get_mut(title)
     }
@@ -197,7 +200,12 @@ fn payload(bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Decodes one message into the writer's buffer; returns the reason when it is set aside.
-fn decode(fleet: &mut Fleet, writer: &mut Writer, subject: &str, data: &[u8]) -> Result<(), (&'static str, String)> {
+fn decode(
+    fleet: &mut Fleet,
+    writer: &mut Writer,
+    subject: &str,
+    data: &[u8],
+) -> Result<(), (&'static str, String)> {
     let Some(title) = subject::system_title(subject) else {
         return Err(("bad_subject", subject.to_owned()));
     };
@@ -287,9 +295,12 @@ pub async fn run(
             if message.info().is_ok_and(|info| info.delivered > 1) {
                 stats.redelivered.fetch_add(1, Ordering::Relaxed);
             }
-            if let Err((reason, meter)) =
-                decode(&mut fleet, &mut writer, message.subject.as_str(), &message.payload)
-            {
+            if let Err((reason, meter)) = decode(
+                &mut fleet,
+                &mut writer,
+                message.subject.as_str(),
+                &message.payload,
+            ) {
                 stats.reject(reason, &meter);
             }
             messages.push(message);
@@ -320,6 +331,10 @@ pub async fn run(
             }
             Err(e) => {
                 stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                *stats
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
                 tracing::error!("fleet: cannot store a batch: {e}; its frames come again");
                 // They are redelivered: nothing of them stays in memory.
                 let _ = writer.take_buffered();

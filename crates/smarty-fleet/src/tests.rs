@@ -333,3 +333,196 @@ async fn frames_published_while_the_server_restarts_are_all_stored_once() {
     assert_eq!(ids.len(), 100, "every frame once");
     assert_eq!(stored.len(), 100, "no frame twice");
 }
+
+mod ingest {
+    //! Workers against a real `nats-server` and a real PostgreSQL: every frame stored once.
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use smarty_model::period::Resolution;
+    use smarty_p1::{Aad, Key};
+    use smarty_store::Store;
+    use smarty_store::test_postgres::TestDatabase;
+    use tokio::sync::watch;
+
+    use super::{publisher, title};
+    use crate::ingest::{self, IngestConfig, IngestStats};
+    use crate::keys::{self, MasterKey};
+    use crate::keys_csv::MeterKeys;
+    use crate::publish::PublisherConfig;
+    use crate::stream::{self, StreamConfig};
+    use crate::test_nats::NatsServer;
+
+    /// 2026-12-01 00:00:00 UTC.
+    const START: i64 = 1_796_083_200;
+
+    fn key(i: u32) -> Key {
+        Key::from_bytes([(i as u8).wrapping_add(1); 16])
+    }
+
+    /// Frame `counter` of meter `i`: a telegram every 10 s with energy and power, CRC and
+    /// all, encrypted with the meter's key.
+    fn frame(i: u32, counter: u32) -> Bytes {
+        let at = jiff::Timestamp::from_second(START + 10 * i64::from(counter))
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::get("Europe/Luxembourg").unwrap());
+        let energy = 1_000_000 + u64::from(counter) * 3 + u64::from(i);
+        let body = format!(
+            "/Lux5\\253663629_D\r\n\r\n1-3:0.2.8(42)\r\n0-0:1.0.0({}W)\r\n\
+             0-0:42.0.0(4D4554455220{i:04})\r\n1-0:1.8.0({:06}.{:03}*kWh)\r\n\
+             1-0:1.7.0({:02}.{:03}*kW)\r\n!",
+            at.strftime("%y%m%d%H%M%S"),
+            energy / 1000,
+            energy % 1000,
+            1 + counter % 3,
+            i % 1000,
+        );
+        let crc = smarty_p1::crc16_arc(body.as_bytes());
+        let telegram = format!("{body}{crc:04X}\r\n");
+        smarty_p1::encrypt_frame(
+            &key(i),
+            &Aad::default(),
+            title(i),
+            counter,
+            telegram.as_bytes(),
+        )
+        .into()
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not after 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_workers_store_every_frame_once() {
+        const METERS: u32 = 40;
+        const FRAMES: u32 = 30;
+        let server = NatsServer::start();
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master: MasterKey = "000102030405060708090A0B0C0D0E0F".parse().unwrap();
+        let meters: Vec<MeterKeys> = (0..METERS)
+            .map(|i| MeterKeys {
+                name: Some(format!("flat-{i:02}")),
+                system_title: title(i),
+                key: key(i),
+                auth_key: None,
+            })
+            .collect();
+        keys::import(&store, &master, &meters).unwrap();
+        let mut publisher = publisher(&server, PublisherConfig::default()).await;
+        stream::ensure(publisher.context(), &StreamConfig::default())
+            .await
+            .unwrap();
+        // Every frame, and half of them again (a publisher's resends).
+        for counter in 0..FRAMES {
+            for i in 0..METERS {
+                publisher
+                    .publish(&title(i), counter, frame(i, counter))
+                    .await
+                    .unwrap();
+            }
+        }
+        for counter in 0..FRAMES / 2 {
+            publisher
+                .publish(&title(0), counter, frame(0, counter))
+                .await
+                .unwrap();
+        }
+        // A frame of a meter nobody knows, and one with another key.
+        publisher
+            .publish(&title(999), 1, frame(999, 1))
+            .await
+            .unwrap();
+        let mut wrong = frame(1, 500).to_vec();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1; // its tag
+        publisher
+            .publish(&title(1), 500, wrong.into())
+            .await
+            .unwrap();
+        publisher.flush().await.unwrap();
+
+        let (stop_tx, stop) = watch::channel(false);
+        let stats = Arc::new(IngestStats::default());
+        let config = IngestConfig {
+            batch_max: 150,
+            ..IngestConfig::default()
+        };
+        let mut workers = Vec::new();
+        for _ in 0..2 {
+            let client = crate::nats::connect(&server.url(), "smarty-ingest-test")
+                .await
+                .unwrap();
+            workers.push(tokio::spawn(ingest::run(
+                client,
+                store.clone(),
+                master.clone(),
+                config.clone(),
+                Arc::clone(&stats),
+                stop.clone(),
+            )));
+        }
+        let total = u64::from(METERS * FRAMES) + 2;
+        let expected = u64::from(METERS * FRAMES);
+        wait_until("every frame stored", || {
+            stats.stored.load(Ordering::Relaxed) >= expected
+                && stats.frames.load(Ordering::Relaxed) >= total
+        })
+        .await;
+        stop_tx.send(true).unwrap();
+        for worker in workers {
+            worker.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            stats.stored.load(Ordering::Relaxed),
+            u64::from(METERS * FRAMES),
+            "{stats:?}"
+        );
+        assert_eq!(
+            stats.failed_commits.load(Ordering::Relaxed),
+            0,
+            "two workers writing one database: {:?}",
+            stats.last_error
+        );
+        assert_eq!(stats.rejected_for("unknown_meter"), 1);
+        assert_eq!(
+            stats.rejected_for("authentication"),
+            1,
+            "{:?}",
+            stats.rejected
+        );
+        let reader = store.reader().unwrap();
+        for i in 0..METERS {
+            let id = reader.meter_id(&format!("flat-{i:02}")).unwrap();
+            let rows = reader.raw_rows(id, 0, i64::MAX / 2).unwrap();
+            let times: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+            let expected: Vec<i64> = (0..FRAMES).map(|c| START + 10 * i64::from(c)).collect();
+            assert_eq!(times, expected, "meter {i}: every frame once");
+            // The rollups are the sums over the stored readings.
+            let energy: f64 = reader
+                .series(
+                    &format!("flat-{i:02}"),
+                    "energy_import_kwh",
+                    START,
+                    START + 86_400,
+                    Resolution::Min15,
+                )
+                .unwrap()
+                .value
+                .iter()
+                .sum();
+            assert!(
+                (energy - f64::from(FRAMES - 1) * 0.003).abs() < 1e-9,
+                "meter {i}: {energy}"
+            );
+        }
+    }
+}
