@@ -31,8 +31,8 @@ use crate::subject;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IngestConfig {
-    /// The stream of raw frames.
-    pub stream: String,
+    /// The stream of raw frames, created on start when missing, checked otherwise.
+    pub stream: crate::stream::StreamConfig,
     /// The durable consumer the workers share.
     pub consumer: String,
     /// Frames stored per transaction at most.
@@ -48,7 +48,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            stream: crate::stream::DEFAULT_NAME.to_owned(),
+            stream: crate::stream::StreamConfig::default(),
             consumer: "smarty-ingest".to_owned(),
             batch_max: 2_000,
             batch_wait: Duration::from_millis(200),
@@ -62,9 +62,12 @@ impl Default for IngestConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
-    /// NATS or JetStream refused something (the stream is missing, the server is gone).
+    /// NATS or JetStream refused something (the server is gone).
     #[error("NATS: {0}")]
     Nats(String),
+    /// The stream cannot be created, or is unfit.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
     /// The keys cannot be read or unwrapped (a wrong master key).
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
@@ -250,12 +253,11 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let js = jetstream::new(client);
-    let stream = js.get_stream(&config.stream).await.map_err(|e| {
-        IngestError::Nats(format!(
-            "stream {}: {e} (the publishers create it, or `smarty fleet ingest --create-stream`)",
-            config.stream
-        ))
-    })?;
+    let ensured = crate::stream::ensure(&js, &config.stream).await?;
+    if let crate::stream::Ensured::Created(_) = ensured {
+        tracing::info!("fleet: created the stream {}", config.stream.name);
+    }
+    let stream = js.get_stream(&config.stream.name).await.map_err(nats)?;
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             &config.consumer,
@@ -275,7 +277,7 @@ pub async fn run(
     tracing::info!(
         "fleet: worker on consumer {} of stream {}, {} meters, storing into {}",
         config.consumer,
-        config.stream,
+        config.stream.name,
         fleet.meters.len(),
         store.location()
     );

@@ -114,6 +114,80 @@ Rows already stored (same meter and time) are kept; aggregates of the imported p
         #[command(subcommand)]
         command: StoreCommand,
     },
+
+    /// The fleet: many meters' raw frames on NATS JetStream, decrypted with their own keys
+    /// into PostgreSQL (docs/fleet.md).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+/// Where the fleet's master key comes from: `--master-key-file` or `SMARTY_MASTER_KEY`.
+#[derive(Debug, Args, Clone)]
+pub struct MasterKeyArgs {
+    /// A file holding the master key (32 or 64 hex digits) that wraps every meter's key;
+    /// else the environment variable SMARTY_MASTER_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `smarty fleet …`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Manage the meters and their keys.
+    Keys {
+        #[command(subcommand)]
+        command: FleetKeysCommand,
+    },
+    /// One worker: raw frames from the stream, decrypted and stored, acknowledged after
+    /// commit. Run as many as you like, on any machines.
+    #[command(after_help = "Example:\n  \
+  SMARTY_MASTER_KEY=$(cat master.key) smarty fleet ingest --nats nats://127.0.0.1:4222 \\\n    \
+  --database postgres://smarty@db/fleet")]
+    Ingest {
+        /// The NATS server (`nats://host:4222`, `nats://user:password@host`).
+        #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// The PostgreSQL database (`postgres://user@host/database`).
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+        /// Frames stored per transaction at most.
+        #[arg(long, value_name = "N", default_value_t = 2000)]
+        batch: usize,
+    },
+}
+
+/// `smarty fleet keys …`.
+#[derive(Debug, Subcommand)]
+pub enum FleetKeysCommand {
+    /// Add meters and their keys from a CSV file with the header
+    /// `name,system_title,key,auth_key`, each key wrapped under the master key.
+    #[command(after_help = "Example:\n  \
+  smarty simulate --meters 100 --keys-out keys.csv\n  \
+  smarty fleet keys import keys.csv --database postgres://smarty@db/fleet --master-key-file master.key")]
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The PostgreSQL database.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+    },
+    /// Wrap every meter's keys again under a new master key (in one transaction).
+    RotateMaster {
+        /// The PostgreSQL database.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+        /// A file holding the new master key.
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: PathBuf,
+    },
 }
 
 /// `smarty store …`.
