@@ -101,20 +101,29 @@ impl TestDatabase {
     /// # Errors
     /// What PostgreSQL said.
     pub fn try_query(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
-        let (url, sql) = (self.url.clone(), sql.to_owned());
-        on_thread(move || {
-            let mut client = admin_client(&url);
-            Ok(client
-                .simple_query(&sql)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
-                    _ => None,
-                })
-                .collect())
-        })
+        simple_query(&self.url, sql)
     }
+}
+
+/// The first column of each row of `sql` run at `url` (without TLS), as text; the error of a
+/// failed statement.
+///
+/// # Panics
+/// When nothing answers at `url`.
+fn simple_query(url: &str, sql: &str) -> Result<Vec<Option<String>>, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    on_thread(move || {
+        let mut client = admin_client(&url);
+        Ok(client
+            .simple_query(&sql)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .collect())
+    })
 }
 
 impl Drop for TestDatabase {
@@ -401,6 +410,16 @@ impl TestServer {
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode={mode}",
             self.port
         )
+    }
+
+    /// Runs `sql` in database `postgres` of this server (one without [`ServerTls::only`])
+    /// and returns the first column of each row as text, or the error of a failed
+    /// statement.
+    ///
+    /// # Panics
+    /// When the server does not answer (it is stopped).
+    pub fn try_query(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
+        simple_query(&self.admin_url(), sql)
     }
 
     /// A store configuration for database `postgres` of this server.
