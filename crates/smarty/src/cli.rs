@@ -341,7 +341,7 @@ pub struct RunArgs {
     /// The history store: an SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL database
     /// (`postgres://user@host/database`); over the configuration's `[store]` path or url and
     /// DATABASE_URL (docs/postgres.md).
-    #[arg(long, value_name = "FILE|URL")]
+    #[arg(long, visible_alias = "db", value_name = "FILE|URL")]
     pub database: Option<String>,
 }
 
