@@ -19,6 +19,18 @@ pub enum StoreError {
         #[source]
         source: postgres::Error,
     },
+    /// The TLS handshake with PostgreSQL failed on the server's certificate (not trusted,
+    /// issued for another name, expired): what is wrong and what to do.
+    #[error("store {server}: {reason}")]
+    Tls {
+        /// The server and database, without the password.
+        server: String,
+        /// What is wrong with the certificate, and what to do about it.
+        reason: String,
+        /// The cause.
+        #[source]
+        source: postgres::Error,
+    },
     /// A setting of the store that cannot work (a URL that is not one, a bad `sslmode`).
     #[error("store: {0}")]
     Config(String),

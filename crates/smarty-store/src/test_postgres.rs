@@ -101,20 +101,29 @@ impl TestDatabase {
     /// # Errors
     /// What PostgreSQL said.
     pub fn try_query(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
-        let (url, sql) = (self.url.clone(), sql.to_owned());
-        on_thread(move || {
-            let mut client = admin_client(&url);
-            Ok(client
-                .simple_query(&sql)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
-                    _ => None,
-                })
-                .collect())
-        })
+        simple_query(&self.url, sql)
     }
+}
+
+/// The first column of each row of `sql` run at `url` (without TLS), as text; the error of a
+/// failed statement.
+///
+/// # Panics
+/// When nothing answers at `url`.
+fn simple_query(url: &str, sql: &str) -> Result<Vec<Option<String>>, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    on_thread(move || {
+        let mut client = admin_client(&url);
+        Ok(client
+            .simple_query(&sql)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .collect())
+    })
 }
 
 impl Drop for TestDatabase {
@@ -136,6 +145,18 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     port: u16,
     bin: std::path::PathBuf,
+    tls: Option<ServerTls>,
+}
+
+/// TLS on a [`TestServer`]: a certificate for `names` (DNS names or IP addresses) signed by
+/// an authority made for the test (`openssl`), and whether plain connections are refused
+/// (`hostssl` lines only in `pg_hba.conf`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTls {
+    /// The names of the server's certificate (`localhost`, `127.0.0.1`, …).
+    pub names: &'static [&'static str],
+    /// Whether only TLS connections are accepted.
+    pub only: bool,
 }
 
 impl TestServer {
@@ -144,6 +165,19 @@ impl TestServer {
     /// # Panics
     /// When PostgreSQL's programs are not installed or the server does not start.
     pub fn start() -> TestServer {
+        Self::start_with(None)
+    }
+
+    /// Creates and starts a cluster with TLS on ([`ServerTls`]); its authority's certificate
+    /// is [`TestServer::ca_file`].
+    ///
+    /// # Panics
+    /// As [`TestServer::start`], and when `openssl` is missing.
+    pub fn start_tls(tls: ServerTls) -> TestServer {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> TestServer {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|versions| {
@@ -161,8 +195,12 @@ impl TestServer {
         // The postgres user must reach and own the directory.
         Self::command("chmod", &["0777", &dir.path().display().to_string()]);
         let data = dir.path().join("data");
-        let server = |port| TestServer { dir, port, bin };
-        let mut this = server(0);
+        let mut this = TestServer {
+            dir,
+            port: 0,
+            bin,
+            tls,
+        };
         this.run(
             "initdb",
             &[
@@ -175,6 +213,9 @@ impl TestServer {
                 "--no-sync",
             ],
         );
+        if let Some(tls) = tls {
+            this.set_up_tls(tls);
+        }
         // A port nobody uses now; PostgreSQL cannot be given port 0, so another process may
         // take it first: then the next one is tried.
         for _ in 0..20 {
@@ -188,6 +229,119 @@ impl TestServer {
             }
         }
         panic!("the test's PostgreSQL server did not start");
+    }
+
+    /// Makes an authority and a server certificate signed by it with `openssl`, gives the
+    /// server's key to the user the server runs as (mode 0600, as PostgreSQL demands), and
+    /// turns TLS on in the cluster's configuration.
+    fn set_up_tls(&self, tls: ServerTls) {
+        let dir = self.dir.path();
+        let path = |name: &str| dir.join(name).display().to_string();
+        let openssl = |args: &[&str]| {
+            let out = Self::command("openssl", args);
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
+        args.extend(new_key);
+        let (ca_key, ca) = (path("ca.key"), path("ca.pem"));
+        // A name of its own: two tests' authorities are two authorities.
+        let ca_name = format!(
+            "/CN=smarty test CA {}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        args.extend(["-keyout", &ca_key, "-out", &ca, "-subj", &ca_name]);
+        openssl(&args);
+        let names: Vec<String> = tls
+            .names
+            .iter()
+            .map(|name| match name.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{name}"),
+                Err(_) => format!("DNS:{name}"),
+            })
+            .collect();
+        let extensions = path("server.ext");
+        std::fs::write(
+            &extensions,
+            format!(
+                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+                names.join(",")
+            ),
+        )
+        .unwrap();
+        let (key, request, cert) = (path("server.key"), path("server.csr"), path("server.pem"));
+        let subject = format!("/CN={}", tls.names.first().copied().unwrap_or("localhost"));
+        let mut args = vec!["req", "-nodes"];
+        args.extend(new_key);
+        args.extend(["-keyout", &key, "-out", &request, "-subj", &subject]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &request,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &extensions,
+            "-out",
+            &cert,
+        ]);
+        // PostgreSQL refuses a key that others may read, or that it does not own (unless
+        // root owns it and it is readable by the server's group).
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        if is_root() {
+            let out = Self::command("chown", &["postgres", &key]);
+            assert!(out.status.success(), "chown postgres {key}: {out:?}");
+        }
+        let data = dir.join("data");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            format!("ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n").as_bytes(),
+        )
+        .unwrap();
+        if tls.only {
+            // `host` lines become `hostssl`: a plain connection over TCP finds no line.
+            let hba = data.join("pg_hba.conf");
+            let text = std::fs::read_to_string(&hba).unwrap();
+            let text: Vec<String> = text
+                .lines()
+                .map(|line| match line.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}"),
+                    None => line.to_owned(),
+                })
+                .collect();
+            std::fs::write(&hba, text.join("\n") + "\n").unwrap();
+        }
+    }
+
+    /// The certificate of the authority that signed the server's (with [`ServerTls`]).
+    ///
+    /// # Panics
+    /// When the server was started without TLS.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        assert!(self.tls.is_some(), "this test server has no TLS");
+        self.dir.path().join("ca.pem")
+    }
+
+    /// Its port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn command(program: &str, args: &[&str]) -> std::process::Output {
@@ -244,12 +398,28 @@ impl TestServer {
         );
     }
 
-    /// The administrator's URL.
+    /// The administrator's URL (with `sslmode=require` when only TLS is accepted, else
+    /// `disable`).
     pub fn admin_url(&self) -> String {
+        let mode = if self.tls.is_some_and(|tls| tls.only) {
+            "require"
+        } else {
+            "disable"
+        };
         format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode={mode}",
             self.port
         )
+    }
+
+    /// Runs `sql` in database `postgres` of this server (one without [`ServerTls::only`])
+    /// and returns the first column of each row as text, or the error of a failed
+    /// statement.
+    ///
+    /// # Panics
+    /// When the server does not answer (it is stopped).
+    pub fn try_query(&self, sql: &str) -> Result<Vec<Option<String>>, String> {
+        simple_query(&self.admin_url(), sql)
     }
 
     /// A store configuration for database `postgres` of this server.

@@ -409,8 +409,14 @@ pub struct RunArgs {
     pub state_dir: Option<PathBuf>,
 
     /// Keep no history (also over the configuration's `[store]`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database")]
     pub no_store: bool,
+
+    /// The history store: an SQLite file (`PATH` or `sqlite:PATH`) or a PostgreSQL database
+    /// (`postgres://user@host/database`); over the configuration's `[store]` path or url and
+    /// DATABASE_URL (docs/postgres.md).
+    #[arg(long, visible_alias = "db", value_name = "FILE|URL")]
+    pub database: Option<String>,
 }
 
 /// Options shared by everything that decrypts.

@@ -194,7 +194,8 @@ impl PostgresConfig {
     ///
     /// # Errors
     /// [`StoreError::Postgres`] when the server cannot be reached, refuses the login, or
-    /// the TLS set-up fails; [`StoreError::Config`] for a bad `sslrootcert`.
+    /// the TLS set-up fails; [`StoreError::Tls`] when the server's certificate is refused
+    /// (what to do in its message); [`StoreError::Config`] for a bad `sslrootcert`.
     pub(crate) fn connect(&self) -> Result<PgClient, StoreError> {
         let config = self.client_config()?;
         let mode = self.ssl_mode()?;
@@ -206,9 +207,16 @@ impl PostgresConfig {
             None => config.connect(postgres::NoTls),
             Some(tls) => config.connect(tls),
         })
-        .map_err(|source| StoreError::Postgres {
-            server: self.to_string(),
-            source,
+        .map_err(|source| {
+            let server = self.to_string();
+            match tls::explain(&source, self.parameter("sslrootcert").as_deref()) {
+                Some(reason) => StoreError::Tls {
+                    server,
+                    reason,
+                    source,
+                },
+                None => StoreError::Postgres { server, source },
+            }
         })
     }
 }

@@ -94,7 +94,21 @@ fn overrides(args: &RunArgs) -> Overrides {
 /// # Errors
 /// An invalid configuration, or an output that cannot start.
 pub async fn run(args: RunArgs) -> Result<()> {
-    let config = Config::load_with(args.config.as_deref(), &overrides(&args))?;
+    let mut config = Config::load_with(args.config.as_deref(), &overrides(&args))?;
+    if let Some(database) = &args.database {
+        let section = config.store.get_or_insert_with(Default::default);
+        match smarty_store::config::Location::parse(database).context("--database")? {
+            smarty_store::config::Location::Sqlite(path) => {
+                section.path = Some(path);
+                section.url = None;
+            }
+            _ => {
+                section.url = Some(database.clone());
+                section.path = None;
+            }
+        }
+        section.enabled = true;
+    }
     serve(config, None).await
 }
 

@@ -489,3 +489,54 @@ fn a_key_file_with_a_byte_order_mark_is_read() {
     let output = run_with_timeout(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
 }
+
+#[test]
+fn database_names_the_store_over_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = capture(dir.path(), 3);
+    let state = dir.path().join("state");
+    let config = dir.path().join("smarty.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n[[meter]]\nname = \"home\"\nsource = {capture:?}\nkey = \"{KEY}\"\n\
+             [http]\nenabled = false\n[store]\npath = \"history.db\"\n"
+        ),
+    )
+    .unwrap();
+    // A PostgreSQL database over the file's SQLite path: the telegrams go there.
+    let db = smarty_store::test_postgres::TestDatabase::create();
+    let mut cmd = smarty();
+    cmd.args(["run", "--database", db.url(), "--config"])
+        .arg(&config);
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        db.query("SELECT count(*) FROM reading"),
+        [Some("3".to_owned())]
+    );
+    assert!(!state.join("history.db").exists(), "--database was ignored");
+    // An SQLite file over the same.
+    let file = dir.path().join("other.db");
+    let mut cmd = smarty();
+    cmd.args(["run", "--database"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config);
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(file.exists() && !state.join("history.db").exists());
+    // Not both --database and --no-store.
+    let mut cmd = smarty();
+    cmd.args(["run", "--no-store", "--database"])
+        .arg(&file)
+        .arg("--config")
+        .arg(&config);
+    let output = run_with_timeout(cmd, Duration::from_secs(30));
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--no-store"),
+        "{}",
+        text(&output.stderr)
+    );
+}

@@ -15,6 +15,7 @@ mod dashboard;
 mod export;
 mod import;
 mod lock;
+mod postgres;
 mod read;
 mod service;
 mod store;

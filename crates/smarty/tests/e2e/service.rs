@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Guard, KEY, RefusedPort, http_port, proxy_port, simulator_address};
+use crate::support::{
+    Guard, KEY, RefusedPort, http_port, metric, proxy_port, read_log, simulator_address, stop,
+    wait_until,
+};
 use smarty_mqtt::test_broker::{Broker, Subscriber, publish_all};
 
 /// `smarty ARGS` with a directory of its own holding its state directory `state` (the
@@ -298,50 +301,6 @@ fn service(state: &Path, log: &Path, args: &[&str]) -> Guard {
     Guard::from(child)
 }
 
-fn read_log(log: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
-}
-
-/// Stops `smarty run` as systemd does (SIGTERM) and waits for its clean exit.
-fn stop(mut run: Guard, log: &Path) {
-    Command::new("kill")
-        .args(["-TERM", &run.child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = run.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "smarty run did not stop: {}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "a clean stop exits 0: {}", read_log(log));
-}
-
-/// Calls `check` until it gives a value, for at most `seconds`; the panic names `what` and
-/// the service's log.
-fn wait_until<T>(seconds: u64, what: &str, log: &Path, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            read_log(log)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The value of the sample `name{meter="METER"…}` of `/metrics` (`None` while the server
-/// does not answer or the sample is absent); `labels` are further labels that must match.
 /// Waits (up to 20 s) until the metrics on `port` show `meter`'s source disconnected.
 fn until_disconnected(port: u16, meter: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -352,18 +311,6 @@ fn until_disconnected(port: u16, meter: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn metric(port: u16, name: &str, meter: &str, labels: &str) -> Option<f64> {
-    let (status, body) = crate::support::request(port, "/metrics", "").ok()?;
-    if status != 200 {
-        return None;
-    }
-    let prefix = format!("{name}{{meter=\"{meter}\"{labels}");
-    body.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// `count` encrypted frames of the virtual meter with frame counters 1…count, ten simulated

@@ -31,17 +31,27 @@ fn simulate(path: &Path, count: u64, plain: bool) {
     run_ok(&mut cmd);
 }
 
-/// `smarty export --format json` rows.
+/// `smarty export --format json` rows from [`START`].
 fn export(
     db: impl AsRef<std::ffi::OsStr>,
     resolution: &str,
     meter: Option<&str>,
 ) -> Vec<BTreeMap<String, Json>> {
+    export_from(db, resolution, meter, START)
+}
+
+/// `smarty export --format json` rows from `from` (Unix seconds) to now.
+pub fn export_from(
+    db: impl AsRef<std::ffi::OsStr>,
+    resolution: &str,
+    meter: Option<&str>,
+    from: i64,
+) -> Vec<BTreeMap<String, Json>> {
     let mut cmd = quiet_smarty();
     cmd.args(["export", "--database"])
         .arg(db)
         .args(["--resolution", resolution, "--format", "json", "--from"])
-        .arg(START.to_string());
+        .arg(from.to_string());
     if let Some(meter) = meter {
         cmd.args(["--meter", meter]);
     }
@@ -60,10 +70,17 @@ fn wh(value: &Json) -> i64 {
     (value.as_f64().expect("a number") * 1000.0).round() as i64
 }
 
-/// The 15-minute and daily energies agree with the raw registers: each period's energy is
-/// the register increase since the previous reading, each day is the sum of its periods.
+/// [`check_aggregates_from`] [`START`].
 fn check_aggregates(db: impl AsRef<std::ffi::OsStr> + Copy) -> Vec<i64> {
-    let raw = export(db, "raw", None);
+    check_aggregates_from(db, START)
+}
+
+/// The 15-minute and daily energies from `from` (Unix seconds) agree with the raw
+/// registers: each period's energy is the register increase since the previous reading, each
+/// day is the sum of its periods. The times of the raw readings.
+pub fn check_aggregates_from(db: impl AsRef<std::ffi::OsStr> + Copy, from: i64) -> Vec<i64> {
+    let export = |db, resolution| export_from(db, resolution, None, from);
+    let raw = export(db, "raw");
     let times: Vec<i64> = raw.iter().map(|r| r["ts"].as_i64().unwrap()).collect();
     let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
     let mut previous: Option<i64> = None;
@@ -74,13 +91,13 @@ fn check_aggregates(db: impl AsRef<std::ffi::OsStr> + Copy) -> Vec<i64> {
         *expected.entry(period).or_default() += register - base;
         previous = Some(register);
     }
-    let periods = export(db, "15m", None);
+    let periods = export(db, "15m");
     let got: BTreeMap<i64, i64> = periods
         .iter()
         .map(|r| (r["ts"].as_i64().unwrap(), wh(&r["energy_import_kwh"])))
         .collect();
     assert_eq!(got, expected, "15-minute energies against raw registers");
-    let days = export(db, "day", None);
+    let days = export(db, "day");
     let day_total: i64 = days.iter().map(|r| wh(&r["energy_import_kwh"])).sum();
     assert_eq!(day_total, expected.values().sum::<i64>());
     if let (Some(first), Some(last)) = (raw.first(), raw.last()) {

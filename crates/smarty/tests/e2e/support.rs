@@ -277,3 +277,65 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         stderr: stderr.join().unwrap(),
     }
 }
+
+/// The whole log of a process (its standard error, written to the file `log`).
+pub fn read_log(log: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
+}
+
+/// Stops `smarty run` as systemd does (SIGTERM) and waits for its clean exit.
+pub fn stop(mut run: Guard, log: &Path) {
+    Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "smarty run did not stop: {}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a clean stop exits 0: {}", read_log(log));
+}
+
+/// Calls `check` until it gives a value, for at most `seconds`; the panic names `what` and
+/// the service's log.
+pub fn wait_until<T>(
+    seconds: u64,
+    what: &str,
+    log: &Path,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `name{meter="METER"…}` of `/metrics` (`None` while the server
+/// does not answer or the sample is absent); `labels` are further labels that must match.
+pub fn metric(port: u16, name: &str, meter: &str, labels: &str) -> Option<f64> {
+    let (status, body) = request(port, "/metrics", "").ok()?;
+    if status != 200 {
+        return None;
+    }
+    let prefix = format!("{name}{{meter=\"{meter}\"{labels}");
+    body.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
