@@ -158,6 +158,22 @@ pub enum FleetCommand {
         #[arg(long, value_name = "N", default_value_t = 2000)]
         batch: usize,
     },
+    /// The dashboard and the API over the fleet's database: every meter, its history.
+    #[command(after_help = "Example:\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080")]
+    Serve(FleetServeArgs),
+}
+
+/// `smarty fleet serve`'s options.
+#[derive(Debug, Args, Clone)]
+pub struct FleetServeArgs {
+    /// The PostgreSQL database the workers fill.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+    pub database: String,
+    /// Where the dashboard and the API listen; an address other than loopback needs an
+    /// access token (SMARTY_HTTP_TOKEN, 16 characters or more).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: String,
 }
 
 /// `smarty fleet keys …`.

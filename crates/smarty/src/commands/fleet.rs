@@ -10,7 +10,7 @@ use smarty_fleet::keys::{self, MasterKey};
 use smarty_store::Store;
 use smarty_store::config::{Location, StoreConfig};
 
-use crate::cli::{FleetCommand, FleetKeysCommand, MasterKeyArgs};
+use crate::cli::{FleetCommand, FleetKeysCommand, FleetServeArgs, MasterKeyArgs};
 
 /// Runs `smarty fleet …`.
 ///
@@ -26,7 +26,40 @@ pub async fn run(command: FleetCommand) -> Result<()> {
             master,
             batch,
         } => ingest_command(&nats, &database, &master, batch).await,
+        FleetCommand::Serve(args) => serve_command(&args).await,
     }
+}
+
+/// The dashboard and API over the fleet's store: the meters are those the store holds.
+async fn serve_command(args: &FleetServeArgs) -> Result<()> {
+    let store = fleet_store(&args.database)?;
+    let names: Vec<String> = store
+        .reader()?
+        .meters()?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    let mut http = smarty_web::HttpConfig::default();
+    http.listen = args.http.clone();
+    if let Ok(token) = std::env::var("SMARTY_HTTP_TOKEN") {
+        http.token = Some(token.into());
+    }
+    let server = smarty_web::bind(&http).await?;
+    // No live telegrams here: the channel stays open, and empty, while the server runs.
+    let (events, _) = tokio::sync::broadcast::channel(1);
+    let state = smarty_web::WebState {
+        live: smarty_model::live::LiveState::new(names.iter().map(String::as_str)),
+        store: Some(store),
+        tariff: Arc::new(Default::default()),
+        events: events.downgrade(),
+        token: None,
+    };
+    crate::output::note(format_args!("fleet: serving {} meters", names.len()));
+    server
+        .serve(state, crate::service::shutdown_signal())
+        .await?;
+    drop(events);
+    Ok(())
 }
 
 /// The master key from its file or `SMARTY_MASTER_KEY`; never shown in an error.
