@@ -17,4 +17,5 @@ mod import;
 mod lock;
 mod read;
 mod service;
+mod simulate_fleet;
 mod store;
