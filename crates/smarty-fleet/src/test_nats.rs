@@ -277,20 +277,59 @@ pub async fn stored(url: &str, stream: &str) -> Vec<Stored> {
     out
 }
 
-/// [`stored`] for synchronous tests (a runtime of its own on a thread of its own).
-pub fn stored_blocking(url: &str, stream: &str) -> Vec<Stored> {
-    let (url, stream) = (url.to_owned(), stream.to_owned());
-    let read = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(stored(&url, &stream))
-    });
-    match read.join() {
-        Ok(stored) => stored,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+/// The number of messages the stream `stream` of the server `url` holds.
+///
+/// # Panics
+/// When the server or the stream cannot be read.
+pub async fn message_count(url: &str, stream: &str) -> u64 {
+    let client = async_nats::connect(url)
+        .await
+        .expect("the test server answers");
+    let context = async_nats::jetstream::new(client);
+    let mut handle = context.get_stream(stream).await.expect("the stream exists");
+    handle
+        .info()
+        .await
+        .expect("stream information")
+        .state
+        .messages
+}
+
+/// Creates (or checks) the fleet's stream with the default settings on the server `url`, as
+/// the fleet's programs do on start.
+///
+/// # Panics
+/// When that fails.
+pub async fn create_stream(url: &str) {
+    let client = crate::nats::connect(url, "smarty-test").await.unwrap();
+    crate::stream::ensure(
+        &async_nats::jetstream::new(client),
+        &crate::stream::StreamConfig::default(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs `future` to its end for a synchronous test: on a runtime of its own, on a thread of
+/// its own (so that it also works where a runtime runs already).
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(future)
+        });
+        match run.join() {
+            Ok(output) => output,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 /// The port at the end of the address following `before` in `line`

@@ -62,7 +62,12 @@ Examples:\n  \
   smarty simulate --link /tmp/p1 --key 000102030405060708090A0B0C0D0E0F &\n  \
   smarty read /tmp/p1 --key 000102030405060708090A0B0C0D0E0F\n  \
   smarty simulate --listen 127.0.0.1:2001 --gas --water\n  \
-  smarty simulate --output capture.bin --count 8640 --key-file key     a day of frames, at once"
+  smarty simulate --output capture.bin --count 8640 --key-file key     a day of frames, at once\n\n\
+A fleet (docs/fleet.md): many meters, each with its own system title and key, on NATS or MQTT:\n  \
+  smarty simulate --meters 1000 --keys-out fleet.csv                   make the meters and their keys\n  \
+  smarty simulate --keys fleet.csv --nats nats://127.0.0.1:4222        every meter every 10 s\n  \
+  smarty simulate --keys fleet.csv --nats nats://127.0.0.1:4222 --count 360 --fast   an hour at once\n  \
+  smarty simulate --keys fleet.csv --mqtt mqtt://127.0.0.1:1883        through NATS's MQTT listener"
     )]
     Simulate(SimulateArgs),
 
@@ -586,7 +591,44 @@ pub struct SimulateArgs {
     /// Don't wait between frames (simulated time still advances by --interval).
     #[arg(long)]
     pub fast: bool,
+
+    /// A fleet: make N virtual meters, each with its own system title and key, write them to
+    /// --keys-out (CSV: name,system_title,key,auth_key) and exit.
+    #[arg(long, value_name = "N", requires = "keys_out",
+          conflicts_with_all = ["target", "keys", "key", "key_file", "auth_key", "plain"],
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FLEET_METERS))]
+    pub meters: Option<u32>,
+
+    /// Where --meters writes the keys of its meters: a new file, readable by its owner only.
+    #[arg(long, value_name = "FILE", requires = "meters")]
+    pub keys_out: Option<PathBuf>,
+
+    /// A fleet: run the meters of this keys file (from --meters --keys-out, or any file of
+    /// that layout), publishing their frames to --nats or --mqtt.
+    #[arg(long, value_name = "FILE", requires = "fleet_target",
+          conflicts_with_all = ["key", "key_file", "auth_key", "plain", "frame_counter", "start"])]
+    pub keys: Option<PathBuf>,
+
+    /// Publish the fleet's frames to NATS JetStream (nats://[user:password@]host[:port]): on
+    /// smarty.raw.<system title>, with the message id <system title>:<frame counter>, into the
+    /// stream SMARTY_RAW (created when missing).
+    #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
+    pub nats: Option<String>,
+
+    /// Publish the fleet's frames to an MQTT broker (mqtt[s]://[user[:password]@]host[:port],
+    /// MQTT 3.1.1, QoS 1) on smarty/raw/<system title>: NATS's MQTT listener, or any broker.
+    #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
+    pub mqtt: Option<String>,
+
+    /// Where the fleet's run is remembered, so that frame counters, telegram times and
+    /// energy registers go on from there in the next run (default: the keys file with
+    /// `.state` added).
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub state: Option<PathBuf>,
 }
+
+/// The most meters `simulate --meters` makes.
+pub const MAX_FLEET_METERS: i64 = 10_000_000;
 
 /// What the virtual meter sends.
 #[derive(Debug, Args, Clone)]
@@ -596,7 +638,8 @@ pub struct MeterArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_send_interval)]
     pub interval: Duration,
 
-    /// Stop after N frames (default: run until interrupted).
+    /// Stop after N frames (default: run until interrupted); with --keys, N frames of each
+    /// meter.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
@@ -855,7 +898,7 @@ mod tests {
             "10x",
             "",
         ];
-        let flags: [(&[&str], &str); 19] = [
+        let flags: [(&[&str], &str); 20] = [
             (&["run", "-"], "--interval"),
             (&["run", "-"], "--baud"),
             (&["read", "-"], "--count"),
@@ -868,6 +911,7 @@ mod tests {
             (&["simulate"], "--frame-counter"),
             (&["simulate"], "--seed"),
             (&["simulate"], "--start"),
+            (&["simulate", "--keys-out", "f.csv"], "--meters"),
             (&["demo"], "--interval"),
             (&["demo"], "--count"),
             (&["demo"], "--history-days"),
@@ -907,6 +951,23 @@ mod tests {
         assert!(!ok(&["simulate", "--interval", "0"]));
         assert!(!ok(&["simulate", "--solar-kwp", "nan"]));
         assert!(ok(&["simulate", "--solar-kwp", "0"]));
+        assert!(ok(&["simulate", "--meters", "1", "--keys-out", "f.csv"]));
+        assert!(!ok(&["simulate", "--meters", "0", "--keys-out", "f.csv"]));
+        assert!(!ok(&[
+            "simulate",
+            "--meters",
+            "10000001",
+            "--keys-out",
+            "f.csv"
+        ]));
+        assert!(ok(&["simulate", "--keys", "f.csv", "--nats", "nats://n"]));
+        assert!(!ok(&[
+            "simulate", "--keys", "f.csv", "--nats", "nats://n", "--mqtt", "mqtt://m"
+        ]));
+        assert!(!ok(&[
+            "simulate", "--keys", "f.csv", "--nats", "nats://n", "--link", "/tmp/p1"
+        ]));
+        assert!(!ok(&["simulate", "--nats", "nats://n"]));
         assert!(ok(&["demo", "--history-days", "3660"]));
         assert!(!ok(&["demo", "--history-days", "3661"]));
         assert!(!ok(&["import", "-", "--meter", "a b"]));

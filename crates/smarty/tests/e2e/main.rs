@@ -18,4 +18,5 @@ mod lock;
 mod postgres;
 mod read;
 mod service;
+mod simulate_fleet;
 mod store;
