@@ -162,6 +162,10 @@ pub enum FleetCommand {
         /// Frames stored per transaction at most.
         #[arg(long, value_name = "N", default_value_t = 2000)]
         batch: usize,
+        /// A frame a worker took but did not acknowledge (it died) goes to another after
+        /// this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        ack_wait_s: f64,
     },
     /// The dashboard and the API over the fleet's database: every meter, its history.
     #[command(after_help = "Example:\n  \

@@ -25,7 +25,14 @@ pub async fn run(command: FleetCommand) -> Result<()> {
             database,
             master,
             batch,
-        } => ingest_command(&nats, &database, &master, batch).await,
+            ack_wait_s,
+        } => {
+            let ack_wait = std::time::Duration::try_from_secs_f64(ack_wait_s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--ack-wait-s: a number of seconds above 0")?;
+            ingest_command(&nats, &database, &master, batch, ack_wait).await
+        }
         FleetCommand::Serve(args) => serve_command(&args).await,
     }
 }
@@ -140,6 +147,7 @@ async fn ingest_command(
     database: &str,
     master: &MasterKeyArgs,
     batch: usize,
+    ack_wait: std::time::Duration,
 ) -> Result<()> {
     let master = master_key(master)?;
     let store = fleet_store(database)?;
@@ -148,6 +156,7 @@ async fn ingest_command(
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let mut config = IngestConfig::default();
     config.batch_max = batch.max(1);
+    config.ack_wait = ack_wait;
     let mut worker = tokio::spawn(ingest::run(
         client,
         store,

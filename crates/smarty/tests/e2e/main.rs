@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod dashboard;
 mod export;
+mod fleet;
 mod import;
 mod lock;
 mod postgres;
