@@ -338,6 +338,21 @@ pub async fn ensure(
                                 other,
                             })
                         }
+                        // Another program created it meanwhile (differently): check that one.
+                        CreateStreamErrorKind::JetStream(js)
+                            if js.error_code() == ErrorCode::STREAM_NAME_EXIST =>
+                        {
+                            let mut found = context
+                                .get_stream(&config.name)
+                                .await
+                                .map_err(|e| request("reading", e.into()))?;
+                            let info = found
+                                .info()
+                                .await
+                                .map_err(|e| request("reading", e.into()))?
+                                .clone();
+                            check_existing(context, config, info).await
+                        }
                         CreateStreamErrorKind::JetStreamUnavailable => {
                             Err(StreamError::NoJetStream)
                         }

@@ -185,6 +185,25 @@ async fn the_stream_is_created_then_checked_and_never_changed_silently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_starting_at_once_differently_configured_both_go_on() {
+    let server = NatsServer::start();
+    let js = context(&server).await;
+    let longer = StreamConfig {
+        max_age: Duration::from_secs(14 * 24 * 3600),
+        ..Default::default()
+    };
+    let default = StreamConfig::default();
+    let (a, b) = tokio::join!(stream::ensure(&js, &default), stream::ensure(&js, &longer));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let created = [&a, &b]
+        .iter()
+        .filter(|e| matches!(e, Ensured::Created(_)))
+        .count();
+    assert_eq!(created, 1, "{a:?} {b:?}");
+    assert_eq!(a.info().config.subjects, ["smarty.raw.>"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_jetstream_is_named() {
     let server = NatsServer::without_jetstream();
     let error = stream::ensure(&context(&server).await, &StreamConfig::default())

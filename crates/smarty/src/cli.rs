@@ -613,14 +613,15 @@ pub struct SimulateArgs {
           conflicts_with_all = ["key", "key_file", "auth_key", "plain", "frame_counter", "start"])]
     pub keys: Option<PathBuf>,
 
-    /// Publish the fleet's frames to NATS JetStream (nats://[user:password@]host[:port]): on
-    /// smarty.raw.<system title>, with the message id <system title>:<frame counter>, into the
-    /// stream SMARTY_RAW (created when missing).
+    /// Publish the fleet's frames to NATS JetStream (nats://HOST:PORT, perhaps with
+    /// `USER:PASSWORD@`): on `smarty.raw.<system title>`, with the message id
+    /// `<system title>:<frame counter>`, into the stream SMARTY_RAW (created when missing).
     #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
     pub nats: Option<String>,
 
-    /// Publish the fleet's frames to an MQTT broker (mqtt[s]://[user[:password]@]host[:port],
-    /// MQTT 3.1.1, QoS 1) on smarty/raw/<system title>: NATS's MQTT listener, or any broker.
+    /// Publish the fleet's frames to an MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT,
+    /// perhaps with `USER:PASSWORD@`; MQTT 3.1.1, QoS 1) on `smarty/raw/<system title>`:
+    /// NATS's MQTT listener, or any broker.
     #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
     pub mqtt: Option<String>,
 
