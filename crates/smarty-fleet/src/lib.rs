@@ -9,7 +9,28 @@
 //! | module | what |
 //! |---|---|
 //! | [`subject`] | subjects and message ids: `smarty.raw.<system title>`, partitions |
+//! | [`nats`] | connecting (reconnects for ever; passwords kept out of logs) |
+//! | [`stream`] | the stream `SMARTY_RAW` on `smarty.raw.>`: created on start, or checked |
+//! | [`publish`] | publishing frames with message ids, many acknowledgements in flight |
+//! | [`keys_csv`] | the keys file `name,system_title,key,auth_key` |
+//! | [`keys`] | the meters' keys wrapped under the master key |
+//! | [`ingest`] | a worker: frames from the stream into the store, acknowledged after commit |
+//! | `test_nats` | (feature `test_nats`, and this crate's tests) a real `nats-server` for tests |
 //!
 //! The only crate of the workspace that uses the NATS client.
 
+pub mod ingest;
+pub mod keys;
+pub mod keys_csv;
+pub mod nats;
+pub mod publish;
+pub mod stream;
 pub mod subject;
+
+/// The NATS harness of every test that needs a server: this crate's, and (with the feature
+/// `test_nats`, a dev-dependency of the binary) the application's.
+#[cfg(any(test, feature = "test_nats"))]
+pub mod test_nats;
+
+#[cfg(test)]
+mod tests;

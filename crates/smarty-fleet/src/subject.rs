@@ -22,6 +22,18 @@ pub fn raw(system_title: &[u8; 8]) -> String {
     format!("{PREFIX}.{}", smarty_p1::hex::upper(system_title))
 }
 
+/// The MQTT topic of the raw frames of the meter with `system_title`, for NATS's MQTT
+/// listener: `smarty/raw/<system title>`, which NATS maps to the subject [`raw`].
+///
+/// # Example
+/// ```
+/// let title = *b"SAG\x10\x30\x70\x01\x00";
+/// assert_eq!(smarty_fleet::subject::mqtt_topic(&title), "smarty/raw/5341471030700100");
+/// ```
+pub fn mqtt_topic(system_title: &[u8; 8]) -> String {
+    raw(system_title).replace('.', "/")
+}
+
 /// The message id of a frame: `<system title>:<frame counter>`.
 ///
 /// # Example

@@ -1,7 +1,7 @@
 //! `smarty-mqtt`: the MQTT output of the smarty gateway, telegrams and meter states to an MQTT
 //! broker, with Home Assistant discovery, and a queue (on disk if configured) so that nothing
 //! is lost while the broker is down. Also the client side of the raw MQTT source
-//! ([`Subscriber`]). The only crate of the workspace that uses the MQTT client library.
+//! ([`Subscriber`]), and a plain QoS 1 publisher for the fleet simulator ([`Sender`]). The only crate of the workspace that uses the MQTT client library.
 //!
 //! One file per concern:
 //!
@@ -12,7 +12,7 @@
 //! | [`tls`] | the rustls client configuration: the system's authorities or `ca_file` |
 //! | [`topics`] | the topic layout, and the state, value, raw and status messages |
 //! | [`discovery`] | Home Assistant discovery: units, names, classes, device blocks, messages |
-//! | `client` | the only module that talks to the MQTT client library (rumqttc): the output's publisher (MQTT 3.1.1 and 5) and the raw source's [`Subscriber`] |
+//! | `client` | the only module that talks to the MQTT client library (rumqttc): the output's publisher (MQTT 3.1.1 and 5), the raw source's [`Subscriber`] and the simulator's [`Sender`] |
 //! | `delivery` | the output task: queueing, the publish window, reconnects, shutdown |
 //! | [`error`] | [`MqttError`]: why the output stops |
 //! | `test_broker` | (feature `test-broker`, and this crate's tests) a real Mosquitto and plain clients for tests |
@@ -33,7 +33,7 @@ pub mod error;
 pub mod tls;
 pub mod topics;
 
-pub use client::{Connection, Received, Subscriber, Subscription};
+pub use client::{Connection, Received, Sender, Subscriber, Subscription};
 pub use config::{MqttConfig, Protocol};
 pub use delivery::run_reporting;
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! availability and the last will with MQTT 3.1.1 and 5; every message once and in order at
 //! QoS 0, 1 and 2 through broker outages and restarts of the output; a queue that cannot be
 //! written, a damaged queue file and an unreachable broker on `/healthz`; TLS with a
-//! `ca_file`.
+//! `ca_file`; the simulator's plain QoS 1 sender through a broker restart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -586,4 +586,87 @@ async fn tls_with_a_ca_file_works_and_an_unknown_authority_is_refused() {
     assert!(reason.contains("UnknownIssuer"), "{reason}");
     drop(tx);
     task.await.unwrap().unwrap();
+}
+
+/// The simulator's [`super::Sender`]: every message arrives, also those sent while the broker
+/// was down (at QoS 1 perhaps twice, never not at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_delivers_every_message_across_a_broker_restart() {
+    let mut broker = Broker::persistent();
+    let mut sub = Subscriber::start(broker.port, "sub-sender", true, &["sender/#"]);
+    let connection = Connection {
+        endpoint: super::Endpoint::parse(&broker.url()).unwrap(),
+        client_id: "smarty-sender-test".into(),
+        username: None,
+        password: None,
+        keep_alive_s: 5,
+        ca_file: None,
+    };
+    let mut sender = super::Sender::connect(&connection, 8).await.unwrap();
+    for i in 0..20u32 {
+        let topic = format!("sender/{}", i % 4);
+        sender
+            .send(&topic, bytes::Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    sender.flush().await.unwrap();
+    broker.stop();
+    let restart = tokio::task::spawn_blocking(move || {
+        broker.restart();
+        broker
+    });
+    for i in 20..40u32 {
+        let topic = format!("sender/{}", i % 4);
+        sender
+            .send(&topic, bytes::Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    let _broker = restart.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), sender.flush())
+        .await
+        .expect("every message acknowledged after the restart")
+        .unwrap();
+    assert_eq!(sender.sent(), 40);
+    let got = sub
+        .until_async(30, |g| {
+            let seen: std::collections::HashSet<_> = g.iter().map(|r| r.payload.clone()).collect();
+            seen.len() == 40
+        })
+        .await;
+    for r in &got {
+        let i = u32::from_be_bytes(r.payload.as_slice().try_into().unwrap());
+        assert_eq!(r.topic, format!("sender/{}", i % 4));
+    }
+    sender.close().await;
+}
+
+/// A server that closes every connection at once: the sender says so instead of waiting.
+#[tokio::test]
+async fn the_sender_reports_a_broker_that_refuses_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let connection = Connection {
+        endpoint: super::Endpoint::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+        client_id: "smarty-sender-test".into(),
+        username: None,
+        password: None,
+        keep_alive_s: 5,
+        ca_file: None,
+    };
+    let error = super::Sender::connect(&connection, 8)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{error}"
+    );
 }

@@ -32,6 +32,7 @@ mod connection;
 pub mod copy;
 mod db;
 pub mod error;
+pub mod fleet;
 pub mod lock;
 pub mod postgres;
 pub mod query;

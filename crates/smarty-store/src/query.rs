@@ -244,6 +244,17 @@ impl ReadConnection {
             .with(f)
     }
 
+    /// Runs `f` on the PostgreSQL client of a PostgreSQL store (the fleet's tables).
+    pub(crate) fn with_postgres<T: Send>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        match self.conn.as_ref() {
+            Some(ReadConn::Postgres(client)) => client.borrow_mut().run(f),
+            _ => Err(StoreError::Config("not a PostgreSQL store".into())),
+        }
+    }
+
     /// The SQLite connection (tests of the SQLite schema).
     #[cfg(test)]
     pub(crate) fn conn(&self) -> &rusqlite::Connection {

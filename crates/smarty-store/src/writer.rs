@@ -248,12 +248,19 @@ fn write_batch(
     meters: &mut HashMap<Arc<str>, (i64, Option<String>)>,
     zone: &TimeZone,
 ) -> DbResult<(u64, u64, u64)> {
-    let mut ids = HashMap::new();
+    // Meters in the order of their names: writers that share a database lock them in the
+    // same order, and never wait for each other in a circle.
+    let mut names: BTreeMap<&Arc<str>, Option<&str>> = BTreeMap::new();
     for reading in readings {
-        if !ids.contains_key(&reading.meter) {
-            let id = meter_id(db, meters, &reading.meter, reading.meter_id.as_deref())?;
-            ids.insert(Arc::clone(&reading.meter), id);
+        let sent = names.entry(&reading.meter).or_default();
+        if reading.meter_id.is_some() {
+            *sent = reading.meter_id.as_deref();
         }
+    }
+    let mut ids = HashMap::new();
+    for (name, sent_id) in names {
+        let id = meter_id(db, meters, name, sent_id)?;
+        ids.insert(Arc::clone(name), id);
     }
     // Readings by meter and period, sorted by time.
     let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();

@@ -62,7 +62,12 @@ Examples:\n  \
   smarty simulate --link /tmp/p1 --key 000102030405060708090A0B0C0D0E0F &\n  \
   smarty read /tmp/p1 --key 000102030405060708090A0B0C0D0E0F\n  \
   smarty simulate --listen 127.0.0.1:2001 --gas --water\n  \
-  smarty simulate --output capture.bin --count 8640 --key-file key     a day of frames, at once"
+  smarty simulate --output capture.bin --count 8640 --key-file key     a day of frames, at once\n\n\
+A fleet (docs/fleet.md): many meters, each with its own system title and key, on NATS or MQTT:\n  \
+  smarty simulate --meters 1000 --keys-out fleet.csv                   make the meters and their keys\n  \
+  smarty simulate --keys fleet.csv --nats nats://127.0.0.1:4222        every meter every 10 s\n  \
+  smarty simulate --keys fleet.csv --nats nats://127.0.0.1:4222 --count 360 --fast   an hour at once\n  \
+  smarty simulate --keys fleet.csv --mqtt mqtt://127.0.0.1:1883        through NATS's MQTT listener"
     )]
     Simulate(SimulateArgs),
 
@@ -113,6 +118,100 @@ Rows already stored (same meter and time) are kept; aggregates of the imported p
     Store {
         #[command(subcommand)]
         command: StoreCommand,
+    },
+
+    /// The fleet: many meters' raw frames on NATS JetStream, decrypted with their own keys
+    /// into PostgreSQL (docs/fleet.md).
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+/// Where the fleet's master key comes from: `--master-key-file` or `SMARTY_MASTER_KEY`.
+#[derive(Debug, Args, Clone)]
+pub struct MasterKeyArgs {
+    /// A file holding the master key (32 or 64 hex digits) that wraps every meter's key;
+    /// else the environment variable SMARTY_MASTER_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// `smarty fleet …`.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Manage the meters and their keys.
+    Keys {
+        #[command(subcommand)]
+        command: FleetKeysCommand,
+    },
+    /// One worker: raw frames from the stream, decrypted and stored, acknowledged after
+    /// commit. Run as many as you like, on any machines.
+    #[command(after_help = "Example:\n  \
+  SMARTY_MASTER_KEY=$(cat master.key) smarty fleet ingest --nats nats://127.0.0.1:4222 \\\n    \
+  --database postgres://smarty@db/fleet")]
+    Ingest {
+        /// The NATS server (`nats://host:4222`, `nats://user:password@host`).
+        #[arg(long, value_name = "URL", default_value = "nats://127.0.0.1:4222")]
+        nats: String,
+        /// The PostgreSQL database (`postgres://user@host/database`).
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+        /// Frames stored per transaction at most.
+        #[arg(long, value_name = "N", default_value_t = 2000)]
+        batch: usize,
+        /// A frame a worker took but did not acknowledge (it died) goes to another after
+        /// this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        ack_wait_s: f64,
+    },
+    /// The dashboard and the API over the fleet's database: every meter, its history.
+    #[command(after_help = "Example:\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080")]
+    Serve(FleetServeArgs),
+}
+
+/// `smarty fleet serve`'s options.
+#[derive(Debug, Args, Clone)]
+pub struct FleetServeArgs {
+    /// The PostgreSQL database the workers fill.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+    pub database: String,
+    /// Where the dashboard and the API listen; an address other than loopback needs an
+    /// access token (SMARTY_HTTP_TOKEN, 16 characters or more).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: String,
+}
+
+/// `smarty fleet keys …`.
+#[derive(Debug, Subcommand)]
+pub enum FleetKeysCommand {
+    /// Add meters and their keys from a CSV file with the header
+    /// `name,system_title,key,auth_key`, each key wrapped under the master key.
+    #[command(after_help = "Example:\n  \
+  smarty simulate --meters 100 --keys-out keys.csv\n  \
+  smarty fleet keys import keys.csv --database postgres://smarty@db/fleet --master-key-file master.key")]
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// The PostgreSQL database.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+    },
+    /// Wrap every meter's keys again under a new master key (in one transaction).
+    RotateMaster {
+        /// The PostgreSQL database.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        #[command(flatten)]
+        master: MasterKeyArgs,
+        /// A file holding the new master key.
+        #[arg(long, value_name = "FILE")]
+        new_master_key_file: PathBuf,
     },
 }
 
@@ -496,7 +595,45 @@ pub struct SimulateArgs {
     /// Don't wait between frames (simulated time still advances by --interval).
     #[arg(long)]
     pub fast: bool,
+
+    /// A fleet: make N virtual meters, each with its own system title and key, write them to
+    /// --keys-out (CSV: name,system_title,key,auth_key) and exit.
+    #[arg(long, value_name = "N", requires = "keys_out",
+          conflicts_with_all = ["target", "keys", "key", "key_file", "auth_key", "plain"],
+          value_parser = clap::value_parser!(u32).range(1..=MAX_FLEET_METERS))]
+    pub meters: Option<u32>,
+
+    /// Where --meters writes the keys of its meters: a new file, readable by its owner only.
+    #[arg(long, value_name = "FILE", requires = "meters")]
+    pub keys_out: Option<PathBuf>,
+
+    /// A fleet: run the meters of this keys file (from --meters --keys-out, or any file of
+    /// that layout), publishing their frames to --nats or --mqtt.
+    #[arg(long, value_name = "FILE", requires = "fleet_target",
+          conflicts_with_all = ["key", "key_file", "auth_key", "plain", "frame_counter", "start"])]
+    pub keys: Option<PathBuf>,
+
+    /// Publish the fleet's frames to NATS JetStream (nats://HOST:PORT, perhaps with
+    /// `USER:PASSWORD@`): on `smarty.raw.<system title>`, with the message id
+    /// `<system title>:<frame counter>`, into the stream SMARTY_RAW (created when missing).
+    #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
+    pub nats: Option<String>,
+
+    /// Publish the fleet's frames to an MQTT broker (mqtt://HOST:PORT or mqtts://HOST:PORT,
+    /// perhaps with `USER:PASSWORD@`; MQTT 3.1.1, QoS 1) on `smarty/raw/<system title>`:
+    /// NATS's MQTT listener, or any broker.
+    #[arg(long, value_name = "URL", requires = "keys", groups = ["target", "fleet_target"])]
+    pub mqtt: Option<String>,
+
+    /// Where the fleet's run is remembered, so that frame counters, telegram times and
+    /// energy registers go on from there in the next run (default: the keys file with
+    /// `.state` added).
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub state: Option<PathBuf>,
 }
+
+/// The most meters `simulate --meters` makes.
+pub const MAX_FLEET_METERS: i64 = 10_000_000;
 
 /// What the virtual meter sends.
 #[derive(Debug, Args, Clone)]
@@ -506,7 +643,8 @@ pub struct MeterArgs {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_send_interval)]
     pub interval: Duration,
 
-    /// Stop after N frames (default: run until interrupted).
+    /// Stop after N frames (default: run until interrupted); with --keys, N frames of each
+    /// meter.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
@@ -765,7 +903,7 @@ mod tests {
             "10x",
             "",
         ];
-        let flags: [(&[&str], &str); 19] = [
+        let flags: [(&[&str], &str); 20] = [
             (&["run", "-"], "--interval"),
             (&["run", "-"], "--baud"),
             (&["read", "-"], "--count"),
@@ -778,6 +916,7 @@ mod tests {
             (&["simulate"], "--frame-counter"),
             (&["simulate"], "--seed"),
             (&["simulate"], "--start"),
+            (&["simulate", "--keys-out", "f.csv"], "--meters"),
             (&["demo"], "--interval"),
             (&["demo"], "--count"),
             (&["demo"], "--history-days"),
@@ -817,6 +956,23 @@ mod tests {
         assert!(!ok(&["simulate", "--interval", "0"]));
         assert!(!ok(&["simulate", "--solar-kwp", "nan"]));
         assert!(ok(&["simulate", "--solar-kwp", "0"]));
+        assert!(ok(&["simulate", "--meters", "1", "--keys-out", "f.csv"]));
+        assert!(!ok(&["simulate", "--meters", "0", "--keys-out", "f.csv"]));
+        assert!(!ok(&[
+            "simulate",
+            "--meters",
+            "10000001",
+            "--keys-out",
+            "f.csv"
+        ]));
+        assert!(ok(&["simulate", "--keys", "f.csv", "--nats", "nats://n"]));
+        assert!(!ok(&[
+            "simulate", "--keys", "f.csv", "--nats", "nats://n", "--mqtt", "mqtt://m"
+        ]));
+        assert!(!ok(&[
+            "simulate", "--keys", "f.csv", "--nats", "nats://n", "--link", "/tmp/p1"
+        ]));
+        assert!(!ok(&["simulate", "--nats", "nats://n"]));
         assert!(ok(&["demo", "--history-days", "3660"]));
         assert!(!ok(&["demo", "--history-days", "3661"]));
         assert!(!ok(&["import", "-", "--meter", "a b"]));

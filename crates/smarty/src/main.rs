@@ -96,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::Import(args) => commands::import::run(args).await,
             Command::Config { command } => commands::config::run(command),
             Command::Store { command } => commands::store::run(command),
+            Command::Fleet { command } => commands::fleet::run(command).await,
         }
     });
     match result {

@@ -1,13 +1,15 @@
 //! The only module that talks to the MQTT client library: rumqttc (the maintained fork,
 //! `rumqttc-v4-next` for MQTT 3.1.1 and `rumqttc-v5-next` for MQTT 5, both named `rumqttc` in
 //! their code). The output publishes through [`publisher`] (either protocol); the raw MQTT
-//! source subscribes through [`Subscriber`] (MQTT 3.1.1).
+//! source subscribes through [`Subscriber`] (MQTT 3.1.1); `smarty simulate --mqtt` publishes
+//! through [`Sender`] (MQTT 3.1.1).
 //!
 //! What both share is here: the connection settings ([`Connection`]), the QoS levels, and the
 //! options every connection gets (client id, address, keep-alive, credentials, TLS, packet
 //! size).
 
 pub(super) mod publisher;
+mod sender;
 mod subscriber;
 
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use super::endpoint::Endpoint;
 use super::tls::{self, TlsError};
 use smarty_model::secret::Secret;
 
+pub use sender::Sender;
 pub use subscriber::{Received, Subscriber, Subscription};
 
 /// The largest packet sent or received, bytes.

@@ -276,12 +276,18 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         name: &str,
         sent_id: Option<&str>,
     ) -> DbResult<(i64, Option<String>)> {
-        let row = self.query_one(
-            "INSERT INTO meter (name, meter_id) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET meter_id = coalesce(excluded.meter_id, meter.meter_id)
-             RETURNING id, meter_id",
+        // No row lock unless something changes: writers of several processes share meters.
+        self.execute(
+            "INSERT INTO meter (name, meter_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             &[&name, &sent_id],
         )?;
+        if sent_id.is_some() {
+            self.execute(
+                "UPDATE meter SET meter_id = $2 WHERE name = $1 AND meter_id IS DISTINCT FROM $2",
+                &[&name, &sent_id],
+            )?;
+        }
+        let row = self.query_one("SELECT id, meter_id FROM meter WHERE name = $1", &[&name])?;
         Ok((i64::from(row.get::<_, i32>(0)), row.get(1)))
     }
 

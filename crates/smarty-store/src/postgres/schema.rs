@@ -26,12 +26,19 @@ struct Migration {
     sql: fn() -> String,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "meters, readings partitioned by day, 15-minute and daily aggregates, M-Bus \
-                  channels and readings, frame counters, the readings view",
-    sql: v1,
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "meters, readings partitioned by day, 15-minute and daily aggregates, \
+                      M-Bus channels and readings, frame counters, the readings view",
+        sql: v1,
+    },
+    Migration {
+        version: 2,
+        description: "the fleet's keys, wrapped under its master key",
+        sql: v2,
+    },
+];
 
 /// The version this `smarty` writes.
 pub fn latest() -> i32 {
@@ -127,6 +134,19 @@ SELECT m.name AS meter, r.time{view}
 FROM reading AS r JOIN meter AS m ON m.id = r.meter;
 COMMENT ON VIEW readings IS 'The readings in kWh, kW, kvarh, kvar, V and A, with the meter''s name (for Grafana).';"
     )
+}
+
+fn v2() -> String {
+    "CREATE TABLE fleet_key (
+  system_title text PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  wrapped_key bytea NOT NULL,
+  wrapped_auth_key bytea,
+  master_check text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE fleet_key IS 'The fleet''s meters and their keys, each wrapped (AES-GCM, the system title as associated data) under the master key named by master_check; the master key is never stored.';"
+        .to_owned()
 }
 
 /// The version of the database: 0 for an empty one.

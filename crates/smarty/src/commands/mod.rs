@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod fleet;
 pub mod import;
 pub mod read;
 pub mod store;

@@ -19,4 +19,5 @@ mod run;
 mod store_follow;
 
 pub use outputs::describe as describe_outputs;
+pub(crate) use run::shutdown_signal;
 pub use run::{run, serve};

@@ -246,7 +246,7 @@ async fn join_all(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

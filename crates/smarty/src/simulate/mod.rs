@@ -1,5 +1,6 @@
 //! `smarty simulate`: a virtual Smarty meter.
 
+mod fleet;
 mod household;
 mod link;
 mod telegram;
@@ -17,7 +18,7 @@ pub use link::{Link, PtyLink, TcpLink, WriterLink};
 
 use crate::cli::{MeterArgs, SimulateArgs};
 use crate::key;
-use household::Household;
+pub use household::Household;
 use telegram::Identity;
 
 /// A configured virtual meter.
@@ -67,19 +68,71 @@ impl Meter {
         };
         let mut system_title = *b"SAGgp\0\0\0";
         system_title[5..].copy_from_slice(&(serial as u32).to_be_bytes()[1..]);
-        let meter = Meter {
+        let frame_counter = args
+            .frame_counter
+            .unwrap_or_else(|| rng.random_range(1_000..5_000_000));
+        let meter = Meter::build(args, key.clone(), aad, seed, identity, system_title);
+        Ok((
+            Meter {
+                frame_counter,
+                ..meter
+            },
+            MeterKey { key, generated },
+        ))
+    }
+
+    /// A meter of a fleet (`simulate --keys`): its system title, key and authentication key
+    /// from the keys file; its household seeded by its system title (and `args.seed`), so that
+    /// it is the same household in every run; its meter id (`0-0:42.0.0`) made of its system
+    /// title, unique in the fleet.
+    pub fn of_fleet(args: &MeterArgs, keys: &smarty_fleet::keys_csv::MeterKeys) -> Self {
+        let title = keys.system_title;
+        let title_number = u64::from_be_bytes(title);
+        let seed = title_number ^ args.seed.unwrap_or(0);
+        let tail = title_number & 0xFF_FFFF_FFFF;
+        let identity = Identity {
+            header: "Lux5\\253663629_D".into(),
+            meter_id: format!("SAG{:013}", tail % 10_000_000_000_000),
+            gas_id: format!("FLO18237{:07}", tail * 7 % 10_000_000),
+            water_id: format!("ELS35358{:07}", tail * 13 % 10_000_000),
+        };
+        let aad = Aad::AuthKey(*keys.auth_key_or_default().as_bytes());
+        Meter::build(args, Some(keys.key.clone()), aad, seed, identity, title)
+    }
+
+    fn build(
+        args: &MeterArgs,
+        key: Option<Key>,
+        aad: Aad,
+        seed: u64,
+        identity: Identity,
+        system_title: [u8; 8],
+    ) -> Self {
+        Meter {
             args: args.clone(),
-            key: key.clone(),
+            key,
             aad,
             house: Household::new(seed, args.solar_kwp, args.gas, args.water),
             identity,
             system_title,
-            frame_counter: args
-                .frame_counter
-                .unwrap_or_else(|| rng.random_range(1_000..5_000_000)),
+            frame_counter: 0,
             last: None,
-        };
-        Ok((meter, MeterKey { key, generated }))
+        }
+    }
+
+    /// Sets the frame counter of the next frame.
+    pub fn set_frame_counter(&mut self, frame_counter: u32) {
+        self.frame_counter = frame_counter;
+    }
+
+    /// Its system title.
+    pub fn system_title(&self) -> &[u8; 8] {
+        &self.system_title
+    }
+
+    /// The household behind it: its energy registers.
+    pub fn household_mut(&mut self) -> &mut Household {
+        &mut self.house
     }
 
     /// The meter id it sends in `0-0:42.0.0`.
@@ -163,6 +216,9 @@ impl Meter {
 /// # Errors
 /// Bad options, or a link that cannot be opened or written.
 pub async fn run(args: SimulateArgs) -> Result<()> {
+    if args.meters.is_some() || args.keys.is_some() {
+        return fleet::run(args).await;
+    }
     let (mut meter, key) = Meter::new(&args.meter)?;
     let (mut link, fast): (Box<dyn Link>, bool) = if let Some(address) = &args.listen {
         (Box::new(TcpLink::listen(address)?), args.fast)

@@ -1,0 +1,187 @@
+//! `smarty fleet …`: the meters' keys and the ingest workers ([`smarty_fleet`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result, bail};
+use smarty_fleet::ingest::{self, IngestConfig, IngestStats};
+use smarty_fleet::keys::{self, MasterKey};
+use smarty_store::Store;
+use smarty_store::config::{Location, StoreConfig};
+
+use crate::cli::{FleetCommand, FleetKeysCommand, FleetServeArgs, MasterKeyArgs};
+
+/// Runs `smarty fleet …`.
+///
+/// # Errors
+/// No master key or a wrong one, a database or NATS server that cannot be reached, a keys
+/// file with mistakes (with their lines).
+pub async fn run(command: FleetCommand) -> Result<()> {
+    match command {
+        FleetCommand::Keys { command } => keys_command(command),
+        FleetCommand::Ingest {
+            nats,
+            database,
+            master,
+            batch,
+            ack_wait_s,
+        } => {
+            let ack_wait = std::time::Duration::try_from_secs_f64(ack_wait_s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--ack-wait-s: a number of seconds above 0")?;
+            ingest_command(&nats, &database, &master, batch, ack_wait).await
+        }
+        FleetCommand::Serve(args) => serve_command(&args).await,
+    }
+}
+
+/// The dashboard and API over the fleet's store: the meters are those the store holds.
+async fn serve_command(args: &FleetServeArgs) -> Result<()> {
+    let store = fleet_store(&args.database)?;
+    let names: Vec<String> = store
+        .reader()?
+        .meters()?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    let mut http = smarty_web::HttpConfig::default();
+    http.listen = args.http.clone();
+    if let Ok(token) = std::env::var("SMARTY_HTTP_TOKEN") {
+        http.token = Some(token.into());
+    }
+    let server = smarty_web::bind(&http).await?;
+    // No live telegrams here: the channel stays open, and empty, while the server runs.
+    let (events, _) = tokio::sync::broadcast::channel(1);
+    let state = smarty_web::WebState {
+        live: smarty_model::live::LiveState::new(names.iter().map(String::as_str)),
+        store: Some(store),
+        tariff: Arc::new(Default::default()),
+        events: events.downgrade(),
+        token: None,
+    };
+    crate::output::note(format_args!("fleet: serving {} meters", names.len()));
+    server
+        .serve(state, crate::service::shutdown_signal())
+        .await?;
+    drop(events);
+    Ok(())
+}
+
+/// The master key from its file or `SMARTY_MASTER_KEY`; never shown in an error.
+fn master_key(args: &MasterKeyArgs) -> Result<MasterKey> {
+    let (text, from) = match &args.master_key_file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the master key file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => match std::env::var("SMARTY_MASTER_KEY") {
+            Ok(text) => (text, "SMARTY_MASTER_KEY".to_owned()),
+            Err(_) => bail!(
+                "no master key: give --master-key-file FILE or set SMARTY_MASTER_KEY (32 or 64 \
+                 hex digits; make one with `head -c 16 /dev/urandom | xxd -p`)"
+            ),
+        },
+    };
+    text.trim()
+        .parse::<MasterKey>()
+        .with_context(|| format!("the master key of {from}"))
+}
+
+fn fleet_store(database: &str) -> Result<Store> {
+    let location = Location::parse(database).context("--database")?;
+    if !matches!(location, Location::Postgres(_)) {
+        bail!("the fleet keeps its history and keys in PostgreSQL: --database postgres://…");
+    }
+    Store::open(&StoreConfig::in_location(location.clone()))
+        .with_context(|| format!("cannot open the store {location}"))
+}
+
+fn keys_command(command: FleetKeysCommand) -> Result<()> {
+    match command {
+        FleetKeysCommand::Import {
+            file,
+            database,
+            master,
+        } => {
+            let master = master_key(&master)?;
+            let meters = read_keys(&file)?;
+            let store = fleet_store(&database)?;
+            let n = keys::import(&store, &master, &meters)?;
+            crate::output::note(format_args!(
+                "fleet: {n} meters and their keys (wrapped under the master key {}) in {}",
+                master.check(),
+                store.location()
+            ));
+            Ok(())
+        }
+        FleetKeysCommand::RotateMaster {
+            database,
+            master,
+            new_master_key_file,
+        } => {
+            let old = master_key(&master)?;
+            let new = master_key(&MasterKeyArgs {
+                master_key_file: Some(new_master_key_file),
+            })?;
+            let store = fleet_store(&database)?;
+            let n = keys::rotate_master(&store, &old, &new)?;
+            crate::output::note(format_args!(
+                "fleet: the keys of {n} meters are wrapped under the master key {} now (was {})",
+                new.check(),
+                old.check()
+            ));
+            Ok(())
+        }
+    }
+}
+
+fn read_keys(file: &Path) -> Result<Vec<smarty_fleet::keys_csv::MeterKeys>> {
+    Ok(smarty_fleet::keys_csv::read_file(file)?)
+}
+
+async fn ingest_command(
+    nats: &str,
+    database: &str,
+    master: &MasterKeyArgs,
+    batch: usize,
+    ack_wait: std::time::Duration,
+) -> Result<()> {
+    let master = master_key(master)?;
+    let store = fleet_store(database)?;
+    let client = smarty_fleet::nats::connect(nats, "smarty fleet ingest").await?;
+    let stats = Arc::new(IngestStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut config = IngestConfig::default();
+    config.batch_max = batch.max(1);
+    config.ack_wait = ack_wait;
+    let mut worker = tokio::spawn(ingest::run(
+        client,
+        store,
+        master,
+        config,
+        Arc::clone(&stats),
+        stop,
+    ));
+    tokio::select! {
+        result = &mut worker => return result.context("the worker")?.map_err(Into::into),
+        () = crate::service::shutdown_signal() => {}
+    }
+    // The batch in hand is stored and acknowledged before the worker ends.
+    let _ = stop_tx.send(true);
+    worker.await.context("the worker")??;
+    crate::output::note(format_args!(
+        "fleet: stopped after {} frames: {} readings stored, {} already stored, {} set aside",
+        stats.frames.load(Ordering::Relaxed),
+        stats.stored.load(Ordering::Relaxed),
+        stats.duplicates.load(Ordering::Relaxed),
+        stats
+            .rejected
+            .lock()
+            .map(|r| r.values().sum::<u64>())
+            .unwrap_or(0)
+    ));
+    Ok(())
+}
