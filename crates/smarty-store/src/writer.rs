@@ -313,14 +313,19 @@ fn write_batch(
         }
     }
     let mut mbus_added = 0u64;
+    // Telegrams repeat a sub-meter's last capture until its next one (a capture every 5
+    // minutes, a telegram every 10 s): each capture and channel is written once per batch.
+    let mut captures = BTreeSet::new();
+    let mut channels = BTreeSet::new();
     for reading in mbus {
+        if !captures.insert((&reading.meter, reading.channel, reading.ts)) {
+            continue;
+        }
         let meter = meter_id(db, meters, &reading.meter, None)?;
-        db.mbus_channel_upsert(
-            meter,
-            reading.channel,
-            reading.medium_name(),
-            &reading.unit_name(),
-        )?;
+        let (medium, unit) = (reading.medium_name(), reading.unit_name());
+        if channels.insert((meter, reading.channel, medium, unit.clone())) {
+            db.mbus_channel_upsert(meter, reading.channel, medium, &unit)?;
+        }
         mbus_added += db.mbus_insert(
             meter,
             reading.channel,
