@@ -25,18 +25,31 @@ pub(crate) struct PgDb<'c, C: GenericClient> {
     pub(crate) statements: &'c mut Statements,
 }
 
-/// The prepared statements of one connection, by their SQL.
+/// What one connection keeps between statements: its prepared statements, and the M-Bus
+/// channels it saw committed.
 #[derive(Default)]
-pub(crate) struct Statements(HashMap<String, Statement>);
+pub(crate) struct Statements {
+    /// The prepared statements, by their SQL.
+    prepared: HashMap<String, Statement>,
+    /// The medium and unit of M-Bus channels, by meter and channel, as a transaction that
+    /// committed wrote them: [`Db::mbus_channel_upsert`] of the same values sends nothing (a
+    /// telegram repeats its channels, so an import upserted each one twice a telegram).
+    /// Only committed rows are kept — a row this connection's open transaction wrote could
+    /// still be rolled back — and nothing deletes a channel; a channel another process
+    /// changes is written again when this one's medium or unit changes.
+    channels: HashMap<(i32, i16), (String, String)>,
+}
 
 impl<C: GenericClient> PgDb<'_, C> {
     /// The prepared statement of `sql` (prepared on first use).
     fn statement(&mut self, sql: &str) -> DbResult<Statement> {
-        if let Some(statement) = self.statements.0.get(sql) {
+        if let Some(statement) = self.statements.prepared.get(sql) {
             return Ok(statement.clone());
         }
         let statement = self.client.prepare(sql)?;
-        self.statements.0.insert(sql.to_owned(), statement.clone());
+        self.statements
+            .prepared
+            .insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
@@ -641,12 +654,39 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         medium: &str,
         unit: &str,
     ) -> DbResult<()> {
-        self.execute(
-            "INSERT INTO mbus_channel (meter, channel, medium, unit) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
-             WHERE mbus_channel.medium <> excluded.medium OR mbus_channel.unit <> excluded.unit",
-            &[&meter_key(meter)?, &i16::from(channel), &medium, &unit],
-        )?;
+        let key = (meter_key(meter)?, i16::from(channel));
+        if self
+            .statements
+            .channels
+            .get(&key)
+            .is_some_and(|(m, u)| m == medium && u == unit)
+        {
+            return Ok(());
+        }
+        // The upsert, and whether the row was there already with these values, written by a
+        // transaction that committed (`before` sees the row as it was before the upsert;
+        // `xmin` is the transaction that wrote it).
+        let committed = self
+            .query_opt(
+                "WITH before AS (
+                   SELECT medium = $3 AND unit = $4 AND xmin <> pg_current_xact_id()::xid AS same
+                   FROM mbus_channel WHERE meter = $1 AND channel = $2
+                 ), upsert AS (
+                   INSERT INTO mbus_channel (meter, channel, medium, unit) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (meter, channel) DO UPDATE SET medium = excluded.medium, unit = excluded.unit
+                   WHERE mbus_channel.medium <> excluded.medium OR mbus_channel.unit <> excluded.unit
+                 )
+                 SELECT same FROM before",
+                &[&key.0, &key.1, &medium, &unit],
+            )?
+            .is_some_and(|row| row.get::<_, bool>(0));
+        if committed {
+            self.statements
+                .channels
+                .insert(key, (medium.to_owned(), unit.to_owned()));
+        } else {
+            self.statements.channels.remove(&key);
+        }
         Ok(())
     }
 
@@ -760,4 +800,75 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 /// A meter id as the `integer` of the `meter` table.
 fn meter_key(meter: i64) -> Result<i32, StoreError> {
     i32::try_from(meter).map_err(|_| StoreError::UnknownMeter(meter.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Location;
+    use crate::postgres::PgClient;
+    use crate::test_postgres::TestDatabase;
+
+    /// Upserts channel 1 of meter 1 with each medium in turn, in one transaction committed or
+    /// rolled back; returns whether the connection now leaves the channel out (its cache
+    /// holds it).
+    fn upserts(client: &mut PgClient, media: &[&str], commit: bool) -> bool {
+        client
+            .run_prepared(|client, statements| {
+                let mut tx = client.transaction()?;
+                let mut db = PgDb {
+                    client: &mut tx,
+                    statements: &mut *statements,
+                };
+                for medium in media {
+                    db.mbus_channel_upsert(1, 1, medium, "m3")?;
+                }
+                if commit {
+                    tx.commit()?;
+                } // else dropped: rolled back
+                Ok(statements.channels.contains_key(&(1, 1)))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_channel_is_left_out_only_once_committed_as_it_is() {
+        let db = TestDatabase::create();
+        let Location::Postgres(server) = db.store_config().location else {
+            unreachable!("a PostgreSQL test database");
+        };
+        let mut client = server.connect().unwrap();
+        client.run(crate::postgres::schema::migrate).unwrap();
+        assert_eq!(
+            db.query("INSERT INTO meter (name) VALUES ('home') RETURNING id"),
+            [Some("1".to_owned())]
+        );
+        let stored = || db.query("SELECT medium FROM mbus_channel WHERE meter = 1 AND channel = 1");
+        let gas = [Some("gas".to_owned())];
+        let water = [Some("water".to_owned())];
+        let upsert = |client: &mut PgClient, medium, commit| upserts(client, &[medium], commit);
+
+        // Written by a transaction rolled back, once or twice: not there, not remembered.
+        assert!(!upsert(&mut client, "gas", false));
+        assert!(!upserts(&mut client, &["gas", "gas"], false));
+        assert!(stored().is_empty());
+        // Written by this connection's own transaction: remembered only once seen committed.
+        assert!(!upsert(&mut client, "gas", true));
+        assert_eq!(stored(), gas);
+        assert!(upsert(&mut client, "gas", true));
+        assert!(
+            upsert(&mut client, "gas", false),
+            "the same again: nothing sent"
+        );
+        assert_eq!(stored(), gas);
+        // Another medium is written, and forgotten with the transaction that wrote it.
+        assert!(!upsert(&mut client, "water", false));
+        assert_eq!(stored(), gas);
+        assert!(!upsert(&mut client, "water", true));
+        assert_eq!(stored(), water);
+        assert!(upsert(&mut client, "water", true));
+        // Back to the medium remembered before: written again.
+        assert!(!upsert(&mut client, "gas", true));
+        assert_eq!(stored(), gas);
+    }
 }
