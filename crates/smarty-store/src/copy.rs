@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::aggregate::Agg;
+use crate::query::{ReadConnection, StoredMeter};
 use crate::reading::{Aggregation, COLUMNS, MbusRecord, Reading};
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Writer};
 use smarty_model::period::Resolution;
 
 /// Raw readings copied per transaction: a day at 10 s.
@@ -95,21 +96,7 @@ pub fn copy(
     for meter in reader.meters()? {
         let id = reader.meter_id(&meter.name)?;
         let name: Arc<str> = Arc::from(meter.name.as_str());
-        // Raw readings, a day at a time.
-        if let (Some(first), Some(last)) = (meter.first_reading, meter.last_reading) {
-            let mut day = first - first.rem_euclid(DAY_S);
-            while day <= last {
-                progress(&meter.name, day);
-                for row in reader.raw_rows(id, day, day + DAY_S)? {
-                    let mut reading = Reading::empty(Arc::clone(&name), row.ts);
-                    reading.meter_id = meter.meter_id.clone();
-                    reading.set_values(row.values);
-                    writer.push(reading);
-                }
-                writer.flush()?;
-                day += DAY_S;
-            }
-        }
+        write_raw_rows(&reader, &meter, &mut writer, &mut progress)?;
         // Every 15-minute aggregate as it stands, the days rebuilt from them.
         let periods: Vec<Agg> = reader
             .aggregates(id, i64::MIN, i64::MAX, Resolution::Min15)?
@@ -117,26 +104,7 @@ pub fn copy(
             .map(|(_, agg)| agg)
             .collect();
         writer.copy_aggregates(&name, meter.meter_id.as_deref(), &periods)?;
-        // M-Bus captures.
-        for channel in &meter.mbus {
-            let medium = smarty_model::value::medium_named(&channel.medium)
-                .unwrap_or(smarty_p1::registry::Medium::Other(0));
-            let unit =
-                (!channel.unit.is_empty()).then(|| smarty_model::unit::Unit::parse(&channel.unit));
-            for (ts, value) in
-                reader.mbus_captures(id, channel.channel, i64::MIN / 2, i64::MAX / 2)?
-            {
-                writer.push_mbus(MbusRecord {
-                    meter: Arc::clone(&name),
-                    channel: channel.channel,
-                    medium,
-                    unit: unit.clone(),
-                    ts,
-                    value,
-                });
-            }
-            writer.flush()?;
-        }
+        write_mbus_captures(&reader, &meter, &mut writer)?;
         let source = counts(from, &meter.name)?;
         let copied = counts(to, &meter.name)?;
         if source != copied {
@@ -148,4 +116,67 @@ pub fn copy(
         report.meters.insert(meter.name.clone(), source);
     }
     Ok(report)
+}
+
+/// Writes the raw readings of `meter` held by `reader` through `writer`, a day per commit
+/// (their aggregates computed as for any reading); `progress` is told each day.
+///
+/// # Errors
+/// Database errors of either side.
+pub(crate) fn write_raw_rows(
+    reader: &ReadConnection,
+    meter: &StoredMeter,
+    writer: &mut Writer,
+    progress: &mut impl FnMut(&str, i64),
+) -> Result<(), StoreError> {
+    let (Some(first), Some(last)) = (meter.first_reading, meter.last_reading) else {
+        return Ok(());
+    };
+    let id = reader.meter_id(&meter.name)?;
+    let name: Arc<str> = Arc::from(meter.name.as_str());
+    let mut day = first - first.rem_euclid(DAY_S);
+    while day <= last {
+        progress(&meter.name, day);
+        for row in reader.raw_rows(id, day, day + DAY_S)? {
+            let mut reading = Reading::empty(Arc::clone(&name), row.ts);
+            reading.meter_id = meter.meter_id.clone();
+            reading.set_values(row.values);
+            writer.push(reading);
+        }
+        writer.flush()?;
+        day += DAY_S;
+    }
+    Ok(())
+}
+
+/// Writes every M-Bus capture of `meter` held by `reader` through `writer`, a channel per
+/// commit.
+///
+/// # Errors
+/// Database errors of either side.
+pub(crate) fn write_mbus_captures(
+    reader: &ReadConnection,
+    meter: &StoredMeter,
+    writer: &mut Writer,
+) -> Result<(), StoreError> {
+    let id = reader.meter_id(&meter.name)?;
+    let name: Arc<str> = Arc::from(meter.name.as_str());
+    for channel in &meter.mbus {
+        let medium = smarty_model::value::medium_named(&channel.medium)
+            .unwrap_or(smarty_p1::registry::Medium::Other(0));
+        let unit =
+            (!channel.unit.is_empty()).then(|| smarty_model::unit::Unit::parse(&channel.unit));
+        for (ts, value) in reader.mbus_captures(id, channel.channel, i64::MIN / 2, i64::MAX / 2)? {
+            writer.push_mbus(MbusRecord {
+                meter: Arc::clone(&name),
+                channel: channel.channel,
+                medium,
+                unit: unit.clone(),
+                ts,
+                value,
+            });
+        }
+        writer.flush()?;
+    }
+    Ok(())
 }

@@ -5,14 +5,9 @@
 //! usual); the spill file is removed only after everything it held was committed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::config::StoreConfig;
-use crate::reading::{MbusRecord, Reading};
 use crate::{Store, StoreError, Writer};
-
-/// Raw readings copied per commit while draining: a day at 10 s.
-const DRAIN_S: i64 = 86_400;
 
 /// The spill file (module documentation).
 pub struct Spill {
@@ -130,40 +125,8 @@ impl Spill {
         let (store, _) = self.open()?;
         let reader = store.reader()?;
         for meter in reader.meters()? {
-            let id = reader.meter_id(&meter.name)?;
-            let name: Arc<str> = Arc::from(meter.name.as_str());
-            if let (Some(first), Some(last)) = (meter.first_reading, meter.last_reading) {
-                let mut day = first - first.rem_euclid(DRAIN_S);
-                while day <= last {
-                    for row in reader.raw_rows(id, day, day + DRAIN_S)? {
-                        let mut reading = Reading::empty(Arc::clone(&name), row.ts);
-                        reading.meter_id = meter.meter_id.clone();
-                        reading.set_values(row.values);
-                        writer.push(reading);
-                    }
-                    writer.flush()?;
-                    day += DRAIN_S;
-                }
-            }
-            for channel in &meter.mbus {
-                let medium = smarty_model::value::medium_named(&channel.medium)
-                    .unwrap_or(smarty_p1::registry::Medium::Other(0));
-                let unit = (!channel.unit.is_empty())
-                    .then(|| smarty_model::unit::Unit::parse(&channel.unit));
-                for (ts, value) in
-                    reader.mbus_captures(id, channel.channel, i64::MIN / 2, i64::MAX / 2)?
-                {
-                    writer.push_mbus(MbusRecord {
-                        meter: Arc::clone(&name),
-                        channel: channel.channel,
-                        medium,
-                        unit: unit.clone(),
-                        ts,
-                        value,
-                    });
-                }
-                writer.flush()?;
-            }
+            crate::copy::write_raw_rows(&reader, &meter, writer, &mut |_, _| {})?;
+            crate::copy::write_mbus_captures(&reader, &meter, writer)?;
         }
         drop(reader);
         // Everything is committed in the store: the spill goes.
