@@ -1,7 +1,7 @@
 //! Copying a store into another, whichever their backends (`smarty store migrate`): a
 //! household's history from SQLite into PostgreSQL, or back.
 //!
-//! Raw readings are copied day by day through the destination's [`Writer`](crate::Writer) (so that its
+//! Raw readings are copied day by day through the destination's [`Writer`] (so that its
 //! aggregates are computed as for any reading), then every 15-minute aggregate is copied as
 //! it stands (the periods whose raw readings were pruned have nothing else), the daily ones
 //! rebuilt from them, and the M-Bus captures copied. Nothing is deleted from either store;
