@@ -131,6 +131,8 @@ impl IngestStats {
 struct Meter {
     name: Arc<str>,
     decoder: Decoder,
+    /// The key's check value (hex), which its saved frame counters are kept under.
+    key_check: String,
 }
 
 impl Meter {
@@ -142,6 +144,7 @@ impl Meter {
         Meter {
             name: Arc::from(key.name().as_str()),
             decoder: Decoder::new(config),
+            key_check: smarty_p1::hex::upper(&key.key.check_value()).to_string(),
         }
     }
 }
@@ -202,10 +205,16 @@ fn payload(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Decodes one message into the writer's buffer; returns the reason when it is set aside.
+/// The highest frame counter of each meter in a batch: (name, key check) → (system title,
+/// counter).
+type Counters = HashMap<(Arc<str>, String), ([u8; 8], u32)>;
+
+/// Decodes one message into the writer's buffer, noting its frame counter; returns the
+/// reason when it is set aside.
 fn decode(
     fleet: &mut Fleet,
     writer: &mut Writer,
+    counters: &mut Counters,
     subject: &str,
     data: &[u8],
 ) -> Result<(), (&'static str, String)> {
@@ -221,6 +230,12 @@ fn decode(
     let name = Arc::clone(&meter.name);
     let reason = match meter.decoder.next() {
         Some(Ok(decoded)) => {
+            if let Some(frame) = &decoded.frame {
+                let entry = counters
+                    .entry((Arc::clone(&name), meter.key_check.clone()))
+                    .or_insert((frame.system_title, frame.frame_counter));
+                entry.1 = entry.1.max(frame.frame_counter);
+            }
             let event = TelegramEvent::new(&name, &decoded, SystemTime::now());
             let (reading, mbus) = Reading::from_event(&event);
             if let Some(reading) = reading {
@@ -291,6 +306,7 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let mut messages = Vec::new();
+        let mut counters = Counters::new();
         while let Some(message) = batch.next().await {
             let message = message.map_err(nats)?;
             stats.frames.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +316,7 @@ pub async fn run(
             if let Err((reason, meter)) = decode(
                 &mut fleet,
                 &mut writer,
+                &mut counters,
                 message.subject.as_str(),
                 &message.payload,
             ) {
@@ -326,6 +343,15 @@ pub async fn run(
                     u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
+                // Each meter's last frame counter, kept with its key's check value (a
+                // counter never goes back in the store, whichever worker saves first).
+                for ((name, key_check), (title, counter)) in &counters {
+                    let title = smarty_p1::hex::upper(title).to_string();
+                    if let Err(e) = store.save_frame_counters(name, key_check, &[(title, *counter)])
+                    {
+                        tracing::warn!("fleet: cannot save the frame counter of {name}: {e}");
+                    }
+                }
                 // Committed: now, and only now, the frames are acknowledged.
                 for message in &messages {
                     message.ack().await.map_err(nats)?;

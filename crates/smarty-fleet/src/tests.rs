@@ -518,6 +518,17 @@ mod ingest {
             "{:?}",
             stats.rejected
         );
+        // Each meter's last frame counter is kept, under its key's check value.
+        for i in [0, 7, METERS - 1] {
+            let check = smarty_p1::hex::upper(&key(i).check_value()).to_string();
+            let counters = store
+                .frame_counters(&format!("flat-{i:02}"), &check)
+                .unwrap();
+            assert_eq!(
+                counters,
+                [(smarty_p1::hex::upper(&title(i)).to_string(), FRAMES - 1)]
+            );
+        }
         let reader = store.reader().unwrap();
         for i in 0..METERS {
             let id = reader.meter_id(&format!("flat-{i:02}")).unwrap();

@@ -54,6 +54,23 @@ impl Key {
         &self.0
     }
 
+    /// Its key check value: the first three bytes of AES-128(key, 0¹²⁸), the usual way to
+    /// name a key without revealing it (counters and wrapped keys are stored with it).
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::Key;
+    /// // AES-128 of a zero block under the zero key starts 66 E9 4B.
+    /// assert_eq!(Key::from_bytes([0; 16]).check_value(), [0x66, 0xE9, 0x4B]);
+    /// ```
+    pub fn check_value(&self) -> [u8; 3] {
+        use aes::cipher::{BlockCipherEncrypt, KeyInit};
+        let cipher = Aes128::new(&self.0.into());
+        let mut block = aes::Block::default();
+        cipher.encrypt_block(&mut block);
+        [block[0], block[1], block[2]]
+    }
+
     /// Parses 32 hex digits. Whitespace, `:` and `-` separators and a leading `0x` are
     /// ignored (as by [`crate::hex::decode`]).
     ///

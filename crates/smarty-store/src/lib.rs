@@ -305,7 +305,8 @@ impl Store {
     }
 
     /// Saves the frame counters of meter `meter` accepted under the key named by `key_check`,
-    /// replacing those saved under another key.
+    /// replacing those saved under another key; a counter never goes back (processes that
+    /// share a store save theirs at once).
     ///
     /// # Errors
     /// Database errors (the caller keeps its counters and saves again later).

@@ -426,8 +426,10 @@ impl Db for SqliteDb<'_> {
             .execute((meter, key_check))?;
         let mut statement = self.0.prepare_cached(
             "INSERT INTO frame_counter (meter, system_title, key_check, counter) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (meter, system_title) DO UPDATE SET key_check = excluded.key_check,
-             counter = excluded.counter",
+             ON CONFLICT (meter, system_title) DO UPDATE SET
+             counter = CASE WHEN key_check = excluded.key_check
+                 THEN max(counter, excluded.counter) ELSE excluded.counter END,
+             key_check = excluded.key_check",
         )?;
         for (title, counter) in counters {
             statement.execute((meter, title, key_check, counter))?;

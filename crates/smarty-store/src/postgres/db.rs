@@ -625,8 +625,10 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
         self.execute(
             "INSERT INTO frame_counter (meter, system_title, key_check, counter)
              SELECT $1, t, $2, c FROM unnest($3::text[], $4::int8[]) AS u (t, c)
-             ON CONFLICT (meter, system_title) DO UPDATE SET key_check = excluded.key_check,
-             counter = excluded.counter, updated_at = now()",
+             ON CONFLICT (meter, system_title) DO UPDATE SET
+             counter = CASE WHEN frame_counter.key_check = excluded.key_check
+                 THEN greatest(frame_counter.counter, excluded.counter) ELSE excluded.counter END,
+             key_check = excluded.key_check, updated_at = now()",
             &[&meter, &key_check, &titles, &values],
         )?;
         Ok(())

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use smarty_p1::{Key, ReplayGuard};
@@ -67,10 +66,7 @@ pub struct ReplayCounters {
 
 /// The key check value of `key`: the first three bytes of AES-128(key, 0¹²⁸), in hex.
 fn key_check(key: &Key) -> String {
-    let cipher = aes::Aes128::new(&Array::from(*key.as_bytes()));
-    let mut block = Array::from([0u8; 16]);
-    cipher.encrypt_block(&mut block);
-    smarty_p1::hex::upper(&block[..3]).to_string()
+    smarty_p1::hex::upper(&key.check_value()).to_string()
 }
 
 fn parse_title(hex: &str) -> Option<[u8; 8]> {
