@@ -196,10 +196,9 @@ impl Writer {
     /// periods after them. Periods whose raw readings were pruned keep their aggregates.
     ///
     /// # Errors
-    /// [`StoreError::UnknownMeter`], SQLite errors, or a damaged raw block.
+    /// [`StoreError::UnknownMeter`], database errors, or a damaged raw block.
     // [`Writer::flush`] keeps the aggregates up to date for readings in any order, so
     // `smarty import` does not need this; it repairs aggregates (and is tested).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn rebuild_aggregates(
         &mut self,
         meter: &str,

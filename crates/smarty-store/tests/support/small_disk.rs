@@ -2,8 +2,7 @@
 //! fresh directory. One copy, included with `#[path]` by the tests of the MQTT queue
 //! (`smarty-store`, `src/queue.rs`) and of the MQTT output (`smarty-mqtt`).
 
-// Each test that includes this uses a part of it.
-#![allow(dead_code)]
+#![allow(dead_code)] // included by two crates' tests (#[path]), each using a part of it
 
 use std::path::Path;
 use std::process::Command;
