@@ -332,3 +332,16 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Asks the database a trivial question (`SELECT 1`), for health checks.
+    ///
+    /// # Errors
+    /// An SQLite store, the database cannot be reached.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.fleet_client(|client| {
+            client.query_one("SELECT 1", &[])?;
+            Ok(())
+        })
+    }
+}
