@@ -16,8 +16,9 @@
 //! **Exactly once in effect.** A reading is keyed by meter and telegram time and inserted
 //! once; each meter's last frame counter and tag are kept (`frame_counter`). A frame whose
 //! counter does not advance is a replay when delivered the first time (set aside), and a
-//! duplicate when redelivered (its reading is stored already: acknowledged); the same counter
-//! with another tag is nonce reuse or forgery (an alarm, set aside).
+//! duplicate when redelivered (its reading goes to the store again, which finds it there and
+//! counts it as a duplicate); the same counter with another tag is nonce reuse or forgery (an
+//! alarm, set aside).
 //!
 //! **Set aside.** A frame that cannot be stored — an unknown meter, a tag that fails, a CRC
 //! error, a subject that names no meter, a replay, nonce reuse — is published to the
@@ -325,7 +326,8 @@ impl IngestStats {
         }
         for reason in [
             "unknown_meter",
-            "tag",
+            "wrong_key",
+            "authentication",
             "crc",
             "bad_subject",
             "replay",
@@ -499,8 +501,6 @@ fn payload(bytes: &[u8]) -> Option<Vec<u8>> {
 enum Outcome {
     /// Its reading is in the writer's buffer.
     Store,
-    /// Redelivered, and stored already.
-    Duplicate,
     /// Set aside: reason, meter (name, or title in hex, or the subject), title token.
     SetAside(&'static str, String, String),
 }
@@ -562,37 +562,44 @@ fn classify(
                     .map(|(_, l)| l)
                     .or_else(|| fleet.last.get(&title))
                     .filter(|l| l.key_check == key_check);
+                let mut advances = true;
                 if let Some(last) = last
                     && counter <= last.counter
                 {
-                    let outcome = if counter == last.counter
-                        && !last.tag.is_empty()
-                        && last.tag != tag
-                    {
+                    if counter == last.counter && !last.tag.is_empty() && last.tag != tag {
                         tracing::error!(
                             meter = %name,
                             "fleet: ALARM: meter {name} ({hex_title}) sent frame counter {counter} \
                              again with another tag: nonce reuse or forgery; the frame is set aside"
                         );
-                        Outcome::SetAside("nonce_reuse", name.to_string(), hex_title)
-                    } else if delivered > 1 {
-                        Outcome::Duplicate
-                    } else {
-                        Outcome::SetAside("replay", name.to_string(), hex_title)
-                    };
-                    return (outcome, unmapped);
+                        return (
+                            Outcome::SetAside("nonce_reuse", name.to_string(), hex_title),
+                            unmapped,
+                        );
+                    }
+                    if delivered <= 1 {
+                        return (
+                            Outcome::SetAside("replay", name.to_string(), hex_title),
+                            unmapped,
+                        );
+                    }
+                    // Redelivered: stored already, as a rule (the store absorbs it, and
+                    // keeps it should its first commit not have happened).
+                    advances = false;
                 }
-                pending.insert(
-                    title,
-                    (
-                        Arc::clone(&name),
-                        Last {
-                            counter,
-                            tag,
-                            key_check,
-                        },
-                    ),
-                );
+                if advances {
+                    pending.insert(
+                        title,
+                        (
+                            Arc::clone(&name),
+                            Last {
+                                counter,
+                                tag,
+                                key_check,
+                            },
+                        ),
+                    );
+                }
             }
             let event = TelegramEvent::new(&name, &decoded, SystemTime::now());
             let (reading, mbus) = Reading::from_event(&event);
@@ -973,6 +980,7 @@ async fn partition_task(
                 shared.leases.release(&part.name, revision).await;
                 return Ok(());
             }
+            tracing::trace!("fleet: {}: renewing", part.name);
             let Some(renewed) = shared.leases.renew(&part.name, revision).await else {
                 break;
             };
@@ -1028,6 +1036,7 @@ async fn batch(
     if messages.is_empty() {
         return Ok(true);
     }
+    tracing::trace!("fleet: {}: {} frames", part.name, messages.len());
     // Decoded in order, meter by meter.
     let mut pending = Pending::new();
     let mut outcomes = Vec::with_capacity(messages.len());
@@ -1150,6 +1159,7 @@ async fn batch(
         };
         (writer, result, after)
     });
+    tracing::trace!("fleet: {}: committing", part.name);
     let mut progress = tokio::time::interval(config.ack_wait / 3);
     progress.tick().await;
     let (returned, result, after) = loop {
@@ -1179,11 +1189,7 @@ async fn batch(
                 .stored
                 .fetch_add(after_totals.readings - before.readings, Ordering::Relaxed);
             stats.duplicates.fetch_add(
-                after_totals.duplicates - before.duplicates
-                    + outcomes
-                        .iter()
-                        .filter(|o| matches!(o, Outcome::Duplicate))
-                        .count() as u64,
+                after_totals.duplicates - before.duplicates,
                 Ordering::Relaxed,
             );
             stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -1240,9 +1246,11 @@ async fn give_back(writer: Option<&mut Writer>, messages: &[jetstream::Message],
     if let Some(writer) = writer {
         let _ = writer.take_buffered();
     }
+    // At once: JetStream gives redeliveries before newer frames, so the partition's order
+    // holds (a delayed redelivery would let newer frames pass).
     for message in messages {
-        let _ = message
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-            .await;
+        let _ = message.ack_with(AckKind::Nak(None)).await;
     }
+    // A pause before the next attempt (the lease is kept meanwhile).
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
