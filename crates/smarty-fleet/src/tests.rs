@@ -944,6 +944,40 @@ mod ingest {
         assert_eq!(one(rows), (METERS * 20).to_string());
         assert_eq!(one(pg.try_query(OUT_OF_ORDER).unwrap()), "0");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consumers_made_for_another_number_of_partitions_are_refused() {
+        let server = NatsServer::with_partitions(2);
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(1, &store);
+        let (_stop_tx, stop) = watch::channel(false);
+        // A worker of one partition made its consumer; one of two partitions starts.
+        let one = IngestConfig {
+            partitions: 1,
+            ..IngestConfig::default()
+        };
+        let (stop_one, stopped) = watch::channel(false);
+        let workers = start_workers(1, &server, &store, &master, &one, &stopped).await;
+        wait_until("the first worker runs", || {
+            workers[0].1.database_ok.load(Ordering::Relaxed)
+        })
+        .await;
+        stop_one.send(true).unwrap();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+        let two = IngestConfig {
+            partitions: 2,
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(1, &server, &store, &master, &two, &stop).await;
+        let (worker, _) = workers.into_iter().next().unwrap();
+        let error = worker.await.unwrap().unwrap_err().to_string();
+        assert!(error.contains("smarty-ingest-0 (smarty.raw.*)"), "{error}");
+        assert!(error.contains("--partitions 2"), "{error}");
+        assert!(error.contains("--start-sequence 1"), "{error}");
+    }
 }
 
 /// The server's `partition()` mapping and [`subject::partition`] agree, meter by meter.
