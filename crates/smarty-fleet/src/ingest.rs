@@ -975,16 +975,20 @@ async fn partition_task(
             }
         }
         let held_since = Instant::now();
+        let mut renewed_at = Instant::now();
         loop {
             if *stop.borrow() {
                 shared.leases.release(&part.name, revision).await;
                 return Ok(());
             }
-            tracing::trace!("fleet: {}: renewing", part.name);
-            let Some(renewed) = shared.leases.renew(&part.name, revision).await else {
-                break;
-            };
-            revision = renewed;
+            // Renewed now and then while idle (and always before a batch is stored).
+            if renewed_at.elapsed() >= shared.leases.ttl / 6 {
+                let Some(renewed) = shared.leases.renew(&part.name, revision).await else {
+                    break;
+                };
+                revision = renewed;
+                renewed_at = Instant::now();
+            }
             // Beyond its share (another worker came): give one back, now and then.
             if shared.leases.over_share() && held_since.elapsed() > Duration::from_secs(2) {
                 shared.leases.release(&part.name, revision).await;
