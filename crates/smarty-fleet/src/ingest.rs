@@ -1258,3 +1258,59 @@ async fn give_back(writer: Option<&mut Writer>, messages: &[jetstream::Message],
     // A pause before the next attempt (the lease is kept meanwhile).
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn health_turns_on_the_database_and_a_lag_that_stays_high() {
+        let config = IngestConfig {
+            lag_unhealthy: 10,
+            lag_unhealthy_for: Duration::ZERO,
+            ..IngestConfig::default()
+        };
+        let stats = IngestStats::default();
+        assert!(stats.health(&config).unwrap_err().contains("database"));
+        stats.database_ok.store(true, Ordering::Relaxed);
+        stats.set_lag(10, &config);
+        assert_eq!(stats.health(&config), Ok("ok: lag 10 frames".to_owned()));
+        stats.set_lag(11, &config);
+        let why = stats.health(&config).unwrap_err();
+        assert!(why.contains("lag is 11 frames, above 10"), "{why}");
+        stats.set_lag(0, &config);
+        assert!(stats.health(&config).is_ok());
+        // A lag above the threshold for less than the grace time is no alarm.
+        let patient = IngestConfig {
+            lag_unhealthy_for: Duration::from_secs(3600),
+            ..config
+        };
+        stats.set_lag(1_000, &patient);
+        assert!(stats.health(&patient).is_ok());
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text_with_every_reason_and_a_cumulative_histogram() {
+        let stats = IngestStats::default();
+        stats.frames.fetch_add(3, Ordering::Relaxed);
+        stats.reject("replay", "m-1");
+        stats.commit_took(Duration::from_millis(3));
+        stats.commit_took(Duration::from_millis(40));
+        stats.commit_took(Duration::from_secs(60));
+        let text = stats.render();
+        assert!(
+            text.contains(
+                "# TYPE smarty_fleet_frames_total counter\nsmarty_fleet_frames_total 3\n"
+            )
+        );
+        assert!(text.contains("smarty_fleet_rejected_total{reason=\"replay\"} 1\n"));
+        assert!(text.contains("smarty_fleet_rejected_total{reason=\"unknown_meter\"} 0\n"));
+        assert!(text.contains("smarty_fleet_commit_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("smarty_fleet_commit_seconds_bucket{le=\"0.05\"} 2\n"));
+        assert!(text.contains("smarty_fleet_commit_seconds_bucket{le=\"30\"} 2\n"));
+        assert!(text.contains("smarty_fleet_commit_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("smarty_fleet_commit_seconds_count 3\n"));
+        // No meter names: the worker's metrics carry no meter label.
+        assert!(!text.contains("m-1"));
+    }
+}
