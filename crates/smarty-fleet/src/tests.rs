@@ -706,7 +706,7 @@ mod ingest {
         let (stop_tx, stop) = watch::channel(false);
         let config = IngestConfig {
             partitions: 4,
-            batch_max: 100,
+            batch_max: 250,
             ..IngestConfig::default()
         };
         let workers = start_workers(2, &server, &store, &master, &config, &stop).await;
