@@ -6,7 +6,7 @@
 //! **Partitions.** The NATS server maps each meter's subject `smarty.raw.<title>` to
 //! `smarty.raw.<partition>.<title>` ([`crate::subject::server_mapping`]); each partition has a
 //! durable pull consumer `<consumer>-<partition>` that every worker shares, and one worker at
-//! a time holds it ([`crate::lease`]): it fetches a batch, stores it, acknowledges it, and
+//! a time holds it (a lease, `lease.rs`): it fetches a batch, stores it, acknowledges it, and
 //! fetches the next, so each meter's frames are stored in order. A worker that dies loses its
 //! leases after the ack wait and a margin; its unacknowledged frames go first, in order, to
 //! the next holder. With one partition (the default) no mapping is needed: the consumer
