@@ -14,7 +14,8 @@
 //! | [`publish`] | publishing frames with message ids, many acknowledgements in flight |
 //! | [`keys_csv`] | the keys file `name,system_title,key,auth_key` |
 //! | [`keys`] | the meters' keys wrapped under the master key |
-//! | [`ingest`] | a worker: frames from the stream into the store, acknowledged after commit |
+//! | [`ingest`] | a worker: frames from the stream into the store, acknowledged after commit; partitions, replays, dead letters, its metrics |
+//! | `lease` | which worker holds which partition (a JetStream key-value bucket) |
 //! | `test_nats` | (feature `test_nats`, and this crate's tests) a real `nats-server` for tests |
 //!
 //! The only crate of the workspace that uses the NATS client.
@@ -22,6 +23,7 @@
 pub mod ingest;
 pub mod keys;
 pub mod keys_csv;
+mod lease;
 pub mod nats;
 pub mod publish;
 pub mod stream;

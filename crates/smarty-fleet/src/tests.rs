@@ -411,6 +411,17 @@ mod ingest {
         .into()
     }
 
+    /// The workers' logs, shown when a test fails (`RUST_LOG` filters them).
+    pub(super) fn logs() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "smarty_fleet=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+
     async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
@@ -421,6 +432,7 @@ mod ingest {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_workers_store_every_frame_once() {
+        logs();
         const METERS: u32 = 40;
         const FRAMES: u32 = 30;
         let server = NatsServer::start();
@@ -555,4 +567,440 @@ mod ingest {
             );
         }
     }
+
+    /// Frame `counter` of meter `i` with another telegram (the same counter, another tag).
+    fn other_frame(i: u32, counter: u32) -> Bytes {
+        let mut body = frame_body(i, counter);
+        body = body.replace("1-0:1.7.0(", "1-0:1.7.0(9");
+        seal(i, counter, &body, &key(i))
+    }
+
+    fn frame_body(i: u32, counter: u32) -> String {
+        let at = jiff::Timestamp::from_second(START + 10 * i64::from(counter))
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::get("Europe/Luxembourg").unwrap());
+        let energy = 1_000_000 + u64::from(counter) * 3 + u64::from(i);
+        format!(
+            "/Lux5\\253663629_D\r\n\r\n1-3:0.2.8(42)\r\n0-0:1.0.0({}W)\r\n\
+             0-0:42.0.0(4D4554455220{i:04})\r\n1-0:1.8.0({:06}.{:03}*kWh)\r\n\
+             1-0:1.7.0({:02}.{:03}*kW)\r\n!",
+            at.strftime("%y%m%d%H%M%S"),
+            energy / 1000,
+            energy % 1000,
+            1 + counter % 3,
+            i % 1000,
+        )
+    }
+
+    fn seal(i: u32, counter: u32, body: &str, key: &Key) -> Bytes {
+        let crc = smarty_p1::crc16_arc(body.as_bytes());
+        let telegram = format!("{body}{crc:04X}\r\n");
+        smarty_p1::encrypt_frame(key, &Aad::default(), title(i), counter, telegram.as_bytes())
+            .into()
+    }
+
+    /// A fleet of `meters` in a fresh database: the store, the master key.
+    fn fleet_of(meters: u32, store: &Store) -> MasterKey {
+        let master: MasterKey = "000102030405060708090A0B0C0D0E0F".parse().unwrap();
+        let meters: Vec<MeterKeys> = (0..meters)
+            .map(|i| MeterKeys {
+                name: Some(format!("m-{i:03}")),
+                system_title: title(i),
+                key: key(i),
+                auth_key: None,
+            })
+            .collect();
+        keys::import(store, &master, &meters).unwrap();
+        master
+    }
+
+    type Worker = (
+        tokio::task::JoinHandle<Result<(), ingest::IngestError>>,
+        Arc<IngestStats>,
+    );
+
+    async fn start_workers(
+        n: usize,
+        server: &NatsServer,
+        store: &Store,
+        master: &MasterKey,
+        config: &IngestConfig,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<Worker> {
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            let client = crate::nats::connect(&server.url(), "smarty-ingest-test")
+                .await
+                .unwrap();
+            let stats = Arc::new(IngestStats::default());
+            workers.push((
+                tokio::spawn(ingest::run(
+                    client,
+                    store.clone(),
+                    master.clone(),
+                    config.clone(),
+                    Arc::clone(&stats),
+                    stop.clone(),
+                )),
+                stats,
+            ));
+        }
+        workers
+    }
+
+    fn sum(workers: &[Worker], f: impl Fn(&IngestStats) -> u64) -> u64 {
+        workers.iter().map(|(_, s)| f(s)).sum()
+    }
+
+    fn stored(workers: &[Worker]) -> u64 {
+        sum(workers, |s| s.stored.load(Ordering::Relaxed))
+    }
+
+    async fn publish_range(
+        publisher: &mut crate::publish::Publisher,
+        meters: u32,
+        counters: std::ops::Range<u32>,
+    ) {
+        for counter in counters {
+            for i in 0..meters {
+                publisher
+                    .publish(&title(i), counter, frame(i, counter))
+                    .await
+                    .unwrap();
+            }
+        }
+        publisher.flush().await.unwrap();
+    }
+
+    /// Rows of `reading` stored in a later transaction than a row of the same meter with a
+    /// later time (order broken), by the transaction ids PostgreSQL keeps.
+    const OUT_OF_ORDER: &str = "SELECT count(*) FROM (
+           SELECT time, max(time) OVER (PARTITION BY meter ORDER BY xmin::text::bigint
+             RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+           FROM reading) x WHERE before > time";
+
+    /// Meters whose 15-minute energies do not add up to their last register minus their
+    /// first.
+    const ROLLUPS_OFF: &str = "SELECT count(*) FROM
+           (SELECT meter, max(energy_import_wh) - min(energy_import_wh) AS e FROM reading GROUP BY meter) r
+           JOIN (SELECT meter, sum(energy_import_wh) AS e FROM agg_15m GROUP BY meter) a
+           USING (meter) WHERE r.e <> a.e";
+
+    fn one(db_rows: Vec<Option<String>>) -> String {
+        db_rows.into_iter().flatten().next().unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_partitions_two_workers_every_frame_once_in_each_meters_order() {
+        logs();
+        const METERS: u32 = 200;
+        const FRAMES: u32 = 50;
+        let server = NatsServer::with_partitions(4);
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(METERS, &store);
+        let mut publisher = publisher(&server, PublisherConfig::default()).await;
+        stream::ensure(publisher.context(), &StreamConfig::default())
+            .await
+            .unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let config = IngestConfig {
+            partitions: 4,
+            batch_max: 250,
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(2, &server, &store, &master, &config, &stop).await;
+        // Frames flow while both workers take partitions.
+        publish_range(&mut publisher, METERS, 0..FRAMES).await;
+        let expected = u64::from(METERS * FRAMES);
+        wait_until("every frame stored", || stored(&workers) >= expected).await;
+        stop_tx.send(true).unwrap();
+        let held: Vec<u64> = workers
+            .iter()
+            .map(|(_, s)| s.batches.load(Ordering::Relaxed))
+            .collect();
+        let stats: Vec<Arc<IngestStats>> = workers.iter().map(|(_, s)| Arc::clone(s)).collect();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+        let total = |f: fn(&IngestStats) -> &std::sync::atomic::AtomicU64| -> u64 {
+            stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+        };
+        assert_eq!(total(|s| &s.stored), expected, "{stats:?}");
+        assert_eq!(total(|s| &s.out_of_order), 0);
+        assert_eq!(total(|s| &s.replays), 0);
+        assert_eq!(total(|s| &s.unmapped), 0);
+        assert_eq!(total(|s| &s.failed_commits), 0);
+        assert!(
+            held.iter().all(|&b| b > 0),
+            "both workers store: batches {held:?}"
+        );
+        // Every (meter, frame) once, stored in each meter's order; the rollups add up.
+        assert_eq!(
+            one(db.query("SELECT count(*) FROM reading")),
+            expected.to_string()
+        );
+        assert_eq!(
+            one(db.query("SELECT count(*) FROM (SELECT DISTINCT meter, time FROM reading) x")),
+            expected.to_string()
+        );
+        assert_eq!(
+            one(db.query("SELECT count(DISTINCT meter) FROM reading")),
+            METERS.to_string()
+        );
+        assert_eq!(one(db.query(OUT_OF_ORDER)), "0");
+        assert_eq!(one(db.query(ROLLUPS_OFF)), "0");
+        assert_eq!(
+            one(db.query(
+                "SELECT count(*) FROM frame_counter WHERE counter = 49 AND tag IS NOT NULL"
+            )),
+            METERS.to_string()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_set_aside_are_counted_and_kept_and_the_others_flow() {
+        logs();
+        const METERS: u32 = 20;
+        let server = NatsServer::with_partitions(4);
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(METERS, &store);
+        let mut publisher = publisher(&server, PublisherConfig::default()).await;
+        stream::ensure(publisher.context(), &StreamConfig::default())
+            .await
+            .unwrap();
+        publish_range(&mut publisher, METERS, 0..10).await;
+        // A replay of meter 3's frame 2 (another message id: the stream takes it), meter 4's
+        // frame 9 again with another content (nonce reuse), meter 5's frame 10 under another
+        // key, and a meter nobody knows.
+        let js = publisher.context().clone();
+        let raw = |i: u32, payload: Bytes| {
+            let js = js.clone();
+            async move {
+                js.publish(crate::subject::raw(&title(i)), payload)
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        };
+        raw(3, frame(3, 2)).await;
+        raw(4, other_frame(4, 9)).await;
+        raw(5, seal(5, 10, &frame_body(5, 10), &key(77))).await;
+        raw(999, frame(999, 1)).await;
+        publish_range(&mut publisher, METERS, 10..20).await;
+
+        let (stop_tx, stop) = watch::channel(false);
+        let config = IngestConfig {
+            partitions: 4,
+            batch_max: 50,
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(2, &server, &store, &master, &config, &stop).await;
+        let expected = u64::from(METERS * 20);
+        wait_until("the others stored", || {
+            stored(&workers) >= expected
+                && sum(&workers, |s| s.dead_lettered.load(Ordering::Relaxed)) >= 4
+        })
+        .await;
+        stop_tx.send(true).unwrap();
+        let stats: Vec<Arc<IngestStats>> = workers.iter().map(|(_, s)| Arc::clone(s)).collect();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+        let reason = |r: &str| stats.iter().map(|s| s.rejected_for(r)).sum::<u64>();
+        assert_eq!(reason("replay"), 1, "{stats:?}");
+        assert_eq!(reason("nonce_reuse"), 1);
+        assert_eq!(reason("wrong_key"), 1);
+        assert_eq!(reason("unknown_meter"), 1);
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| s.nonce_reuse.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            1
+        );
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| s.replays.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            1
+        );
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| s.stored.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            expected
+        );
+        // Kept in the dead-letter stream, with why and where from.
+        let dead = crate::test_nats::stored(&server.url(), "SMARTY_DEAD").await;
+        let mut subjects: Vec<&str> = dead.iter().map(|d| d.subject.as_str()).collect();
+        subjects.sort_unstable();
+        let hex = |i: u32| smarty_p1::hex::upper(&title(i)).to_string();
+        let mut want = vec![
+            format!("smarty.dead.replay.{}", hex(3)),
+            format!("smarty.dead.nonce_reuse.{}", hex(4)),
+            format!("smarty.dead.wrong_key.{}", hex(5)),
+            format!("smarty.dead.unknown_meter.{}", hex(999)),
+        ];
+        want.sort_unstable();
+        assert_eq!(subjects, want);
+        assert!(dead.iter().any(|d| d.payload == frame(3, 2).to_vec()));
+        // Counted per meter in the database.
+        let rejections: Vec<(String, String, u64)> = store
+            .fleet_rejections()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.meter, r.reason, r.count))
+            .collect();
+        assert_eq!(
+            rejections,
+            [
+                (hex(999), "unknown_meter".to_owned(), 1),
+                ("m-003".to_owned(), "replay".to_owned(), 1),
+                ("m-004".to_owned(), "nonce_reuse".to_owned(), 1),
+                ("m-005".to_owned(), "wrong_key".to_owned(), 1),
+            ]
+        );
+        // Every other frame flowed: 20 readings per meter.
+        assert_eq!(
+            one(db.query("SELECT count(*) FROM (SELECT meter FROM reading GROUP BY meter HAVING count(*) = 20) x")),
+            METERS.to_string()
+        );
+        assert_eq!(one(db.query(OUT_OF_ORDER)), "0");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_postgres_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+        use smarty_store::test_postgres::TestServer;
+        logs();
+        const METERS: u32 = 20;
+        let pg = TestServer::start();
+        let nats = NatsServer::with_partitions(2);
+        let store = Store::open(&pg.store_config()).unwrap();
+        let master = fleet_of(METERS, &store);
+        let mut publisher = publisher(&nats, PublisherConfig::default()).await;
+        stream::ensure(publisher.context(), &StreamConfig::default())
+            .await
+            .unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let config = IngestConfig {
+            partitions: 2,
+            batch_max: 40,
+            poll: Duration::from_millis(200),
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(2, &nats, &store, &master, &config, &stop).await;
+        publish_range(&mut publisher, METERS, 0..10).await;
+        wait_until("the first frames stored", || {
+            stored(&workers) >= u64::from(METERS * 10)
+        })
+        .await;
+        pg.stop();
+        publish_range(&mut publisher, METERS, 10..20).await;
+        wait_until("a commit fails, or the database is missed", || {
+            sum(&workers, |s| s.failed_commits.load(Ordering::Relaxed)) > 0
+                || workers
+                    .iter()
+                    .any(|(_, s)| !s.database_ok.load(Ordering::Relaxed))
+        })
+        .await;
+        assert!(workers.iter().any(|(_, s)| s.health(&config).is_err()));
+        pg.restart();
+        // A commit cut by the stop may have committed: its frames come again, and are
+        // found stored. What counts is the database.
+        let rows = |sql: &str| one(pg.try_query(sql).unwrap_or_default());
+        wait_until("every frame stored", || {
+            rows("SELECT count(*) FROM reading") == (METERS * 20).to_string()
+                && sum(&workers, |s| s.lag.load(Ordering::Relaxed)) == 0
+        })
+        .await;
+        stop_tx.send(true).unwrap();
+        let stats: Vec<Arc<IngestStats>> = workers.iter().map(|(_, s)| Arc::clone(s)).collect();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+        let total: u64 = stats
+            .iter()
+            .map(|s| s.stored.load(Ordering::Relaxed) + s.duplicates.load(Ordering::Relaxed))
+            .sum();
+        assert!(total >= u64::from(METERS * 20), "{stats:?}");
+        assert_eq!(
+            stats
+                .iter()
+                .map(|s| s.replays.load(Ordering::Relaxed))
+                .sum::<u64>(),
+            0
+        );
+        assert!(stats.iter().all(|s| s.health(&config).is_ok()));
+        let rows = pg
+            .try_query("SELECT count(*) FROM (SELECT DISTINCT meter, time FROM reading) x")
+            .unwrap();
+        assert_eq!(one(rows), (METERS * 20).to_string());
+        let rows = pg.try_query("SELECT count(*) FROM reading").unwrap();
+        assert_eq!(one(rows), (METERS * 20).to_string());
+        assert_eq!(one(pg.try_query(OUT_OF_ORDER).unwrap()), "0");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consumers_made_for_another_number_of_partitions_are_refused() {
+        let server = NatsServer::with_partitions(2);
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(1, &store);
+        let (_stop_tx, stop) = watch::channel(false);
+        // A worker of one partition made its consumer; one of two partitions starts.
+        let one = IngestConfig {
+            partitions: 1,
+            ..IngestConfig::default()
+        };
+        let (stop_one, stopped) = watch::channel(false);
+        let workers = start_workers(1, &server, &store, &master, &one, &stopped).await;
+        wait_until("the first worker runs", || {
+            workers[0].1.database_ok.load(Ordering::Relaxed)
+        })
+        .await;
+        stop_one.send(true).unwrap();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+        let two = IngestConfig {
+            partitions: 2,
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(1, &server, &store, &master, &two, &stop).await;
+        let (worker, _) = workers.into_iter().next().unwrap();
+        let error = worker.await.unwrap().unwrap_err().to_string();
+        assert!(error.contains("smarty-ingest-0 (smarty.raw.*)"), "{error}");
+        assert!(error.contains("--partitions 2"), "{error}");
+        assert!(error.contains("--start-sequence 1"), "{error}");
+    }
+}
+
+/// The server's `partition()` mapping and [`subject::partition`] agree, meter by meter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_maps_each_meter_to_the_partition_the_workers_compute() {
+    let server = NatsServer::with_partitions(4);
+    crate::test_nats::create_stream(&server.url()).await;
+    let mut publisher = publisher(&server, PublisherConfig::default()).await;
+    publish_all(&mut publisher, 200, 1..2).await;
+    let stored = stored(&server.url(), "SMARTY_RAW").await;
+    assert_eq!(stored.len(), 200);
+    let mut per_partition = [0u32; 4];
+    for message in &stored {
+        let (title, partition) = subject::title_and_partition(&message.subject)
+            .unwrap_or_else(|| panic!("not a partitioned subject: {}", message.subject));
+        let partition = partition.expect("mapped by the server");
+        assert_eq!(
+            partition,
+            subject::partition(&title, 4),
+            "{}",
+            message.subject
+        );
+        per_partition[partition as usize] += 1;
+    }
+    assert!(per_partition.iter().all(|&n| n > 20), "{per_partition:?}");
 }

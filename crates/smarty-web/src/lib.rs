@@ -13,6 +13,9 @@
 //! It reads the history through `smarty-store`, the costs through `smarty-tariff`, and what is
 //! live (the latest telegrams, the outputs' health) from [`smarty_model::live::LiveState`]; the
 //! dashboard's files (`static/`) are compiled in.
+//!
+//! [`probe`] is a small server of `/metrics` and `/healthz` alone, for programs other than
+//! the gateway (the fleet's workers), fed by closures: it knows nothing of what it serves.
 
 mod api;
 mod assets;
@@ -26,6 +29,7 @@ mod health;
 mod live;
 mod metrics;
 mod number;
+pub mod probe;
 mod range;
 mod server;
 mod state;
