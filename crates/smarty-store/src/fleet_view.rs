@@ -543,26 +543,23 @@ impl ReadConnection {
             let top = i64::from(q.top.min(MAX_TOP));
             let rows = client.query(
                 "WITH per AS (
-                   SELECT m.id, a.import_wh, a.export_wh
+                   SELECT mt.name, a.import_wh, a.export_wh
                    FROM unnest($1::int[]) AS m(id)
+                   JOIN meter AS mt ON mt.id = m.id
                    CROSS JOIN LATERAL (
                      SELECT sum(energy_import_wh)::bigint AS import_wh,
                             sum(energy_export_wh)::bigint AS export_wh, count(*) AS n
                      FROM agg_15m WHERE meter = m.id AND start >= $2 AND start < $3
                    ) AS a
                    WHERE a.n > 0
-                 ),
-                 ranked AS (
-                   (SELECT 'import' AS direction, id, import_wh AS e FROM per
-                    WHERE import_wh > 0 ORDER BY import_wh DESC LIMIT $4)
-                   UNION ALL
-                   (SELECT 'export', id, export_wh FROM per
-                    WHERE export_wh > 0 ORDER BY export_wh DESC LIMIT $4)
                  )
-                 SELECT r.direction, m.name, r.e, (SELECT count(*) FROM per)
-                 FROM ranked AS r JOIN meter AS m ON m.id = r.id
-                 UNION ALL SELECT 'count', '', 0, (SELECT count(*) FROM per)
-                 ORDER BY 1, 3 DESC, 2",
+                 (SELECT 'import' AS direction, name, import_wh AS e FROM per
+                  WHERE import_wh > 0 ORDER BY import_wh DESC, name LIMIT $4)
+                 UNION ALL
+                 (SELECT 'export', name, export_wh FROM per
+                  WHERE export_wh > 0 ORDER BY export_wh DESC, name LIMIT $4)
+                 UNION ALL
+                 SELECT 'count', '', count(*) FROM per",
                 &[&ids, &from, &to, &top],
             )?;
             let mut community = Community {
@@ -581,8 +578,11 @@ impl ReadConnection {
                 match direction {
                     "import" => community.top_import.push(entry),
                     "export" => community.top_export.push(entry),
-                    _ => community.reporting = u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                    _ => community.reporting = u64::try_from(entry.energy_wh).unwrap_or(0),
                 }
+            }
+            for list in [&mut community.top_import, &mut community.top_export] {
+                list.sort_by(|a, b| b.energy_wh.cmp(&a.energy_wh).then(a.name.cmp(&b.name)));
             }
             Ok(community)
         })
