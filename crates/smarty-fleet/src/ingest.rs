@@ -1,41 +1,66 @@
 //! A fleet worker (`smarty fleet ingest`): raw frames from the JetStream stream, decrypted
-//! with each meter's key, checked (tag, CRC), parsed, and stored in batches through the
-//! store's writer; every message of a batch is acknowledged only after the transaction that
-//! stored the batch committed.
+//! with each meter's key, checked (tag, CRC, frame counter), parsed, and stored in batches
+//! through the store's writer; every message of a batch is acknowledged only after the
+//! transaction that stored the batch committed.
 //!
-//! Workers share one durable pull consumer: JetStream hands each message to one of them, and
-//! redelivers what a worker took but never acknowledged (it was killed, or its commit failed)
-//! after `ack_wait`. Redelivered and resent frames are absorbed by the store: a reading is
-//! keyed by meter and telegram time and inserted once, so each frame counts once. A frame
-//! that cannot be stored — an unknown meter, a tag that fails, a CRC error, a subject that
-//! names no meter — is counted by reason and acknowledged (set aside), without holding up any
-//! other meter's frames.
+//! **Partitions.** The NATS server maps each meter's subject `smarty.raw.<title>` to
+//! `smarty.raw.<partition>.<title>` ([`crate::subject::server_mapping`]); each partition has a
+//! durable pull consumer `<consumer>-<partition>` that every worker shares, and one worker at
+//! a time holds it ([`crate::lease`]): it fetches a batch, stores it, acknowledges it, and
+//! fetches the next, so each meter's frames are stored in order. A worker that dies loses its
+//! leases after the ack wait and a margin; its unacknowledged frames go first, in order, to
+//! the next holder. With one partition (the default) no mapping is needed: the consumer
+//! `<consumer>-0` takes `smarty.raw.*`. With more, the consumer `<consumer>-unmapped` takes
+//! frames of a server without the mapping, so that none is stranded (and the worker warns).
+//!
+//! **Exactly once in effect.** A reading is keyed by meter and telegram time and inserted
+//! once; each meter's last frame counter and tag are kept (`frame_counter`). A frame whose
+//! counter does not advance is a replay when delivered the first time (set aside), and a
+//! duplicate when redelivered (its reading is stored already: acknowledged); the same counter
+//! with another tag is nonce reuse or forgery (an alarm, set aside).
+//!
+//! **Set aside.** A frame that cannot be stored — an unknown meter, a tag that fails, a CRC
+//! error, a subject that names no meter, a replay, nonce reuse — is published to the
+//! dead-letter stream (`SMARTY_DEAD`, subject `smarty.dead.<reason>.<title>`) and acknowledged
+//! once that publication is; it is counted per meter and reason in the worker's metrics and
+//! in the store (`fleet_rejection`), without holding up any other meter's frames.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt as _;
 use smarty_model::event::TelegramEvent;
 use smarty_p1::{Aad, Decoder, DecoderConfig};
-use smarty_store::{Reading, Store, Writer};
+use smarty_store::{FleetCounter, Reading, Store, Writer};
 use tokio::sync::watch;
 
 use crate::keys::{self, MasterKey};
 use crate::keys_csv::MeterKeys;
+use crate::lease::Leases;
+use crate::stream::StreamConfig;
 use crate::subject;
+
+/// The length of a Smarty frame's authentication tag.
+const TAG_LEN: usize = 12;
 
 /// How a worker consumes.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct IngestConfig {
     /// The stream of raw frames, created on start when missing, checked otherwise.
-    pub stream: crate::stream::StreamConfig,
-    /// The durable consumer the workers share.
+    pub stream: StreamConfig,
+    /// The dead-letter stream, created on start when missing, checked otherwise.
+    pub dead_letters: StreamConfig,
+    /// The prefix of the durable consumers the workers share (`<consumer>-<partition>`),
+    /// and of the lease bucket (`<consumer>-leases`).
     pub consumer: String,
-    /// Frames stored per transaction at most.
+    /// Partitions (1 to 1,000): the number the server's mapping uses; 1 needs no mapping.
+    pub partitions: u32,
+    /// Frames stored per transaction at most (and unacknowledged per partition at most).
     pub batch_max: usize,
     /// How long a fetch waits for a batch to fill.
     pub batch_wait: Duration,
@@ -43,17 +68,32 @@ pub struct IngestConfig {
     pub ack_wait: Duration,
     /// An unknown meter's keys are looked up again at most this often.
     pub keys_refresh: Duration,
+    /// How often the consumers' lag and the database are checked.
+    pub poll: Duration,
+    /// Unhealthy when the lag stays above this many frames …
+    pub lag_unhealthy: u64,
+    /// … for this long.
+    pub lag_unhealthy_for: Duration,
+    /// New consumers start at this stream sequence (after a change of `partitions`), instead
+    /// of the stream's first frame.
+    pub start_sequence: Option<u64>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            stream: crate::stream::StreamConfig::default(),
+            stream: StreamConfig::default(),
+            dead_letters: StreamConfig::dead_letters(Duration::from_secs(7 * 24 * 3600)),
             consumer: "smarty-ingest".to_owned(),
+            partitions: 1,
             batch_max: 2_000,
             batch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(30),
             keys_refresh: Duration::from_secs(10),
+            poll: Duration::from_secs(3),
+            lag_unhealthy: 100_000,
+            lag_unhealthy_for: Duration::from_secs(60),
+            start_sequence: None,
         }
     }
 }
@@ -68,6 +108,9 @@ pub enum IngestError {
     /// The stream cannot be created, or is unfit.
     #[error(transparent)]
     Stream(#[from] crate::stream::StreamError),
+    /// The consumers found were made for another number of partitions.
+    #[error("{0}")]
+    Partitions(String),
     /// The keys cannot be read or unwrapped (a wrong master key).
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
@@ -80,7 +123,12 @@ fn nats(e: impl std::fmt::Display) -> IngestError {
     IngestError::Nats(e.to_string())
 }
 
-/// A worker's counters, shared with its `/metrics`.
+/// The upper bounds of the commit latency histogram, seconds.
+pub const COMMIT_BUCKETS_S: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A worker's counters, shared with its `/metrics` and `/healthz`.
 #[derive(Debug, Default)]
 pub struct IngestStats {
     /// Messages taken from the stream.
@@ -91,25 +139,45 @@ pub struct IngestStats {
     pub duplicates: AtomicU64,
     /// Messages delivered more than once.
     pub redelivered: AtomicU64,
+    /// Frames whose counter did not advance, delivered the first time (set aside).
+    pub replays: AtomicU64,
+    /// Frames with a counter seen before under another tag (set aside; an alarm).
+    pub nonce_reuse: AtomicU64,
+    /// Frames published to the dead-letter stream.
+    pub dead_lettered: AtomicU64,
+    /// Frames stored out of their meter's order (a lower counter after a higher one in
+    /// the same worker): 0 while partitions keep the order.
+    pub out_of_order: AtomicU64,
+    /// Frames taken from unmapped subjects while partitioned (the server lacks the mapping).
+    pub unmapped: AtomicU64,
     /// Batches committed.
     pub batches: AtomicU64,
     /// Commits that failed (their frames are redelivered).
     pub failed_commits: AtomicU64,
     /// The last commit's duration, microseconds.
     pub commit_us: AtomicU64,
+    /// Commits per latency bucket ([`COMMIT_BUCKETS_S`], then +Inf), not cumulative.
+    pub commit_buckets: [AtomicU64; 13],
+    /// The sum of the commits' durations, microseconds.
+    pub commit_sum_us: AtomicU64,
+    /// Frames waiting in the worker's consumers (their `num_pending`), as last polled.
+    pub lag: AtomicU64,
+    /// Partitions this worker holds now.
+    pub partitions_held: AtomicU64,
+    /// The database answered the last check or commit.
+    pub database_ok: AtomicBool,
     /// The last error of a commit.
     pub last_error: Mutex<Option<String>>,
-    /// Frames set aside, by reason (`unknown_meter`, `tag`, `crc`, `bad_subject`, …) and
-    /// meter.
+    /// Frames set aside, by reason (`unknown_meter`, `tag`, `crc`, `bad_subject`, `replay`,
+    /// `nonce_reuse`, …) and meter.
     pub rejected: Mutex<BTreeMap<(String, String), u64>>,
+    /// Since when the lag has been above the threshold.
+    lag_high_since: Mutex<Option<Instant>>,
 }
 
 impl IngestStats {
     fn reject(&self, reason: &str, meter: &str) {
-        let mut rejected = self
-            .rejected
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
         *rejected
             .entry((reason.to_owned(), meter.to_owned()))
             .or_default() += 1;
@@ -119,11 +187,200 @@ impl IngestStats {
     pub fn rejected_for(&self, reason: &str) -> u64 {
         self.rejected
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .filter(|((r, _), _)| r == reason)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    fn commit_took(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.commit_us.store(us, Ordering::Relaxed);
+        self.commit_sum_us.fetch_add(us, Ordering::Relaxed);
+        let bucket = COMMIT_BUCKETS_S
+            .iter()
+            .position(|&b| took.as_secs_f64() <= b)
+            .unwrap_or(COMMIT_BUCKETS_S.len());
+        self.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn set_lag(&self, lag: u64, config: &IngestConfig) {
+        self.lag.store(lag, Ordering::Relaxed);
+        let mut since = self
+            .lag_high_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if lag > config.lag_unhealthy {
+            since.get_or_insert_with(Instant::now);
+        } else {
+            *since = None;
+        }
+        drop(since);
+    }
+
+    /// `Ok` with a short text when healthy; `Err` with the reason when the database cannot be
+    /// reached or the lag has stayed above `lag_unhealthy` for `lag_unhealthy_for`.
+    ///
+    /// # Errors
+    /// The reason, as above.
+    pub fn health(&self, config: &IngestConfig) -> Result<String, String> {
+        if !self.database_ok.load(Ordering::Relaxed) {
+            let last = self
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .unwrap_or_else(|| "no answer yet".to_owned());
+            return Err(format!("the database cannot be reached: {last}"));
+        }
+        let lag = self.lag.load(Ordering::Relaxed);
+        let since = *self
+            .lag_high_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(since) = since
+            && since.elapsed() >= config.lag_unhealthy_for
+        {
+            return Err(format!(
+                "the consumers' lag is {lag} frames, above {} for {} s",
+                config.lag_unhealthy,
+                since.elapsed().as_secs()
+            ));
+        }
+        Ok(format!("ok: lag {lag} frames"))
+    }
+
+    /// The counters in the Prometheus text format (0.0.4), names prefixed `smarty_fleet_`.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP smarty_fleet_{name} {help}\n# TYPE smarty_fleet_{name} counter\n\
+                 smarty_fleet_{name} {value}"
+            );
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            "frames_total",
+            "Frames taken from the stream.",
+            get(&self.frames),
+        );
+        counter(
+            "stored_total",
+            "Readings stored (new ones).",
+            get(&self.stored),
+        );
+        counter(
+            "duplicates_total",
+            "Readings already stored (redelivered or resent frames), left out.",
+            get(&self.duplicates),
+        );
+        counter(
+            "redelivered_total",
+            "Frames delivered more than once.",
+            get(&self.redelivered),
+        );
+        counter(
+            "replays_total",
+            "Frames whose counter did not advance, set aside.",
+            get(&self.replays),
+        );
+        counter(
+            "nonce_reuse_total",
+            "Frames reusing a counter with another tag (nonce reuse or forgery), set aside.",
+            get(&self.nonce_reuse),
+        );
+        counter(
+            "dead_lettered_total",
+            "Frames published to the dead-letter stream.",
+            get(&self.dead_lettered),
+        );
+        counter(
+            "out_of_order_total",
+            "Frames stored after a later frame of their meter.",
+            get(&self.out_of_order),
+        );
+        counter(
+            "unmapped_total",
+            "Frames on unmapped subjects while partitioned (the server lacks the mapping).",
+            get(&self.unmapped),
+        );
+        counter("batches_total", "Batches committed.", get(&self.batches));
+        counter(
+            "failed_commits_total",
+            "Commits that failed (their frames come again).",
+            get(&self.failed_commits),
+        );
+        let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        for ((reason, _), n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            *by_reason.entry(reason.clone()).or_default() += n;
+        }
+        for reason in [
+            "unknown_meter",
+            "tag",
+            "crc",
+            "bad_subject",
+            "replay",
+            "nonce_reuse",
+        ] {
+            by_reason.entry(reason.to_owned()).or_default();
+        }
+        out.push_str(
+            "# HELP smarty_fleet_rejected_total Frames set aside, by reason.\n\
+             # TYPE smarty_fleet_rejected_total counter\n",
+        );
+        for (reason, n) in &by_reason {
+            let _ = writeln!(
+                out,
+                "smarty_fleet_rejected_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP smarty_fleet_consumer_lag Frames waiting in the consumers (num_pending).\n\
+             # TYPE smarty_fleet_consumer_lag gauge\nsmarty_fleet_consumer_lag {}",
+            get(&self.lag)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP smarty_fleet_partitions_held Partitions this worker holds.\n\
+             # TYPE smarty_fleet_partitions_held gauge\nsmarty_fleet_partitions_held {}",
+            get(&self.partitions_held)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP smarty_fleet_database_up Whether the database answered the last check.\n\
+             # TYPE smarty_fleet_database_up gauge\nsmarty_fleet_database_up {}",
+            u8::from(self.database_ok.load(Ordering::Relaxed))
+        );
+        out.push_str(
+            "# HELP smarty_fleet_commit_seconds Batch commit latency.\n\
+             # TYPE smarty_fleet_commit_seconds histogram\n",
+        );
+        let mut cumulative = 0;
+        for (i, bound) in COMMIT_BUCKETS_S.iter().enumerate() {
+            cumulative += get(&self.commit_buckets[i]);
+            let _ = writeln!(
+                out,
+                "smarty_fleet_commit_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += get(&self.commit_buckets[COMMIT_BUCKETS_S.len()]);
+        let _ = writeln!(
+            out,
+            "smarty_fleet_commit_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n\
+             smarty_fleet_commit_seconds_sum {}\nsmarty_fleet_commit_seconds_count {cumulative}",
+            get(&self.commit_sum_us) as f64 / 1e6
+        );
+        out
     }
 }
 
@@ -149,11 +406,21 @@ impl Meter {
     }
 }
 
-/// The worker's view of the fleet: meters by system title, loaded from the store.
+/// A meter's last accepted frame.
+#[derive(Clone)]
+struct Last {
+    counter: u32,
+    tag: Vec<u8>,
+    key_check: String,
+}
+
+/// The worker's view of the fleet: meters by system title, loaded from the store, and their
+/// last accepted frames.
 struct Fleet {
     store: Store,
     master: MasterKey,
     meters: HashMap<[u8; 8], Meter>,
+    last: HashMap<[u8; 8], Last>,
     loaded: Instant,
     refresh: Duration,
 }
@@ -164,10 +431,12 @@ impl Fleet {
             store,
             master,
             meters: HashMap::new(),
+            last: HashMap::new(),
             loaded: Instant::now(),
             refresh,
         };
         fleet.reload()?;
+        fleet.reload_counters()?;
         Ok(fleet)
     }
 
@@ -178,6 +447,27 @@ impl Fleet {
             self.meters.entry(title).or_insert_with(|| Meter::new(&key));
         }
         self.loaded = Instant::now();
+        Ok(())
+    }
+
+    /// The counters saved by every worker: taken where they are ahead of ours (another
+    /// worker held the partition meanwhile).
+    fn reload_counters(&mut self) -> Result<(), IngestError> {
+        for saved in self.store.fleet_counters()? {
+            let ahead = self.last.get(&saved.system_title).is_none_or(|ours| {
+                ours.key_check != saved.key_check || ours.counter < saved.counter
+            });
+            if ahead {
+                self.last.insert(
+                    saved.system_title,
+                    Last {
+                        counter: saved.counter,
+                        tag: saved.tag.unwrap_or_default(),
+                        key_check: saved.key_check,
+                    },
+                );
+            }
+        }
         Ok(())
     }
 
@@ -205,36 +495,104 @@ fn payload(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The highest frame counter of each meter in a batch: (name, key check) → (system title,
-/// counter).
-type Counters = HashMap<(Arc<str>, String), ([u8; 8], u32)>;
+/// What becomes of one message.
+enum Outcome {
+    /// Its reading is in the writer's buffer.
+    Store,
+    /// Redelivered, and stored already.
+    Duplicate,
+    /// Set aside: reason, meter (name, or title in hex, or the subject), title token.
+    SetAside(&'static str, String, String),
+}
 
-/// Decodes one message into the writer's buffer, noting its frame counter; returns the
-/// reason when it is set aside.
-fn decode(
+/// The accepted frames of a batch not yet committed, by title: (meter name, last).
+type Pending = HashMap<[u8; 8], (Arc<str>, Last)>;
+
+/// Decodes one message into the writer's buffer, checking its frame counter.
+fn classify(
     fleet: &mut Fleet,
     writer: &mut Writer,
-    counters: &mut Counters,
+    pending: &mut Pending,
     subject: &str,
     data: &[u8],
-) -> Result<(), (&'static str, String)> {
-    let Some(title) = subject::system_title(subject) else {
-        return Err(("bad_subject", subject.to_owned()));
+    delivered: i64,
+) -> (Outcome, bool) {
+    let Some((title, partition)) = subject::title_and_partition(subject) else {
+        let token = subject
+            .rsplit('.')
+            .next()
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .unwrap_or("none")
+            .to_owned();
+        return (
+            Outcome::SetAside("bad_subject", subject.to_owned(), token),
+            false,
+        );
     };
+    let unmapped = partition.is_none();
     let hex_title = smarty_p1::hex::upper(&title).to_string();
-    let Some(meter) = fleet.meter(&title) else {
-        return Err(("unknown_meter", hex_title));
+    if fleet.meter(&title).is_none() {
+        return (
+            Outcome::SetAside("unknown_meter", hex_title.clone(), hex_title),
+            unmapped,
+        );
+    }
+    let Some(meter) = fleet.meters.get_mut(&title) else {
+        return (
+            Outcome::SetAside("unknown_meter", hex_title.clone(), hex_title),
+            unmapped,
+        );
     };
     let frame = payload(data).unwrap_or_else(|| data.to_vec());
     meter.decoder.push(&frame);
     let name = Arc::clone(&meter.name);
+    let key_check = meter.key_check.clone();
     let reason = match meter.decoder.next() {
         Some(Ok(decoded)) => {
-            if let Some(frame) = &decoded.frame {
-                let entry = counters
-                    .entry((Arc::clone(&name), meter.key_check.clone()))
-                    .or_insert((frame.system_title, frame.frame_counter));
-                entry.1 = entry.1.max(frame.frame_counter);
+            let (counter, tag) = match &decoded.frame {
+                Some(info) => (
+                    Some(info.frame_counter),
+                    decoded.raw[decoded.raw.len().saturating_sub(TAG_LEN)..].to_vec(),
+                ),
+                None => (None, Vec::new()),
+            };
+            if let Some(counter) = counter {
+                let last = pending
+                    .get(&title)
+                    .map(|(_, l)| l)
+                    .or_else(|| fleet.last.get(&title))
+                    .filter(|l| l.key_check == key_check);
+                if let Some(last) = last
+                    && counter <= last.counter
+                {
+                    let outcome = if counter == last.counter
+                        && !last.tag.is_empty()
+                        && last.tag != tag
+                    {
+                        tracing::error!(
+                            meter = %name,
+                            "fleet: ALARM: meter {name} ({hex_title}) sent frame counter {counter} \
+                             again with another tag: nonce reuse or forgery; the frame is set aside"
+                        );
+                        Outcome::SetAside("nonce_reuse", name.to_string(), hex_title)
+                    } else if delivered > 1 {
+                        Outcome::Duplicate
+                    } else {
+                        Outcome::SetAside("replay", name.to_string(), hex_title)
+                    };
+                    return (outcome, unmapped);
+                }
+                pending.insert(
+                    title,
+                    (
+                        Arc::clone(&name),
+                        Last {
+                            counter,
+                            tag,
+                            key_check,
+                        },
+                    ),
+                );
             }
             let event = TelegramEvent::new(&name, &decoded, SystemTime::now());
             let (reading, mbus) = Reading::from_event(&event);
@@ -244,21 +602,136 @@ fn decode(
             for record in mbus {
                 writer.push_mbus(record);
             }
-            return Ok(());
+            return (Outcome::Store, unmapped);
         }
         Some(Err(rejection)) => rejection.reason().as_str(),
         None => "incomplete",
     };
     // Whatever is left of a frame that did not decode goes with it.
     let _ = meter.decoder.finish();
-    Err((reason, name.to_string()))
+    (
+        Outcome::SetAside(reason, name.to_string(), hex_title),
+        unmapped,
+    )
+}
+
+/// One consumer: a partition, or the unmapped subjects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Part {
+    /// The consumer's name, and the lease's.
+    name: String,
+    filter: String,
+    unmapped: bool,
+}
+
+fn parts(config: &IngestConfig) -> Vec<Part> {
+    let prefix = &config.consumer;
+    if config.partitions <= 1 {
+        return vec![Part {
+            name: format!("{prefix}-0"),
+            filter: subject::unmapped_filter(),
+            unmapped: false,
+        }];
+    }
+    let mut parts: Vec<Part> = (0..config.partitions)
+        .map(|p| Part {
+            name: format!("{prefix}-{p}"),
+            filter: subject::partition_filter(p),
+            unmapped: false,
+        })
+        .collect();
+    parts.push(Part {
+        name: format!("{prefix}-unmapped"),
+        filter: subject::unmapped_filter(),
+        unmapped: true,
+    });
+    parts
+}
+
+/// Refuses consumers made for another number of partitions (saying what to do), and makes
+/// the missing ones.
+async fn ensure_consumers(
+    stream: &jetstream::stream::Stream,
+    config: &IngestConfig,
+    parts: &[Part],
+) -> Result<Vec<consumer::PullConsumer>, IngestError> {
+    let prefix = &config.consumer;
+    let mut names = stream.consumer_names();
+    let mut ours = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name.map_err(nats)?;
+        if name == *prefix || name.starts_with(&format!("{prefix}-")) {
+            ours.push(name);
+        }
+    }
+    let mut wrong = Vec::new();
+    let mut floor: Option<u64> = None;
+    for name in &ours {
+        let found: consumer::PullConsumer = stream.get_consumer(name).await.map_err(nats)?;
+        let info = found.cached_info();
+        let expected = parts.iter().find(|p| p.name == *name);
+        if expected.is_none_or(|p| info.config.filter_subject != p.filter) {
+            wrong.push(format!("{name} ({})", info.config.filter_subject));
+        }
+        let next = info.ack_floor.stream_sequence + 1;
+        floor = Some(floor.map_or(next, |f: u64| f.min(next)));
+    }
+    if !wrong.is_empty() {
+        return Err(IngestError::Partitions(format!(
+            "the stream {stream} has consumers made for another number of partitions: {list}; \
+             this worker has --partitions {n}. Start every worker with the same --partitions, \
+             or, to change it: stop every worker, remove the stream's consumers {prefix}-* \
+             (nats consumer rm {stream} NAME), change the server's mapping, and start the \
+             workers with --partitions {n} --start-sequence {floor} (the first frame the old \
+             consumers had not all acknowledged)",
+            stream = config.stream.name,
+            list = wrong.join(", "),
+            n = config.partitions,
+            floor = floor.unwrap_or(1),
+        )));
+    }
+    let mut consumers = Vec::new();
+    for part in parts {
+        let deliver_policy = match config.start_sequence {
+            Some(start_sequence) => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            None => consumer::DeliverPolicy::All,
+        };
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &part.name,
+                consumer::pull::Config {
+                    durable_name: Some(part.name.clone()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: config.ack_wait,
+                    max_ack_pending: i64::try_from(config.batch_max).unwrap_or(i64::MAX),
+                    filter_subject: part.filter.clone(),
+                    deliver_policy,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(nats)?;
+        consumers.push(consumer);
+    }
+    Ok(consumers)
+}
+
+/// What the partition tasks share.
+struct Shared {
+    js: jetstream::Context,
+    store: Store,
+    fleet: Mutex<Fleet>,
+    stats: Arc<IngestStats>,
+    config: IngestConfig,
+    leases: Leases,
 }
 
 /// Runs one worker until `stop` turns true or NATS fails: consumes, stores, acknowledges.
 ///
 /// # Errors
-/// The stream is missing or NATS is gone ([`IngestError::Nats`]), the keys cannot be
-/// unwrapped ([`IngestError::Keys`]), the store cannot be opened.
+/// The stream is missing or NATS is gone ([`IngestError::Nats`]), consumers made for another
+/// number of partitions ([`IngestError::Partitions`]), the keys cannot be unwrapped
+/// ([`IngestError::Keys`]), the store cannot be opened.
 pub async fn run(
     client: async_nats::Client,
     store: Store,
@@ -267,112 +740,494 @@ pub async fn run(
     stats: Arc<IngestStats>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let js = jetstream::new(client);
+    if !(1..=1_000).contains(&config.partitions) {
+        return Err(IngestError::Partitions(format!(
+            "--partitions must be 1 to 1,000, not {}",
+            config.partitions
+        )));
+    }
+    let js = jetstream::new(client.clone());
     let ensured = crate::stream::ensure(&js, &config.stream).await?;
     if let crate::stream::Ensured::Created(_) = ensured {
         tracing::info!("fleet: created the stream {}", config.stream.name);
     }
+    crate::stream::ensure(&js, &config.dead_letters).await?;
     let stream = js.get_stream(&config.stream.name).await.map_err(nats)?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &config.consumer,
-            consumer::pull::Config {
-                durable_name: Some(config.consumer.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
-                max_ack_pending: i64::try_from(config.batch_max * 4).unwrap_or(i64::MAX),
-                filter_subject: format!("{}.>", subject::PREFIX),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(nats)?;
-    let mut fleet = Fleet::load(store.clone(), master, config.keys_refresh)?;
-    let mut writer = store.writer()?;
+    let parts = parts(&config);
+    let consumers = ensure_consumers(&stream, &config, &parts).await?;
+    let leases = Leases::open(
+        &js,
+        &format!("{}-leases", config.consumer),
+        config.ack_wait + Duration::from_secs(5),
+        config.stream.replicas,
+        parts.len(),
+    )
+    .await?;
+    leases.heartbeat().await?;
+    let fleet = {
+        let store = store.clone();
+        let refresh = config.keys_refresh;
+        tokio::task::spawn_blocking(move || Fleet::load(store, master, refresh))
+            .await
+            .map_err(|e| IngestError::Nats(format!("loading the keys: {e}")))??
+    };
+    stats.database_ok.store(true, Ordering::Relaxed);
     tracing::info!(
-        "fleet: worker on consumer {} of stream {}, {} meters, storing into {}",
-        config.consumer,
+        "fleet: worker {} on {} consumers ({}, leases of {:?}) of stream {}, {} meters, storing into {}",
+        leases.id(),
+        parts.len(),
+        if config.partitions > 1 {
+            format!("{} partitions", config.partitions)
+        } else {
+            "one partition".to_owned()
+        },
+        leases.ttl,
         config.stream.name,
         fleet.meters.len(),
         store.location()
     );
-    while !*stop.borrow() {
-        let mut batch = tokio::select! {
-            batch = consumer
-                .fetch()
-                .max_messages(config.batch_max)
-                .expires(config.batch_wait)
-                .messages() => batch.map_err(nats)?,
-            _ = stop.changed() => break,
-        };
-        let mut messages = Vec::new();
-        let mut counters = Counters::new();
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(nats)?;
-            stats.frames.fetch_add(1, Ordering::Relaxed);
-            if message.info().is_ok_and(|info| info.delivered > 1) {
-                stats.redelivered.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Err((reason, meter)) = decode(
-                &mut fleet,
-                &mut writer,
-                &mut counters,
-                message.subject.as_str(),
-                &message.payload,
-            ) {
-                stats.reject(reason, &meter);
-            }
-            messages.push(message);
-        }
-        if messages.is_empty() {
-            continue;
-        }
-        let before = writer.totals();
-        let started = Instant::now();
-        match writer.flush() {
-            Ok(_) => {
-                let after = writer.totals();
-                stats
-                    .stored
-                    .fetch_add(after.readings - before.readings, Ordering::Relaxed);
-                stats
-                    .duplicates
-                    .fetch_add(after.duplicates - before.duplicates, Ordering::Relaxed);
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.commit_us.store(
-                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                // Each meter's last frame counter, kept with its key's check value (a
-                // counter never goes back in the store, whichever worker saves first).
-                for ((name, key_check), (title, counter)) in &counters {
-                    let title = smarty_p1::hex::upper(title).to_string();
-                    if let Err(e) = store.save_frame_counters(name, key_check, &[(title, *counter)])
-                    {
-                        tracing::warn!("fleet: cannot save the frame counter of {name}: {e}");
+    let shared = Arc::new(Shared {
+        js,
+        store,
+        fleet: Mutex::new(fleet),
+        stats,
+        config,
+        leases,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (part, consumer) in parts.into_iter().zip(consumers) {
+        tasks.spawn(partition_task(
+            Arc::clone(&shared),
+            part,
+            consumer,
+            stop.clone(),
+        ));
+    }
+    tasks.spawn(poll_task(Arc::clone(&shared), stream, stop.clone()));
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    result = Err(e);
+                    break;
+                }
+                Some(Err(e)) => {
+                    result = Err(IngestError::Nats(format!("a worker task failed: {e}")));
+                    break;
+                }
+            },
+            _ = stop.changed() => {
+                // Each task stores and acknowledges the batch in hand, then ends.
+                while let Some(done) = tasks.join_next().await {
+                    if let Ok(Err(e)) = done && result.is_ok() {
+                        result = Err(e);
                     }
                 }
-                // Committed: now, and only now, the frames are acknowledged.
-                for message in &messages {
-                    message.ack().await.map_err(nats)?;
+                break;
+            }
+        }
+    }
+    tasks.abort_all();
+    shared.leases.leave().await;
+    result
+}
+
+/// Every `poll`: announces the worker, counts the workers, sums the consumers' lag, checks
+/// the database.
+async fn poll_task(
+    shared: Arc<Shared>,
+    stream: jetstream::stream::Stream,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let parts = parts(&shared.config);
+    let mut warned_unmapped = 0;
+    loop {
+        if let Err(e) = shared.leases.heartbeat().await {
+            tracing::warn!("fleet: cannot announce this worker: {e}");
+        }
+        let mut lag = 0;
+        for part in &parts {
+            if let Ok(mut consumer) = stream
+                .get_consumer::<consumer::pull::Config>(&part.name)
+                .await
+                && let Ok(info) = consumer.info().await
+            {
+                lag += info.num_pending;
+                if part.unmapped && info.num_pending > 0 && warned_unmapped != info.num_pending {
+                    warned_unmapped = info.num_pending;
+                    tracing::warn!(
+                        "fleet: {} frames wait on unmapped subjects smarty.raw.<title>: the NATS \
+                         server lacks the mapping to {} partitions (docs/fleet.md); they are \
+                         stored, but a meter's order is only kept with the mapping",
+                        info.num_pending,
+                        shared.config.partitions
+                    );
                 }
             }
-            Err(e) => {
-                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                *stats
+        }
+        shared.stats.set_lag(lag, &shared.config);
+        let store = shared.store.clone();
+        let ping = tokio::task::spawn_blocking(move || store.ping()).await;
+        match ping {
+            Ok(Ok(())) => shared.stats.database_ok.store(true, Ordering::Relaxed),
+            Ok(Err(e)) => {
+                shared.stats.database_ok.store(false, Ordering::Relaxed);
+                *shared
+                    .stats
                     .last_error
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
-                tracing::error!("fleet: cannot store a batch: {e}; its frames come again");
-                // They are redelivered: nothing of them stays in memory.
-                let _ = writer.take_buffered();
-                for message in &messages {
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
-                        .await;
+                    .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            }
+            Err(_) => {}
+        }
+        shared.stats.partitions_held.store(
+            u64::try_from(shared.leases.held()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        tokio::select! {
+            () = tokio::time::sleep(shared.config.poll) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// A random pause of up to `max`, so that workers do not all try at the same moment.
+fn jitter(max: Duration) -> Duration {
+    max.mul_f64(rand::random::<f64>())
+}
+
+/// Takes the lease of `part` whenever free (and this worker under its share), and consumes
+/// it while held.
+async fn partition_task(
+    shared: Arc<Shared>,
+    part: Part,
+    consumer: consumer::PullConsumer,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let mut writer = {
+        let store = shared.store.clone();
+        loop {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.writer()).await {
+                Ok(Ok(writer)) => break Some(writer),
+                Ok(Err(e)) => {
+                    shared.stats.database_ok.store(false, Ordering::Relaxed);
+                    tracing::error!("fleet: cannot open a writer: {e}; trying again");
+                }
+                Err(e) => return Err(IngestError::Nats(format!("opening a writer: {e}"))),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+    };
+    let idle = Duration::from_millis(500);
+    while !*stop.borrow() {
+        let Some(mut revision) = shared.leases.try_take(&part.name).await else {
+            tokio::select! {
+                () = tokio::time::sleep(idle + jitter(idle)) => continue,
+                _ = stop.changed() => break,
+            }
+        };
+        tracing::debug!("fleet: holding {}", part.name);
+        // Another worker may have held it: its counters are in the store.
+        {
+            let shared2 = Arc::clone(&shared);
+            let reloaded = tokio::task::spawn_blocking(move || {
+                shared2
+                    .fleet
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .reload_counters()
+            })
+            .await;
+            if let Ok(Err(e)) = reloaded {
+                tracing::error!("fleet: cannot read the frame counters: {e}");
+                shared.leases.release(&part.name, revision).await;
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+        }
+        let held_since = Instant::now();
+        loop {
+            if *stop.borrow() {
+                shared.leases.release(&part.name, revision).await;
+                return Ok(());
+            }
+            let Some(renewed) = shared.leases.renew(&part.name, revision).await else {
+                break;
+            };
+            revision = renewed;
+            // Beyond its share (another worker came): give one back, now and then.
+            if shared.leases.over_share() && held_since.elapsed() > Duration::from_secs(2) {
+                shared.leases.release(&part.name, revision).await;
+                tokio::time::sleep(idle * 4).await;
+                break;
+            }
+            match batch(&shared, &part, &consumer, &mut writer, &mut revision).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    shared.leases.release(&part.name, revision).await;
+                    return Err(e);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Fetches, stores and acknowledges one batch of `part`. `Ok(false)` when the lease was lost
+/// (the batch is given back).
+async fn batch(
+    shared: &Shared,
+    part: &Part,
+    consumer: &consumer::PullConsumer,
+    writer: &mut Option<Writer>,
+    revision: &mut u64,
+) -> Result<bool, IngestError> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let mut fetched = consumer
+        .fetch()
+        .max_messages(config.batch_max)
+        .expires(config.batch_wait)
+        .messages()
+        .await
+        .map_err(nats)?;
+    let mut messages = Vec::new();
+    while let Some(message) = fetched.next().await {
+        match message {
+            Ok(message) => messages.push(message),
+            // A status of the pull request (too many pending, …): the batch ends here.
+            Err(e) => {
+                tracing::debug!("fleet: {}: {e}", part.name);
+                break;
+            }
+        }
+    }
+    if messages.is_empty() {
+        return Ok(true);
+    }
+    // Decoded in order, meter by meter.
+    let mut pending = Pending::new();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    let mut unmapped = 0;
+    let mut redelivered = 0;
+    {
+        let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);
+        for message in &messages {
+            let delivered = message.info().map_or(1, |info| info.delivered);
+            if delivered > 1 {
+                redelivered += 1;
+            }
+            let (outcome, from_unmapped) = classify(
+                &mut fleet,
+                writer
+                    .as_mut()
+                    .expect("the writer is back after each commit"),
+                &mut pending,
+                message.subject.as_str(),
+                &message.payload,
+                delivered,
+            );
+            if from_unmapped && config.partitions > 1 {
+                unmapped += 1;
+            }
+            outcomes.push(outcome);
+        }
+    }
+    if unmapped > 0 {
+        tracing::warn!(
+            "fleet: {unmapped} frames came on unmapped subjects (smarty.raw.<title>): the NATS \
+             server lacks the mapping to {} partitions (docs/fleet.md)",
+            config.partitions
+        );
+    }
+    // Set aside: into the dead-letter stream, each acknowledged there before anything else.
+    let mut acks = Vec::new();
+    for (message, outcome) in messages.iter().zip(&outcomes) {
+        if let Outcome::SetAside(reason, meter, token) = outcome {
+            let sequence = message.info().map_or(0, |info| info.stream_sequence);
+            let mut headers = HeaderMap::new();
+            headers.insert("Smarty-Reason", *reason);
+            headers.insert("Smarty-Meter", meter.as_str());
+            headers.insert("Smarty-Subject", message.subject.as_str());
+            headers.insert("Smarty-Stream", config.stream.name.as_str());
+            headers.insert("Smarty-Stream-Sequence", sequence.to_string().as_str());
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{}:{sequence}", config.stream.name).as_str(),
+            );
+            let subject = format!("smarty.dead.{reason}.{token}");
+            match shared
+                .js
+                .publish_with_headers(subject, headers, message.payload.clone())
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    give_back(writer.as_mut(), &messages, &format!("dead letter: {e}")).await;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    for ack in acks {
+        if let Err(e) = ack.await {
+            give_back(writer.as_mut(), &messages, &format!("dead letter: {e}")).await;
+            return Ok(true);
+        }
+    }
+    // The lease must still be ours before the batch is stored.
+    let Some(renewed) = shared.leases.renew(&part.name, *revision).await else {
+        give_back(writer.as_mut(), &messages, "the lease was lost").await;
+        return Ok(false);
+    };
+    *revision = renewed;
+    // Stored in one transaction, with the meters' last counters and the rejections after it;
+    // the frames are told to wait meanwhile (in-progress acknowledgements).
+    let mut rejections: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for outcome in &outcomes {
+        if let Outcome::SetAside(reason, meter, _) = outcome {
+            *rejections
+                .entry((meter.clone(), (*reason).to_owned()))
+                .or_default() += 1;
+        }
+    }
+    let counters: Vec<FleetCounter> = pending
+        .iter()
+        .map(|(title, (name, last))| {
+            FleetCounter::new(
+                name.to_string(),
+                *title,
+                last.key_check.clone(),
+                last.counter,
+                Some(last.tag.clone()),
+            )
+        })
+        .collect();
+    let rows: Vec<(String, String, u64)> = rejections
+        .iter()
+        .map(|((m, r), n)| (m.clone(), r.clone(), *n))
+        .collect();
+    let before = writer
+        .as_ref()
+        .expect("the writer is back after each commit")
+        .totals();
+    let started = Instant::now();
+    let store = shared.store.clone();
+    let taken = writer.take().expect("the writer is back after each commit");
+    let mut commit = tokio::task::spawn_blocking(move || {
+        let mut writer = taken;
+        let result = writer.flush().map(|_| ());
+        let after = if result.is_ok() {
+            let saved = store
+                .save_fleet_counters(&counters)
+                .and_then(|()| store.add_fleet_rejections(&rows));
+            Some(saved)
+        } else {
+            None
+        };
+        (writer, result, after)
+    });
+    let mut progress = tokio::time::interval(config.ack_wait / 3);
+    progress.tick().await;
+    let (returned, result, after) = loop {
+        tokio::select! {
+            done = &mut commit => break done.map_err(|e| IngestError::Nats(format!("a commit: {e}")))?,
+            _ = progress.tick() => {
+                for message in &messages {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+                if let Some(renewed) = shared.leases.renew(&part.name, *revision).await {
+                    *revision = renewed;
+                }
+            }
+        }
+    };
+    let writer = writer.insert(returned);
+    match result {
+        Ok(()) => {
+            stats.database_ok.store(true, Ordering::Relaxed);
+            let after_totals = writer.totals();
+            stats
+                .frames
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            stats.redelivered.fetch_add(redelivered, Ordering::Relaxed);
+            stats.unmapped.fetch_add(unmapped, Ordering::Relaxed);
+            stats
+                .stored
+                .fetch_add(after_totals.readings - before.readings, Ordering::Relaxed);
+            stats.duplicates.fetch_add(
+                after_totals.duplicates - before.duplicates
+                    + outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Outcome::Duplicate))
+                        .count() as u64,
+                Ordering::Relaxed,
+            );
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.commit_took(started.elapsed());
+            for outcome in &outcomes {
+                if let Outcome::SetAside(reason, meter, _) = outcome {
+                    stats.reject(reason, meter);
+                    stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    match *reason {
+                        "replay" => stats.replays.fetch_add(1, Ordering::Relaxed),
+                        "nonce_reuse" => stats.nonce_reuse.fetch_add(1, Ordering::Relaxed),
+                        _ => 0,
+                    };
+                }
+            }
+            if let Some(Err(e)) = after {
+                tracing::warn!("fleet: cannot save frame counters or rejection counts: {e}");
+            }
+            {
+                let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);
+                for (title, (_, last)) in pending {
+                    if let Some(ours) = fleet.last.get(&title)
+                        && ours.key_check == last.key_check
+                        && ours.counter > last.counter
+                    {
+                        stats.out_of_order.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    fleet.last.insert(title, last);
+                }
+            }
+            // Committed: now, and only now, the frames are acknowledged.
+            for message in &messages {
+                message.ack().await.map_err(nats)?;
+            }
+        }
+        Err(e) => {
+            stats.database_ok.store(false, Ordering::Relaxed);
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            *stats
+                .last_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            give_back(Some(writer), &messages, &e.to_string()).await;
+        }
+    }
+    Ok(true)
+}
+
+/// Gives a batch back: nothing of it stays in memory; its frames come again (negative
+/// acknowledgement, after a pause).
+async fn give_back(writer: Option<&mut Writer>, messages: &[jetstream::Message], why: &str) {
+    tracing::error!("fleet: cannot store a batch: {why}; its frames come again");
+    if let Some(writer) = writer {
+        let _ = writer.take_buffered();
+    }
+    for message in messages {
+        let _ = message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+            .await;
+    }
 }

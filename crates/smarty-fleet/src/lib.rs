@@ -22,6 +22,7 @@
 pub mod ingest;
 pub mod keys;
 pub mod keys_csv;
+mod lease;
 pub mod nats;
 pub mod publish;
 pub mod stream;

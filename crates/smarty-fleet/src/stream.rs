@@ -25,6 +25,12 @@ pub const SUBJECTS: &str = "smarty.raw.>";
 /// The stream's name unless configured otherwise.
 pub const DEFAULT_NAME: &str = "SMARTY_RAW";
 
+/// The dead-letter stream's name unless configured otherwise.
+pub const DEAD_LETTER_NAME: &str = "SMARTY_DEAD";
+
+/// The dead-letter stream's subjects: `smarty.dead.<reason>.<title>`.
+pub const DEAD_LETTER_SUBJECTS: &str = "smarty.dead.>";
+
 /// How the stream is made (and what an existing one is checked against).
 ///
 /// # Example
@@ -39,6 +45,8 @@ pub const DEFAULT_NAME: &str = "SMARTY_RAW";
 pub struct StreamConfig {
     /// The stream's name (default `SMARTY_RAW`): letters, digits, `-` and `_`.
     pub name: String,
+    /// Its subjects (default [`SUBJECTS`]; [`DEAD_LETTER_SUBJECTS`] for the dead letters).
+    pub subjects: String,
     /// How long a frame stays in the stream (default 7 days); `Duration::ZERO` keeps frames
     /// until [`StreamConfig::max_bytes`] is reached.
     pub max_age: Duration,
@@ -61,6 +69,7 @@ impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
             name: DEFAULT_NAME.to_owned(),
+            subjects: SUBJECTS.to_owned(),
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: None,
             replicas: 1,
@@ -71,6 +80,29 @@ impl Default for StreamConfig {
 }
 
 impl StreamConfig {
+    /// The dead-letter stream (`SMARTY_DEAD` on `smarty.dead.>`): the frames workers set
+    /// aside, kept `max_age` (default 7 days).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// let dead = smarty_fleet::stream::StreamConfig::dead_letters(Duration::from_secs(86_400));
+    /// assert_eq!((dead.name.as_str(), dead.subjects.as_str()), ("SMARTY_DEAD", "smarty.dead.>"));
+    /// ```
+    pub fn dead_letters(max_age: Duration) -> StreamConfig {
+        StreamConfig {
+            name: DEAD_LETTER_NAME.to_owned(),
+            subjects: DEAD_LETTER_SUBJECTS.to_owned(),
+            max_age,
+            duplicate_window: Duration::from_secs(120).min(if max_age.is_zero() {
+                Duration::from_secs(120)
+            } else {
+                max_age
+            }),
+            ..StreamConfig::default()
+        }
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -117,7 +149,7 @@ impl StreamConfig {
     fn jetstream(&self) -> stream::Config {
         stream::Config {
             name: self.name.clone(),
-            subjects: vec![SUBJECTS.to_owned()],
+            subjects: vec![self.subjects.clone()],
             retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::Old,
             storage: stream::StorageType::File,
@@ -128,7 +160,11 @@ impl StreamConfig {
             max_consumers: -1,
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
-            description: Some("smarty: raw frames of the fleet's meters (docs/fleet.md)".into()),
+            description: Some(if self.subjects == SUBJECTS {
+                "smarty: raw frames of the fleet's meters (docs/fleet.md)".into()
+            } else {
+                "smarty: frames the fleet's workers set aside (docs/fleet.md)".into()
+            }),
             ..Default::default()
         }
     }
@@ -234,7 +270,7 @@ pub enum StreamError {
     Config(String),
     /// A stream of that name exists for other subjects: it is left alone.
     #[error(
-        "the stream {name} exists with subjects {found:?}, not [\"{SUBJECTS}\"]: it is left as it \
+        "the stream {name} exists with subjects {found:?}, not [\"{expected}\"]: it is left as it \
          is; give the fleet another stream name, or change or remove that stream (nats stream \
          edit / nats stream rm)"
     )]
@@ -243,6 +279,8 @@ pub enum StreamError {
         name: String,
         /// Its subjects.
         found: Vec<String>,
+        /// The subjects it should have.
+        expected: String,
     },
     /// A stream of that name exists with another retention policy: it is left alone.
     #[error(
@@ -259,11 +297,13 @@ pub enum StreamError {
     /// Another stream holds subjects that overlap `smarty.raw.>`.
     #[error(
         "cannot create the stream {name}: the stream {other} already takes subjects that overlap \
-         {SUBJECTS}; use that stream (give its name) or change it"
+         {subjects}; use that stream (give its name) or change it"
     )]
     Overlap {
         /// The stream that was to be created.
         name: String,
+        /// Its subjects.
+        subjects: String,
         /// The stream that holds the subjects (`?` when the server did not say).
         other: String,
     },
@@ -322,7 +362,7 @@ pub async fn ensure(
                             .map_err(|e| request("reading", e.into()))?
                             .clone();
                         tracing::info!(stream = %config.name, replicas = config.replicas,
-                            "JetStream stream {} created for {SUBJECTS}", config.name);
+                            "JetStream stream {} created for {}", config.name, config.subjects);
                         Ok(Ensured::Created(Box::new(info)))
                     }
                     Err(e) => match e.kind() {
@@ -330,11 +370,12 @@ pub async fn ensure(
                             if js.error_code() == ErrorCode::STREAM_SUBJECT_OVERLAP =>
                         {
                             let other = context
-                                .stream_by_subject("smarty.raw.*")
+                                .stream_by_subject(config.subjects.replace('>', "*"))
                                 .await
                                 .unwrap_or_else(|_| "?".to_owned());
                             Err(StreamError::Overlap {
                                 name: config.name.clone(),
+                                subjects: config.subjects.clone(),
                                 other,
                             })
                         }
@@ -387,10 +428,11 @@ async fn check_existing(
     info: stream::Info,
 ) -> Result<Ensured, StreamError> {
     let found = &info.config;
-    if found.subjects != [SUBJECTS] {
+    if found.subjects != [config.subjects.clone()] {
         return Err(StreamError::Subjects {
             name: config.name.clone(),
             found: found.subjects.clone(),
+            expected: config.subjects.clone(),
         });
     }
     if found.retention != stream::RetentionPolicy::Limits {

@@ -64,15 +64,82 @@ pub fn system_title(subject: &str) -> Option<[u8; 8]> {
     smarty_p1::hex::decode(hex).ok()?.try_into().ok()
 }
 
-/// The partition (`0..partitions`) of the meter with `system_title`: FNV-1a of the title,
-/// stable across versions and machines.
+/// The partition (`0..partitions`) NATS maps the meter with `system_title` to, with the
+/// mapping of [`server_mapping`]: FNV-1a (32 bits) of the subject's last token — the title
+/// in upper-case hex, as text — modulo `partitions`, as the server's `partition()` function
+/// computes it. Stable across versions and machines.
+///
+/// # Example
+/// ```
+/// let title = *b"SAG\x10\x30\x70\x01\x00";
+/// assert!(smarty_fleet::subject::partition(&title, 4) < 4);
+/// assert_eq!(smarty_fleet::subject::partition(&title, 1), 0);
+/// ```
 pub fn partition(system_title: &[u8; 8], partitions: u32) -> u32 {
+    partition_of_token(&smarty_p1::hex::upper(system_title).to_string(), partitions)
+}
+
+/// The partition of a subject's last token (what the server hashes).
+pub fn partition_of_token(token: &str, partitions: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in system_title {
-        hash ^= u32::from(*byte);
+    for byte in token.bytes() {
+        hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash % partitions.max(1)
+}
+
+/// The subject a partitioned server gives the frames of partition `partition`:
+/// `smarty.raw.<partition>.<title>`; the filter of that partition's consumer is
+/// `smarty.raw.<partition>.*`.
+pub fn partition_filter(partition: u32) -> String {
+    format!("{PREFIX}.{partition}.*")
+}
+
+/// The filter of the meters' own subjects, as publishers send them (unmapped):
+/// `smarty.raw.*`.
+pub fn unmapped_filter() -> String {
+    format!("{PREFIX}.*")
+}
+
+/// The lines of a `nats-server` configuration that map each meter's subject to its
+/// partition (`partitions` > 1), for the global account (docs/fleet.md); with accounts,
+/// put the `mappings` block in the fleet's account.
+///
+/// # Example
+/// ```
+/// assert_eq!(
+///     smarty_fleet::subject::server_mapping(4),
+///     "mappings {\n  \"smarty.raw.*\": \"smarty.raw.{{partition(4,1)}}.{{wildcard(1)}}\"\n}\n"
+/// );
+/// ```
+pub fn server_mapping(partitions: u32) -> String {
+    format!(
+        "mappings {{\n  \"{PREFIX}.*\": \"{PREFIX}.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}\"\n}}\n"
+    )
+}
+
+/// The system title and partition a partitioned subject names
+/// (`smarty.raw.<partition>.<title>`), or the title of an unmapped one
+/// (`smarty.raw.<title>`, partition `None`).
+///
+/// # Example
+/// ```
+/// use smarty_fleet::subject::title_and_partition;
+/// let title = *b"SAG\x10\x30\x70\x01\x00";
+/// assert_eq!(title_and_partition("smarty.raw.3.5341471030700100"), Some((title, Some(3))));
+/// assert_eq!(title_and_partition("smarty.raw.5341471030700100"), Some((title, None)));
+/// assert_eq!(title_and_partition("smarty.raw.x.5341471030700100"), None);
+/// ```
+pub fn title_and_partition(subject: &str) -> Option<([u8; 8], Option<u32>)> {
+    if let Some(title) = system_title(subject) {
+        return Some((title, None));
+    }
+    let rest = subject.strip_prefix(PREFIX)?.strip_prefix('.')?;
+    let (partition, hex) = rest.split_once('.')?;
+    let partition: u32 = partition.parse().ok()?;
+    let title = system_title(&format!("{PREFIX}.{hex}"))?;
+    Some((title, Some(partition)))
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     mqtt: bool,
     jetstream: bool,
+    /// Partitions of `smarty.raw.*` mapped by the server (docs/fleet.md), when set.
+    partitions: Option<u32>,
     /// The client port.
     pub port: u16,
     /// The MQTT port, for a server started by [`NatsServer::with_mqtt`].
@@ -44,16 +46,28 @@ impl NatsServer {
         NatsServer::launch(true, true)
     }
 
+    /// A server with JetStream and an MQTT listener that maps each meter's subject
+    /// `smarty.raw.<title>` to `smarty.raw.<partition>.<title>`, `partitions` partitions
+    /// (the fleet's configuration for `smarty fleet ingest --partitions`).
+    pub fn with_partitions(partitions: u32) -> NatsServer {
+        NatsServer::launch_with(true, true, Some(partitions))
+    }
+
     /// A server without JetStream (core NATS only).
     pub fn without_jetstream() -> NatsServer {
         NatsServer::launch(false, false)
     }
 
     fn launch(mqtt: bool, jetstream: bool) -> NatsServer {
+        NatsServer::launch_with(mqtt, jetstream, None)
+    }
+
+    fn launch_with(mqtt: bool, jetstream: bool, partitions: Option<u32>) -> NatsServer {
         let mut server = NatsServer {
             dir: tempfile::tempdir().unwrap(),
             mqtt,
             jetstream,
+            partitions,
             port: 0,
             mqtt_port: None,
             child: None,
@@ -107,6 +121,9 @@ impl NatsServer {
                 "mqtt {{\n  listen: \"127.0.0.1:{}\"\n}}\n",
                 port_text(mqtt_port)
             );
+        }
+        if let Some(n) = self.partitions {
+            conf += &crate::subject::server_mapping(n);
         }
         let path = dir.join("nats-server.conf");
         std::fs::write(&path, conf).unwrap();

@@ -556,3 +556,28 @@ mod ingest {
         }
     }
 }
+
+/// The server's `partition()` mapping and [`subject::partition`] agree, meter by meter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_maps_each_meter_to_the_partition_the_workers_compute() {
+    let server = NatsServer::with_partitions(4);
+    crate::test_nats::create_stream(&server.url()).await;
+    let mut publisher = publisher(&server, PublisherConfig::default()).await;
+    publish_all(&mut publisher, 200, 1..2).await;
+    let stored = stored(&server.url(), "SMARTY_RAW").await;
+    assert_eq!(stored.len(), 200);
+    let mut per_partition = [0u32; 4];
+    for message in &stored {
+        let (title, partition) = subject::title_and_partition(&message.subject)
+            .unwrap_or_else(|| panic!("not a partitioned subject: {}", message.subject));
+        let partition = partition.expect("mapped by the server");
+        assert_eq!(
+            partition,
+            subject::partition(&title, 4),
+            "{}",
+            message.subject
+        );
+        per_partition[partition as usize] += 1;
+    }
+    assert!(per_partition.iter().all(|&n| n > 20), "{per_partition:?}");
+}

@@ -60,6 +60,7 @@ use postgres::Partitions;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use fleet::{FleetCounter, FleetRejection};
 pub use query::{ReadConnection, Series, StoredMeter};
 pub use reading::{MbusRecord, Reading};
 pub use writer::Writer;

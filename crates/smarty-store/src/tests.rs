@@ -1077,3 +1077,77 @@ fn readings_held_on_disk_while_postgres_is_down_reach_it_once_it_is_back() {
     );
     check_against_raw(&store, &data[..1699]);
 }
+
+#[test]
+fn fleet_rejections_add_up_per_meter_and_reason_and_counters_keep_their_tags() {
+    let db = TestDatabase::create();
+    let store = Store::open(&db.store_config()).unwrap();
+    assert!(store.fleet_rejections().unwrap().is_empty());
+    let add = |rows: &[(&str, &str, u64)]| {
+        let rows: Vec<(String, String, u64)> = rows
+            .iter()
+            .map(|(m, r, n)| ((*m).to_owned(), (*r).to_owned(), *n))
+            .collect();
+        store.add_fleet_rejections(&rows).unwrap();
+    };
+    add(&[
+        ("meter-1", "tag", 2),
+        ("5341470000000001", "unknown_meter", 1),
+    ]);
+    add(&[
+        ("meter-1", "tag", 3),
+        ("meter-1", "replay", 1),
+        ("meter-1", "tag", 1),
+    ]);
+    let got: Vec<(String, String, u64)> = store
+        .fleet_rejections()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.meter, r.reason, r.count))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("5341470000000001".to_owned(), "unknown_meter".to_owned(), 1),
+            ("meter-1".to_owned(), "replay".to_owned(), 1),
+            ("meter-1".to_owned(), "tag".to_owned(), 6),
+        ]
+    );
+    let last = store.fleet_rejections().unwrap()[2].last_at;
+    assert!((jiff::Timestamp::now() - last).get_seconds().abs() < 60);
+
+    // Counters never go back; the tag goes with the counter; another key starts again.
+    let title = *b"SAG\0\0\0\0\x01";
+    let c = |counter: u32, tag: &[u8], check: &str| {
+        FleetCounter::new(
+            "meter-1".into(),
+            title,
+            check.into(),
+            counter,
+            Some(tag.to_vec()),
+        )
+    };
+    store
+        .save_fleet_counters(&[c(10, b"ten", "AAAAAA")])
+        .unwrap();
+    store
+        .save_fleet_counters(&[c(9, b"nine", "AAAAAA")])
+        .unwrap();
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten", "AAAAAA")]);
+    store
+        .save_fleet_counters(&[c(11, b"eleven", "AAAAAA")])
+        .unwrap();
+    assert_eq!(
+        store.fleet_counters().unwrap(),
+        [c(11, b"eleven", "AAAAAA")]
+    );
+    store
+        .save_fleet_counters(&[c(1, b"one", "BBBBBB")])
+        .unwrap();
+    assert_eq!(store.fleet_counters().unwrap(), [c(1, b"one", "BBBBBB")]);
+    // The household's counters and the fleet's are the same rows.
+    assert_eq!(
+        store.frame_counters("meter-1", "BBBBBB").unwrap(),
+        [("5341470000000001".to_owned(), 1)]
+    );
+}

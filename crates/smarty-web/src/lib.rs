@@ -27,6 +27,7 @@ mod health;
 mod live;
 mod metrics;
 mod number;
+pub mod probe;
 mod range;
 mod server;
 mod state;

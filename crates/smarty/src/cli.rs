@@ -166,6 +166,23 @@ pub enum FleetCommand {
         /// this many seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
         ack_wait_s: f64,
+        /// Partitions of the meters' subjects: the number of the NATS server's mapping
+        /// `smarty.raw.*` → `smarty.raw.{{partition(N,1)}}.{{wildcard(1)}}` (docs/fleet.md);
+        /// 1 needs no mapping. Every worker of a stream uses the same number.
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        partitions: u32,
+        /// New consumers start at this stream sequence (after a change of --partitions; the
+        /// refusal to start says which), instead of the stream's first frame.
+        #[arg(long, value_name = "SEQ")]
+        start_sequence: Option<u64>,
+        /// How long frames set aside stay in the dead-letter stream SMARTY_DEAD.
+        #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = parse_duration)]
+        dead_letter_max_age: Duration,
+        /// Serve /metrics and /healthz on this address (a port alone: on loopback); off
+        /// when not given.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
     },
     /// The dashboard and the API over the fleet's database: every meter, its history.
     #[command(after_help = "Example:\n  \

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "the fleet's keys, wrapped under its master key",
         sql: v2,
     },
+    Migration {
+        version: 3,
+        description: "the fleet's rejections per meter and reason; the tag of each meter's last frame",
+        sql: v3,
+    },
 ];
 
 /// The version this `smarty` writes.
@@ -146,6 +151,20 @@ fn v2() -> String {
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE fleet_key IS 'The fleet''s meters and their keys, each wrapped (AES-GCM, the system title as associated data) under the master key named by master_check; the master key is never stored.';"
+        .to_owned()
+}
+
+fn v3() -> String {
+    "CREATE TABLE fleet_rejection (
+  meter text NOT NULL,
+  reason text NOT NULL,
+  count bigint NOT NULL,
+  last_at timestamptz NOT NULL,
+  PRIMARY KEY (meter, reason)
+);
+COMMENT ON TABLE fleet_rejection IS 'Frames the fleet''s workers set aside, per meter (its name, or its system title in hex when unknown) and reason (unknown_meter, tag, crc, bad_subject, replay, nonce_reuse, …): how many, and when the last one was.';
+ALTER TABLE frame_counter ADD COLUMN tag bytea;
+COMMENT ON COLUMN frame_counter.tag IS 'The authentication tag of the frame of that counter (fleet workers: the same counter with another tag is nonce reuse or forgery).';"
         .to_owned()
 }
 

@@ -27,12 +27,23 @@ pub async fn run(command: FleetCommand) -> Result<()> {
             master,
             batch,
             ack_wait_s,
+            partitions,
+            start_sequence,
+            dead_letter_max_age,
+            http,
         } => {
             let ack_wait = std::time::Duration::try_from_secs_f64(ack_wait_s)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .context("--ack-wait-s: a number of seconds above 0")?;
-            ingest_command(&nats, &database, &master, batch, ack_wait).await
+            let mut config = IngestConfig::default();
+            config.batch_max = batch.max(1);
+            config.ack_wait = ack_wait;
+            config.partitions = partitions;
+            config.start_sequence = start_sequence;
+            config.dead_letters =
+                smarty_fleet::stream::StreamConfig::dead_letters(dead_letter_max_age);
+            ingest_command(&nats, &database, &master, config, http.as_deref()).await
         }
         FleetCommand::Serve(args) => serve_command(&args).await,
     }
@@ -150,17 +161,36 @@ async fn ingest_command(
     nats: &str,
     database: &str,
     master: &MasterKeyArgs,
-    batch: usize,
-    ack_wait: std::time::Duration,
+    config: IngestConfig,
+    http: Option<&str>,
 ) -> Result<()> {
     let master = master_key(master)?;
     let store = fleet_store(database)?;
     let client = smarty_fleet::nats::connect(nats, "smarty fleet ingest").await?;
     let stats = Arc::new(IngestStats::default());
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut config = IngestConfig::default();
-    config.batch_max = batch.max(1);
-    config.ack_wait = ack_wait;
+    if let Some(listen) = http {
+        let server = smarty_web::probe::bind(listen).await.context("--http")?;
+        crate::output::note(format_args!(
+            "fleet: metrics on http://{}/metrics",
+            server.local_addr().context("--http")?
+        ));
+        let (metrics_stats, health_stats) = (Arc::clone(&stats), Arc::clone(&stats));
+        let health_config = config.clone();
+        let probe = smarty_web::probe::Probe {
+            metrics: Arc::new(move || metrics_stats.render()),
+            health: Arc::new(move || health_stats.health(&health_config)),
+        };
+        let mut stopped = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            if let Err(e) = server.serve(probe, shutdown).await {
+                tracing::error!("fleet: {e}");
+            }
+        });
+    }
     let mut worker = tokio::spawn(ingest::run(
         client,
         store,
