@@ -4,7 +4,7 @@
 //!
 //! Both read only: the meters are those of `meter` (stored readings) and `fleet_key` (keys
 //! imported, perhaps nothing stored yet); keys are never read here. The rejections are those
-//! the workers count in `fleet_rejection` (when the database has that table).
+//! the workers count in `fleet_rejection`.
 //!
 //! Each query touches a meter's rows through the primary key `(meter, start)` of `agg_15m`
 //! (a lateral subquery per meter), never by scanning the table: the list computes last seen
@@ -14,8 +14,8 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::StoreError;
 use crate::query::ReadConnection;
-use crate::{Store, StoreError};
 
 /// The most meters one page of the list holds.
 pub const MAX_PAGE: u32 = 1000;
@@ -149,6 +149,21 @@ pub struct StateCounts {
     pub rejecting: u64,
 }
 
+/// Frames set aside from a sender that is no meter of the fleet: a system title without a
+/// key, or a subject that names no meter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct UnknownSender {
+    /// The system title in upper-case hex (or the subject), as the workers counted it.
+    pub sender: String,
+    /// Why (`unknown_meter`, `bad_subject`, …).
+    pub reason: String,
+    /// Frames set aside.
+    pub count: i64,
+    /// The last one, Unix seconds.
+    pub last_at: Option<i64>,
+}
+
 /// Which meters and which time the community view sums.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -264,44 +279,18 @@ const STATE: &str = "CASE
   WHEN l.last_ts IS NULL OR l.last_ts < $2 THEN 'stale'
   ELSE 'ok' END";
 
-/// The last rejection of member `p` (`rejected_at`), with or without the rejections table.
-fn rejected_at(rejections: bool) -> &'static str {
-    if rejections {
-        "LEFT JOIN LATERAL (
+/// The last rejection of member `p` (`rejected_at`).
+const REJECTED_AT: &str = "LEFT JOIN LATERAL (
   SELECT max(last_at) AS rejected_at FROM fleet_rejection WHERE meter = p.name
-) AS r ON true"
-    } else {
-        "LEFT JOIN LATERAL (SELECT NULL::timestamptz AS rejected_at) AS r ON true"
-    }
-}
-
-/// Whether the database has the workers' rejection counts.
-fn has_rejections(client: &mut postgres::Client) -> Result<bool, StoreError> {
-    Ok(client
-        .query_one("SELECT to_regclass('fleet_rejection') IS NOT NULL", &[])?
-        .get(0))
-}
+) AS r ON true";
 
 /// The list's figures of the meters named `names`, by name.
 fn details(
     client: &mut postgres::Client,
-    rejections: bool,
     names: &[String],
     stale: Timestamp,
     today_start: i64,
 ) -> Result<Vec<FleetMeter>, StoreError> {
-    let rejected = rejected_at(rejections);
-    let rejection_list = if rejections {
-        "LEFT JOIN LATERAL (
-           SELECT array_agg(reason ORDER BY reason) AS reasons,
-                  array_agg(count::bigint ORDER BY reason) AS counts,
-                  array_agg(last_at ORDER BY reason) AS lasts
-           FROM fleet_rejection WHERE meter = p.name
-         ) AS rl ON true"
-    } else {
-        "LEFT JOIN LATERAL (SELECT NULL::text[] AS reasons, NULL::bigint[] AS counts,
-           NULL::timestamptz[] AS lasts) AS rl ON true"
-    };
     let rows = client.query(
         &format!(
             "WITH p AS (
@@ -311,7 +300,13 @@ fn details(
              )
              SELECT p.name, p.system_title, p.meter_id, l.last_ts, t.import_wh, t.export_wh,
                     {STATE}, rl.reasons, rl.counts, rl.lasts
-             FROM p {LAST_SEEN} {rejected} {rejection_list}
+             FROM p {LAST_SEEN} {REJECTED_AT}
+             LEFT JOIN LATERAL (
+               SELECT array_agg(reason ORDER BY reason) AS reasons,
+                      array_agg(count ORDER BY reason) AS counts,
+                      array_agg(last_at ORDER BY reason) AS lasts
+               FROM fleet_rejection WHERE meter = p.name
+             ) AS rl ON true
              LEFT JOIN LATERAL (
                SELECT sum(energy_import_wh)::bigint AS import_wh,
                       sum(energy_export_wh)::bigint AS export_wh
@@ -362,7 +357,6 @@ impl ReadConnection {
     pub fn fleet_meters(&self, q: &MeterListQuery) -> Result<MeterPage, StoreError> {
         let q = q.clone();
         self.with_postgres(move |client| {
-            let rejections = has_rejections(client)?;
             let pattern = q
                 .search
                 .as_deref()
@@ -372,7 +366,6 @@ impl ReadConnection {
             let stale = ts(q.now - q.stale_after_s);
             let limit = i64::from(q.limit.clamp(1, MAX_PAGE));
             let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
-            let rejected = rejected_at(rejections);
             // The page's names first: with a state, every matching meter's state decides.
             let (names, total): (Vec<String>, i64) = match q.state {
                 None => {
@@ -398,7 +391,7 @@ impl ReadConnection {
                     let rows = client.query(
                         &format!(
                             "WITH {MEMBERS}, judged AS (
-                               SELECT p.name, {STATE} AS state FROM member AS p {LAST_SEEN} {rejected}
+                               SELECT p.name, {STATE} AS state FROM member AS p {LAST_SEEN} {REJECTED_AT}
                              )
                              SELECT name, count(*) OVER () FROM judged WHERE state = $3
                              ORDER BY name LIMIT $4 OFFSET $5"
@@ -412,7 +405,7 @@ impl ReadConnection {
                             .query_one(
                                 &format!(
                                     "WITH {MEMBERS}, judged AS (
-                                       SELECT {STATE} AS state FROM member AS p {LAST_SEEN} {rejected}
+                                       SELECT {STATE} AS state FROM member AS p {LAST_SEEN} {REJECTED_AT}
                                      )
                                      SELECT count(*) FROM judged WHERE state = $3"
                                 ),
@@ -423,7 +416,7 @@ impl ReadConnection {
                     (rows.iter().map(|row| row.get(0)).collect(), total)
                 }
             };
-            let meters = details(client, rejections, &names, stale, q.today_start)?;
+            let meters = details(client, &names, stale, q.today_start)?;
             Ok(MeterPage {
                 total: u64::try_from(total).unwrap_or(0),
                 meters,
@@ -445,15 +438,7 @@ impl ReadConnection {
     ) -> Result<Option<FleetMeter>, StoreError> {
         let names = vec![name.to_owned()];
         self.with_postgres(move |client| {
-            let rejections = has_rejections(client)?;
-            Ok(details(
-                client,
-                rejections,
-                &names,
-                ts(now - stale_after_s),
-                today_start,
-            )?
-            .pop())
+            Ok(details(client, &names, ts(now - stale_after_s), today_start)?.pop())
         })
     }
 
@@ -464,13 +449,12 @@ impl ReadConnection {
     /// [`StoreError::Config`] for an SQLite store, database errors.
     pub fn fleet_states(&self, now: i64, stale_after_s: i64) -> Result<StateCounts, StoreError> {
         self.with_postgres(move |client| {
-            let rejected = rejected_at(has_rejections(client)?);
             let stale = ts(now - stale_after_s);
             let none: Option<String> = None;
             let rows = client.query(
                 &format!(
                     "WITH {MEMBERS}
-                     SELECT {STATE} AS state, count(*) FROM member AS p {LAST_SEEN} {rejected}
+                     SELECT {STATE} AS state, count(*) FROM member AS p {LAST_SEEN} {REJECTED_AT}
                      GROUP BY 1"
                 ),
                 &[&none, &stale],
@@ -487,6 +471,44 @@ impl ReadConnection {
                 }
             }
             Ok(counts)
+        })
+    }
+
+    /// The rejections of senders that are not meters of the fleet (neither stored nor with
+    /// a key), the most recent first, at most `limit`; and how many there are.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for an SQLite store, database errors.
+    pub fn fleet_unknown_senders(
+        &self,
+        limit: u32,
+    ) -> Result<(u64, Vec<UnknownSender>), StoreError> {
+        self.with_postgres(move |client| {
+            let total: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM fleet_rejection AS r
+                     WHERE NOT EXISTS (SELECT 1 FROM meter AS m WHERE m.name = r.meter)
+                       AND NOT EXISTS (SELECT 1 FROM fleet_key AS k WHERE k.name = r.meter)",
+                    &[],
+                )?
+                .get(0);
+            let senders = client
+                .query(
+                    "SELECT r.meter, r.reason, r.count, r.last_at FROM fleet_rejection AS r
+                     WHERE NOT EXISTS (SELECT 1 FROM meter AS m WHERE m.name = r.meter)
+                       AND NOT EXISTS (SELECT 1 FROM fleet_key AS k WHERE k.name = r.meter)
+                     ORDER BY r.last_at DESC, r.meter, r.reason LIMIT $1",
+                    &[&i64::from(limit)],
+                )?
+                .iter()
+                .map(|row| UnknownSender {
+                    sender: row.get(0),
+                    reason: row.get(1),
+                    count: row.get(2),
+                    last_at: row.get::<_, Option<Timestamp>>(3).map(|t| t.as_second()),
+                })
+                .collect();
+            Ok((u64::try_from(total).unwrap_or(0), senders))
         })
     }
 
@@ -586,18 +608,6 @@ impl ReadConnection {
             }
             Ok(community)
         })
-    }
-}
-
-impl Store {
-    /// Whether the database answers: a round trip on a read connection (`fleet serve`'s
-    /// `/healthz`).
-    ///
-    /// # Errors
-    /// The database cannot be reached or refuses the connection.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        let reader = self.reader()?;
-        reader.with(|db| db.meter_by_name("").map(|_| ()))
     }
 }
 

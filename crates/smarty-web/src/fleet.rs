@@ -2,7 +2,8 @@
 //! routed only when the server is started with [`FleetOptions`]
 //! ([`WebServer::fleet`](crate::WebServer::fleet)).
 //!
-//! - `GET /api/fleet`: how many meters are ok, stale and rejecting;
+//! - `GET /api/fleet`: how many meters are ok, stale and rejecting, and the senders outside
+//!   the fleet whose frames were set aside;
 //! - `GET /api/fleet/meters?search=&state=&limit=&offset=`: the meter list, a page at a time;
 //! - `GET /api/fleet/community?day=|from=&to=&members=&top=`: the community view, per quarter
 //!   hour the members' import and export summed and the shared energy
@@ -60,6 +61,9 @@ impl FleetOptions {
     }
 }
 
+/// Senders outside the fleet listed by `/api/fleet`, the most recent first.
+const UNKNOWN_SENDERS: u32 = 20;
+
 /// Meters on a page when `limit` is not given.
 const DEFAULT_PAGE: u32 = 50;
 
@@ -101,7 +105,13 @@ pub fn meter_json(m: &FleetMeter) -> JsonValue {
 pub async fn summary(State(app): State<App>) -> Result<Response, ApiError> {
     let stale_after = options(&app).stale_after_s();
     let t = now();
-    let counts = with_reader(&app, move |r| r.fleet_states(t, stale_after)).await?;
+    let (counts, (unknown, senders)) = with_reader(&app, move |r| {
+        Ok((
+            r.fleet_states(t, stale_after)?,
+            r.fleet_unknown_senders(UNKNOWN_SENDERS)?,
+        ))
+    })
+    .await?;
     Ok(answer(json!({
         "time_zone": METER_ZONE,
         "stale_after_s": stale_after,
@@ -109,6 +119,12 @@ pub async fn summary(State(app): State<App>) -> Result<Response, ApiError> {
         "ok": counts.ok,
         "stale": counts.stale,
         "rejecting": counts.rejecting,
+        "unknown_senders": {
+            "total": unknown,
+            "recent": senders.iter().map(|s| json!({
+                "sender": s.sender, "reason": s.reason, "count": s.count, "last_at": s.last_at,
+            })).collect::<Vec<_>>(),
+        },
     })))
 }
 

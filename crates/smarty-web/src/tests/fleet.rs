@@ -118,16 +118,19 @@ fn fleet(token: Option<&str>) -> Fleet {
         })
         .collect();
     store.put_fleet_keys(&keys).unwrap();
-    // The workers' rejection counts (the table of `smarty fleet ingest`, made here when this
-    // schema has none yet).
+    // The workers' rejection counts: m-05's frames refused now, m-01's once long ago, and
+    // frames of a system title that is not in the fleet.
+    store
+        .add_fleet_rejections(&[
+            ("m-05".into(), "tag".into(), 7),
+            ("m-05".into(), "crc".into(), 2),
+            ("m-01".into(), "crc".into(), 1),
+            ("5341470000FFFFFF".into(), "unknown_meter".into(), 4),
+        ])
+        .unwrap();
     db.query(
-        "CREATE TABLE IF NOT EXISTS fleet_rejection (meter text NOT NULL, reason text NOT NULL,
-           count bigint NOT NULL, last_at timestamptz NOT NULL, PRIMARY KEY (meter, reason))",
-    );
-    db.query(
-        "INSERT INTO fleet_rejection (meter, reason, count, last_at) VALUES
-           ('m-05', 'tag', 7, now()), ('m-05', 'crc', 2, now() - interval '1 hour'),
-           ('m-01', 'crc', 1, now() - interval '90 minutes')",
+        "UPDATE fleet_rejection SET last_at = now() - interval '90 minutes'
+         WHERE meter = 'm-01' OR (meter = 'm-05' AND reason = 'crc')",
     );
     let (events, _) = broadcast::channel(1);
     let web = WebState {
@@ -242,6 +245,11 @@ async fn the_meter_list_pages_searches_and_judges() {
     assert_eq!(summary["ok"], METERS - 3);
     assert_eq!(summary["stale"], 3);
     assert_eq!(summary["rejecting"], 1);
+    assert_eq!(summary["unknown_senders"]["total"], 1);
+    let sender = &summary["unknown_senders"]["recent"][0];
+    assert_eq!(sender["sender"], "5341470000FFFFFF");
+    assert_eq!(sender["reason"], "unknown_meter");
+    assert_eq!(sender["count"], 4);
 
     // Search by name or system title, in any case; % and _ are plain characters.
     assert_eq!(

@@ -15,6 +15,17 @@ export async function loadCounts() {
   const minutes = Math.round(b.stale_after_s / 60);
   setText($('m-counts'), `${fmtInt(b.meters)} meters: ${fmtInt(b.ok)} ok, ${fmtInt(b.stale)} stale `
     + `(nothing stored for ${minutes} min), ${fmtInt(b.rejecting)} rejecting`);
+  // Frames of senders that are no meter of the fleet (no key imported, a wrong subject).
+  const unknown = b.unknown_senders || { total: 0, recent: [] };
+  const el = $('m-unknown');
+  el.hidden = !unknown.total;
+  if (unknown.total) {
+    const shown = unknown.recent.slice(0, 5)
+      .map((s) => `${s.sender} (${s.reason.replace(/_/g, ' ')}, ${fmtInt(s.count)}, last ${ago(s.last_at)})`)
+      .join(', ');
+    setText(el, `Frames set aside from ${fmtInt(unknown.total)} senders outside the fleet: ${shown}`
+      + (unknown.total > 5 ? ', …' : '') + '.');
+  }
   return b;
 }
 
