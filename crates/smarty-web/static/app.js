@@ -122,6 +122,7 @@ function selectMeter(name) {
   loadQuarter();
   loadMbus();
   openStream();
+  updateConn();
 }
 
 $('meter').addEventListener('change', (e) => selectMeter(e.target.value));
