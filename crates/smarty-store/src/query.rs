@@ -127,6 +127,10 @@ pub(crate) enum Field {
     Mbus(MbusChannel),
 }
 
+/// A meter's last stored reading: its time (Unix seconds) and its values under their series
+/// names in their units (`("power_import_kw", 0.3)`).
+pub type LastReading = (i64, Vec<(&'static str, f64)>);
+
 /// A read-only connection to the store (from [`super::Store::reader`]).
 pub struct ReadConnection {
     conn: Option<ReadConn>,
@@ -709,10 +713,7 @@ impl ReadConnection {
     ///
     /// # Errors
     /// [`StoreError::UnknownMeter`], database errors.
-    pub fn last_reading(
-        &self,
-        meter: &str,
-    ) -> Result<Option<(i64, Vec<(&'static str, f64)>)>, StoreError> {
+    pub fn last_reading(&self, meter: &str) -> Result<Option<LastReading>, StoreError> {
         let id = self.meter_id(meter)?;
         let Some(last) = self.with(|db| db.last_15m_before(id, i64::MAX))? else {
             return Ok(None);

@@ -499,3 +499,66 @@ async fn health_is_the_databases_and_the_token_guards_the_fleet() {
     assert_eq!(health["database"]["healthy"], false);
     assert!(health["database"]["reason"].as_str().is_some(), "{body}");
 }
+
+/// Every key of `answer` is a property of `schema` (resolving one `$ref`).
+fn described(openapi: &Value, schema: &Value, answer: &Value, what: &str) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &openapi["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    for key in answer.as_object().unwrap().keys() {
+        assert!(
+            schema["properties"][key].is_object(),
+            "{what}: {key} is not in openapi.json"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_describes_the_fleets_answers() {
+    let f = fleet(None);
+    let openapi: Value = serde_json::from_str(crate::OPENAPI).unwrap();
+    let ok = |path: &str| {
+        openapi["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    };
+    let summary = json(&f, "/api/fleet").await;
+    described(&openapi, &ok("/api/fleet"), &summary, "/api/fleet");
+    let page = json(&f, "/api/fleet/meters?search=m-05").await;
+    described(
+        &openapi,
+        &ok("/api/fleet/meters"),
+        &page,
+        "/api/fleet/meters",
+    );
+    let meter = &openapi["components"]["schemas"]["FleetMeter"];
+    described(&openapi, meter, &page["meters"][0], "FleetMeter");
+    let community = json(&f, "/api/fleet/community").await;
+    described(
+        &openapi,
+        &ok("/api/fleet/community"),
+        &community,
+        "Community",
+    );
+    described(
+        &openapi,
+        &openapi["components"]["schemas"]["Community"]["properties"]["totals"],
+        &community["totals"],
+        "Community totals",
+    );
+    let meters = json(&f, "/api/meters?name=m-05").await;
+    described(&openapi, &ok("/api/meters"), &meters, "/api/meters");
+    described(
+        &openapi,
+        &openapi["components"]["schemas"]["Meter"],
+        &meters["meters"][0],
+        "Meter",
+    );
+    let latest = json(&f, "/api/meters/m-02/latest").await;
+    described(
+        &openapi,
+        &openapi["components"]["schemas"]["Telegram"],
+        &latest,
+        "Telegram",
+    );
+}
