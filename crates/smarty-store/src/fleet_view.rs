@@ -294,9 +294,11 @@ fn details(
     let rows = client.query(
         &format!(
             "WITH p AS (
-               SELECT coalesce(m.name, k.name) AS name, m.id, k.system_title, m.meter_id
-               FROM meter AS m FULL JOIN fleet_key AS k ON k.name = m.name
-               WHERE coalesce(m.name, k.name) = ANY($1)
+               SELECT n.name, m.id, k.system_title, m.meter_id
+               FROM unnest($1::text[]) AS n(name)
+               LEFT JOIN meter AS m ON m.name = n.name
+               LEFT JOIN fleet_key AS k ON k.name = n.name
+               WHERE m.id IS NOT NULL OR k.name IS NOT NULL
              )
              SELECT p.name, p.system_title, p.meter_id, l.last_ts, t.import_wh, t.export_wh,
                     {STATE}, rl.reasons, rl.counts, rl.lasts
@@ -369,23 +371,24 @@ impl ReadConnection {
             // The page's names first: with a state, every matching meter's state decides.
             let (names, total): (Vec<String>, i64) = match q.state {
                 None => {
-                    let total: i64 = client
-                        .query_one(&format!("WITH {MEMBERS} SELECT count(*) FROM member"), &[
-                            &pattern,
-                        ])?
-                        .get(0);
-                    let names = client
-                        .query(
-                            &format!(
-                                "WITH {MEMBERS} SELECT name FROM member ORDER BY name
-                                 LIMIT $2 OFFSET $3"
-                            ),
-                            &[&pattern, &limit, &offset],
-                        )?
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
-                    (names, total)
+                    // The page and the count in one pass over the names.
+                    let rows = client.query(
+                        &format!(
+                            "WITH {MEMBERS} SELECT name, count(*) OVER () FROM member
+                             ORDER BY name LIMIT $2 OFFSET $3"
+                        ),
+                        &[&pattern, &limit, &offset],
+                    )?;
+                    let total = match rows.first() {
+                        Some(row) => row.get(1),
+                        None if offset == 0 => 0,
+                        None => client
+                            .query_one(&format!("WITH {MEMBERS} SELECT count(*) FROM member"), &[
+                                &pattern,
+                            ])?
+                            .get(0),
+                    };
+                    (rows.iter().map(|row| row.get(0)).collect(), total)
                 }
                 Some(state) => {
                     let rows = client.query(

@@ -23,7 +23,8 @@ export async function loadCounts() {
     const shown = unknown.recent.slice(0, 5)
       .map((s) => `${s.sender} (${s.reason.replace(/_/g, ' ')}, ${fmtInt(s.count)}, last ${ago(s.last_at)})`)
       .join(', ');
-    setText(el, `Frames set aside from ${fmtInt(unknown.total)} senders outside the fleet: ${shown}`
+    const senders = unknown.total === 1 ? 'sender' : 'senders';
+    setText(el, `Frames set aside from ${fmtInt(unknown.total)} ${senders} outside the fleet: ${shown}`
       + (unknown.total > 5 ? ', …' : '') + '.');
   }
   return b;
