@@ -738,6 +738,21 @@ pub async fn run(
     master: MasterKey,
     config: IngestConfig,
     stats: Arc<IngestStats>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let result = run_worker(client, store, master, config, stats, stop).await;
+    if let Err(e) = &result {
+        tracing::error!("fleet: the worker stops: {e}");
+    }
+    result
+}
+
+async fn run_worker(
+    client: async_nats::Client,
+    store: Store,
+    master: MasterKey,
+    config: IngestConfig,
+    stats: Arc<IngestStats>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     if !(1..=1_000).contains(&config.partitions) {

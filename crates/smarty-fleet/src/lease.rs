@@ -46,25 +46,32 @@ impl Leases {
         replicas: usize,
         total: usize,
     ) -> Result<Leases, IngestError> {
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => match js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_owned(),
-                    description: "smarty: which fleet worker handles which partition".into(),
-                    history: 1,
-                    max_age: ttl,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::Memory,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(kv) => kv,
-                // Another worker made it meanwhile.
-                Err(_) => js.get_key_value(bucket).await.map_err(nats)?,
-            },
+        // The bucket's stream, made as a key-value bucket's (history 1, a maximum age) by
+        // hand: NATS 2.9's answer to the client's own creation request does not parse.
+        let stream = jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("smarty: which fleet worker handles which partition".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: ttl,
+            duplicate_window: ttl.min(Duration::from_secs(120)),
+            allow_direct: true,
+            allow_rollup: true,
+            deny_delete: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            storage: jetstream::stream::StorageType::Memory,
+            ..Default::default()
         };
+        if js.get_stream(&stream.name).await.is_err()
+            && let Err(e) = js.create_stream(stream).await
+        {
+            tracing::debug!("fleet: the lease bucket {bucket}: {e} (made by another worker?)");
+        }
+        let kv = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| IngestError::Nats(format!("the lease bucket {bucket}: {e}")))?;
         let ttl = match kv.status().await {
             Ok(status) if !status.max_age().is_zero() => status.max_age(),
             _ => ttl,

@@ -411,6 +411,17 @@ mod ingest {
         .into()
     }
 
+    /// The workers' logs, shown when a test fails (`RUST_LOG` filters them).
+    pub(super) fn logs() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "smarty_fleet=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    }
+
     async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
@@ -421,6 +432,7 @@ mod ingest {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_workers_store_every_frame_once() {
+        logs();
         const METERS: u32 = 40;
         const FRAMES: u32 = 30;
         let server = NatsServer::start();
@@ -491,7 +503,11 @@ mod ingest {
         }
         let total = u64::from(METERS * FRAMES) + 2;
         let expected = u64::from(METERS * FRAMES);
+        let began = Instant::now();
         wait_until("every frame stored", || {
+            if began.elapsed() > Duration::from_secs(58) {
+                eprintln!("{stats:?}");
+            }
             stats.stored.load(Ordering::Relaxed) >= expected
                 && stats.frames.load(Ordering::Relaxed) >= total
         })
