@@ -94,9 +94,16 @@ pub struct MetersQuery {
     name: Option<String>,
 }
 
-/// `GET /api/meters` (`?name=NAME`: only that meter, 404 when unknown).
+/// `GET /api/meters` (`?name=NAME`: only that meter, 404 when unknown; on a fleet, no meter
+/// without `name`).
 pub async fn meters(State(app): State<App>, ApiQuery(q): ApiQuery<MetersQuery>) -> ApiResult {
     let wanted = q.name.clone();
+    // A fleet may hold a million meters: its list is /api/fleet/meters, a page at a time.
+    if app.fleet.is_some() && wanted.is_none() {
+        return Ok(answer(
+            json!({ "time_zone": METER_ZONE, "meters": [], "fleet": true }),
+        ));
+    }
     let stored: Vec<StoredMeter> = if app.web.store.is_some() {
         let wanted = wanted.clone();
         with_reader(&app, move |r| match wanted {

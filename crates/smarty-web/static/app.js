@@ -87,6 +87,11 @@ async function start() {
   setText($('time-zone'), state.timeZone || 'the browser\'s time zone');
   // Served by `smarty fleet serve`: no live stream, a way back to the fleet's list.
   state.fleet = body.fleet === true;
+  if (state.fleet && !named) {
+    // A fleet's meters are listed on its own page, which links each one here.
+    location.replace('./');
+    return;
+  }
   $('fleet-link').hidden = !state.fleet;
   state.meters = Array.isArray(body.meters) ? body.meters : [];
   if (!state.meters.length) {

@@ -441,6 +441,10 @@ async fn a_fleet_meters_dashboard_works_from_the_store() {
     assert!(m["last_telegram"].as_i64().is_some(), "{m}");
     let (status, _) = get(&f, "/api/meters?name=nobody", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Without a name, no list of every meter: that is /api/fleet/meters, a page at a time.
+    let all = json(&f, "/api/meters").await;
+    assert_eq!(all["fleet"], true);
+    assert_eq!(all["meters"], serde_json::json!([]));
     // "Now": the last stored reading.
     let latest = json(&f, "/api/meters/m-02/latest").await;
     assert_eq!(latest["received"], f.now - 60);

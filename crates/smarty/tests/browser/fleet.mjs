@@ -172,6 +172,12 @@ try {
   });
 
   await check('no console or page errors (meter dashboard)', noProblems);
+  await check('the dashboard without a meter leads to the fleet page', async () => {
+    await page.goto(new URL('index.html', url).href, { waitUntil: 'load', timeout: 20000 });
+    await until(page, 'the fleet page', () => document.title === 'smarty fleet' &&
+      document.querySelectorAll('#m-rows tr[data-name]').length > 0);
+  });
+  await check('no console or page errors (redirect)', noProblems);
   result.checks_passed = passed;
   result.screenshots = shotDir;
 } catch (e) {
