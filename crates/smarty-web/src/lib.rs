@@ -13,6 +13,10 @@
 //! It reads the history through `smarty-store`, the costs through `smarty-tariff`, and what is
 //! live (the latest telegrams, the outputs' health) from [`smarty_model::live::LiveState`]; the
 //! dashboard's files (`static/`) are compiled in.
+//!
+//! Started with [`WebServer::fleet`] (`smarty fleet serve`), it serves a fleet's database:
+//! the fleet's routes (`fleet.rs`: `/api/fleet/…`, the fleet page at `/`, a `/healthz` that
+//! asks the database) beside the household's, which then read each meter from the store.
 
 mod api;
 mod assets;
