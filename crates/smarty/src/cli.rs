@@ -184,9 +184,12 @@ pub enum FleetCommand {
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
     },
-    /// The dashboard and the API over the fleet's database: every meter, its history.
-    #[command(after_help = "Example:\n  \
-  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080")]
+    /// The dashboard and the API over the fleet's database: the meter list (search, last
+    /// seen, rejections, state), the community view and each meter's dashboard.
+    #[command(after_help = "Examples:\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080\n  \
+  SMARTY_HTTP_TOKEN=$(cat token) smarty fleet serve --database postgres://smarty@db/fleet --http 0.0.0.0:8080\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --config /etc/smarty/fleet.toml")]
     Serve(FleetServeArgs),
 }
 

@@ -54,7 +54,7 @@ fn readings(i: usize, now: i64) -> Vec<(i64, i64, i64)> {
         .map(|k| {
             import += (i as i64 + 1) * 5 + (k % 4) * 3;
             // Solar in alternate half-hours: some quarters export more than they import.
-            if i % 3 == 0 && (k / 30) % 2 == 0 {
+            if i.is_multiple_of(3) && (k / 30) % 2 == 0 {
                 export += 300 + i as i64 * 10 + k % 5;
             }
             (start + k * 60, import, export)
