@@ -69,8 +69,9 @@ pub(crate) trait Db {
     ) -> DbResult<(i64, Option<String>)>;
     /// The id of meter `name`, if it is stored.
     fn meter_by_name(&mut self, name: &str) -> DbResult<Option<i64>>;
-    /// Every stored meter with its id, by name (M-Bus channels not filled in).
-    fn meters(&mut self) -> DbResult<Vec<(i64, StoredMeter)>>;
+    /// Every stored meter with its id, by name, or only the one named `name` (M-Bus
+    /// channels not filled in).
+    fn meters(&mut self, name: Option<&str>) -> DbResult<Vec<(i64, StoredMeter)>>;
     /// Keeps other writers off `meter`'s readings and aggregates until the transaction ends
     /// (PostgreSQL, where writers of several processes may share a database; SQLite has one
     /// writer per file).

@@ -19,6 +19,7 @@
 //! | [`schema`] | the schema and its migrations |
 //! | [`lock`] | the writer's lock: one process writes a store |
 //! | [`error`] | [`StoreError`] |
+//! | [`fleet_view`] | what `smarty fleet serve` shows: the meter list, the community view (PostgreSQL) |
 //! | [`queue`] | the MQTT output's outgoing queue, in memory and in an SQLite file |
 //!
 //! It depends on `smarty-model` (readings come from its typed values, periods and time) and
@@ -33,6 +34,7 @@ pub mod copy;
 mod db;
 pub mod error;
 pub mod fleet;
+pub mod fleet_view;
 pub mod lock;
 pub mod postgres;
 pub mod query;

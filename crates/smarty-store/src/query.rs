@@ -127,6 +127,10 @@ pub(crate) enum Field {
     Mbus(MbusChannel),
 }
 
+/// A meter's last stored reading: its time (Unix seconds) and its values under their series
+/// names in their units (`("power_import_kw", 0.3)`).
+pub type LastReading = (i64, Vec<(&'static str, f64)>);
+
 /// A read-only connection to the store (from [`super::Store::reader`]).
 pub struct ReadConnection {
     conn: Option<ReadConn>,
@@ -269,8 +273,20 @@ impl ReadConnection {
     /// # Errors
     /// database errors.
     pub fn meters(&self) -> Result<Vec<StoredMeter>, StoreError> {
+        self.meters_named(None)
+    }
+
+    /// The stored meter named `name`, if there is one.
+    ///
+    /// # Errors
+    /// database errors.
+    pub fn meter(&self, name: &str) -> Result<Option<StoredMeter>, StoreError> {
+        Ok(self.meters_named(Some(name))?.pop())
+    }
+
+    fn meters_named(&self, name: Option<&str>) -> Result<Vec<StoredMeter>, StoreError> {
         self.with(|db| {
-            let rows = db.meters()?;
+            let rows = db.meters(name)?;
             rows.into_iter()
                 .map(|(id, mut meter)| {
                     meter.mbus = db.mbus_channels(id)?;
@@ -689,6 +705,28 @@ impl ReadConnection {
     pub fn intervals(&self, meter: &str, from: i64, to: i64) -> Result<Vec<Interval>, StoreError> {
         let id = self.meter_id(meter)?;
         self.with(|db| db.intervals(id, from, to))
+    }
+
+    /// The last stored raw reading of `meter`: its time (Unix seconds) and its values under
+    /// their series names in their units (`power_import_kw`, `voltage_l1_v`), those present.
+    /// `None` when nothing is stored, or its last period's raw readings were pruned.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownMeter`], database errors.
+    pub fn last_reading(&self, meter: &str) -> Result<Option<LastReading>, StoreError> {
+        let id = self.meter_id(meter)?;
+        let Some(last) = self.with(|db| db.last_15m_before(id, i64::MAX))? else {
+            return Ok(None);
+        };
+        let rows = self.raw_rows(id, last.start, last.last_ts + 1)?;
+        Ok(rows.last().map(|row| {
+            let values = COLUMNS
+                .iter()
+                .zip(row.values)
+                .filter_map(|(c, v)| Some((c.series(), v? as f64 / c.scale)))
+                .collect();
+            (row.ts, values)
+        }))
     }
 
     /// The consumption of each M-Bus sub-meter of `meter` per local day or month whose start

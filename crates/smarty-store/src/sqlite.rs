@@ -143,14 +143,14 @@ impl Db for SqliteDb<'_> {
             .optional()?)
     }
 
-    fn meters(&mut self) -> DbResult<Vec<(i64, StoredMeter)>> {
+    fn meters(&mut self, name: Option<&str>) -> DbResult<Vec<(i64, StoredMeter)>> {
         let mut statement = self.0.prepare_cached(
             "SELECT id, name, meter_id,
                (SELECT first_ts FROM agg_15m WHERE meter = m.id ORDER BY start LIMIT 1),
                (SELECT last_ts FROM agg_15m WHERE meter = m.id ORDER BY start DESC LIMIT 1)
-             FROM meter AS m ORDER BY name",
+             FROM meter AS m WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
         )?;
-        let rows = statement.query_map([], |row| {
+        let rows = statement.query_map([name], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
                 StoredMeter {

@@ -73,7 +73,7 @@ async fn with_reader_turn<T: Send + 'static>(
 }
 
 /// [`with_reader_turn`] for answers that are small: the turn ends with the query.
-async fn with_reader<T: Send + 'static>(
+pub(crate) async fn with_reader<T: Send + 'static>(
     app: &App,
     query: impl FnOnce(&ReadConnection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -88,20 +88,66 @@ pub fn answer(mut body: JsonValue) -> Response {
     Json(body).into_response()
 }
 
-/// `GET /api/meters`.
-pub async fn meters(State(app): State<App>) -> ApiResult {
+/// `meters` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct MetersQuery {
+    name: Option<String>,
+}
+
+/// `GET /api/meters` (`?name=NAME`: only that meter, 404 when unknown; on a fleet, no meter
+/// without `name`).
+pub async fn meters(State(app): State<App>, ApiQuery(q): ApiQuery<MetersQuery>) -> ApiResult {
+    let wanted = q.name.clone();
+    // A fleet may hold a million meters: its list is /api/fleet/meters, a page at a time.
+    if app.fleet.is_some() && wanted.is_none() {
+        return Ok(answer(
+            json!({ "time_zone": METER_ZONE, "meters": [], "fleet": true }),
+        ));
+    }
     let stored: Vec<StoredMeter> = if app.web.store.is_some() {
-        with_reader(&app, |r| r.meters()).await?
+        let wanted = wanted.clone();
+        with_reader(&app, move |r| match wanted {
+            Some(name) => Ok(r.meter(&name)?.into_iter().collect()),
+            None => r.meters(),
+        })
+        .await?
     } else {
         Vec::new()
     };
     let live = &app.web.live;
-    let mut names: Vec<String> = live.meter_names().iter().map(|n| n.to_string()).collect();
+    let mut names: Vec<String> = live
+        .meter_names()
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| wanted.as_ref().is_none_or(|w| w == n))
+        .collect();
     for meter in &stored {
         if !names.contains(&meter.name) {
             names.push(meter.name.clone());
         }
     }
+    if let Some(name) = &wanted
+        && names.is_empty()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no meter named {name:?}"),
+        ));
+    }
+    // A fleet's meters: what the workers stored and set aside, instead of live counters.
+    let fleet_entries = match (app.fleet, &wanted) {
+        (Some(options), Some(name)) => {
+            let name = name.clone();
+            let t = now();
+            let today = day_start_after(t, 0, &meter_zone());
+            let stale = i64::try_from(options.stale_after_s).unwrap_or(i64::MAX / 2);
+            with_reader(&app, move |r| r.fleet_meter(&name, t, today, stale))
+                .await?
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let list: Vec<JsonValue> = names
         .iter()
         .map(|name| {
@@ -120,10 +166,27 @@ pub async fn meters(State(app): State<App>) -> ApiResult {
             entry["mbus"] = json!(mbus);
             let values = latest.as_deref().map(|t| t.values.as_slice());
             entry["fields"] = json!(fields(values, app.web.store.is_some(), mbus));
+            if app.fleet.is_some() {
+                entry["source"] = json!("fleet");
+                if let Some(m) = fleet_entries.iter().find(|m| &m.name == name) {
+                    entry["last_telegram"] = json!(m.last_seen);
+                    entry["rejections"] = m
+                        .rejections
+                        .iter()
+                        .map(|r| (r.reason.clone(), json!(r.count)))
+                        .collect::<serde_json::Map<_, _>>()
+                        .into();
+                    entry["fleet"] = super::fleet::meter_json(m);
+                }
+            }
             entry
         })
         .collect();
-    Ok(answer(json!({ "time_zone": METER_ZONE, "meters": list })))
+    let mut body = json!({ "time_zone": METER_ZONE, "meters": list });
+    if app.fleet.is_some() {
+        body["fleet"] = json!(true);
+    }
+    Ok(answer(body))
 }
 
 /// The meter must be known (configured, seen or stored).
@@ -133,8 +196,7 @@ async fn known_meter(app: &App, meter: &str) -> Result<(), ApiError> {
     }
     if app.web.store.is_some() {
         let name = meter.to_owned();
-        let stored = with_reader(app, |r| r.meters()).await?;
-        if stored.iter().any(|m| m.name == name) {
+        if with_reader(app, move |r| r.meter(&name)).await?.is_some() {
             return Ok(());
         }
     }
@@ -147,13 +209,34 @@ async fn known_meter(app: &App, meter: &str) -> Result<(), ApiError> {
 /// `GET /api/meters/{meter}/latest`.
 pub async fn latest(State(app): State<App>, ApiPath(meter): ApiPath<String>) -> ApiResult {
     known_meter(&app, &meter).await?;
-    match app.web.live.latest(&meter) {
-        Some(event) => Ok(answer(telegram_json(&event, true))),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("meter {meter:?} has sent no telegram since the start"),
-        )),
+    if let Some(event) = app.web.live.latest(&meter) {
+        return Ok(answer(telegram_json(&event, true)));
     }
+    // A fleet has no live telegrams: its meters' last stored readings stand in.
+    if app.fleet.is_some() {
+        let name = meter.clone();
+        if let Some((time, values)) = with_reader(&app, move |r| r.last_reading(&name)).await? {
+            let values: serde_json::Map<String, JsonValue> = values
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), json!(value)))
+                .collect();
+            return Ok(answer(json!({
+                "meter": meter,
+                "received": time,
+                "timestamp": smarty_model::time::local_rfc3339(time, &meter_zone()),
+                "values": values,
+                "stored": true,
+            })));
+        }
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("meter {meter:?} has no stored reading"),
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("meter {meter:?} has sent no telegram since the start"),
+    ))
 }
 
 /// `from`/`to` query parameters.

@@ -39,11 +39,15 @@ macro_rules! js {
 /// Every file the dashboard needs, by URL path (without the leading `/`); the page first.
 const ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
+    asset!("fleet.html", "text/html; charset=utf-8"),
     js!("app.js"),
+    js!("fleet.js"),
     js!("js/api.js"),
     js!("js/charts.js"),
     js!("js/dom.js"),
     js!("js/fields.js"),
+    js!("js/fleet-community.js"),
+    js!("js/fleet-meters.js"),
     js!("js/format.js"),
     js!("js/history.js"),
     js!("js/live.js"),
@@ -120,6 +124,11 @@ pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
+/// `GET /` of `smarty fleet serve`: the fleet's page (meter list and community view).
+pub async fn fleet_index(headers: HeaderMap) -> Response {
+    serve("fleet.html", &headers)
+}
+
 /// `GET /{file}`.
 pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
@@ -146,19 +155,30 @@ mod tests {
     #[test]
     fn every_asset_is_there_and_the_page_names_them() {
         let page = text(&ASSETS[0]);
+        let fleet_page = text(&ASSETS[1]);
+        // The fleet's page and its modules are named by fleet.html, the rest by index.html.
+        let fleet_only = |path: &str| path.starts_with("fleet") || path.starts_with("js/fleet-");
         for asset in &ASSETS[1..] {
             assert!(!asset.body.is_empty(), "{}", asset.path);
+            let (name, page) = if fleet_only(asset.path) {
+                ("fleet.html", fleet_page)
+            } else {
+                ("index.html", page)
+            };
             assert!(
-                page.contains(&format!("\"{}\"", asset.path)),
-                "index.html does not load {}",
+                asset.path == "fleet.html" || page.contains(&format!("\"{}\"", asset.path)),
+                "{name} does not load {}",
                 asset.path
             );
         }
-        assert!(
-            !page.contains("http://") && !page.contains("https://"),
-            "no CDN"
-        );
+        for page in [page, fleet_page] {
+            assert!(
+                !page.contains("http://") && !page.contains("https://"),
+                "no CDN"
+            );
+        }
         assert!(page.contains("<script type=\"module\" src=\"app.js\">"));
+        assert!(fleet_page.contains("<script type=\"module\" src=\"fleet.js\">"));
     }
 
     /// The relative imports of a module (`from './js/api.js'`), as paths from `static/`.

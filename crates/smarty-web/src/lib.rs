@@ -16,6 +16,10 @@
 //!
 //! [`probe`] is a small server of `/metrics` and `/healthz` alone, for programs other than
 //! the gateway (the fleet's workers), fed by closures: it knows nothing of what it serves.
+//!
+//! Started with [`WebServer::fleet`] (`smarty fleet serve`), it serves a fleet's database:
+//! the fleet's routes (`fleet.rs`: `/api/fleet/…`, the fleet page at `/`, a `/healthz` that
+//! asks the database) beside the household's, which then read each meter from the store.
 
 mod api;
 mod assets;
@@ -25,6 +29,7 @@ pub mod config;
 mod error;
 mod extract;
 mod fields;
+mod fleet;
 mod health;
 mod live;
 mod metrics;
@@ -47,6 +52,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 pub use config::{HttpConfig, HttpConfigError};
+pub use fleet::{DEFAULT_STALE_AFTER_S, FleetOptions};
 pub use state::WebState;
 
 use auth::Access;
@@ -67,15 +73,25 @@ pub(crate) struct RouterOptions {
     pub healthy_within: Duration,
     /// `/metrics` is served without the token.
     pub metrics_public: bool,
+    /// `smarty fleet serve`: the fleet's routes, its `/healthz` and its page at `/`.
+    pub fleet: Option<FleetOptions>,
 }
 
 /// Every route of the server; `app.web.token` guards the API and (unless `metrics_public`)
 /// the metrics.
-pub(crate) fn router(app: App, options: RouterOptions) -> Router {
+pub(crate) fn router(mut app: App, options: RouterOptions) -> Router {
+    app.fleet = options.fleet;
     let access = Access {
         token: app.web.token.clone(),
     };
-    let api = Router::new()
+    let mut api = Router::new();
+    if options.fleet.is_some() {
+        api = api
+            .route("/fleet", get(fleet::summary))
+            .route("/fleet/meters", get(fleet::meters))
+            .route("/fleet/community", get(fleet::community));
+    }
+    let api = api
         .route("/meters", get(api::meters))
         .route("/meters/{meter}/latest", get(api::latest))
         .route("/meters/{meter}/series", get(api::series))
@@ -95,14 +111,24 @@ pub(crate) fn router(app: App, options: RouterOptions) -> Router {
     if !options.metrics_public {
         metrics = metrics.layer(middleware::from_fn_with_state(access, auth::require_token));
     }
+    let (health, index) = if options.fleet.is_some() {
+        (
+            Router::new()
+                .route("/healthz", get(fleet::healthz))
+                .with_state(app.clone()),
+            get(assets::fleet_index),
+        )
+    } else {
+        (
+            health::router(Arc::clone(&app.web.live), options.healthy_within),
+            get(assets::index),
+        )
+    };
     Router::new()
         .nest("/api", api)
         .merge(metrics)
-        .merge(health::router(
-            Arc::clone(&app.web.live),
-            options.healthy_within,
-        ))
-        .route("/", get(assets::index))
+        .merge(health)
+        .route("/", index)
         .route("/vendor/{file}", get(assets::vendor))
         .route("/js/{file}", get(assets::module))
         .route("/{file}", get(assets::file))
@@ -191,6 +217,7 @@ pub async fn bind(config: &HttpConfig) -> Result<WebServer, WebError> {
         options: RouterOptions {
             healthy_within: Duration::from_secs(config.healthy_within_s),
             metrics_public: config.metrics_public,
+            fleet: None,
         },
         limits: server::Limits::new(
             config.max_connections,
@@ -201,6 +228,14 @@ pub async fn bind(config: &HttpConfig) -> Result<WebServer, WebError> {
 }
 
 impl WebServer {
+    /// Serves a fleet (`smarty fleet serve`): the fleet's API under `/api/fleet/`, its page
+    /// at `/` (each meter's dashboard at `/index.html#meter=NAME`), and a `/healthz` that
+    /// asks the database instead of the live telegrams.
+    pub fn fleet(mut self, options: FleetOptions) -> WebServer {
+        self.options.fleet = Some(options);
+        self
+    }
+
     /// Serves until `shutdown` completes. The token read by [`bind`] replaces `state.token`.
     ///
     /// The server runs on a runtime and threads of its own (`smarty-http`), not on the

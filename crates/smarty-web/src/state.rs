@@ -44,6 +44,8 @@ pub struct App {
     pub queries: Arc<Semaphore>,
     /// Points in one series answer, at most ([`MAX_POINTS`]).
     pub max_points: u64,
+    /// Serving a fleet (`smarty fleet serve`), with its settings.
+    pub fleet: Option<crate::FleetOptions>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             web,
             queries: Arc::new(Semaphore::new(QUERY_PERMITS)),
             max_points: MAX_POINTS,
+            fleet: None,
         }
     }
 }

@@ -62,10 +62,18 @@ async function start() {
   const seq = ++startSeq;
   clearTimeout(state.retryTimer);
   let body;
+  // A meter named in the address (a fleet's list links them): only that one is asked for,
+  // so that a fleet of many meters never sends them all.
+  const named = new URLSearchParams(location.hash.slice(1)).get('meter');
   try {
-    body = await api('api/meters');
+    body = await api('api/meters', named ? { name: named } : undefined);
   } catch (e) {
     if (seq !== startSeq) return;
+    if (e.status === 404 && named) {
+      banner(`No meter named ${named}.`);
+      setConn('offline', 'No such meter');
+      return;
+    }
     if (e.status !== 401) {
       banner(`Cannot load the meter list: ${e.message}. Trying again in 10 s.`);
       setConn('offline', 'Offline');
@@ -77,6 +85,14 @@ async function start() {
   banner('');
   if (typeof body.time_zone === 'string' && body.time_zone) state.timeZone = body.time_zone;
   setText($('time-zone'), state.timeZone || 'the browser\'s time zone');
+  // Served by `smarty fleet serve`: no live stream, a way back to the fleet's list.
+  state.fleet = body.fleet === true;
+  if (state.fleet && !named) {
+    // A fleet's meters are listed on its own page, which links each one here.
+    location.replace('./');
+    return;
+  }
+  $('fleet-link').hidden = !state.fleet;
   state.meters = Array.isArray(body.meters) ? body.meters : [];
   if (!state.meters.length) {
     banner('This smarty has no meter configured: nothing to show.');
@@ -88,7 +104,7 @@ async function start() {
   const select = $('meter');
   select.replaceChildren(...state.meters.map((m) => new Option(m.name, m.name)));
   $('meter-pick').hidden = state.meters.length < 2;
-  const wanted = new URLSearchParams(location.hash.slice(1)).get('meter') || saved.get('smarty.meter');
+  const wanted = named || saved.get('smarty.meter');
   const chosen = state.meters.find((m) => m.name === wanted) || state.meters[0];
   selectMeter(chosen.name);
 }
@@ -111,6 +127,7 @@ function selectMeter(name) {
   loadQuarter();
   loadMbus();
   openStream();
+  updateConn();
 }
 
 $('meter').addEventListener('change', (e) => selectMeter(e.target.value));
@@ -128,6 +145,11 @@ setInterval(() => {
 setInterval(() => {
   if (!state.meter || state.needToken || document.hidden) return;
   refreshMeters();
+  if (state.fleet) {
+    // No stream: "Now" is the last stored reading, read again.
+    state.latest = null;
+    loadLatest();
+  }
   loadSummary();
   if (state.quarter.day === localDate(nowS())) loadQuarter();
   if (state.hist.live) loadHistory();

@@ -7,7 +7,7 @@ export default [
   { ignores: ['vendor/', 'node_modules/'] },
   js.configs.recommended,
   {
-    files: ['app.js', 'js/**/*.js'],
+    files: ['app.js', 'fleet.js', 'js/**/*.js'],
     languageOptions: {
       ecmaVersion: 2022,
       sourceType: 'module',

@@ -184,9 +184,12 @@ pub enum FleetCommand {
         #[arg(long, value_name = "ADDR")]
         http: Option<String>,
     },
-    /// The dashboard and the API over the fleet's database: every meter, its history.
-    #[command(after_help = "Example:\n  \
-  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080")]
+    /// The dashboard and the API over the fleet's database: the meter list (search, last
+    /// seen, rejections, state), the community view and each meter's dashboard.
+    #[command(after_help = "Examples:\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --http 127.0.0.1:8080\n  \
+  SMARTY_HTTP_TOKEN=$(cat token) smarty fleet serve --database postgres://smarty@db/fleet --http 0.0.0.0:8080\n  \
+  smarty fleet serve --database postgres://smarty@db/fleet --config /etc/smarty/fleet.toml")]
     Serve(FleetServeArgs),
 }
 
@@ -196,10 +199,18 @@ pub struct FleetServeArgs {
     /// The PostgreSQL database the workers fill.
     #[arg(long, value_name = "URL", env = "DATABASE_URL")]
     pub database: String,
-    /// Where the dashboard and the API listen; an address other than loopback needs an
-    /// access token (SMARTY_HTTP_TOKEN, 16 characters or more).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    pub http: String,
+    /// Where the dashboard and the API listen (default 127.0.0.1:8080, or the configuration's
+    /// `[http] listen`); an address other than loopback needs an access token
+    /// (SMARTY_HTTP_TOKEN or `[http] token_file`, 16 characters or more).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// A configuration file whose `[http]` (token_file, listen, limits) and `[tariff]`
+    /// sections apply; the rest of it is ignored. SMARTY_HTTP_* variables override it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A meter with nothing stored for this long is shown as stale (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = smarty_web::DEFAULT_STALE_AFTER_S)]
+    pub stale_after_s: u64,
 }
 
 /// `smarty fleet keys …`.

@@ -263,6 +263,8 @@ enum Scope {
     Service,
     /// `smarty export` and `import`: where the store is.
     Store,
+    /// `smarty fleet serve`: the web server and the tariff.
+    Web,
 }
 
 /// Every mistake of a configuration, each with its place; shown one per line.
@@ -337,6 +339,17 @@ impl Config {
     /// An unreadable file, or a [`ConfigError`].
     pub fn load_for_store(path: &Path) -> Result<Config> {
         Self::load_scoped(Some(path), &Overrides::default(), Scope::Store)
+    }
+
+    /// Reads a file (if any) for the web server's settings (`smarty fleet serve`): `[http]`
+    /// and `[tariff]`, overridden from the environment (`SMARTY_HTTP_TOKEN`, …) and then
+    /// from `flags`; only those sections must make sense (the file may be a household's,
+    /// with meters, or hold nothing else).
+    ///
+    /// # Errors
+    /// An unreadable file, or a [`ConfigError`].
+    pub fn load_for_web(path: Option<&Path>, flags: &Overrides) -> Result<Config> {
+        Self::load_scoped(path, flags, Scope::Web)
     }
 
     fn load_scoped(path: Option<&Path>, flags: &Overrides, scope: Scope) -> Result<Config> {
@@ -456,6 +469,14 @@ impl Config {
                         .paths
                         .iter()
                         .any(|p| within(p, "store") || p == "state_dir")
+                {
+                    continue;
+                }
+                if scope == Scope::Web
+                    && !problem
+                        .paths
+                        .iter()
+                        .any(|p| within(p, "http") || within(p, "tariff"))
                 {
                     continue;
                 }

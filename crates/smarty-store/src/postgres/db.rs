@@ -310,13 +310,13 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
             .map(|row| i64::from(row.get::<_, i32>(0))))
     }
 
-    fn meters(&mut self) -> DbResult<Vec<(i64, StoredMeter)>> {
+    fn meters(&mut self, name: Option<&str>) -> DbResult<Vec<(i64, StoredMeter)>> {
         let rows = self.query(
             "SELECT id, name, meter_id,
                (SELECT first_ts FROM agg_15m WHERE meter = m.id ORDER BY start LIMIT 1),
                (SELECT last_ts FROM agg_15m WHERE meter = m.id ORDER BY start DESC LIMIT 1)
-             FROM meter AS m ORDER BY name",
-            &[],
+             FROM meter AS m WHERE $1::text IS NULL OR name = $1 ORDER BY name",
+            &[&name],
         )?;
         Ok(rows
             .iter()

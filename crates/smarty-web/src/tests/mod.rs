@@ -23,6 +23,7 @@ macro_rules! on_both {
 }
 
 mod auth;
+mod fleet;
 mod history;
 mod household;
 mod meters;
@@ -145,6 +146,7 @@ fn options(metrics_public: bool) -> RouterOptions {
     RouterOptions {
         healthy_within: Duration::from_secs(60),
         metrics_public,
+        fleet: None,
     }
 }
 

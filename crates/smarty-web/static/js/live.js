@@ -15,7 +15,10 @@ export function showLive(values, received) {
   for (const td of document.querySelectorAll('#phases [data-v]')) {
     setText(td, fieldInfo(td.dataset.v).fmt(v[td.dataset.v]));
   }
-  setText($('live-at'), values ? `Telegram received at ${fmtTime(received, 'time')}.` : 'Waiting for the first telegram…');
+  let at;
+  if (state.fleet) at = values ? `Last stored reading, ${fmtTime(received, 'dateTime')}.` : 'Loading the last stored reading…';
+  else at = values ? `Telegram received at ${fmtTime(received, 'time')}.` : 'Waiting for the first telegram…';
+  setText($('live-at'), at);
   if (values) showReadings(values);
 }
 
@@ -40,7 +43,7 @@ export async function loadLatest() {
     updateStatus();
   } catch (e) {
     if (m !== state.meter) return;
-    if (e.status === 404) setText($('live-at'), 'No telegram received yet.');
+    if (e.status === 404) setText($('live-at'), state.fleet ? 'No reading stored yet.' : 'No telegram received yet.');
     else if (e.status !== 401) setText($('live-at'), `Could not load the last telegram: ${e.message}.`);
   }
 }

@@ -50,4 +50,13 @@ export const state = {
   /** The gas and water charts (one per M-Bus field) and their request counter. */
   mbusCharts: [],
   mbusSeq: 0,
+  /** Served by `smarty fleet serve` (`fleet` of /api/meters): no live stream; "Now" is the
+   * meter's last stored reading, its rejections those the fleet's workers counted. */
+  fleet: false,
+  /** The fleet page's meter list: search text, state filter ('' for all), page offset and
+   * size, request counter and the number of meters that match. */
+  fleetList: { search: '', state: '', offset: 0, limit: 50, seq: 0, total: 0 },
+  /** The fleet page's community view: its local day (YYYY-MM-DD), members (names separated
+   * by commas, '' for all), request counter, chart and range (Unix seconds). */
+  community: { day: '', members: '', seq: 0, chart: null, from: 0, to: 0 },
 };

@@ -21,7 +21,8 @@ export function closeStream() {
 
 export function openStream() {
   closeStream();
-  if (state.needToken || !state.meter) return;
+  // A fleet's server has no live telegrams (state.fleet): nothing to follow.
+  if (state.needToken || !state.meter || state.fleet) return;
   const url = new URL('api/stream', document.baseURI);
   url.searchParams.set('meter', state.meter.name);
   if (state.token) url.searchParams.set('token', state.token);

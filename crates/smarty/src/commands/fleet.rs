@@ -11,6 +11,7 @@ use smarty_store::Store;
 use smarty_store::config::{Location, StoreConfig};
 
 use crate::cli::{FleetCommand, FleetKeysCommand, FleetServeArgs, MasterKeyArgs};
+use crate::config::{Config, Overrides};
 
 /// Runs `smarty fleet …`.
 ///
@@ -48,31 +49,34 @@ pub async fn run(command: FleetCommand) -> Result<()> {
     }
 }
 
-/// The dashboard and API over the fleet's store: the meters are those the store holds.
+/// The dashboard and API over the fleet's store (`smarty_web` with its fleet routes): the
+/// meters are those the store holds, read page by page; there are no live telegrams. The
+/// `[http]` settings come as for `smarty run` (configuration file, `SMARTY_HTTP_*`, `--http`):
+/// an address other than loopback needs the access token.
 async fn serve_command(args: &FleetServeArgs) -> Result<()> {
-    let store = fleet_store(&args.database)?;
-    let names: Vec<String> = store
-        .reader()?
-        .meters()?
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
-    let mut http = smarty_web::HttpConfig::default();
-    http.listen = args.http.clone();
-    if let Ok(token) = std::env::var("SMARTY_HTTP_TOKEN") {
-        http.token = Some(token.into());
+    let mut flags = Overrides::default();
+    if let Some(listen) = &args.http {
+        flags.flag("http.listen", listen, "--http");
     }
-    let server = smarty_web::bind(&http).await?;
+    let config = Config::load_for_web(args.config.as_deref(), &flags)?;
+    let http = crate::service::outputs::http_config_with_token(&config)?;
+    // Refused before the database is opened: no token, or too short a token, off loopback.
+    http.check()?;
+    let store = fleet_store(&args.database)?;
+    let location = store.location().to_string();
+    let server = smarty_web::bind(&http)
+        .await?
+        .fleet(smarty_web::FleetOptions::new(args.stale_after_s));
     // No live telegrams here: the channel stays open, and empty, while the server runs.
     let (events, _) = tokio::sync::broadcast::channel(1);
     let state = smarty_web::WebState {
-        live: smarty_model::live::LiveState::new(names.iter().map(String::as_str)),
+        live: smarty_model::live::LiveState::new(Vec::<String>::new()),
         store: Some(store),
-        tariff: Arc::new(Default::default()),
+        tariff: Arc::new(config.tariff.clone().unwrap_or_default()),
         events: events.downgrade(),
         token: None,
     };
-    crate::output::note(format_args!("fleet: serving {} meters", names.len()));
+    crate::output::note(format_args!("fleet: serving the meters of {location}"));
     server
         .serve(state, crate::service::shutdown_signal())
         .await?;

@@ -565,3 +565,35 @@ fn tariff_mistakes_name_their_line_and_field() {
         lines.join("\n")
     );
 }
+
+#[test]
+fn the_web_servers_settings_alone_for_fleet_serve() {
+    // `smarty fleet serve --config`: a household's file (or none) gives [http] and [tariff];
+    // the meters are not its concern, but its [http] mistakes are.
+    let household = "[[meter]]\nname = \"home\"\nsource = \"/dev/ttyUSB0\"\nkey_file = \"/nope\"\n\
+                     [http]\nlisten = \"127.0.0.1:9090\"\n";
+    let config = Config::build(
+        Some((household, "smarty.toml")),
+        &[],
+        &Overrides::default(),
+        Scope::Web,
+    )
+    .unwrap();
+    assert_eq!(config.http.unwrap().listen, "127.0.0.1:9090");
+    let none = Config::build(None, &[], &Overrides::default(), Scope::Web).unwrap();
+    assert!(none.meters.is_empty());
+    let mut flags = Overrides::default();
+    flags.flag("http.listen", "0.0.0.0:8080", "--http");
+    let open = Config::build(None, &[], &flags, Scope::Web)
+        .unwrap_err()
+        .to_string();
+    assert!(open.contains("--http") && open.contains("token"), "{open}");
+    let with_token = Config::build(
+        None,
+        &env(&[("SMARTY_HTTP_TOKEN", "1234567890123456")]),
+        &flags,
+        Scope::Web,
+    )
+    .unwrap();
+    assert_eq!(with_token.http.unwrap().listen, "0.0.0.0:8080");
+}

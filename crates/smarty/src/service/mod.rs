@@ -12,7 +12,7 @@
 pub mod bus;
 mod live;
 mod meter;
-mod outputs;
+pub(crate) mod outputs;
 pub mod proxy;
 mod replay;
 mod run;

@@ -85,7 +85,7 @@ fn http_config(config: &Config) -> HttpConfig {
 ///
 /// # Errors
 /// An unreadable token file.
-fn http_config_with_token(config: &Config) -> Result<HttpConfig> {
+pub(crate) fn http_config_with_token(config: &Config) -> Result<HttpConfig> {
     let mut http = http_config(config);
     if http.token.is_none()
         && let Some(file) = &http.token_file

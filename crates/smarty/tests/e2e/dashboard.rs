@@ -54,7 +54,7 @@ fn smarty_ok(args: &[&str], log: &Path) {
 }
 
 /// Checks that Node.js, Chromium and playwright-core are there; fails (never skips) when not.
-fn browser_tools() -> (PathBuf, PathBuf) {
+pub fn browser_tools() -> (PathBuf, PathBuf) {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let playwright =
         crate_dir.join("../smarty-web/static/node_modules/playwright-core/package.json");
