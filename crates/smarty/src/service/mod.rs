@@ -10,6 +10,7 @@
 //! feed ([`live`]), the proxy and the replay counters.
 
 pub mod bus;
+pub mod fleet_feed;
 mod live;
 mod meter;
 mod outputs;
