@@ -72,12 +72,15 @@ impl Target {
             .unwrap_or_default();
         match scheme.as_str() {
             "nats" | "tls" => {
-                let bad = url
-                    .split(',')
-                    .any(|server| !server.trim().to_ascii_lowercase().starts_with("nats://")
-                        && !server.trim().to_ascii_lowercase().starts_with("tls://"));
+                let bad = url.split(',').any(|server| {
+                    !server.trim().to_ascii_lowercase().starts_with("nats://")
+                        && !server.trim().to_ascii_lowercase().starts_with("tls://")
+                });
                 if bad {
-                    return Err("every server of a NATS address is nats://HOST[:PORT] or tls://HOST[:PORT]".to_owned());
+                    return Err(
+                        "every server of a NATS address is nats://HOST[:PORT] or tls://HOST[:PORT]"
+                            .to_owned(),
+                    );
                 }
                 Ok(Target::Nats(url.to_owned()))
             }
@@ -101,10 +104,16 @@ impl FleetFeedConfig {
             out.push(("fleet.url", format!("[fleet]: url: {e}")));
         }
         if !(1..=5).contains(&self.replicas) {
-            out.push(("fleet.replicas", "[fleet]: replicas must be from 1 to 5".to_owned()));
+            out.push((
+                "fleet.replicas",
+                "[fleet]: replicas must be from 1 to 5".to_owned(),
+            ));
         }
         if self.queue_max == 0 {
-            out.push(("fleet.queue_max", "[fleet]: queue_max must be at least 1".to_owned()));
+            out.push((
+                "fleet.queue_max",
+                "[fleet]: queue_max must be at least 1".to_owned(),
+            ));
         }
         out
     }
@@ -138,8 +147,7 @@ struct Queue {
 /// Settings that cannot work, or the server refusing the frames for good (no stream takes
 /// the subjects, a frame larger than it takes).
 pub async fn run(config: FleetFeedConfig, mut events: mpsc::Receiver<MeterEvent>) -> Result<()> {
-    let target = Target::parse(&config.url)
-        .map_err(|e| anyhow::anyhow!("[fleet]: url: {e}"))?;
+    let target = Target::parse(&config.url).map_err(|e| anyhow::anyhow!("[fleet]: url: {e}"))?;
     let shown = config.shown_url();
     let queue = Arc::new(Mutex::new(Queue::default()));
     let wake = Arc::new(Notify::new());
@@ -283,7 +291,8 @@ async fn send_nats(
 const MQTT_WINDOW: u16 = 256;
 
 async fn send_mqtt(url: &str, shown: &str, queue: &Mutex<Queue>, wake: &Notify) -> Result<()> {
-    let broker = smarty_mqtt::BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("[fleet]: url: {e}"))?;
+    let broker =
+        smarty_mqtt::BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("[fleet]: url: {e}"))?;
     let client_id = match smarty_mqtt::config::host_label(40) {
         Some(host) => format!("smarty-raw-{host}"),
         None => format!("smarty-raw-{:08x}", rand::random::<u32>()),
@@ -301,7 +310,9 @@ async fn send_mqtt(url: &str, shown: &str, queue: &Mutex<Queue>, wake: &Notify) 
         match smarty_mqtt::Sender::connect(&connection, MQTT_WINDOW).await {
             Ok(sender) => break sender,
             Err(e) => {
-                tracing::warn!("fleet: cannot connect to {shown}: {e}; frames wait in memory, trying again");
+                tracing::warn!(
+                    "fleet: cannot connect to {shown}: {e}; frames wait in memory, trying again"
+                );
                 tokio::time::sleep(wait.next_wait()).await;
             }
         }
@@ -314,7 +325,10 @@ async fn send_mqtt(url: &str, shown: &str, queue: &Mutex<Queue>, wake: &Notify) 
             .await
             .with_context(|| format!("fleet: {shown}"))?;
     }
-    let resent = sender.flush().await.with_context(|| format!("fleet: {shown}"))?;
+    let resent = sender
+        .flush()
+        .await
+        .with_context(|| format!("fleet: {shown}"))?;
     tracing::info!(
         "fleet: {} frames sent to {shown}, all acknowledged, {resent} sent again",
         sender.sent()
@@ -337,7 +351,11 @@ mod tests {
             Target::parse("mqtt://127.0.0.1:1883"),
             Ok(Target::Mqtt("mqtt://127.0.0.1:1883".into()))
         );
-        assert!(Target::parse("/dev/ttyUSB0").unwrap_err().contains("nats://"));
+        assert!(
+            Target::parse("/dev/ttyUSB0")
+                .unwrap_err()
+                .contains("nats://")
+        );
         assert!(Target::parse("http://x").is_err());
         assert!(Target::parse("nats://a,/dev/tty").is_err());
         let config = FleetFeedConfig {

@@ -431,11 +431,19 @@ mod tests {
         let file = format!("{FILE}[fleet]\nurl = \"nats://file:4222\"\nreplicas = 3\n");
         let c = config(Some(&file), &["--config", "f"]);
         assert_eq!(c.fleet.as_ref().unwrap().url, "nats://file:4222");
-        let c = config(Some(&file), &["--config", "f", "--publish-raw", "nats://flag:4222"]);
+        let c = config(
+            Some(&file),
+            &["--config", "f", "--publish-raw", "nats://flag:4222"],
+        );
         let fleet = c.fleet.unwrap();
-        assert_eq!((fleet.url.as_str(), fleet.replicas), ("nats://flag:4222", 3));
+        assert_eq!(
+            (fleet.url.as_str(), fleet.replicas),
+            ("nats://flag:4222", 3)
+        );
         // A source where the URL goes says how to write it.
-        let err = parse(&["--publish-raw", "/dev/ttyUSB0"]).unwrap_err().to_string();
+        let err = parse(&["--publish-raw", "/dev/ttyUSB0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("without a URL after SOURCE"), "{err}");
     }
 }
