@@ -19,6 +19,8 @@
 #   METERS=200 COUNT=100 bench/fleet.sh          # to try the script
 #   WORKERS="1 2 4" bench/fleet.sh
 #   INGEST_FLAGS="--batch 5000" bench/fleet.sh   # extra flags of every `smarty fleet ingest`
+#   DB_SETTINGS="synchronous_commit=off" bench/fleet.sh  # ALTER DATABASE … SET, to find where time goes
+#   PERF=/tmp/perf bench/fleet.sh                # perf record -g of each worker into that directory
 #
 # Each run starts its own nats-server (JetStream in a temporary directory, port of the
 # system's choice) and makes its own databases smarty_fleet_bench_<pid>_w<W> on PGURL (an
@@ -32,6 +34,7 @@ METERS=${METERS:-1000}
 COUNT=${COUNT:-300}
 WORKERS=${WORKERS:-1 2}
 INGEST_FLAGS=${INGEST_FLAGS:-}
+DB_SETTINGS=${DB_SETTINGS:-}
 CONSUME_BATCH=${CONSUME_BATCH:-2000}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 MASTER=000102030405060708090A0B0C0D0E0F
@@ -62,7 +65,7 @@ FRAMES=$((METERS * COUNT))
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GB; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "nats-server $("$NATS_SERVER" --version | awk '{print $NF}'); $(pg "$PGURL/postgres" 'SELECT version()' | cut -d' ' -f1-2);" \
     "shared_buffers $(pg "$PGURL/postgres" 'SHOW shared_buffers'), synchronous_commit $(pg "$PGURL/postgres" 'SHOW synchronous_commit')"
-echo "$METERS meters × $COUNT frames = $FRAMES frames; ingest flags: ${INGEST_FLAGS:-(none)}"
+echo "$METERS meters × $COUNT frames = $FRAMES frames; ingest flags: ${INGEST_FLAGS:-(none)}; database settings: ${DB_SETTINGS:-(server defaults)}"
 
 # nats-server with JetStream on a port of its choice.
 cat > "$WORK/nats.conf" <<EOF
@@ -104,13 +107,21 @@ for W in $WORKERS; do
     DATABASES+=("$DB")
     createdb --maintenance-db="$PGURL/postgres" "$DB"
     URL=$PGURL/$DB
+    for setting in $DB_SETTINGS; do
+        pg "$PGURL/postgres" "ALTER DATABASE $DB SET ${setting%%=*} = '${setting#*=}'"
+    done
     SMARTY_MASTER_KEY=$MASTER "$SMARTY" fleet keys import "$WORK/keys.csv" --database "$URL" >/dev/null 2>&1
     "$BENCH" rmconsumers "$NATS"
     WORKER_PIDS=()
     for i in $(seq "$W"); do
         # shellcheck disable=SC2086 # INGEST_FLAGS are words
+        WRAP=()
+        if [ -n "${PERF:-}" ]; then
+            mkdir -p "$PERF"
+            WRAP=(perf record -F 999 -g -o "$PERF/ingest-w$W-$i.data" --)
+        fi
         SMARTY_MASTER_KEY=$MASTER RUST_LOG=smarty=info,smarty_store::writer=debug \
-            "$SMARTY" fleet ingest --nats "$NATS" --database "$URL" $INGEST_FLAGS \
+            "${WRAP[@]}" "$SMARTY" fleet ingest --nats "$NATS" --database "$URL" $INGEST_FLAGS \
             2> "$WORK/ingest-w$W-$i.log" &
         WORKER_PIDS+=($!)
         PIDS+=($!)
