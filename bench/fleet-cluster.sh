@@ -74,7 +74,7 @@ for _ in $(seq 300); do
     "$BENCH" stream "$NATS" 3 > "$WORK/stream.txt" 2>/dev/null && break
     sleep 0.1
 done
-grep -q "replicas 3" "$WORK/stream.txt" || { echo "no stream at 3 replicas"; tail -5 "$WORK"/n*.log; exit 1; }
+grep -q "replicas 3" "$WORK/stream.txt" || { echo "no stream at 3 replicas:"; "$BENCH" stream "$NATS" 3 || true; for f in "$WORK"/n*.log; do tail -n 5 "$f"; done; exit 1; }
 echo "cluster: n1 ${P[0]}, n2 ${P[1]}, n3 ${P[2]}; stream SMARTY_RAW, leader and replicas: $("$BENCH" leader "$NATS")"
 
 FRAMES=$((METERS * COUNT))
