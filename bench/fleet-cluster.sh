@@ -103,6 +103,7 @@ else
     VICTIM=$KILL
 fi
 kill -9 "${NODE_PID[$VICTIM]}"
+wait "${NODE_PID[$VICTIM]}" 2>/dev/null || true
 echo "killed $VICTIM (kill -9) with $n of $FRAMES frames in the stream, $(pg 'SELECT count(*) FROM reading') stored"
 wait "$SIM" || { echo "simulate failed:"; tail -5 "$WORK/simulate.log"; exit 1; }
 echo "simulate: $(grep -o 'smarty simulate:.*' "$WORK/simulate.log" | tail -1)"
@@ -121,7 +122,10 @@ wait "${PIDS[@]}" 2>/dev/null || true
 PER_METER=$(pg 'SELECT count(DISTINCT n) FROM (SELECT count(*) AS n FROM reading GROUP BY meter) c')
 PER_METER_N=$(pg 'SELECT min(n) FROM (SELECT count(*) AS n FROM reading GROUP BY meter) c')
 echo "stored $STORED readings of $FRAMES frames ($PER_METER_N per meter, all meters alike: $([ "$PER_METER" = 1 ] && echo yes || echo no)); stream holds $IN_STREAM; $(python3 -c "print(f'{$done_at - $started:.1f}')") s from the first frame to the last stored"
-grep -ho 'fleet: stopped after.*' "$WORK"/ingest-*.log | sed 's/^/worker: /'
+for i in 1 2; do
+    echo "worker $i: $(grep -o 'fleet: stopped after.*' "$WORK/ingest-$i.log" || tail -n 2 "$WORK/ingest-$i.log")"
+    { grep -c 'NATS: disconnected' "$WORK/ingest-$i.log" || true; } | sed "s/^/worker $i: NATS disconnections: /"
+done
 if [ "$STORED" = "$FRAMES" ] && [ "$IN_STREAM" = "$FRAMES" ] && [ "$PER_METER" = 1 ]; then
     echo "PASS: every frame stored once with $VICTIM killed"
 else
