@@ -293,10 +293,13 @@ const MQTT_WINDOW: u16 = 256;
 async fn send_mqtt(url: &str, shown: &str, queue: &Mutex<Queue>, wake: &Notify) -> Result<()> {
     let broker =
         smarty_mqtt::BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("[fleet]: url: {e}"))?;
-    let client_id = match smarty_mqtt::config::host_label(40) {
-        Some(host) => format!("smarty-raw-{host}"),
-        None => format!("smarty-raw-{:08x}", rand::random::<u32>()),
-    };
+    // A clean session of its own: the host name for the broker's monitoring, a random part so
+    // that two gateways on one host never throw each other off.
+    let client_id = format!(
+        "smarty-raw-{}-{:08x}",
+        smarty_mqtt::config::host_label(40).unwrap_or_default(),
+        rand::random::<u32>()
+    );
     let connection = smarty_mqtt::Connection {
         endpoint: broker.endpoint,
         client_id,
