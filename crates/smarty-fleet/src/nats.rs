@@ -28,6 +28,12 @@ pub struct ConnectError {
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
     let shown = redacted(url);
     let events_url = shown.clone();
+    // The client takes one address per string: a cluster's comma-separated list is split
+    // here (each address shown back only without its password).
+    let servers = servers(url).map_err(|reason| ConnectError {
+        url: shown.clone(),
+        reason,
+    })?;
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(CONNECT_TIMEOUT)
@@ -44,7 +50,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
                 }
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| {
             use async_nats::ConnectErrorKind as Kind;
@@ -57,6 +63,29 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
                 _ => e.to_string(),
             };
             ConnectError { url: shown, reason }
+        })
+}
+
+/// The servers of `url`, split at commas.
+///
+/// # Errors
+/// An address that does not parse (not shown: it may hold a password).
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(|server| {
+            server
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|_| "the address is not nats://[user:password@]host[:port]".to_owned())
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|servers| {
+            if servers.is_empty() {
+                Err("no server address".to_owned())
+            } else {
+                Ok(servers)
+            }
         })
 }
 
@@ -87,4 +116,18 @@ pub fn redacted(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_address_is_split_at_commas() {
+        let three = servers("nats://a:4222, nats://u:p@b:4223,tls://c").unwrap();
+        assert_eq!(three.len(), 3);
+        assert_eq!(three[1].port(), 4223);
+        assert!(servers("nats://a:4222,http://[").is_err());
+        assert!(servers(" , ").is_err());
+    }
 }

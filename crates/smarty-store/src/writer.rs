@@ -129,6 +129,8 @@ impl Writer {
             self.last_flush = Instant::now();
             return Ok(0);
         }
+        let started = Instant::now();
+        let buffered = self.readings.len();
         let times: BTreeSet<i64> = self.readings.iter().map(|r| r.ts).collect();
         self.conn.prepare_for(&times)?;
         let (readings, mbus, meters, zone) =
@@ -146,6 +148,14 @@ impl Writer {
         self.totals.readings += added;
         self.totals.duplicates += duplicates;
         self.totals.mbus += mbus_added;
+        // What bench/fleet.sh reads for the commit latency (RUST_LOG=smarty_store::writer=debug).
+        tracing::debug!(
+            readings = buffered,
+            added,
+            duplicates,
+            commit_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "store: batch committed"
+        );
         Ok((added + mbus_added) as usize)
     }
 

@@ -436,10 +436,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub mqtt: Option<String>,
 
-    /// Also publish each frame as received on `<prefix>/<meter>/raw` (for decryption
-    /// elsewhere; without a key, the frames are forwarded undecrypted). Needs --mqtt or an `[mqtt]` section.
-    #[arg(long)]
-    pub publish_raw: bool,
+    /// Publish each frame as received, decrypted here or not (without a key they are only
+    /// forwarded). With a URL, to a fleet (docs/fleet.md):
+    /// `nats://HOST:PORT` natively on `smarty.raw.<system title>` with message ids (the
+    /// stream SMARTY_RAW created or checked), or `mqtt://HOST:PORT` binary on
+    /// `smarty/raw/<system title>` at QoS 1 (NATS's MQTT listener); instead of the `[fleet]`
+    /// url. Without a URL, in hex on `<prefix>/<meter>/raw` of the MQTT output (needs --mqtt
+    /// or an `[mqtt]` section; a `smarty run mqtt://HOST/smarty/<meter>/raw` elsewhere reads
+    /// them).
+    #[arg(long, value_name = "URL", num_args = 0..=1, value_parser = parse_publish_raw)]
+    pub publish_raw: Option<Option<String>>,
 
     /// Serve the decrypted telegrams to DSMR tools on this address (e.g. 127.0.0.1:2001);
     /// with --config, instead of its `[proxy]` listen.
@@ -877,6 +883,22 @@ pub fn parse_solar_kwp(text: &str) -> Result<f64, String> {
 /// A name breaking the rule.
 pub fn parse_meter_name(text: &str) -> Result<String, String> {
     crate::config::check_meter_name(text).map(|()| text.to_owned())
+}
+
+/// Parses the URL of `--publish-raw URL`: a fleet's NATS servers or MQTT broker.
+///
+/// # Errors
+/// Anything else, saying how to write the flag without a URL (a source after it is taken
+/// for its value).
+pub fn parse_publish_raw(text: &str) -> Result<String, String> {
+    crate::service::fleet_feed::Target::parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| {
+            format!(
+                "{e}; for hex on the MQTT output's <prefix>/<meter>/raw, give --publish-raw \
+                 without a URL after SOURCE (or as --publish-raw=)"
+            )
+        })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //!
 //! 1. the file;
 //! 2. the environment: `SMARTY_<SECTION>_<FIELD>` for the `[mqtt]`, `[proxy]`, `[http]`,
-//!    `[store]` and `[tariff]` sections (for example `SMARTY_MQTT_PASSWORD`),
+//!    `[store]`, `[tariff]` and `[fleet]` sections (for example `SMARTY_MQTT_PASSWORD`),
 //!    `SMARTY_METER_<NAME>_<FIELD>` for a meter (for example `SMARTY_METER_HOME_KEY` for the
 //!    meter named `home`) and `SMARTY_STATE_DIR`. A value takes the type of its field (text
 //!    stays text, even `123456`); an empty variable counts as unset;
@@ -30,6 +30,7 @@ pub use layers::Origin;
 use layers::{Mistake, Seg, Tree};
 
 use crate::cli::SerialFormat;
+use crate::service::fleet_feed::FleetFeedConfig;
 use crate::service::proxy::ProxyConfig;
 use smarty_model::secret::Secret;
 use smarty_mqtt::MqttConfig;
@@ -67,6 +68,10 @@ pub struct Config {
     /// with default prices when absent.
     #[serde(default)]
     pub tariff: Option<TariffConfig>,
+    /// Feeding a fleet (`[fleet]`, `--publish-raw URL`): every encrypted frame, as received,
+    /// to a fleet's NATS stream (natively or through NATS's MQTT listener); off when absent.
+    #[serde(default)]
+    pub fleet: Option<FleetFeedConfig>,
 }
 
 impl Config {
@@ -614,6 +619,11 @@ impl Config {
                 );
             }
         }
+        if let Some(fleet) = &self.fleet {
+            for (field, message) in fleet.problems() {
+                problem(&[field], message);
+            }
+        }
         if let Some(tariff) = &self.tariff
             && let Err(e) = tariff.check()
         {
@@ -782,7 +792,7 @@ fn same_source_key(spec: &str) -> String {
 
 /// Applies the `SMARTY_…` variables of `env` to the tree.
 fn apply_env(tree: &mut Tree, env: &[(String, String)]) {
-    const SECTIONS: [&str; 5] = ["mqtt", "proxy", "http", "store", "tariff"];
+    const SECTIONS: [&str; 6] = ["mqtt", "proxy", "http", "store", "tariff", "fleet"];
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("SMARTY_") else {
             continue;

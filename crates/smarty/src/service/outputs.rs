@@ -61,6 +61,9 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
     if config.mqtt.is_some() {
         parts.push("mqtt".to_owned());
     }
+    if let Some(fleet) = &config.fleet {
+        parts.push(format!("raw frames to the fleet at {}", fleet.shown_url()));
+    }
     if let Some(proxy) = &config.proxy {
         parts.push(format!("proxy on {}", proxy.listen));
     }
@@ -136,6 +139,15 @@ pub async fn start(
             Some(live.output("mqtt")),
         );
         tasks.spawn(async move { Ok(output.await?) });
+        started += 1;
+    }
+    if let Some(fleet) = &config.fleet {
+        // Lossless from the bus: the feed holds frames in a queue of its own (bounded by
+        // `queue_max`) while the server is away, so that it takes every event at once.
+        tasks.spawn(super::fleet_feed::run(
+            fleet.clone(),
+            bus.lossless("fleet", Accepts::ALL),
+        ));
         started += 1;
     }
     if let Some(settings) = &config.proxy {

@@ -65,13 +65,16 @@ fn overrides(args: &RunArgs) -> Overrides {
     if let Some(url) = &args.mqtt {
         o.flag("mqtt.url", url, "--mqtt");
     }
-    if args.publish_raw {
-        o.flag_in_section(
+    match &args.publish_raw {
+        Some(Some(url)) => o.flag("fleet.url", url, "--publish-raw"),
+        Some(None) => o.flag_in_section(
             "mqtt.publish_raw",
             true,
             "--publish-raw",
-            "--publish-raw needs --mqtt URL or an [mqtt] section",
-        );
+            "--publish-raw needs --mqtt URL or an [mqtt] section (or a fleet's URL: \
+             --publish-raw nats://HOST:PORT or mqtt://HOST:PORT)",
+        ),
+        None => {}
     }
     if let Some(listen) = &args.proxy {
         o.flag("proxy.listen", listen, "--proxy");
@@ -413,5 +416,34 @@ mod tests {
                 .contains("--publish-raw: --publish-raw needs --mqtt URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn publish_raw_with_a_url_feeds_a_fleet() {
+        let args = parse(&["-", "--publish-raw", "nats://127.0.0.1:4222"]).unwrap();
+        let c = Config::from_layers(None, &[], &overrides(&args)).unwrap();
+        assert_eq!(c.fleet.unwrap().url, "nats://127.0.0.1:4222");
+        assert!(c.mqtt.is_none(), "the fleet form needs no [mqtt]");
+        let args = parse(&["--publish-raw", "mqtt://h:1883", "/dev/ttyUSB0"]).unwrap();
+        let c = Config::from_layers(None, &[], &overrides(&args)).unwrap();
+        assert_eq!(c.fleet.unwrap().url, "mqtt://h:1883");
+        // Over the file's [fleet] url.
+        let file = format!("{FILE}[fleet]\nurl = \"nats://file:4222\"\nreplicas = 3\n");
+        let c = config(Some(&file), &["--config", "f"]);
+        assert_eq!(c.fleet.as_ref().unwrap().url, "nats://file:4222");
+        let c = config(
+            Some(&file),
+            &["--config", "f", "--publish-raw", "nats://flag:4222"],
+        );
+        let fleet = c.fleet.unwrap();
+        assert_eq!(
+            (fleet.url.as_str(), fleet.replicas),
+            ("nats://flag:4222", 3)
+        );
+        // A source where the URL goes says how to write it.
+        let err = parse(&["--publish-raw", "/dev/ttyUSB0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a URL after SOURCE"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ mod config;
 mod dashboard;
 mod export;
 mod fleet;
+mod fleet_feed;
 mod fleet_serve;
 mod import;
 mod lock;
