@@ -34,7 +34,6 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt as _;
-use smarty_model::event::TelegramEvent;
 use smarty_p1::{Aad, Decoder, DecoderConfig};
 use smarty_store::{FleetCounter, Reading, Store, Writer};
 use tokio::sync::watch;
@@ -601,8 +600,9 @@ fn classify(
                     );
                 }
             }
-            let event = TelegramEvent::new(&name, &decoded, SystemTime::now());
-            let (reading, mbus) = Reading::from_event(&event);
+            // Straight from the telegram: no event (its JSON nobody reads here).
+            let (reading, mbus) =
+                Reading::from_received(&name, &decoded.telegram, SystemTime::now());
             if let Some(reading) = reading {
                 writer.push(reading);
             }
