@@ -305,10 +305,7 @@ fn settle_energies(agg: &mut Agg, baseline: &mut [Option<i64>; NCOL], energy_col
 /// may change too; [`settle`] on the database then).
 pub(crate) fn settle_window(window: &AggWindow, pending: &BTreeMap<i64, Agg>) -> Option<Vec<Agg>> {
     let until = *pending.keys().next_back()?;
-    let mut baseline = window
-        .before
-        .as_ref()
-        .map_or([None; NCOL], |agg| agg.last);
+    let mut baseline = window.before.as_ref().map_or([None; NCOL], |agg| agg.last);
     let energy_columns: Vec<usize> = (0..NCOL)
         .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
         .collect();

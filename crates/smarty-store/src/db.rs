@@ -84,8 +84,7 @@ pub(crate) trait BatchDb: Db {
     /// returns the `(meter, time)` of those inserted.
     fn insert_rows(&mut self, rows: &[(i64, Row)]) -> DbResult<HashSet<(i64, i64)>>;
     /// The raw readings of each `(meter, period start)`, sorted by time.
-    fn period_rows(&mut self, periods: &[(i64, i64)])
-    -> DbResult<HashMap<(i64, i64), Vec<Row>>>;
+    fn period_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashMap<(i64, i64), Vec<Row>>>;
     /// [`Db::write_15m`] of the aggregates of many meters: `(meter, aggregate)`, each
     /// meter and start once.
     fn write_15m_many(&mut self, aggs: &[(i64, Agg)]) -> DbResult<()>;

@@ -993,10 +993,7 @@ impl<C: GenericClient> BatchDb for PgDb<'_, C> {
         Ok(inserted)
     }
 
-    fn period_rows(
-        &mut self,
-        periods: &[(i64, i64)],
-    ) -> DbResult<HashMap<(i64, i64), Vec<Row>>> {
+    fn period_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashMap<(i64, i64), Vec<Row>>> {
         let keys = meter_keys(periods.iter().map(|p| p.0))?;
         let from: Vec<Timestamp> = periods.iter().map(|p| ts(p.1)).collect();
         let to: Vec<Timestamp> = periods.iter().map(|p| ts(p.1 + INTERVAL_S)).collect();
