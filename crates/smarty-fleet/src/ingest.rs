@@ -1152,12 +1152,10 @@ async fn batch(
     let taken = writer.take().expect("the writer is back after each commit");
     let mut commit = tokio::task::spawn_blocking(move || {
         let mut writer = taken;
-        let result = writer.flush().map(|_| ());
+        // The meters' last counters in the readings' transaction.
+        let result = writer.flush_with_counters(&counters).map(|_| ());
         let after = if result.is_ok() {
-            let saved = store
-                .save_fleet_counters(&counters)
-                .and_then(|()| store.add_fleet_rejections(&rows));
-            Some(saved)
+            Some(store.add_fleet_rejections(&rows))
         } else {
             None
         };
@@ -1210,7 +1208,7 @@ async fn batch(
                 }
             }
             if let Some(Err(e)) = after {
-                tracing::warn!("fleet: cannot save frame counters or rejection counts: {e}");
+                tracing::warn!("fleet: cannot save rejection counts: {e}");
             }
             {
                 let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);

@@ -94,6 +94,8 @@ pub(crate) trait BatchDb: Db {
     /// [`Db::mbus_insert`] of many captures: `(meter, channel, time, value in thousandths)`;
     /// returns how many were added.
     fn mbus_insert_many(&mut self, captures: &[(i64, u8, i64, i64)]) -> DbResult<u64>;
+    /// [`crate::Store::save_fleet_counters`] in this transaction.
+    fn save_fleet_counters(&mut self, counters: &[crate::fleet::FleetCounter]) -> DbResult<()>;
 }
 
 /// The statements of one backend (module documentation).

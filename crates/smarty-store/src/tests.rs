@@ -1236,3 +1236,53 @@ fn many_meters_set_wise_give_the_aggregates_of_meter_by_meter() {
         );
     }
 }
+
+/// The fleet's frame counters go with the readings of their frames, in their transaction:
+/// saved when it commits (never going back), not at all when it fails; SQLite keeps none.
+#[test]
+fn frame_counters_are_committed_with_the_readings() {
+    let title = *b"SAG\0\0\0\0\x02";
+    let c = |counter: u32, tag: &[u8]| {
+        FleetCounter::new(
+            "home".into(),
+            title,
+            "AAAAAA".into(),
+            counter,
+            Some(tag.to_vec()),
+        )
+    };
+    let store = store(Backend::Postgres);
+    let data = readings("home", 1_794_960_000, 20, 10, 9);
+    let mut writer = store.writer().unwrap();
+    for r in &data[..10] {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush_with_counters(&[c(10, b"ten")]).unwrap(), 10);
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    // An older counter (a redelivered batch) does not take it back.
+    for r in &data[..12] {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush_with_counters(&[c(9, b"nine")]).unwrap(), 2);
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    // A batch that fails leaves neither readings nor counters (here the counters fail).
+    store.tamper("ALTER TABLE frame_counter ADD CONSTRAINT no_more CHECK (counter < 15)");
+    for r in &data[12..] {
+        writer.push(r.clone());
+    }
+    assert!(writer.flush_with_counters(&[c(20, b"twenty")]).is_err());
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    assert_eq!(writer.buffered(), 8);
+    assert_eq!(store.scalar("SELECT count(*) FROM reading"), "12");
+    store.tamper("ALTER TABLE frame_counter DROP CONSTRAINT no_more");
+    assert_eq!(writer.flush_with_counters(&[c(20, b"twenty")]).unwrap(), 8);
+    assert_eq!(store.fleet_counters().unwrap(), [c(20, b"twenty")]);
+
+    let sqlite = self::store(Backend::Sqlite);
+    let mut writer = sqlite.writer().unwrap();
+    writer.push(data[0].clone());
+    assert!(matches!(
+        writer.flush_with_counters(&[c(1, b"one")]),
+        Err(StoreError::Config(_))
+    ));
+}

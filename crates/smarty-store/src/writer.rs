@@ -125,7 +125,20 @@ impl Writer {
     /// # Errors
     /// SQLite errors (a full disk, a locked file).
     pub fn flush(&mut self) -> Result<usize, StoreError> {
-        if self.buffered() == 0 {
+        self.flush_with_counters(&[])
+    }
+
+    /// [`Writer::flush`], with the fleet's frame counters of the frames of these readings
+    /// saved in the same transaction ([`crate::Store::save_fleet_counters`]: a counter never
+    /// goes back, its tag goes with it): one commit for both.
+    ///
+    /// # Errors
+    /// As [`Writer::flush`]; counters given to an SQLite store ([`StoreError::Config`]).
+    pub fn flush_with_counters(
+        &mut self,
+        counters: &[crate::fleet::FleetCounter],
+    ) -> Result<usize, StoreError> {
+        if self.buffered() == 0 && counters.is_empty() {
             self.last_flush = Instant::now();
             return Ok(0);
         }
@@ -137,7 +150,19 @@ impl Writer {
             (&self.readings, &self.mbus, &mut self.meters, &self.zone);
         let (added, duplicates, mbus_added) = self
             .conn
-            .transaction(|db| write_batch(db, readings, mbus, meters, zone))
+            .transaction(|db| {
+                let written = write_batch(db, readings, mbus, meters, zone)?;
+                if !counters.is_empty() {
+                    db.as_batch()
+                        .ok_or_else(|| {
+                            StoreError::Config(
+                                "the fleet keeps its frame counters in PostgreSQL".into(),
+                            )
+                        })?
+                        .save_fleet_counters(counters)?;
+                }
+                Ok(written)
+            })
             .inspect_err(|_| {
                 // Meters created by the rolled-back transaction are not there.
                 self.meters.clear();

@@ -1045,6 +1045,10 @@ impl<C: GenericClient> BatchDb for PgDb<'_, C> {
         }
         Ok(added)
     }
+
+    fn save_fleet_counters(&mut self, counters: &[crate::fleet::FleetCounter]) -> DbResult<()> {
+        crate::fleet::save_counters(self.client, counters)
+    }
 }
 
 /// Rows of a set-wise statement ([`BatchDb`]) sent at a time.
