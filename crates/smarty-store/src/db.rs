@@ -74,6 +74,12 @@ pub(crate) struct AggWindow {
 /// (PostgreSQL, where each statement is a round trip; [`crate::writer`] uses them when
 /// [`Db::as_batch`] gives them). Meters are ids, times Unix seconds.
 pub(crate) trait BatchDb: Db {
+    /// [`Db::meter_upsert`] of many meters (`(name, sent id)`, each name once, sorted): their
+    /// ids and stored sent ids, by name.
+    fn meter_upsert_many(
+        &mut self,
+        meters: &[(&str, Option<&str>)],
+    ) -> DbResult<HashMap<String, (i64, Option<String>)>>;
     /// [`Db::lock_meter`] of each meter, in the order given (sorted: no circles).
     fn lock_meters(&mut self, meters: &[i64]) -> DbResult<()>;
     /// Which of the `(meter, period start)` have raw readings.

@@ -394,6 +394,24 @@ fn write_batch_setwise(
             *sent = reading.meter_id.as_deref();
         }
     }
+    // The meters not known yet (or whose sent id changed) in one go.
+    let unknown: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .filter(|(name, sent_id)| {
+            meters
+                .get(**name)
+                .is_none_or(|(_, known)| sent_id.is_some() && known.as_deref() != **sent_id)
+        })
+        .map(|(name, sent_id)| (&***name, *sent_id))
+        .collect();
+    if !unknown.is_empty() {
+        let mut stored = db.meter_upsert_many(&unknown)?;
+        for name in names.keys() {
+            if let Some(row) = stored.remove(&***name) {
+                meters.insert(Arc::clone(name), row);
+            }
+        }
+    }
     let mut ids = HashMap::new();
     for (name, sent_id) in names {
         let id = meter_id(db, meters, name, sent_id)?;

@@ -931,6 +931,34 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
 }
 
 impl<C: GenericClient> BatchDb for PgDb<'_, C> {
+    fn meter_upsert_many(
+        &mut self,
+        meters: &[(&str, Option<&str>)],
+    ) -> DbResult<HashMap<String, (i64, Option<String>)>> {
+        let names: Vec<&str> = meters.iter().map(|m| m.0).collect();
+        let ids: Vec<Option<&str>> = meters.iter().map(|m| m.1).collect();
+        // As meter_upsert: no row lock unless something changes; inserted in the order of
+        // the names (writers inserting the same new meters wait for each other in a line).
+        self.execute(
+            "INSERT INTO meter (name, meter_id) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (name) DO NOTHING",
+            &[&names, &ids],
+        )?;
+        self.execute(
+            "UPDATE meter SET meter_id = u.i FROM unnest($1::text[], $2::text[]) AS u (n, i)
+             WHERE meter.name = u.n AND u.i IS NOT NULL AND meter.meter_id IS DISTINCT FROM u.i",
+            &[&names, &ids],
+        )?;
+        Ok(self
+            .query(
+                "SELECT name, id, meter_id FROM meter WHERE name = ANY($1::text[])",
+                &[&names],
+            )?
+            .iter()
+            .map(|row| (row.get(0), (i64::from(row.get::<_, i32>(1)), row.get(2))))
+            .collect())
+    }
+
     fn lock_meters(&mut self, meters: &[i64]) -> DbResult<()> {
         let keys = meter_keys(meters.iter().copied())?;
         self.execute(
