@@ -86,7 +86,7 @@ impl Default for IngestConfig {
             dead_letters: StreamConfig::dead_letters(Duration::from_secs(7 * 24 * 3600)),
             consumer: "smarty-ingest".to_owned(),
             partitions: 1,
-            batch_max: 2_000,
+            batch_max: 20_000,
             batch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(30),
             keys_refresh: Duration::from_secs(10),
