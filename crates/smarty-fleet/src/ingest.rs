@@ -34,7 +34,6 @@ use std::time::{Duration, Instant, SystemTime};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt as _;
-use smarty_model::event::TelegramEvent;
 use smarty_p1::{Aad, Decoder, DecoderConfig};
 use smarty_store::{FleetCounter, Reading, Store, Writer};
 use tokio::sync::watch;
@@ -87,7 +86,7 @@ impl Default for IngestConfig {
             dead_letters: StreamConfig::dead_letters(Duration::from_secs(7 * 24 * 3600)),
             consumer: "smarty-ingest".to_owned(),
             partitions: 1,
-            batch_max: 2_000,
+            batch_max: 20_000,
             batch_wait: Duration::from_millis(200),
             ack_wait: Duration::from_secs(30),
             keys_refresh: Duration::from_secs(10),
@@ -601,8 +600,9 @@ fn classify(
                     );
                 }
             }
-            let event = TelegramEvent::new(&name, &decoded, SystemTime::now());
-            let (reading, mbus) = Reading::from_event(&event);
+            // Straight from the telegram: no event (its JSON nobody reads here).
+            let (reading, mbus) =
+                Reading::from_received(&name, &decoded.telegram, SystemTime::now());
             if let Some(reading) = reading {
                 writer.push(reading);
             }
@@ -1152,12 +1152,10 @@ async fn batch(
     let taken = writer.take().expect("the writer is back after each commit");
     let mut commit = tokio::task::spawn_blocking(move || {
         let mut writer = taken;
-        let result = writer.flush().map(|_| ());
+        // The meters' last counters in the readings' transaction.
+        let result = writer.flush_with_counters(&counters).map(|_| ());
         let after = if result.is_ok() {
-            let saved = store
-                .save_fleet_counters(&counters)
-                .and_then(|()| store.add_fleet_rejections(&rows));
-            Some(saved)
+            Some(store.add_fleet_rejections(&rows))
         } else {
             None
         };
@@ -1210,7 +1208,7 @@ async fn batch(
                 }
             }
             if let Some(Err(e)) = after {
-                tracing::warn!("fleet: cannot save frame counters or rejection counts: {e}");
+                tracing::warn!("fleet: cannot save rejection counts: {e}");
             }
             {
                 let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);

@@ -15,7 +15,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
 use super::block::Row;
-use super::db::{AggTable, Db, DbResult};
+use super::db::{AggTable, AggWindow, Db, DbResult};
 use super::reading::{Aggregation, COLUMNS, NCOL};
 use smarty_model::time::day_start;
 
@@ -91,6 +91,53 @@ impl Agg {
             }
         }
         agg
+    }
+
+    /// The aggregate of this stored period (energies settled) with `new`, the aggregate of
+    /// readings of the period added to it ([`Agg::of_rows`]), energies not set: as
+    /// [`Agg::of_rows`] of all its readings gives it. `None` when the new readings lie
+    /// between stored ones (the registers' first and last values cannot be told then).
+    pub(crate) fn with_added(&self, new: &Agg) -> Option<Agg> {
+        let append = new.first_ts > self.last_ts;
+        if !append && new.last_ts >= self.first_ts {
+            return None;
+        }
+        let mut agg = Agg::empty(self.start);
+        agg.n = self.n + new.n;
+        agg.first_ts = self.first_ts.min(new.first_ts);
+        agg.last_ts = self.last_ts.max(new.last_ts);
+        for (c, column) in COLUMNS.iter().enumerate() {
+            match column.aggregation {
+                Aggregation::Energy => {
+                    // A stored period without a value of its own carries the one before.
+                    let first = self.first[c];
+                    let last = first.and(self.last[c]);
+                    if append {
+                        agg.first[c] = first.or(new.first[c]);
+                        agg.last[c] = new.last[c].or(last);
+                    } else {
+                        agg.first[c] = new.first[c].or(first);
+                        agg.last[c] = last.or(new.last[c]);
+                    }
+                }
+                Aggregation::Instant => {
+                    agg.sum[c] = match (self.sum[c], new.sum[c]) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                    agg.count[c] = self.count[c] + new.count[c];
+                    agg.min[c] = match (self.min[c], new.min[c]) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    agg.max[c] = match (self.max[c], new.max[c]) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+            }
+        }
+        Some(agg)
     }
 
     /// The aggregate of consecutive periods (sorted by start), starting at `start`.
@@ -215,22 +262,7 @@ pub(crate) fn settle(
         for (_, (mut agg, is_pending)) in merged {
             next = agg.start + 1;
             let before = agg.clone();
-            for &c in &energy_columns {
-                if agg.first[c].is_none() {
-                    // No value in the period: the register stands where it stood.
-                    agg.last[c] = baseline[c];
-                    agg.energy[c] = baseline[c].map(|_| 0);
-                } else {
-                    // A register below the one before (a replaced or reset meter, or a
-                    // simulator restarted) starts afresh: its drop is not negative energy.
-                    let reference = match (baseline[c], agg.first[c]) {
-                        (Some(b), Some(f)) if f >= b => Some(b),
-                        (_, first) => first,
-                    };
-                    agg.energy[c] = agg.last[c].zip(reference).map(|(l, r)| (l - r).max(0));
-                }
-                baseline[c] = agg.last[c];
-            }
+            settle_energies(&mut agg, &mut baseline, &energy_columns);
             if is_pending || agg != before {
                 writes.push(agg);
             } else if agg.start > until && pending.is_empty() {
@@ -244,6 +276,60 @@ pub(crate) fn settle(
     }
     db.write_15m(meter, &writes)?;
     Ok(writes.iter().map(|a| a.start).collect())
+}
+
+/// Sets the energies of `agg` (a period) from `baseline`, the registers at the end of the
+/// period before it, and moves `baseline` to the end of `agg` (see [`settle`]).
+fn settle_energies(agg: &mut Agg, baseline: &mut [Option<i64>; NCOL], energy_columns: &[usize]) {
+    for &c in energy_columns {
+        if agg.first[c].is_none() {
+            // No value in the period: the register stands where it stood.
+            agg.last[c] = baseline[c];
+            agg.energy[c] = baseline[c].map(|_| 0);
+        } else {
+            // A register below the one before (a replaced or reset meter, or a
+            // simulator restarted) starts afresh: its drop is not negative energy.
+            let reference = match (baseline[c], agg.first[c]) {
+                (Some(b), Some(f)) if f >= b => Some(b),
+                (_, first) => first,
+            };
+            agg.energy[c] = agg.last[c].zip(reference).map(|(l, r)| (l - r).max(0));
+        }
+        baseline[c] = agg.last[c];
+    }
+}
+
+/// [`settle`] in memory, over the stored aggregates around the pending periods of one meter
+/// (`window`, [`AggWindow`]): the aggregates to write, or `None` when the walk would go past
+/// what `window` holds (a stored period after the last pending one changes: periods after it
+/// may change too; [`settle`] on the database then).
+pub(crate) fn settle_window(window: &AggWindow, pending: &BTreeMap<i64, Agg>) -> Option<Vec<Agg>> {
+    let until = *pending.keys().next_back()?;
+    let mut baseline = window.before.as_ref().map_or([None; NCOL], |agg| agg.last);
+    let energy_columns: Vec<usize> = (0..NCOL)
+        .filter(|&c| COLUMNS[c].aggregation == Aggregation::Energy)
+        .collect();
+    let mut merged: BTreeMap<i64, (Agg, bool)> = window
+        .range
+        .iter()
+        .chain(&window.after)
+        .map(|agg| (agg.start, (agg.clone(), false)))
+        .collect();
+    for (start, agg) in pending {
+        merged.insert(*start, (agg.clone(), true));
+    }
+    let mut writes = Vec::new();
+    for (_, (mut agg, is_pending)) in merged {
+        let before = agg.clone();
+        settle_energies(&mut agg, &mut baseline, &energy_columns);
+        if is_pending || agg != before {
+            writes.push(agg);
+        } else if agg.start > until {
+            return Some(writes);
+        }
+    }
+    // Past the last stored period it knows of: done unless more may follow.
+    window.after.is_none().then_some(writes)
 }
 
 /// Stored 15-minute aggregates read at a time by [`settle`].

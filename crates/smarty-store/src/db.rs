@@ -10,6 +10,8 @@
 //!
 //! Times are Unix seconds, values are the stored integers of [`crate::reading::COLUMNS`].
 
+use std::collections::{HashMap, HashSet};
+
 use jiff::civil::Date;
 
 use crate::StoreError;
@@ -56,8 +58,59 @@ pub(crate) struct AggColumn {
     pub max: Option<i64>,
 }
 
+/// The stored 15-minute aggregates of one meter around the periods a batch touches
+/// ([`BatchDb::agg_windows`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AggWindow {
+    /// The last aggregate starting before the first period.
+    pub before: Option<Agg>,
+    /// The aggregates from the first period to the last, by start.
+    pub range: Vec<Agg>,
+    /// The first aggregate starting after the last period.
+    pub after: Option<Agg>,
+}
+
+/// Set-wise statements that write a batch of many meters in a few statements
+/// (PostgreSQL, where each statement is a round trip; [`crate::writer`] uses them when
+/// [`Db::as_batch`] gives them). Meters are ids, times Unix seconds.
+pub(crate) trait BatchDb: Db {
+    /// [`Db::meter_upsert`] of many meters (`(name, sent id)`, each name once, sorted): their
+    /// ids and stored sent ids, by name.
+    fn meter_upsert_many(
+        &mut self,
+        meters: &[(&str, Option<&str>)],
+    ) -> DbResult<HashMap<String, (i64, Option<String>)>>;
+    /// [`Db::lock_meter`] of each meter, in the order given (sorted: no circles).
+    fn lock_meters(&mut self, meters: &[i64]) -> DbResult<()>;
+    /// Which of the `(meter, period start)` have raw readings.
+    fn periods_with_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashSet<(i64, i64)>>;
+    /// For each `(meter, first period, last period)`: [`AggWindow`], by meter.
+    fn agg_windows(&mut self, windows: &[(i64, i64, i64)]) -> DbResult<HashMap<i64, AggWindow>>;
+    /// Inserts `(meter, reading)`s, those of a meter and time stored already left out;
+    /// returns the `(meter, time)` of those inserted.
+    fn insert_rows(&mut self, rows: &[(i64, Row)]) -> DbResult<HashSet<(i64, i64)>>;
+    /// The raw readings of each `(meter, period start)`, sorted by time.
+    fn period_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashMap<(i64, i64), Vec<Row>>>;
+    /// [`Db::write_15m`] of the aggregates of many meters: `(meter, aggregate)`, each
+    /// meter and start once.
+    fn write_15m_many(&mut self, aggs: &[(i64, Agg)]) -> DbResult<()>;
+    /// Recomputes the day aggregates of `(meter, local day, its start, its end)` from their
+    /// 15-minute aggregates (each day has some).
+    fn rebuild_days(&mut self, days: &[(i64, Date, i64, i64)]) -> DbResult<()>;
+    /// [`Db::mbus_insert`] of many captures: `(meter, channel, time, value in thousandths)`;
+    /// returns how many were added.
+    fn mbus_insert_many(&mut self, captures: &[(i64, u8, i64, i64)]) -> DbResult<u64>;
+    /// [`crate::Store::save_fleet_counters`] in this transaction.
+    fn save_fleet_counters(&mut self, counters: &[crate::fleet::FleetCounter]) -> DbResult<()>;
+}
+
 /// The statements of one backend (module documentation).
 pub(crate) trait Db {
+    /// The set-wise statements, where the backend has them (PostgreSQL).
+    fn as_batch(&mut self) -> Option<&mut dyn BatchDb> {
+        None
+    }
+
     // Meters.
 
     /// The id of meter `name`, created on first use; its sent id is stored when given and

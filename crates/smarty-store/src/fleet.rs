@@ -303,34 +303,48 @@ impl Store {
         if counters.is_empty() {
             return Ok(());
         }
-        let mut sorted: Vec<&FleetCounter> = counters.iter().collect();
-        sorted.sort_by(|a, b| (&a.meter, a.system_title).cmp(&(&b.meter, b.system_title)));
-        sorted.dedup_by(|a, b| a.meter == b.meter && a.system_title == b.system_title);
-        let meters: Vec<&str> = sorted.iter().map(|c| c.meter.as_str()).collect();
-        let titles: Vec<String> = sorted
-            .iter()
-            .map(|c| smarty_p1::hex::upper(&c.system_title).to_string())
-            .collect();
-        let checks: Vec<&str> = sorted.iter().map(|c| c.key_check.as_str()).collect();
-        let values: Vec<i64> = sorted.iter().map(|c| i64::from(c.counter)).collect();
-        let tags: Vec<Option<&[u8]>> = sorted.iter().map(|c| c.tag.as_deref()).collect();
-        self.fleet_client(move |client| {
-            client.execute(
-                "INSERT INTO frame_counter (meter, system_title, key_check, counter, tag)
-                 SELECT m, t, k, c, g FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
-                   AS u (m, t, k, c, g)
-                 ON CONFLICT (meter, system_title) DO UPDATE SET
-                   counter = CASE WHEN frame_counter.key_check = excluded.key_check
-                     THEN greatest(frame_counter.counter, excluded.counter) ELSE excluded.counter END,
-                   tag = CASE WHEN frame_counter.key_check <> excluded.key_check
-                       OR excluded.counter >= frame_counter.counter
-                     THEN excluded.tag ELSE frame_counter.tag END,
-                   key_check = excluded.key_check, updated_at = now()",
-                &[&meters, &titles, &checks, &values, &tags],
-            )?;
-            Ok(())
-        })
+        let counters = counters.to_vec();
+        self.fleet_client(move |client| save_counters(client, &counters))
     }
+}
+
+/// [`Store::save_fleet_counters`] on a client or in a transaction (the writer's, with the
+/// readings of the frames: [`crate::writer::Writer::flush_with_counters`]).
+///
+/// # Errors
+/// Database errors.
+pub(crate) fn save_counters(
+    client: &mut impl postgres::GenericClient,
+    counters: &[FleetCounter],
+) -> Result<(), StoreError> {
+    if counters.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&FleetCounter> = counters.iter().collect();
+    sorted.sort_by(|a, b| (&a.meter, a.system_title).cmp(&(&b.meter, b.system_title)));
+    sorted.dedup_by(|a, b| a.meter == b.meter && a.system_title == b.system_title);
+    let meters: Vec<&str> = sorted.iter().map(|c| c.meter.as_str()).collect();
+    let titles: Vec<String> = sorted
+        .iter()
+        .map(|c| smarty_p1::hex::upper(&c.system_title).to_string())
+        .collect();
+    let checks: Vec<&str> = sorted.iter().map(|c| c.key_check.as_str()).collect();
+    let values: Vec<i64> = sorted.iter().map(|c| i64::from(c.counter)).collect();
+    let tags: Vec<Option<&[u8]>> = sorted.iter().map(|c| c.tag.as_deref()).collect();
+    client.execute(
+        "INSERT INTO frame_counter (meter, system_title, key_check, counter, tag)
+         SELECT m, t, k, c, g FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
+           AS u (m, t, k, c, g)
+         ON CONFLICT (meter, system_title) DO UPDATE SET
+           counter = CASE WHEN frame_counter.key_check = excluded.key_check
+             THEN greatest(frame_counter.counter, excluded.counter) ELSE excluded.counter END,
+           tag = CASE WHEN frame_counter.key_check <> excluded.key_check
+               OR excluded.counter >= frame_counter.counter
+             THEN excluded.tag ELSE frame_counter.tag END,
+           key_check = excluded.key_check, updated_at = now()",
+        &[&meters, &titles, &checks, &values, &tags],
+    )?;
+    Ok(())
 }
 
 impl Store {

@@ -257,6 +257,28 @@ impl Reading {
         Self::from_values(&event.meter, event.meter_id.as_deref(), ts, &event.values)
     }
 
+    /// The same of a decoded telegram of `meter` received at `received`, without building a
+    /// [`TelegramEvent`] (whose JSON nobody reads on the way to the store: the fleet's
+    /// workers): the very rows [`Reading::from_event`] gives for the event of the same
+    /// telegram.
+    pub fn from_received(
+        meter: &Arc<str>,
+        telegram: &smarty_p1::Telegram<'_>,
+        received: std::time::SystemTime,
+    ) -> (Option<Reading>, Vec<MbusRecord>) {
+        let ts = telegram
+            .timestamp()
+            .as_ref()
+            .and_then(unix_of)
+            .or(Some(unix(received)));
+        Self::from_values(
+            meter,
+            telegram.meter_id().as_deref(),
+            ts,
+            &values_of(telegram),
+        )
+    }
+
     /// The same of a telegram of `meter` decoded outside the service (`smarty import` of
     /// frames, the demo's history): at its own time; without one there is no reading.
     pub fn from_telegram(
@@ -431,6 +453,18 @@ mod tests {
         let (reading, _) = Reading::from_event(&event(timeless, received));
         assert_eq!(reading.unwrap().ts, 7);
         let values = values_of(&smarty_p1::parse(timeless).unwrap());
+        // Built from the telegram directly: the same rows.
+        for (telegram, received) in [
+            (&telegram[..], SystemTime::UNIX_EPOCH),
+            (&timeless[..], received),
+        ] {
+            let mut decoder = Decoder::new(DecoderConfig::default());
+            decoder.push(telegram);
+            let decoded = decoder.finish().unwrap().unwrap();
+            let direct = Reading::from_received(&Arc::from("home"), &decoded.telegram, received);
+            assert_eq!(direct, Reading::from_event(&event(telegram, received)));
+            assert!(direct.0.is_some());
+        }
         let (reading, mbus) = Reading::from_values(&Arc::from("home"), None, None, &values);
         assert!(reading.is_none() && mbus.is_empty());
     }

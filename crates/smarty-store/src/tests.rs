@@ -1151,3 +1151,138 @@ fn fleet_rejections_add_up_per_meter_and_reason_and_counters_keep_their_tags() {
         [("5341470000000001".to_owned(), 1)]
     );
 }
+
+/// The 15-minute and day aggregates of meter `name`.
+fn aggregates_of(store: &Store, name: &str) -> (Vec<Agg>, Vec<(i64, Agg)>) {
+    let reader = store.reader().unwrap();
+    let id = reader.meter_id(name).unwrap();
+    let min15 = reader
+        .aggregates(id, i64::MIN, i64::MAX, Resolution::Min15)
+        .unwrap()
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let days = reader
+        .aggregates(id, i64::MIN, i64::MAX, Resolution::Day)
+        .unwrap();
+    (min15, days)
+}
+
+/// PostgreSQL writes a batch of many meters set-wise, SQLite meter by meter: fed the same
+/// batches — meters mixed, periods arriving late, out of order, interleaved with stored
+/// readings, and again — both keep the same aggregates, and those of each meter equal sums
+/// over its readings.
+#[test]
+fn many_meters_set_wise_give_the_aggregates_of_meter_by_meter() {
+    let (sqlite, postgres) = (store(Backend::Sqlite), store(Backend::Postgres));
+    let start = 1_794_960_000 - 3 * 3600;
+    let meters: Vec<Vec<Reading>> = (0..6)
+        .map(|m| readings(&format!("m{m}"), start + m * 7, 800, 10, 40 + m as u64))
+        .collect();
+    // Every meter's readings in the order of arrival: mostly in order, a late stretch,
+    // every third reading of a stretch first (the rest fills in between), repeats.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut arrivals: Vec<Reading> = Vec::new();
+    for data in &meters {
+        let mut order: Vec<Reading> = Vec::new();
+        order.extend(data[300..500].iter().step_by(3).cloned());
+        order.extend(data[..300].iter().cloned());
+        order.extend(data[300..].iter().cloned());
+        order.extend(data[100..140].iter().cloned());
+        // Late: a stretch of the second hour after everything else.
+        let late: Vec<Reading> = order.drain(380..430).collect();
+        order.extend(late);
+        arrivals.extend(order);
+    }
+    // Meters interleaved: each batch takes the next readings of random meters.
+    let per_meter = arrivals.len() / meters.len();
+    let mut next = vec![0usize; meters.len()];
+    let mut mixed = Vec::new();
+    while next.iter().any(|&n| n < per_meter) {
+        let m = rng.random_range(0..meters.len());
+        let take = rng.random_range(1..40).min(per_meter - next[m]);
+        mixed.extend_from_slice(&arrivals[m * per_meter + next[m]..][..take]);
+        next[m] += take;
+    }
+    let mut totals = Vec::new();
+    for store in [&sqlite, &postgres] {
+        let mut writer = store.writer().unwrap();
+        let mut at = 0;
+        while at < mixed.len() {
+            let size = rng.random_range(1..400).min(mixed.len() - at);
+            for r in &mixed[at..at + size] {
+                writer.push(r.clone());
+            }
+            writer.flush().unwrap();
+            at += size;
+        }
+        totals.push(writer.totals());
+    }
+    assert_eq!(totals[0], totals[1]);
+    assert_eq!(totals[1].readings, 6 * 800);
+    assert_eq!(totals[1].duplicates, (mixed.len() - 6 * 800) as u64);
+    for (m, data) in meters.iter().enumerate() {
+        let name = format!("m{m}");
+        let (sqlite_15m, sqlite_days) = aggregates_of(&sqlite, &name);
+        let (postgres_15m, postgres_days) = aggregates_of(&postgres, &name);
+        assert!(sqlite_15m.len() >= 9, "{}", sqlite_15m.len());
+        assert_eq!(postgres_15m, sqlite_15m, "{name}");
+        assert_eq!(postgres_days, sqlite_days, "{name}");
+        let c = column_index("energy_import_wh");
+        let energy: i64 = postgres_15m.iter().map(|a| a.energy[c].unwrap()).sum();
+        assert_eq!(
+            energy,
+            data.last().unwrap().energy_import_wh.unwrap() - data[0].energy_import_wh.unwrap()
+        );
+    }
+}
+
+/// The fleet's frame counters go with the readings of their frames, in their transaction:
+/// saved when it commits (never going back), not at all when it fails; SQLite keeps none.
+#[test]
+fn frame_counters_are_committed_with_the_readings() {
+    let title = *b"SAG\0\0\0\0\x02";
+    let c = |counter: u32, tag: &[u8]| {
+        FleetCounter::new(
+            "home".into(),
+            title,
+            "AAAAAA".into(),
+            counter,
+            Some(tag.to_vec()),
+        )
+    };
+    let store = store(Backend::Postgres);
+    let data = readings("home", 1_794_960_000, 20, 10, 9);
+    let mut writer = store.writer().unwrap();
+    for r in &data[..10] {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush_with_counters(&[c(10, b"ten")]).unwrap(), 10);
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    // An older counter (a redelivered batch) does not take it back.
+    for r in &data[..12] {
+        writer.push(r.clone());
+    }
+    assert_eq!(writer.flush_with_counters(&[c(9, b"nine")]).unwrap(), 2);
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    // A batch that fails leaves neither readings nor counters (here the counters fail).
+    store.tamper("ALTER TABLE frame_counter ADD CONSTRAINT no_more CHECK (counter < 15)");
+    for r in &data[12..] {
+        writer.push(r.clone());
+    }
+    assert!(writer.flush_with_counters(&[c(20, b"twenty")]).is_err());
+    assert_eq!(store.fleet_counters().unwrap(), [c(10, b"ten")]);
+    assert_eq!(writer.buffered(), 8);
+    assert_eq!(store.scalar("SELECT count(*) FROM reading"), "12");
+    store.tamper("ALTER TABLE frame_counter DROP CONSTRAINT no_more");
+    assert_eq!(writer.flush_with_counters(&[c(20, b"twenty")]).unwrap(), 8);
+    assert_eq!(store.fleet_counters().unwrap(), [c(20, b"twenty")]);
+
+    let sqlite = self::store(Backend::Sqlite);
+    let mut writer = sqlite.writer().unwrap();
+    writer.push(data[0].clone());
+    assert!(matches!(
+        writer.flush_with_counters(&[c(1, b"one")]),
+        Err(StoreError::Config(_))
+    ));
+}

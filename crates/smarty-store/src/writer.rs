@@ -1,13 +1,13 @@
 //! The writer: buffers readings and commits them with their aggregates in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::aggregate::{self, Agg};
 use super::block::Row;
 use super::connection::WriteConnection;
-use super::db::{Db, DbResult};
+use super::db::{BatchDb, Db, DbResult};
 use super::reading::{MbusRecord, Reading};
 use super::{StoreConfig, StoreError};
 use jiff::tz::TimeZone;
@@ -125,7 +125,20 @@ impl Writer {
     /// # Errors
     /// SQLite errors (a full disk, a locked file).
     pub fn flush(&mut self) -> Result<usize, StoreError> {
-        if self.buffered() == 0 {
+        self.flush_with_counters(&[])
+    }
+
+    /// [`Writer::flush`], with the fleet's frame counters of the frames of these readings
+    /// saved in the same transaction ([`crate::Store::save_fleet_counters`]: a counter never
+    /// goes back, its tag goes with it): one commit for both.
+    ///
+    /// # Errors
+    /// As [`Writer::flush`]; counters given to an SQLite store ([`StoreError::Config`]).
+    pub fn flush_with_counters(
+        &mut self,
+        counters: &[crate::fleet::FleetCounter],
+    ) -> Result<usize, StoreError> {
+        if self.buffered() == 0 && counters.is_empty() {
             self.last_flush = Instant::now();
             return Ok(0);
         }
@@ -137,7 +150,19 @@ impl Writer {
             (&self.readings, &self.mbus, &mut self.meters, &self.zone);
         let (added, duplicates, mbus_added) = self
             .conn
-            .transaction(|db| write_batch(db, readings, mbus, meters, zone))
+            .transaction(|db| {
+                let written = write_batch(db, readings, mbus, meters, zone)?;
+                if !counters.is_empty() {
+                    db.as_batch()
+                        .ok_or_else(|| {
+                            StoreError::Config(
+                                "the fleet keeps its frame counters in PostgreSQL".into(),
+                            )
+                        })?
+                        .save_fleet_counters(counters)?;
+                }
+                Ok(written)
+            })
             .inspect_err(|_| {
                 // Meters created by the rolled-back transaction are not there.
                 self.meters.clear();
@@ -257,6 +282,9 @@ fn write_batch(
     meters: &mut HashMap<Arc<str>, (i64, Option<String>)>,
     zone: &TimeZone,
 ) -> DbResult<(u64, u64, u64)> {
+    if let Some(batch) = db.as_batch() {
+        return write_batch_setwise(batch, readings, mbus, meters, zone);
+    }
     // Meters in the order of their names: writers that share a database lock them in the
     // same order, and never wait for each other in a circle.
     let mut names: BTreeMap<&Arc<str>, Option<&str>> = BTreeMap::new();
@@ -342,6 +370,226 @@ fn write_batch(
             (reading.value * 1000.0).round() as i64,
         )?;
     }
+    Ok((added, duplicates, mbus_added))
+}
+
+/// [`write_batch`] with the set-wise statements of [`BatchDb`] (PostgreSQL): a few
+/// statements for the whole batch, whatever its meters, instead of several per meter. The
+/// same rows: the readings inserted unless stored already, the aggregates of the periods
+/// they were added to (a stored period's aggregate with the readings added, or recomputed
+/// from its readings when they interleave), energies settled in memory over the stored
+/// periods around them (on the database, meter by meter, when that walk goes further), the
+/// days recomputed from their periods by the database.
+fn write_batch_setwise(
+    db: &mut dyn BatchDb,
+    readings: &[Reading],
+    mbus: &[MbusRecord],
+    meters: &mut HashMap<Arc<str>, (i64, Option<String>)>,
+    zone: &TimeZone,
+) -> DbResult<(u64, u64, u64)> {
+    let mut names: BTreeMap<&Arc<str>, Option<&str>> = BTreeMap::new();
+    for reading in readings {
+        let sent = names.entry(&reading.meter).or_default();
+        if reading.meter_id.is_some() {
+            *sent = reading.meter_id.as_deref();
+        }
+    }
+    // The meters not known yet (or whose sent id changed) in one go.
+    let unknown: Vec<(&str, Option<&str>)> = names
+        .iter()
+        .filter(|(name, sent_id)| {
+            meters
+                .get(**name)
+                .is_none_or(|(_, known)| sent_id.is_some() && known.as_deref() != **sent_id)
+        })
+        .map(|(name, sent_id)| (&***name, *sent_id))
+        .collect();
+    if !unknown.is_empty() {
+        let mut stored = db.meter_upsert_many(&unknown)?;
+        for name in names.keys() {
+            if let Some(row) = stored.remove(&***name) {
+                meters.insert(Arc::clone(name), row);
+            }
+        }
+    }
+    let mut ids = HashMap::new();
+    for (name, sent_id) in names {
+        let id = meter_id(db, meters, name, sent_id)?;
+        ids.insert(Arc::clone(name), id);
+    }
+    // Readings by meter and period, sorted by time; a time given twice is written once
+    // (the first given).
+    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
+    for reading in readings {
+        groups
+            .entry(ids[&reading.meter])
+            .or_default()
+            .entry(interval_start(reading.ts))
+            .or_default()
+            .push(Row {
+                ts: reading.ts,
+                values: reading.values(),
+            });
+    }
+    let mut duplicates = 0u64;
+    for periods in groups.values_mut() {
+        for rows in periods.values_mut() {
+            rows.sort_by_key(|r| r.ts);
+            let given = rows.len();
+            rows.dedup_by_key(|r| r.ts);
+            duplicates += (given - rows.len()) as u64;
+        }
+    }
+    // Locked in the order of their ids, as meter by meter.
+    let ids: Vec<i64> = groups.keys().copied().collect();
+    db.lock_meters(&ids)?;
+    let touched: Vec<(i64, i64)> = groups
+        .iter()
+        .flat_map(|(&m, periods)| periods.keys().map(move |&p| (m, p)))
+        .collect();
+    let with_rows = if touched.is_empty() {
+        HashSet::new()
+    } else {
+        db.periods_with_rows(&touched)?
+    };
+    let windows: Vec<(i64, i64, i64)> = groups
+        .iter()
+        .filter_map(|(&m, periods)| {
+            Some((m, *periods.keys().next()?, *periods.keys().next_back()?))
+        })
+        .collect();
+    let stored = if windows.is_empty() {
+        HashMap::new()
+    } else {
+        db.agg_windows(&windows)?
+    };
+    let stored_agg = |m: i64, p: i64| {
+        stored
+            .get(&m)
+            .and_then(|w| w.range.iter().find(|a| a.start == p))
+    };
+    let mut rows: Vec<(i64, Row)> = Vec::new();
+    for (&m, periods) in &groups {
+        for (&p, new) in periods {
+            if stored_agg(m, p).is_some() && !with_rows.contains(&(m, p)) {
+                // Raw readings pruned, the aggregate stays as it is.
+                duplicates += new.len() as u64;
+                continue;
+            }
+            rows.extend(new.iter().map(|r| (m, *r)));
+        }
+    }
+    let inserted = if rows.is_empty() {
+        HashSet::new()
+    } else {
+        db.insert_rows(&rows)?
+    };
+    let added = inserted.len() as u64;
+    duplicates += (rows.len() - inserted.len()) as u64;
+    // The aggregates of the periods readings were added to.
+    let mut pending: BTreeMap<i64, BTreeMap<i64, Agg>> = BTreeMap::new();
+    let mut recompute = Vec::new();
+    for (&m, periods) in &groups {
+        for (&p, new) in periods {
+            let new: Vec<Row> = new
+                .iter()
+                .filter(|r| inserted.contains(&(m, r.ts)))
+                .copied()
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            let of_new = Agg::of_rows(p, &new);
+            let agg = match (stored_agg(m, p), with_rows.contains(&(m, p))) {
+                (None, false) => Some(of_new),
+                (Some(stored), true) => stored.with_added(&of_new),
+                _ => None,
+            };
+            match agg {
+                Some(agg) => {
+                    pending.entry(m).or_default().insert(p, agg);
+                }
+                None => recompute.push((m, p)),
+            }
+        }
+    }
+    if !recompute.is_empty() {
+        let mut all = db.period_rows(&recompute)?;
+        for (m, p) in recompute {
+            let rows = all.remove(&(m, p)).unwrap_or_default();
+            pending
+                .entry(m)
+                .or_default()
+                .insert(p, Agg::of_rows(p, &rows));
+        }
+    }
+    let mut writes: Vec<(i64, Agg)> = Vec::new();
+    let mut days: BTreeSet<(i64, jiff::civil::Date)> = BTreeSet::new();
+    for (m, periods) in pending {
+        let window = stored.get(&m).cloned().unwrap_or_default();
+        if let Some(written) = aggregate::settle_window(&window, &periods) {
+            days.extend(
+                written
+                    .iter()
+                    .map(|a| (m, smarty_model::time::day_of(a.start, zone))),
+            );
+            writes.extend(written.into_iter().map(|a| (m, a)));
+        } else {
+            // The walk goes past what was read: on the database, as meter by meter.
+            let touched: Vec<i64> = periods.keys().copied().collect();
+            let written = aggregate::settle(db, m, periods)?;
+            let meter_days: BTreeSet<jiff::civil::Date> = touched
+                .iter()
+                .chain(&written)
+                .map(|&p| smarty_model::time::day_of(p, zone))
+                .collect();
+            for day in meter_days {
+                aggregate::rebuild_day(db, m, day, zone)?;
+            }
+        }
+    }
+    if !writes.is_empty() {
+        db.write_15m_many(&writes)?;
+    }
+    let days: Vec<(i64, jiff::civil::Date, i64, i64)> = days
+        .into_iter()
+        .map(|(m, day)| {
+            let start = smarty_model::time::day_start(day, zone);
+            let end = day
+                .tomorrow()
+                .map_or(start + 86_400, |d| smarty_model::time::day_start(d, zone));
+            (m, day, start, end)
+        })
+        .collect();
+    if !days.is_empty() {
+        db.rebuild_days(&days)?;
+    }
+    // M-Bus captures: each capture and channel once per batch, the captures in one
+    // statement.
+    let mut captures = BTreeSet::new();
+    let mut channels = BTreeSet::new();
+    let mut rows = Vec::new();
+    for reading in mbus {
+        if !captures.insert((&reading.meter, reading.channel, reading.ts)) {
+            continue;
+        }
+        let meter = meter_id(db, meters, &reading.meter, None)?;
+        let (medium, unit) = (reading.medium_name(), reading.unit_name());
+        if channels.insert((meter, reading.channel, medium, unit.clone())) {
+            db.mbus_channel_upsert(meter, reading.channel, medium, &unit)?;
+        }
+        rows.push((
+            meter,
+            reading.channel,
+            reading.ts,
+            (reading.value * 1000.0).round() as i64,
+        ));
+    }
+    let mbus_added = if rows.is_empty() {
+        0
+    } else {
+        db.mbus_insert_many(&rows)?
+    };
     Ok((added, duplicates, mbus_added))
 }
 

@@ -160,7 +160,7 @@ pub enum FleetCommand {
         #[command(flatten)]
         master: MasterKeyArgs,
         /// Frames stored per transaction at most.
-        #[arg(long, value_name = "N", default_value_t = 2000)]
+        #[arg(long, value_name = "N", default_value_t = 20_000)]
         batch: usize,
         /// A frame a worker took but did not acknowledge (it died) goes to another after
         /// this many seconds.

@@ -1,6 +1,6 @@
 //! The PostgreSQL backend's statements ([`Db`] over a client or a transaction).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use jiff::Timestamp;
@@ -11,10 +11,10 @@ use postgres::{GenericClient, Statement};
 use crate::StoreError;
 use crate::aggregate::{Agg, select_list, sql_columns};
 use crate::block::{BLOCK_S, Row, block_start};
-use crate::db::{AggColumn, AggTable, Db, DbResult};
+use crate::db::{AggColumn, AggTable, AggWindow, BatchDb, Db, DbResult};
 use crate::query::{MbusChannel, StoredMeter};
 use crate::reading::{Aggregation, COLUMNS, NCOL};
-use smarty_model::period::Interval;
+use smarty_model::period::{INTERVAL_S, Interval};
 
 /// The statements of [`Db`] on a PostgreSQL client or transaction, prepared once per
 /// connection ([`Statements`]).
@@ -242,11 +242,16 @@ fn agg_params(agg: &Agg) -> Vec<Box<dyn ToSql + Sync>> {
 
 /// An aggregate from a row selected with [`select_list`].
 fn agg_of(row: &postgres::Row) -> Agg {
-    let mut agg = Agg::empty(secs(row.get(0)));
-    agg.n = row.get(1);
-    agg.first_ts = secs(row.get(2));
-    agg.last_ts = secs(row.get(3));
-    let mut i = 4;
+    agg_at(row, 0)
+}
+
+/// An aggregate from a row whose columns from `at` on are [`select_list`]'s.
+fn agg_at(row: &postgres::Row, at: usize) -> Agg {
+    let mut agg = Agg::empty(secs(row.get(at)));
+    agg.n = row.get(at + 1);
+    agg.first_ts = secs(row.get(at + 2));
+    agg.last_ts = secs(row.get(at + 3));
+    let mut i = at + 4;
     for (c, column) in COLUMNS.iter().enumerate() {
         match column.aggregation {
             Aggregation::Energy => {
@@ -269,14 +274,136 @@ fn agg_of(row: &postgres::Row) -> Agg {
 
 /// A reading from a row of [`SELECT_READINGS`].
 fn row_of(row: &postgres::Row) -> Row {
+    row_at(row, 0)
+}
+
+/// A reading from a row whose columns from `at` on are the time and every column.
+fn row_at(row: &postgres::Row, at: usize) -> Row {
     let mut values = [None; NCOL];
     for (c, value) in values.iter_mut().enumerate() {
-        *value = row.get(c + 1);
+        *value = row.get(at + c + 1);
     }
     Row {
-        ts: secs(row.get(0)),
+        ts: secs(row.get(at)),
         values,
     }
+}
+
+/// [`BatchDb::insert_rows`]: readings of many meters, `RETURNING meter, time`.
+static INSERT_ROWS_MANY: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let arrays: Vec<String> = (0..NCOL).map(|i| format!("${}::int8[]", i + 3)).collect();
+    format!(
+        "INSERT INTO reading (meter, time, {})
+         SELECT * FROM unnest($1::int4[], $2::timestamptz[], {})
+         ON CONFLICT (meter, time) DO NOTHING RETURNING meter, time",
+        names.join(", "),
+        arrays.join(", ")
+    )
+});
+
+/// [`BatchDb::period_rows`].
+static SELECT_PERIOD_ROWS: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<String> = COLUMNS.iter().map(|c| format!("r.{}", c.name)).collect();
+    format!(
+        "SELECT u.m, u.f, r.time, {} FROM unnest($1::int4[], $2::timestamptz[], $3::timestamptz[])
+           AS u (m, f, t)
+         JOIN reading AS r ON r.meter = u.m AND r.time >= u.f AND r.time < u.t
+         ORDER BY 1, 3",
+        names.join(", ")
+    )
+});
+
+/// [`BatchDb::agg_windows`]: the part (0 before, 1 range, 2 after), then [`select_list`].
+static SELECT_AGG_WINDOWS: LazyLock<String> = LazyLock::new(|| {
+    let list = select_list();
+    format!(
+        "WITH u (m, f, t) AS (SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::timestamptz[]))
+         SELECT u.m, 0, a.* FROM u CROSS JOIN LATERAL (SELECT {list} FROM agg_15m
+           WHERE meter = u.m AND start < u.f ORDER BY start DESC LIMIT 1) AS a
+         UNION ALL
+         SELECT u.m, 1, a.* FROM u CROSS JOIN LATERAL (SELECT {list} FROM agg_15m
+           WHERE meter = u.m AND start >= u.f AND start <= u.t) AS a
+         UNION ALL
+         SELECT u.m, 2, a.* FROM u CROSS JOIN LATERAL (SELECT {list} FROM agg_15m
+           WHERE meter = u.m AND start > u.t ORDER BY start LIMIT 1) AS a
+         ORDER BY 1, 2, 3"
+    )
+});
+
+/// [`BatchDb::write_15m_many`]: [`UPSERT_15M`] with a meter per aggregate.
+static UPSERT_15M_MANY: LazyLock<String> = LazyLock::new(|| {
+    let columns = sql_columns();
+    let mut types = vec!["timestamptz[]", "int8[]", "timestamptz[]", "timestamptz[]"];
+    types.extend(std::iter::repeat_n("int8[]", columns.len()));
+    let arrays: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}", i + 2))
+        .collect();
+    let updates: Vec<String> = ["n", "first_ts", "last_ts"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(columns.iter().cloned())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO agg_15m (meter, {}) SELECT * FROM unnest($1::int4[], {})
+         ON CONFLICT (meter, start) DO UPDATE SET {}",
+        select_list(),
+        arrays.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// [`BatchDb::rebuild_days`]: the days' aggregates computed by the database from their
+/// 15-minute ones, as [`Agg::of_periods`] does (sums, first and last present values by
+/// start, min and max).
+static REBUILD_DAYS: LazyLock<String> = LazyLock::new(|| {
+    let mut exprs = Vec::new();
+    for column in COLUMNS {
+        let c = column.name;
+        match column.aggregation {
+            Aggregation::Energy => {
+                exprs.push(format!("sum(a.{c})::int8"));
+                exprs.push(format!(
+                    "(array_agg(a.{c}_first ORDER BY a.start) FILTER (WHERE a.{c}_first IS NOT NULL))[1]"
+                ));
+                exprs.push(format!(
+                    "(array_agg(a.{c}_last ORDER BY a.start DESC) FILTER (WHERE a.{c}_last IS NOT NULL))[1]"
+                ));
+            }
+            Aggregation::Instant => {
+                exprs.push(format!("sum(a.{c}_sum)::int8"));
+                exprs.push(format!("coalesce(sum(a.{c}_n), 0)::int8"));
+                exprs.push(format!("min(a.{c}_min)"));
+                exprs.push(format!("max(a.{c}_max)"));
+            }
+        }
+    }
+    let columns = sql_columns();
+    let updates: Vec<String> = ["day", "periods", "n", "first_ts", "last_ts"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain(columns.iter().cloned())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO agg_day (meter, day, periods, {})
+         SELECT u.m, u.d, count(*)::int4, u.s, sum(a.n)::int8, min(a.first_ts), max(a.last_ts), {}
+         FROM unnest($1::int4[], $2::date[], $3::timestamptz[], $4::timestamptz[]) AS u (m, d, s, e)
+         JOIN agg_15m AS a ON a.meter = u.m AND a.start >= u.s AND a.start < u.e
+         GROUP BY u.m, u.d, u.s
+         ON CONFLICT (meter, start) DO UPDATE SET {}",
+        select_list(),
+        exprs.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// Meter ids as the `integer`s of the `meter` table.
+fn meter_keys(meters: impl Iterator<Item = i64>) -> Result<Vec<i32>, StoreError> {
+    meters.map(meter_key).collect()
 }
 
 fn params(values: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
@@ -284,6 +411,10 @@ fn params(values: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl<C: GenericClient> Db for PgDb<'_, C> {
+    fn as_batch(&mut self) -> Option<&mut dyn BatchDb> {
+        Some(self)
+    }
+
     fn meter_upsert(
         &mut self,
         name: &str,
@@ -798,6 +929,158 @@ impl<C: GenericClient> Db for PgDb<'_, C> {
             .get(0))
     }
 }
+
+impl<C: GenericClient> BatchDb for PgDb<'_, C> {
+    fn meter_upsert_many(
+        &mut self,
+        meters: &[(&str, Option<&str>)],
+    ) -> DbResult<HashMap<String, (i64, Option<String>)>> {
+        let names: Vec<&str> = meters.iter().map(|m| m.0).collect();
+        let ids: Vec<Option<&str>> = meters.iter().map(|m| m.1).collect();
+        // As meter_upsert: no row lock unless something changes; inserted in the order of
+        // the names (writers inserting the same new meters wait for each other in a line).
+        self.execute(
+            "INSERT INTO meter (name, meter_id) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (name) DO NOTHING",
+            &[&names, &ids],
+        )?;
+        self.execute(
+            "UPDATE meter SET meter_id = u.i FROM unnest($1::text[], $2::text[]) AS u (n, i)
+             WHERE meter.name = u.n AND u.i IS NOT NULL AND meter.meter_id IS DISTINCT FROM u.i",
+            &[&names, &ids],
+        )?;
+        Ok(self
+            .query(
+                "SELECT name, id, meter_id FROM meter WHERE name = ANY($1::text[])",
+                &[&names],
+            )?
+            .iter()
+            .map(|row| (row.get(0), (i64::from(row.get::<_, i32>(1)), row.get(2))))
+            .collect())
+    }
+
+    fn lock_meters(&mut self, meters: &[i64]) -> DbResult<()> {
+        let keys = meter_keys(meters.iter().copied())?;
+        self.execute(
+            "SELECT pg_advisory_xact_lock(1936548449, m) FROM unnest($1::int4[]) AS u (m)",
+            &[&keys],
+        )?;
+        Ok(())
+    }
+
+    fn periods_with_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashSet<(i64, i64)>> {
+        let keys = meter_keys(periods.iter().map(|p| p.0))?;
+        let from: Vec<Timestamp> = periods.iter().map(|p| ts(p.1)).collect();
+        let to: Vec<Timestamp> = periods.iter().map(|p| ts(p.1 + INTERVAL_S)).collect();
+        Ok(self
+            .query(
+                "SELECT u.m, u.f FROM unnest($1::int4[], $2::timestamptz[], $3::timestamptz[])
+                   AS u (m, f, t)
+                 WHERE EXISTS (SELECT 1 FROM reading AS r
+                   WHERE r.meter = u.m AND r.time >= u.f AND r.time < u.t)",
+                &[&keys, &from, &to],
+            )?
+            .iter()
+            .map(|row| (i64::from(row.get::<_, i32>(0)), secs(row.get(1))))
+            .collect())
+    }
+
+    fn agg_windows(&mut self, windows: &[(i64, i64, i64)]) -> DbResult<HashMap<i64, AggWindow>> {
+        let keys = meter_keys(windows.iter().map(|w| w.0))?;
+        let from: Vec<Timestamp> = windows.iter().map(|w| ts(w.1)).collect();
+        let until: Vec<Timestamp> = windows.iter().map(|w| ts(w.2)).collect();
+        let mut out: HashMap<i64, AggWindow> = HashMap::new();
+        for row in self.query(SELECT_AGG_WINDOWS.as_str(), &[&keys, &from, &until])? {
+            let window = out.entry(i64::from(row.get::<_, i32>(0))).or_default();
+            let agg = agg_at(&row, 2);
+            match row.get::<_, i32>(1) {
+                0 => window.before = Some(agg),
+                1 => window.range.push(agg),
+                _ => window.after = Some(agg),
+            }
+        }
+        Ok(out)
+    }
+
+    fn insert_rows(&mut self, rows: &[(i64, Row)]) -> DbResult<HashSet<(i64, i64)>> {
+        let mut inserted = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks(BATCH_CHUNK) {
+            let keys = meter_keys(chunk.iter().map(|r| r.0))?;
+            let times: Vec<Timestamp> = chunk.iter().map(|r| ts(r.1.ts)).collect();
+            let columns: Vec<Vec<Option<i64>>> = (0..NCOL)
+                .map(|c| chunk.iter().map(|r| r.1.values[c]).collect())
+                .collect();
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&keys, &times];
+            parameters.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+            inserted.extend(
+                self.query(INSERT_ROWS_MANY.as_str(), &parameters)?
+                    .iter()
+                    .map(|row| (i64::from(row.get::<_, i32>(0)), secs(row.get(1)))),
+            );
+        }
+        Ok(inserted)
+    }
+
+    fn period_rows(&mut self, periods: &[(i64, i64)]) -> DbResult<HashMap<(i64, i64), Vec<Row>>> {
+        let keys = meter_keys(periods.iter().map(|p| p.0))?;
+        let from: Vec<Timestamp> = periods.iter().map(|p| ts(p.1)).collect();
+        let to: Vec<Timestamp> = periods.iter().map(|p| ts(p.1 + INTERVAL_S)).collect();
+        let mut out: HashMap<(i64, i64), Vec<Row>> = HashMap::new();
+        for row in self.query(SELECT_PERIOD_ROWS.as_str(), &[&keys, &from, &to])? {
+            out.entry((i64::from(row.get::<_, i32>(0)), secs(row.get(1))))
+                .or_default()
+                .push(row_at(&row, 2));
+        }
+        Ok(out)
+    }
+
+    fn write_15m_many(&mut self, aggs: &[(i64, Agg)]) -> DbResult<()> {
+        for chunk in aggs.chunks(BATCH_CHUNK) {
+            let keys = meter_keys(chunk.iter().map(|a| a.0))?;
+            let list: Vec<Agg> = chunk.iter().map(|a| a.1.clone()).collect();
+            let arrays = agg_arrays(&list);
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&keys];
+            parameters.extend(arrays.iter().map(|a| a.as_ref()));
+            self.execute(UPSERT_15M_MANY.as_str(), &parameters)?;
+        }
+        Ok(())
+    }
+
+    fn rebuild_days(&mut self, days: &[(i64, Date, i64, i64)]) -> DbResult<()> {
+        for chunk in days.chunks(BATCH_CHUNK) {
+            let keys = meter_keys(chunk.iter().map(|d| d.0))?;
+            let dates: Vec<Date> = chunk.iter().map(|d| d.1).collect();
+            let starts: Vec<Timestamp> = chunk.iter().map(|d| ts(d.2)).collect();
+            let ends: Vec<Timestamp> = chunk.iter().map(|d| ts(d.3)).collect();
+            self.execute(REBUILD_DAYS.as_str(), &[&keys, &dates, &starts, &ends])?;
+        }
+        Ok(())
+    }
+
+    fn mbus_insert_many(&mut self, captures: &[(i64, u8, i64, i64)]) -> DbResult<u64> {
+        let mut added = 0;
+        for chunk in captures.chunks(BATCH_CHUNK) {
+            let keys = meter_keys(chunk.iter().map(|c| c.0))?;
+            let channels: Vec<i16> = chunk.iter().map(|c| i16::from(c.1)).collect();
+            let times: Vec<Timestamp> = chunk.iter().map(|c| ts(c.2)).collect();
+            let values: Vec<i64> = chunk.iter().map(|c| c.3).collect();
+            added += self.execute(
+                "INSERT INTO mbus_reading (meter, channel, time, value_milli)
+                 SELECT * FROM unnest($1::int4[], $2::int2[], $3::timestamptz[], $4::int8[])
+                 ON CONFLICT DO NOTHING",
+                &[&keys, &channels, &times, &values],
+            )?;
+        }
+        Ok(added)
+    }
+
+    fn save_fleet_counters(&mut self, counters: &[crate::fleet::FleetCounter]) -> DbResult<()> {
+        crate::fleet::save_counters(self.client, counters)
+    }
+}
+
+/// Rows of a set-wise statement ([`BatchDb`]) sent at a time.
+const BATCH_CHUNK: usize = 10_000;
 
 /// A meter id as the `integer` of the `meter` table.
 fn meter_key(meter: i64) -> Result<i32, StoreError> {
