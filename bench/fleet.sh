@@ -19,6 +19,7 @@
 #   METERS=200 COUNT=100 bench/fleet.sh          # to try the script
 #   WORKERS="1 2 4" bench/fleet.sh
 #   INGEST_FLAGS="--batch 5000" bench/fleet.sh   # extra flags of every `smarty fleet ingest`
+#   PARTITIONS=1 bench/fleet.sh                  # partitions of the server's mapping (default 4)
 #   DB_SETTINGS="synchronous_commit=off" bench/fleet.sh  # ALTER DATABASE … SET, to find where time goes
 #   PERF=/tmp/perf bench/fleet.sh                # perf record -g of each worker into that directory
 #
@@ -34,6 +35,7 @@ METERS=${METERS:-1000}
 COUNT=${COUNT:-300}
 WORKERS=${WORKERS:-1 2}
 INGEST_FLAGS=${INGEST_FLAGS:-}
+PARTITIONS=${PARTITIONS:-4}
 DB_SETTINGS=${DB_SETTINGS:-}
 CONSUME_BATCH=${CONSUME_BATCH:-2000}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
@@ -65,7 +67,7 @@ FRAMES=$((METERS * COUNT))
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GB; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "nats-server $("$NATS_SERVER" --version | awk '{print $NF}'); $(pg "$PGURL/postgres" 'SELECT version()' | cut -d' ' -f1-2);" \
     "shared_buffers $(pg "$PGURL/postgres" 'SHOW shared_buffers'), synchronous_commit $(pg "$PGURL/postgres" 'SHOW synchronous_commit')"
-echo "$METERS meters × $COUNT frames = $FRAMES frames; ingest flags: ${INGEST_FLAGS:-(none)}; database settings: ${DB_SETTINGS:-(server defaults)}"
+echo "$METERS meters × $COUNT frames = $FRAMES frames; partitions: $PARTITIONS; ingest flags: ${INGEST_FLAGS:-(none)}; database settings: ${DB_SETTINGS:-(server defaults)}"
 
 # nats-server with JetStream on a port of its choice.
 cat > "$WORK/nats.conf" <<EOF
@@ -73,6 +75,10 @@ server_name: fleet-bench
 listen: "127.0.0.1:-1"
 jetstream { store_dir: "$WORK/jetstream", max_file_store: 20GB, max_memory_store: 256MB }
 EOF
+if [ "$PARTITIONS" -gt 1 ]; then
+    # Each meter's subject to one of the partitions the workers share (docs/fleet.md).
+    echo "mappings { \"smarty.raw.*\": \"smarty.raw.{{partition($PARTITIONS,1)}}.{{wildcard(1)}}\" }" >> "$WORK/nats.conf"
+fi
 "$NATS_SERVER" -c "$WORK/nats.conf" 2> "$WORK/nats.log" &
 PIDS+=($!)
 for _ in $(seq 100); do
@@ -121,7 +127,7 @@ for W in $WORKERS; do
             WRAP=(perf record -F 999 -g -o "$PERF/ingest-w$W-$i.data" --)
         fi
         SMARTY_MASTER_KEY=$MASTER RUST_LOG=smarty=info,smarty_store::writer=debug \
-            "${WRAP[@]}" "$SMARTY" fleet ingest --nats "$NATS" --database "$URL" $INGEST_FLAGS \
+            "${WRAP[@]}" "$SMARTY" fleet ingest --nats "$NATS" --database "$URL" --partitions "$PARTITIONS" $INGEST_FLAGS \
             2> "$WORK/ingest-w$W-$i.log" &
         WORKER_PIDS+=($!)
         PIDS+=($!)

@@ -391,6 +391,9 @@ struct Meter {
     decoder: Decoder,
     /// The key's check value (hex), which its saved frame counters are kept under.
     key_check: String,
+    /// The authentication key's check value (hex; empty for Luxembourg's): with `key_check`,
+    /// tells a meter whose keys were imported again.
+    auth_check: String,
 }
 
 impl Meter {
@@ -403,8 +406,21 @@ impl Meter {
             name: Arc::from(key.name().as_str()),
             decoder: Decoder::new(config),
             key_check: smarty_p1::hex::upper(&key.key.check_value()).to_string(),
+            auth_check: auth_check(key),
         }
     }
+
+    /// Whether `key` is what this meter decrypts with.
+    fn has_keys(&self, key: &MeterKeys) -> bool {
+        self.key_check == smarty_p1::hex::upper(&key.key.check_value()).to_string()
+            && self.auth_check == auth_check(key)
+    }
+}
+
+fn auth_check(key: &MeterKeys) -> String {
+    key.auth_key.as_ref().map_or_else(String::new, |k| {
+        smarty_p1::hex::upper(&k.check_value()).to_string()
+    })
 }
 
 /// A meter's last accepted frame.
@@ -445,7 +461,13 @@ impl Fleet {
         let keys = keys::load(&self.store, &self.master)?;
         self.meters.retain(|title, _| keys.contains_key(title));
         for (title, key) in keys {
-            self.meters.entry(title).or_insert_with(|| Meter::new(&key));
+            match self.meters.get(&title) {
+                Some(meter) if meter.has_keys(&key) => {}
+                // New, or its keys were imported again (the operator changed them).
+                _ => {
+                    self.meters.insert(title, Meter::new(&key));
+                }
+            }
         }
         self.loaded = Instant::now();
         Ok(())
@@ -475,13 +497,20 @@ impl Fleet {
     /// The meter of `title`, looking the keys up again when it is unknown and they were
     /// loaded a while ago (a meter added while workers run).
     fn meter(&mut self, title: &[u8; 8]) -> Option<&mut Meter> {
-        if !self.meters.contains_key(title)
-            && self.loaded.elapsed() >= self.refresh
+        if !self.meters.contains_key(title) {
+            self.reload_if_due();
+        }
+        self.meters.get_mut(title)
+    }
+
+    /// Looks the keys up again when they were loaded a while ago: after an unknown meter, or a
+    /// frame its key did not open (its keys may have been imported again meanwhile).
+    fn reload_if_due(&mut self) {
+        if self.loaded.elapsed() >= self.refresh
             && let Err(e) = self.reload()
         {
             tracing::error!("fleet: cannot reload the keys: {e}");
         }
-        self.meters.get_mut(title)
     }
 }
 
@@ -616,6 +645,10 @@ fn classify(
     };
     // Whatever is left of a frame that did not decode goes with it.
     let _ = meter.decoder.finish();
+    if matches!(reason, "wrong_key" | "authentication") {
+        // The next frames of this meter use its keys as imported now.
+        fleet.reload_if_due();
+    }
     (
         Outcome::SetAside(reason, name.to_string(), hex_title),
         unmapped,

@@ -874,6 +874,63 @@ mod ingest {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_imported_again_is_taken_by_running_workers() {
+        logs();
+        const METERS: u32 = 3;
+        let server = NatsServer::start();
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(METERS, &store);
+        // Meter 1 was imported with a wrong key.
+        let wrong = MeterKeys {
+            name: Some("m-001".to_owned()),
+            system_title: title(1),
+            key: key(77),
+            auth_key: None,
+        };
+        keys::import(&store, &master, std::slice::from_ref(&wrong)).unwrap();
+        let mut publisher = publisher(&server, PublisherConfig::default()).await;
+        stream::ensure(publisher.context(), &StreamConfig::default())
+            .await
+            .unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let config = IngestConfig {
+            batch_max: 10,
+            keys_refresh: Duration::from_millis(100),
+            ..IngestConfig::default()
+        };
+        let workers = start_workers(1, &server, &store, &master, &config, &stop).await;
+        publish_range(&mut publisher, METERS, 0..5).await;
+        wait_until("meter 1 set aside, the others stored", || {
+            stored(&workers) >= u64::from((METERS - 1) * 5)
+                && workers[0].1.rejected_for("wrong_key") >= 5
+        })
+        .await;
+        // The operator imports the right key; the running worker takes it.
+        let right = MeterKeys {
+            key: key(1),
+            ..wrong
+        };
+        keys::import(&store, &master, std::slice::from_ref(&right)).unwrap();
+        // Frames of every meter go on; meter 1's are stored once the worker looked again.
+        let meter_1 = "SELECT count(*) FROM reading r JOIN meter m ON m.id = r.meter \
+                       WHERE m.name = 'm-001'";
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut next = 5;
+        while one(db.query(meter_1)) == "0" {
+            assert!(Instant::now() < deadline, "meter 1 not stored after 60 s");
+            publish_range(&mut publisher, METERS, next..next + 1).await;
+            next += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(workers[0].1.rejected_for("wrong_key") >= 5);
+        stop_tx.send(true).unwrap();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_postgres_restart_mid_stream_loses_nothing_and_doubles_nothing() {
         use smarty_store::test_postgres::TestServer;
         logs();
