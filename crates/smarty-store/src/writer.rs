@@ -300,18 +300,7 @@ fn write_batch(
         ids.insert(Arc::clone(name), id);
     }
     // Readings by meter and period, sorted by time.
-    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
-    for reading in readings {
-        groups
-            .entry(ids[&reading.meter])
-            .or_default()
-            .entry(interval_start(reading.ts))
-            .or_default()
-            .push(Row {
-                ts: reading.ts,
-                values: reading.values(),
-            });
-    }
+    let groups = by_meter_and_period(readings, &ids);
     let mut added = 0u64;
     let mut duplicates = 0u64;
     for (meter, mut periods) in groups {
@@ -419,18 +408,7 @@ fn write_batch_setwise(
     }
     // Readings by meter and period, sorted by time; a time given twice is written once
     // (the first given).
-    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
-    for reading in readings {
-        groups
-            .entry(ids[&reading.meter])
-            .or_default()
-            .entry(interval_start(reading.ts))
-            .or_default()
-            .push(Row {
-                ts: reading.ts,
-                values: reading.values(),
-            });
-    }
+    let mut groups = by_meter_and_period(readings, &ids);
     let mut duplicates = 0u64;
     for periods in groups.values_mut() {
         for rows in periods.values_mut() {
@@ -591,6 +569,26 @@ fn write_batch_setwise(
         db.mbus_insert_many(&rows)?
     };
     Ok((added, duplicates, mbus_added))
+}
+
+/// Readings by meter id and 15-minute period (its start), in the order given.
+fn by_meter_and_period(
+    readings: &[Reading],
+    ids: &HashMap<Arc<str>, i64>,
+) -> BTreeMap<i64, BTreeMap<i64, Vec<Row>>> {
+    let mut groups: BTreeMap<i64, BTreeMap<i64, Vec<Row>>> = BTreeMap::new();
+    for reading in readings {
+        groups
+            .entry(ids[&reading.meter])
+            .or_default()
+            .entry(interval_start(reading.ts))
+            .or_default()
+            .push(Row {
+                ts: reading.ts,
+                values: reading.values(),
+            });
+    }
+    groups
 }
 
 /// The stored readings of the periods of `periods` (by period), and which of those periods
