@@ -66,7 +66,12 @@ pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKeys]) -> Result
     if let Some(stored) = store.fleet_keys()?.first() {
         master.matches(&stored.master_check)?;
     }
-    let wrapped: Vec<WrappedKey> = meters
+    Ok(store.put_fleet_keys(&wrap_all(master, meters))?)
+}
+
+/// `meters`' keys wrapped under `master`, as stored.
+fn wrap_all(master: &MasterKey, meters: &[MeterKeys]) -> Vec<WrappedKey> {
+    meters
         .iter()
         .map(|m| {
             WrappedKey::new(
@@ -77,8 +82,7 @@ pub fn import(store: &Store, master: &MasterKey, meters: &[MeterKeys]) -> Result
                 master.check(),
             )
         })
-        .collect();
-    Ok(store.put_fleet_keys(&wrapped)?)
+        .collect()
 }
 
 /// Every meter of the fleet with its keys unwrapped, by system title (what a worker holds).
@@ -118,19 +122,7 @@ pub fn unwrap_stored(master: &MasterKey, stored: &WrappedKey) -> Result<MeterKey
 /// [`KeyError::WrongMasterKey`] when `old` is not the keys' master key, store errors.
 pub fn rotate_master(store: &Store, old: &MasterKey, new: &MasterKey) -> Result<usize, KeyError> {
     let meters: Vec<MeterKeys> = load(store, old)?.into_values().collect();
-    let wrapped: Vec<WrappedKey> = meters
-        .iter()
-        .map(|m| {
-            WrappedKey::new(
-                m.system_title,
-                m.name(),
-                new.wrap(&m.system_title, &m.key),
-                m.auth_key.as_ref().map(|k| new.wrap(&m.system_title, k)),
-                new.check(),
-            )
-        })
-        .collect();
-    Ok(store.put_fleet_keys(&wrapped)?)
+    Ok(store.put_fleet_keys(&wrap_all(new, &meters))?)
 }
 
 /// The fleet's master key. Its `Debug` and `Display` never show it.

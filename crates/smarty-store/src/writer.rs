@@ -339,25 +339,8 @@ fn write_batch(
         }
     }
     let mut mbus_added = 0u64;
-    // Telegrams repeat a sub-meter's last capture until its next one (a capture every 5
-    // minutes, a telegram every 10 s): each capture and channel is written once per batch.
-    let mut captures = BTreeSet::new();
-    let mut channels = BTreeSet::new();
-    for reading in mbus {
-        if !captures.insert((&reading.meter, reading.channel, reading.ts)) {
-            continue;
-        }
-        let meter = meter_id(db, meters, &reading.meter, None)?;
-        let (medium, unit) = (reading.medium_name(), reading.unit_name());
-        if channels.insert((meter, reading.channel, medium, unit.clone())) {
-            db.mbus_channel_upsert(meter, reading.channel, medium, &unit)?;
-        }
-        mbus_added += db.mbus_insert(
-            meter,
-            reading.channel,
-            reading.ts,
-            (reading.value * 1000.0).round() as i64,
-        )?;
+    for (meter, channel, ts, value) in mbus_captures(db, meters, mbus)? {
+        mbus_added += db.mbus_insert(meter, channel, ts, value)?;
     }
     Ok((added, duplicates, mbus_added))
 }
@@ -542,8 +525,25 @@ fn write_batch_setwise(
     if !days.is_empty() {
         db.rebuild_days(&days)?;
     }
-    // M-Bus captures: each capture and channel once per batch, the captures in one
-    // statement.
+    // M-Bus captures in one statement.
+    let rows = mbus_captures(db, meters, mbus)?;
+    let mbus_added = if rows.is_empty() {
+        0
+    } else {
+        db.mbus_insert_many(&rows)?
+    };
+    Ok((added, duplicates, mbus_added))
+}
+
+/// The batch's M-Bus captures as rows (meter id, channel, time, value in thousandths), each
+/// once, their channels written first. Telegrams repeat a sub-meter's last capture until its
+/// next one (a capture every 5 minutes, a telegram every 10 s): each capture and channel is
+/// written once per batch.
+fn mbus_captures(
+    db: &mut dyn Db,
+    meters: &mut HashMap<Arc<str>, (i64, Option<String>)>,
+    mbus: &[MbusRecord],
+) -> DbResult<Vec<(i64, u8, i64, i64)>> {
     let mut captures = BTreeSet::new();
     let mut channels = BTreeSet::new();
     let mut rows = Vec::new();
@@ -563,12 +563,7 @@ fn write_batch_setwise(
             (reading.value * 1000.0).round() as i64,
         ));
     }
-    let mbus_added = if rows.is_empty() {
-        0
-    } else {
-        db.mbus_insert_many(&rows)?
-    };
-    Ok((added, duplicates, mbus_added))
+    Ok(rows)
 }
 
 /// Readings by meter id and 15-minute period (its start), in the order given.

@@ -132,7 +132,12 @@ fn upsert_sql(table: AggTable) -> String {
 
 /// `INSERT INTO agg_15m … SELECT … FROM unnest(…) ON CONFLICT DO UPDATE`: any number of
 /// aggregates in one statement, arrays in [`select_list`] order ([`agg_arrays`]).
-static UPSERT_15M: LazyLock<String> = LazyLock::new(|| {
+static UPSERT_15M: LazyLock<String> = LazyLock::new(|| upsert_15m(false));
+
+/// The upsert of 15-minute aggregates: parameter `$1` the meter (`per_row` false) or an
+/// `int4[]` of meters, one per aggregate (`per_row` true); then the arrays in
+/// [`select_list`] order.
+fn upsert_15m(per_row: bool) -> String {
     let columns = sql_columns();
     let mut types = vec!["timestamptz[]", "int8[]", "timestamptz[]", "timestamptz[]"];
     types.extend(std::iter::repeat_n("int8[]", columns.len()));
@@ -148,13 +153,15 @@ static UPSERT_15M: LazyLock<String> = LazyLock::new(|| {
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO agg_15m (meter, {}) SELECT $1, * FROM unnest({})
+        "INSERT INTO agg_15m (meter, {}) SELECT {} FROM unnest({}{})
          ON CONFLICT (meter, start) DO UPDATE SET {}",
         select_list(),
+        if per_row { "*" } else { "$1, *" },
+        if per_row { "$1::int4[], " } else { "" },
         arrays.join(", "),
         updates.join(", ")
     )
-});
+}
 
 /// Readings or aggregates written per statement.
 const INSERT_CHUNK: usize = 5_000;
@@ -332,29 +339,7 @@ static SELECT_AGG_WINDOWS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// [`BatchDb::write_15m_many`]: [`UPSERT_15M`] with a meter per aggregate.
-static UPSERT_15M_MANY: LazyLock<String> = LazyLock::new(|| {
-    let columns = sql_columns();
-    let mut types = vec!["timestamptz[]", "int8[]", "timestamptz[]", "timestamptz[]"];
-    types.extend(std::iter::repeat_n("int8[]", columns.len()));
-    let arrays: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("${}::{t}", i + 2))
-        .collect();
-    let updates: Vec<String> = ["n", "first_ts", "last_ts"]
-        .iter()
-        .map(|c| c.to_string())
-        .chain(columns.iter().cloned())
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    format!(
-        "INSERT INTO agg_15m (meter, {}) SELECT * FROM unnest($1::int4[], {})
-         ON CONFLICT (meter, start) DO UPDATE SET {}",
-        select_list(),
-        arrays.join(", "),
-        updates.join(", ")
-    )
-});
+static UPSERT_15M_MANY: LazyLock<String> = LazyLock::new(|| upsert_15m(true));
 
 /// [`BatchDb::rebuild_days`]: the days' aggregates computed by the database from their
 /// 15-minute ones, as [`Agg::of_periods`] does (sums, first and last present values by
