@@ -541,6 +541,7 @@ fn classify(
     fleet: &mut Fleet,
     writer: &mut Writer,
     pending: &mut Pending,
+    overlay: Option<&Pending>,
     subject: &str,
     data: &[u8],
     delivered: i64,
@@ -587,6 +588,7 @@ fn classify(
             if let Some(counter) = counter {
                 let last = pending
                     .get(&title)
+                    .or_else(|| overlay.and_then(|o| o.get(&title)))
                     .map(|(_, l)| l)
                     .or_else(|| fleet.last.get(&title))
                     .filter(|l| l.key_check == key_check);
@@ -743,7 +745,7 @@ async fn ensure_consumers(
                     durable_name: Some(part.name.clone()),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: config.ack_wait,
-                    max_ack_pending: i64::try_from(config.batch_max).unwrap_or(i64::MAX),
+                    max_ack_pending: max_ack_pending(config),
                     filter_subject: part.filter.clone(),
                     deliver_policy,
                     ..Default::default()
@@ -751,9 +753,24 @@ async fn ensure_consumers(
             )
             .await
             .map_err(nats)?;
+        // Made before batches overlapped (one batch unacknowledged at most): given room for
+        // two.
+        let mut consumer = consumer;
+        if consumer.cached_info().config.max_ack_pending < max_ack_pending(config) {
+            let mut updated = consumer.cached_info().config.clone();
+            updated.max_ack_pending = max_ack_pending(config);
+            stream.create_consumer(updated).await.map_err(nats)?;
+            consumer = stream.get_consumer(&part.name).await.map_err(nats)?;
+        }
         consumers.push(consumer);
     }
     Ok(consumers)
+}
+
+/// Frames a partition's consumer lets out unacknowledged: two batches, one committing while
+/// the next is fetched and decoded.
+fn max_ack_pending(config: &IngestConfig) -> i64 {
+    i64::try_from(config.batch_max.saturating_mul(2)).unwrap_or(i64::MAX)
 }
 
 /// What the partition tasks share.
@@ -962,24 +979,14 @@ async fn partition_task(
     consumer: consumer::PullConsumer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let mut writer = {
-        let store = shared.store.clone();
-        loop {
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.writer()).await {
-                Ok(Ok(writer)) => break Some(writer),
-                Ok(Err(e)) => {
-                    shared.stats.database_ok.store(false, Ordering::Relaxed);
-                    tracing::error!("fleet: cannot open a writer: {e}; trying again");
-                }
-                Err(e) => return Err(IngestError::Nats(format!("opening a writer: {e}"))),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return Ok(()),
-            }
-        }
-    };
+    // Two writers: one batch is decoded into one while the other's batch commits.
+    let mut spare = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let Some(writer) = open_writer(&shared, &mut stop).await? else {
+            return Ok(());
+        };
+        spare.push(writer);
+    }
     let idle = Duration::from_millis(500);
     while !*stop.borrow() {
         let Some(mut revision) = shared.leases.try_take(&part.name).await else {
@@ -1007,51 +1014,143 @@ async fn partition_task(
                 continue;
             }
         }
-        let held_since = Instant::now();
-        let mut renewed_at = Instant::now();
-        loop {
-            if *stop.borrow() {
+        let held = hold(&shared, &part, &consumer, &mut spare, &mut revision, &stop).await;
+        // Nothing of this partition is in flight any more: its last commit was waited for.
+        match held {
+            Ok(Held::Stopped) => {
                 shared.leases.release(&part.name, revision).await;
                 return Ok(());
             }
-            // Renewed now and then while idle (and always before a batch is stored).
-            if renewed_at.elapsed() >= shared.leases.ttl / 6 {
-                let Some(renewed) = shared.leases.renew(&part.name, revision).await else {
-                    break;
-                };
-                revision = renewed;
-                renewed_at = Instant::now();
-            }
-            // Beyond its share (another worker came): give one back, now and then.
-            if shared.leases.over_share() && held_since.elapsed() > Duration::from_secs(2) {
+            Ok(Held::Released) => {
                 shared.leases.release(&part.name, revision).await;
                 tokio::time::sleep(idle * 4).await;
-                break;
             }
-            match batch(&shared, &part, &consumer, &mut writer, &mut revision).await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    shared.leases.release(&part.name, revision).await;
-                    return Err(e);
-                }
+            Ok(Held::Lost) => {}
+            Err(e) => {
+                shared.leases.release(&part.name, revision).await;
+                return Err(e);
             }
         }
     }
     Ok(())
 }
 
-/// Fetches, stores and acknowledges one batch of `part`. `Ok(false)` when the lease was lost
-/// (the batch is given back).
-async fn batch(
+/// Opens a writer, trying again every second while the database is away. `None` when the
+/// worker stops meanwhile.
+async fn open_writer(
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Writer>, IngestError> {
+    loop {
+        let store = shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.writer()).await {
+            Ok(Ok(writer)) => return Ok(Some(writer)),
+            Ok(Err(e)) => {
+                shared.stats.database_ok.store(false, Ordering::Relaxed);
+                tracing::error!("fleet: cannot open a writer: {e}; trying again");
+            }
+            Err(e) => return Err(IngestError::Nats(format!("opening a writer: {e}"))),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+    }
+}
+
+/// Why a worker stopped consuming a partition it held.
+enum Held {
+    /// The worker stops.
+    Stopped,
+    /// Over its share: the partition is given to another worker.
+    Released,
+    /// The lease was lost (its batch given back).
+    Lost,
+}
+
+/// Consumes `part` while its lease is held: fetches and decodes a batch while the one
+/// before it commits, and acknowledges each batch after its commit. Returns with nothing in
+/// flight.
+async fn hold(
+    shared: &Arc<Shared>,
+    part: &Part,
+    consumer: &consumer::PullConsumer,
+    spare: &mut Vec<Writer>,
+    revision: &mut u64,
+    stop: &watch::Receiver<bool>,
+) -> Result<Held, IngestError> {
+    let held_since = Instant::now();
+    let mut renewed_at = Instant::now();
+    let mut in_flight: Option<InFlight> = None;
+    let held = loop {
+        if *stop.borrow() {
+            break Held::Stopped;
+        }
+        // Renewed now and then while idle (and always before a batch is stored).
+        if renewed_at.elapsed() >= shared.leases.ttl / 6 {
+            let Some(renewed) = shared.leases.renew(&part.name, *revision).await else {
+                break Held::Lost;
+            };
+            *revision = renewed;
+            renewed_at = Instant::now();
+        }
+        // Beyond its share (another worker came): give one back, now and then.
+        if shared.leases.over_share() && held_since.elapsed() > Duration::from_secs(2) {
+            break Held::Released;
+        }
+        let messages = fetch(shared, part, consumer).await?;
+        if messages.is_empty() {
+            if let Some(flight) = in_flight.take() {
+                spare.push(finish(shared, part, flight, revision, &[]).await?.0);
+            }
+            continue;
+        }
+        let writer = spare
+            .pop()
+            .expect("a writer is free while at most one batch commits");
+        let overlay = in_flight.as_ref().map(|flight| Arc::clone(&flight.pending));
+        let batch = decode(shared, part, messages, writer, overlay).await?;
+        // Set aside: into the dead-letter stream, each acknowledged there before anything else.
+        let dead_lettered = dead_letter(shared, &batch.messages, &batch.outcomes).await;
+        // The batch before it: committed and acknowledged (or given back, with this one).
+        if let Some(flight) = in_flight.take() {
+            let (writer, committed) =
+                finish(shared, part, flight, revision, &batch.messages).await?;
+            spare.push(writer);
+            if !committed {
+                // Given back with the one before it (finish did).
+                let mut writer = batch.writer;
+                let _ = writer.take_buffered();
+                spare.push(writer);
+                continue;
+            }
+        }
+        if let Err(e) = dead_lettered {
+            spare.push(give_back(batch.writer, &[&batch.messages], &e).await);
+            continue;
+        }
+        // The lease must still be ours before the batch is stored.
+        let Some(renewed) = shared.leases.renew(&part.name, *revision).await else {
+            spare.push(give_back(batch.writer, &[&batch.messages], "the lease was lost").await);
+            break Held::Lost;
+        };
+        *revision = renewed;
+        renewed_at = Instant::now();
+        in_flight = Some(commit(shared, batch));
+    };
+    if let Some(flight) = in_flight.take() {
+        spare.push(finish(shared, part, flight, revision, &[]).await?.0);
+    }
+    Ok(held)
+}
+
+/// Fetches up to a batch of `part`'s frames, waiting at most the batch's time.
+async fn fetch(
     shared: &Shared,
     part: &Part,
     consumer: &consumer::PullConsumer,
-    writer: &mut Option<Writer>,
-    revision: &mut u64,
-) -> Result<bool, IngestError> {
+) -> Result<Vec<jetstream::Message>, IngestError> {
     let config = &shared.config;
-    let stats = &shared.stats;
     let mut fetched = consumer
         .fetch()
         .max_messages(config.batch_max)
@@ -1070,48 +1169,93 @@ async fn batch(
             }
         }
     }
-    if messages.is_empty() {
-        return Ok(true);
+    if !messages.is_empty() {
+        tracing::trace!("fleet: {}: {} frames", part.name, messages.len());
     }
-    tracing::trace!("fleet: {}: {} frames", part.name, messages.len());
-    // Decoded in order, meter by meter.
-    let mut pending = Pending::new();
-    let mut outcomes = Vec::with_capacity(messages.len());
-    let mut unmapped = 0;
-    let mut redelivered = 0;
-    {
-        let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);
+    Ok(messages)
+}
+
+/// A batch decoded into its writer's buffer, not yet stored.
+struct Batch {
+    messages: Vec<jetstream::Message>,
+    outcomes: Vec<Outcome>,
+    /// The meters' last frames in this batch.
+    pending: Pending,
+    writer: Writer,
+    redelivered: u64,
+    unmapped: u64,
+}
+
+/// Decodes a batch, in order, meter by meter, off the runtime's threads. `overlay`: the
+/// last frames of the batch still committing before it.
+async fn decode(
+    shared: &Arc<Shared>,
+    part: &Part,
+    messages: Vec<jetstream::Message>,
+    mut writer: Writer,
+    overlay: Option<Arc<Pending>>,
+) -> Result<Batch, IngestError> {
+    let shared2 = Arc::clone(shared);
+    let batch = tokio::task::spawn_blocking(move || {
+        let mut pending = Pending::new();
+        let mut outcomes = Vec::with_capacity(messages.len());
+        let mut unmapped = 0;
+        let mut redelivered = 0;
         for message in &messages {
             let delivered = message.info().map_or(1, |info| info.delivered);
             if delivered > 1 {
                 redelivered += 1;
             }
+            // Locked frame by frame: the worker's other partitions decode in between.
+            let mut fleet = shared2.fleet.lock().unwrap_or_else(PoisonError::into_inner);
             let (outcome, from_unmapped) = classify(
                 &mut fleet,
-                writer
-                    .as_mut()
-                    .expect("the writer is back after each commit"),
+                &mut writer,
                 &mut pending,
+                overlay.as_deref(),
                 message.subject.as_str(),
                 &message.payload,
                 delivered,
             );
-            if from_unmapped && config.partitions > 1 {
+            drop(fleet);
+            if from_unmapped && shared2.config.partitions > 1 {
                 unmapped += 1;
             }
             outcomes.push(outcome);
         }
-    }
-    if unmapped > 0 {
+        Batch {
+            messages,
+            outcomes,
+            pending,
+            writer,
+            redelivered,
+            unmapped,
+        }
+    })
+    .await
+    .map_err(|e| IngestError::Nats(format!("decoding a batch: {e}")))?;
+    if batch.unmapped > 0 {
         tracing::warn!(
-            "fleet: {unmapped} frames came on unmapped subjects (smarty.raw.<title>): the NATS \
+            "fleet: {}: {} frames came on unmapped subjects (smarty.raw.<title>): the NATS \
              server lacks the mapping to {} partitions (docs/fleet.md)",
-            config.partitions
+            part.name,
+            batch.unmapped,
+            shared.config.partitions
         );
     }
-    // Set aside: into the dead-letter stream, each acknowledged there before anything else.
+    Ok(batch)
+}
+
+/// Publishes a batch's set-aside frames to the dead-letter stream and waits for the
+/// stream's acknowledgements. `Err` says why when one is not there.
+async fn dead_letter(
+    shared: &Shared,
+    messages: &[jetstream::Message],
+    outcomes: &[Outcome],
+) -> Result<(), String> {
+    let config = &shared.config;
     let mut acks = Vec::new();
-    for (message, outcome) in messages.iter().zip(&outcomes) {
+    for (message, outcome) in messages.iter().zip(outcomes) {
         if let Outcome::SetAside(reason, meter, token) = outcome {
             let sequence = message.info().map_or(0, |info| info.stream_sequence);
             let mut headers = HeaderMap::new();
@@ -1125,42 +1269,48 @@ async fn batch(
                 format!("{}:{sequence}", config.stream.name).as_str(),
             );
             let subject = format!("smarty.dead.{reason}.{token}");
-            match shared
+            let ack = shared
                 .js
                 .publish_with_headers(subject, headers, message.payload.clone())
                 .await
-            {
-                Ok(ack) => acks.push(ack),
-                Err(e) => {
-                    give_back(writer.as_mut(), &messages, &format!("dead letter: {e}")).await;
-                    return Ok(true);
-                }
-            }
+                .map_err(|e| format!("dead letter: {e}"))?;
+            acks.push(ack);
         }
     }
     for ack in acks {
-        if let Err(e) = ack.await {
-            give_back(writer.as_mut(), &messages, &format!("dead letter: {e}")).await;
-            return Ok(true);
-        }
+        ack.await.map_err(|e| format!("dead letter: {e}"))?;
     }
-    // The lease must still be ours before the batch is stored.
-    let Some(renewed) = shared.leases.renew(&part.name, *revision).await else {
-        give_back(writer.as_mut(), &messages, "the lease was lost").await;
-        return Ok(false);
-    };
-    *revision = renewed;
-    // Stored in one transaction, with the meters' last counters and the rejections after it;
-    // the frames are told to wait meanwhile (in-progress acknowledgements).
+    Ok(())
+}
+
+/// A batch whose transaction runs.
+struct InFlight {
+    messages: Vec<jetstream::Message>,
+    outcomes: Vec<Outcome>,
+    pending: Arc<Pending>,
+    redelivered: u64,
+    unmapped: u64,
+    before: smarty_store::writer::WriteTotals,
+    started: Instant,
+    task: tokio::task::JoinHandle<(Writer, StoreResult, Option<StoreResult>)>,
+}
+
+/// A commit's result, and the rejection counts' after it.
+type StoreResult = Result<(), smarty_store::StoreError>;
+
+/// Starts storing `batch` in one transaction, with the meters' last counters, and the
+/// rejections after it.
+fn commit(shared: &Shared, batch: Batch) -> InFlight {
     let mut rejections: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for outcome in &outcomes {
+    for outcome in &batch.outcomes {
         if let Outcome::SetAside(reason, meter, _) = outcome {
             *rejections
                 .entry((meter.clone(), (*reason).to_owned()))
                 .or_default() += 1;
         }
     }
-    let counters: Vec<FleetCounter> = pending
+    let counters: Vec<FleetCounter> = batch
+        .pending
         .iter()
         .map(|(title, (name, last))| {
             FleetCounter::new(
@@ -1176,32 +1326,47 @@ async fn batch(
         .iter()
         .map(|((m, r), n)| (m.clone(), r.clone(), *n))
         .collect();
-    let before = writer
-        .as_ref()
-        .expect("the writer is back after each commit")
-        .totals();
-    let started = Instant::now();
+    let before = batch.writer.totals();
     let store = shared.store.clone();
-    let taken = writer.take().expect("the writer is back after each commit");
-    let mut commit = tokio::task::spawn_blocking(move || {
-        let mut writer = taken;
+    let mut writer = batch.writer;
+    let task = tokio::task::spawn_blocking(move || {
         // The meters' last counters in the readings' transaction.
         let result = writer.flush_with_counters(&counters).map(|_| ());
-        let after = if result.is_ok() {
-            Some(store.add_fleet_rejections(&rows))
-        } else {
-            None
-        };
+        let after = result.is_ok().then(|| store.add_fleet_rejections(&rows));
         (writer, result, after)
     });
+    InFlight {
+        messages: batch.messages,
+        outcomes: batch.outcomes,
+        pending: Arc::new(batch.pending),
+        redelivered: batch.redelivered,
+        unmapped: batch.unmapped,
+        before,
+        started: Instant::now(),
+        task,
+    }
+}
+
+/// Waits for a batch's commit (telling its frames to wait meanwhile), then acknowledges
+/// them; a failed commit gives them back, and `next` (the batch decoded after it) with
+/// them, in order. Returns the writer, and whether the batch was stored.
+async fn finish(
+    shared: &Shared,
+    part: &Part,
+    mut flight: InFlight,
+    revision: &mut u64,
+    next: &[jetstream::Message],
+) -> Result<(Writer, bool), IngestError> {
+    let config = &shared.config;
+    let stats = &shared.stats;
     tracing::trace!("fleet: {}: committing", part.name);
     let mut progress = tokio::time::interval(config.ack_wait / 3);
     progress.tick().await;
-    let (returned, result, after) = loop {
+    let (writer, result, after) = loop {
         tokio::select! {
-            done = &mut commit => break done.map_err(|e| IngestError::Nats(format!("a commit: {e}")))?,
+            done = &mut flight.task => break done.map_err(|e| IngestError::Nats(format!("a commit: {e}")))?,
             _ = progress.tick() => {
-                for message in &messages {
+                for message in flight.messages.iter().chain(next) {
                     let _ = message.ack_with(AckKind::Progress).await;
                 }
                 if let Some(renewed) = shared.leases.renew(&part.name, *revision).await {
@@ -1210,26 +1375,28 @@ async fn batch(
             }
         }
     };
-    let writer = writer.insert(returned);
     match result {
         Ok(()) => {
             stats.database_ok.store(true, Ordering::Relaxed);
             let after_totals = writer.totals();
             stats
                 .frames
-                .fetch_add(messages.len() as u64, Ordering::Relaxed);
-            stats.redelivered.fetch_add(redelivered, Ordering::Relaxed);
-            stats.unmapped.fetch_add(unmapped, Ordering::Relaxed);
+                .fetch_add(flight.messages.len() as u64, Ordering::Relaxed);
             stats
-                .stored
-                .fetch_add(after_totals.readings - before.readings, Ordering::Relaxed);
+                .redelivered
+                .fetch_add(flight.redelivered, Ordering::Relaxed);
+            stats.unmapped.fetch_add(flight.unmapped, Ordering::Relaxed);
+            stats.stored.fetch_add(
+                after_totals.readings - flight.before.readings,
+                Ordering::Relaxed,
+            );
             stats.duplicates.fetch_add(
-                after_totals.duplicates - before.duplicates,
+                after_totals.duplicates - flight.before.duplicates,
                 Ordering::Relaxed,
             );
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.commit_took(started.elapsed());
-            for outcome in &outcomes {
+            stats.commit_took(flight.started.elapsed());
+            for outcome in &flight.outcomes {
                 if let Outcome::SetAside(reason, meter, _) = outcome {
                     stats.reject(reason, meter);
                     stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -1245,21 +1412,22 @@ async fn batch(
             }
             {
                 let mut fleet = shared.fleet.lock().unwrap_or_else(PoisonError::into_inner);
-                for (title, (_, last)) in pending {
-                    if let Some(ours) = fleet.last.get(&title)
+                for (title, (_, last)) in flight.pending.iter() {
+                    if let Some(ours) = fleet.last.get(title)
                         && ours.key_check == last.key_check
                         && ours.counter > last.counter
                     {
                         stats.out_of_order.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    fleet.last.insert(title, last);
+                    fleet.last.insert(*title, last.clone());
                 }
             }
             // Committed: now, and only now, the frames are acknowledged.
-            for message in &messages {
+            for message in &flight.messages {
                 message.ack().await.map_err(nats)?;
             }
+            Ok((writer, true))
         }
         Err(e) => {
             stats.database_ok.store(false, Ordering::Relaxed);
@@ -1268,26 +1436,27 @@ async fn batch(
                 .last_error
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            give_back(Some(writer), &messages, &e.to_string()).await;
+            Ok((
+                give_back(writer, &[&flight.messages, next], &e.to_string()).await,
+                false,
+            ))
         }
     }
-    Ok(true)
 }
 
-/// Gives a batch back: nothing of it stays in memory; its frames come again (negative
-/// acknowledgement, after a pause).
-async fn give_back(writer: Option<&mut Writer>, messages: &[jetstream::Message], why: &str) {
+/// Gives batches back: nothing of them stays in memory; their frames come again, in the
+/// order given (negative acknowledgements, then a pause). Returns the writer, emptied.
+async fn give_back(mut writer: Writer, batches: &[&[jetstream::Message]], why: &str) -> Writer {
     tracing::error!("fleet: cannot store a batch: {why}; its frames come again");
-    if let Some(writer) = writer {
-        let _ = writer.take_buffered();
-    }
+    let _ = writer.take_buffered();
     // At once: JetStream gives redeliveries before newer frames, so the partition's order
     // holds (a delayed redelivery would let newer frames pass).
-    for message in messages {
+    for message in batches.iter().flat_map(|b| b.iter()) {
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }
     // A pause before the next attempt (the lease is kept meanwhile).
     tokio::time::sleep(Duration::from_secs(1)).await;
+    writer
 }
 
 #[cfg(test)]

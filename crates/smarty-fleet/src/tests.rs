@@ -1035,6 +1035,51 @@ mod ingest {
         assert!(error.contains("--partitions 2"), "{error}");
         assert!(error.contains("--start-sequence 1"), "{error}");
     }
+
+    /// A consumer made when a partition let out one batch at most is given room for two (one
+    /// committing while the next is decoded), its position kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_consumer_of_an_earlier_version_is_given_room_for_two_batches() {
+        let server = NatsServer::start();
+        let db = TestDatabase::create();
+        let store = Store::open(&db.store_config()).unwrap();
+        let master = fleet_of(1, &store);
+        crate::test_nats::create_stream(&server.url()).await;
+        let js = super::context(&server).await;
+        let stream = js.get_stream("SMARTY_RAW").await.unwrap();
+        let config = IngestConfig {
+            batch_max: 300,
+            ..IngestConfig::default()
+        };
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("smarty-ingest-0".to_owned()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                max_ack_pending: 300,
+                filter_subject: crate::subject::unmapped_filter(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let workers = start_workers(1, &server, &store, &master, &config, &stop).await;
+        wait_until("the worker runs", || {
+            workers[0].1.database_ok.load(Ordering::Relaxed)
+        })
+        .await;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("smarty-ingest-0").await.unwrap();
+        let info = consumer.info().await.unwrap();
+        assert_eq!(info.config.max_ack_pending, 600);
+        assert_eq!(
+            info.config.filter_subject,
+            crate::subject::unmapped_filter()
+        );
+        stop_tx.send(true).unwrap();
+        for (worker, _) in workers {
+            worker.await.unwrap().unwrap();
+        }
+    }
 }
 
 /// The server's `partition()` mapping and [`subject::partition`] agree, meter by meter.
