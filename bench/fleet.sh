@@ -4,13 +4,15 @@
 # parts measured in the same run on the same frames and rows:
 #
 #   publish    `smarty simulate --keys … --nats … --fast` fills the stream (frames/s)
-#   consume    JetStream alone: an ephemeral pull consumer fetching and acknowledging every
-#              frame as a worker does, without decoding or storing
+#   consume    JetStream alone: ephemeral pull consumers, one per partition (each with the
+#              partition's filter, all at once), fetching and acknowledging every frame as the
+#              workers do, without decoding or storing
 #              (crates/smarty-fleet/examples/fleet_bench.rs consume)
 #   ingest     W workers drain the filled stream into a fresh database: frames/s from their
-#              start to the last acknowledgement (every consumer of the stream with nothing
-#              pending), and each batch's commit latency (the store's debug log
-#              `store: batch committed … commit_ms=`)
+#              start to the last batch's commit (the store's debug log `store: batch
+#              committed … readings=N commit_ms=`, each line stamped as it comes; its acks
+#              follow at once, and JetStream is asked once after it that every frame was
+#              acknowledged), and each batch's commit latency
 #   copy       PostgreSQL alone: the readings the workers stored, exported with COPY and
 #              copied back (binary COPY) into the emptied `reading` table — same partitions,
 #              indexes and keys
@@ -19,7 +21,7 @@
 #   METERS=200 COUNT=100 bench/fleet.sh          # to try the script
 #   WORKERS="1 2 4" bench/fleet.sh
 #   INGEST_FLAGS="--batch 5000" bench/fleet.sh   # extra flags of every `smarty fleet ingest`
-#   PARTITIONS=1 bench/fleet.sh                  # partitions of the server's mapping (default 4)
+#   PARTITIONS=4 bench/fleet.sh                  # partitions of the server's mapping (default 1)
 #   DB_SETTINGS="synchronous_commit=off" bench/fleet.sh  # ALTER DATABASE … SET, to find where time goes
 #   PERF=/tmp/perf bench/fleet.sh                # perf record -g of each worker into that directory
 #   LOGS=/tmp/logs RUST_LOG=smarty_fleet=trace bench/fleet.sh   # keep the servers' and workers' logs
@@ -36,7 +38,7 @@ METERS=${METERS:-1000}
 COUNT=${COUNT:-300}
 WORKERS=${WORKERS:-1 2}
 INGEST_FLAGS=${INGEST_FLAGS:-}
-PARTITIONS=${PARTITIONS:-4}
+PARTITIONS=${PARTITIONS:-1}
 DB_SETTINGS=${DB_SETTINGS:-}
 CONSUME_BATCH=${CONSUME_BATCH:-2000}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
@@ -87,6 +89,13 @@ pg_ticks() { # every postgres process, and the postmaster's reaped children
 }
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; } # busy ticks, all cores
 HZ=$(getconf CLK_TCK)
+# Each line of standard input with the seconds since the epoch in front (the worker's log
+# lines carry no time).
+stamp() { python3 -u -c '
+import sys, time
+for line in sys.stdin:
+    sys.stdout.write(f"{time.time():.3f} {line}")
+'; }
 # "A µs of CPU per frame": cpu_per TICKS FRAMES
 cpu_per() { python3 -c "import sys; print(f'{1e6 * int(sys.argv[1]) / $HZ / int(sys.argv[2]):.1f}')" "$1" "$2"; }
 
@@ -131,7 +140,7 @@ echo "publish: $FRAMES frames in $PUBLISH_S s = $(rate "$FRAMES" "$PUBLISH_S") f
 # JetStream alone.
 N0=$(ticks "$NATS_PID")
 M0=$(machine_ticks)
-CONSUME=$("$BENCH" consume "$NATS" "$FRAMES" "$CONSUME_BATCH")
+CONSUME=$("$BENCH" consume "$NATS" "$FRAMES" "$CONSUME_BATCH" "$PARTITIONS")
 CONSUME_NATS_US=$(cpu_per $(($(ticks "$NATS_PID") - N0)) "$FRAMES")
 CONSUME_ALL_US=$(cpu_per $(($(machine_ticks) - M0)) "$FRAMES")
 echo "$CONSUME; CPU per frame: nats-server $CONSUME_NATS_US µs, the whole machine $CONSUME_ALL_US µs"
@@ -155,6 +164,7 @@ for W in $WORKERS; do
     N0=$(ticks "$NATS_PID")
     P0=$(pg_ticks)
     M0=$(machine_ticks)
+    T_START=$(now)
     for i in $(seq "$W"); do
         # shellcheck disable=SC2086 # INGEST_FLAGS are words
         WRAP=()
@@ -164,11 +174,21 @@ for W in $WORKERS; do
         fi
         SMARTY_MASTER_KEY=$MASTER RUST_LOG=smarty=info,smarty_store::writer=debug${RUST_LOG:+,$RUST_LOG} \
             "${WRAP[@]}" "$SMARTY" fleet ingest --nats "$NATS" --database "$URL" --partitions "$PARTITIONS" $INGEST_FLAGS \
-            2> "$WORK/ingest-w$W-$i.log" &
+            2> >(stamp > "$WORK/ingest-w$W-$i.log") &
         WORKER_PIDS+=($!)
         PIDS+=($!)
     done
-    SECONDS_TAKEN=$("$BENCH" drained "$NATS" "$FRAMES" 1200)
+    # Drained: every frame in a committed batch (the workers' log; asking JetStream for the
+    # consumers' pending counts while they run would stall a partitioned stream's server),
+    # then checked once with JetStream: all acknowledged, nothing pending.
+    DEADLINE=$(( $(date +%s) + 1200 ))
+    until [ "$(cat "$WORK"/ingest-w"$W"-*.log | sed -n 's/.*batch committed readings=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}')" = "$FRAMES" ]; do
+        [ "$(date +%s)" -lt "$DEADLINE" ] || { echo "not drained in 1200 s"; tail -5 "$WORK"/ingest-w"$W"-*.log; exit 1; }
+        sleep 0.1
+    done
+    "$BENCH" drained "$NATS" "$FRAMES" 60 > /dev/null
+    LAST_COMMIT=$(cat "$WORK"/ingest-w"$W"-*.log | grep "batch committed" | cut -d' ' -f1 | sort -n | tail -1)
+    SECONDS_TAKEN=$(python3 -c "print(f'{$LAST_COMMIT - $T_START:.3f}')")
     # The workers' own time (with perf, its child); the rest, the servers'.
     WT=$(ticks "${WORKER_PIDS[@]}" $(pgrep -P "$(echo "${WORKER_PIDS[@]}" | tr ' ' ,)" 2>/dev/null || true))
     NT=$(($(ticks "$NATS_PID") - N0))

@@ -1,9 +1,11 @@
 //! The parts of `bench/fleet.sh` that talk to NATS (no decoding, no database):
 //!
 //! ```text
-//! fleet_bench consume URL COUNT [BATCH]   pull and acknowledge COUNT frames of SMARTY_RAW with an
-//!                                         ephemeral consumer, as a worker does (a fetch of BATCH,
-//!                                         then an ack per message); prints frames/s
+//! fleet_bench consume URL COUNT [BATCH [PARTITIONS]]
+//!                                         pull and acknowledge COUNT frames of SMARTY_RAW with
+//!                                         ephemeral consumers, one per partition, as workers do
+//!                                         (a fetch of BATCH, then an ack per message); prints
+//!                                         frames/s
 //! fleet_bench drained URL COUNT [TIMEOUT_S] wait until the stream's consumers acknowledged COUNT
 //!                                         frames and hold none pending; prints the seconds waited
 //! fleet_bench stream URL REPLICAS         create (or check) SMARTY_RAW with REPLICAS replicas
@@ -40,7 +42,8 @@ async fn main() -> Result<()> {
         "consume" => {
             let count: u64 = arg(&args, 2, "COUNT")?;
             let batch: usize = args.get(3).map_or(Ok(2000), |_| arg(&args, 3, "BATCH"))?;
-            consume(&js, count, batch).await
+            let partitions: u32 = args.get(4).map_or(Ok(1), |_| arg(&args, 4, "PARTITIONS"))?;
+            consume(&js, count, batch, partitions).await
         }
         "drained" => {
             let count: u64 = arg(&args, 2, "COUNT")?;
@@ -99,38 +102,68 @@ async fn main() -> Result<()> {
 }
 
 /// Pulls and acknowledges `count` frames as a worker does, with no decoding and no store.
-async fn consume(js: &jetstream::Context, count: u64, batch: usize) -> Result<()> {
+async fn consume(js: &jetstream::Context, count: u64, batch: usize, partitions: u32) -> Result<()> {
     let stream = js.get_stream(stream::DEFAULT_NAME).await?;
-    let consumer: consumer::PullConsumer = stream
-        .create_consumer(consumer::pull::Config {
-            ack_policy: consumer::AckPolicy::Explicit,
-            max_ack_pending: i64::try_from(batch * 4)?,
-            inactive_threshold: Duration::from_secs(60),
-            ..Default::default()
-        })
-        .await?;
+    // One consumer per partition, as the workers have, all consumed at once.
+    let filters: Vec<String> = if partitions <= 1 {
+        vec![String::new()]
+    } else {
+        (0..partitions)
+            .map(smarty_fleet::subject::partition_filter)
+            .collect()
+    };
     let started = Instant::now();
-    let mut taken = 0u64;
-    let mut bytes = 0u64;
-    while taken < count {
-        let mut messages = consumer
-            .fetch()
-            .max_messages(batch)
-            .expires(Duration::from_millis(200))
-            .messages()
+    let mut tasks = tokio::task::JoinSet::new();
+    for filter in filters {
+        let consumer: consumer::PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: i64::try_from(batch * 4)?,
+                inactive_threshold: Duration::from_secs(60),
+                filter_subject: filter,
+                ..Default::default()
+            })
             .await?;
-        let mut held = Vec::with_capacity(batch);
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            bytes += message.payload.len() as u64;
-            held.push(message);
-        }
-        for message in &held {
-            message.ack().await?;
-        }
-        taken += held.len() as u64;
+        tasks.spawn(async move {
+            let mut taken = 0u64;
+            let mut bytes = 0u64;
+            loop {
+                let mut messages = consumer
+                    .fetch()
+                    .max_messages(batch)
+                    .expires(Duration::from_millis(200))
+                    .messages()
+                    .await?;
+                let mut held = Vec::with_capacity(batch);
+                while let Some(message) = messages.next().await {
+                    let message = message?;
+                    bytes += message.payload.len() as u64;
+                    held.push(message);
+                }
+                if held.is_empty() {
+                    // This partition is drained (the stream was filled before).
+                    let info = consumer.clone().info().await?.clone();
+                    if info.num_pending == 0 && info.num_ack_pending == 0 {
+                        return Ok::<_, async_nats::Error>((taken, bytes));
+                    }
+                }
+                for message in &held {
+                    message.ack().await?;
+                }
+                taken += held.len() as u64;
+            }
+        });
+    }
+    let (mut taken, mut bytes) = (0u64, 0u64);
+    while let Some(done) = tasks.join_next().await {
+        let (t, b) = done?.map_err(|e| e.to_string())?;
+        taken += t;
+        bytes += b;
     }
     let seconds = started.elapsed().as_secs_f64();
+    if taken < count {
+        return Err(format!("consumed {taken} frames, not {count}").into());
+    }
     println!(
         "consume: {taken} frames ({:.0} MB) in {seconds:.2} s = {:.0} frames/s",
         bytes as f64 / 1e6,

@@ -781,6 +781,22 @@ struct Shared {
     stats: Arc<IngestStats>,
     config: IngestConfig,
     leases: Leases,
+    /// The frames waiting in each partition this worker holds, as of its last fetch.
+    lags: Mutex<HashMap<String, u64>>,
+}
+
+impl Shared {
+    /// Notes the frames waiting in `part` (`None`: no longer held), and the worker's lag.
+    fn note_lag(&self, part: &Part, lag: Option<u64>) {
+        let mut lags = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        match lag {
+            Some(lag) => lags.insert(part.name.clone(), lag),
+            None => lags.remove(&part.name),
+        };
+        let sum = lags.values().sum();
+        drop(lags);
+        self.stats.set_lag(sum, &self.config);
+    }
 }
 
 /// Runs one worker until `stop` turns true or NATS fails: consumes, stores, acknowledges.
@@ -865,6 +881,7 @@ async fn run_worker(
         stats,
         config,
         leases,
+        lags: Mutex::new(HashMap::new()),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for (part, consumer) in parts.into_iter().zip(consumers) {
@@ -875,7 +892,7 @@ async fn run_worker(
             stop.clone(),
         ));
     }
-    tasks.spawn(poll_task(Arc::clone(&shared), stream, stop.clone()));
+    tasks.spawn(poll_task(Arc::clone(&shared), stop.clone()));
     let mut result = Ok(());
     loop {
         tokio::select! {
@@ -907,40 +924,17 @@ async fn run_worker(
     result
 }
 
-/// Every `poll`: announces the worker, counts the workers, sums the consumers' lag, checks
-/// the database.
+/// Every `poll`: announces the worker, counts the workers, checks the database. (The lag
+/// comes from the frames fetched: asking JetStream for a partition's pending count makes the
+/// server walk the stream, which stalls every consumer of a large partitioned stream.)
 async fn poll_task(
     shared: Arc<Shared>,
-    stream: jetstream::stream::Stream,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let parts = parts(&shared.config);
-    let mut warned_unmapped = 0;
     loop {
         if let Err(e) = shared.leases.heartbeat().await {
             tracing::warn!("fleet: cannot announce this worker: {e}");
         }
-        let mut lag = 0;
-        for part in &parts {
-            if let Ok(mut consumer) = stream
-                .get_consumer::<consumer::pull::Config>(&part.name)
-                .await
-                && let Ok(info) = consumer.info().await
-            {
-                lag += info.num_pending;
-                if part.unmapped && info.num_pending > 0 && warned_unmapped != info.num_pending {
-                    warned_unmapped = info.num_pending;
-                    tracing::warn!(
-                        "fleet: {} frames wait on unmapped subjects smarty.raw.<title>: the NATS \
-                         server lacks the mapping to {} partitions (docs/fleet.md); they are \
-                         stored, but a meter's order is only kept with the mapping",
-                        info.num_pending,
-                        shared.config.partitions
-                    );
-                }
-            }
-        }
-        shared.stats.set_lag(lag, &shared.config);
         let store = shared.store.clone();
         let ping = tokio::task::spawn_blocking(move || store.ping()).await;
         match ping {
@@ -1099,6 +1093,12 @@ async fn hold(
             break Held::Released;
         }
         let messages = fetch(shared, part, consumer).await?;
+        // Each frame says how many wait behind it; none fetched, none wait.
+        let waiting = messages
+            .last()
+            .and_then(|m| m.info().ok())
+            .map_or(0, |info| info.pending);
+        shared.note_lag(part, Some(waiting));
         if messages.is_empty() {
             if let Some(flight) = in_flight.take() {
                 spare.push(finish(shared, part, flight, revision, &[]).await?.0);
@@ -1141,6 +1141,7 @@ async fn hold(
     if let Some(flight) = in_flight.take() {
         spare.push(finish(shared, part, flight, revision, &[]).await?.0);
     }
+    shared.note_lag(part, None);
     Ok(held)
 }
 
