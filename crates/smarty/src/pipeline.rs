@@ -47,6 +47,9 @@ pub struct Options {
     pub silence: Option<Duration>,
 }
 
+/// Bytes read at a time from a file or standard input.
+pub const FILE_BLOCK: usize = 1 << 20;
+
 /// Runs a source through a decoder into a sink until a finite source ends or the output is
 /// closed. Live sources are reopened with exponential back-off; state changes are logged once
 /// and reported to the sink ([`Sink::source_state`]), failures to open included.
@@ -70,7 +73,9 @@ pub async fn run(
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut was_connected = false;
     let mut last_error: Option<String> = None;
-    let mut buf = vec![0u8; 8192];
+    // Devices and sockets deliver a few hundred bytes at a time; files and pipes are read in
+    // large blocks (few system calls, and few trips through the runtime's blocking pool).
+    let mut buf = vec![0u8; if source.is_live() { 8192 } else { FILE_BLOCK }];
     loop {
         let opening = Instant::now();
         let opened = source.open().await;

@@ -347,8 +347,8 @@ async fn frames<R: AsyncRead + Unpin>(
 ) -> Result<u64> {
     let (config, _) = crate::key::decoder_config(&args.key)?;
     let mut decoder = Decoder::new(config);
-    let mut input = HexOrBinary::new(input);
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut input = HexOrBinary::with_block(input, crate::pipeline::FILE_BLOCK);
+    let mut buf = vec![0u8; crate::pipeline::FILE_BLOCK];
     let mut reported = 0u32;
     let mut handle = |decoder: &mut Decoder, at_end: bool, import: &mut Import| -> Result<()> {
         loop {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::{HexOrBinary, OpenFuture, Reader, Source};
+use crate::pipeline::FILE_BLOCK;
 
 /// A capture file.
 #[derive(Debug)]
@@ -29,8 +30,10 @@ impl fmt::Display for FileSource {
 impl Source for FileSource {
     fn open(&self) -> OpenFuture<'_> {
         Box::pin(async move {
-            let file = tokio::fs::File::open(&self.path).await?;
-            Ok(Box::new(HexOrBinary::new(file)) as Reader)
+            let mut file = tokio::fs::File::open(&self.path).await?;
+            // One trip through the runtime's blocking pool per block, not per 8 KiB.
+            file.set_max_buf_size(FILE_BLOCK);
+            Ok(Box::new(HexOrBinary::with_block(file, FILE_BLOCK)) as Reader)
         })
     }
 
@@ -51,7 +54,9 @@ impl fmt::Display for StdinSource {
 
 impl Source for StdinSource {
     fn open(&self) -> OpenFuture<'_> {
-        Box::pin(async { Ok(Box::new(HexOrBinary::new(tokio::io::stdin())) as Reader) })
+        Box::pin(async {
+            Ok(Box::new(HexOrBinary::with_block(tokio::io::stdin(), FILE_BLOCK)) as Reader)
+        })
     }
 
     fn is_live(&self) -> bool {

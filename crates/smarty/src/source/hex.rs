@@ -19,10 +19,10 @@ use tokio_util::io::{ReaderStream, StreamReader};
 pub struct HexOrBinary<R>(StreamReader<Chunks<R>, Bytes>);
 
 impl<R: AsyncRead + Unpin> HexOrBinary<R> {
-    /// Wraps a reader.
-    pub fn new(inner: R) -> Self {
+    /// Wraps a reader, reading `block` bytes at a time from it.
+    pub fn with_block(inner: R, block: usize) -> Self {
         HexOrBinary(StreamReader::new(Chunks {
-            inner: ReaderStream::with_capacity(inner, 8192),
+            inner: ReaderStream::with_capacity(inner, block),
             mode: Mode::Unknown,
         }))
     }
@@ -106,7 +106,7 @@ mod tests {
 
     async fn read_all(input: &'static [u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        HexOrBinary::new(input).read_to_end(&mut out).await.unwrap();
+        HexOrBinary::with_block(input, 8192).read_to_end(&mut out).await.unwrap();
         out
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{Guard, KEY, run_with_timeout, smarty};
@@ -132,6 +132,51 @@ fn simulator_on_tcp_is_read_like_ser2net() {
         String::from_utf8_lossy(&output.stderr)
     );
     check_sequence(&json_lines(&output));
+}
+
+/// A capture of several read blocks (1 MiB each), frames cut at every block's end, is read
+/// whole, from a file and from standard input.
+#[test]
+fn a_capture_larger_than_a_read_block_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture.bin");
+    let capture_s = capture.to_str().unwrap();
+    let mut sim = smarty();
+    sim.args([
+        "simulate", "--output", capture_s, "--count", "3000", "--fast", "--key", KEY,
+    ]);
+    let output = run_with_timeout(sim, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let size = std::fs::metadata(&capture).unwrap().len();
+    assert!(size > 3 << 20, "{size} bytes: not several blocks");
+    let expected = "3000 frames, 0 plaintext telegrams, 3000 telegrams accepted, none rejected";
+    let mut read = smarty();
+    read.args(["read", capture_s, "--key", KEY, "--quiet"]);
+    let output = run_with_timeout(read, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.contains(expected),
+        "{stderr}"
+    );
+    // Standard input from the file (the helper's own standard input is empty).
+    let mut read = Command::new("sh");
+    read.env("RUST_LOG", "smarty=info").args([
+        "-c",
+        &format!(
+            "exec '{}' read - --key {KEY} --quiet < '{capture_s}'",
+            env!("CARGO_BIN_EXE_smarty")
+        ),
+    ]);
+    let output = run_with_timeout(read, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.contains(expected),
+        "{stderr}"
+    );
 }
 
 #[test]
