@@ -106,7 +106,10 @@ mod tests {
 
     async fn read_all(input: &'static [u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        HexOrBinary::with_block(input, 8192).read_to_end(&mut out).await.unwrap();
+        HexOrBinary::with_block(input, 8192)
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
         out
     }
 
