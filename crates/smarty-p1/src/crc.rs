@@ -59,7 +59,11 @@ mod tests {
     fn the_fast_crc_is_the_table_crc() {
         let mut bytes = alloc::vec::Vec::new();
         for len in 0..600u32 {
-            assert_eq!(super::fast(&bytes), super::CRC16_ARC.checksum(&bytes), "{len} bytes");
+            assert_eq!(
+                super::fast(&bytes),
+                super::CRC16_ARC.checksum(&bytes),
+                "{len} bytes"
+            );
             bytes.push((len.wrapping_mul(2_654_435_761) >> 13) as u8);
         }
     }

@@ -380,6 +380,150 @@ fn find(key: u64) -> Option<&'static ObisDef> {
     }
 }
 
+/// Codes as P1 lines write them (`1-0:1.8.1`; M-Bus entries for each channel 1–9), keyed by
+/// the little-endian integer of their bytes: a line's code is looked up by its text in one
+/// step, without parsing its digits. An exact entry wins over an M-Bus channel one, as in
+/// [`lookup`].
+const TEXTS: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < SORTED.len() {
+        n += match SORTED[i].b {
+            Channel::Is(_) => 1,
+            Channel::Mbus => 9,
+        };
+        i += 1;
+    }
+    n
+};
+const TEXT_SLOTS: usize = 1024;
+
+/// `A-B:C.D.E` in its shortest decimal form, zero-padded to 16 bytes.
+const fn code_text(obis: Obis) -> u128 {
+    let groups = [obis.a, obis.b, obis.c, obis.d, obis.e];
+    let separators = [b'-', b':', b'.', b'.', 0];
+    let mut bytes = [0u8; 16];
+    let mut len = 0;
+    let mut g = 0;
+    while g < 5 {
+        let v = groups[g];
+        if v >= 100 {
+            bytes[len] = b'0' + v / 100;
+            len += 1;
+        }
+        if v >= 10 {
+            bytes[len] = b'0' + (v / 10) % 10;
+            len += 1;
+        }
+        bytes[len] = b'0' + v % 10;
+        len += 1;
+        if g < 4 {
+            bytes[len] = separators[g];
+            len += 1;
+        }
+        g += 1;
+    }
+    u128::from_le_bytes(bytes)
+}
+
+const fn text_slot(text: u128) -> usize {
+    let folded = (text as u64) ^ ((text >> 64) as u64);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TEXT_SLOTS.trailing_zeros())) as usize
+}
+
+/// The texts, their codes and their entries (index into [`REGISTRY`]), and the hash table.
+struct Texts {
+    text: [u128; TEXTS],
+    obis: [Obis; TEXTS],
+    def: [u8; TEXTS],
+    index: [u8; TEXT_SLOTS],
+}
+
+static BY_TEXT: Texts = {
+    assert!(TEXTS < EMPTY as usize && TEXTS * 2 < TEXT_SLOTS);
+    let mut texts = Texts {
+        text: [0; TEXTS],
+        obis: [Obis::new(0, 0, 0, 0, 0); TEXTS],
+        def: [0; TEXTS],
+        index: [EMPTY; TEXT_SLOTS],
+    };
+    let mut n = 0;
+    // Exact entries first, then the M-Bus channels they leave free.
+    let mut pass = 0;
+    while pass < 2 {
+        let mut i = 0;
+        while i < SORTED.len() {
+            let d = &SORTED[i];
+            let (from, to) = match (pass, d.b) {
+                (0, Channel::Is(b)) => (b, b),
+                (1, Channel::Mbus) => (1, 9),
+                _ => (1, 0),
+            };
+            let mut b = from;
+            while b <= to && from <= to {
+                let obis = Obis::new(d.a, b, d.c, d.d, d.e);
+                let text = code_text(obis);
+                let mut s = text_slot(text);
+                let mut taken = false;
+                while texts.index[s] != EMPTY {
+                    if texts.text[texts.index[s] as usize] == text {
+                        taken = true;
+                        break;
+                    }
+                    s = (s + 1) % TEXT_SLOTS;
+                }
+                if !taken {
+                    texts.text[n] = text;
+                    texts.obis[n] = obis;
+                    texts.def[n] = i as u8;
+                    texts.index[s] = n as u8;
+                    n += 1;
+                }
+                b += 1;
+            }
+            i += 1;
+        }
+        pass += 1;
+    }
+    texts
+};
+
+/// A known code at the start of `line`, written as [`lookup`]'s entries are (`1-0:1.8.1(`,
+/// no leading zeros, no `*255`), found by its text: the code, its entry, and its length.
+/// `None` sends the line to [`Obis::parse_prefix_full`] and [`lookup`], which give the same
+/// for these codes and handle every other spelling.
+#[inline]
+pub(crate) fn known_prefix(line: &[u8]) -> Option<(Obis, &'static ObisDef, usize)> {
+    let mut bytes = [0u8; 16];
+    match line.get(..16) {
+        Some(head) => bytes.copy_from_slice(head),
+        None => bytes[..line.len()].copy_from_slice(line),
+    }
+    let word = u128::from_le_bytes(bytes);
+    // The first `(` (SWAR: a zero byte of word ^ "((((…"; the lowest flag is always right).
+    let x = word ^ 0x2828_2828_2828_2828_2828_2828_2828_2828;
+    let zero = x.wrapping_sub(0x0101_0101_0101_0101_0101_0101_0101_0101)
+        & !x
+        & 0x8080_8080_8080_8080_8080_8080_8080_8080;
+    if zero == 0 {
+        return None;
+    }
+    let len = (zero.trailing_zeros() / 8) as usize;
+    let text = word & ((1u128 << (8 * len)) - 1);
+    let mut s = text_slot(text);
+    loop {
+        let i = BY_TEXT.index[s];
+        if i == EMPTY {
+            return None;
+        }
+        let i = usize::from(i);
+        if BY_TEXT.text[i] == text {
+            return Some((BY_TEXT.obis[i], &REGISTRY[usize::from(BY_TEXT.def[i])], len));
+        }
+        s = (s + 1) % TEXT_SLOTS;
+    }
+}
+
 /// `true` for codes whose values are names, versions, identifiers, status words, or a date or
 /// time written as digits (IEC 62056-61 value groups C.D): 0.0 device addresses, 0.2 firmware
 /// and program entries, 0.9 local time and date, 96.1 identifiers, 96.5 status words, 96.14
@@ -498,6 +642,49 @@ mod tests {
             assert_eq!(found.key(), def.key(), "{}", def.name);
         }
         assert!(find(Obis::new(9, 9, 9, 9, 9).key()).is_none());
+    }
+
+    /// Every code the text table holds, and its neighbours that it must not take, give what
+    /// parsing the code and [`lookup`] give.
+    #[test]
+    fn a_code_found_by_its_text_is_the_code_parsed() {
+        let mut lines = alloc::vec::Vec::new();
+        for def in &REGISTRY {
+            for b in 0..=10u8 {
+                let code = alloc::format!("{}-{b}:{}.{}.{}", def.a, def.c, def.d, def.e);
+                for tail in ["(1)", "(000006.695*kWh)(2)", "*255(1)", "(", ""] {
+                    lines.push(alloc::format!("{code}{tail}"));
+                }
+                lines.push(alloc::format!(
+                    "{}-{b}:0{}.{}.{}(1)",
+                    def.a,
+                    def.c,
+                    def.d,
+                    def.e
+                ));
+            }
+        }
+        let mut found = 0;
+        for line in &lines {
+            let parsed = Obis::parse_prefix_full(line.as_bytes())
+                .and_then(|(obis, len, full)| Some((obis, lookup(obis)?, len, full)));
+            match known_prefix(line.as_bytes()) {
+                Some((obis, def, len)) => {
+                    found += 1;
+                    let (p_obis, p_def, p_len, p_full) = parsed.expect(line);
+                    assert_eq!((obis, len, len), (p_obis, p_len, p_full), "{line}");
+                    assert!(core::ptr::eq(def, p_def), "{line}");
+                }
+                None => assert!(
+                    parsed.is_none()
+                        || line.contains('*')
+                        || line.contains(":0")
+                        || !line.contains('('),
+                    "{line} is known but not found by its text"
+                ),
+            }
+        }
+        assert!(found > REGISTRY.len(), "{found}");
     }
 
     #[test]

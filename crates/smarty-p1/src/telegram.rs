@@ -778,15 +778,21 @@ impl<'a> Telegram<'a> {
             self.unknown_lines.push(line);
             return;
         }
-        let Some((obis, code_len, prefix_len)) = Obis::parse_prefix_full(line) else {
-            self.unknown_lines.push(line);
-            return;
+        // Known codes by their text (most lines); any other spelling parsed.
+        let (obis, code_len, prefix_len, def) = match registry::known_prefix(line) {
+            Some((obis, def, len)) => (obis, len, len, Some(def)),
+            None => {
+                let Some((obis, code_len, prefix_len)) = Obis::parse_prefix_full(line) else {
+                    self.unknown_lines.push(line);
+                    return;
+                };
+                (obis, code_len, prefix_len, registry::lookup(obis))
+            }
         };
         let Some(scan) = Groups::scan(&text[prefix_len..]) else {
             self.unknown_lines.push(line);
             return;
         };
-        let def = registry::lookup(obis);
         let value = match def {
             Some(def) => match typed(def.format, &scan) {
                 Ok(value) => value,
