@@ -426,6 +426,17 @@ const fn code_text(obis: Obis) -> u128 {
     u128::from_le_bytes(bytes)
 }
 
+/// `PREFIX_MASKS[n]`: the low `n` bytes of a `u128`.
+static PREFIX_MASKS: [u128; 16] = {
+    let mut masks = [0u128; 16];
+    let mut n = 1;
+    while n < 16 {
+        masks[n] = (1u128 << (8 * n)) - 1;
+        n += 1;
+    }
+    masks
+};
+
 const fn text_slot(text: u128) -> usize {
     let folded = (text as u64) ^ ((text >> 64) as u64);
     (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TEXT_SLOTS.trailing_zeros())) as usize
@@ -494,12 +505,14 @@ static BY_TEXT: Texts = {
 /// for these codes and handle every other spelling.
 #[inline]
 pub(crate) fn known_prefix(line: &[u8]) -> Option<(Obis, &'static ObisDef, usize)> {
-    let mut bytes = [0u8; 16];
-    match line.get(..16) {
-        Some(head) => bytes.copy_from_slice(head),
-        None => bytes[..line.len()].copy_from_slice(line),
-    }
-    let word = u128::from_le_bytes(bytes);
+    let word = match line.first_chunk::<16>() {
+        Some(head) => u128::from_le_bytes(*head),
+        None => {
+            let mut bytes = [0u8; 16];
+            bytes[..line.len()].copy_from_slice(line);
+            u128::from_le_bytes(bytes)
+        }
+    };
     // The first `(` (SWAR: a zero byte of word ^ "((((…"; the lowest flag is always right).
     let x = word ^ 0x2828_2828_2828_2828_2828_2828_2828_2828;
     let zero = x.wrapping_sub(0x0101_0101_0101_0101_0101_0101_0101_0101)
@@ -509,7 +522,7 @@ pub(crate) fn known_prefix(line: &[u8]) -> Option<(Obis, &'static ObisDef, usize
         return None;
     }
     let len = (zero.trailing_zeros() / 8) as usize;
-    let text = word & ((1u128 << (8 * len)) - 1);
+    let text = word & PREFIX_MASKS[len];
     let mut s = text_slot(text);
     loop {
         let i = BY_TEXT.index[s];
