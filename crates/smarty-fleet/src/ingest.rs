@@ -562,21 +562,25 @@ fn classify(
         );
     };
     let unmapped = partition.is_none();
-    let hex_title = smarty_p1::hex::upper(&title).to_string();
+    // Named in hex only when the frame is set aside (not for every frame).
+    let hex_title = || smarty_p1::hex::upper(&title).to_string();
     if fleet.meter(&title).is_none() {
         return (
-            Outcome::SetAside("unknown_meter", hex_title.clone(), hex_title),
+            Outcome::SetAside("unknown_meter", hex_title(), hex_title()),
             unmapped,
         );
     }
     let Some(meter) = fleet.meters.get_mut(&title) else {
         return (
-            Outcome::SetAside("unknown_meter", hex_title.clone(), hex_title),
+            Outcome::SetAside("unknown_meter", hex_title(), hex_title()),
             unmapped,
         );
     };
-    let frame = payload(data).unwrap_or_else(|| data.to_vec());
-    meter.decoder.push(&frame);
+    // Binary as sent (no copy), or hex text decoded.
+    match payload(data) {
+        Some(frame) => meter.decoder.push(&frame),
+        None => meter.decoder.push(data),
+    }
     let name = Arc::clone(&meter.name);
     let key_check = meter.key_check.clone();
     let reason = match meter.decoder.next() {
@@ -602,17 +606,18 @@ fn classify(
                     if counter == last.counter && !last.tag.is_empty() && last.tag != tag {
                         tracing::error!(
                             meter = %name,
-                            "fleet: ALARM: meter {name} ({hex_title}) sent frame counter {counter} \
-                             again with another tag: nonce reuse or forgery; the frame is set aside"
+                            "fleet: ALARM: meter {name} ({}) sent frame counter {counter} \
+                             again with another tag: nonce reuse or forgery; the frame is set aside",
+                            hex_title()
                         );
                         return (
-                            Outcome::SetAside("nonce_reuse", name.to_string(), hex_title),
+                            Outcome::SetAside("nonce_reuse", name.to_string(), hex_title()),
                             unmapped,
                         );
                     }
                     if delivered <= 1 {
                         return (
-                            Outcome::SetAside("replay", name.to_string(), hex_title),
+                            Outcome::SetAside("replay", name.to_string(), hex_title()),
                             unmapped,
                         );
                     }
@@ -655,7 +660,7 @@ fn classify(
         fleet.reload_if_due();
     }
     (
-        Outcome::SetAside(reason, name.to_string(), hex_title),
+        Outcome::SetAside(reason, name.to_string(), hex_title()),
         unmapped,
     )
 }

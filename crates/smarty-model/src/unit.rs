@@ -123,8 +123,18 @@ fn slug_of(text: &str) -> String {
 impl Unit {
     /// The unit written `text` (`kWh`, `KWH`, `m3`, `l/h`).
     pub fn parse(text: &str) -> Unit {
-        let slug = slug_of(text);
-        match UNITS.iter().find(|u| u.slug == slug) {
+        // The slug on the stack (units are short; a longer text is no known unit).
+        let mut slug = [0u8; 16];
+        let mut len = 0;
+        for b in text.bytes().filter(u8::is_ascii_alphanumeric) {
+            if len == slug.len() {
+                return Unit(Repr::Other(text.into()));
+            }
+            slug[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        let slug = &slug[..len];
+        match UNITS.iter().find(|u| u.slug.as_bytes() == slug) {
             Some(def) => Unit(Repr::Known(def)),
             None => Unit(Repr::Other(text.into())),
         }

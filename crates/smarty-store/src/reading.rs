@@ -9,7 +9,7 @@ use smarty_p1::registry::Medium;
 use smarty_model::event::TelegramEvent;
 use smarty_model::time::{unix, unix_of};
 use smarty_model::unit::Unit;
-use smarty_model::value::{TelegramValue, ValueData, ValueId, values_of};
+use smarty_model::value::{TelegramValue, ValueData, ValueId, numbers_of};
 
 /// What a column holds, which decides its unit and how it aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,11 +271,11 @@ impl Reading {
             .as_ref()
             .and_then(unix_of)
             .or(Some(unix(received)));
-        Self::from_values(
+        Self::from_ids(
             meter,
             telegram.meter_id().as_deref(),
             ts,
-            &values_of(telegram),
+            numbers_of(telegram).iter().map(|(id, data)| (id, data)),
         )
     }
 
@@ -285,11 +285,11 @@ impl Reading {
         meter: &Arc<str>,
         telegram: &smarty_p1::Telegram<'_>,
     ) -> (Option<Reading>, Vec<MbusRecord>) {
-        Self::from_values(
+        Self::from_ids(
             meter,
             telegram.meter_id().as_deref(),
             telegram.timestamp().as_ref().and_then(unix_of),
-            &values_of(telegram),
+            numbers_of(telegram).iter().map(|(id, data)| (id, data)),
         )
     }
 
@@ -303,9 +303,19 @@ impl Reading {
         ts: Option<i64>,
         values: &[TelegramValue],
     ) -> (Option<Reading>, Vec<MbusRecord>) {
+        Self::from_ids(meter, meter_id, ts, values.iter().map(|v| (&v.id, &v.data)))
+    }
+
+    /// [`Reading::from_values`] of values given as their identities and data.
+    fn from_ids<'v>(
+        meter: &Arc<str>,
+        meter_id: Option<&str>,
+        ts: Option<i64>,
+        values: impl Iterator<Item = (&'v ValueId, &'v ValueData)> + Clone,
+    ) -> (Option<Reading>, Vec<MbusRecord>) {
         let number = |code: Obis| {
-            let value = values.iter().find(|v| v.id.obis() == code)?;
-            Some((value.data.number()?, value.id.unit()))
+            let (id, data) = values.clone().find(|(id, _)| id.obis() == code)?;
+            Some((data.number()?, id.unit()))
         };
         let reading = ts
             .map(|ts| {
@@ -319,15 +329,14 @@ impl Reading {
             })
             .filter(|r| r.values().iter().any(Option::is_some));
         let mbus = values
-            .iter()
-            .filter_map(|v| {
-                let device = v.id.mbus()?;
+            .filter_map(|(id, data)| {
+                let device = id.mbus()?;
                 // Only the readings (`0-n:24.2.1`, `24.2.3`, `24.3.0`), not ids or valves.
-                let medium = v.id.reading_medium()?;
+                let medium = id.reading_medium()?;
                 let ValueData::Number {
                     value,
                     captured: Some(captured),
-                } = &v.data
+                } = data
                 else {
                     return None;
                 };
@@ -335,7 +344,7 @@ impl Reading {
                     meter: Arc::clone(meter),
                     channel: device.channel,
                     medium,
-                    unit: v.id.unit().cloned(),
+                    unit: id.unit().cloned(),
                     ts: captured.as_second(),
                     value: value.to_f64(),
                 })
@@ -452,7 +461,7 @@ mod tests {
         let received = SystemTime::UNIX_EPOCH + Duration::from_secs(7);
         let (reading, _) = Reading::from_event(&event(timeless, received));
         assert_eq!(reading.unwrap().ts, 7);
-        let values = values_of(&smarty_p1::parse(timeless).unwrap());
+        let values = smarty_model::value::values_of(&smarty_p1::parse(timeless).unwrap());
         // Built from the telegram directly: the same rows.
         for (telegram, received) in [
             (&telegram[..], SystemTime::UNIX_EPOCH),
