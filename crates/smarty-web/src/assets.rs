@@ -57,6 +57,7 @@ const ASSETS: &[Asset] = &[
     js!("js/status.js"),
     js!("js/stream.js"),
     js!("js/summary.js"),
+    js!("js/token.js"),
     asset!("style.css", "text/css; charset=utf-8"),
     js!("vendor/uPlot.iife.min.js"),
     asset!("vendor/uPlot.min.css", "text/css; charset=utf-8"),

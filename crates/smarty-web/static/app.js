@@ -9,9 +9,9 @@
 // js/live.js    the "Now" panel             js/summary.js  energy and cost
 // js/stream.js  the event stream            js/charts.js   uPlot and its legend
 // js/history.js the history chart           js/quarter.js  the 15-minute view
-// js/mbus.js    gas and water
+// js/mbus.js    gas and water             js/token.js    the access-token form
 
-import { api, whenUnauthorized } from './js/api.js';
+import { api } from './js/api.js';
 import { fitChart } from './js/charts.js';
 import { $, banner, setConn, setText, showEmpty } from './js/dom.js';
 import { mbusFields } from './js/fields.js';
@@ -24,35 +24,18 @@ import { saved, state } from './js/state.js';
 import { refreshMeters, showLastTelegram, updateConn, updateStatus } from './js/status.js';
 import { closeStream, openStream } from './js/stream.js';
 import { loadSummary } from './js/summary.js';
+import { tokenForm } from './js/token.js';
 
 // ---------------------------------------------------------------- token
 
-function askToken() {
-  if (state.needToken) return;
-  state.needToken = true;
-  closeStream();
-  const form = $('token-form');
-  $('token-why').textContent = state.token
-    ? 'The access token was refused. Enter the current one.'
-    : 'This smarty needs an access token (the server\'s [http] token_file).';
-  form.hidden = false;
-  setConn('offline', 'Access token needed');
-  for (const id of ['hist-empty', 'q-empty']) showEmpty($(id), 'Waiting for the access token.');
-  setText($('summary-note'), 'Waiting for the access token.');
-  $('token').focus();
-}
-whenUnauthorized(askToken);
-
-$('token-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const value = $('token').value.trim();
-  if (!value) return;
-  state.token = value;
-  saved.set('smarty.token', value);
-  state.needToken = false;
-  $('token').value = '';
-  $('token-form').hidden = true;
-  start();
+tokenForm({
+  needed: 'This smarty needs an access token (the server\'s [http] token_file).',
+  onAsk: () => {
+    closeStream();
+    for (const id of ['hist-empty', 'q-empty']) showEmpty($(id), 'Waiting for the access token.');
+    setText($('summary-note'), 'Waiting for the access token.');
+  },
+  onToken: () => start(),
 });
 
 // ---------------------------------------------------------------- start and meter choice

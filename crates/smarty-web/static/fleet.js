@@ -4,37 +4,17 @@
 //
 // js/fleet-community.js  the community view     js/fleet-meters.js  the meter list and counts
 
-import { whenUnauthorized } from './js/api.js';
 import { fitChart } from './js/charts.js';
 import { $, banner, setConn, setText } from './js/dom.js';
 import { destroyCommunity, initCommunity, loadCommunity } from './js/fleet-community.js';
 import { initMeters, loadCounts, loadMeters } from './js/fleet-meters.js';
 import { localDate, nowS } from './js/format.js';
-import { saved, state } from './js/state.js';
+import { state } from './js/state.js';
+import { tokenForm } from './js/token.js';
 
-function askToken() {
-  if (state.needToken) return;
-  state.needToken = true;
-  const form = $('token-form');
-  $('token-why').textContent = state.token
-    ? 'The access token was refused. Enter the current one.'
-    : 'This fleet needs an access token (SMARTY_HTTP_TOKEN or [http] token_file on the server).';
-  form.hidden = false;
-  setConn('offline', 'Access token needed');
-  $('token').focus();
-}
-whenUnauthorized(askToken);
-
-$('token-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  const value = $('token').value.trim();
-  if (!value) return;
-  state.token = value;
-  saved.set('smarty.token', value);
-  state.needToken = false;
-  $('token').value = '';
-  $('token-form').hidden = true;
-  start();
+tokenForm({
+  needed: 'This fleet needs an access token (SMARTY_HTTP_TOKEN or [http] token_file on the server).',
+  onToken: () => start(),
 });
 
 async function start() {
