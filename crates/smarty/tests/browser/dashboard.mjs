@@ -10,9 +10,10 @@
 // Exits 1 with the failed check's name on the first failure. CHROMIUM overrides the browser;
 // PLAYWRIGHT_CORE the module (default: crates/smarty-web/static/node_modules/playwright-core).
 
-import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+
+import { CheckFailed, assert, check, loadChromium, log, progress, until } from './harness.mjs';
 
 const [url, shotDir] = process.argv.slice(2);
 if (!url || !shotDir) {
@@ -20,44 +21,7 @@ if (!url || !shotDir) {
   process.exit(2);
 }
 
-const requireFromWeb = createRequire(new URL('../../../smarty-web/static/package.json', import.meta.url));
-let chromium;
-try {
-  ({ chromium } = requireFromWeb(process.env.PLAYWRIGHT_CORE || 'playwright-core'));
-} catch (e) {
-  console.error(`dashboard test: playwright-core is not installed (cd crates/smarty-web/static && npm ci): ${e.message}`);
-  process.exit(1);
-}
-
-const started = Date.now();
-const log = (msg) => console.error(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
-
-class CheckFailed extends Error {}
-let current = 'start';
-let passed = 0;
-async function check(name, fn) {
-  current = name;
-  try {
-    await fn();
-  } catch (e) {
-    throw new CheckFailed(`${name}: ${e instanceof CheckFailed ? e.message : e.message || e}`);
-  }
-  passed += 1;
-  log(`ok   ${name}`);
-}
-function assert(cond, message) {
-  if (!cond) throw new CheckFailed(message);
-}
-
-// Waits for fn() (run in the page) to return a truthy value; returns it.
-async function until(page, what, fn, arg, timeout = 15000) {
-  try {
-    const handle = await page.waitForFunction(fn, arg, { timeout, polling: 100 });
-    return await handle.jsonValue();
-  } catch (e) {
-    throw new CheckFailed(`timed out after ${timeout / 1000} s waiting for ${what}`);
-  }
-}
+const chromium = loadChromium('dashboard');
 
 const RES_RANK = { raw: 0, '15m': 1, hour: 2, day: 3, month: 4 };
 
@@ -392,17 +356,17 @@ try {
   });
 
   await check('no console or page errors (phone)', noProblems);
-  result.checks_passed = passed;
+  result.checks_passed = progress.passed;
   result.screenshots = shotDir;
 } catch (e) {
   exitCode = 1;
-  console.error(`dashboard test FAILED: ${e instanceof CheckFailed ? e.message : `${current}: ${e.stack || e}`}`);
+  console.error(`dashboard test FAILED: ${e instanceof CheckFailed ? e.message : `${progress.current}: ${e.stack || e}`}`);
   if (problems.length) console.error(problems.join('\n'));
 } finally {
   await browser.close().catch(() => {});
 }
 if (exitCode === 0) {
   console.log(JSON.stringify(result));
-  log(`all ${passed} checks passed`);
+  log(`all ${progress.passed} checks passed`);
 }
 process.exit(exitCode);
