@@ -23,10 +23,15 @@
 //! `MANIFEST.md`). Every input is checked before it is timed (all frames decode, authenticated, with the
 //! expected values and no unknown line), so a broken decoder cannot produce a fast number.
 //! Throughput is always in frames (telegrams) per iteration: ns per frame = time / elements.
+//! Times are the benchmark thread's CPU time ([`ThreadCpu`]), not the wall clock.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use cpu_time::ThreadTime;
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use smarty_p1::framing::{Event, FrameDecoder, Item};
 use smarty_p1::{
@@ -282,7 +287,7 @@ fn load_basjes() -> Vec<u8> {
     bytes
 }
 
-fn decode(c: &mut Criterion) {
+fn decode(c: &mut Criterion<ThreadCpu>) {
     let cases = cases();
     let mut group = c.benchmark_group("decode");
     for case in &cases {
@@ -313,7 +318,7 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-fn component(c: &mut Criterion) {
+fn component(c: &mut Criterion<ThreadCpu>) {
     let cases = cases();
     let mut group = c.benchmark_group("component");
     for case in &cases {
@@ -367,5 +372,41 @@ fn component(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, component);
+/// Criterion's measurement in the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`,
+/// through the `cpu-time` crate) instead of the wall clock: on a shared machine, the time the
+/// thread ran, not the time it waited for a core. Shown and saved like wall-clock times (ns).
+struct ThreadCpu;
+
+/// Criterion's formatter of durations, borrowed for [`ThreadCpu`].
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = ThreadTime;
+    type Value = Duration;
+
+    fn start(&self) -> ThreadTime {
+        ThreadTime::now()
+    }
+    fn end(&self, started: ThreadTime) -> Duration {
+        started.elapsed()
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        WALL.formatter()
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = decode, component
+}
 criterion_main!(benches);
