@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 
@@ -315,15 +315,5 @@ pub async fn healthz(State(app): State<App>) -> Response {
                 "reason": format!("no answer within {} s", HEALTH_WAIT.as_secs()) } }),
         ),
     };
-    let mut body = body.to_string();
-    body.push('\n');
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
+    crate::health::json_response(status, &body)
 }

@@ -105,6 +105,12 @@ async fn healthz(State(app): State<Health>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    json_response(status, &body)
+}
+
+/// A health answer: `body` as JSON on one line, with its status (`/healthz` of `smarty run`
+/// and of `fleet serve`).
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut body = body.to_string();
     body.push('\n');
     (

@@ -53,6 +53,48 @@ fn smarty_ok(args: &[&str], log: &Path) {
     );
 }
 
+/// Runs a browser test script (`node SCRIPT ARGS…` with `CHROMIUM`), its output in
+/// `dir/browser.out` and `dir/browser.err`, for at most 180 s (`what` names it then):
+/// its exit status, standard output and standard error.
+pub fn run_browser_script(
+    script: &Path,
+    args: &[String],
+    chromium: &Path,
+    dir: &Path,
+    what: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let out_path = dir.join("browser.out");
+    let err_path = dir.join("browser.err");
+    let mut node = Guard::from(
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .env("CHROMIUM", chromium)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(File::create(&err_path).unwrap())
+            .spawn()
+            .expect("start node"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not finish in 180 s:\n{}",
+            tail(&err_path)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (
+        status,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+        std::fs::read_to_string(&err_path).unwrap_or_default(),
+    )
+}
+
 /// Checks that Node.js, Chromium and playwright-core are there; fails (never skips) when not.
 pub fn browser_tools() -> (PathBuf, PathBuf) {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -152,35 +194,13 @@ fn dashboard_in_headless_chromium() {
         .unwrap()
         .join("dashboard-screenshots");
     let url = format!("http://127.0.0.1:{http_port}/");
-    let out_path = d.join("browser.out");
-    let err_path = d.join("browser.err");
-    let mut node = Guard::from(
-        Command::new("node")
-            .arg(&script)
-            .arg(&url)
-            .arg(&shots)
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(File::create(&err_path).unwrap())
-            .spawn()
-            .expect("start node"),
+    let (status, stdout, stderr) = run_browser_script(
+        &script,
+        &[url, shots.display().to_string()],
+        &chromium,
+        d,
+        "the browser test",
     );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "the browser test did not finish in 180 s:\n{}",
-                tail(&err_path)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(
         status.success(),
         "the dashboard test in Chromium failed ({status}):\n{stderr}\nsmarty run's log:\n{}",

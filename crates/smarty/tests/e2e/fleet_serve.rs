@@ -9,7 +9,6 @@
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -148,38 +147,21 @@ fn fleet_serve_shows_the_fleet() {
         .parent()
         .unwrap()
         .join("dashboard-screenshots");
-    let out_path = d.join("browser.out");
-    let err_path = d.join("browser.err");
-    let mut node = Guard::from(
-        Command::new("node")
-            .arg(&script)
-            .arg(format!("http://127.0.0.1:{port}/"))
-            .arg(&shots)
-            .arg(METERS.to_string())
-            .env("CHROMIUM", &chromium)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path).unwrap())
-            .stderr(File::create(&err_path).unwrap())
-            .spawn()
-            .expect("start node"),
+    let (status, stdout, stderr) = crate::dashboard::run_browser_script(
+        &script,
+        &[
+            format!("http://127.0.0.1:{port}/"),
+            shots.display().to_string(),
+            METERS.to_string(),
+        ],
+        &chromium,
+        d,
+        "the fleet's browser test",
     );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fleet's browser test did not finish in 180 s:\n{}",
-            tail(&err_path)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(
         status.success(),
         "the fleet's pages in Chromium failed ({status}):\n{stderr}\nsmarty fleet serve's log:\n{}",
         tail(&log)
     );
-    println!("{}", std::fs::read_to_string(&out_path).unwrap_or_default());
+    println!("{stdout}");
 }
