@@ -33,13 +33,14 @@ pub fn telegram_json(decoded: &Decoded<'_>) -> Json {
     let mut objects = Map::new();
     for object in telegram.objects() {
         let mut entry = Map::new();
+        let value = object.value();
         entry.insert(
             "name".into(),
             telegram
-                .name_of(object)
+                .name_of_value(object, &value)
                 .map_or(Json::Null, |n| Json::from(n.to_string())),
         );
-        value_fields(telegram, &object.value, &mut entry);
+        value_fields(telegram, &value, &mut entry);
         objects.insert(object.code.to_owned(), Json::Object(entry));
     }
     let frame = decoded.frame.as_ref();

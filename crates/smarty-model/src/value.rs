@@ -62,8 +62,18 @@ impl ValueId {
     /// Its unit is the one sent, else the medium's usual one (M-Bus readings), else the
     /// registry's: the unit its name carries.
     pub fn of(telegram: &Telegram<'_>, object: &DataObject<'_>) -> Option<ValueId> {
+        Self::of_value(telegram, object, &object.value())
+    }
+
+    /// [`ValueId::of`] for an object whose value is at hand (`value` is `object.value()`), so
+    /// that it is not converted again.
+    pub fn of_value<'a>(
+        telegram: &Telegram<'a>,
+        object: &DataObject<'a>,
+        value: &Value<'a>,
+    ) -> Option<ValueId> {
         let def = object.def?;
-        let name = telegram.name_of(object)?;
+        let name = telegram.name_of_value(object, value)?;
         Some(ValueId {
             obis: object.obis,
             def,
@@ -357,7 +367,8 @@ fn each_value<'a>(
     mut f: impl FnMut(ValueId, &DataObject<'a>, ValueData),
 ) {
     for object in telegram.objects() {
-        let data = match object.value {
+        let value = object.value();
+        let data = match value {
             Value::Number(q) => ValueData::Number {
                 value: q.value,
                 captured: None,
@@ -375,7 +386,7 @@ fn each_value<'a>(
             Value::Timestamp(Some(t)) => ValueData::Time(t),
             _ => continue,
         };
-        let Some(id) = ValueId::of(telegram, object) else {
+        let Some(id) = ValueId::of_value(telegram, object, &value) else {
             continue;
         };
         f(id, object, data);
@@ -468,7 +479,7 @@ mod tests {
             let Some(id) = ValueId::of(&telegram, object) else {
                 continue;
             };
-            let sent = object.value.quantity().and_then(|q| q.unit);
+            let sent = object.value().quantity().and_then(|q| q.unit);
             let from_parts =
                 ValueId::from_parts(object.obis, telegram.medium(object.obis.b), sent).unwrap();
             assert_eq!(from_parts, id, "{}", object.code);
@@ -500,11 +511,11 @@ mod tests {
                     };
                     let id = ValueId::of(telegram, object).unwrap();
                     assert_eq!(id.name().to_string(), name.to_string());
-                    let sent = object
-                        .value
+                    let value = object.value();
+                    let sent = value
                         .quantity()
                         .and_then(|q| q.unit)
-                        .or_else(|| object.value.numbers().next().and_then(|q| q.unit));
+                        .or_else(|| value.numbers().next().and_then(|q| q.unit));
                     let parts =
                         ValueId::from_parts(object.obis, telegram.medium(object.obis.b), sent);
                     assert_eq!(parts.unwrap().name().to_string(), name.to_string());

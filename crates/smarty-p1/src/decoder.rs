@@ -469,7 +469,7 @@ impl Decoder {
                         Ok(telegram) => {
                             self.stats.accepted_bytes += item_len;
                             self.stats.telegrams += 1;
-                            if !telegram.unknown_lines().is_empty() {
+                            if telegram.has_unknown_lines() {
                                 self.stats.with_unknown_lines += 1;
                             }
                             Ok(Decoded {
@@ -500,7 +500,7 @@ impl Decoder {
                                     self.stats.telegrams += 1;
                                     self.stats.unauthenticated += u64::from(!info.authenticated);
                                     self.stats.with_unknown_lines +=
-                                        u64::from(!telegram.unknown_lines().is_empty());
+                                        u64::from(telegram.has_unknown_lines());
                                     return Some(Ok(Decoded {
                                         telegram,
                                         frame: Some(info),

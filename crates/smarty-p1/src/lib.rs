@@ -57,6 +57,7 @@ mod error;
 mod frame;
 pub mod framing;
 pub mod hex;
+mod line;
 mod obis;
 mod readings;
 pub mod registry;

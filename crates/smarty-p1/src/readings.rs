@@ -101,7 +101,7 @@ impl Telegram<'_> {
         };
         for object in self.objects() {
             let Some(def) = object.def else { continue };
-            let quantity = object.value.quantity();
+            let quantity = object.value().quantity();
             let kilo = quantity.and_then(|q| to_kilo(q.value, q.unit));
             let plain = quantity.map(|q| q.value);
             let Obis { a, b, c, d, e } = object.obis;
@@ -117,12 +117,12 @@ impl Telegram<'_> {
                 (1, 0, 21 | 41 | 61, 7, 0) => r.power_import_phases_kw[phase(c)] = kilo,
                 (1, 0, 22 | 42 | 62, 7, 0) => r.power_export_phases_kw[phase(c)] = kilo,
                 (0, 0, 96, 14, 0) => {
-                    if let Value::Text(t) = object.value {
+                    if let Value::Text(t) = object.value() {
                         r.tariff = t.parse().ok();
                     }
                 }
                 _ if def.kind == Kind::MbusReading && a == 0 => {
-                    if let Value::TimedNumber { time, quantity } = object.value {
+                    if let Value::TimedNumber { time, quantity } = object.value() {
                         r.mbus.push(MbusReading {
                             channel: b,
                             medium: self.medium(b),
@@ -152,7 +152,7 @@ impl Telegram<'_> {
         ]
         .into_iter()
         .filter_map(|code| self.get_obis(code))
-        .find_map(|o| match o.value {
+        .find_map(|o| match o.value() {
             Value::OctetString(s) if !s.is_empty() => Some(s.text_or_hex()),
             Value::Text(t) if !t.is_empty() => Some(String::from(t)),
             _ => None,

@@ -19,6 +19,7 @@ use core::fmt;
 
 use crate::crc::crc16_arc;
 use crate::error::{TelegramError, ValueError};
+use crate::line;
 use crate::obis::Obis;
 use crate::registry::{self, Format, Kind, Medium, ObisDef};
 use crate::value::{Decimal, OctetString, Quantity, Timestamp};
@@ -607,6 +608,10 @@ fn generic<'a>(obis: Obis, scan: &Scan<'a>) -> Value<'a> {
 }
 
 /// One data line `A-B:C.D.E(…)(…)`.
+///
+/// Parsing finds the code and checks the shape of the value groups; the typed value is
+/// computed when asked ([`DataObject::value`]), so that a telegram whose values are not all
+/// read costs only its framing.
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct DataObject<'a> {
@@ -616,16 +621,75 @@ pub struct DataObject<'a> {
     pub code: &'a str,
     /// The registry entry, `None` for codes the registry does not know.
     pub def: Option<&'static ObisDef>,
-    /// The typed value; [`Value::Raw`] when the groups did not fit the registry format.
-    pub value: Value<'a>,
     /// The whole line as sent (two lines for a DSMR 2.2 gas reading), without line end.
     pub line: &'a str,
+    /// Where the value groups start in `line`.
+    groups_at: usize,
+    /// The parser saw that the value fits the registry format (`false` says nothing).
+    fits: bool,
 }
 
-impl DataObject<'_> {
+impl<'a> DataObject<'a> {
+    /// The value groups as sent, `(…)(…)`.
+    pub fn groups(&self) -> Groups<'a> {
+        Groups(&self.line[self.groups_at..])
+    }
+
+    /// The typed value, interpreted by the registry format of the code (or, for codes the
+    /// registry does not know, by its look); [`Value::Raw`] when the groups do not fit the
+    /// format. Computed on each call, from the line.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_p1::Value;
+    /// let t = smarty_p1::parse(b"/X\r\n\r\n1-0:1.8.0(000006.695*kWh)\r\n!").unwrap();
+    /// let Value::Number(q) = t.objects()[0].value() else { panic!() };
+    /// assert_eq!((q.value.to_string().as_str(), q.unit), ("6.695", Some("kWh")));
+    /// ```
+    pub fn value(&self) -> Value<'a> {
+        let text = &self.line[self.groups_at..];
+        // The parser made an object only of a line whose groups scan.
+        let Some(scan) = Groups::scan(text) else {
+            return Value::Raw(Groups(text));
+        };
+        match self.def {
+            Some(def) => typed(def.format, &scan).unwrap_or(Value::Raw(scan.groups)),
+            None => generic(self.obis, &scan),
+        }
+    }
+
     /// `true` when the registry knows the code and the value fit its format.
     pub fn is_understood(&self) -> bool {
-        self.def.is_some() && !matches!(self.value, Value::Raw(_))
+        let Some(def) = self.def else {
+            return false;
+        };
+        if self.fits {
+            return true;
+        }
+        // Most values are one plain number, text or timestamp, which fit without being
+        // converted.
+        if let [b'(', inner @ .., b')'] = &self.line.as_bytes()[self.groups_at..] {
+            let fits = match def.format {
+                Format::Number => inner.is_empty() || is_plain_number(inner),
+                Format::Text | Format::OctetString => {
+                    !inner.iter().any(|&b| b == b'(' || b == b')')
+                }
+                Format::Timestamp => {
+                    Timestamp::parse(&self.line[self.groups_at + 1..self.line.len() - 1]).is_ok()
+                }
+                _ => false,
+            };
+            if fits {
+                return true;
+            }
+        }
+        !matches!(self.value(), Value::Raw(_))
+    }
+
+    /// A DSMR 2.2 gas reading still waiting for its value line.
+    fn is_waiting_for_value(&self) -> bool {
+        self.def.is_some_and(|d| d.format == Format::LegacyReading)
+            && matches!(self.value(), Value::Raw(_))
     }
 }
 
@@ -641,7 +705,7 @@ impl DataObject<'_> {
 /// assert_eq!(telegram.meter_id().as_deref(), Some("SAG1030700114004"));
 /// let energy = telegram.get("1-0:1.8.0").unwrap();
 /// assert_eq!(telegram.name_of(energy).unwrap().to_string(), "energy_import_kwh");
-/// assert_eq!(energy.value.quantity().unwrap().value.to_string(), "6.695");
+/// assert_eq!(energy.value().quantity().unwrap().value.to_string(), "6.695");
 /// // 1-0:3.7.0 without unit (2018 firmware) is still named with the registry unit.
 /// let q = telegram.get("1-0:3.7.0").unwrap();
 /// assert_eq!(telegram.name_of(q).unwrap().to_string(), "reactive_power_import_kvar");
@@ -653,8 +717,8 @@ pub struct Telegram<'a> {
     crc: CrcStatus,
     terminated: bool,
     objects: Vec<DataObject<'a>>,
-    unknown_lines: Vec<&'a [u8]>,
-    media: [Option<Medium>; 10],
+    /// Lines that are no data object, in the order sent.
+    other_lines: Vec<&'a [u8]>,
 }
 
 /// Parses one telegram, checking its CRC.
@@ -706,42 +770,85 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         terminated,
         // About one object per 20 bytes; one reallocation at most on unusual telegrams.
         objects: Vec::with_capacity(body.len() / 20 + 4),
-        unknown_lines: Vec::new(),
-        media: [None; 10],
+        other_lines: Vec::new(),
     };
     // Telegrams are ASCII: validate the body once, then every line is a slice of it.
     let text = core::str::from_utf8(body).ok();
-    let mut line_start = 0;
-    let mut newlines = memchr::memchr_iter(b'\n', body);
-    while line_start < body.len() {
-        let line_end = newlines.next().unwrap_or(body.len());
-        let end = if line_end > line_start && body[line_end - 1] == b'\r' {
+    let mut at = 0;
+    while at < body.len() {
+        let rest = &body[at..];
+        // Most lines: a known code, one group, the line end.
+        if let Some(text) = text
+            && let Some((obis, def, code_len)) = registry::known_prefix(rest)
+            && let Some(group) = line::one_group(&rest[code_len..])
+        {
+            let line = &text[at..at + code_len + group.len];
+            telegram.objects.push(DataObject {
+                obis,
+                code: &line[..code_len],
+                def: Some(def),
+                line,
+                groups_at: code_len,
+                fits: match def.format {
+                    Format::Number => group.plain_number || group.len == 2,
+                    Format::Text | Format::OctetString => true,
+                    _ => false,
+                },
+            });
+            at += code_len + group.next;
+            continue;
+        }
+        let line_end = memchr::memchr(b'\n', rest).map_or(body.len(), |i| at + i);
+        let end = if line_end > at && body[line_end - 1] == b'\r' {
             line_end - 1
         } else {
             line_end
         };
-        let line = &body[line_start..end];
+        let line = &body[at..end];
         let line_text = match text {
-            Some(text) => Some(&text[line_start..end]),
+            Some(text) => Some(&text[at..end]),
             None => core::str::from_utf8(line).ok(),
         };
-        line_start = line_end + 1;
+        at = line_end + 1;
         if line.is_empty() || (line[0].is_ascii_whitespace() && line.trim_ascii().is_empty()) {
             continue;
         }
         telegram.add_line(bytes, line, line_text);
     }
-    // A DSMR 2.2 reading whose value line never came.
-    for object in &telegram.objects {
-        if matches!(object.value, Value::Raw(_))
-            && object
-                .def
-                .is_some_and(|d| d.format == Format::LegacyReading)
-        {
-            telegram.unknown_lines.push(object.line.as_bytes());
+    Ok(telegram)
+}
+
+/// `true` for a group's text that [`Quantity::parse`] always takes: 1 to 18 digits with at
+/// most one point, then nothing, or `*` and a unit that starts with a letter (printable, no
+/// parenthesis). `false` says nothing: the value is then converted to tell.
+fn is_plain_number(inner: &[u8]) -> bool {
+    let mut digits = 0;
+    let mut point = false;
+    let mut i = 0;
+    while let Some(&b) = inner.get(i) {
+        if b.is_ascii_digit() {
+            digits += 1;
+        } else if b == b'.' && !point {
+            point = true;
+        } else if b == b'*' {
+            break;
+        } else {
+            return false;
+        }
+        i += 1;
+    }
+    if digits == 0 || digits > 18 {
+        return false;
+    }
+    match inner.get(i + 1..) {
+        None => true,
+        Some(unit) => {
+            unit.first().is_some_and(u8::is_ascii_alphabetic)
+                && unit
+                    .iter()
+                    .all(|&b| b.is_ascii_graphic() && b != b'(' && b != b')')
         }
     }
-    Ok(telegram)
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -754,28 +861,25 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 impl<'a> Telegram<'a> {
     fn add_line(&mut self, all: &'a [u8], line: &'a [u8], text: Option<&'a str>) {
         let Some(text) = text else {
-            self.unknown_lines.push(line);
+            self.other_lines.push(line);
             return;
         };
         if text.starts_with('(') {
             // Continuation: the DSMR 2.2/3 gas value on the line after 0-n:24.3.0.
             if let Some(last) = self.objects.last_mut()
-                && matches!(last.value, Value::Raw(_))
-                && last.def.is_some_and(|d| d.format == Format::LegacyReading)
+                && last.is_waiting_for_value()
             {
                 let from = last.line.as_ptr() as usize - all.as_ptr() as usize;
                 let to = line.as_ptr() as usize - all.as_ptr() as usize + line.len();
                 if let Ok(joined) = core::str::from_utf8(&all[from..to])
-                    && let Some(scan) =
-                        Groups::scan(&joined[last.line.len() - groups_len(last.line)..])
-                    && let Ok(value) = typed(Format::LegacyReading, &scan)
+                    && let Some(scan) = Groups::scan(&joined[last.groups_at..])
+                    && typed(Format::LegacyReading, &scan).is_ok()
                 {
-                    last.value = value;
                     last.line = joined;
                     return;
                 }
             }
-            self.unknown_lines.push(line);
+            self.other_lines.push(line);
             return;
         }
         // Known codes by their text (most lines); any other spelling parsed.
@@ -783,43 +887,24 @@ impl<'a> Telegram<'a> {
             Some((obis, def, len)) => (obis, len, len, Some(def)),
             None => {
                 let Some((obis, code_len, prefix_len)) = Obis::parse_prefix_full(line) else {
-                    self.unknown_lines.push(line);
+                    self.other_lines.push(line);
                     return;
                 };
                 (obis, code_len, prefix_len, registry::lookup(obis))
             }
         };
-        let Some(scan) = Groups::scan(&text[prefix_len..]) else {
-            self.unknown_lines.push(line);
+        if Groups::scan(&text[prefix_len..]).is_none() {
+            self.other_lines.push(line);
             return;
-        };
-        let value = match def {
-            Some(def) => match typed(def.format, &scan) {
-                Ok(value) => value,
-                Err(_) => Value::Raw(scan.groups),
-            },
-            None => generic(obis, &scan),
-        };
-        let object = DataObject {
+        }
+        self.objects.push(DataObject {
             obis,
             code: &text[..code_len],
             def,
-            value,
             line: text,
-        };
-        if let (Some(def), Value::Number(q)) = (def, value)
-            && def.kind == Kind::MbusDeviceType
-            && let Ok(code) = u8::try_from(q.value.mantissa())
-            && q.value.is_integer()
-        {
-            self.media[usize::from(obis.b)] = Some(Medium::from_device_type(code));
-        }
-        let waiting_for_value = def.is_some_and(|d| d.format == Format::LegacyReading)
-            && matches!(value, Value::Raw(_));
-        if !object.is_understood() && !waiting_for_value {
-            self.unknown_lines.push(line);
-        }
-        self.objects.push(object);
+            groups_at: prefix_len,
+            fits: false,
+        });
     }
 
     /// The telegram bytes from `/` through the CRC line (line end included when sent).
@@ -873,11 +958,33 @@ impl<'a> Telegram<'a> {
         &self.objects
     }
 
-    /// Lines that were not fully understood: not a data line, an OBIS code the registry does
-    /// not know, or a value that does not fit its code's format. The objects among them are
-    /// still in [`Telegram::objects`].
-    pub fn unknown_lines(&self) -> &[&'a [u8]] {
-        &self.unknown_lines
+    /// Lines that were not fully understood, in the order sent: not a data line, an OBIS code
+    /// the registry does not know, or a value that does not fit its code's format (the
+    /// objects among them are still in [`Telegram::objects`]); last, DSMR 2.2 gas readings
+    /// whose value line never came. Types every value to tell.
+    pub fn unknown_lines(&self) -> Vec<&'a [u8]> {
+        let mut lines = Vec::new();
+        let mut waiting = Vec::new();
+        let mut others = self.other_lines.iter().copied().peekable();
+        for object in &self.objects {
+            if object.is_waiting_for_value() {
+                waiting.push(object.line.as_bytes());
+            } else if !object.is_understood() {
+                let at = object.line.as_ptr();
+                while let Some(other) = others.next_if(|o| o.as_ptr() < at) {
+                    lines.push(other);
+                }
+                lines.push(object.line.as_bytes());
+            }
+        }
+        lines.extend(others);
+        lines.extend(waiting);
+        lines
+    }
+
+    /// `true` when [`Telegram::unknown_lines`] would list any line.
+    pub fn has_unknown_lines(&self) -> bool {
+        !self.other_lines.is_empty() || self.objects.iter().any(|o| !o.is_understood())
     }
 
     /// The object for a code written as text (`"1-0:1.8.0"`).
@@ -893,7 +1000,7 @@ impl<'a> Telegram<'a> {
 
     /// The P1 version (`1-3:0.2.8`): `42` on Smarty, `50` on DSMR 5.
     pub fn version(&self) -> Option<&'a str> {
-        match self.get_obis(Obis::new(1, 3, 0, 2, 8))?.value {
+        match self.get_obis(Obis::new(1, 3, 0, 2, 8))?.value() {
             Value::Text(v) => Some(v),
             _ => None,
         }
@@ -901,7 +1008,7 @@ impl<'a> Telegram<'a> {
 
     /// The telegram's time (`0-0:1.0.0`); `None` when absent or a placeholder.
     pub fn timestamp(&self) -> Option<Timestamp> {
-        match self.get_obis(Obis::new(0, 0, 1, 0, 0))?.value {
+        match self.get_obis(Obis::new(0, 0, 1, 0, 0))?.value() {
             Value::Timestamp(t) => t,
             _ => None,
         }
@@ -914,27 +1021,47 @@ impl<'a> Telegram<'a> {
         [Obis::new(0, 0, 42, 0, 0), Obis::new(0, 0, 96, 1, 1)]
             .into_iter()
             .filter_map(|code| self.get_obis(code))
-            .find_map(|o| match o.value {
+            .find_map(|o| match o.value() {
                 Value::OctetString(s) if !s.is_empty() => Some(s.text_or_hex()),
                 Value::Text(t) if !t.is_empty() => Some(String::from(t)),
                 _ => None,
             })
     }
 
-    /// The medium of M-Bus channel `n` from its device type line `0-n:24.1.0`.
+    /// The medium of M-Bus channel `n` (1–9) from its device type line `0-n:24.1.0` (the last
+    /// one that holds a device type, when a telegram sends several).
     pub fn medium(&self, channel: u8) -> Option<Medium> {
-        self.media.get(usize::from(channel)).copied().flatten()
+        if !(1..=9).contains(&channel) {
+            return None;
+        }
+        self.objects
+            .iter()
+            .rev()
+            .filter(|o| {
+                o.obis.b == channel && o.def.is_some_and(|d| d.kind == Kind::MbusDeviceType)
+            })
+            .find_map(|o| match o.value() {
+                Value::Number(q) if q.value.is_integer() => u8::try_from(q.value.mantissa())
+                    .ok()
+                    .map(Medium::from_device_type),
+                _ => None,
+            })
     }
 
     /// The standard name of an object with its unit (`energy_import_kwh`, `voltage_l1_v`,
     /// `mbus1_gas_m3`); `None` for codes the registry does not know.
     pub fn name_of(&self, object: &DataObject<'a>) -> Option<Name<'a>> {
+        self.name_of_value(object, &object.value())
+    }
+
+    /// [`Telegram::name_of`] for an object whose value is at hand (`value` is
+    /// `object.value()`), so that it is not converted again.
+    pub fn name_of_value(&self, object: &DataObject<'a>, value: &Value<'a>) -> Option<Name<'a>> {
         let def = object.def?;
-        let sent_unit = object
-            .value
+        let sent_unit = value
             .quantity()
             .and_then(|q| q.unit)
-            .or_else(|| object.value.numbers().next().and_then(|q| q.unit));
+            .or_else(|| value.numbers().next().and_then(|q| q.unit));
         let (medium, unit) = if def.kind == Kind::MbusReading && def.a == 0 {
             let medium = self.medium(object.obis.b);
             let unit = sent_unit.or_else(|| medium.and_then(|m| m.default_unit()));
@@ -1027,10 +1154,6 @@ impl fmt::Display for Name<'_> {
         }
         Ok(())
     }
-}
-
-fn groups_len(line: &str) -> usize {
-    line.find('(').map_or(0, |i| line.len() - i)
 }
 
 #[cfg(test)]
@@ -1161,7 +1284,7 @@ mod tests {
     }
 
     fn value_of<'a>(t: &'a Telegram<'a>, code: &str) -> Value<'a> {
-        t.get(code).unwrap_or_else(|| panic!("no {code}")).value
+        t.get(code).unwrap_or_else(|| panic!("no {code}")).value()
     }
 
     /// Firmware versions and checksums (Lithuanian meters send them on every telegram), ids,

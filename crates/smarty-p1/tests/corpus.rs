@@ -195,14 +195,14 @@ fn verify(telegram: &Telegram<'_>, check: &Check) -> Result<(), String> {
     let object = telegram
         .get(&check.obis)
         .ok_or_else(|| format!("no object {}", check.obis))?;
-    let c = carried(&object.value);
+    let c = carried(&object.value());
     // A meter clock at its factory default (2000-01-01, 1970-01-01) is reported as "no
     // timestamp" by design (the issue's placeholder rule); sources that assert the default
     // date are checked for exactly that.
     if let What::Timestamp(t) = &check.what
         && (t.starts_with("2000-01-01") || t.starts_with("1970-01-01"))
     {
-        return match object.value {
+        return match object.value() {
             Value::Timestamp(None) | Value::TimedNumber { time: None, .. } => Ok(()),
             other => Err(format!(
                 "{}: factory-default clock not a placeholder: {other:?}",
@@ -224,7 +224,9 @@ fn verify(telegram: &Telegram<'_>, check: &Check) -> Result<(), String> {
     } else {
         Err(format!(
             "{} {:?}: parsed {:?} carries {c:?}",
-            check.obis, check.what, object.value
+            check.obis,
+            check.what,
+            object.value()
         ))
     }
 }

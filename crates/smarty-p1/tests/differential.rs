@@ -107,7 +107,7 @@ fn render(out: &mut String, result: Result<Telegram<'_>, smarty_p1::TelegramErro
             object.obis,
             object.code,
             object.def.map(|d| d.name),
-            object.value,
+            object.value(),
             telegram.name_of(object).map(|n| n.to_string()),
             object.is_understood(),
             object.line,

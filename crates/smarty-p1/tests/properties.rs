@@ -1188,7 +1188,7 @@ fn exercise(t: &smarty_p1::Telegram<'_>) {
     let _ = format!("{:?}", t.readings());
     for o in t.objects() {
         let _ = (t.name_of(o).map(|n| n.to_string()), o.is_understood());
-        let _ = format!("{:?}", o.value);
+        let _ = format!("{:?}", o.value());
     }
     for channel in 0..=10 {
         let _ = t.medium(channel);
@@ -1836,7 +1836,7 @@ proptest! {
         body.extend_from_slice(format!("{crc:04X}\r\n").as_bytes());
         let t = parse(&body).unwrap();
         let object = t.get(code).unwrap();
-        match object.value {
+        match object.value() {
             smarty_p1::Value::Text(text) => prop_assert_eq!(text, value.as_str()),
             smarty_p1::Value::OctetString(s) => prop_assert_eq!(s.hex(), value.as_str()),
             other => prop_assert!(false, "{}({}) became {:?}", code, value, other),

@@ -56,13 +56,14 @@ pub fn render(decoded: &Decoded<'_>, out: &mut String) {
     }
     let _ = writeln!(out, "  CRC {}", t.crc().as_str());
     for object in t.objects() {
+        let value = object.value();
         let name = t
-            .name_of(object)
+            .name_of_value(object, &value)
             .map_or_else(|| "(unknown)".to_owned(), |n| n.to_string());
         let marker = if object.is_understood() { ' ' } else { '?' };
         let _ = write!(out, " {marker}{:<12} {:<32} ", object.code, name);
         let unit_expected = object.def.is_some_and(|d| d.unit.is_some());
-        let _ = write_value(&object.value, unit_expected, out);
+        let _ = write_value(&value, unit_expected, out);
         out.push('\n');
     }
     for line in t.unknown_lines() {
