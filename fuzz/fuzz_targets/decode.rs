@@ -5,7 +5,7 @@
 //! is then pushed in chunks of that size into a [`Decoder`] with a fixed key (the public
 //! NEXXTLAB test key, so that real frames in the seed corpus decrypt) and the replay check on.
 //! The raw input also goes to `parse` and `parse_with(check_crc: false)`. Accepted telegrams
-//! are exercised (readings, names) so that their lazy parts run too. Checked on every input:
+//! are exercised (readings, names, values, unknown lines) so that their lazy parts run too. Checked on every input:
 //! the decoder's counters count every byte once (accepted + rejected + noise = input), and
 //! `parse` never accepts a telegram whose CRC fails or whose CRC line is damaged.
 //!
@@ -33,7 +33,12 @@ fn exercise(telegram: &Telegram<'_>) {
     let _ = telegram.readings();
     for object in telegram.objects() {
         let _ = telegram.name_of(object).map(|name| name.to_string());
+        let _ = (object.value(), object.is_understood());
     }
+    assert_eq!(
+        telegram.has_unknown_lines(),
+        !telegram.unknown_lines().is_empty()
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

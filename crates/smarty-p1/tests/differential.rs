@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use smarty_p1::{ParseOptions, Telegram, parse_with};
+use smarty_p1::{ParseOptions, Telegram, Value, parse_with};
 
 /// Damaged variants per telegram.
 const VARIANTS: u32 = 300;
@@ -114,7 +114,15 @@ fn render(out: &mut String, result: Result<Telegram<'_>, smarty_p1::TelegramErro
         )
         .unwrap();
     }
-    for line in telegram.unknown_lines() {
+    let unknown = telegram.unknown_lines();
+    // The shortcuts agree with what they stand for (not part of the rendering, which was
+    // recorded before they existed).
+    assert_eq!(telegram.has_unknown_lines(), !unknown.is_empty());
+    for object in telegram.objects() {
+        let understood = object.def.is_some() && !matches!(object.value(), Value::Raw(_));
+        assert_eq!(object.is_understood(), understood, "{:?}", object.line);
+    }
+    for line in unknown {
         writeln!(out, "unknown {:?}", String::from_utf8_lossy(line)).unwrap();
     }
     for channel in 0..10 {
