@@ -719,6 +719,8 @@ pub struct Telegram<'a> {
     objects: Vec<DataObject<'a>>,
     /// Lines that are no data object, in the order sent.
     other_lines: Vec<&'a [u8]>,
+    /// Every object's value was seen to fit its registry format as it was parsed.
+    all_fit: bool,
 }
 
 /// Parses one telegram, checking its CRC.
@@ -771,6 +773,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         // About one object per 20 bytes; one reallocation at most on unusual telegrams.
         objects: Vec::with_capacity(body.len() / 20 + 4),
         other_lines: Vec::new(),
+        all_fit: true,
     };
     // Telegrams are ASCII: validate the body once, then every line is a slice of it.
     let text = core::str::from_utf8(body).ok();
@@ -780,22 +783,29 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         // Most lines: a known code, one group, the line end.
         if let Some(text) = text
             && let Some((obis, def, code_len)) = registry::known_prefix(rest)
-            && let Some(group) = line::one_group(&rest[code_len..])
+            && let Some(groups) = line::groups(&rest[code_len..])
         {
-            let line = &text[at..at + code_len + group.len];
+            let line = &text[at..at + code_len + groups.len];
+            let fits = match (def.format, groups.count) {
+                (Format::Number, 1) => groups.plain_number || groups.len == 2,
+                (Format::Text | Format::OctetString, 1) => true,
+                (Format::Timestamp, 1) => {
+                    Timestamp::parse(&line[code_len + 1..line.len() - 1]).is_ok()
+                }
+                // A malformed capture time is a placeholder: the number decides.
+                (Format::TimedNumber, 2) => groups.plain_number,
+                _ => false,
+            };
+            telegram.all_fit &= fits;
             telegram.objects.push(DataObject {
                 obis,
                 code: &line[..code_len],
                 def: Some(def),
                 line,
                 groups_at: code_len,
-                fits: match def.format {
-                    Format::Number => group.plain_number || group.len == 2,
-                    Format::Text | Format::OctetString => true,
-                    _ => false,
-                },
+                fits,
             });
-            at += code_len + group.next;
+            at += code_len + groups.next;
             continue;
         }
         let line_end = memchr::memchr(b'\n', rest).map_or(body.len(), |i| at + i);
@@ -905,6 +915,7 @@ impl<'a> Telegram<'a> {
             groups_at: prefix_len,
             fits: false,
         });
+        self.all_fit = false;
     }
 
     /// The telegram bytes from `/` through the CRC line (line end included when sent).
@@ -984,7 +995,8 @@ impl<'a> Telegram<'a> {
 
     /// `true` when [`Telegram::unknown_lines`] would list any line.
     pub fn has_unknown_lines(&self) -> bool {
-        !self.other_lines.is_empty() || self.objects.iter().any(|o| !o.is_understood())
+        !self.other_lines.is_empty()
+            || (!self.all_fit && self.objects.iter().any(|o| !o.is_understood()))
     }
 
     /// The object for a code written as text (`"1-0:1.8.0"`).
