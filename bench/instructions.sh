@@ -5,6 +5,7 @@
 #
 #   bench/instructions.sh          # complete decode: framing, tag, decryption, CRC, parse
 #   bench/instructions.sh parse    # the telegram parser alone (CRC included)
+#   bench/instructions.sh typed    # complete decode, then every object's value converted
 #
 # Needs valgrind (Debian package `valgrind`).
 set -euo pipefail

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Arguments: FRAME.hex (its key is read from the sibling .json), N, and optionally `parse`
-//! to time only the telegram parser on the decrypted plaintext.
+//! to time only the telegram parser on the decrypted plaintext, or `typed` to convert every
+//! object's value after the complete decode too (what an application that reads every value
+//! adds to it).
 
 use std::hint::black_box;
 
@@ -19,7 +21,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("FRAME.hex");
     let n: u32 = args.next().map_or(1000, |n| n.parse().expect("N"));
-    let parse_only = args.next().as_deref() == Some("parse");
+    let mode = args.next();
+    let parse_only = mode.as_deref() == Some("parse");
+    let typed = mode.as_deref() == Some("typed");
     let frame =
         smarty_p1::hex::decode(&std::fs::read_to_string(&path).expect("frame file")).expect("hex");
     let meta = std::fs::read_to_string(path.replace(".hex", ".json")).expect("sibling .json");
@@ -47,7 +51,13 @@ fn main() {
     for _ in 0..n {
         decoder.push(black_box(&frame));
         while let Some(result) = decoder.next() {
-            black_box(result.expect("decodes").telegram.objects().len());
+            let decoded = result.expect("decodes");
+            black_box(decoded.telegram.objects().len());
+            if typed {
+                for object in decoded.telegram.objects() {
+                    black_box(object.value());
+                }
+            }
             accepted += 1;
         }
     }

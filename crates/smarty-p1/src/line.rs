@@ -14,6 +14,8 @@ pub(crate) struct LineGroups {
     pub next: usize,
     /// 1 or 2.
     pub count: u8,
+    /// Where the second group's `(` is (0 with one group).
+    pub second_at: u32,
     /// The last group holds a number that `Quantity::parse` always takes: 1 to 18 digits with
     /// at most one point, then nothing or `*` and a unit (a letter, then printable ASCII).
     /// `false` says nothing about the other values.
@@ -63,13 +65,17 @@ fn group(rest: &[u8], open: usize) -> Option<(usize, bool)> {
 /// For `rest` starting with `(`: one or two groups, each up to the first `)` with no `(` or LF
 /// before it, and the line end right after them. `None` for every other shape (more groups,
 /// text or spaces after them, no line end), which the general path takes.
+#[inline]
 pub(crate) fn groups(rest: &[u8]) -> Option<LineGroups> {
     let (mut close, mut plain) = group(rest, 0)?;
     let mut count = 1;
+    let mut second_at = 0;
     if rest[close] != b')' {
         return None;
     }
     if rest.get(close + 1) == Some(&b'(') {
+        // Longer lines are left to the general path.
+        second_at = u32::try_from(close + 1).ok()?;
         (close, plain) = group(rest, close + 1)?;
         count = 2;
         if rest[close] != b')' {
@@ -86,6 +92,7 @@ pub(crate) fn groups(rest: &[u8]) -> Option<LineGroups> {
         len: close + 1,
         next,
         count,
+        second_at,
         plain_number: plain,
     })
 }
@@ -100,7 +107,11 @@ mod tests {
         let mut at = 0;
         let mut count = 0;
         let mut last = &line[..0];
+        let mut second_at = 0;
         while line.get(at) == Some(&b'(') {
+            if count == 1 {
+                second_at = at as u32;
+            }
             let close = at
                 + 1
                 + line[at + 1..]
@@ -144,6 +155,7 @@ mod tests {
             len: at,
             next,
             count,
+            second_at,
             plain_number,
         })
     }

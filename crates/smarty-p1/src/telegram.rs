@@ -624,15 +624,19 @@ pub struct DataObject<'a> {
     /// The whole line as sent (two lines for a DSMR 2.2 gas reading), without line end.
     pub line: &'a str,
     /// Where the value groups start in `line`.
-    groups_at: usize,
+    groups_at: u16,
     /// The parser saw that the value fits the registry format (`false` says nothing).
     fits: bool,
+    /// How many groups the parser saw: 1 or 2, their bounds known; 0: scan them again.
+    count: u8,
+    /// Where the second group starts in `line` (with `count` 2).
+    second_at: u32,
 }
 
 impl<'a> DataObject<'a> {
     /// The value groups as sent, `(…)(…)`.
     pub fn groups(&self) -> Groups<'a> {
-        Groups(&self.line[self.groups_at..])
+        Groups(&self.line[usize::from(self.groups_at)..])
     }
 
     /// The typed value, interpreted by the registry format of the code (or, for codes the
@@ -646,11 +650,40 @@ impl<'a> DataObject<'a> {
     /// let Value::Number(q) = t.objects()[0].value() else { panic!() };
     /// assert_eq!((q.value.to_string().as_str(), q.unit), ("6.695", Some("kWh")));
     /// ```
+    #[inline]
     pub fn value(&self) -> Value<'a> {
-        let text = &self.line[self.groups_at..];
-        // The parser made an object only of a line whose groups scan.
-        let Some(scan) = Groups::scan(text) else {
-            return Value::Raw(Groups(text));
+        let text = &self.line[usize::from(self.groups_at)..];
+        // Most values: one plain number, as the parser saw.
+        if self.fits
+            && self.count == 1
+            && let Some(def) = self.def
+            && def.format == Format::Number
+        {
+            let first = &text[1..text.len() - 1];
+            return if first.is_empty() {
+                Value::Empty
+            } else {
+                Value::Number(Quantity::parse_plain(first))
+            };
+        }
+        let scan = match self.count {
+            1 => Scan {
+                groups: Groups(text),
+                count: 1,
+                first: &text[1..text.len() - 1],
+                second: "",
+            },
+            2 => Scan {
+                groups: Groups(text),
+                count: 2,
+                first: &text[1..self.second_at as usize - 1],
+                second: &text[self.second_at as usize + 1..text.len() - 1],
+            },
+            // The parser made an object only of a line whose groups scan.
+            _ => match Groups::scan(text) {
+                Some(scan) => scan,
+                None => return Value::Raw(Groups(text)),
+            },
         };
         match self.def {
             Some(def) => typed(def.format, &scan).unwrap_or(Value::Raw(scan.groups)),
@@ -668,14 +701,15 @@ impl<'a> DataObject<'a> {
         }
         // Most values are one plain number, text or timestamp, which fit without being
         // converted.
-        if let [b'(', inner @ .., b')'] = &self.line.as_bytes()[self.groups_at..] {
+        let at = usize::from(self.groups_at);
+        if let [b'(', inner @ .., b')'] = &self.line.as_bytes()[at..] {
             let fits = match def.format {
                 Format::Number => inner.is_empty() || is_plain_number(inner),
                 Format::Text | Format::OctetString => {
                     !inner.iter().any(|&b| b == b'(' || b == b')')
                 }
                 Format::Timestamp => {
-                    Timestamp::parse(&self.line[self.groups_at + 1..self.line.len() - 1]).is_ok()
+                    Timestamp::parse(&self.line[at + 1..self.line.len() - 1]).is_ok()
                 }
                 _ => false,
             };
@@ -802,8 +836,11 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
                 code: &line[..code_len],
                 def: Some(def),
                 line,
-                groups_at: code_len,
+                // Known codes are at most 15 bytes long.
+                groups_at: code_len as u16,
                 fits,
+                count: groups.count,
+                second_at: groups.second_at,
             });
             at += code_len + groups.next;
             continue;
@@ -882,7 +919,7 @@ impl<'a> Telegram<'a> {
                 let from = last.line.as_ptr() as usize - all.as_ptr() as usize;
                 let to = line.as_ptr() as usize - all.as_ptr() as usize + line.len();
                 if let Ok(joined) = core::str::from_utf8(&all[from..to])
-                    && let Some(scan) = Groups::scan(&joined[last.groups_at..])
+                    && let Some(scan) = Groups::scan(&joined[usize::from(last.groups_at)..])
                     && typed(Format::LegacyReading, &scan).is_ok()
                 {
                     last.line = joined;
@@ -903,17 +940,21 @@ impl<'a> Telegram<'a> {
                 (obis, code_len, prefix_len, registry::lookup(obis))
             }
         };
-        if Groups::scan(&text[prefix_len..]).is_none() {
+        let (Some(_), Ok(groups_at)) =
+            (Groups::scan(&text[prefix_len..]), u16::try_from(prefix_len))
+        else {
             self.other_lines.push(line);
             return;
-        }
+        };
         self.objects.push(DataObject {
             obis,
             code: &text[..code_len],
             def,
             line: text,
-            groups_at: prefix_len,
+            groups_at,
             fits: false,
+            count: 0,
+            second_at: 0,
         });
         self.all_fit = false;
     }

@@ -243,6 +243,36 @@ impl<'a> Quantity<'a> {
         Ok(Quantity { value, unit })
     }
 
+    /// [`Quantity::parse`] of a text known to be a plain number: 1 to 18 digits with at most
+    /// one point, then nothing or `*` and a unit (what the parser's line reader checked), in
+    /// one short loop.
+    pub(crate) fn parse_plain(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let mut mantissa: i64 = 0;
+        let mut scale: u8 = 0;
+        let mut point = false;
+        let mut unit = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'0'..=b'9' => {
+                    mantissa = mantissa * 10 + i64::from(b - b'0');
+                    scale += u8::from(point);
+                }
+                b'.' => point = true,
+                _ => {
+                    unit = Some(&text[i + 1..]);
+                    break;
+                }
+            }
+        }
+        let quantity = Quantity {
+            value: Decimal { mantissa, scale },
+            unit,
+        };
+        debug_assert_eq!(Quantity::parse(text), Ok(quantity), "{text:?}");
+        quantity
+    }
+
     /// The units a value may carry without the `*` separator: those of energy, power,
     /// voltage, current, frequency, volume, heat and time in P1 telegrams.
     pub const KNOWN_UNITS: [&'static str; 23] = [
