@@ -270,17 +270,15 @@ pub fn write(output: impl Write, meters: &[MeterKeys]) -> io::Result<()> {
 /// # Errors
 /// The file exists already or cannot be written.
 pub fn write_file(path: &Path, meters: &[MeterKeys]) -> Result<(), KeysCsvError> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let io_error = |source| KeysCsvError::Io {
         path: path.display().to_string(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(io_error)?;
     let mut out = io::BufWriter::new(file);
     write(&mut out, meters).map_err(io_error)?;
     let file = out.into_inner().map_err(|e| io_error(e.into_error()))?;

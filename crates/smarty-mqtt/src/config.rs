@@ -214,10 +214,14 @@ fn check_prefix(setting: &'static str, prefix: &str) -> Result<(), ConfigError> 
 /// This machine's host name as it goes into a client id: its letters, digits and `-`, at most
 /// `max` of them; `None` without a host name.
 pub fn host_label(max: usize) -> Option<String> {
-    let uname = rustix::system::uname();
-    let label: String = uname
+    #[cfg(unix)]
+    let name = rustix::system::uname()
         .nodename()
         .to_string_lossy()
+        .into_owned();
+    #[cfg(not(unix))]
+    let name = std::env::var("COMPUTERNAME").ok()?;
+    let label: String = name
         .trim()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')

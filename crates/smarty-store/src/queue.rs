@@ -32,7 +32,6 @@
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -458,13 +457,11 @@ fn replace_all(
 /// messages read before it, and what went wrong.
 fn read_file(path: &Path) -> Result<(Connection, Vec<Row>), (Vec<Row>, String)> {
     // Created 0600 before SQLite sees it: its journal files take the same mode.
-    if let Err(e) = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-    {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    if let Err(e) = options.open(path) {
         return Err((Vec::new(), e.to_string()));
     }
     let conn = Connection::open(path).map_err(|e| (Vec::new(), e.to_string()))?;

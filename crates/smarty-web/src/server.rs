@@ -71,8 +71,15 @@ impl Limits {
 }
 
 /// The process's soft limit of open files, when there is one.
+#[cfg(unix)]
 fn open_files_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Windows sets no such limit on sockets.
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<u64> {
+    None
 }
 
 /// `configured` connections, at most half of `open_files` (at least one).

@@ -12,7 +12,7 @@ use smarty_model::period::Resolution;
 #[derive(Debug, Parser)]
 #[command(
     name = "smarty",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SMARTY_COMMIT"), ")"),
     about,
     long_about = "smarty reads the P1 port of smart electricity meters: Luxembourg's encrypted \
 \"Smarty\" (Sagemcom T210-D) and every plain DSMR / e-MUCS meter. It decrypts (AES-128-GCM, tag \
@@ -125,6 +125,28 @@ Rows already stored (same meter and time) are kept; aggregates of the imported p
     Fleet {
         #[command(subcommand)]
         command: FleetCommand,
+    },
+
+    /// Print the shell completion script for bash, zsh, fish or PowerShell.
+    #[command(after_help = "Examples:\n  \
+  smarty completions bash > ~/.local/share/bash-completion/completions/smarty\n  \
+  smarty completions zsh > ~/.zfunc/_smarty          (with fpath+=~/.zfunc before compinit)\n  \
+  smarty completions fish > ~/.config/fish/completions/smarty.fish\n  \
+  smarty completions powershell >> $PROFILE\n\n\
+The Debian package installs them for bash, zsh and fish.")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) of smarty, or write a page per command into a folder.
+    #[command(after_help = "Examples:\n  \
+  smarty manpage > smarty.1 && man ./smarty.1\n  \
+  smarty manpage --dir man/          smarty.1, smarty-read.1, smarty-fleet-ingest.1, …")]
+    Manpage {
+        /// Write smarty.1 and a page per command (smarty-read.1, …) into this folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 

@@ -868,6 +868,12 @@ pub fn read_secret(path: &Path) -> Result<Secret> {
 
 /// Warns when the secret file `path` (a key, a password) can be read by every user of the
 /// machine: its mode gives "others" access. Files of a group (`0640 root:smarty`) are fine.
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+/// Warns when the secret file `path` (a key, a password) can be read by every user of the
+/// machine: its mode gives "others" access. Files of a group (`0640 root:smarty`) are fine.
+#[cfg(unix)]
 fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)

@@ -84,6 +84,8 @@ fn main() -> std::process::ExitCode {
         // The history, the MQTT queue and the replay counters hold a household's consumption:
         // whatever this process creates is its user's alone (0600 files, 0700 directories),
         // as systemd's UMask=0077 does for the unit.
+        // (Windows has no umask: files there take the folder's access list.)
+        #[cfg(unix)]
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     }
     let result = runtime.block_on(async {
@@ -97,6 +99,8 @@ fn main() -> std::process::ExitCode {
             Command::Config { command } => commands::config::run(command),
             Command::Store { command } => commands::store::run(command),
             Command::Fleet { command } => commands::fleet::run(command).await,
+            Command::Completions { shell } => commands::docs::completions(shell),
+            Command::Manpage { dir } => commands::docs::manpage(dir.as_deref()),
         }
     });
     match result {

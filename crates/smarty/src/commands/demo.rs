@@ -12,7 +12,11 @@ use smarty_p1::{Decoder, DecoderConfig, Key};
 use crate::cli::{DemoArgs, Firmware, MeterArgs};
 use crate::config::{Config, MeterConfig, default_state_dir};
 use crate::output;
-use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter, PtyLink};
+#[cfg(unix)]
+use crate::simulate::PtyLink;
+#[cfg(not(unix))]
+use crate::simulate::TcpLink;
+use crate::simulate::{FIRST_FRAME_DELAY, Link, Meter};
 use smarty_model::secret::Secret;
 use smarty_model::time::meter_zone;
 use smarty_store::config::StoreSection;
@@ -88,8 +92,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
     let http = address.to_string();
-    let pty = PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
-    let path = pty.reader_path().to_owned();
+    // The virtual meter's line: a pseudo-terminal, read like a serial device; where there are
+    // none (Windows), a TCP port on loopback, read like ser2net.
+    #[cfg(unix)]
+    let (link, source, line): (Box<dyn Link>, String, &str) = {
+        let pty =
+            PtyLink::open(None).context("cannot open a pseudo-terminal for the virtual meter")?;
+        let source = pty.reader_path().display().to_string();
+        (Box::new(pty), source, "the pseudo-terminal")
+    };
+    #[cfg(not(unix))]
+    let (link, source, line): (Box<dyn Link>, String, &str) = {
+        let tcp = TcpLink::listen("127.0.0.1:0")
+            .context("cannot open a TCP port for the virtual meter")?;
+        let source = tcp.describe();
+        (Box::new(tcp), source, "the TCP port")
+    };
     // A new history each time: the virtual meter's registers start afresh.
     for suffix in ["", "-wal", "-shm"] {
         let mut path = store_path.clone().into_os_string();
@@ -125,19 +143,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     output::note(format_args!(
         "smarty demo: a virtual Smarty meter ({}, with gas and water meters on M-Bus) sends an \
-encrypted frame every {:?} to the pseudo-terminal {}.\nsmarty reads it there like a real meter on \
-a USB P1 cable — the same as running:\n\n    smarty read {} --key {key_hex}\n\n\
+encrypted frame every {:?} to {line} {source}.\nsmarty reads it there like a real meter on \
+a USB P1 cable — the same as running:\n\n    smarty read {source} --key {key_hex}\n\n\
 Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         meter.meter_id(),
         args.interval,
-        path.display(),
-        path.display(),
         http,
         state_dir.display(),
     ));
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let mut link: Box<dyn Link> = Box::new(pty);
+    let mut link = link;
     let worker = tokio::task::spawn_blocking(move || {
         // Give the reader a moment to open the device before the first frame.
         std::thread::sleep(FIRST_FRAME_DELAY);
@@ -154,7 +170,7 @@ Dashboard: http://{}/   (history in {})\nPress Ctrl-C to stop.\n",
         state_dir: Some(state_dir.clone()),
         meters: vec![MeterConfig {
             name: NAME.into(),
-            source: path.display().to_string(),
+            source,
             key: Some(Secret::from(key_hex)),
             key_file: None,
             auth_key: None,

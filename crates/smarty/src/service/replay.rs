@@ -245,10 +245,11 @@ impl ReplayCounters {
         let text = serde_json::to_vec_pretty(&file).expect("JSON serialises");
         let tmp = path.with_extension("json.new");
         if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
                 .create(dir)
                 .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
         }

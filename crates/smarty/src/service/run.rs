@@ -248,9 +248,12 @@ async fn join_all(tasks: &mut JoinSet<Result<()>>) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// Ctrl-C or SIGTERM (systemd's stop).
+/// Ctrl-C or SIGTERM (systemd's stop; Windows has Ctrl-C only).
 pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(not(unix))]
+    let mut term: Option<Never> = None;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async {
@@ -445,5 +448,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("without a URL after SOURCE"), "{err}");
+    }
+}
+
+/// No SIGTERM to wait for, where there is none.
+#[cfg(not(unix))]
+enum Never {}
+
+#[cfg(not(unix))]
+impl Never {
+    async fn recv(&mut self) -> Option<()> {
+        match *self {}
     }
 }

@@ -2,10 +2,12 @@
 
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[cfg(unix)]
 use serialport::{ClearBuffer, SerialPort, TTYPort};
 
 /// A destination for frames.
@@ -26,6 +28,7 @@ pub trait Link: Send {
 }
 
 /// A pseudo-terminal: a reader opens its slave side like a serial device.
+#[cfg(unix)]
 pub struct PtyLink {
     master: TTYPort,
     slave: TTYPort,
@@ -33,6 +36,7 @@ pub struct PtyLink {
     link: Option<PathBuf>,
 }
 
+#[cfg(unix)]
 impl PtyLink {
     /// Opens a pseudo-terminal; with `link`, also a symlink to its slave device.
     ///
@@ -76,6 +80,7 @@ impl PtyLink {
     }
 }
 
+#[cfg(unix)]
 impl Link for PtyLink {
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         // A meter's output is lost when nobody listens: drop what no reader took.
@@ -92,6 +97,7 @@ impl Link for PtyLink {
     }
 }
 
+#[cfg(unix)]
 impl Drop for PtyLink {
     fn drop(&mut self) {
         if let Some(link) = &self.link

@@ -14,7 +14,9 @@ use jiff::{SignedDuration, Zoned};
 use rand::Rng;
 use smarty_p1::{Aad, Key};
 
-pub use link::{Link, PtyLink, TcpLink, WriterLink};
+#[cfg(unix)]
+pub use link::PtyLink;
+pub use link::{Link, TcpLink, WriterLink};
 
 use crate::cli::{MeterArgs, SimulateArgs};
 use crate::key;
@@ -238,8 +240,7 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
             )
         }
     } else {
-        let pty = PtyLink::open(args.link.as_deref()).context("cannot open a pseudo-terminal")?;
-        (Box::new(pty), args.fast)
+        (pty_link(args.link.as_deref())?, args.fast)
     };
     let what = if args.meter.plain {
         "plaintext"
@@ -278,3 +279,18 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
 
 /// How long to wait before the first frame when a reader starts at the same moment.
 pub const FIRST_FRAME_DELAY: Duration = Duration::from_millis(300);
+
+/// The default link: a pseudo-terminal, with a symlink `link` to it.
+#[cfg(unix)]
+fn pty_link(link: Option<&std::path::Path>) -> Result<Box<dyn Link>> {
+    let pty = PtyLink::open(link).context("cannot open a pseudo-terminal")?;
+    Ok(Box::new(pty))
+}
+
+/// Systems without pseudo-terminals (Windows) send over TCP or to a file.
+#[cfg(not(unix))]
+fn pty_link(_link: Option<&std::path::Path>) -> Result<Box<dyn Link>> {
+    anyhow::bail!(
+        "this system has no pseudo-terminals: send with --listen 127.0.0.1:2001 or --output FILE"
+    )
+}

@@ -94,10 +94,21 @@ pub fn from_spec_waiting(spec: &str, serial: &SerialArgs) -> Result<Box<dyn Sour
     from_spec(spec, serial)
 }
 
+#[cfg(unix)]
 fn is_device(path: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     if path.starts_with("/dev") {
         return true;
     }
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+}
+
+/// Windows: serial ports are `COM1`, `COM8`, `\\.\COM12` (any letter case).
+#[cfg(windows)]
+fn is_device(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    let name = name.strip_prefix(r"\\.\").unwrap_or(&name);
+    name.len() > 3
+        && name[..3].eq_ignore_ascii_case("com")
+        && name[3..].bytes().all(|b| b.is_ascii_digit())
 }

@@ -60,6 +60,7 @@ impl Source for SerialSource {
                 _ => StopBits::One,
             };
             let path = self.path.to_string_lossy().into_owned();
+            #[cfg_attr(not(unix), allow(unused_mut, reason = "set_exclusive is Unix-only"))]
             let mut port = tokio_serial::new(path, self.baud)
                 .data_bits(data_bits)
                 .parity(parity)
@@ -67,6 +68,7 @@ impl Source for SerialSource {
                 .open_native_async()
                 .map_err(std::io::Error::from)?;
             // Another reader may share a ser2net-less pty in tests; exclusivity is not needed.
+            #[cfg(unix)]
             let _ = port.set_exclusive(false);
             Ok(Box::new(port) as Reader)
         })
