@@ -19,15 +19,18 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| {
             // HEAD, the branch it names, and packed refs: a commit moves one of them.
-            for path in ["HEAD", "packed-refs"] {
-                if let Some(path) = git(&["rev-parse", "--git-path", path]) {
+            // (Only files that exist: cargo reruns the script every time for a missing one.)
+            let watch = |path: &str| {
+                if let Some(path) = git(&["rev-parse", "--git-path", path])
+                    && std::path::Path::new(&path).exists()
+                {
                     println!("cargo:rerun-if-changed={path}");
                 }
-            }
-            if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-                && let Some(path) = git(&["rev-parse", "--git-path", &branch])
-            {
-                println!("cargo:rerun-if-changed={path}");
+            };
+            watch("HEAD");
+            watch("packed-refs");
+            if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+                watch(&branch);
             }
             git(&["rev-parse", "--short=12", "HEAD"])
         })
