@@ -2,7 +2,8 @@
 # Size and start-up time of each release artefact in dist/out (scripts/release): the median
 # wall time of 21 runs of `smarty --version` and of `smarty read` of the real frame (start,
 # decode one frame, exit), natively for x86_64 and under qemu-user / Wine for the others (an
-# emulator's figure, not the board's). Prints a Markdown table.
+# emulator's figure, not the board's). Prints a Markdown table. Run it after scripts/release,
+# whose checks also make the Wine prefix it uses.
 #
 #   bench/artefacts.sh            # after scripts/release
 set -euo pipefail
@@ -34,7 +35,10 @@ for f in dist/out/*; do
     *x86_64-linux) run=() ; by="this machine" ;;
     *aarch64-linux) run=(qemu-aarch64) ; by="qemu-aarch64" ;;
     *armv7-linux) run=(qemu-arm) ; by="qemu-arm" ;;
-    *windows.exe) run=(wine) ; by="Wine 8" ;;
+    *windows.exe)
+        # The Wine prefix of scripts/check-artefact (made by scripts/release's checks).
+        export WINEPREFIX=$PWD/target/wine-prefix WINEDEBUG=-all
+        run=(wine) ; by="Wine 8" ;;
     esac
     arg=$frame
     [ "${run[0]:-}" != wine ] || arg=$(winepath -w "$frame" 2>/dev/null)

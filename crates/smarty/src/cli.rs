@@ -39,6 +39,7 @@ pub enum Command {
     /// Read, decrypt and decode a P1 stream from a serial device, TCP, a file or stdin.
     #[command(after_help = "SOURCE forms:\n  \
   /dev/ttyUSB0, /dev/serial/by-id/…   a serial device (115200 8N1 unless --baud/--serial)\n  \
+  COM8                                 a serial port on Windows (Device Manager, Ports)\n  \
   tcp://HOST:PORT                      ser2net, socat or a network P1 dongle\n  \
   capture.bin                          a file: read to its end, then exit 0\n  \
   -                                    standard input\n\n\

@@ -45,8 +45,9 @@ pub trait Source: fmt::Display + Send + Sync {
 /// Parses a SOURCE argument: `-`, `tcp://HOST:PORT`, `mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC`
 /// (raw frames another `smarty` published with `--publish-raw`), a serial device or a file.
 ///
-/// A path under `/dev/` or naming a character device is a serial device (which may appear
-/// later, like a USB cable plugged in after start); any other existing path is a file.
+/// A path under `/dev/` or naming a character device (on Windows: `COM1`, `COM8`,
+/// `\\.\COM12`) is a serial device (which may appear later, like a USB cable plugged in
+/// after start); any other existing path is a file.
 ///
 /// # Errors
 /// A malformed `tcp://` or `mqtt://` address, or a path that is neither a device nor an existing file.
