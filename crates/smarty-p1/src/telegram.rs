@@ -621,8 +621,8 @@ pub struct DataObject<'a> {
     pub code: &'a str,
     /// The registry entry, `None` for codes the registry does not know.
     pub def: Option<&'static ObisDef>,
-    /// The whole line as sent (two lines for a DSMR 2.2 gas reading), without line end.
-    pub line: &'a str,
+    /// The whole line (see [`DataObject::line`]); private, as the bounds below are its.
+    line: &'a str,
     /// Where the value groups start in `line`.
     groups_at: u16,
     /// The parser saw that the value fits the registry format (`false` says nothing).
@@ -634,6 +634,11 @@ pub struct DataObject<'a> {
 }
 
 impl<'a> DataObject<'a> {
+    /// The whole line as sent (two lines for a DSMR 2.2 gas reading), without line end.
+    pub fn line(&self) -> &'a str {
+        self.line
+    }
+
     /// The value groups as sent, `(…)(…)`.
     pub fn groups(&self) -> Groups<'a> {
         Groups(&self.line[usize::from(self.groups_at)..])

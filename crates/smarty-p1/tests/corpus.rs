@@ -496,7 +496,7 @@ fn telegrams_in(dir: &Path) -> usize {
             let found = lenient
                 .objects()
                 .iter()
-                .any(|o| o.line.starts_with(line.as_str()))
+                .any(|o| o.line().starts_with(line.as_str()))
                 || lenient.unknown_lines().contains(&line.as_bytes());
             if !found {
                 failures.push(format!("{name}: line {line:?} not kept"));

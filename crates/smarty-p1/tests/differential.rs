@@ -110,7 +110,7 @@ fn render(out: &mut String, result: Result<Telegram<'_>, smarty_p1::TelegramErro
             object.value(),
             telegram.name_of(object).map(|n| n.to_string()),
             object.is_understood(),
-            object.line,
+            object.line(),
         )
         .unwrap();
     }
@@ -120,7 +120,7 @@ fn render(out: &mut String, result: Result<Telegram<'_>, smarty_p1::TelegramErro
     assert_eq!(telegram.has_unknown_lines(), !unknown.is_empty());
     for object in telegram.objects() {
         let understood = object.def.is_some() && !matches!(object.value(), Value::Raw(_));
-        assert_eq!(object.is_understood(), understood, "{:?}", object.line);
+        assert_eq!(object.is_understood(), understood, "{:?}", object.line());
     }
     for line in unknown {
         writeln!(out, "unknown {:?}", String::from_utf8_lossy(line)).unwrap();
