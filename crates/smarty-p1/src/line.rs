@@ -25,7 +25,7 @@ pub(crate) struct LineGroups {
 /// For `rest[open] == b'('`: where the group closes (the index of its `)`, `(` or LF, or
 /// `None` at the end of `rest`), and whether it holds a plain number.
 #[inline]
-fn group(rest: &[u8], open: usize) -> Option<(usize, bool)> {
+pub(crate) fn group(rest: &[u8], open: usize) -> Option<(usize, bool)> {
     // The number: digits and points.
     let inner = rest.get(open + 1..)?;
     let mut digits = 0u32;

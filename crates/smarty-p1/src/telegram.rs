@@ -707,9 +707,14 @@ impl<'a> DataObject<'a> {
         // Most values are one plain number, text or timestamp, which fit without being
         // converted.
         let at = usize::from(self.groups_at);
-        if let [b'(', inner @ .., b')'] = &self.line.as_bytes()[at..] {
+        let groups = &self.line.as_bytes()[at..];
+        if let [b'(', inner @ .., b')'] = groups {
             let fits = match def.format {
-                Format::Number => inner.is_empty() || is_plain_number(inner),
+                Format::Number => {
+                    inner.is_empty()
+                        || line::group(groups, 0)
+                            .is_some_and(|(close, plain)| plain && close == groups.len() - 1)
+                }
                 Format::Text | Format::OctetString => {
                     !inner.iter().any(|&b| b == b'(' || b == b')')
                 }
@@ -819,7 +824,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
     let mut at = 0;
     while at < body.len() {
         let rest = &body[at..];
-        // Most lines: a known code, one group, the line end.
+        // Most lines: a known code, one or two groups, the line end.
         if let Some(text) = text
             && let Some((obis, def, code_len)) = registry::known_prefix(rest)
             && let Some(groups) = line::groups(&rest[code_len..])
@@ -868,39 +873,6 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         telegram.add_line(bytes, line, line_text);
     }
     Ok(telegram)
-}
-
-/// `true` for a group's text that [`Quantity::parse`] always takes: 1 to 18 digits with at
-/// most one point, then nothing, or `*` and a unit that starts with a letter (printable, no
-/// parenthesis). `false` says nothing: the value is then converted to tell.
-fn is_plain_number(inner: &[u8]) -> bool {
-    let mut digits = 0;
-    let mut point = false;
-    let mut i = 0;
-    while let Some(&b) = inner.get(i) {
-        if b.is_ascii_digit() {
-            digits += 1;
-        } else if b == b'.' && !point {
-            point = true;
-        } else if b == b'*' {
-            break;
-        } else {
-            return false;
-        }
-        i += 1;
-    }
-    if digits == 0 || digits > 18 {
-        return false;
-    }
-    match inner.get(i + 1..) {
-        None => true,
-        Some(unit) => {
-            unit.first().is_some_and(u8::is_ascii_alphabetic)
-                && unit
-                    .iter()
-                    .all(|&b| b.is_ascii_graphic() && b != b'(' && b != b')')
-        }
-    }
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
