@@ -10,6 +10,7 @@
 //! | [`live`] | the live state: the latest of every meter, the health of the outputs, the MQTT queue's report |
 //! | [`time`] | the meters' zone, meter timestamps as instants and RFC 3339, times given by people, local days and months |
 //! | [`period`] | the 15-minute interval, reporting periods, resolutions of history |
+//! | [`guard`] | the live reference-power guard: the quarter hour in progress, headroom, alerts |
 //! | [`slug`] | names reduced to `[a-z0-9_]` |
 //! | [`secret`] | [`Secret`](secret::Secret): passwords, tokens and key text that never show |
 //! | [`backoff`] | exponential back-off between attempts |
@@ -20,6 +21,7 @@
 
 pub mod backoff;
 pub mod event;
+pub mod guard;
 pub mod json;
 pub mod live;
 pub mod period;

@@ -49,13 +49,11 @@
 //! | [`prices`] | the published prices, each period with its sources ([`BUILTIN`]) |
 //! | [`config`] | the `[tariff]` section, its check and the prices in force over time |
 //! | [`report`](mod@report) | the report per day or month, and the dashboard's summaries |
-//! | [`guard`] | the live reference-power guard: the quarter hour in progress, headroom, alerts |
 //!
 //! It depends on `smarty-model` (intervals, periods, the meters' zone), serde and jiff: it
 //! reads nothing and keeps nothing, the store hands it the intervals.
 
 pub mod config;
-pub mod guard;
 pub mod prices;
 pub mod report;
 

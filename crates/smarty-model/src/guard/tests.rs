@@ -3,7 +3,7 @@
 //! against the store's way of attributing energy to 15-minute periods.
 
 use super::*;
-use smarty_model::time::meter_zone;
+use crate::time::meter_zone;
 
 /// 2026-01-05 00:00 Europe/Luxembourg (a quarter's start).
 const MONDAY: i64 = 1_767_567_600;

@@ -2,8 +2,9 @@
 //! power, updated with each telegram, while there is still time to act.
 //!
 //! Luxembourg's tariff bills the energy of each 15-minute period above `P_ref × 0.25 h` at a
-//! higher price ([`above_reference_kwh`](crate::report::above_reference_kwh)); Belgium's
-//! capacity tariff bills the month's highest 15-minute average. The guard follows the quarter
+//! higher price (`smarty_tariff::report::above_reference_kwh` over the stored intervals);
+//! Belgium's capacity tariff bills the month's highest 15-minute average. The guard is part of
+//! the shared model so that every output (MQTT, the web server) can carry its figures. The guard follows the quarter
 //! hour in progress as the store will record it, and says how much power may still be drawn:
 //!
 //! - **The quarter**: the 15-minute period of the telegram's time
@@ -31,8 +32,8 @@
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-use smarty_model::period::{INTERVAL_S, interval_start};
-use smarty_model::time::month_start_after;
+use crate::period::{INTERVAL_S, interval_start};
+use crate::time::month_start_after;
 
 /// Watt-hours of a quarter hour at 1 kW (1 kW × 0.25 h).
 const WH_PER_KW_QUARTER: f64 = 250.0;
@@ -41,7 +42,7 @@ const WH_PER_KW_QUARTER: f64 = 250.0;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct GuardConfig {
-    /// The reference power, kW (`[tariff] reference_power_kw`).
+    /// The reference power, kW (`[tariff] reference_power_kw` in the service).
     pub reference_power_kw: f64,
     /// Alert when the headroom falls below this, kW; `None`: no such alert.
     pub headroom_alert_kw: Option<f64>,
@@ -55,7 +56,7 @@ impl GuardConfig {
     ///
     /// # Example
     /// ```
-    /// let config = smarty_tariff::guard::GuardConfig::new(7.0).with_headroom_alert_kw(Some(1.0));
+    /// let config = smarty_model::guard::GuardConfig::new(7.0).with_headroom_alert_kw(Some(1.0));
     /// assert_eq!(config.headroom_alert_kw, Some(1.0));
     /// ```
     pub fn new(reference_power_kw: f64) -> GuardConfig {
@@ -234,7 +235,7 @@ pub struct Update {
 ///
 /// # Example
 /// ```
-/// use smarty_tariff::guard::{Guard, GuardConfig, Reading, Verdict};
+/// use smarty_model::guard::{Guard, GuardConfig, Reading, Verdict};
 /// let mut guard = Guard::new(GuardConfig::new(3.0), jiff::tz::TimeZone::UTC);
 /// let start = 1_767_225_600; // 2026-01-01 00:00 UTC, a quarter's start
 /// guard.update(&Reading::new(start - 10, 1_000_000, Some(0.4)));
@@ -263,7 +264,7 @@ pub struct Guard {
 
 impl Guard {
     /// A guard with `config`, months taken in `zone` (the meters' zone,
-    /// [`meter_zone`](smarty_model::time::meter_zone)).
+    /// [`meter_zone`](crate::time::meter_zone)).
     pub fn new(config: GuardConfig, zone: TimeZone) -> Guard {
         Guard {
             config,
