@@ -7,6 +7,8 @@ use std::time::SystemTime;
 use serde_json::Value as Json;
 use smarty_p1::{Decoded, Stats, Timestamp};
 
+use super::guard::{Alert, Closed, GuardState, Update};
+
 use super::json::telegram_json;
 use super::value::{TelegramValue, values_of};
 
@@ -27,6 +29,35 @@ pub enum MeterEvent {
         /// The frame as received.
         frame: Arc<[u8]>,
     },
+    /// Where a meter's quarter hour stands against the reference power, after each accepted
+    /// telegram (the live guard, [`crate::guard`]); sent right after the telegram's event.
+    Guard(Arc<GuardEvent>),
+}
+
+/// The live guard of one meter after one telegram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardEvent {
+    /// The meter's configured name.
+    pub meter: Arc<str>,
+    /// The figures now.
+    pub state: GuardState,
+    /// Thresholds this telegram crossed (each kind at most once per quarter hour); the
+    /// outputs deliver those the `[guard]` section asks for.
+    pub alerts: Vec<Alert>,
+    /// The quarter hour this telegram closed, when it is the first of a new one.
+    pub closed: Option<Closed>,
+}
+
+impl GuardEvent {
+    /// The event of `meter`'s guard `update`.
+    pub fn new(meter: &Arc<str>, update: Update) -> GuardEvent {
+        GuardEvent {
+            meter: Arc::clone(meter),
+            state: update.state,
+            alerts: update.alerts,
+            closed: update.closed,
+        }
+    }
 }
 
 /// One accepted telegram of one meter.

@@ -32,8 +32,12 @@
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
+use smarty_p1::Obis;
+
 use crate::period::{INTERVAL_S, interval_start};
 use crate::time::month_start_after;
+use crate::unit::Unit;
+use crate::value::TelegramValue;
 
 /// Watt-hours of a quarter hour at 1 kW (1 kW × 0.25 h).
 const WH_PER_KW_QUARTER: f64 = 250.0;
@@ -121,7 +125,43 @@ impl Reading {
         self.month_max_demand_kw = month_max_kw;
         self
     }
+
+    /// With the demand registers found among a telegram's `values` (e-MUCS `1-0:1.4.0` and
+    /// `1-0:1.6.0`, converted to kW; absent or in another quantity: `None`).
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_model::guard::Reading;
+    /// use smarty_model::value::{TelegramValue, ValueData, ValueId};
+    /// use smarty_model::unit::Unit;
+    /// use smarty_p1::Obis;
+    /// let id = ValueId::of_code(Obis::new(1, 0, 1, 4, 0), Unit::parse("kW")).unwrap();
+    /// let data = ValueData::Number { value: "2.345".parse().unwrap(), captured: None };
+    /// let values = [TelegramValue::new(id, "1-0:1.4.0".into(), data)];
+    /// let reading = Reading::new(0, 0, None).with_demand_of(&values);
+    /// assert_eq!(reading.demand_kw, Some(2.345));
+    /// assert_eq!(reading.month_max_demand_kw, None);
+    /// ```
+    #[must_use]
+    pub fn with_demand_of(self, values: &[TelegramValue]) -> Reading {
+        let kw = Unit::parse("kW");
+        let find = |obis: Obis| {
+            values.iter().find(|v| v.id.obis() == obis).and_then(|v| {
+                let factor = match v.id.unit() {
+                    Some(unit) => unit.factor_to(&kw)?,
+                    None => 1.0,
+                };
+                Some(v.data.number()? * factor)
+            })
+        };
+        self.with_demand(find(AVERAGE_DEMAND), find(MONTH_MAX_DEMAND))
+    }
 }
+
+/// The e-MUCS current average demand, `1-0:1.4.0`.
+const AVERAGE_DEMAND: Obis = Obis::new(1, 0, 1, 4, 0);
+/// The e-MUCS maximum demand of the running month, `1-0:1.6.0`.
+const MONTH_MAX_DEMAND: Obis = Obis::new(1, 0, 1, 6, 0);
 
 /// Where the quarter hour stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,6 +249,68 @@ pub enum Alert {
     },
 }
 
+impl Alert {
+    /// The kind, as in JSON and topics: `headroom_low`, `will_exceed`, `new_monthly_peak`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Alert::HeadroomLow { .. } => "headroom_low",
+            Alert::WillExceed { .. } => "will_exceed",
+            Alert::NewMonthlyPeak { .. } => "new_monthly_peak",
+        }
+    }
+
+    /// A one-line title for a notification: `Smarty home: headroom 0.8 kW`.
+    pub fn title(&self, meter: &str) -> String {
+        match self {
+            Alert::HeadroomLow { headroom_kw, .. } => {
+                format!("Smarty {meter}: headroom {headroom_kw:.1} kW")
+            }
+            Alert::WillExceed { .. } => format!("Smarty {meter}: reference power will be exceeded"),
+            Alert::NewMonthlyPeak { peak_kw, .. } => {
+                format!("Smarty {meter}: new monthly peak {peak_kw:.2} kW")
+            }
+        }
+    }
+
+    /// The notification text, with the figures: what happened and what it means.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_model::guard::Alert;
+    /// let alert = Alert::HeadroomLow { headroom_kw: 0.84, threshold_kw: 1.0 };
+    /// assert_eq!(
+    ///     alert.message(),
+    ///     "Only 0.84 kW may still be drawn on average until the quarter hour ends \
+    ///      (alert below 1.00 kW)."
+    /// );
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            Alert::HeadroomLow {
+                headroom_kw,
+                threshold_kw,
+            } => format!(
+                "Only {headroom_kw:.2} kW may still be drawn on average until the quarter hour \
+                 ends (alert below {threshold_kw:.2} kW)."
+            ),
+            Alert::WillExceed {
+                projected_average_kw,
+                reference_power_kw,
+            } => format!(
+                "At the present power this quarter hour averages {projected_average_kw:.2} kW, \
+                 above the reference power of {reference_power_kw:.2} kW."
+            ),
+            Alert::NewMonthlyPeak {
+                peak_kw,
+                previous_kw,
+            } => format!(
+                "This quarter hour reached {peak_kw:.2} kW, above the month's highest so far \
+                 ({previous_kw:.2} kW)."
+            ),
+        }
+    }
+}
+
 /// A quarter hour that ended: its energy as the store's 15-minute interval records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -276,6 +378,24 @@ impl Guard {
             alerted: [false; 3],
             month: None,
         }
+    }
+
+    /// Counts a quarter hour that closed before the guard started (the store's interval of
+    /// `start` holding `energy_import_wh`) towards the month's peak: a service that restarts
+    /// mid-month keeps the peak it had. Quarters of another month than the latest given are
+    /// ignored.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_model::guard::{Guard, GuardConfig, Reading};
+    /// let mut guard = Guard::new(GuardConfig::new(7.0), jiff::tz::TimeZone::UTC);
+    /// let start = 1_767_225_600; // 2026-01-01 00:00 UTC
+    /// guard.note_closed(start, 1_500); // 6 kW on average
+    /// let update = guard.update(&Reading::new(start + 3600, 5_000_000, Some(1.0)));
+    /// assert_eq!(update.state.month_peak_kw, Some(6.0));
+    /// ```
+    pub fn note_closed(&mut self, start: i64, energy_import_wh: i64) {
+        self.note_peak(start, energy_import_wh);
     }
 
     /// Takes the next reading. A reading older than the last one is ignored (its figures are
@@ -422,7 +542,7 @@ impl Guard {
     fn note_peak(&mut self, quarter: i64, energy_wh: i64) {
         let month = self.month_of(quarter);
         match self.month {
-            Some((m, wh, _)) if m == month && wh >= energy_wh => {}
+            Some((m, wh, _)) if m > month || (m == month && wh >= energy_wh) => {}
             _ => self.month = Some((month, energy_wh, quarter)),
         }
     }

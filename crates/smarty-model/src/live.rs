@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use super::event::{MeterEvent, MeterStatus, TelegramEvent};
+use super::event::{GuardEvent, MeterEvent, MeterStatus, TelegramEvent};
 
 /// Locks `mutex`, whatever a panicking holder left: every value here stays consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,6 +32,8 @@ pub struct MeterEntry {
     pub telegram: Option<Arc<TelegramEvent>>,
     /// Its last status.
     pub status: Option<Arc<MeterStatus>>,
+    /// Its live guard after the last telegram, when the guard is on.
+    pub guard: Option<Arc<GuardEvent>>,
 }
 
 impl MeterEntry {
@@ -142,6 +144,9 @@ impl LiveState {
             MeterEvent::Status(s) => {
                 meters.entry(Arc::clone(&s.meter)).or_default().status = Some(Arc::clone(s));
             }
+            MeterEvent::Guard(g) => {
+                meters.entry(Arc::clone(&g.meter)).or_default().guard = Some(Arc::clone(g));
+            }
             MeterEvent::RawFrame { .. } => {}
         }
     }
@@ -171,6 +176,11 @@ impl LiveState {
     /// The last status of `meter`, if one was reported.
     pub fn status(&self, meter: &str) -> Option<Arc<MeterStatus>> {
         lock(&self.meters).get(meter).and_then(|m| m.status.clone())
+    }
+
+    /// The live guard of `meter` after its last telegram, when the guard is on.
+    pub fn guard(&self, meter: &str) -> Option<Arc<GuardEvent>> {
+        lock(&self.meters).get(meter).and_then(|m| m.guard.clone())
     }
 
     /// Every meter's latest, by name: a copy, taken at once.

@@ -285,6 +285,7 @@ impl Output {
             MeterEvent::Telegram(t) => self.telegram(&t),
             MeterEvent::Status(s) => self.status(&s),
             MeterEvent::RawFrame { meter, frame } => self.raw_frame(&meter, &frame),
+            MeterEvent::Guard(_) => {}
         }
     }
 

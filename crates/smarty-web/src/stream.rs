@@ -53,7 +53,7 @@ pub async fn stream(
                     status_json(&s.meter, Some(s), latest.as_deref()),
                 )
             }
-            MeterEvent::RawFrame { .. } => return None,
+            MeterEvent::RawFrame { .. } | MeterEvent::Guard(_) => return None,
         };
         if meter.as_deref().is_some_and(|m| m != &*name) {
             return None;

@@ -32,6 +32,8 @@ pub struct Accepts {
     pub statuses: bool,
     /// Frames a meter without a key could not decrypt.
     pub raw_frames: bool,
+    /// The meters' live guards ([`MeterEvent::Guard`]).
+    pub guards: bool,
 }
 
 impl Accepts {
@@ -39,11 +41,19 @@ impl Accepts {
     pub const TELEGRAMS: Accepts = Accepts {
         statuses: false,
         raw_frames: false,
+        guards: false,
+    };
+    /// The live guards only (the guard's alerts).
+    pub const GUARDS: Accepts = Accepts {
+        statuses: false,
+        raw_frames: false,
+        guards: true,
     };
     /// Everything (MQTT).
     pub const ALL: Accepts = Accepts {
         statuses: true,
         raw_frames: true,
+        guards: true,
     };
 
     fn accepts(self, event: &MeterEvent) -> bool {
@@ -51,6 +61,7 @@ impl Accepts {
             MeterEvent::Telegram(_) => true,
             MeterEvent::Status(_) => self.statuses,
             MeterEvent::RawFrame { .. } => self.raw_frames,
+            MeterEvent::Guard(_) => self.guards,
         }
     }
 }

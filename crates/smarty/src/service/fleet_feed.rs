@@ -161,7 +161,7 @@ pub async fn run(config: FleetFeedConfig, mut events: mpsc::Receiver<MeterEvent>
                 let bytes: &[u8] = match &event {
                     MeterEvent::Telegram(t) => &t.frame,
                     MeterEvent::RawFrame { frame, .. } => frame,
-                    MeterEvent::Status(_) => continue,
+                    MeterEvent::Status(_) | MeterEvent::Guard(_) => continue,
                 };
                 let Ok(frame) = smarty_p1::EncryptedFrame::parse(bytes) else {
                     if !plain_logged {

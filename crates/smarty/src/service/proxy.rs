@@ -207,7 +207,7 @@ impl Proxy {
                         }
                         while tasks.try_join_next().is_some() {}
                     }
-                    Ok(MeterEvent::Status(_) | MeterEvent::RawFrame { .. }) => {}
+                    Ok(MeterEvent::Status(_) | MeterEvent::RawFrame { .. } | MeterEvent::Guard(_)) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         self.stats.lagged.fetch_add(n, Ordering::Relaxed);
                         tracing::warn!("proxy: fell behind, skipped {n} events");
