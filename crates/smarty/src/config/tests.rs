@@ -597,3 +597,48 @@ fn the_web_servers_settings_alone_for_fleet_serve() {
     .unwrap();
     assert_eq!(with_token.http.unwrap().listen, "0.0.0.0:8080");
 }
+
+/// `[guard]`: the example's commented section parses uncommented, the environment overrides
+/// it, the tariff's reference power is the default, and mistakes name their field.
+#[test]
+fn the_guard_section_parses_and_is_checked() {
+    let uncommented: String = EXAMPLE
+        .split("# [guard]")
+        .nth(1)
+        .expect("the example has a commented [guard] section")
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{METER}[guard]{uncommented}\n");
+    let env = env(&[("SMARTY_GUARD_HEADROOM_BELOW_KW", "0.5")]);
+    let config = Config::parse(&text, "smarty.toml", &env).unwrap();
+    let guard = config.guard.clone().unwrap();
+    assert_eq!(guard.headroom_below_kw, Some(0.5));
+    assert_eq!(guard.command.as_deref().map(<[String]>::len), Some(1));
+    assert!(guard.delivers());
+    assert_eq!(config.guard_config().unwrap().reference_power_kw, 3.0);
+    // Without a section: on, at the tariff's reference power.
+    let config = parse(&format!("{METER}[tariff]\nreference_power_kw = 7\n")).unwrap();
+    assert_eq!(config.guard_config().unwrap().reference_power_kw, 7.0);
+    assert!(!config.guard().delivers());
+    let config = parse(&format!("{METER}[guard]\nenabled = false\n")).unwrap();
+    assert_eq!(config.guard_config(), None);
+    let err = parse(&format!(
+        "{METER}[guard]\nreference_power_kw = -1\nnotify_url = \"ntfy.sh/x\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("smarty.toml:5:22: [guard]: reference_power_kw = -1 must be more than 0 kW"),
+        "{err}"
+    );
+    // The URL itself is not repeated: its topic may be a secret.
+    assert!(
+        err.contains(
+            "smarty.toml:6:14: [guard]: notify_url must be a whole http:// or https:// URL"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("ntfy.sh/x"), "{err}");
+}

@@ -128,9 +128,12 @@ impl GuardSection {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
                 Ok(_) => out.push((
                     "notify_url",
-                    "[guard]: notify_url must be an http:// or https:// URL".to_owned(),
+                    "[guard]: notify_url must be a whole http:// or https:// URL".to_owned(),
                 )),
-                Err(e) => out.push(("notify_url", format!("[guard]: notify_url: {e}"))),
+                Err(e) => out.push((
+                    "notify_url",
+                    format!("[guard]: notify_url must be a whole http:// or https:// URL ({e})"),
+                )),
             }
         }
         if self.notify_token.is_some() && self.notify_token_file.is_some() {

@@ -716,3 +716,45 @@ fn an_mqtt_backlog_is_stored_to_the_last_telegram() {
     stop(run, &log);
     assert_eq!(stored_readings(&state), i64::from(N), "{}", read_log(&log));
 }
+
+/// The guard end to end: a household over its (tiny) reference power makes `smarty run`
+/// run the configured command, once per quarter hour, with the alert on its input.
+#[test]
+fn a_guard_alert_runs_the_configured_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, sim_addr) = simulator_tcp("127.0.0.1:0", "4");
+    let alerts = dir.path().join("alerts.jsonl");
+    let config = dir.path().join("smarty.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[meter]]\nname = \"home\"\nsource = \"tcp://{sim_addr}\"\nkey = \"{KEY}\"\n\
+             interval_s = 0.3\n\n[http]\nenabled = false\n\n[guard]\nreference_power_kw = 0.01\n\
+             command = [\"sh\", \"-c\", \"cat >> \\\"$1\\\"\", \"sh\", {:?}]\n",
+            alerts.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let run = service(
+        &dir.path().join("state"),
+        &log,
+        &["run", "--config", &config.display().to_string()],
+    );
+    let alert: serde_json::Value = wait_until(30, "the guard's alert", &log, || {
+        let text = std::fs::read_to_string(&alerts).ok()?;
+        serde_json::from_str(text.lines().next()?).ok()
+    });
+    assert_eq!(alert["meter"], "home");
+    assert_eq!(alert["kind"], "will_exceed");
+    assert_eq!(alert["reference_power_kw"], 0.01);
+    assert!(
+        alert["projected_average_kw"].as_f64().unwrap() > 0.01,
+        "{alert}"
+    );
+    assert!(read_log(&log).contains("guard alert"), "{}", read_log(&log));
+    stop(run, &log);
+    // One alert per quarter hour: the simulated telegrams of this run fall into one or two.
+    let lines = std::fs::read_to_string(&alerts).unwrap().lines().count();
+    assert!((1..=2).contains(&lines), "{lines} alerts");
+}
