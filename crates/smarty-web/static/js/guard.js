@@ -50,6 +50,7 @@ export function showGuard() {
   const left = minutesLeft(g);
   const verdict = over ? 'over' : g.verdict;
   box.dataset.verdict = verdict;
+  box.dataset.at = String(g.at);
   box.dataset.projected = projected == null ? '' : String(projected);
   box.dataset.reference = ref == null ? '' : String(ref);
   box.dataset.headroom = headroom == null ? '' : String(headroom);
