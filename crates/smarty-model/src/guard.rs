@@ -11,10 +11,11 @@
 //!   ([`interval_start`]: `:00`, `:15`, `:30`, `:45`
 //!   local time, DST days included, as the meters' zones are whole hours from UTC).
 //! - **Energy so far**: the import register's increase attributed to the quarter exactly as the
-//!   store's 15-minute intervals attribute it (docs/storage.md): the first telegram of a quarter
-//!   brings the increase since the last telegram before it, however long the gap; a register
-//!   that goes backwards (a replaced meter) starts afresh and adds nothing. When the quarter
-//!   closes, its energy is the store's interval energy ([`Closed`]).
+//!   store's 15-minute intervals attribute it (docs/storage.md): from the last reading before
+//!   the quarter, however long the gap, to the latest. A register that goes backwards (a
+//!   replaced meter) starts afresh: at a quarter's first reading the quarter counts from that
+//!   value; inside a quarter the drop counts as nothing, never as negative energy. When the
+//!   quarter closes, its energy is the store's interval energy ([`Closed`]).
 //! - **Average so far** (energy ÷ time since the quarter began), **projected average** at the
 //!   end at the present power (`1-0:1.7.0`), and the **headroom**: the power that may still be
 //!   drawn, on average, for the rest of the quarter without its average exceeding the reference
@@ -356,6 +357,9 @@ pub struct Guard {
     /// The last reading's time and import register.
     last: Option<(i64, i64)>,
     quarter_start: i64,
+    /// The register the quarter's energy counts from.
+    reference: i64,
+    /// The quarter's energy so far.
     energy_wh: i64,
     will_exceed: bool,
     /// Alerts given in this quarter: headroom, will exceed, monthly peak.
@@ -373,6 +377,7 @@ impl Guard {
             zone,
             last: None,
             quarter_start: i64::MIN,
+            reference: 0,
             energy_wh: 0,
             will_exceed: false,
             alerted: [false; 3],
@@ -398,6 +403,29 @@ impl Guard {
         self.note_peak(start, energy_import_wh);
     }
 
+    /// Resumes where a stopped guard was (a restart): the last reading at `last_ts` read
+    /// `register_wh`, and the quarter hour holding it had `quarter_energy_wh` so far (the
+    /// store's interval). The next reading then adds its increase since that one, as the
+    /// store does. Alerts of that quarter may be given again.
+    ///
+    /// # Example
+    /// ```
+    /// use smarty_model::guard::{Guard, GuardConfig, Reading};
+    /// let mut guard = Guard::new(GuardConfig::new(7.0), jiff::tz::TimeZone::UTC);
+    /// let start = 1_767_225_600; // 2026-01-01 00:00 UTC
+    /// guard.resume(start + 300, 2_000_000, 400);
+    /// let update = guard.update(&Reading::new(start + 310, 2_000_010, Some(3.6)));
+    /// assert_eq!(update.state.energy_import_wh, 410);
+    /// ```
+    pub fn resume(&mut self, last_ts: i64, register_wh: i64, quarter_energy_wh: i64) {
+        self.last = Some((last_ts, register_wh));
+        self.quarter_start = interval_start(last_ts);
+        self.energy_wh = quarter_energy_wh.max(0);
+        self.reference = register_wh - self.energy_wh;
+        self.will_exceed = false;
+        self.alerted = [false; 3];
+    }
+
     /// Takes the next reading. A reading older than the last one is ignored (its figures are
     /// those of the last).
     pub fn update(&mut self, reading: &Reading) -> Update {
@@ -421,14 +449,17 @@ impl Guard {
                 self.note_peak(self.quarter_start, self.energy_wh);
             }
             self.quarter_start = quarter;
-            self.energy_wh = 0;
+            // The quarter counts from the last register before it; from its own first
+            // value when there is none, or the register went backwards (a replaced meter).
+            self.reference = match self.last {
+                Some((_, before)) if reading.energy_import_wh >= before => before,
+                _ => reading.energy_import_wh,
+            };
             self.will_exceed = false;
             self.alerted = [false; 3];
         }
-        if let Some((_, register)) = self.last {
-            // A register that goes backwards starts afresh (as the store's intervals).
-            self.energy_wh += (reading.energy_import_wh - register).max(0);
-        }
+        // As the store: a drop inside the quarter counts as nothing, never as negative energy.
+        self.energy_wh = (reading.energy_import_wh - self.reference).max(0);
         self.last = Some((reading.ts, reading.energy_import_wh));
         let previous_peak = self.peak_of_month(quarter);
         let state = self.state(reading.ts, reading);

@@ -21,11 +21,11 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::client::publisher::{self, Loop, MqttClient, NotTaken, Note, Outcome};
 use super::config::MqttConfig;
-use super::discovery::{device_key, discovery_message};
+use super::discovery::{device_key, discovery_message, guard_discovery_messages};
 use super::topics;
 use crate::error::MqttError;
 use smarty_model::backoff::Backoff;
-use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use smarty_model::event::{GuardEvent, MeterEvent, MeterStatus, TelegramEvent};
 use smarty_model::live::{OutputHealth, QueueReport};
 use smarty_store::queue::{Publication, Queue};
 
@@ -151,6 +151,10 @@ struct MeterState {
     key: String,
     /// Values announced under `key`.
     announced: HashSet<String>,
+    /// A guard event came: the guard's entities belong to the device.
+    guarded: bool,
+    /// The guard's entities are announced under `key`.
+    guard_announced: bool,
     /// The availability last published.
     available: Option<bool>,
 }
@@ -285,7 +289,7 @@ impl Output {
             MeterEvent::Telegram(t) => self.telegram(&t),
             MeterEvent::Status(s) => self.status(&s),
             MeterEvent::RawFrame { meter, frame } => self.raw_frame(&meter, &frame),
-            MeterEvent::Guard(_) => {}
+            MeterEvent::Guard(g) => self.guard(&g),
         }
     }
 
@@ -388,6 +392,7 @@ impl Output {
             if meter.key != key {
                 meter.key = key;
                 meter.announced.clear();
+                meter.guard_announced = false;
             }
             for value in &event.values {
                 if !meter.announced.contains(&value.name) {
@@ -397,6 +402,26 @@ impl Output {
             }
         }
         messages.extend(topics::telegram_messages(&self.config, event));
+        self.push(messages);
+    }
+
+    /// Where a meter's quarter hour stands: the guard's topics, after announcing its entities
+    /// with the first guard event (under the device of the meter's last telegram; before any
+    /// telegram there is no device, and the announcement waits for the next guard event).
+    fn guard(&mut self, event: &Arc<GuardEvent>) {
+        let meter = self.meters.entry(Arc::clone(&event.meter)).or_default();
+        meter.guarded = true;
+        let mut messages = Vec::new();
+        if self.config.discovery
+            && !meter.guard_announced
+            && let Some(last) = &meter.last
+        {
+            // Under `meter.key`: the telegram set it (and forgets the announcement when the
+            // key changes).
+            meter.guard_announced = true;
+            messages.extend(guard_discovery_messages(&self.config, last));
+        }
+        messages.extend(topics::guard_messages(&self.config, event));
         self.push(messages);
     }
 
@@ -436,6 +461,10 @@ impl Output {
             for value in &last.values {
                 meter.announced.insert(value.name.clone());
                 messages.push(discovery_message(&self.config, last, value));
+            }
+            meter.guard_announced = meter.guarded;
+            if meter.guarded {
+                messages.extend(guard_discovery_messages(&self.config, last));
             }
         }
         tracing::info!(

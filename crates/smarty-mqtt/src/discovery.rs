@@ -2,6 +2,10 @@
 //! `<discovery_prefix>/sensor/smarty_<device>/<name>/config`, naming the value's state topic,
 //! unit, device class, state class, entity category, availability (the gateway's and the
 //! meter's) and device (the meter, or its M-Bus device). Pure functions of the telegram.
+//!
+//! The reference-power guard's entities ([`guard_discovery_messages`]) belong to the meter's
+//! device too: sensors of its figures, a `binary_sensor` "Will exceed reference power" and an
+//! `event` entity of its alerts, announced with the meter's first guard event.
 
 use serde_json::{Map, Value as Json, json};
 use smarty_p1::registry::{Kind, Medium};
@@ -236,6 +240,18 @@ pub fn discovery_message(
         "state_topic".into(),
         json!(topics::value(config, &event.meter, &value.name)),
     );
+    insert_classes(&mut c, &classes);
+    finish(config, event, &key, channel, &mut c);
+    Publication {
+        topic: topics::discovery(config, &key, &value.name),
+        payload: serde_json::to_vec(&Json::Object(c)).expect("JSON serialises"),
+        qos: config.qos,
+        retain: true,
+    }
+}
+
+/// Unit, device class, state class and entity category, those that are set.
+fn insert_classes(c: &mut Map<String, Json>, classes: &Classes) {
     if let Some(unit) = &classes.unit {
         c.insert("unit_of_measurement".into(), json!(unit));
     }
@@ -248,6 +264,17 @@ pub fn discovery_message(
     if let Some(category) = classes.entity_category {
         c.insert("entity_category".into(), json!(category));
     }
+}
+
+/// What every entity of a meter's device carries: availability (the gateway's and the
+/// meter's), the device block (the meter's, or its M-Bus device's on `channel`) and origin.
+fn finish(
+    config: &MqttConfig,
+    event: &TelegramEvent,
+    key: &str,
+    channel: Option<u8>,
+    c: &mut Map<String, Json>,
+) {
     c.insert(
         "availability".into(),
         json!([
@@ -256,7 +283,7 @@ pub fn discovery_message(
         ]),
     );
     c.insert("availability_mode".into(), json!("all"));
-    c.insert("device".into(), device(event, &key, channel));
+    c.insert("device".into(), device(event, key, channel));
     c.insert(
         "origin".into(),
         json!({
@@ -264,18 +291,149 @@ pub fn discovery_message(
             "sw_version": env!("CARGO_PKG_VERSION"),
         }),
     );
-    Publication {
-        topic: topics::discovery(config, &key, &value.name),
-        payload: serde_json::to_vec(&Json::Object(c)).expect("JSON serialises"),
-        qos: config.qos,
-        retain: true,
+}
+
+/// A sensor of one of the guard's figures.
+struct GuardSensor {
+    /// The figure's name: its topic is `<prefix>/<meter>/guard/<figure>`.
+    figure: &'static str,
+    /// The entity's name.
+    name: &'static str,
+    /// `unit_of_measurement`.
+    unit: &'static str,
+    /// `state_class`.
+    state_class: Option<&'static str>,
+    /// `entity_category`.
+    entity_category: Option<&'static str>,
+}
+
+impl GuardSensor {
+    /// A kW sensor of device class `power`, a measurement.
+    const fn power(figure: &'static str, name: &'static str) -> GuardSensor {
+        GuardSensor {
+            figure,
+            name,
+            unit: "kW",
+            state_class: Some("measurement"),
+            entity_category: None,
+        }
     }
+
+    fn classes(&self) -> Classes {
+        Classes {
+            unit: Some(self.unit.to_owned()),
+            device_class: Some(if self.unit == "kWh" {
+                "energy"
+            } else {
+                "power"
+            }),
+            state_class: self.state_class,
+            entity_category: self.entity_category,
+        }
+    }
+}
+
+/// The sensors of the guard's numeric figures.
+const GUARD_SENSORS: [GuardSensor; 6] = [
+    // Resets to 0 every quarter hour: Home Assistant's statistics take a decrease of a
+    // `total_increasing` sensor as the start of a new cycle.
+    GuardSensor {
+        figure: "energy_import_kwh",
+        name: "Quarter-hour energy so far",
+        unit: "kWh",
+        state_class: Some("total_increasing"),
+        entity_category: None,
+    },
+    GuardSensor::power("average_power_kw", "Quarter-hour average so far"),
+    GuardSensor::power("projected_average_kw", "Quarter-hour projected average"),
+    GuardSensor::power("headroom_kw", "Headroom"),
+    // A setting, like the meter's power threshold: no statistics.
+    GuardSensor {
+        state_class: None,
+        entity_category: Some("diagnostic"),
+        ..GuardSensor::power("reference_power_kw", "Reference power")
+    },
+    GuardSensor::power("month_peak_kw", "Month's peak quarter hour"),
+];
+
+/// The kinds of the guard's alerts ([`smarty_model::guard::Alert::kind`]): the `event_types`
+/// of its event entity.
+const ALERT_KINDS: [&str; 3] = ["headroom_low", "will_exceed", "new_monthly_peak"];
+
+/// The discovery messages of the reference-power guard of `event`'s meter (the meter's
+/// device, announced when its first guard event arrives), retained:
+///
+/// - sensors on `<discovery_prefix>/sensor/smarty_<device>/guard_<figure>/config` for
+///   "Quarter-hour energy so far" (kWh), "Quarter-hour average so far", "Quarter-hour
+///   projected average", "Headroom", "Reference power" (diagnostic) and "Month's peak quarter
+///   hour" (kW), each reading `<prefix>/<meter>/guard/<figure>`, and "Quarter-hour verdict"
+///   (device class `enum`: `fine`, `will_exceed`, `exceeded`);
+/// - the binary sensor "Will exceed reference power" (device class `problem`, `ON`/`OFF`) on
+///   `<discovery_prefix>/binary_sensor/smarty_<device>/guard_will_exceed/config`;
+/// - the event entity "Reference-power alert" (event types `headroom_low`, `will_exceed`,
+///   `new_monthly_peak`) on `<discovery_prefix>/event/smarty_<device>/guard_alert/config`,
+///   reading `<prefix>/<meter>/guard/alert`.
+///
+/// Unique ids are `smarty_<device>_guard_<figure>`, stable like those of the values.
+pub fn guard_discovery_messages(config: &MqttConfig, event: &TelegramEvent) -> Vec<Publication> {
+    let key = device_key(event);
+    let meter = &event.meter;
+    let entity = |component: &str, id: &str, name: &str, fields: Map<String, Json>| {
+        let object_id = format!("guard_{id}");
+        let mut c = Map::new();
+        c.insert("name".into(), json!(name));
+        c.insert(
+            "unique_id".into(),
+            json!(format!("smarty_{key}_{object_id}")),
+        );
+        c.extend(fields);
+        finish(config, event, &key, None, &mut c);
+        Publication {
+            topic: topics::discovery_of(config, component, &key, &object_id),
+            payload: serde_json::to_vec(&Json::Object(c)).expect("JSON serialises"),
+            qos: config.qos,
+            retain: true,
+        }
+    };
+    let state_topic = |figure: &str| {
+        let mut c = Map::new();
+        c.insert(
+            "state_topic".into(),
+            json!(topics::guard_figure(config, meter, figure)),
+        );
+        c
+    };
+    let mut out = Vec::with_capacity(GUARD_SENSORS.len() + 3);
+    for sensor in &GUARD_SENSORS {
+        let mut c = state_topic(sensor.figure);
+        insert_classes(&mut c, &sensor.classes());
+        out.push(entity("sensor", sensor.figure, sensor.name, c));
+    }
+    let mut c = state_topic("verdict");
+    c.insert("device_class".into(), json!("enum"));
+    c.insert("options".into(), json!(["fine", "will_exceed", "exceeded"]));
+    out.push(entity("sensor", "verdict", "Quarter-hour verdict", c));
+    let mut c = state_topic("will_exceed");
+    c.insert("device_class".into(), json!("problem"));
+    c.insert("payload_on".into(), json!("ON"));
+    c.insert("payload_off".into(), json!("OFF"));
+    out.push(entity(
+        "binary_sensor",
+        "will_exceed",
+        "Will exceed reference power",
+        c,
+    ));
+    let mut c = state_topic("alert");
+    c.insert("event_types".into(), json!(ALERT_KINDS));
+    out.push(entity("event", "alert", "Reference-power alert", c));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tests::telegram_event;
+    use smarty_model::guard::Alert;
     use smarty_model::value::values_of;
 
     /// The value named `name` of a telegram of `lines`.
@@ -580,6 +738,129 @@ mod tests {
             "smarty_sag1030700012701_mbus1"
         );
         assert_eq!(gas["device_class"], "gas");
+    }
+
+    #[test]
+    fn the_guard_entities_belong_to_the_meter_device() {
+        let event = telegram_event(1);
+        let config = MqttConfig::default();
+        let messages = guard_discovery_messages(&config, &event);
+        let key = "sag1030700012701";
+        let topics: Vec<&str> = messages.iter().map(|m| m.topic.as_str()).collect();
+        let sensor = |id: &str| format!("homeassistant/sensor/smarty_{key}/guard_{id}/config");
+        assert_eq!(
+            topics,
+            [
+                sensor("energy_import_kwh"),
+                sensor("average_power_kw"),
+                sensor("projected_average_kw"),
+                sensor("headroom_kw"),
+                sensor("reference_power_kw"),
+                sensor("month_peak_kw"),
+                sensor("verdict"),
+                format!("homeassistant/binary_sensor/smarty_{key}/guard_will_exceed/config"),
+                format!("homeassistant/event/smarty_{key}/guard_alert/config"),
+            ]
+        );
+        // Apart from the values' configs: no topic of a value is taken.
+        for value in &event.values {
+            assert!(!topics.contains(&topics::discovery(&config, key, &value.name).as_str()));
+        }
+        let configs: Vec<Json> = messages
+            .iter()
+            .map(|m| {
+                assert!(m.retain);
+                serde_json::from_slice(&m.payload).unwrap()
+            })
+            .collect();
+        for c in &configs {
+            assert_eq!(c["device"], device(&event, key, None));
+            assert_eq!(c["availability_mode"], "all");
+            let id = c["unique_id"].as_str().unwrap();
+            assert!(id.starts_with("smarty_sag1030700012701_guard_"), "{id}");
+        }
+        let field = |c: &Json, name: &str| c[name].as_str().map(str::to_owned);
+        let summary: Vec<[Option<String>; 5]> = configs
+            .iter()
+            .map(|c| {
+                [
+                    field(c, "state_topic"),
+                    field(c, "unit_of_measurement"),
+                    field(c, "device_class"),
+                    field(c, "state_class"),
+                    field(c, "entity_category"),
+                ]
+            })
+            .collect();
+        let row =
+            |topic: &str, unit: Option<&str>, dc: &str, sc: Option<&str>, cat: Option<&str>| {
+                [
+                    Some(format!("smarty/home/guard/{topic}")),
+                    unit.map(str::to_owned),
+                    Some(dc.to_owned()),
+                    sc.map(str::to_owned),
+                    cat.map(str::to_owned),
+                ]
+            };
+        let m = Some("measurement");
+        assert_eq!(
+            summary,
+            [
+                row(
+                    "energy_import_kwh",
+                    Some("kWh"),
+                    "energy",
+                    Some("total_increasing"),
+                    None
+                ),
+                row("average_power_kw", Some("kW"), "power", m, None),
+                row("projected_average_kw", Some("kW"), "power", m, None),
+                row("headroom_kw", Some("kW"), "power", m, None),
+                row(
+                    "reference_power_kw",
+                    Some("kW"),
+                    "power",
+                    None,
+                    Some("diagnostic")
+                ),
+                row("month_peak_kw", Some("kW"), "power", m, None),
+                row("verdict", None, "enum", None, None),
+                row("will_exceed", None, "problem", None, None),
+                [
+                    Some("smarty/home/guard/alert".into()),
+                    None,
+                    None,
+                    None,
+                    None
+                ],
+            ]
+        );
+        assert_eq!(
+            configs[6]["options"],
+            json!(["fine", "will_exceed", "exceeded"])
+        );
+        assert_eq!(configs[7]["name"], "Will exceed reference power");
+        assert_eq!(
+            (&configs[7]["payload_on"], &configs[7]["payload_off"]),
+            (&json!("ON"), &json!("OFF"))
+        );
+        assert_eq!(configs[8]["event_types"], json!(ALERT_KINDS));
+        // The event types are the kinds of the model's alerts.
+        let alerts = [
+            Alert::HeadroomLow {
+                headroom_kw: 0.5,
+                threshold_kw: 1.0,
+            },
+            Alert::WillExceed {
+                projected_average_kw: 4.0,
+                reference_power_kw: 3.0,
+            },
+            Alert::NewMonthlyPeak {
+                peak_kw: 5.0,
+                previous_kw: 4.0,
+            },
+        ];
+        assert_eq!(alerts.map(|a| a.kind()), ALERT_KINDS);
     }
 
     #[test]

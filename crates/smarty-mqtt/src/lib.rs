@@ -10,8 +10,8 @@
 //! | [`config`] | the `[mqtt]` section ([`MqttConfig`]) and its check |
 //! | [`endpoint`] | broker addresses (`mqtt[s]://[user[:password]@]host[:port]`), parsed by the `url` crate |
 //! | [`tls`] | the rustls client configuration: the system's authorities or `ca_file` |
-//! | [`topics`] | the topic layout, and the state, value, raw and status messages |
-//! | [`discovery`] | Home Assistant discovery: units, names, classes, device blocks, messages |
+//! | [`topics`] | the topic layout, and the state, value, raw, status and reference-power guard messages |
+//! | [`discovery`] | Home Assistant discovery: units, names, classes, device blocks, messages (the values', the guard's) |
 //! | `client` | the only module that talks to the MQTT client library (rumqttc): the output's publisher (MQTT 3.1.1 and 5), the raw source's [`Subscriber`] and the simulator's [`Sender`] |
 //! | `delivery` | the output task: queueing, the publish window, reconnects, shutdown |
 //! | [`error`] | [`MqttError`]: why the output stops |

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use super::config::{MqttConfig, Protocol};
 use super::test_broker::{Broker, Received, Subscriber, publish_all};
 use super::{Connection, Subscriber as RawSubscriber, run_reporting, spawn};
-use smarty_model::event::{MeterEvent, MeterStatus, TelegramEvent};
+use smarty_model::event::{GuardEvent, MeterEvent, MeterStatus, TelegramEvent};
+use smarty_model::guard::{Guard, GuardConfig, Reading};
 use smarty_model::live::{LiveState, QueueReport};
 
 const CORPUS: &str = concat!(
@@ -60,6 +61,35 @@ pub(super) fn telegram_event(fc: u32) -> Arc<TelegramEvent> {
         &decoded,
         SystemTime::now(),
     ))
+}
+
+/// 2026-01-01 00:00 UTC, the start of a quarter hour (and of a month).
+pub(super) const QUARTER: i64 = 1_767_225_600;
+
+/// The guard events of meter `home` (reference power 3 kW, headroom alert below 1 kW) for a
+/// real guard fed five readings: the last of 2025 (0.4 kW); 5 minutes into the quarter of
+/// [`QUARTER`] with 250 Wh drawn at 5 kW (closes December's last quarter; `will_exceed`
+/// alert); 10 minutes in, 600 Wh; 13 min 20 s in, 800 Wh (exceeded; `headroom_low` alert);
+/// 10 s into the next quarter (closes the first one with 800 Wh; fine again).
+pub(super) fn guard_events() -> Vec<Arc<GuardEvent>> {
+    let mut guard = Guard::new(
+        GuardConfig::new(3.0).with_headroom_alert_kw(Some(1.0)),
+        jiff::tz::TimeZone::UTC,
+    );
+    let meter: Arc<str> = Arc::from("home");
+    [
+        (QUARTER - 10, 1_000_000, 0.4),
+        (QUARTER + 300, 1_000_250, 5.0),
+        (QUARTER + 600, 1_000_600, 5.0),
+        (QUARTER + 800, 1_000_800, 5.0),
+        (QUARTER + 910, 1_000_810, 0.5),
+    ]
+    .into_iter()
+    .map(|(ts, wh, kw)| {
+        let update = guard.update(&Reading::new(ts, wh, Some(kw)));
+        Arc::new(GuardEvent::new(&meter, update))
+    })
+    .collect()
 }
 
 fn meter_status(connected: bool) -> Arc<MeterStatus> {
@@ -669,4 +699,225 @@ async fn the_sender_reports_a_broker_that_refuses_it() {
         std::io::ErrorKind::ConnectionRefused,
         "{error}"
     );
+}
+
+/// The guard's topics after a telegram: its entities announced once (sensors, the binary
+/// sensor, the alert event) under the meter's device, the state's JSON and figures retained
+/// as `retain_state`, alerts and closed quarters never retained; Home Assistant's birth
+/// message announces the guard's entities again.
+#[tokio::test]
+async fn the_guard_publishes_figures_alerts_closed_quarters_and_discovery() {
+    let broker = Broker::start();
+    let mut sub = Subscriber::start(broker.port, "sub-guard", false, &["#"]);
+    let telegram = telegram_event(3);
+    let events = guard_events();
+    let cfg = MqttConfig {
+        retain_state: true,
+        qos: 0,
+        ..config(&broker)
+    };
+    let (tx, rx) = mpsc::channel(16);
+    let task = spawn(cfg.clone(), rx);
+    tx.try_send(MeterEvent::Status(meter_status(true))).unwrap();
+    tx.try_send(MeterEvent::Telegram(Arc::clone(&telegram)))
+        .unwrap();
+    for event in &events {
+        tx.try_send(MeterEvent::Guard(Arc::clone(event))).unwrap();
+    }
+    let last = events.last().unwrap();
+    let last_json = crate::topics::guard_json(&last.state);
+    let got = sub
+        .until_async(10, |g| {
+            g.iter().any(|r| {
+                r.topic == "smarty/home/guard"
+                    && serde_json::from_slice::<Json>(&r.payload).ok().as_ref() == Some(&last_json)
+            }) && g
+                .iter()
+                .filter(|r| r.topic == "smarty/home/guard/will_exceed")
+                .count()
+                == events.len()
+                && g.iter()
+                    .filter(|r| r.topic == "smarty/home/guard/alert")
+                    .count()
+                    == 2
+        })
+        .await;
+    let on_topic = |topic: &str| -> Vec<String> {
+        got.iter()
+            .filter(|r| r.topic == topic)
+            .map(Received::text)
+            .collect()
+    };
+    // One state and one message per figure for each event, in the events' order.
+    assert_eq!(on_topic("smarty/home/guard").len(), events.len());
+    assert_eq!(
+        on_topic("smarty/home/guard/verdict"),
+        ["fine", "will_exceed", "will_exceed", "exceeded", "fine"]
+    );
+    assert_eq!(
+        on_topic("smarty/home/guard/will_exceed"),
+        ["OFF", "ON", "ON", "ON", "OFF"]
+    );
+    assert_eq!(
+        on_topic("smarty/home/guard/energy_import_kwh"),
+        ["0.000", "0.250", "0.600", "0.800", "0.010"]
+    );
+    assert_eq!(
+        on_topic("smarty/home/guard/headroom_kw")[1..4],
+        ["3.000", "1.800", "0.000"]
+    );
+    assert_eq!(
+        on_topic("smarty/home/guard/reference_power_kw"),
+        ["3.000"; 5]
+    );
+    assert_eq!(on_topic("smarty/home/guard/month_peak_kw")[4], "3.200");
+    for r in got
+        .iter()
+        .filter(|r| r.topic.starts_with("smarty/home/guard/"))
+    {
+        let name = &r.topic["smarty/home/guard/".len()..];
+        if ["verdict", "will_exceed", "alert", "closed"].contains(&name) {
+            continue;
+        }
+        let x: f64 = r
+            .text()
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", r.topic));
+        assert!(x.is_finite(), "{}: {x}", r.topic);
+    }
+    // The alerts: JSON with the kind (and event type), title, message and figures.
+    let alerts: Vec<Json> = on_topic("smarty/home/guard/alert")
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert_eq!(alerts[0]["kind"], "will_exceed");
+    assert_eq!(alerts[0]["event_type"], "will_exceed");
+    assert_eq!(alerts[0]["meter"], "home");
+    assert_eq!(alerts[0]["projected_average_kw"], 4.333);
+    assert_eq!(alerts[0]["reference_power_kw"], 3.0);
+    assert_eq!(alerts[0]["quarter_start"], "2026-01-01T00:00:00Z");
+    assert_eq!(alerts[0]["at"], "2026-01-01T00:05:00Z");
+    assert_eq!(
+        alerts[0]["title"],
+        "Smarty home: reference power will be exceeded"
+    );
+    assert_eq!(alerts[1]["kind"], "headroom_low");
+    assert_eq!(alerts[1]["headroom_kw"], 0.0);
+    assert_eq!(alerts[1]["threshold_kw"], 1.0);
+    // The closed quarters: December's last (nothing drawn in its last 10 s), then the first.
+    let closed: Vec<Json> = on_topic("smarty/home/guard/closed")
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    assert_eq!(closed.len(), 2);
+    assert_eq!(closed[0]["start"], "2025-12-31T23:45:00Z");
+    assert_eq!(
+        closed[1],
+        serde_json::json!({
+            "meter": "home",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T00:15:00Z",
+            "energy_import_kwh": 0.8,
+            "average_power_kw": 3.2,
+        })
+    );
+    // Discovery: the guard's entities once, before its first message, on the meter's device.
+    let configs: HashMap<String, Json> = got
+        .iter()
+        .filter(|r| r.topic.starts_with("homeassistant/") && r.topic.contains("/guard_"))
+        .map(|r| (r.topic.clone(), serde_json::from_slice(&r.payload).unwrap()))
+        .collect();
+    assert_eq!(configs.len(), 9, "{:?}", configs.keys());
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.topic.starts_with("homeassistant/") && r.topic.contains("/guard_"))
+            .count(),
+        9,
+        "announced once"
+    );
+    let device = "smarty_sag1030700012701";
+    let energy = &configs[&format!("homeassistant/sensor/{device}/guard_energy_import_kwh/config")];
+    assert_eq!(energy["state_topic"], "smarty/home/guard/energy_import_kwh");
+    assert_eq!(energy["unit_of_measurement"], "kWh");
+    assert_eq!(energy["device_class"], "energy");
+    assert_eq!(energy["state_class"], "total_increasing");
+    assert_eq!(
+        energy["unique_id"],
+        format!("{device}_guard_energy_import_kwh")
+    );
+    assert_eq!(energy["device"]["identifiers"][0], device);
+    assert_eq!(
+        energy["availability"][1]["topic"],
+        "smarty/home/availability"
+    );
+    let headroom = &configs[&format!("homeassistant/sensor/{device}/guard_headroom_kw/config")];
+    assert_eq!(headroom["state_topic"], "smarty/home/guard/headroom_kw");
+    assert_eq!(headroom["unit_of_measurement"], "kW");
+    assert_eq!(headroom["device_class"], "power");
+    let verdict = &configs[&format!("homeassistant/sensor/{device}/guard_verdict/config")];
+    assert_eq!(verdict["device_class"], "enum");
+    assert_eq!(
+        verdict["options"],
+        serde_json::json!(["fine", "will_exceed", "exceeded"])
+    );
+    let binary =
+        &configs[&format!("homeassistant/binary_sensor/{device}/guard_will_exceed/config")];
+    assert_eq!(binary["state_topic"], "smarty/home/guard/will_exceed");
+    assert_eq!(binary["device_class"], "problem");
+    assert_eq!(
+        (&binary["payload_on"], &binary["payload_off"]),
+        (&Json::from("ON"), &Json::from("OFF"))
+    );
+    assert_eq!(binary["device"], energy["device"]);
+    let alert = &configs[&format!("homeassistant/event/{device}/guard_alert/config")];
+    assert_eq!(alert["state_topic"], "smarty/home/guard/alert");
+    assert_eq!(
+        alert["event_types"],
+        serde_json::json!(["headroom_low", "will_exceed", "new_monthly_peak"])
+    );
+    // Every guard entity reads a topic the guard publishes on.
+    for (topic, c) in &configs {
+        let state_topic = c["state_topic"].as_str().unwrap();
+        assert!(got.iter().any(|r| r.topic == state_topic), "{topic}");
+    }
+    let pos = |t: &str| got.iter().position(|r| r.topic == t).unwrap();
+    assert!(
+        pos(&format!(
+            "homeassistant/binary_sensor/{device}/guard_will_exceed/config"
+        )) < pos("smarty/home/guard")
+    );
+
+    // Retained: the state, the figures and discovery; never the alerts or closed quarters.
+    let mut late = Subscriber::start(broker.port, "late-guard", false, &["#"]);
+    let got = late
+        .until_async(10, |g| {
+            g.iter().filter(|r| r.topic.contains("/guard_")).count() == 9
+                && g.iter().any(|r| r.topic == "smarty/home/guard")
+                && g.iter().any(|r| r.topic == "smarty/home/guard/will_exceed")
+        })
+        .await;
+    assert!(got.iter().all(|r| r.retain));
+    let retained = |topic: &str| got.iter().find(|r| r.topic == topic).map(Received::text);
+    assert_eq!(
+        retained("smarty/home/guard/will_exceed").as_deref(),
+        Some("OFF")
+    );
+    let state: Json = serde_json::from_str(&retained("smarty/home/guard").unwrap()).unwrap();
+    assert_eq!(state, last_json);
+    // Retained messages come right after subscribing: any retained alert or closed quarter
+    // would be here before the discovery that Home Assistant's birth message brings again.
+    home_assistant_online(&broker).await;
+    let again = late
+        .until_async(10, |g| {
+            g.iter().filter(|r| r.topic.contains("/guard_")).count() == 9
+        })
+        .await;
+    for got in [&got, &again] {
+        assert!(
+            !got.iter()
+                .any(|r| r.topic.ends_with("/guard/alert") || r.topic.ends_with("/guard/closed"))
+        );
+    }
+    drop(tx);
+    task.await.unwrap().unwrap();
 }

@@ -6,7 +6,7 @@
 //!
 //! 1. the file;
 //! 2. the environment: `SMARTY_<SECTION>_<FIELD>` for the `[mqtt]`, `[proxy]`, `[http]`,
-//!    `[store]`, `[tariff]` and `[fleet]` sections (for example `SMARTY_MQTT_PASSWORD`),
+//!    `[store]`, `[tariff]`, `[guard]` and `[fleet]` sections (for example `SMARTY_MQTT_PASSWORD`),
 //!    `SMARTY_METER_<NAME>_<FIELD>` for a meter (for example `SMARTY_METER_HOME_KEY` for the
 //!    meter named `home`) and `SMARTY_STATE_DIR`. A value takes the type of its field (text
 //!    stays text, even `123456`); an empty variable counts as unset;
@@ -31,6 +31,7 @@ use layers::{Mistake, Seg, Tree};
 
 use crate::cli::SerialFormat;
 use crate::service::fleet_feed::FleetFeedConfig;
+use crate::service::guard::GuardSection;
 use crate::service::proxy::ProxyConfig;
 use smarty_model::secret::Secret;
 use smarty_mqtt::MqttConfig;
@@ -68,6 +69,10 @@ pub struct Config {
     /// with default prices when absent.
     #[serde(default)]
     pub tariff: Option<TariffConfig>,
+    /// The live reference-power guard and its alerts (`[guard]`, docs/guard.md); on, with
+    /// the tariff's reference power, when absent.
+    #[serde(default)]
+    pub guard: Option<GuardSection>,
     /// Feeding a fleet (`[fleet]`, `--publish-raw URL`): every encrypted frame, as received,
     /// to a fleet's NATS stream (natively or through NATS's MQTT listener); off when absent.
     #[serde(default)]
@@ -75,6 +80,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The `[guard]` settings, the defaults when the section is absent.
+    pub fn guard(&self) -> GuardSection {
+        self.guard.clone().unwrap_or_default()
+    }
+
+    /// The live guard's settings when it is on: the reference power of `[guard]`, else of
+    /// `[tariff]`.
+    pub fn guard_config(&self) -> Option<smarty_model::guard::GuardConfig> {
+        let guard = self.guard();
+        let tariff = self.tariff.clone().unwrap_or_default();
+        guard
+            .enabled
+            .then(|| guard.guard_config(tariff.reference_power_kw))
+    }
+
     /// The state directory: `state_dir` of the file (or `SMARTY_STATE_DIR`, `--state-dir`),
     /// else [`default_state_dir`].
     pub fn state_dir(&self) -> Option<PathBuf> {
@@ -624,6 +644,11 @@ impl Config {
                 problem(&[field], message);
             }
         }
+        if let Some(guard) = &self.guard {
+            for (field, message) in guard.problems() {
+                problem(&[&format!("guard.{field}")], message);
+            }
+        }
         if let Some(tariff) = &self.tariff
             && let Err(e) = tariff.check()
         {
@@ -792,7 +817,7 @@ fn same_source_key(spec: &str) -> String {
 
 /// Applies the `SMARTY_…` variables of `env` to the tree.
 fn apply_env(tree: &mut Tree, env: &[(String, String)]) {
-    const SECTIONS: [&str; 6] = ["mqtt", "proxy", "http", "store", "tariff", "fleet"];
+    const SECTIONS: [&str; 7] = ["mqtt", "proxy", "http", "store", "tariff", "guard", "fleet"];
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("SMARTY_") else {
             continue;

@@ -160,13 +160,24 @@ fn a_gap_over_a_quarter_boundary_counts_as_the_store_counts() {
 }
 
 #[test]
-fn a_register_reset_adds_nothing_and_counts_on_from_the_new_value() {
+fn a_register_reset_is_attributed_as_the_store_does() {
     let mut g = guard(7.0);
     run(&mut g, &household(MONDAY, 60, 50_000, |_| 3_600.0));
+    // A drop inside the quarter: as the store, the quarter then counts nothing more than its
+    // register's rise above the last value before it (none here), never negative energy.
     let update = g.update(&Reading::new(MONDAY + 70, 12, Some(3.6)));
-    let so_far = update.state.energy_import_wh;
+    assert_eq!(update.state.energy_import_wh, 0);
     let update = g.update(&Reading::new(MONDAY + 80, 22, Some(3.6)));
-    assert_eq!(update.state.energy_import_wh, so_far + 10);
+    assert_eq!(update.state.energy_import_wh, 0);
+    // The next quarter counts on from the new value.
+    let update = g.update(&Reading::new(MONDAY + 900, 40, Some(3.6)));
+    assert_eq!(update.closed.map(|c| c.energy_import_wh), Some(0));
+    assert_eq!(update.state.energy_import_wh, 18);
+    // A drop at a quarter's first reading: the quarter counts from that value.
+    let update = g.update(&Reading::new(MONDAY + 1800, 5, Some(3.6)));
+    assert_eq!(update.state.energy_import_wh, 0);
+    let update = g.update(&Reading::new(MONDAY + 1810, 15, Some(3.6)));
+    assert_eq!(update.state.energy_import_wh, 10);
 }
 
 #[test]
@@ -233,21 +244,31 @@ fn a_new_monthly_peak_is_announced_once() {
     assert!((updates.last().unwrap().state.month_peak_kw.unwrap() - 4.0).abs() < 0.01);
 }
 
-/// The store's attribution (docs/storage.md), written out: a period's energy is the register's
-/// increase from the last reading before it to its last reading; a drop starts afresh.
+/// The store's attribution (docs/storage.md), written out: a period's energy is its last
+/// register minus the last one before it; when its first value is below that (a register
+/// that went backwards), its last minus its first; never negative.
 fn store_intervals(readings: &[Reading]) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    let mut last: Option<i64> = None;
+    // Each period's first and last register.
+    let mut periods: Vec<(i64, i64, i64)> = Vec::new();
     for r in readings {
         let start = interval_start(r.ts);
-        let add = last.map_or(0, |l| (r.energy_import_wh - l).max(0));
-        last = Some(r.energy_import_wh);
-        match out.last_mut() {
-            Some((s, e)) if *s == start => *e += add,
-            _ => out.push((start, add)),
+        match periods.last_mut() {
+            Some((s, _, last)) if *s == start => *last = r.energy_import_wh,
+            _ => periods.push((start, r.energy_import_wh, r.energy_import_wh)),
         }
     }
-    out
+    let mut baseline: Option<i64> = None;
+    periods
+        .into_iter()
+        .map(|(start, first, last)| {
+            let reference = match baseline {
+                Some(b) if first >= b => b,
+                _ => first,
+            };
+            baseline = Some(last);
+            (start, (last - reference).max(0))
+        })
+        .collect()
 }
 
 #[test]
@@ -256,9 +277,15 @@ fn closed_quarters_equal_the_stores_intervals() {
     let mut readings = household(MONDAY + 7, 5 * 3600, 123_456, |t| {
         1_000.0 + ((t * 7919) % 6000) as f64
     });
-    // A gap, and a reset.
+    // A gap, a reset at a quarter's first reading, and one inside a quarter.
     readings.retain(|r| !(MONDAY + 3000..MONDAY + 4000).contains(&r.ts));
     for r in readings.iter_mut().filter(|r| r.ts > MONDAY + 4 * 3600) {
+        r.energy_import_wh -= 100_000;
+    }
+    for r in readings
+        .iter_mut()
+        .filter(|r| r.ts > MONDAY + 4 * 3600 + 1200)
+    {
         r.energy_import_wh -= 100_000;
     }
     let updates = run(&mut g, &readings);

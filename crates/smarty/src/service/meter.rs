@@ -16,6 +16,7 @@ use smarty_p1::{Decoded, Decoder, DecoderConfig, Stats};
 use tokio::sync::watch;
 
 use super::bus::Publisher;
+use super::guard::MeterGuard;
 use super::replay::ReplayCounters;
 use crate::cli::SerialArgs;
 use crate::config::{MeterConfig, read_secret};
@@ -51,6 +52,8 @@ struct EventSink {
     console: Option<Box<dyn Sink + Send>>,
     /// The frame counters of a `reject_replay` meter, saved in the state directory.
     replay: Option<ReplayCounters>,
+    /// The meter's live guard, when `[guard]` is on.
+    guard: Option<MeterGuard>,
 }
 
 impl EventSink {
@@ -96,7 +99,11 @@ impl Sink for EventSink {
         self.status.last_telegram = Some(event.received);
         self.status.last_error = None;
         self.status_changed = true;
+        let guard = self.guard.as_mut().and_then(|g| g.telegram(&event));
         self.outbox.push(MeterEvent::Telegram(Arc::new(event)));
+        if let Some(guard) = guard {
+            self.outbox.push(MeterEvent::Guard(Arc::new(guard)));
+        }
         Ok(())
     }
 
@@ -235,6 +242,8 @@ pub struct Extras {
     /// Turns `true` when the service stops: the meter logs what it counted and hands over
     /// what it holds.
     pub stop: watch::Receiver<bool>,
+    /// The meter's live guard (`[guard]`), resumed from the store when there is one.
+    pub guard: Option<MeterGuard>,
 }
 
 /// Runs one meter until its (finite) source ends or `extras.stop` turns `true`; live sources
@@ -254,7 +263,27 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         state_dir,
         store,
         mut stop,
+        guard,
     } = extras;
+    let guard = match (guard, &store) {
+        (Some(mut guard), Some(store)) => {
+            let (store, name) = (store.clone(), meter.name.clone());
+            let resumed = tokio::task::spawn_blocking(move || {
+                let resumed = guard.resume(&store, &name);
+                (guard, resumed)
+            })
+            .await;
+            match resumed {
+                Ok((guard, Ok(()))) => Some(guard),
+                Ok((guard, Err(e))) => {
+                    tracing::warn!("guard: cannot resume from the store ({e:#}); starting afresh");
+                    Some(guard)
+                }
+                Err(e) => anyhow::bail!("guard: {e}"),
+            }
+        }
+        (guard, _) => guard,
+    };
     let started = Instant::now();
     let print_summary = console.is_some();
     let replay = match (&decoder_config.key, &store, &state_dir) {
@@ -294,6 +323,7 @@ pub async fn run(prepared: Prepared, publisher: Publisher, extras: Extras) -> Re
         undecrypted_logged: false,
         console,
         replay,
+        guard,
     };
     sink.flush(true).await;
     let options = Options {

@@ -7,11 +7,14 @@
 //! The outputs themselves are crates (`smarty-store`, `smarty-mqtt`, `smarty-web`); here is
 //! the wiring: the bus, the meters ([`meter`]), starting the outputs ([`outputs`]), the store's
 //! adapter from the event channel to its writer thread ([`store_follow`]), the live state's
-//! feed ([`live`]), the proxy, the replay counters, and the feed of a fleet's stream with the
+//! feed ([`live`]), the proxy, the replay counters, each meter's live guard ([`guard`]) and its alerts'
+//! delivery ([`guard_alerts`]), and the feed of a fleet's stream with the
 //! raw frames ([`fleet_feed`], `--publish-raw URL`).
 
 pub mod bus;
 pub mod fleet_feed;
+pub mod guard;
+pub(crate) mod guard_alerts;
 mod live;
 mod meter;
 pub(crate) mod outputs;

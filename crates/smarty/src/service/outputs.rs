@@ -61,6 +61,25 @@ pub fn describe(config: &Config) -> Result<Vec<String>> {
     if config.mqtt.is_some() {
         parts.push("mqtt".to_owned());
     }
+    let guard = config.guard();
+    if let Some(guard_config) = config.guard_config() {
+        let mut to = Vec::new();
+        if guard.notify_url.is_some() {
+            to.push("a notify URL");
+        }
+        if guard.command.is_some() {
+            to.push("a command");
+        }
+        parts.push(format!(
+            "guard at {} kW{}",
+            guard_config.reference_power_kw,
+            if to.is_empty() {
+                String::new()
+            } else {
+                format!(" (alerts to {})", to.join(" and "))
+            }
+        ));
+    }
     if let Some(fleet) = &config.fleet {
         parts.push(format!("raw frames to the fleet at {}", fleet.shown_url()));
     }
@@ -139,6 +158,22 @@ pub async fn start(
             Some(live.output("mqtt")),
         );
         tasks.spawn(async move { Ok(output.await?) });
+        started += 1;
+    }
+    let guard = config.guard();
+    if guard.delivers() {
+        // A token given itself (or by SMARTY_GUARD_NOTIFY_TOKEN) wins over the file.
+        let token = match (&guard.notify_token, &guard.notify_token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(file)) => Some(read_secret(file).context("[guard]: notify_token_file")?),
+            (None, None) => None,
+        };
+        let targets = super::guard_alerts::Targets::new(&guard, token)?;
+        tasks.spawn(super::guard_alerts::run(
+            targets,
+            bus.lossless("alerts", Accepts::GUARDS),
+            live.output("alerts"),
+        ));
         started += 1;
     }
     if let Some(fleet) = &config.fleet {

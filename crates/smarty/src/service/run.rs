@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use super::bus::Bus;
+use super::guard::MeterGuard;
 use super::meter::{self, Extras};
 use crate::cli::RunArgs;
 use crate::config::{Config, Overrides};
@@ -149,6 +150,8 @@ pub async fn serve(
     let (stop, stopping) = watch::channel(false);
     let mut meters = JoinSet::new();
     let mut names = HashMap::new();
+    let guard_settings = std::sync::Arc::new(config.guard());
+    let guard_config = config.guard_config();
     for prepared in prepared {
         let name = prepared.name().to_owned();
         tracing::debug!(
@@ -165,6 +168,7 @@ pub async fn serve(
             state_dir: state_dir.clone(),
             store: store.clone(),
             stop: stopping.clone(),
+            guard: guard_config.map(|c| MeterGuard::new(c, std::sync::Arc::clone(&guard_settings))),
         };
         let task = meters.spawn(
             meter::run(prepared, bus.publisher(), extras)

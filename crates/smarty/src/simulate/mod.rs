@@ -1,9 +1,9 @@
 //! `smarty simulate`: a virtual Smarty meter.
 
 mod fleet;
-mod household;
+pub(crate) mod household;
 mod link;
-mod telegram;
+pub(crate) mod telegram;
 
 use std::io::{self, BufWriter};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
