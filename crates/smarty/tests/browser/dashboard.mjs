@@ -111,6 +111,12 @@ try {
     // The page's figures and the API's guard of the same telegram: the stream brings one a
     // second, so they are asked again after each new one on the page until both agree.
     await until(page, 'the guard gauge', () => !document.getElementById('guard').hidden, undefined, 20000);
+    if (guardRefKw != null) {
+      // The load is above the reference power, yet the first quarter hour may end fine when the
+      // service started late in it: the next one will exceed from its first telegram on.
+      await until(page, 'a quarter hour that will exceed the reference power', () =>
+        ['will_exceed', 'exceeded'].includes(document.getElementById('guard').dataset.verdict), undefined, 120000);
+    }
     const deadline = Date.now() + 20000;
     let seen;
     for (;;) {
