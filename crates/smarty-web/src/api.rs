@@ -16,7 +16,7 @@ use super::body::series_body;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::fields::fields;
-use super::live::{status_json, telegram_json};
+use super::live::{guard_json, status_json, telegram_json};
 use super::number::round_answer;
 use super::range::{now, parse_range};
 use super::state::App;
@@ -154,6 +154,7 @@ pub async fn meters(State(app): State<App>, ApiQuery(q): ApiQuery<MetersQuery>) 
             let status = live.status(name);
             let latest = live.latest(name);
             let mut entry = status_json(name, status.as_deref(), latest.as_deref());
+            entry["guard"] = live.guard(name).map_or(JsonValue::Null, |g| guard_json(&g));
             let stored = stored.iter().find(|m| &m.name == name);
             if entry["meter_id"].is_null()
                 && let Some(id) = stored.and_then(|m| m.meter_id.clone())
@@ -210,7 +211,10 @@ async fn known_meter(app: &App, meter: &str) -> Result<(), ApiError> {
 pub async fn latest(State(app): State<App>, ApiPath(meter): ApiPath<String>) -> ApiResult {
     known_meter(&app, &meter).await?;
     if let Some(event) = app.web.live.latest(&meter) {
-        return Ok(answer(telegram_json(&event, true)));
+        let mut body = telegram_json(&event, true);
+        let guard = app.web.live.guard(&meter);
+        body["guard"] = guard.map_or(JsonValue::Null, |g| guard_json(&g));
+        return Ok(answer(body));
     }
     // A fleet has no live telegrams: its meters' last stored readings stand in.
     if app.fleet.is_some() {
@@ -225,6 +229,7 @@ pub async fn latest(State(app): State<App>, ApiPath(meter): ApiPath<String>) -> 
                 "received": time,
                 "timestamp": smarty_model::time::local_rfc3339(time, &meter_zone()),
                 "values": values,
+                "guard": null,
                 "stored": true,
             })));
         }

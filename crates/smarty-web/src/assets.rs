@@ -49,6 +49,7 @@ const ASSETS: &[Asset] = &[
     js!("js/fleet-community.js"),
     js!("js/fleet-meters.js"),
     js!("js/format.js"),
+    js!("js/guard.js"),
     js!("js/history.js"),
     js!("js/live.js"),
     js!("js/mbus.js"),

@@ -23,6 +23,11 @@
 //!   `smarty_connected` (0/1), `smarty_last_telegram_timestamp_seconds` (Unix time), and without
 //!   a meter label `smarty_mqtt_queue_depth` (reported by the MQTT output through
 //!   [`LiveState::mqtt_queue`]) and `smarty_metrics_events_lagged_total`.
+//! - The live reference-power guard, for meters with a guard state (gauges, the quarter hour
+//!   in progress): `smarty_guard_energy_import_kwh`, `smarty_guard_average_power_kw`,
+//!   `smarty_guard_projected_average_kw`, `smarty_guard_headroom_kw`,
+//!   `smarty_guard_reference_power_kw`, `smarty_guard_will_exceed` and `smarty_guard_exceeded`
+//!   (0/1), `smarty_guard_month_peak_kw`.
 //!
 //! Format: OpenMetrics 1.0 text (prometheus-client's encoder) when the scraper asks for it in
 //! `Accept` (Prometheus does), otherwise the Prometheus text format 0.0.4 (curl, promtool,
@@ -46,8 +51,11 @@ use prometheus_client::registry::Registry;
 use smarty_p1::RejectReason;
 use smarty_p1::registry::Kind;
 
+use smarty_model::guard::{GuardState, Verdict};
 use smarty_model::live::LiveState;
 use smarty_model::slug::slug;
+
+use super::live::will_exceed;
 
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -199,6 +207,9 @@ fn families(live: &LiveState) -> BTreeMap<String, Family> {
                 secs,
             );
         }
+        if let Some(g) = &entry.guard {
+            guard_families(&mut families, &m, &g.state);
+        }
     }
     families.gauge(
         "smarty_mqtt_queue_depth",
@@ -213,6 +224,62 @@ fn families(live: &LiveState) -> BTreeMap<String, Family> {
         live.missed_total() as f64,
     );
     families.0
+}
+
+/// The gauges of a meter's live guard (`smarty_guard_*`); a figure that is not finite is left
+/// out.
+fn guard_families(families: &mut Families, m: &Labels, s: &GuardState) {
+    let mut gauge = |name: &str, help: &str, value: Option<f64>| {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            families.gauge(name, help, m.clone(), v);
+        }
+    };
+    gauge(
+        "smarty_guard_energy_import_kwh",
+        "Energy imported in the quarter hour in progress so far, kWh.",
+        Some(s.energy_import_wh as f64 / 1000.0),
+    );
+    gauge(
+        "smarty_guard_average_power_kw",
+        "Average import power since the quarter hour began, kW.",
+        Some(s.average_power_kw),
+    );
+    gauge(
+        "smarty_guard_projected_average_kw",
+        "The quarter hour's average at its end if the present power holds, kW.",
+        Some(s.projected_average_kw),
+    );
+    gauge(
+        "smarty_guard_headroom_kw",
+        "Average power that may still be drawn until the quarter hour ends without exceeding \
+         the reference power, kW.",
+        Some(s.headroom_kw),
+    );
+    gauge(
+        "smarty_guard_reference_power_kw",
+        "The reference power the guard watches, kW.",
+        Some(s.reference_power_kw),
+    );
+    gauge(
+        "smarty_guard_will_exceed",
+        "1 when the quarter hour ends above the reference power at the present power (or \
+         exceeded it already).",
+        Some(if will_exceed(s.verdict) { 1.0 } else { 0.0 }),
+    );
+    gauge(
+        "smarty_guard_exceeded",
+        "1 when the quarter hour's energy is over its allowance already.",
+        Some(if s.verdict == Verdict::Exceeded {
+            1.0
+        } else {
+            0.0
+        }),
+    );
+    gauge(
+        "smarty_guard_month_peak_kw",
+        "The highest quarter-hour average of the local month so far, kW.",
+        s.month_peak_kw,
+    );
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -393,7 +460,7 @@ pub(super) mod tests {
     }
 
     /// The value of the sample `name{labels}` (labels exactly as exposed).
-    fn sample(exposition: &str, series: &str) -> Option<f64> {
+    pub(crate) fn sample(exposition: &str, series: &str) -> Option<f64> {
         exposition.lines().find_map(|line| {
             let (s, v) = line.rsplit_once(' ')?;
             (s == series).then(|| v.parse().unwrap())
@@ -495,7 +562,7 @@ pub(super) mod tests {
     /// Validates an exposition with `promtool check metrics` when promtool is installed (the
     /// Prometheus text format only: promtool 2.x lints OpenMetrics counters wrongly), and always
     /// with the parser-level checks below.
-    fn check_exposition(text: &str, openmetrics: bool) {
+    pub(crate) fn check_exposition(text: &str, openmetrics: bool) {
         parser_check(text, openmetrics);
         eprintln!(
             "exposition ({}): parser-level check passed",

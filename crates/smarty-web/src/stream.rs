@@ -1,4 +1,4 @@
-//! `GET /api/stream`: telegrams and status changes as Server-Sent Events.
+//! `GET /api/stream`: telegrams, status changes and the live guard as Server-Sent Events.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::live::{status_json, telegram_json};
+use super::live::{guard_event_json, status_json, telegram_json};
 use super::number::round_answer;
 use super::state::App;
 use smarty_model::event::MeterEvent;
@@ -27,7 +27,8 @@ pub struct StreamQuery {
 /// How often an idle stream sends a comment, so proxies and browsers keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// `event: telegram` per accepted telegram and `event: status` per status change, for every
+/// `event: telegram` per accepted telegram, `event: status` per status change and
+/// `event: guard` per guard update (after each telegram, when the guard is on), for every
 /// meter or the one in `?meter=`. A client that falls behind skips events (it never holds up
 /// the meters).
 pub async fn stream(
@@ -53,7 +54,8 @@ pub async fn stream(
                     status_json(&s.meter, Some(s), latest.as_deref()),
                 )
             }
-            MeterEvent::RawFrame { .. } | MeterEvent::Guard(_) => return None,
+            MeterEvent::Guard(g) => (g.meter.clone(), "guard", guard_event_json(g)),
+            MeterEvent::RawFrame { .. } => return None,
         };
         if meter.as_deref().is_some_and(|m| m != &*name) {
             return None;

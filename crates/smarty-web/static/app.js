@@ -10,12 +10,14 @@
 // js/stream.js  the event stream            js/charts.js   uPlot and its legend
 // js/history.js the history chart           js/quarter.js  the 15-minute view
 // js/mbus.js    gas and water             js/token.js    the access-token form
+// js/guard.js   the reference-power guard of the "Now" panel
 
 import { api } from './js/api.js';
 import { fitChart } from './js/charts.js';
 import { $, banner, setConn, setText, showEmpty } from './js/dom.js';
 import { mbusFields } from './js/fields.js';
 import { localDate, nowS } from './js/format.js';
+import { applyGuard, showGuard } from './js/guard.js';
 import { destroyHistory, historyChoices, initHistory, loadHistory, pan, zoom } from './js/history.js';
 import { loadLatest, showLive } from './js/live.js';
 import { destroyMbus, loadMbus } from './js/mbus.js';
@@ -102,6 +104,8 @@ function selectMeter(name) {
   historyChoices(mbusFields(m));
   state.latest = null;
   showLive(null);
+  state.guard = null;
+  applyGuard(m.guard || null);
   updateStatus();
   if (!state.quarter.day) state.quarter.day = localDate(nowS());
   loadLatest();
@@ -122,6 +126,7 @@ initQuarter();
 setInterval(() => {
   if (!state.meter) return;
   if (state.meter.last_telegram) showLastTelegram();
+  if (state.guard) showGuard();
   updateConn();
 }, 1000);
 

@@ -24,6 +24,7 @@ macro_rules! on_both {
 
 mod auth;
 mod fleet;
+mod guard;
 mod history;
 mod household;
 mod meters;
@@ -198,6 +199,19 @@ async fn first_telegram_event(
     token: Option<&str>,
     event: Arc<TelegramEvent>,
 ) -> Value {
+    first_event(f, uri, token, vec![MeterEvent::Telegram(event)], "telegram").await
+}
+
+/// Opens the live stream at `uri` (with the token in the header, if any), sends `events` in
+/// order on the fixture's event channel and returns the data of the first event of `kind`
+/// (`telegram`, `status`, `guard`) the stream gives (waiting up to 10 s).
+async fn first_event(
+    f: &Fixture,
+    uri: &str,
+    token: Option<&str>,
+    events: Vec<MeterEvent>,
+    kind: &str,
+) -> Value {
     let response = router(f.app.clone(), options(false))
         .oneshot(request(uri, token))
         .await
@@ -209,19 +223,22 @@ async fn first_telegram_event(
         "{uri}"
     );
     // The stream subscribed to the channel before it answered.
-    f.events.send(MeterEvent::Telegram(event)).unwrap();
+    for event in events {
+        f.events.send(event).unwrap();
+    }
     let mut body = response.into_body().into_data_stream();
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let marker = format!("event: {kind}\ndata: ");
     loop {
-        if let Some((_, rest)) = text.split_once("event: telegram\ndata: ")
+        if let Some((_, rest)) = text.split_once(&marker)
             && let Some((data, _)) = rest.split_once('\n')
         {
             return serde_json::from_str(data).unwrap_or_else(|e| panic!("{uri}: {e}: {data}"));
         }
         let chunk = tokio::time::timeout_at(deadline, body.next())
             .await
-            .unwrap_or_else(|_| panic!("{uri}: no telegram event in 10 s: {text:?}"))
+            .unwrap_or_else(|_| panic!("{uri}: no {kind} event in 10 s: {text:?}"))
             .unwrap_or_else(|| panic!("{uri}: the stream ended: {text:?}"))
             .unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());

@@ -4,6 +4,7 @@
 import { api, meterPath } from './api.js';
 import { $, setText } from './dom.js';
 import { fieldInfo } from './fields.js';
+import { applyGuard } from './guard.js';
 import { fmtKw, fmtTime } from './format.js';
 import { state } from './state.js';
 import { updateConn, updateStatus } from './status.js';
@@ -39,6 +40,7 @@ export async function loadLatest() {
     if (m !== state.meter || state.latest) return; // the stream was faster
     state.latest = body.values || {};
     showLive(state.latest, body.received);
+    if ('guard' in body) applyGuard(body.guard);
     if (body.received && !(m.last_telegram >= body.received)) m.last_telegram = body.received;
     updateStatus();
   } catch (e) {

@@ -31,6 +31,9 @@ export const state = {
   timeZone: null,
   /** The values of the last telegram ({name: number}). */
   latest: null,
+  /** The selected meter's reference-power guard (`guard` of /api/meters and the stream's
+   * `guard` events), null while it is off or unknown. */
+  guard: null,
   /** The live event stream (EventSource) and whether it is open. */
   es: null,
   sseOpen: false,

@@ -1,8 +1,10 @@
-// The connection indicator and the meter status panel, from /api/meters and `status` events.
+// The connection indicator and the meter status panel, from /api/meters and `status` events
+// (the guard of /api/meters goes to js/guard.js).
 
 import { api } from './api.js';
 import { $, setConn, setText } from './dom.js';
 import { ago, fmtInt, fmtTime, nowS } from './format.js';
+import { applyGuard } from './guard.js';
 import { STALE_S, state } from './state.js';
 
 export function updateConn() {
@@ -69,6 +71,7 @@ export async function refreshMeters() {
       const m = state.meters.find((x) => x.name === fresh.name);
       if (m) Object.assign(m, fresh);
     }
+    if (state.meter && 'guard' in state.meter) applyGuard(state.meter.guard);
     updateStatus();
     updateConn();
   } catch (_) { /* the stream and the indicator tell */ }

@@ -1,8 +1,9 @@
-// The live event stream (GET /api/stream?meter=…, Server-Sent Events): `telegram` and
-// `status` events of the selected meter; reconnects after a drop.
+// The live event stream (GET /api/stream?meter=…, Server-Sent Events): `telegram`, `status`
+// and `guard` events of the selected meter; reconnects after a drop.
 
 import { api } from './api.js';
 import { setConn } from './dom.js';
+import { applyGuard } from './guard.js';
 import { applyTelegram } from './live.js';
 import { state } from './state.js';
 import { refreshMeters, updateConn, updateStatus } from './status.js';
@@ -46,6 +47,11 @@ export function openStream() {
     if (state.es !== es) return;
     const d = parse(ev.data);
     if (d && (!d.meter || d.meter === state.meter.name)) applyTelegram(d);
+  });
+  es.addEventListener('guard', (ev) => {
+    if (state.es !== es) return;
+    const d = parse(ev.data);
+    if (d && d.meter === state.meter.name) applyGuard(d);
   });
   es.addEventListener('status', (ev) => {
     if (state.es !== es) return;

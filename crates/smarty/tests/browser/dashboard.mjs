@@ -4,7 +4,11 @@
 // `smarty run`; also runs alone against any smarty whose meter has gas and water, at least
 // three days of history and a telegram every few seconds (`smarty demo --interval 2s`):
 //
-//   node crates/smarty/tests/browser/dashboard.mjs http://127.0.0.1:8080/ /tmp/shots
+//   node crates/smarty/tests/browser/dashboard.mjs http://127.0.0.1:8080/ /tmp/shots [REF_KW]
+//
+// With REF_KW, the service guards that reference power and its meter's load is above it
+// (crates/smarty/tests/e2e/dashboard.rs: no solar panels, a reference power far below the
+// household's base load): the reference-power guard's banner and gauge must show.
 //
 // Prints one JSON line on stdout ({"fcp_ms": …, …}); progress and failures go to stderr.
 // Exits 1 with the failed check's name on the first failure. CHROMIUM overrides the browser;
@@ -15,11 +19,12 @@ import { join } from 'node:path';
 
 import { CheckFailed, assert, check, loadChromium, log, progress, until } from './harness.mjs';
 
-const [url, shotDir] = process.argv.slice(2);
+const [url, shotDir, guardRef] = process.argv.slice(2);
 if (!url || !shotDir) {
-  console.error('usage: node dashboard.mjs DASHBOARD_URL SCREENSHOT_DIR');
+  console.error('usage: node dashboard.mjs DASHBOARD_URL SCREENSHOT_DIR [REF_KW]');
   process.exit(2);
 }
+const guardRefKw = guardRef === undefined ? null : Number(guardRef);
 
 const chromium = loadChromium('dashboard');
 
@@ -100,6 +105,139 @@ try {
       const el = document.getElementById('live-import');
       return el.textContent !== old && /\d/.test(el.textContent);
     }, firstImport, 25000);
+  });
+
+  await check('reference-power guard: banner and gauge of the live quarter hour', async () => {
+    // The page's figures and the API's guard of the same telegram: the stream brings one a
+    // second, so they are asked again after each new one on the page until both agree.
+    await until(page, 'the guard gauge', () => !document.getElementById('guard').hidden, undefined, 20000);
+    if (guardRefKw != null) {
+      // The load is above the reference power, yet the first quarter hour may end fine when the
+      // service started late in it: the next one will exceed from its first telegram on.
+      await until(page, 'a quarter hour that will exceed the reference power', () =>
+        ['will_exceed', 'exceeded'].includes(document.getElementById('guard').dataset.verdict), undefined, 120000);
+    }
+    const deadline = Date.now() + 20000;
+    let seen;
+    for (;;) {
+      seen = await page.evaluate(async () => {
+        const box = document.getElementById('guard');
+        const banner = document.getElementById('guard-banner');
+        const text = (id) => document.getElementById(id).textContent;
+        const body = await (await fetch('api/meters')).json();
+        const g = body.meters[0].guard;
+        const shown = {
+          hidden: box.hidden, at: Number(box.dataset.at), verdict: box.dataset.verdict,
+          minutes: Number(box.dataset.minutesLeft),
+          banner: banner.hidden ? null : banner.textContent, level: banner.dataset.level || '',
+          projected: text('g-projected'), reference: text('g-reference'), energy: text('g-energy'),
+          headroom: text('g-headroom'), left: text('g-left'),
+          fill: parseFloat(document.getElementById('g-fill').style.width),
+          mark: parseFloat(document.getElementById('g-ref').style.left),
+        };
+        // Formatted here as the page formats them (the browser's language, en-GB).
+        const f = (v, d) => new Intl.NumberFormat(undefined, { minimumFractionDigits: d, maximumFractionDigits: d }).format(v);
+        const want = g && {
+          projected: `${f(g.projected_average_kw, 3)} kW`, reference: `${f(g.reference_power_kw, 3)} kW`,
+          energy: `${f(g.energy_import_kwh, 3)} kWh`, headroom: `${f(g.headroom_kw, 3)} kW`,
+          ref2: f(g.reference_power_kw, 2), headroom2: f(g.headroom_kw, 2),
+        };
+        return { shown, g, want, now: Date.now() / 1000 };
+      });
+      if (seen.g && seen.shown.at === seen.g.at) break;
+      assert(Date.now() < deadline, `the page's guard never matched /api/meters' in 20 s: ${JSON.stringify(seen)}`);
+      await until(page, 'the next guard figures', (at) => document.getElementById('guard').dataset.at !== at, String(seen.shown.at));
+    }
+    const { shown, g, now, want } = seen;
+    const about = JSON.stringify(seen);
+    // The quarter hour in progress by the wall clock (Luxembourg's are UTC's: whole hours).
+    assert(g.quarter_end - g.quarter_start === 900 && g.quarter_start % 900 === 0, `not a quarter hour: ${about}`);
+    assert(Math.abs(now - g.at) < 30, `the guard is not of now: ${about}`);
+    const minutes = Math.ceil((g.quarter_end - g.at) / 60);
+    assert(shown.minutes === minutes && shown.left === `${minutes} min left`, `minutes left: ${about}`);
+    assert(Math.abs(minutes - (Math.ceil(now / 900) * 900 - now) / 60) <= 1.5, `minutes left ${minutes} by the wall clock: ${about}`);
+    for (const k of ['projected', 'reference', 'energy', 'headroom']) {
+      assert(shown[k] === want[k], `gauge ${k}: ${shown[k]}, the API says ${want[k]}`);
+    }
+    assert(shown.verdict === g.verdict, `verdict ${shown.verdict}, the API says ${g.verdict}`);
+    // The bar against the mark: the projected average against the reference power.
+    assert(shown.fill > 0 && shown.mark > 0 && (shown.fill > shown.mark) === (g.projected_average_kw > g.reference_power_kw),
+      `gauge bar ${shown.fill}% against the reference mark ${shown.mark}%: ${about}`);
+    if (guardRefKw != null) {
+      assert(g.reference_power_kw === guardRefKw, `reference power ${g.reference_power_kw}, configured ${guardRefKw}`);
+      assert(g.will_exceed && g.projected_average_kw > guardRefKw, `the load is above the reference power, yet: ${about}`);
+    }
+    if (g.verdict === 'will_exceed') {
+      const expected = `At the present power this quarter hour will exceed the reference power of ${want.ref2} kW — ${want.headroom2} kW headroom for ${minutes} min.`;
+      assert(shown.banner === expected && shown.level === 'warn', `amber banner: ${shown.banner} (${shown.level}), expected ${expected}`);
+    } else if (g.verdict === 'exceeded') {
+      assert(shown.level === 'bad' && shown.banner && shown.banner.startsWith(`This quarter hour has exceeded the reference power of ${want.ref2} kW: ${want.energy} drawn`),
+        `red banner: ${shown.banner} (${shown.level})`);
+    } else {
+      assert(shown.banner === null, `a banner while the quarter hour is fine: ${shown.banner}`);
+    }
+    const colour = await page.evaluate(() => getComputedStyle(document.getElementById('guard-banner')).borderLeftColor);
+    result.guard = { verdict: g.verdict, reference_power_kw: g.reference_power_kw, projected_average_kw: g.projected_average_kw, banner_colour: colour };
+  });
+
+  await check('reference-power guard: amber, red and fine, from /api/meters and stream events', async () => {
+    // Answers made here: the guard of the quarter hour in progress by the wall clock, 3 kW.
+    const p = await desktop.newPage();
+    watch(p, 'guard');
+    const qs = Math.floor(Date.now() / 900000) * 900;
+    const base = { quarter_start: qs, quarter_end: qs + 900, reference_power_kw: 3.0, month_peak_kw: 5.1,
+      month_peak_start: qs - 86400, meter_demand_kw: null, meter_month_max_demand_kw: null };
+    const amber = { ...base, at: qs + 420, energy_import_kwh: 0.25, average_power_kw: 2.143, projected_average_kw: 3.4,
+      headroom_kw: 3.75, verdict: 'will_exceed', will_exceed: true, exceeded: false };
+    const red = { ...base, at: qs + 600, energy_import_kwh: 0.8, average_power_kw: 4.8, projected_average_kw: 5.1,
+      headroom_kw: 0, verdict: 'exceeded', will_exceed: true, exceeded: true };
+    const fine = { ...base, quarter_start: qs + 900, quarter_end: qs + 1800, at: qs + 960, energy_import_kwh: 0.02,
+      average_power_kw: 1.2, projected_average_kw: 1.2, headroom_kw: 3.2, verdict: 'fine', will_exceed: false, exceeded: false };
+    const guardEvent = (meter, g) => `event: guard\ndata: ${JSON.stringify({ meter, ...g })}\n\n`;
+    let stream = 'retry: 300\n: nothing yet\n\n';
+    await p.route('**/api/meters', async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      for (const m of body.meters) m.guard = amber;
+      await route.fulfill({ response: res, json: body });
+    });
+    await p.route('**/api/meters/*/latest', async (route) => {
+      const res = await route.fetch();
+      await route.fulfill({ response: res, json: { ...(await res.json()), guard: amber } });
+    });
+    // The stream: what `stream` holds at each (re)connection, then its end.
+    await p.route('**/api/stream?**', (route) => route.fulfill({ status: 200, contentType: 'text/event-stream', body: stream }));
+    await p.goto(url, { waitUntil: 'load', timeout: 20000 });
+    // The guard as shown, once its verdict is `verdict`.
+    const shown = (verdict) => {
+      const box = document.getElementById('guard');
+      const banner = document.getElementById('guard-banner');
+      if (box.hidden || box.dataset.verdict !== verdict) return null;
+      return { verdict, banner: banner.hidden ? null : banner.textContent, level: banner.dataset.level,
+        left: document.getElementById('g-left').textContent,
+        headroom: document.getElementById('g-headroom').textContent, peak: document.getElementById('g-peak').textContent };
+    };
+    const a = await until(p, 'the amber banner', shown, 'will_exceed');
+    assert(a.banner === 'At the present power this quarter hour will exceed the reference power of 3.00 kW — 3.75 kW headroom for 8 min.',
+      `amber banner: ${a.banner}`);
+    assert(a.level === 'warn' && a.left === '8 min left' && a.headroom === '3.750 kW' && a.peak === '5.100 kW', `amber gauge: ${JSON.stringify(a)}`);
+    const amberColour = await p.evaluate(() => getComputedStyle(document.getElementById('guard-banner')).borderLeftColor);
+    await p.locator('#live').screenshot({ path: join(shotDir, 'guard-amber.png') });
+
+    // The next stream connection brings another meter's guard (ignored) and this one's, exceeded.
+    stream = `retry: 300\n\n${guardEvent('elsewhere', fine)}${guardEvent('home', red)}`;
+    const r = await until(p, 'the red banner', shown, 'exceeded');
+    assert(r.level === 'bad' && r.banner === 'This quarter hour has exceeded the reference power of 3.00 kW: 0.800 kWh drawn, 0.050 kWh above its allowance (5 min left).',
+      `red banner: ${JSON.stringify(r)}`);
+    const redColour = await p.evaluate(() => getComputedStyle(document.getElementById('guard-banner')).borderLeftColor);
+    assert(redColour !== amberColour, `amber and red banners have the same colour ${redColour}`);
+    await p.locator('#live').screenshot({ path: join(shotDir, 'guard-red.png') });
+
+    // A new quarter hour, fine: no banner, the gauge stays.
+    stream = `retry: 300\n\n${guardEvent('home', fine)}`;
+    const f = await until(p, 'the fine quarter hour', shown, 'fine');
+    assert(f.banner === null && f.headroom === '3.200 kW', `fine: ${JSON.stringify(f)}`);
+    await p.close();
   });
 
   await check('summary shows kWh and euro', async () => {
