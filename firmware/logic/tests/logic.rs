@@ -414,21 +414,21 @@ fn settings_round_trip_every_field() {
     assert_eq!(Settings::decode(&page), Ok(Some(full.clone())));
     // Each field on its own differs from the default and survives.
     let d = Settings::default();
-    let variants: Vec<Box<dyn Fn(&mut Settings)>> = vec![
-        Box::new(|s| s.wifi_ssid = "x".into()),
-        Box::new(|s| s.wifi_password = Secret::new("12345678")),
-        Box::new(|s| s.meter_key = Some(SecretKey::new([1; 16]))),
-        Box::new(|s| s.auth_key = Some(SecretKey::new([2; 16]))),
-        Box::new(|s| s.mqtt.host = "h".into()),
-        Box::new(|s| s.mqtt.port = 1),
-        Box::new(|s| s.mqtt.user = "u".into()),
-        Box::new(|s| s.mqtt.password = Secret::new("p")),
-        Box::new(|s| s.mqtt.prefix = "q".into()),
-        Box::new(|s| s.mqtt.protocol = MqttProtocol::V5),
-        Box::new(|s| s.mqtt.publish_decoded = false),
-        Box::new(|s| s.mqtt.publish_raw = true),
-        Box::new(|s| s.mqtt.discovery = false),
-        Box::new(|s| s.device_name = "n".into()),
+    let variants: [fn(&mut Settings); 14] = [
+        |s| s.wifi_ssid = "x".into(),
+        |s| s.wifi_password = Secret::new("12345678"),
+        |s| s.meter_key = Some(SecretKey::new([1; 16])),
+        |s| s.auth_key = Some(SecretKey::new([2; 16])),
+        |s| s.mqtt.host = "h".into(),
+        |s| s.mqtt.port = 1,
+        |s| s.mqtt.user = "u".into(),
+        |s| s.mqtt.password = Secret::new("p"),
+        |s| s.mqtt.prefix = "q".into(),
+        |s| s.mqtt.protocol = MqttProtocol::V5,
+        |s| s.mqtt.publish_decoded = false,
+        |s| s.mqtt.publish_raw = true,
+        |s| s.mqtt.discovery = false,
+        |s| s.device_name = "n".into(),
     ];
     for (i, change) in variants.iter().enumerate() {
         let mut s = d.clone();
@@ -1168,4 +1168,29 @@ fn the_ring_drops_the_oldest_within_its_budgets() {
     }
     assert!(ring.bytes() <= 2048 && ring.dropped() >= 1);
     assert_eq!(ring.front().unwrap().topic, "smarty/home/p1_version");
+}
+
+// ---------------------------------------------------------------- mqtt
+
+#[test]
+fn connect_options_follow_the_settings_and_the_build() {
+    use smarty_dongle::mqtt::{ConnectOptions, MqttError, PROTOCOL};
+    let mut s = full_settings();
+    s.mqtt.protocol = PROTOCOL;
+    let options = ConnectOptions::new(&s, "smarty-garage-a1b2c3").unwrap();
+    assert_eq!(options.will_topic, "p1/home/garage/availability");
+    assert_eq!(options.user, "dongle");
+    assert!(options.config().is_ok());
+    assert_eq!(
+        ConnectOptions::new(&s, &"x".repeat(65)),
+        Err(MqttError::ClientIdTooLong)
+    );
+    let other = match PROTOCOL {
+        MqttProtocol::V311 => MqttProtocol::V5,
+        _ => MqttProtocol::V311,
+    };
+    s.mqtt.protocol = other;
+    let e = ConnectOptions::new(&s, "x").unwrap_err();
+    assert_eq!(e, MqttError::ProtocolNotBuilt { wanted: other });
+    assert!(e.to_string().contains(PROTOCOL.as_str()));
 }
