@@ -1,0 +1,303 @@
+//! Home Assistant MQTT discovery, as the gateway announces it (`smarty-mqtt`'s
+//! `discovery.rs`): one retained `sensor` config per value on
+//! `<discovery_prefix>/sensor/smarty_<device>/<name>/config`, with the same names, unique ids
+//! (`smarty_<device>_<name>`), units, device classes, state classes, entity categories and
+//! device blocks (the meter, and each M-Bus device `via_device` the meter).
+//!
+//! One difference: availability. The gateway lists its own `<prefix>/status` and the meter's
+//! `<prefix>/<meter>/availability`; the dongle is the meter's only source, so its configs list
+//! the meter's availability alone (the dongle's last will, see [`crate::mqtt`]).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use smarty_p1::registry::{Kind, Medium};
+
+use crate::json::{self, Object};
+use crate::p1::{NamedValue, Publication, PublishConfig, QoS, Snapshot, ValueData, known_unit};
+
+/// Home Assistant's default discovery prefix.
+pub const DEFAULT_DISCOVERY_PREFIX: &str = "homeassistant";
+
+/// `name` reduced to `[a-z0-9_]` (lower case, anything else `_`): object ids, device keys.
+pub fn slug(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The device key of a meter: its id (slugged), else the meter's name.
+pub fn device_key(snapshot: &Snapshot, config: &PublishConfig) -> String {
+    let id = snapshot
+        .meter_id
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(&config.meter);
+    slug(id)
+}
+
+/// A readable entity name: the registry name in words with the M-Bus channel and medium, the
+/// unit of a number left out (`voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`).
+pub fn display_name(value: &NamedValue) -> String {
+    let channel = value.obis.b;
+    let mut words: Vec<String> = value
+        .def
+        .name
+        .split('_')
+        .map(|word| match word {
+            "mbus{n}" => format!("M-Bus {channel}"),
+            _ => word.replace("{n}", &channel.to_string()),
+        })
+        .collect();
+    if let Some(medium) = value.medium {
+        words.extend(medium.as_str().split('_').map(String::from));
+    }
+    // A unit that is not known stays, as sent: it may be part of what the value is.
+    if let Some(unit) = value.unit.as_deref()
+        && !(value.is_number() && known_unit(unit).is_some())
+    {
+        let slug: String = match known_unit(unit) {
+            Some((s, _)) => s.into(),
+            None => unit
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+        };
+        words.push(slug);
+    }
+    let words: Vec<String> = words
+        .into_iter()
+        .map(|word| {
+            let phase = word
+                .strip_prefix('l')
+                .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok());
+            if let Some(n) = phase {
+                format!("L{n}")
+            } else if word == "id" || word == "p1" || word == "crc" {
+                word.to_ascii_uppercase()
+            } else {
+                word
+            }
+        })
+        .collect();
+    let mut text = words.join(" ");
+    if let Some(first) = text.get(..1) {
+        text = first.to_ascii_uppercase() + &text[1..];
+    }
+    text
+}
+
+/// Home Assistant's classes of one value.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+#[non_exhaustive]
+pub struct Classes {
+    /// `unit_of_measurement`.
+    pub unit: Option<String>,
+    /// `device_class`.
+    pub device_class: Option<&'static str>,
+    /// `state_class`.
+    pub state_class: Option<&'static str>,
+    /// `entity_category`.
+    pub entity_category: Option<&'static str>,
+}
+
+/// `device_class`, `state_class`, unit and category of `value`, from its kind, unit and
+/// M-Bus medium (the gateway's rules).
+pub fn classes(value: &NamedValue) -> Classes {
+    let diagnostic = Some("diagnostic");
+    let kind = value.kind();
+    if !value.is_number() {
+        return Classes {
+            device_class: (kind == Kind::Timestamp).then_some("timestamp"),
+            entity_category: match kind {
+                Kind::Message => None,
+                _ => diagnostic,
+            },
+            ..Classes::default()
+        };
+    }
+    let unit = value.unit_symbol().map(String::from);
+    let by_unit = |unit: Option<&str>| match unit {
+        Some("kWh" | "Wh" | "MWh" | "GJ" | "MJ") => Some("energy"),
+        Some("kvarh" | "varh") => Some("reactive_energy"),
+        Some("kW" | "W") => Some("power"),
+        Some("kvar" | "var") => Some("reactive_power"),
+        Some("kVA" | "VA") => Some("apparent_power"),
+        Some("V") => Some("voltage"),
+        Some("A") => Some("current"),
+        Some("Hz") => Some("frequency"),
+        _ => None,
+    };
+    let u = unit.as_deref();
+    let (device_class, state_class, entity_category) = match kind {
+        Kind::Energy | Kind::ReactiveEnergy => (by_unit(u), Some("total_increasing"), None),
+        Kind::Power
+        | Kind::ReactivePower
+        | Kind::ApparentPower
+        | Kind::Voltage
+        | Kind::Current
+        | Kind::Frequency => (by_unit(u), Some("measurement"), None),
+        Kind::PowerFactor => (Some("power_factor"), Some("measurement"), None),
+        Kind::Threshold => (by_unit(u), None, diagnostic),
+        Kind::Count => (None, Some("total_increasing"), diagnostic),
+        Kind::MbusReading => {
+            let class = match u {
+                Some("m³") => match value.medium {
+                    Some(Medium::Gas) => Some("gas"),
+                    Some(Medium::Water | Medium::WarmWater | Medium::HotWater) => Some("water"),
+                    _ => Some("volume"),
+                },
+                other => by_unit(other),
+            };
+            (class, Some("total_increasing"), None)
+        }
+        Kind::Tariff => (None, None, None),
+        _ => (None, None, diagnostic),
+    };
+    Classes {
+        unit,
+        device_class,
+        state_class,
+        entity_category,
+    }
+}
+
+/// The `device` block (JSON) of the meter, or of its M-Bus device on `channel`.
+pub fn device_json(
+    snapshot: &Snapshot,
+    config: &PublishConfig,
+    key: &str,
+    channel: Option<u8>,
+) -> String {
+    let main_id = format!("smarty_{key}");
+    let mut out = String::new();
+    let mut d = Object::new(&mut out);
+    match channel {
+        None => {
+            let ids = d.key("identifiers");
+            ids.push('[');
+            json::string(ids, &main_id);
+            ids.push(']');
+            d.str("name", &format!("Smarty {}", config.meter));
+            if let Some(id) = &snapshot.meter_id {
+                if id.starts_with("SAG") {
+                    d.str("manufacturer", "Sagemcom");
+                }
+                d.str("serial_number", id);
+            }
+            d.str("model", &snapshot.header);
+            if let Some(version) = &snapshot.version {
+                d.str("sw_version", version);
+            }
+        }
+        Some(n) => {
+            let ids = d.key("identifiers");
+            ids.push('[');
+            json::string(ids, &format!("{main_id}_mbus{n}"));
+            ids.push(']');
+            d.str("name", &format!("Smarty {} M-Bus {n}", config.meter));
+            d.str("via_device", &main_id);
+            let on_channel = |v: &&NamedValue| v.device_channel() == Some(n);
+            let serial = snapshot
+                .values
+                .iter()
+                .filter(on_channel)
+                .find(|v| (v.obis.c, v.obis.d) == (96, 1) && v.obis.e <= 1);
+            if let Some(ValueData::Text(id)) = serial.map(|v| &v.data) {
+                d.str("serial_number", id);
+            }
+            if let Some(medium) = snapshot
+                .values
+                .iter()
+                .filter(on_channel)
+                .find_map(|v| v.medium)
+            {
+                d.str("model", &format!("M-Bus {} meter", medium.as_str()));
+            }
+        }
+    }
+    d.end();
+    out
+}
+
+/// The discovery message of one value of `snapshot`, retained, on
+/// `<discovery_prefix>/sensor/smarty_<device>/<name>/config`.
+pub fn discovery_message(
+    snapshot: &Snapshot,
+    config: &PublishConfig,
+    discovery_prefix: &str,
+    value: &NamedValue,
+) -> Publication {
+    let key = device_key(snapshot, config);
+    let classes = classes(value);
+    let mut out = String::with_capacity(512);
+    let mut c = Object::new(&mut out);
+    c.str("name", &display_name(value));
+    c.str("unique_id", &format!("smarty_{key}_{}", slug(&value.name)));
+    c.str("state_topic", &config.topic(&value.name));
+    if let Some(unit) = &classes.unit {
+        c.str("unit_of_measurement", unit);
+    }
+    if let Some(class) = classes.device_class {
+        c.str("device_class", class);
+    }
+    if let Some(class) = classes.state_class {
+        c.str("state_class", class);
+    }
+    if let Some(category) = classes.entity_category {
+        c.str("entity_category", category);
+    }
+    {
+        let a = c.key("availability");
+        a.push('[');
+        let mut item = Object::new(a);
+        item.str("topic", &config.availability_topic());
+        item.end();
+        a.push(']');
+    }
+    c.str("availability_mode", "all");
+    c.raw(
+        "device",
+        &device_json(snapshot, config, &key, value.device_channel()),
+    );
+    {
+        let origin = c.key("origin");
+        let mut o = Object::new(origin);
+        o.str("name", "smarty-dongle");
+        o.str("sw_version", crate::VERSION);
+        o.end();
+    }
+    c.end();
+    Publication::new(
+        format!(
+            "{}/sensor/smarty_{key}/{}/config",
+            discovery_prefix.trim_end_matches('/'),
+            slug(&value.name)
+        ),
+        out.into_bytes(),
+        true,
+        QoS::AtLeastOnce,
+    )
+}
+
+/// The discovery messages of every value of `snapshot`, in value order.
+pub fn discovery_messages(
+    snapshot: &Snapshot,
+    config: &PublishConfig,
+    discovery_prefix: &str,
+) -> Vec<Publication> {
+    snapshot
+        .values
+        .iter()
+        .map(|v| discovery_message(snapshot, config, discovery_prefix, v))
+        .collect()
+}
