@@ -26,7 +26,7 @@ pub async fn server(stack: Stack<'static>) {
             socket.abort();
             continue;
         };
-        // Each telegram from the next one on.
+        // The latest telegram at once, then each new one.
         loop {
             telegrams.changed().await;
             let Some(snapshot) = state::latest() else {
