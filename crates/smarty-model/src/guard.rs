@@ -137,7 +137,7 @@ impl Reading {
     /// use smarty_model::unit::Unit;
     /// use smarty_p1::Obis;
     /// let id = ValueId::of_code(Obis::new(1, 0, 1, 4, 0), Unit::parse("kW")).unwrap();
-    /// let data = ValueData::Number { value: "2.345".parse().unwrap(), captured: None };
+    /// let data = ValueData::Number { value: smarty_p1::Decimal::new(2345, 3), captured: None };
     /// let values = [TelegramValue::new(id, "1-0:1.4.0".into(), data)];
     /// let reading = Reading::new(0, 0, None).with_demand_of(&values);
     /// assert_eq!(reading.demand_kw, Some(2.345));
