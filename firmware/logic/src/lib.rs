@@ -15,6 +15,7 @@
 //! | [`api`] | the JSON of the local read-only HTTP API |
 //! | [`ring`] | a bounded queue of publications for while the broker is away |
 //! | [`mqtt`] | the MQTT client (mqttrust): connect options with the last will, publishing |
+//! | [`ota`] | signed updates: the upload's header, the ed25519 check of the image |
 //!
 //! The real Luxembourg frame of the core's test data, through the reader to MQTT messages:
 //!
@@ -46,6 +47,7 @@ pub mod diagnosis;
 pub mod discovery;
 mod json;
 pub mod mqtt;
+pub mod ota;
 pub mod p1;
 pub mod provisioning;
 pub mod ring;
