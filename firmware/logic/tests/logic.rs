@@ -82,6 +82,28 @@ fn same_telegram(a: &Snapshot, b: &Snapshot) -> bool {
 
 // ---------------------------------------------------------------- p1
 
+/// The telegram stream (TCP port 2001) sends the plaintext telegram of each snapshot: for the
+/// encrypted frame the decrypted telegram (`/` to the CRC line), for a plain one its bytes.
+#[test]
+fn snapshots_keep_the_plaintext_telegram() {
+    let real = real_snapshot();
+    assert!(
+        real.telegram.starts_with(b"/Lux5"),
+        "{:?}",
+        &real.telegram[..8]
+    );
+    let text = core::str::from_utf8(&real.telegram).unwrap();
+    let crc_line = text.trim_end().rsplit('\n').next().unwrap();
+    assert!(
+        crc_line.starts_with('!') && crc_line.len() == 5,
+        "{crc_line:?}"
+    );
+    assert_ne!(real.telegram, real.raw);
+    let plain = read_whole(DecoderConfig::default(), TELEGRAM_2026);
+    assert!(TELEGRAM_2026.starts_with(&plain.telegram));
+    assert!(plain.telegram.starts_with(b"/") && plain.telegram.len() + 4 >= TELEGRAM_2026.len());
+}
+
 #[test]
 fn the_state_json_is_the_gateways_byte_for_byte() {
     assert_eq!(real_snapshot().state_json, GATEWAY_REAL.trim_end());
