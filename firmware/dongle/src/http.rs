@@ -217,7 +217,7 @@ async fn status_json() -> Reply {
     status.wifi_rssi_dbm = connection.rssi_dbm;
     status.broker = connection.broker;
     status.bytes_received = bytes;
-    status.last_telegram_ms_ago = state::latest().map(|t| now.saturating_sub(t.received_ms));
+    status.last_telegram_ms_ago = state::with_latest(|t| now.saturating_sub(t.received_ms));
     status.queued = connection.queued;
     status.dropped = connection.dropped;
     Reply::json(api::status_json(&status))
@@ -269,8 +269,8 @@ async fn status_page() -> Reply {
         "{} of {} frames, {} bytes",
         stats.telegrams, stats.frames, bytes
     );
-    let last = state::latest().map_or(String::from("none yet"), |t| {
-        format!("{} s ago", now.saturating_sub(t.received_ms) / 1000)
+    let last = state::with_latest(|t| t.received_ms).map_or(String::from("none yet"), |at| {
+        format!("{} s ago", now.saturating_sub(at) / 1000)
     });
     let queue = format!(
         "{} queued, {} dropped",
@@ -324,8 +324,10 @@ pub async fn server(stack: Stack<'static>, face: Face) {
         .route("/api/status", get(async || status_json().await))
         .route("/api/telegram", get(async || telegram_json()))
         .with_state(face);
-    let mut rx = [0_u8; 1024];
-    let mut tx = [0_u8; 1536];
+    // The request head (and the start of a body) must fit `buffer`; the socket's buffers only
+    // pass bytes through, and a form's body is read into the heap.
+    let mut rx = [0_u8; 512];
+    let mut tx = [0_u8; 1024];
     let mut buffer = [0_u8; 2048];
     let reason = picoserve::Server::new(&app, &CONFIG, &mut buffer)
         .listen_and_serve(face_name(face), stack, 80, &mut rx, &mut tx)

@@ -27,7 +27,7 @@ use embassy_net::{
 };
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex};
 use embassy_sync::watch::Receiver;
-use embassy_time::{Duration, Ticker};
+use embassy_time::{Duration, Ticker, with_timeout};
 use smarty_dongle::{
     api::BrokerState,
     discovery,
@@ -53,13 +53,16 @@ const RING_ITEMS: usize = 256;
 const RING_BYTES: usize = 16 * 1024;
 /// How often the status message (counters, diagnosis) is published.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// How long the goodbye (`offline`, DISCONNECT) may take when the control loop disconnects.
+const GOODBYE: Duration = Duration::from_secs(3);
 /// Where Home Assistant announces itself (`online` after it starts).
 const HA_STATUS: &str = "homeassistant/status";
 /// Home Assistant's discovery prefix.
 const DISCOVERY_PREFIX: &str = "homeassistant";
-/// The TCP socket's buffers: mqttrust writes whole messages through `write_all`.
-const TCP_TX: usize = 1536;
-const TCP_RX: usize = 1024;
+/// The TCP socket's transmit buffer: mqttrust writes whole messages through `write_all`.
+const TCP_TX: usize = 1024;
+/// Its receive buffer: acknowledgements and Home Assistant's `online`.
+const TCP_RX: usize = 512;
 
 type Telegrams = Receiver<'static, CriticalSectionRawMutex, u32, WAITERS>;
 type Client<'a> = MqttClient<'a, NoopRawMutex>;
@@ -113,10 +116,9 @@ pub async fn client(stack: Stack<'static>) {
 
 /// Queues the latest telegram's publications.
 fn queue(ring: &mut Ring, publish: &PublishConfig) {
-    if let Some(snapshot) = state::latest() {
-        for p in p1::publications(&snapshot, publish) {
-            ring.push(p);
-        }
+    // Made from the shared telegram in place (no copy of it first: heap is short).
+    for p in state::with_latest(|s| p1::publications(s, publish)).unwrap_or_default() {
+        ring.push(p);
     }
     state::update(|c| (c.queued, c.dropped) = (ring.len(), ring.dropped()));
 }
@@ -173,7 +175,7 @@ async fn session(
     };
     if outcome == Outcome::Disconnected {
         // A clean DISCONNECT: the broker drops the will (`offline` was published already).
-        let _ = stack.disconnect(&mut transport).await;
+        let _ = with_timeout(GOODBYE, stack.disconnect(&mut transport)).await;
     }
     outcome
 }
@@ -227,7 +229,10 @@ async fn online(
         }
         if discovery_due && let Some(snapshot) = state::latest() {
             discovery_due = false;
-            for message in discovery::discovery_messages(&snapshot, publish, DISCOVERY_PREFIX) {
+            // One message at a time: all of them at once are ~30 KB of heap.
+            for value in &snapshot.values {
+                let message =
+                    discovery::discovery_message(&snapshot, publish, DISCOVERY_PREFIX, value);
                 if let Err(error) = mqtt::publish(client, &message).await {
                     log::warn!("MQTT: discovery: {error}");
                     return Outcome::Lost;
@@ -266,7 +271,9 @@ async fn online(
                 }
             }
             Either4::Third(BrokerCommand::Disconnect) => {
-                let _ = mqtt::publish(client, &p1::availability(publish, false)).await;
+                // Bounded: mqttrust would wait up to 105 s for a connection to come back.
+                let offline = p1::availability(publish, false);
+                let _ = with_timeout(GOODBYE, mqtt::publish(client, &offline)).await;
                 return Outcome::Disconnected;
             }
             Either4::Third(BrokerCommand::Connect) => {}

@@ -67,6 +67,12 @@ pub fn latest() -> Option<Snapshot> {
     LATEST.lock(|latest| latest.borrow().clone())
 }
 
+/// `f` of the latest telegram, if one came, without copying all of it (`f` runs in a
+/// critical section: keep it short).
+pub fn with_latest<R>(f: impl FnOnce(&Snapshot) -> R) -> Option<R> {
+    LATEST.lock(|latest| latest.borrow().as_ref().map(f))
+}
+
 /// Milliseconds since boot.
 pub fn now_ms() -> u64 {
     Instant::now().as_millis()
