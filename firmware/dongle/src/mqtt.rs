@@ -243,7 +243,10 @@ async fn online(
         let home_assistant_online = async {
             match home_assistant.as_mut() {
                 Some(subscription) => match subscription.next_message().await {
-                    Some(message) => message.payload() == b"online",
+                    // A retained `online` comes with the subscription: discovery is due
+                    // on a new connection anyway; only a live one means Home Assistant
+                    // (re)started.
+                    Some(message) => !message.retain() && message.payload() == b"online",
                     None => core::future::pending().await,
                 },
                 None => core::future::pending().await,
