@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `GET /` | the set-up form | the status page |
 //! | `GET /setup` | the set-up form (filled in with the stored settings, secrets never shown) | how to open the set-up access point |
-//! | `POST /setup` | parse, validate, store, restart (or the form with the errors) | refused |
+//! | `POST /setup` | parse, validate, store, restart (or the form again, as typed, with the errors) | refused |
 //! | `GET /status` | the status page | the status page |
 //! | `GET /api/status`, `GET /api/telegram` | JSON | JSON |
 //! | anything else | a redirect to the form (phones' captive-portal probes) | 404 |
@@ -138,19 +138,19 @@ fn stored() -> Option<&'static Settings> {
 }
 
 /// The set-up form, filled in with the stored settings (or the defaults).
-fn form(errors: &FormErrors, status: StatusCode) -> Reply {
+fn form() -> Reply {
     let defaults = Settings::default();
     let settings = stored().unwrap_or(&defaults);
     Reply::html(
-        status,
-        setup_form::setup_page(settings, errors, stored().is_some()),
+        StatusCode::OK,
+        setup_form::setup_page(settings, &FormErrors::default(), stored().is_some()),
     )
 }
 
 /// `GET /setup`.
 fn setup_get(face: Face) -> Reply {
     match face {
-        Face::Setup => form(&FormErrors::default(), StatusCode::OK),
+        Face::Setup => form(),
         Face::Home => Reply::html(StatusCode::FORBIDDEN, closed_form_page()),
     }
 }
@@ -174,10 +174,14 @@ async fn setup_post(face: Face, body: Vec<u8>) -> Reply {
     if face != Face::Setup {
         return Reply::html(StatusCode::FORBIDDEN, closed_form_page());
     }
-    let settings = match setup_form::parse_form(&body, stored()) {
-        Ok(settings) => settings,
-        Err(errors) => return form(&errors, StatusCode::UNPROCESSABLE_ENTITY),
-    };
+    let (settings, errors) = setup_form::parse_form_as_typed(&body, stored());
+    if !errors.errors.is_empty() {
+        // Again, with what was typed (secrets excepted) and the messages.
+        return Reply::html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            setup_form::setup_page(&settings, &errors, stored().is_some()),
+        );
+    }
     let result = {
         let mut flash = crate::FLASH.get().await.lock().await;
         crate::settings::store(&mut flash, &settings).await
@@ -303,7 +307,7 @@ pub async fn server(stack: Stack<'static>, face: Face) {
             get(
                 async |picoserve::extract::State(face): picoserve::extract::State<Face>| match face
                 {
-                    Face::Setup => form(&FormErrors::default(), StatusCode::OK),
+                    Face::Setup => form(),
                     Face::Home => status_page().await,
                 },
             ),

@@ -672,6 +672,28 @@ fn broker_port_prefix_protocol_and_name_rules() {
     assert!(errors.to_string().starts_with("wifi_ssid: "));
 }
 
+/// A form with errors comes back with what was typed (secrets excepted) and the messages.
+#[test]
+fn a_form_with_errors_comes_back_as_typed() {
+    let body = with("mqtt_prefix", "a/%23").replace("wifi_ssid=Home+Net", "wifi_ssid=Garage");
+    let (typed, errors) = setup_form::parse_form_as_typed(body.as_bytes(), None);
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert!(errors.of(Field::MqttPrefix).is_some());
+    assert_eq!(parse_form(body.as_bytes(), None), Err(errors.clone()));
+    let page = setup_form::setup_page(&typed, &errors, false);
+    assert!(
+        page.contains("value=\"Garage\"") && page.contains("value=\"a/#\""),
+        "{page}"
+    );
+    assert!(!page.contains("12345678"));
+    let (typed, errors) =
+        setup_form::parse_form_as_typed(b"wifi_ssid=x&mqtt_broker=bad%20host", None);
+    assert_eq!(typed.mqtt.host, "bad host");
+    assert!(errors.of(Field::MqttBroker).is_some());
+    let (_, none) = setup_form::parse_form_as_typed(GOOD.as_bytes(), None);
+    assert!(none.errors.is_empty());
+}
+
 #[test]
 fn editing_keeps_stored_secrets_unless_cleared() {
     let stored = full_settings();
