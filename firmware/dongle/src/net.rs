@@ -1,147 +1,237 @@
-//! Wi-Fi: the station on the home network (DHCP), or the set-up access point with its own
-//! DHCP server and a DNS server that answers every name with the dongle (captive portal).
+//! Wi-Fi: the station on the home network (DHCP), and the set-up access point (WPA2 with the
+//! per-device password) with its own DHCP server and a DNS server that answers every name
+//! with the dongle (captive portal). Each has its embassy-net stack, made at boot; the
+//! [`wifi`] task owns the radio and switches it between the two as the control loop
+//! ([`smarty_dongle::provisioning`]) commands, reporting what happened back to it.
 //!
 //! Power: the P1 port gives 250 mA at most, shared with the meter's other loads, so the
 //! transmit power is capped ([`MAX_TX_POWER`]) and the station sleeps between beacons
 //! (modem sleep); `main` starts the radio only after the supply has settled.
 
-use alloc::{format, string::String};
-use core::{
-    cell::Cell,
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-};
+use alloc::format;
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use embassy_futures::select::{Either, Either3, select, select3};
 use embassy_net::{Runner, Stack, StackResources};
-use embassy_sync::blocking_mutex::{Mutex, raw::CriticalSectionRawMutex};
-use embassy_time::{Duration, Timer};
+use embassy_time::{Duration, Timer, with_timeout};
 use esp_radio::wifi::{
-    AuthenticationMethodConfig, Config, Interface, PowerSaveMode, WifiController,
+    AuthenticationMethodConfig, Config, Interface, PowerSaveMode, WifiController, WifiError,
     ap::AccessPointConfig, sta::StationConfig,
 };
+use smarty_dongle::provisioning::Event;
 use static_cell::StaticCell;
 
-use crate::settings::Settings;
+use crate::state::{self, WifiCommand};
 
 /// Transmit power cap in 0.25 dBm: 40 = 10 dBm (the default is 20 dBm peaks of ~300 mA).
 pub const MAX_TX_POWER: i8 = 40;
 /// The set-up access point's address.
 pub const AP_ADDRESS: Ipv4Addr = Ipv4Addr::new(192, 168, 4, 1);
+/// How long joining may take: association, then an address by DHCP.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the signal strength is read while joined.
+const RSSI_EVERY: Duration = Duration::from_secs(30);
 
-/// The Wi-Fi MAC address, for names (client id, access point name).
-static MAC: Mutex<CriticalSectionRawMutex, Cell<[u8; 6]>> = Mutex::new(Cell::new([0; 6]));
+/// Station sockets: MQTT, DNS, HTTP, two streams, OTA, DHCP, spare.
+const STATION_SOCKETS: usize = 8;
+/// Access point sockets: HTTP, DHCP server, DNS server, spare.
+const AP_SOCKETS: usize = 4;
 
-/// The last three bytes of the MAC address in hex: the dongle's short name.
-pub fn mac_suffix() -> String {
-    let mac = MAC.lock(Cell::get);
-    format!("{:02x}{:02x}{:02x}", mac[3], mac[4], mac[5])
-}
-
-/// Sockets: MQTT, API, two streams, DHCP, DNS, spare.
-const SOCKETS: usize = 8;
-
-/// Builds the network stack on `interface` with `config`; spawn [`runner`] with the runner.
-fn stack(
-    interface: Interface,
-    config: embassy_net::Config,
-    seed: u64,
-) -> (Stack<'static>, Runner<'static, Interface>) {
-    MAC.lock(|mac| mac.set(interface.mac_address()));
-    static RESOURCES: StaticCell<StackResources<SOCKETS>> = StaticCell::new();
-    embassy_net::new(
-        interface,
-        config,
-        RESOURCES.init(StackResources::new()),
-        seed,
-    )
-}
-
-/// Runs the network stack.
-#[embassy_executor::task]
+/// Runs a network stack (one for the station, one for the access point).
+#[embassy_executor::task(pool_size = 2)]
 pub async fn runner(mut runner: Runner<'static, Interface>) {
     runner.run().await
 }
 
-/// Joins the network of `settings` as a station; returns the stack (DHCP) and its runner.
-///
-/// # Errors
-///
-/// When the settings' network name or password is too long, or the driver refuses them.
-pub fn station(
-    controller: &mut WifiController<'static>,
-    settings: &Settings,
+/// The station's stack (DHCP, host name `smarty-XXXXXX`) and the access point's (static
+/// [`AP_ADDRESS`]/24); spawn [`runner`] with each runner.
+pub fn stacks(
     seed: u64,
-) -> Result<(Stack<'static>, Runner<'static, Interface>), esp_radio::wifi::WifiError> {
-    let ssid = settings.wifi_ssid.as_str().try_into()?;
-    let authentication = if settings.wifi_password.is_empty() {
-        AuthenticationMethodConfig::Open
-    } else {
-        AuthenticationMethodConfig::Wpa2Personal(settings.wifi_password.as_str().try_into()?)
-    };
-    controller.set_config(&Config::Station(
-        StationConfig::default()
-            .with_ssid(ssid)
-            .with_authentication(authentication),
-    ))?;
-    controller.set_max_tx_power(MAX_TX_POWER)?;
-    controller.set_power_saving(PowerSaveMode::Minimum)?;
+) -> (
+    (Stack<'static>, Runner<'static, Interface>),
+    (Stack<'static>, Runner<'static, Interface>),
+) {
+    static STATION: StaticCell<StackResources<STATION_SOCKETS>> = StaticCell::new();
+    static AP: StaticCell<StackResources<AP_SOCKETS>> = StaticCell::new();
     let mut dhcp = embassy_net::DhcpConfig::default();
-    dhcp.hostname = format!("smarty-{}", mac_suffix_of(&Interface::station()))
-        .as_str()
-        .try_into()
-        .ok();
-    Ok(stack(
+    dhcp.hostname = format!("smarty-{}", mac_suffix()).as_str().try_into().ok();
+    let station = embassy_net::new(
         Interface::station(),
         embassy_net::Config::dhcpv4(dhcp),
+        STATION.init(StackResources::new()),
         seed,
-    ))
-}
-
-fn mac_suffix_of(interface: &Interface) -> String {
-    let mac = interface.mac_address();
-    format!("{:02x}{:02x}{:02x}", mac[3], mac[4], mac[5])
-}
-
-/// Keeps the station connected, with back-off between attempts.
-#[embassy_executor::task]
-pub async fn keep_connected(mut controller: WifiController<'static>) {
-    let mut backoff_s = 1;
-    loop {
-        match controller.connect_async().await {
-            Ok(_) => {
-                log::info!("Wi-Fi: connected");
-                backoff_s = 1;
-                let _ = controller.wait_for_disconnect_async().await;
-                log::warn!("Wi-Fi: disconnected");
-            }
-            Err(error) => log::warn!("Wi-Fi: cannot connect: {error:?}"),
-        }
-        Timer::after(Duration::from_secs(backoff_s)).await;
-        backoff_s = (backoff_s * 2).min(60);
-    }
-}
-
-/// Opens the set-up access point `smarty-XXXXXX` (open: it only ever carries the form, and
-/// it closes once settings are saved); returns the stack (static address) and its runner.
-///
-/// # Errors
-///
-/// When the driver refuses the configuration.
-pub fn access_point(
-    controller: &mut WifiController<'static>,
-    seed: u64,
-) -> Result<(Stack<'static>, Runner<'static, Interface>), esp_radio::wifi::WifiError> {
-    let name = format!("smarty-{}", mac_suffix_of(&Interface::access_point()));
-    controller.set_config(&Config::AccessPoint(
-        AccessPointConfig::default().with_ssid(name.as_str().try_into()?),
-    ))?;
-    controller.set_max_tx_power(MAX_TX_POWER)?;
-    log::info!("Wi-Fi: set-up access point {name} at http://{AP_ADDRESS}/");
+    );
     let config = embassy_net::Config::ipv4_static(embassy_net::StaticConfigV4 {
         address: embassy_net::Ipv4Cidr::new(AP_ADDRESS, 24),
         gateway: Some(AP_ADDRESS),
         dns_servers: Default::default(),
     });
-    Ok(stack(Interface::access_point(), config, seed))
+    let ap = embassy_net::new(
+        Interface::access_point(),
+        config,
+        AP.init(StackResources::new()),
+        seed.rotate_left(32),
+    );
+    (station, ap)
+}
+
+/// The dongle's short name (`12ab0f`).
+pub fn mac_suffix() -> &'static str {
+    state::MAC_SUFFIX.try_get().map_or("000000", |s| s.as_str())
+}
+
+/// Why joining failed.
+#[derive(Debug)]
+enum JoinError {
+    /// No settings (cannot happen: the control loop joins only with settings).
+    NoSettings,
+    /// The driver refused the configuration (name or password too long).
+    Config(#[allow(dead_code, reason = "read through Debug in log messages")] WifiError),
+    /// Association failed (wrong password, network not found).
+    Connect(
+        #[allow(dead_code, reason = "read through Debug in log messages")]
+        esp_radio::wifi::ConnectionError,
+    ),
+    /// No association or no DHCP address within [`JOIN_TIMEOUT`].
+    Timeout,
+}
+
+/// Joins the network of the settings and waits for an address.
+async fn join(
+    controller: &mut WifiController<'static>,
+    station: Stack<'static>,
+) -> Result<(), JoinError> {
+    let settings = state::SETTINGS
+        .try_get()
+        .and_then(Option::as_ref)
+        .ok_or(JoinError::NoSettings)?;
+    let ssid = settings
+        .wifi_ssid
+        .as_str()
+        .try_into()
+        .map_err(JoinError::Config)?;
+    let password = settings.wifi_password.expose();
+    let authentication = if password.is_empty() {
+        AuthenticationMethodConfig::Open
+    } else {
+        AuthenticationMethodConfig::Wpa2Personal(password.try_into().map_err(JoinError::Config)?)
+    };
+    controller
+        .set_config(&Config::Station(
+            StationConfig::default()
+                .with_ssid(ssid)
+                .with_authentication(authentication),
+        ))
+        .map_err(JoinError::Config)?;
+    controller
+        .set_max_tx_power(MAX_TX_POWER)
+        .map_err(JoinError::Config)?;
+    controller
+        .set_power_saving(PowerSaveMode::Minimum)
+        .map_err(JoinError::Config)?;
+    with_timeout(JOIN_TIMEOUT, controller.connect_async())
+        .await
+        .map_err(|_| JoinError::Timeout)?
+        .map_err(JoinError::Connect)?;
+    with_timeout(JOIN_TIMEOUT, station.wait_config_up())
+        .await
+        .map_err(|_| JoinError::Timeout)?;
+    Ok(())
+}
+
+/// Opens the set-up access point with its per-device password, and prints both on the
+/// serial console.
+fn start_access_point(controller: &mut WifiController<'static>) -> Result<(), WifiError> {
+    let Some(ap) = state::ACCESS_POINT.try_get() else {
+        return Err(WifiError::InvalidArguments);
+    };
+    controller.set_config(&Config::AccessPoint(
+        AccessPointConfig::default()
+            .with_ssid(ap.ssid.as_str().try_into()?)
+            .with_authentication(AuthenticationMethodConfig::Wpa2Personal(
+                ap.password.as_str().try_into()?,
+            )),
+    ))?;
+    controller.set_max_tx_power(MAX_TX_POWER)?;
+    log::info!(
+        "set-up access point {} (WPA2 password {}) at http://{AP_ADDRESS}/",
+        ap.ssid,
+        ap.password
+    );
+    Ok(())
+}
+
+/// Owns the radio: carries out the control loop's [`WifiCommand`]s and reports
+/// [`Event::WifiJoined`], [`Event::WifiFailed`] and [`Event::WifiLost`].
+#[embassy_executor::task]
+pub async fn wifi(mut controller: WifiController<'static>, station: Stack<'static>) {
+    let mut next = None;
+    loop {
+        let command = match next.take() {
+            Some(command) => command,
+            None => state::WIFI.receive().await,
+        };
+        match command {
+            WifiCommand::StartAccessPoint => {
+                if let Err(error) = start_access_point(&mut controller) {
+                    log::error!("Wi-Fi: cannot open the set-up access point: {error:?}");
+                }
+            }
+            // The radio switches to the station when it joins next.
+            WifiCommand::StopAccessPoint => {}
+            WifiCommand::Leave => {
+                let _ = controller.disconnect_async().await;
+                state::update(|c| (c.address, c.rssi_dbm) = (None, None));
+            }
+            WifiCommand::Join => {
+                let joined = select(join(&mut controller, station), state::WIFI.receive()).await;
+                match joined {
+                    Either::First(Ok(())) => {
+                        let address = station.config_v4().map(|c| c.address);
+                        log::info!("Wi-Fi: joined, address {address:?}");
+                        state::update(|c| c.address = address);
+                        state::EVENTS.send(Event::WifiJoined).await;
+                        next = Some(stay_joined(&controller).await);
+                    }
+                    Either::First(Err(error)) => {
+                        log::warn!("Wi-Fi: cannot join: {error:?}");
+                        let _ = controller.disconnect_async().await;
+                        state::EVENTS.send(Event::WifiFailed).await;
+                    }
+                    // Another command while joining (the button): that one wins.
+                    Either::Second(command) => {
+                        let _ = controller.disconnect_async().await;
+                        next = Some(command);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// While joined: reads the signal strength now and then; returns the next command, after
+/// reporting [`Event::WifiLost`] if the connection drops first.
+async fn stay_joined(controller: &WifiController<'static>) -> WifiCommand {
+    loop {
+        let rssi = controller.rssi().ok().and_then(|r| i8::try_from(r).ok());
+        state::update(|c| c.rssi_dbm = rssi);
+        match select3(
+            controller.wait_for_disconnect_async(),
+            state::WIFI.receive(),
+            Timer::after(RSSI_EVERY),
+        )
+        .await
+        {
+            Either3::First(_) => {
+                log::warn!("Wi-Fi: connection lost");
+                state::update(|c| (c.address, c.rssi_dbm) = (None, None));
+                state::EVENTS.send(Event::WifiLost).await;
+                return state::WIFI.receive().await;
+            }
+            Either3::Second(command) => return command,
+            Either3::Third(()) => {}
+        }
+    }
 }
 
 /// UDP sockets for the DHCP and DNS servers.

@@ -1,22 +1,18 @@
 //! The P1 port: UART1 receiving at 115200 8N1 with the RX signal inverted in the GPIO matrix
-//! (the meter's data line is open-collector with inverted logic: idle is low), fed into
-//! [`smarty_p1::Decoder`], each telegram published to [`crate::state`].
-//!
-//! TODO(merge h-fw-logic): the logic crate's P1 reader turns decoded telegrams into
-//! publications (state JSON, Home Assistant values); [`snapshot`] stands in for it here.
+//! (the meter's data line is open-collector with inverted logic: idle is low), fed into the
+//! logic crate's [`smarty_dongle::p1::Reader`] (decryption, decoding, counters, diagnosis);
+//! each accepted telegram is published to [`crate::state`].
 
-use alloc::{format, string::String, vec::Vec};
-use core::fmt::Write as _;
-
-use embassy_time::Instant;
+use embassy_time::{Duration, with_timeout};
 use esp_hal::{
     Async,
     gpio::{AnyPin, interconnect::InputSignal},
     uart::{self, RxConfig, UartRx},
 };
-use smarty_p1::{Decoded, Decoder, DecoderConfig, Key, Readings};
+use smarty_dongle::p1::Reader;
+use smarty_p1::DecoderConfig;
 
-use crate::state::{self, Snapshot};
+use crate::state;
 
 /// Bytes read from the UART at a time: its FIFO holds 128.
 const CHUNK: usize = 128;
@@ -46,89 +42,41 @@ pub fn uart(
     Ok(UartRx::new(uart1, config)?.with_rx(rx).into_async())
 }
 
-/// Reads the P1 port forever: decodes with `key` (`None`: a plain DSMR meter).
+/// The reader advances its clock at least this often without bytes, so that a frame cut
+/// short is dropped and the diagnosis sees the silence.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Reads the P1 port forever, decoding with `config` (the settings' key and authentication
+/// key; none: a plain DSMR meter).
 #[embassy_executor::task]
-pub async fn reader(mut rx: UartRx<'static, Async>, key: Option<Key>) {
-    let mut decoder = Decoder::new(DecoderConfig::default().with_key(key));
+pub async fn reader(mut rx: UartRx<'static, Async>, config: DecoderConfig) {
+    {
+        let mut reader = Reader::new(config);
+        reader.start(state::now_ms());
+        *state::READER.lock().await = Some(reader);
+    }
     let mut buffer = [0_u8; CHUNK];
     loop {
-        let n = match rx.read_async(&mut buffer).await {
-            Ok(n) => n,
-            Err(error) => {
+        let n = match with_timeout(IDLE_TICK, rx.read_async(&mut buffer)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(error)) => {
+                // Framing/parity errors and FIFO overflows: the decoder's CRC and framing
+                // checks catch what they damaged, and the counters show it.
                 log::warn!("P1: UART error {error:?}");
-                state::count(true);
-                continue;
+                0
             }
+            Err(_) => 0,
         };
-        let now_ms = Instant::now().as_millis();
-        decoder.push_at(&buffer[..n], now_ms);
-        while let Some(result) = decoder.next() {
+        let mut guard = state::READER.lock().await;
+        let Some(reader) = guard.as_mut() else {
+            continue;
+        };
+        reader.push(&buffer[..n], state::now_ms());
+        while let Some(result) = reader.poll() {
             match result {
-                Ok(decoded) => state::publish(snapshot(&decoded), now_ms),
-                Err(rejection) => {
-                    log::warn!("P1: {rejection}");
-                    state::count(false);
-                }
+                Ok(snapshot) => state::publish(snapshot),
+                Err(rejection) => log::warn!("P1: {rejection}"),
             }
         }
     }
-}
-
-/// What the outputs need of a decoded telegram.
-fn snapshot(decoded: &Decoded<'_>) -> Snapshot {
-    let readings = decoded.telegram.readings();
-    Snapshot {
-        meter_id: readings.meter_id.clone().unwrap_or_default(),
-        json: readings_json(&readings),
-        telegram: Vec::from(decoded.telegram.raw()),
-    }
-}
-
-/// The common readings as a JSON object; absent values are left out.
-fn readings_json(readings: &Readings) -> String {
-    let mut json = String::from("{");
-    let mut field = |name: &str, value: Option<String>| {
-        if let Some(value) = value {
-            if json.len() > 1 {
-                json.push(',');
-            }
-            let _ = write!(json, "\"{name}\":{value}");
-        }
-    };
-    field(
-        "meter_id",
-        readings
-            .meter_id
-            .as_ref()
-            .map(|id| format!("\"{}\"", escape(id))),
-    );
-    field(
-        "energy_import_kwh",
-        readings.energy_import_kwh.map(|v| format!("{v}")),
-    );
-    field(
-        "energy_export_kwh",
-        readings.energy_export_kwh.map(|v| format!("{v}")),
-    );
-    field(
-        "power_import_kw",
-        readings.power_import_kw.map(|v| format!("{v}")),
-    );
-    field(
-        "power_export_kw",
-        readings.power_export_kw.map(|v| format!("{v}")),
-    );
-    json.push('}');
-    json
-}
-
-/// `text` with JSON's special characters escaped (meter ids are printable ASCII).
-fn escape(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .flat_map(|c| match c {
-            '"' | '\\' => ['\\', c].into_iter().take(2),
-            c => [c, c].into_iter().take(1),
-        })
-        .collect()
 }

@@ -1,10 +1,14 @@
-//! The dongle's settings, kept in the flash's `nvs` data partition with sequential-storage
-//! (wear-levelled, power-loss safe). The partition is found in the partition table
-//! (`partitions.csv`); ESP-IDF's NVS format is not used (esp-radio keeps nothing there).
+//! The dongle's settings in the flash's `nvs` data partition, with sequential-storage
+//! (wear-levelled, power-loss safe) as the storage layer. The partition is found in the
+//! partition table (`partitions.csv`); ESP-IDF's NVS format is not used (esp-radio keeps
+//! nothing there).
 //!
-//! TODO(merge h-fw-logic): the settings record and its encoding belong to the logic crate
-//! (`smarty_dongle`'s settings record, validated and versioned); [`Settings`] with its
-//! `key=value` lines stands in for it here, with the same fields.
+//! Two items in the map:
+//!
+//! - [`RECORD`]: the logic crate's settings record ([`Settings::encode`], versioned and
+//!   CRC-checked), stored whole; erasing it is the factory reset;
+//! - [`AP_PASSWORD`]: the set-up access point's per-device password, made at the first start
+//!   and kept through factory resets.
 
 use alloc::{string::String, vec::Vec};
 
@@ -16,82 +20,15 @@ use sequential_storage::{
     cache::{Cache, Uncached},
     map::{MapConfig, MapStorage},
 };
+use smarty_dongle::settings::{Settings, SettingsError};
 
 /// The map key of the settings record.
 const RECORD: u8 = 1;
-/// The largest record, plus the key and alignment.
+/// The map key of the set-up access point's password.
+const AP_PASSWORD: u8 = 2;
+/// The largest item, plus the key and alignment: a record is a few hundred bytes (texts are
+/// validated short).
 const BUFFER: usize = 1024;
-
-/// What the set-up form asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Settings {
-    /// The Wi-Fi network to join.
-    pub wifi_ssid: String,
-    /// Its WPA2 passphrase (empty: an open network).
-    pub wifi_password: String,
-    /// The meter's decryption key, 32 hex digits; empty for a plain DSMR meter.
-    pub meter_key: String,
-    /// The MQTT broker's host name or IPv4 address; empty: no MQTT.
-    pub mqtt_host: String,
-    /// The MQTT broker's port.
-    pub mqtt_port: u16,
-    /// The MQTT user name (empty: none).
-    pub mqtt_user: String,
-    /// The MQTT password.
-    pub mqtt_password: String,
-}
-
-impl Settings {
-    /// The record as stored: one `name=value` line per field.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = String::new();
-        for (name, value) in [
-            ("wifi_ssid", self.wifi_ssid.as_str()),
-            ("wifi_password", self.wifi_password.as_str()),
-            ("meter_key", self.meter_key.as_str()),
-            ("mqtt_host", self.mqtt_host.as_str()),
-            ("mqtt_user", self.mqtt_user.as_str()),
-            ("mqtt_password", self.mqtt_password.as_str()),
-        ] {
-            out.push_str(name);
-            out.push('=');
-            out.push_str(value);
-            out.push('\n');
-        }
-        out.push_str("mqtt_port=");
-        out.push_str(itoa(self.mqtt_port).as_str());
-        out.push('\n');
-        out.into_bytes()
-    }
-
-    /// Reads a record written by [`Settings::encode`]; `None` when it has no Wi-Fi network.
-    pub fn decode(record: &[u8]) -> Option<Settings> {
-        let text = core::str::from_utf8(record).ok()?;
-        let mut settings = Settings {
-            mqtt_port: 1883,
-            ..Settings::default()
-        };
-        for line in text.lines() {
-            let (name, value) = line.split_once('=')?;
-            let value = String::from(value);
-            match name {
-                "wifi_ssid" => settings.wifi_ssid = value,
-                "wifi_password" => settings.wifi_password = value,
-                "meter_key" => settings.meter_key = value,
-                "mqtt_host" => settings.mqtt_host = value,
-                "mqtt_user" => settings.mqtt_user = value,
-                "mqtt_password" => settings.mqtt_password = value,
-                "mqtt_port" => settings.mqtt_port = value.parse().ok()?,
-                _ => {}
-            }
-        }
-        (!settings.wifi_ssid.is_empty()).then_some(settings)
-    }
-}
-
-fn itoa(n: u16) -> String {
-    alloc::format!("{n}")
-}
 
 /// Why the settings could not be read or written.
 #[derive(Debug)]
@@ -100,6 +37,8 @@ pub enum Error {
     Partition(#[allow(dead_code, reason = "read through Debug in log messages")] partitions::Error),
     /// sequential-storage failed (flash error, corrupted pages).
     Storage,
+    /// The stored record is not valid (damaged, or of another format version).
+    Record(#[allow(dead_code, reason = "read through Debug in log messages")] SettingsError),
 }
 
 /// Runs `f` on the settings map in the `nvs` partition of `flash`.
@@ -134,12 +73,12 @@ async fn with_map<R>(
 ///
 /// # Errors
 ///
-/// When the partition is missing or the flash fails.
+/// When the partition is missing, the flash fails or the record is not valid.
 pub async fn load(flash: &mut FlashStorage<'_>) -> Result<Option<Settings>, Error> {
     with_map(flash, async |map| {
         let mut buffer = [0_u8; BUFFER];
         match map.fetch_item::<&[u8]>(&mut buffer, &RECORD).await {
-            Ok(Some(record)) => Ok(Settings::decode(record)),
+            Ok(Some(record)) => Settings::decode(record).map_err(Error::Record),
             Ok(None) => Ok(None),
             Err(_) => Err(Error::Storage),
         }
@@ -153,10 +92,61 @@ pub async fn load(flash: &mut FlashStorage<'_>) -> Result<Option<Settings>, Erro
 ///
 /// When the partition is missing or the flash fails.
 pub async fn store(flash: &mut FlashStorage<'_>, settings: &Settings) -> Result<(), Error> {
-    let record = settings.encode();
+    store_item(flash, RECORD, &settings.encode()).await
+}
+
+/// Erases the settings (the factory reset); the access point's password stays.
+///
+/// # Errors
+///
+/// When the partition is missing or the flash fails.
+pub async fn erase(flash: &mut FlashStorage<'_>) -> Result<(), Error> {
     with_map(flash, async |map| {
         let mut buffer = [0_u8; BUFFER];
-        map.store_item(&mut buffer, &RECORD, &record.as_slice())
+        map.remove_item(&mut buffer, &RECORD)
+            .await
+            .map_err(|_| Error::Storage)
+    })
+    .await?
+}
+
+/// The set-up access point's password: the stored one, or a new one made with `random`
+/// (the hardware generator) and stored, at the first start or when the stored one is not
+/// valid.
+///
+/// # Errors
+///
+/// When the partition is missing or the flash fails (the caller can still use a password of
+/// this start only).
+pub async fn ap_password(
+    flash: &mut FlashStorage<'_>,
+    random: impl Iterator<Item = u8>,
+) -> Result<String, Error> {
+    let stored = with_map(flash, async |map| {
+        let mut buffer = [0_u8; BUFFER];
+        match map.fetch_item::<&[u8]>(&mut buffer, &AP_PASSWORD).await {
+            Ok(item) => Ok(item
+                .and_then(|bytes| core::str::from_utf8(bytes).ok())
+                .filter(|text| smarty_dongle::access_point::is_password(text))
+                .map(String::from)),
+            Err(_) => Err(Error::Storage),
+        }
+    })
+    .await??;
+    if let Some(password) = stored {
+        return Ok(password);
+    }
+    let password = smarty_dongle::access_point::password_from(random).ok_or(Error::Storage)?;
+    store_item(flash, AP_PASSWORD, password.as_bytes()).await?;
+    log::info!("set-up access point: new password made and stored");
+    Ok(password)
+}
+
+async fn store_item(flash: &mut FlashStorage<'_>, key: u8, item: &[u8]) -> Result<(), Error> {
+    let item: Vec<u8> = item.to_vec();
+    with_map(flash, async |map| {
+        let mut buffer = [0_u8; BUFFER];
+        map.store_item(&mut buffer, &key, &item.as_slice())
             .await
             .map_err(|_| Error::Storage)
     })

@@ -29,11 +29,10 @@ pub async fn server(stack: Stack<'static>) {
         // The latest telegram at once, then each new one.
         loop {
             telegrams.changed().await;
-            let Some(snapshot) = state::latest() else {
+            let Some(telegram) = state::with_latest(|s| s.telegram.clone()) else {
                 continue;
             };
-            if socket.write_all(&snapshot.telegram).await.is_err() || socket.flush().await.is_err()
-            {
+            if socket.write_all(&telegram).await.is_err() || socket.flush().await.is_err() {
                 break;
             }
         }

@@ -6,6 +6,7 @@
 //!
 //! | module | concern |
 //! |---|---|
+//! | [`access_point`] | the set-up access point's name and its per-device password |
 //! | [`p1`] | UART bytes → [`smarty_p1::Decoder`] → [`p1::Snapshot`]s → MQTT [`p1::Publication`]s (topics and names as the gateway's) |
 //! | [`diagnosis`] | what the status page says is wrong (cable, wiring, key, authentication key, partial read-out) |
 //! | [`settings`] | the settings record kept in flash: versioned, length-prefixed, CRC-32 checked |
@@ -42,6 +43,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod access_point;
 pub mod api;
 pub mod diagnosis;
 pub mod discovery;

@@ -39,6 +39,10 @@ pub const RX_BUFFER: usize = 1024;
 /// Keep-alive interval (s).
 pub const KEEPALIVE_S: u64 = 30;
 
+/// How long one connection attempt of [`ConnectOptions::config_once`] may take: DNS, TCP,
+/// CONNECT and CONNACK.
+pub const CONNECT_TIMEOUT: embassy_time::Duration = embassy_time::Duration::from_secs(15);
+
 /// Why the MQTT connection cannot be set up, or a message not sent.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[non_exhaustive]
@@ -140,6 +144,22 @@ impl ConnectOptions {
     /// # Errors
     /// [`MqttError::ClientIdTooLong`].
     pub fn config(&self) -> Result<Config<'_>, MqttError> {
+        self.build(None)
+    }
+
+    /// [`ConnectOptions::config`] for one connection attempt: `MqttStack::run` returns when
+    /// the broker cannot be reached or refuses, instead of retrying with its own back-off (up
+    /// to 10 times). The firmware's connection state machine ([`crate::provisioning`]) does
+    /// the retrying, so there is one back-off policy and the status says what happens.
+    /// (After a connection is lost, mqttrust still tries to reconnect once at once.)
+    ///
+    /// # Errors
+    /// [`MqttError::ClientIdTooLong`].
+    pub fn config_once(&self) -> Result<Config<'_>, MqttError> {
+        self.build(Some(CONNECT_TIMEOUT))
+    }
+
+    fn build(&self, once: Option<embassy_time::Duration>) -> Result<Config<'_>, MqttError> {
         let will = LastWill::builder()
             .topic(&self.will_topic)
             .data(b"offline")
@@ -159,8 +179,15 @@ impl ConnectOptions {
                 (!self.password.is_empty()).then_some(self.password.expose().as_bytes()),
             )
             .last_will(will)
+            .maybe_connect_timeout(once)
+            .maybe_backoff_algo(once.map(|_| give_up as fn(u8) -> Option<embassy_time::Duration>))
             .build())
     }
+}
+
+/// The back-off of [`ConnectOptions::config_once`]: no second attempt.
+fn give_up(_attempt: u8) -> Option<embassy_time::Duration> {
+    None
 }
 
 /// Publishes `p` (waits for the connection; at QoS 1 for the broker's acknowledgement).

@@ -298,6 +298,9 @@ pub struct Snapshot {
     pub state_json: String,
     /// The bytes as received: the encrypted frame, or the plaintext telegram.
     pub raw: Vec<u8>,
+    /// The plaintext telegram, `/` through the CRC line: what DSMR tools read from a network
+    /// P1 port (the firmware's telegram stream on TCP port 2001).
+    pub telegram: Vec<u8>,
     /// When it was accepted (the `now_ms` of the last [`Reader::push`]).
     pub received_ms: u64,
 }
@@ -330,6 +333,7 @@ impl Snapshot {
             values: values_of(telegram),
             state_json: telegram_json(decoded),
             raw: decoded.raw.to_vec(),
+            telegram: telegram.raw().to_vec(),
             received_ms: now_ms,
         }
     }

@@ -285,6 +285,27 @@ fn check_device_name(name: &str) -> Result<(), &'static str> {
 /// assert!(errors.of(Field::WifiSsid).is_some() && errors.of(Field::WifiPassword).is_some());
 /// ```
 pub fn parse_form(body: &[u8], existing: Option<&Settings>) -> Result<Settings, FormErrors> {
+    let (settings, errors) = parse_form_as_typed(body, existing);
+    if errors.errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(errors)
+    }
+}
+
+/// [`parse_form`], giving the settings as typed along with the errors: for showing the form
+/// again with what was typed ([`setup_page`]) and the messages. The settings are valid only
+/// when the errors are empty; a wrong key is left out (the stored one, or none), a wrong
+/// broker kept as typed.
+///
+/// # Example
+/// ```
+/// use smarty_dongle::setup_form::{Field, parse_form_as_typed};
+/// let (typed, errors) = parse_form_as_typed(b"wifi_ssid=Home&wifi_password=short&mqtt_broker=mqtt%3A%2F%2F", None);
+/// assert_eq!(typed.wifi_ssid, "Home");
+/// assert!(errors.of(Field::WifiPassword).is_some() && errors.of(Field::MqttBroker).is_some());
+/// ```
+pub fn parse_form_as_typed(body: &[u8], existing: Option<&Settings>) -> (Settings, FormErrors) {
     let pairs = parse_pairs(body);
     let get = |name: &str| {
         pairs
@@ -361,7 +382,10 @@ pub fn parse_form(body: &[u8], existing: Option<&Settings>) -> Result<Settings, 
                 (None, Err(message)) => errors.add(Field::MqttPort, message),
             }
         }
-        Err(message) => errors.add(Field::MqttBroker, message),
+        Err(message) => {
+            s.mqtt.host = text("mqtt_broker").trim().into();
+            errors.add(Field::MqttBroker, message);
+        }
     }
     s.mqtt.user = text("mqtt_user").into();
     let mqtt_password = text("mqtt_password");
@@ -398,11 +422,7 @@ pub fn parse_form(body: &[u8], existing: Option<&Settings>) -> Result<Settings, 
     }
     s.device_name = name.into();
 
-    if errors.errors.is_empty() {
-        Ok(s)
-    } else {
-        Err(errors)
-    }
+    (s, errors)
 }
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped, for HTML text and attribute values.

@@ -82,6 +82,28 @@ fn same_telegram(a: &Snapshot, b: &Snapshot) -> bool {
 
 // ---------------------------------------------------------------- p1
 
+/// The telegram stream (TCP port 2001) sends the plaintext telegram of each snapshot: for the
+/// encrypted frame the decrypted telegram (`/` to the CRC line), for a plain one its bytes.
+#[test]
+fn snapshots_keep_the_plaintext_telegram() {
+    let real = real_snapshot();
+    assert!(
+        real.telegram.starts_with(b"/Lux5"),
+        "{:?}",
+        &real.telegram[..8]
+    );
+    let text = core::str::from_utf8(&real.telegram).unwrap();
+    let crc_line = text.trim_end().rsplit('\n').next().unwrap();
+    assert!(
+        crc_line.starts_with('!') && crc_line.len() == 5,
+        "{crc_line:?}"
+    );
+    assert_ne!(real.telegram, real.raw);
+    let plain = read_whole(DecoderConfig::default(), TELEGRAM_2026);
+    assert!(TELEGRAM_2026.starts_with(&plain.telegram));
+    assert!(plain.telegram.starts_with(b"/") && plain.telegram.len() + 4 >= TELEGRAM_2026.len());
+}
+
 #[test]
 fn the_state_json_is_the_gateways_byte_for_byte() {
     assert_eq!(real_snapshot().state_json, GATEWAY_REAL.trim_end());
@@ -648,6 +670,28 @@ fn broker_port_prefix_protocol_and_name_rules() {
         [Field::WifiSsid, Field::MqttBroker, Field::MqttPrefix]
     );
     assert!(errors.to_string().starts_with("wifi_ssid: "));
+}
+
+/// A form with errors comes back with what was typed (secrets excepted) and the messages.
+#[test]
+fn a_form_with_errors_comes_back_as_typed() {
+    let body = with("mqtt_prefix", "a/%23").replace("wifi_ssid=Home+Net", "wifi_ssid=Garage");
+    let (typed, errors) = setup_form::parse_form_as_typed(body.as_bytes(), None);
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert!(errors.of(Field::MqttPrefix).is_some());
+    assert_eq!(parse_form(body.as_bytes(), None), Err(errors.clone()));
+    let page = setup_form::setup_page(&typed, &errors, false);
+    assert!(
+        page.contains("value=\"Garage\"") && page.contains("value=\"a/#\""),
+        "{page}"
+    );
+    assert!(!page.contains("12345678"));
+    let (typed, errors) =
+        setup_form::parse_form_as_typed(b"wifi_ssid=x&mqtt_broker=bad%20host", None);
+    assert_eq!(typed.mqtt.host, "bad host");
+    assert!(errors.of(Field::MqttBroker).is_some());
+    let (_, none) = setup_form::parse_form_as_typed(GOOD.as_bytes(), None);
+    assert!(none.errors.is_empty());
 }
 
 #[test]

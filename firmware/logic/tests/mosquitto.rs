@@ -204,3 +204,19 @@ async fn run() {
     }
     eprintln!("MQTT {} round trip ok", PROTOCOL.as_str());
 }
+
+/// `config_once`: the stack makes one attempt and returns (the firmware's state machine
+/// retries), where `config` would retry ten times with back-off for minutes. No broker
+/// listens on port 1.
+#[tokio::test(flavor = "current_thread")]
+async fn config_once_gives_up_after_one_failed_attempt() {
+    let options = ConnectOptions::anonymous(&unique("once"), &PublishConfig::new("t", "home"));
+    let mut state = State::<NoopRawMutex, 1024, 1024>::new();
+    let (mut stack, _client) = mqttrust::new(&mut state, options.config_once().unwrap());
+    let network = Network;
+    let mut transport =
+        NalTransport::new(&network, IpBroker::new(core::net::Ipv4Addr::LOCALHOST, 1));
+    tokio::time::timeout(Duration::from_secs(10), stack.run(&mut transport))
+        .await
+        .expect("the stack returns after one failed attempt");
+}
