@@ -2,18 +2,15 @@
 //! `partitions.csv`), activated only when the image's ed25519 signature verifies, and
 //! confirmed (or rolled back) on the first start from the new slot.
 //!
-//! An upload is the 64-byte signature followed by the image (what `espflash save-image`
-//! writes); the signature covers the image. [`Update`] writes the image into the next slot
-//! while hashing it, and activates the slot only after [`Update::finish`] verified it.
-//!
-//! [`server`] takes uploads on TCP port [`PORT`]: the 64-byte signature, the image's length
-//! (4 bytes, big-endian), the image; it answers `OK` (and restarts into the new slot) or
-//! `ERR …`. Only the signature authenticates an upload.
-//!
-//! TODO: [`PUBLIC_KEY`] is a placeholder: with it every signature fails, so no image can be
-//! activated until the project's release key is set (and a signing step in the release).
+//! [`server`] takes uploads on TCP port [`PORT`] in the logic crate's format
+//! ([`smarty_dongle::ota`]: the 64-byte signature, the image's length, the image, as
+//! `cargo ota upload` sends it); it answers `OK` (and restarts into the new slot) or
+//! `ERR …`. Only the signature authenticates an upload: [`Update`] writes the image into the
+//! next slot while a [`Verifier`] hashes it, and activates the slot only when the signature
+//! verifies with the public key this firmware was built with ([`public_key`]:
+//! `SMARTY_DONGLE_OTA_PUBLIC_KEY` at build time, from `cargo ota keygen`). A build without
+//! one refuses every upload.
 
-use ed25519_compact::{PublicKey, Signature, VerifyingState};
 use embassy_net::{Stack, tcp::TcpSocket};
 use embassy_time::Duration;
 use embedded_io_async::{Read as _, Write as _};
@@ -22,9 +19,22 @@ use esp_bootloader_esp_idf::{
     ota_updater::OtaUpdater,
     partitions::{self, FlashStorage, PARTITION_TABLE_MAX_LEN},
 };
+pub use smarty_dongle::ota::PORT;
+use smarty_dongle::ota::{HEADER_LEN, Header, OtaError, Verifier, public_key_from_hex};
 
-/// The release signing key's public half. TODO: the project's release key.
-pub const PUBLIC_KEY: [u8; 32] = [0; 32];
+/// The public key updates must be signed with: `SMARTY_DONGLE_OTA_PUBLIC_KEY` (64 hex digits)
+/// when the firmware was built.
+///
+/// # Errors
+/// [`OtaError::NoPublicKey`] for a build without one, [`OtaError::PublicKey`] for one that is
+/// not a key (build.rs refuses those already).
+pub fn public_key() -> Result<[u8; 32], OtaError> {
+    match option_env!("SMARTY_DONGLE_OTA_PUBLIC_KEY") {
+        Some(hex) if !hex.trim().is_empty() => public_key_from_hex(hex),
+        _ => Err(OtaError::NoPublicKey),
+    }
+}
+
 /// Flash sector: erase granularity.
 const SECTOR: u32 = 4096;
 
@@ -35,8 +45,8 @@ pub enum Error {
     Flash(#[allow(dead_code, reason = "read through Debug in log messages")] partitions::Error),
     /// The image is larger than the slot.
     TooLarge,
-    /// The signature is malformed or does not verify.
-    Signature,
+    /// Refused by the logic crate: no key in this build, a bad length or signature.
+    Refused(OtaError),
     /// The upload was cut short.
     Network,
 }
@@ -84,29 +94,48 @@ fn set_running_state(flash: &mut FlashStorage<'_>, state: OtaImageState) -> Resu
     Ok(updater.set_current_ota_state(state)?)
 }
 
+impl From<OtaError> for Error {
+    fn from(error: OtaError) -> Self {
+        Error::Refused(error)
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Flash(e) => write!(f, "flash: {e:?}"),
+            Error::TooLarge => f.write_str("the image is larger than the slot"),
+            Error::Refused(e) => write!(f, "{e}"),
+            Error::Network => f.write_str("the upload was cut short"),
+        }
+    }
+}
+
 /// An update being written into the next slot.
 pub struct Update<'a, 'd> {
     updater: OtaUpdater<'a, 'd>,
-    verifier: VerifyingState,
+    verifier: Verifier,
     written: u32,
 }
 
 impl<'a, 'd> Update<'a, 'd> {
-    /// Starts an update whose image is signed with `signature`.
+    /// Starts the update `header` announces.
     ///
     /// # Errors
     ///
-    /// When there are not two app slots, or the signature is malformed.
+    /// When there are not two app slots, this build has no public key, or the image is empty,
+    /// larger than the slot or its signature malformed.
     pub fn begin(
         flash: &'a mut FlashStorage<'d>,
         table: &'a mut [u8; PARTITION_TABLE_MAX_LEN],
-        signature: &[u8; 64],
+        header: &[u8; HEADER_LEN],
     ) -> Result<Self, Error> {
-        let updater = OtaUpdater::new(flash, table)?;
-        let key = PublicKey::new(PUBLIC_KEY);
-        let verifier = key
-            .verify_incremental(&Signature::new(*signature))
-            .map_err(|_| Error::Signature)?;
+        let key = public_key()?;
+        let mut updater = OtaUpdater::new(flash, table)?;
+        let (slot, _) = updater.next_partition()?;
+        let max = u32::try_from(slot.partition_size()).unwrap_or(u32::MAX);
+        let header = Header::parse(header, max)?;
+        let verifier = Verifier::new(&key, &header)?;
         Ok(Update {
             updater,
             verifier,
@@ -133,7 +162,7 @@ impl<'a, 'd> Update<'a, 'd> {
             slot.erase(first_new, erase_end.min(slot.partition_size() as u32))?;
         }
         slot.write(start, chunk)?;
-        self.verifier.absorb(chunk);
+        self.verifier.update(chunk);
         self.written = end;
         Ok(())
     }
@@ -145,15 +174,12 @@ impl<'a, 'd> Update<'a, 'd> {
     ///
     /// When the signature does not verify (the slot stays inactive) or the flash fails.
     pub fn finish(mut self) -> Result<(), Error> {
-        self.verifier.verify().map_err(|_| Error::Signature)?;
+        self.verifier.finish()?;
         self.updater.activate_next_partition()?;
         self.updater.set_current_ota_state(OtaImageState::New)?;
         Ok(())
     }
 }
-
-/// The upload port (the one ArduinoOTA uses).
-pub const PORT: u16 = 3232;
 
 /// Takes signed uploads; restarts into the new image after a verified one.
 #[embassy_executor::task]
@@ -169,7 +195,7 @@ pub async fn server(stack: Stack<'static>) {
         let result = receive(&mut socket).await;
         let reply = match &result {
             Ok(()) => alloc::string::String::from("OK\n"),
-            Err(error) => alloc::format!("ERR {error:?}\n"),
+            Err(error) => alloc::format!("ERR {error}\n"),
         };
         log::info!("OTA: upload {}", reply.trim_end());
         let _ = socket.write_all(reply.as_bytes()).await;
@@ -184,31 +210,25 @@ pub async fn server(stack: Stack<'static>) {
 
 /// Reads one upload from `socket` into the next slot.
 async fn receive(socket: &mut TcpSocket<'_>) -> Result<(), Error> {
-    let mut signature = [0_u8; 64];
-    let mut length = [0_u8; 4];
+    let mut header = [0_u8; HEADER_LEN];
     socket
-        .read_exact(&mut signature)
+        .read_exact(&mut header)
         .await
         .map_err(|_| Error::Network)?;
-    socket
-        .read_exact(&mut length)
-        .await
-        .map_err(|_| Error::Network)?;
-    let mut left = u32::from_be_bytes(length) as usize;
     let mut flash = crate::FLASH.get().await.lock().await;
     let mut table = [0_u8; PARTITION_TABLE_MAX_LEN];
-    let mut update = Update::begin(&mut flash, &mut table, &signature)?;
+    let mut update = Update::begin(&mut flash, &mut table, &header)?;
     let mut chunk = [0_u8; 1024];
-    while left > 0 {
+    while update.verifier.left() > 0 {
+        let want = (update.verifier.left() as usize).min(chunk.len());
         let n = socket
-            .read(&mut chunk[..left.min(1024)])
+            .read(&mut chunk[..want])
             .await
             .map_err(|_| Error::Network)?;
         if n == 0 {
             return Err(Error::Network);
         }
         update.write(&chunk[..n])?;
-        left -= n;
     }
     update.finish()
 }
