@@ -1,19 +1,7 @@
-//! Names reduced to the characters of MQTT object ids and metric names.
+//! Names reduced to the characters of MQTT object ids and metric names: [`slug`], defined
+//! with Home Assistant's vocabulary in `smarty-ha` (shared with the dongle's firmware).
 
-/// A name reduced to `[a-z0-9_]` (lower case, anything else becomes `_`), for MQTT object ids
-/// and metric names: `SAG1030700012701` → `sag1030700012701`, `my-meter` → `my_meter`.
-pub fn slug(name: &str) -> String {
-    name.trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use smarty_ha::slug;
 
 #[cfg(test)]
 mod tests {

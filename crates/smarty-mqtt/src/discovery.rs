@@ -8,7 +8,8 @@
 //! `event` entity of its alerts, announced with the meter's first guard event.
 
 use serde_json::{Map, Value as Json, json};
-use smarty_p1::registry::{Kind, Medium};
+pub use smarty_ha::Classes;
+use smarty_ha::Entity;
 
 use super::config::MqttConfig;
 use super::topics;
@@ -40,126 +41,42 @@ fn ha_unit(value: &TelegramValue) -> Option<String> {
     value.id.unit().map(|u| u.symbol().to_owned())
 }
 
-/// A readable entity name: the registry name in words with the M-Bus channel and medium, the
-/// unit of a number left out (`voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`).
-pub fn display_name(value: &TelegramValue) -> String {
-    let id = &value.id;
-    let channel = id.obis().b;
-    let mut words: Vec<String> = id
-        .def()
-        .name
-        .split('_')
-        .map(|word| match word {
-            "mbus{n}" => format!("M-Bus {channel}"),
-            _ => word.replace("{n}", &channel.to_string()),
-        })
-        .collect();
-    if let Some(medium) = id.reading_medium() {
-        words.extend(medium.as_str().split('_').map(str::to_owned));
-    }
-    // A unit that is not known stays, as sent: it may be part of what the value is.
-    if let Some(unit) = id.unit()
-        && !(is_number(value) && unit.known().is_some())
-    {
-        words.push(unit.slug().into_owned());
-    }
-    let words: Vec<String> = words
-        .into_iter()
-        .map(|word| {
-            if let Some(n) = word
-                .strip_prefix('l')
-                .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok())
-            {
-                format!("L{n}")
-            } else if word == "id" || word == "p1" || word == "crc" {
-                word.to_ascii_uppercase()
-            } else {
-                word
-            }
-        })
-        .collect();
-    let mut text = words.join(" ");
-    if let Some(first) = text.get(..1) {
-        text = first.to_ascii_uppercase() + &text[1..];
-    }
-    text
+/// The word a value's name carries for its unit: a unit that is not known, or the unit of a
+/// value that is not a number.
+fn unit_word(value: &TelegramValue) -> Option<String> {
+    value
+        .id
+        .unit()
+        .filter(|unit| !(is_number(value) && unit.known().is_some()))
+        .map(|unit| unit.slug().into_owned())
 }
 
-/// Home Assistant's classes of one value.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Classes {
-    /// `unit_of_measurement`.
-    pub unit: Option<String>,
-    /// `device_class`.
-    pub device_class: Option<&'static str>,
-    /// `state_class`.
-    pub state_class: Option<&'static str>,
-    /// `entity_category`.
-    pub entity_category: Option<&'static str>,
+/// Calls `f` with `value` as Home Assistant's discovery sees it.
+fn with_entity<T>(value: &TelegramValue, f: impl FnOnce(&Entity<'_>) -> T) -> T {
+    let (unit, word) = (ha_unit(value), unit_word(value));
+    let id = &value.id;
+    f(&Entity {
+        name: id.def().name,
+        channel: id.obis().b,
+        kind: id.kind(),
+        medium: id.reading_medium(),
+        number: is_number(value),
+        unit: unit.as_deref(),
+        unit_word: word.as_deref(),
+    })
+}
+
+/// A readable entity name ([`smarty_ha::display_name`]): the registry name in words with the
+/// M-Bus channel and medium, the unit of a number left out (`voltage_l1_v` → `Voltage L1`,
+/// `mbus1_gas_m3` → `M-Bus 1 gas`).
+pub fn display_name(value: &TelegramValue) -> String {
+    with_entity(value, smarty_ha::display_name)
 }
 
 /// `device_class`, `state_class`, unit and category of `value`, from its kind, unit and
-/// M-Bus medium.
+/// M-Bus medium ([`smarty_ha::classes`]).
 pub fn classes(value: &TelegramValue) -> Classes {
-    let diagnostic = Some("diagnostic");
-    let kind = value.id.kind();
-    if !is_number(value) {
-        return Classes {
-            device_class: (kind == Kind::Timestamp).then_some("timestamp"),
-            entity_category: match kind {
-                Kind::Message => None,
-                _ => diagnostic,
-            },
-            ..Classes::default()
-        };
-    }
-    let unit = ha_unit(value);
-    let by_unit = |unit: Option<&str>| match unit {
-        Some("kWh" | "Wh" | "MWh" | "GJ" | "MJ") => Some("energy"),
-        Some("kvarh" | "varh") => Some("reactive_energy"),
-        Some("kW" | "W") => Some("power"),
-        Some("kvar" | "var") => Some("reactive_power"),
-        Some("kVA" | "VA") => Some("apparent_power"),
-        Some("V") => Some("voltage"),
-        Some("A") => Some("current"),
-        Some("Hz") => Some("frequency"),
-        _ => None,
-    };
-    let (device_class, state_class, entity_category) = match kind {
-        Kind::Energy | Kind::ReactiveEnergy => {
-            (by_unit(unit.as_deref()), Some("total_increasing"), None)
-        }
-        Kind::Power
-        | Kind::ReactivePower
-        | Kind::ApparentPower
-        | Kind::Voltage
-        | Kind::Current
-        | Kind::Frequency => (by_unit(unit.as_deref()), Some("measurement"), None),
-        Kind::PowerFactor => (Some("power_factor"), Some("measurement"), None),
-        Kind::Threshold => (by_unit(unit.as_deref()), None, diagnostic),
-        Kind::Count => (None, Some("total_increasing"), diagnostic),
-        Kind::MbusReading => {
-            let class = match unit.as_deref() {
-                Some("m³") => match value.id.reading_medium() {
-                    Some(Medium::Gas) => Some("gas"),
-                    Some(Medium::Water | Medium::WarmWater | Medium::HotWater) => Some("water"),
-                    _ => Some("volume"),
-                },
-                other => by_unit(other),
-            };
-            (class, Some("total_increasing"), None)
-        }
-        Kind::Tariff => (None, None, None),
-        _ => (None, None, diagnostic),
-    };
-    // Home Assistant rejects a unit its device class does not know; keep unknown units as
-    // plain units without a class.
-    Classes {
-        unit,
-        device_class,
-        state_class,
-        entity_category,
-    }
+    with_entity(value, smarty_ha::classes)
 }
 
 /// The `device` block of a meter (or of the M-Bus device on `channel`): identifiers, name,

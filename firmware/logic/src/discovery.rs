@@ -9,10 +9,10 @@
 //! the meter's availability alone (the dongle's last will, see [`crate::mqtt`]).
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use smarty_p1::registry::{Kind, Medium};
+use smarty_ha::Entity;
 
 use crate::json::{self, Object};
 use crate::p1::{NamedValue, Publication, PublishConfig, QoS, Snapshot, ValueData, known_unit};
@@ -20,19 +20,7 @@ use crate::p1::{NamedValue, Publication, PublishConfig, QoS, Snapshot, ValueData
 /// Home Assistant's default discovery prefix.
 pub const DEFAULT_DISCOVERY_PREFIX: &str = "homeassistant";
 
-/// `name` reduced to `[a-z0-9_]` (lower case, anything else `_`): object ids, device keys.
-pub fn slug(name: &str) -> String {
-    name.trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use smarty_ha::{Classes, slug};
 
 /// The device key of a meter: its id (slugged), else the meter's name.
 pub fn device_key(snapshot: &Snapshot, config: &PublishConfig) -> String {
@@ -44,131 +32,45 @@ pub fn device_key(snapshot: &Snapshot, config: &PublishConfig) -> String {
     slug(id)
 }
 
-/// A readable entity name: the registry name in words with the M-Bus channel and medium, the
-/// unit of a number left out (`voltage_l1_v` → `Voltage L1`, `mbus1_gas_m3` → `M-Bus 1 gas`).
-pub fn display_name(value: &NamedValue) -> String {
-    let channel = value.obis.b;
-    let mut words: Vec<String> = value
-        .def
-        .name
-        .split('_')
-        .map(|word| match word {
-            "mbus{n}" => format!("M-Bus {channel}"),
-            _ => word.replace("{n}", &channel.to_string()),
-        })
-        .collect();
-    if let Some(medium) = value.medium {
-        words.extend(medium.as_str().split('_').map(String::from));
-    }
-    // A unit that is not known stays, as sent: it may be part of what the value is.
-    if let Some(unit) = value.unit.as_deref()
-        && !(value.is_number() && known_unit(unit).is_some())
-    {
-        let slug: String = match known_unit(unit) {
-            Some((s, _)) => s.into(),
+/// Calls `f` with `value` as Home Assistant's discovery sees it (the gateway's rules,
+/// shared through `smarty-ha`).
+fn with_entity<T>(value: &NamedValue, f: impl FnOnce(&Entity<'_>) -> T) -> T {
+    let number = value.is_number();
+    let unit = value.unit_symbol();
+    let word: Option<String> = value
+        .unit
+        .as_deref()
+        .filter(|unit| !(number && known_unit(unit).is_some()))
+        .map(|unit| match known_unit(unit) {
+            Some((slug, _)) => slug.into(),
             None => unit
                 .chars()
                 .filter(char::is_ascii_alphanumeric)
                 .map(|c| c.to_ascii_lowercase())
                 .collect(),
-        };
-        words.push(slug);
-    }
-    let words: Vec<String> = words
-        .into_iter()
-        .map(|word| {
-            let phase = word
-                .strip_prefix('l')
-                .filter(|n| n.len() == 1 && n.parse::<u8>().is_ok());
-            if let Some(n) = phase {
-                format!("L{n}")
-            } else if word == "id" || word == "p1" || word == "crc" {
-                word.to_ascii_uppercase()
-            } else {
-                word
-            }
-        })
-        .collect();
-    let mut text = words.join(" ");
-    if let Some(first) = text.get(..1) {
-        text = first.to_ascii_uppercase() + &text[1..];
-    }
-    text
+        });
+    f(&Entity {
+        name: value.def.name,
+        channel: value.obis.b,
+        kind: value.kind(),
+        medium: value.medium,
+        number,
+        unit,
+        unit_word: word.as_deref(),
+    })
 }
 
-/// Home Assistant's classes of one value.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-#[non_exhaustive]
-pub struct Classes {
-    /// `unit_of_measurement`.
-    pub unit: Option<String>,
-    /// `device_class`.
-    pub device_class: Option<&'static str>,
-    /// `state_class`.
-    pub state_class: Option<&'static str>,
-    /// `entity_category`.
-    pub entity_category: Option<&'static str>,
+/// A readable entity name ([`smarty_ha::display_name`]): the registry name in words with the
+/// M-Bus channel and medium, the unit of a number left out (`voltage_l1_v` → `Voltage L1`,
+/// `mbus1_gas_m3` → `M-Bus 1 gas`).
+pub fn display_name(value: &NamedValue) -> String {
+    with_entity(value, smarty_ha::display_name)
 }
 
 /// `device_class`, `state_class`, unit and category of `value`, from its kind, unit and
-/// M-Bus medium (the gateway's rules).
+/// M-Bus medium ([`smarty_ha::classes`], the gateway's rules).
 pub fn classes(value: &NamedValue) -> Classes {
-    let diagnostic = Some("diagnostic");
-    let kind = value.kind();
-    if !value.is_number() {
-        return Classes {
-            device_class: (kind == Kind::Timestamp).then_some("timestamp"),
-            entity_category: match kind {
-                Kind::Message => None,
-                _ => diagnostic,
-            },
-            ..Classes::default()
-        };
-    }
-    let unit = value.unit_symbol().map(String::from);
-    let by_unit = |unit: Option<&str>| match unit {
-        Some("kWh" | "Wh" | "MWh" | "GJ" | "MJ") => Some("energy"),
-        Some("kvarh" | "varh") => Some("reactive_energy"),
-        Some("kW" | "W") => Some("power"),
-        Some("kvar" | "var") => Some("reactive_power"),
-        Some("kVA" | "VA") => Some("apparent_power"),
-        Some("V") => Some("voltage"),
-        Some("A") => Some("current"),
-        Some("Hz") => Some("frequency"),
-        _ => None,
-    };
-    let u = unit.as_deref();
-    let (device_class, state_class, entity_category) = match kind {
-        Kind::Energy | Kind::ReactiveEnergy => (by_unit(u), Some("total_increasing"), None),
-        Kind::Power
-        | Kind::ReactivePower
-        | Kind::ApparentPower
-        | Kind::Voltage
-        | Kind::Current
-        | Kind::Frequency => (by_unit(u), Some("measurement"), None),
-        Kind::PowerFactor => (Some("power_factor"), Some("measurement"), None),
-        Kind::Threshold => (by_unit(u), None, diagnostic),
-        Kind::Count => (None, Some("total_increasing"), diagnostic),
-        Kind::MbusReading => {
-            let class = match u {
-                Some("m³") => match value.medium {
-                    Some(Medium::Gas) => Some("gas"),
-                    Some(Medium::Water | Medium::WarmWater | Medium::HotWater) => Some("water"),
-                    _ => Some("volume"),
-                },
-                other => by_unit(other),
-            };
-            (class, Some("total_increasing"), None)
-        }
-        Kind::Tariff => (None, None, None),
-        _ => (None, None, diagnostic),
-    };
-    Classes {
-        unit,
-        device_class,
-        state_class,
-        entity_category,
-    }
+    with_entity(value, smarty_ha::classes)
 }
 
 /// The `device` block (JSON) of the meter, or of its M-Bus device on `channel`.
