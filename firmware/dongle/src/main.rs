@@ -90,7 +90,7 @@ async fn main(spawner: Spawner) -> ! {
     let settings = match settings::load(&mut *flash.lock().await).await {
         Ok(settings) => settings,
         Err(error) => {
-            log::warn!("settings: {error:?}; set-up access point");
+            log::warn!("settings: {error}; set-up access point");
             None
         }
     };
@@ -130,7 +130,7 @@ async fn main(spawner: Spawner) -> ! {
     let _ = state::MAC_SUFFIX.init(smarty_dongle::access_point::mac_suffix(mac));
     let password = password.unwrap_or_else(|error| {
         // Flash trouble: a password of this start only, still per device and random.
-        log::error!("set-up access point: password not stored: {error:?}");
+        log::error!("set-up access point: password not stored: {error}");
         let trng = Rng::new();
         let random = core::iter::repeat_with(|| trng.random().to_le_bytes()).flatten();
         smarty_dongle::access_point::password_from(random).unwrap_or_default()
@@ -254,7 +254,7 @@ impl Control {
                         log::warn!("factory reset: settings erased; restarting");
                         restart_soon();
                     }
-                    Err(error) => log::error!("factory reset: cannot erase: {error:?}"),
+                    Err(error) => log::error!("factory reset: cannot erase: {error}"),
                 }
             }
             // A newer logic crate's action this firmware does not know yet.

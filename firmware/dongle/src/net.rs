@@ -86,14 +86,22 @@ enum JoinError {
     /// No settings (cannot happen: the control loop joins only with settings).
     NoSettings,
     /// The driver refused the configuration (name or password too long).
-    Config(#[allow(dead_code, reason = "read through Debug in log messages")] WifiError),
+    Config(WifiError),
     /// Association failed (wrong password, network not found).
-    Connect(
-        #[allow(dead_code, reason = "read through Debug in log messages")]
-        esp_radio::wifi::ConnectionError,
-    ),
+    Connect(esp_radio::wifi::ConnectionError),
     /// No association or no DHCP address within [`JOIN_TIMEOUT`].
     Timeout,
+}
+
+impl core::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            JoinError::NoSettings => f.write_str("no settings"),
+            JoinError::Config(e) => write!(f, "the driver refused the configuration: {e:?}"),
+            JoinError::Connect(e) => write!(f, "association failed: {e:?}"),
+            JoinError::Timeout => f.write_str("no association or address in time"),
+        }
+    }
 }
 
 /// Joins the network of the settings and waits for an address.
@@ -194,7 +202,7 @@ pub async fn wifi(mut controller: WifiController<'static>, station: Stack<'stati
                         next = Some(stay_joined(&controller).await);
                     }
                     Either::First(Err(error)) => {
-                        log::warn!("Wi-Fi: cannot join: {error:?}");
+                        log::warn!("Wi-Fi: cannot join: {error}");
                         let _ = controller.disconnect_async().await;
                         state::EVENTS.send(Event::WifiFailed).await;
                     }

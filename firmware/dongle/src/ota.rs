@@ -42,7 +42,7 @@ const SECTOR: u32 = 4096;
 #[derive(Debug)]
 pub enum Error {
     /// Partition table, OTA data or flash access.
-    Flash(#[allow(dead_code, reason = "read through Debug in log messages")] partitions::Error),
+    Flash(partitions::Error),
     /// The image is larger than the slot.
     TooLarge,
     /// Refused by the logic crate: no key in this build, a bad length or signature.

@@ -34,11 +34,21 @@ const BUFFER: usize = 1024;
 #[derive(Debug)]
 pub enum Error {
     /// The partition table has no `nvs` data partition, or cannot be read.
-    Partition(#[allow(dead_code, reason = "read through Debug in log messages")] partitions::Error),
+    Partition(partitions::Error),
     /// sequential-storage failed (flash error, corrupted pages).
     Storage,
     /// The stored record is not valid (damaged, or of another format version).
-    Record(#[allow(dead_code, reason = "read through Debug in log messages")] SettingsError),
+    Record(SettingsError),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Partition(e) => write!(f, "the nvs partition: {e:?}"),
+            Error::Storage => f.write_str("the flash storage failed"),
+            Error::Record(e) => write!(f, "the stored settings: {e}"),
+        }
+    }
 }
 
 /// Runs `f` on the settings map in the `nvs` partition of `flash`.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -21,7 +21,8 @@ use smarty_model::event::{GuardEvent, MeterEvent};
 use smarty_model::guard::Alert;
 use smarty_model::live::OutputHealth;
 use smarty_model::secret::Secret;
-use smarty_model::time::{rfc3339_utc, unix};
+use smarty_model::time::unix;
+use smarty_mqtt::topics::{guard_alert_json, guard_json};
 
 /// How long one POST may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,36 +127,18 @@ pub async fn run(
     Ok(())
 }
 
-/// The alert as JSON: what the command reads on its standard input.
-///
-/// `{"meter", "kind", "title", "message", <the alert's figures>, "quarter_start",
-/// "quarter_end", "at" (RFC 3339, UTC), "state": {the guard's figures}}`.
+/// The alert as JSON: what the command reads on its standard input. The MQTT output's alert
+/// message ([`smarty_mqtt::topics::guard_alert_json`]) with the quarter's end and the guard's
+/// figures ([`smarty_mqtt::topics::guard_json`]) as `state`.
 pub fn alert_json(event: &GuardEvent, alert: &Alert) -> Json {
     let state = &event.state;
-    let mut out = json!({
-        "meter": &*event.meter,
-        "kind": alert.kind(),
-        "title": alert.title(&event.meter),
-        "message": alert.message(),
-    });
-    if let (Some(object), Ok(Json::Object(figures))) =
-        (out.as_object_mut(), serde_json::to_value(alert))
-    {
-        object.extend(figures.into_iter().filter(|(k, _)| k != "kind"));
-        object.insert("quarter_start".into(), time(state.quarter_start));
-        object.insert("quarter_end".into(), time(state.quarter_end));
-        object.insert("at".into(), time(state.at));
-        object.insert(
-            "state".into(),
-            serde_json::to_value(state).unwrap_or(Json::Null),
-        );
+    let mut out = guard_alert_json(&event.meter, state, alert);
+    if let Some(object) = out.as_object_mut() {
+        let figures = guard_json(state);
+        object.insert("quarter_end".into(), figures["quarter_end"].clone());
+        object.insert("state".into(), figures);
     }
     out
-}
-
-fn time(ts: i64) -> Json {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).unwrap_or_default());
-    Json::from(rfc3339_utc(at))
 }
 
 /// POSTs `alert` to `url` the way ntfy takes a message: the text as the body, `Title`,
