@@ -201,6 +201,9 @@ pub struct FrameDecoder {
     /// Bytes before this index belong to an item already reported (dropped or rejected) and
     /// are being searched again: those that hold nothing are [`DiscardReason::Rejected`].
     covered: usize,
+    /// Finds `DB 08 <system title>` of the last frame's meter inside a frame (built once per
+    /// meter: a frame's ciphertext holds a few `DB` bytes by chance, each a stop for `memchr`).
+    inner_start: Option<([u8; SYSTEM_TITLE_LEN], memchr::memmem::Finder<'static>)>,
 }
 
 impl Default for FrameDecoder {
@@ -223,6 +226,7 @@ impl FrameDecoder {
             stalled: false,
             at_end: false,
             covered: 0,
+            inner_start: None,
         }
     }
 
@@ -329,7 +333,18 @@ impl FrameDecoder {
                     let start = self.pos;
                     // A frame of the same meter starting inside this one: this one was cut.
                     let body = &self.buf[start + header.prefix_len..start + len];
-                    if let Some(inner) = find_frame_start(body, &header.system_title) {
+                    let finder = match &self.inner_start {
+                        Some((title, finder)) if *title == header.system_title => finder,
+                        _ => {
+                            let mut needle = [0u8; 2 + SYSTEM_TITLE_LEN];
+                            needle[0] = GLO_CIPHERING_TAG;
+                            needle[1] = SYSTEM_TITLE_LEN as u8;
+                            needle[2..].copy_from_slice(&header.system_title);
+                            let finder = memchr::memmem::Finder::new(&needle).into_owned();
+                            &self.inner_start.insert((header.system_title, finder)).1
+                        }
+                    };
+                    if let Some(inner) = finder.find(body) {
                         let cut = header.prefix_len + inner;
                         return Some(self.drop_front(cut, DiscardReason::Truncated));
                     }
@@ -524,14 +539,6 @@ impl FrameDecoder {
         }
         PlainScan::NeedMore(i)
     }
-}
-
-/// Where `DB 08 <system title>` starts in `bytes`, if anywhere.
-fn find_frame_start(bytes: &[u8], title: &[u8; SYSTEM_TITLE_LEN]) -> Option<usize> {
-    memchr::memchr_iter(GLO_CIPHERING_TAG, bytes).find(|&at| {
-        bytes.get(at + 1) == Some(&(SYSTEM_TITLE_LEN as u8))
-            && bytes.get(at + 2..at + 2 + SYSTEM_TITLE_LEN) == Some(&title[..])
-    })
 }
 
 /// Does `bytes` (starting with `/`) start with an identification line: three letters or digits

@@ -22,25 +22,45 @@ pub(crate) struct LineGroups {
     pub plain_number: bool,
 }
 
+/// How many of the 8 bytes of `word` are ASCII digits before the first other byte (SWAR: a byte
+/// `b` is no digit when `b + 0x46` reaches `0x80` (`b > b'9'`) or `b - 0x30` borrows
+/// (`b < b'0'`); digits carry and borrow nothing, so the lowest flag is always right).
+#[inline(always)]
+fn digit_run(word: &[u8]) -> usize {
+    let Ok(word) = <[u8; 8]>::try_from(word) else {
+        return 0;
+    };
+    let word = u64::from_le_bytes(word);
+    let other = (word.wrapping_add(0x4646_4646_4646_4646) | word.wrapping_sub(0x3030_3030_3030_3030))
+        & 0x8080_8080_8080_8080;
+    (other.trailing_zeros() / 8) as usize
+}
+
 /// For `rest[open] == b'('`: where the group closes (the index of its `)`, `(` or LF, or
 /// `None` at the end of `rest`), and whether it holds a plain number.
 #[inline]
 pub(crate) fn group(rest: &[u8], open: usize) -> Option<(usize, bool)> {
-    // The number: digits and points.
-    let inner = rest.get(open + 1..)?;
+    // The number: runs of digits, eight bytes at a time, and points.
+    let mut i = open + 1;
     let mut digits = 0u32;
     let mut points = 0u32;
-    let mut taken = 0;
-    for &b in inner {
-        match b {
-            b'0'..=b'9' => digits += 1,
-            b'.' => points += 1,
-            _ => break,
+    let mut b = loop {
+        let run = match rest.get(i..i + 8) {
+            Some(word) => digit_run(word),
+            None => rest.get(i..)?.iter().take_while(|b| b.is_ascii_digit()).count(),
+        };
+        digits += run as u32;
+        i += run;
+        if run == 8 {
+            continue;
         }
-        taken += 1;
-    }
-    let mut i = open + 1 + taken;
-    let mut b = *rest.get(i)?;
+        let b = *rest.get(i)?;
+        if b != b'.' {
+            break b;
+        }
+        points += 1;
+        i += 1;
+    };
     let mut plain = (1..=18).contains(&digits) && points <= 1;
     if b == b'*' {
         // The unit: a letter, then printable ASCII.
@@ -101,6 +121,21 @@ pub(crate) fn groups(rest: &[u8]) -> Option<LineGroups> {
 mod tests {
     use super::*;
     use crate::value::Quantity;
+
+    #[test]
+    fn digit_run_finds_the_first_other_byte() {
+        for at in 0..8 {
+            for byte in 0..=255u8 {
+                for fill in [b'0', b'9'] {
+                    let mut word = [fill; 8];
+                    word[at] = byte;
+                    let expected = word.iter().take_while(|b| b.is_ascii_digit()).count();
+                    assert_eq!(digit_run(&word), expected, "{word:?}");
+                }
+            }
+        }
+        assert_eq!(digit_run(b"1234567"), 0, "seven bytes are not a word");
+    }
 
     /// What [`groups`] should find, read plainly from the definition.
     fn reference(line: &[u8]) -> Option<LineGroups> {

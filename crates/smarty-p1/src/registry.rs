@@ -522,7 +522,14 @@ pub(crate) fn known_prefix(line: &[u8]) -> Option<(Obis, &'static ObisDef, usize
         return None;
     }
     let len = (zero.trailing_zeros() / 8) as usize;
-    let text = word & PREFIX_MASKS[len];
+    let (obis, def) = known_text(word & PREFIX_MASKS[len])?;
+    Some((obis, def, len))
+}
+
+/// A known code by its text: the bytes before a line's `(` as a little-endian `u128`, zero
+/// above them (at most 15 bytes), as [`known_prefix`] reads them.
+#[inline]
+pub(crate) fn known_text(text: u128) -> Option<(Obis, &'static ObisDef)> {
     let mut s = text_slot(text);
     loop {
         let i = BY_TEXT.index[s];
@@ -531,7 +538,7 @@ pub(crate) fn known_prefix(line: &[u8]) -> Option<(Obis, &'static ObisDef, usize
         }
         let i = usize::from(i);
         if BY_TEXT.text[i] == text {
-            return Some((BY_TEXT.obis[i], &REGISTRY[usize::from(BY_TEXT.def[i])], len));
+            return Some((BY_TEXT.obis[i], &REGISTRY[usize::from(BY_TEXT.def[i])]));
         }
         s = (s + 1) % TEXT_SLOTS;
     }

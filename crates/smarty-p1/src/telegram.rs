@@ -81,6 +81,18 @@ pub(crate) enum CrcField {
 /// frame, or at most [`END_LINE_MAX`] bytes), so that any damage on it reaches the parser;
 /// what a gateway sends on the lines after a bare `!` (EasyMeter) is not part of it.
 pub(crate) fn end_line(after: &[u8], at_end: bool) -> Option<(usize, CrcField)> {
+    // The usual line: four hex digits and CR LF.
+    if let Some([a, b, c, d, b'\r', b'\n']) = after.first_chunk::<6>()
+        && let (Some(a), Some(b), Some(c), Some(d)) = (
+            crate::hex::digit(*a),
+            crate::hex::digit(*b),
+            crate::hex::digit(*c),
+            crate::hex::digit(*d),
+        )
+    {
+        let crc = u16::from(a) << 12 | u16::from(b) << 8 | u16::from(c) << 4 | u16::from(d);
+        return Some((6, CrcField::Digits(crc)));
+    }
     let digits = after
         .iter()
         .take(5)
@@ -820,7 +832,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         all_fit: true,
     };
     // Telegrams are ASCII: validate the body once, then every line is a slice of it.
-    let text = core::str::from_utf8(body).ok();
+    let text = utf8(body);
     let mut at = 0;
     while at < body.len() {
         let rest = &body[at..];
@@ -873,6 +885,15 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         telegram.add_line(bytes, line, line_text);
     }
     Ok(telegram)
+}
+
+/// `bytes` as text when they are UTF-8.
+#[inline]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(target_os = "none")))]
+    return simdutf8::basic::from_utf8(bytes).ok();
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(target_os = "none"))))]
+    return core::str::from_utf8(bytes).ok();
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
