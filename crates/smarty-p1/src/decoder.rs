@@ -8,7 +8,7 @@ use crate::frame::{ReplayGuard, SYSTEM_TITLE_LEN};
 use crate::framing::{
     DiscardReason, Event, FrameDecoder, FramingConfig, Item, contains_plain_telegram_start,
 };
-use crate::telegram::{Telegram, parse};
+use crate::telegram::{Layout, Telegram, parse_with_layout};
 
 /// Settings of a [`Decoder`].
 ///
@@ -304,6 +304,8 @@ pub struct Decoder {
     replay: Option<ReplayGuard>,
     plaintext: Vec<u8>,
     stats: Stats,
+    /// The last telegram's lines, to read the next one of the same shape faster.
+    layout: Layout,
 }
 
 enum Step {
@@ -328,6 +330,7 @@ impl Decoder {
             replay: config.reject_replay.then(ReplayGuard::new),
             plaintext: Vec::with_capacity(2048),
             stats: Stats::default(),
+            layout: Layout::default(),
         }
     }
 
@@ -465,7 +468,7 @@ impl Decoder {
                 }
                 Step::Plain => {
                     let raw = self.framer.last_item().expect("item just yielded");
-                    return Some(match parse(raw) {
+                    return Some(match parse_with_layout(raw, &mut self.layout) {
                         Ok(telegram) => {
                             self.stats.accepted_bytes += item_len;
                             self.stats.telegrams += 1;
@@ -487,7 +490,7 @@ impl Decoder {
                     });
                 }
                 Step::Decrypted(info) => {
-                    let rejection = match parse(&self.plaintext) {
+                    let rejection = match parse_with_layout(&self.plaintext, &mut self.layout) {
                         Err(e) => Rejection::Telegram(e),
                         Ok(telegram) => {
                             let replayed = self.replay.as_mut().and_then(|guard| {

@@ -31,7 +31,8 @@ fn digit_run(word: &[u8]) -> usize {
         return 0;
     };
     let word = u64::from_le_bytes(word);
-    let other = (word.wrapping_add(0x4646_4646_4646_4646) | word.wrapping_sub(0x3030_3030_3030_3030))
+    let other = (word.wrapping_add(0x4646_4646_4646_4646)
+        | word.wrapping_sub(0x3030_3030_3030_3030))
         & 0x8080_8080_8080_8080;
     (other.trailing_zeros() / 8) as usize
 }
@@ -47,7 +48,11 @@ pub(crate) fn group(rest: &[u8], open: usize) -> Option<(usize, bool)> {
     let mut b = loop {
         let run = match rest.get(i..i + 8) {
             Some(word) => digit_run(word),
-            None => rest.get(i..)?.iter().take_while(|b| b.is_ascii_digit()).count(),
+            None => rest
+                .get(i..)?
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count(),
         };
         digits += run as u32;
         i += run;

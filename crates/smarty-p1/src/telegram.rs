@@ -24,6 +24,9 @@ use crate::obis::Obis;
 use crate::registry::{self, Format, Kind, Medium, ObisDef};
 use crate::value::{Decimal, OctetString, Quantity, Timestamp};
 
+mod layout;
+pub(crate) use layout::Layout;
+
 /// The state of a telegram's CRC.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
@@ -795,6 +798,30 @@ pub fn parse(bytes: &[u8]) -> Result<Telegram<'_>, TelegramError> {
 /// As [`parse`]; with `check_crc` off a CRC mismatch or a damaged CRC line is reported in
 /// [`Telegram::crc`] instead.
 pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, TelegramError> {
+    let (mut telegram, body) = frame_telegram(bytes, options)?;
+    // Telegrams are ASCII: validate the body once, then every line is a slice of it.
+    let text = utf8(body);
+    telegram.read_lines(bytes, body, text);
+    Ok(telegram)
+}
+
+/// As [`parse`], reading the lines from `layout` (the last telegram's) when they have the
+/// same shape, and keeping this telegram's layout in it otherwise.
+pub(crate) fn parse_with_layout<'a>(
+    bytes: &'a [u8],
+    layout: &mut Layout,
+) -> Result<Telegram<'a>, TelegramError> {
+    let (mut telegram, body) = frame_telegram(bytes, ParseOptions::default())?;
+    layout.read(&mut telegram, bytes, body);
+    Ok(telegram)
+}
+
+/// The telegram's frame: the header, the end line and the CRC checked, no lines read yet
+/// (`objects` empty); and the body, the bytes between the header and the `!` line.
+pub(crate) fn frame_telegram(
+    bytes: &[u8],
+    options: ParseOptions,
+) -> Result<(Telegram<'_>, &[u8]), TelegramError> {
     let start = bytes
         .iter()
         .position(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
@@ -821,7 +848,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
     };
 
     let body = &bytes[header_nl + 1..body_end];
-    let mut telegram = Telegram {
+    let telegram = Telegram {
         raw: &bytes[start..raw_end],
         header,
         crc,
@@ -831,68 +858,79 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Telegram<'_>, T
         other_lines: Vec::new(),
         all_fit: true,
     };
-    // Telegrams are ASCII: validate the body once, then every line is a slice of it.
-    let text = utf8(body);
-    let mut at = 0;
-    while at < body.len() {
-        let rest = &body[at..];
-        // Most lines: a known code, one or two groups, the line end.
-        if let Some(text) = text
-            && let Some((obis, def, code_len)) = registry::known_prefix(rest)
-            && let Some(groups) = line::groups(&rest[code_len..])
-        {
-            let line = &text[at..at + code_len + groups.len];
-            let fits = match (def.format, groups.count) {
-                (Format::Number, 1) => groups.plain_number || groups.len == 2,
-                (Format::Text | Format::OctetString, 1) => true,
-                (Format::Timestamp, 1) => {
-                    Timestamp::parse(&line[code_len + 1..line.len() - 1]).is_ok()
-                }
-                // A malformed capture time is a placeholder: the number decides.
-                (Format::TimedNumber, 2) => groups.plain_number,
-                _ => false,
+    Ok((telegram, body))
+}
+
+impl<'a> Telegram<'a> {
+    /// Reads the lines of `body` (a part of `bytes`; `text` is `body` when it is UTF-8).
+    pub(crate) fn read_lines(&mut self, bytes: &'a [u8], body: &'a [u8], text: Option<&'a str>) {
+        let telegram = self;
+        let mut at = 0;
+        while at < body.len() {
+            let rest = &body[at..];
+            // Most lines: a known code, one or two groups, the line end.
+            if let Some(text) = text
+                && let Some((obis, def, code_len)) = registry::known_prefix(rest)
+                && let Some(groups) = line::groups(&rest[code_len..])
+            {
+                let line = &text[at..at + code_len + groups.len];
+                let fits = match (def.format, groups.count) {
+                    (Format::Number, 1) => groups.plain_number || groups.len == 2,
+                    (Format::Text | Format::OctetString, 1) => true,
+                    (Format::Timestamp, 1) => {
+                        Timestamp::parse(&line[code_len + 1..line.len() - 1]).is_ok()
+                    }
+                    // A malformed capture time is a placeholder: the number decides.
+                    (Format::TimedNumber, 2) => groups.plain_number,
+                    _ => false,
+                };
+                telegram.all_fit &= fits;
+                telegram.objects.push(DataObject {
+                    obis,
+                    code: &line[..code_len],
+                    def: Some(def),
+                    line,
+                    // Known codes are at most 15 bytes long.
+                    groups_at: code_len as u16,
+                    fits,
+                    count: groups.count,
+                    second_at: groups.second_at,
+                });
+                at += code_len + groups.next;
+                continue;
+            }
+            let line_end = memchr::memchr(b'\n', rest).map_or(body.len(), |i| at + i);
+            let end = if line_end > at && body[line_end - 1] == b'\r' {
+                line_end - 1
+            } else {
+                line_end
             };
-            telegram.all_fit &= fits;
-            telegram.objects.push(DataObject {
-                obis,
-                code: &line[..code_len],
-                def: Some(def),
-                line,
-                // Known codes are at most 15 bytes long.
-                groups_at: code_len as u16,
-                fits,
-                count: groups.count,
-                second_at: groups.second_at,
-            });
-            at += code_len + groups.next;
-            continue;
+            let line = &body[at..end];
+            let line_text = match text {
+                Some(text) => Some(&text[at..end]),
+                None => core::str::from_utf8(line).ok(),
+            };
+            at = line_end + 1;
+            if line.is_empty() || (line[0].is_ascii_whitespace() && line.trim_ascii().is_empty()) {
+                continue;
+            }
+            telegram.add_line(bytes, line, line_text);
         }
-        let line_end = memchr::memchr(b'\n', rest).map_or(body.len(), |i| at + i);
-        let end = if line_end > at && body[line_end - 1] == b'\r' {
-            line_end - 1
-        } else {
-            line_end
-        };
-        let line = &body[at..end];
-        let line_text = match text {
-            Some(text) => Some(&text[at..end]),
-            None => core::str::from_utf8(line).ok(),
-        };
-        at = line_end + 1;
-        if line.is_empty() || (line[0].is_ascii_whitespace() && line.trim_ascii().is_empty()) {
-            continue;
-        }
-        telegram.add_line(bytes, line, line_text);
     }
-    Ok(telegram)
 }
 
 /// `bytes` as text when they are UTF-8.
 #[inline]
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(target_os = "none")))]
+pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
+    #[cfg(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        not(target_os = "none")
+    ))]
     return simdutf8::basic::from_utf8(bytes).ok();
-    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(target_os = "none"))))]
+    #[cfg(not(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        not(target_os = "none")
+    )))]
     return core::str::from_utf8(bytes).ok();
 }
 
