@@ -4,10 +4,16 @@
 //!
 //! Benchmarks (run with `cargo bench -p smarty-p1 --bench decode`):
 //!
-//! - `decode/real_647`, `decode/full_list_1519`: a stream of [`FRAMES`] back-to-back frames
-//!   (the corpus frame re-encrypted with increasing frame counters) pushed into a [`Decoder`]
-//!   in [`CHUNK`]-byte pieces and drained after each push: framing + GCM tag check + CRC +
-//!   full parse. Every telegram is consumed with `black_box`. Throughput in frames.
+//! - `decode/real_647`, `decode/full_list_1519`: a stream of [`FRAMES`] back-to-back frames of
+//!   a running meter (the corpus telegram with its values changed from frame to frame,
+//!   `support/running_meter.rs`, encrypted with increasing frame counters; the first is the
+//!   corpus frame) pushed into a [`Decoder`] in [`CHUNK`]-byte pieces and drained after each
+//!   push: framing + GCM tag check + CRC + parse (after the first, each telegram is read from
+//!   the layout of the one before). Every telegram is consumed with `black_box`. Throughput in
+//!   frames.
+//! - `decode/real_647_new_shapes`, `decode/full_list_1519_new_shapes`: the same, with an empty
+//!   line more or less in every other telegram, so that no telegram has the shape of the one
+//!   before: every line of every telegram is read.
 //! - `decode/plain_basjes_566`: the plaintext DSMR 5 capture `basjes_ttyUSB0_raw_lf.txt` with
 //!   its CR bytes restored (566 complete telegrams) through a [`Decoder`] without key.
 //!   Throughput in telegrams and bytes.
@@ -17,7 +23,7 @@
 //! - `component/parse/*`: [`smarty_p1::parse`] of the plaintext (includes its CRC check).
 //! - `component/readings/*`: [`Telegram::readings`] on a parsed telegram.
 //! - `component/manual_pipeline/*`: [`FrameDecoder`] + [`Decryptor`] + one [`parse`] per
-//!   frame, written out here: the work `decode/*` must do at minimum, for comparison.
+//!   frame, written out here: what `decode/*_new_shapes` must do at minimum, for comparison.
 //!
 //! The inputs are the repository's test data (`crates/smarty-p1/tests/data`, see its
 //! `MANIFEST.md`). Every input is checked before it is timed (all frames decode, authenticated, with the
@@ -34,6 +40,9 @@ use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use smarty_p1::framing::{Event, FrameDecoder, Item};
+
+#[path = "support/running_meter.rs"]
+mod running_meter;
 use smarty_p1::{
     Aad, Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, Telegram, crc16_arc,
     encrypt_frame, parse,
@@ -66,13 +75,16 @@ struct Case {
     frame: Vec<u8>,
     /// Its decrypted telegram.
     plaintext: Vec<u8>,
-    /// [`FRAMES`] frames back to back: the plaintext encrypted with counters c, c+1, … where c
-    /// is the corpus frame's counter (so the first one is the corpus frame itself).
+    /// [`FRAMES`] frames back to back: the running meter's telegrams encrypted with counters
+    /// c, c+1, … where c is the corpus frame's counter (so the first one is the corpus frame
+    /// itself).
     stream: Vec<u8>,
+    /// The same, every other telegram with an empty line more: a new shape every time.
+    new_shapes: Vec<u8>,
     /// Data objects in the telegram.
     objects: usize,
-    /// `1-0:1.8.0` as text, checked on every decoded telegram of the setup pass.
-    energy_import: String,
+    /// `1-0:1.8.0` as text of each frame, checked on every decoded telegram of the setup pass.
+    energy_import: Vec<String>,
 }
 
 impl Case {
@@ -95,8 +107,19 @@ impl Case {
         let counter = parsed.frame_counter();
 
         let mut stream = Vec::with_capacity(FRAMES * frame.len());
+        let mut new_shapes = Vec::with_capacity(FRAMES * (frame.len() + 2));
+        let mut energy_import = Vec::with_capacity(FRAMES);
         for i in 0..FRAMES as u32 {
-            let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &plaintext);
+            let telegram = running_meter::telegram(&plaintext, i);
+            energy_import.push(
+                parse(&telegram)
+                    .expect("running meter's telegram")
+                    .readings()
+                    .energy_import_kwh
+                    .expect("1-0:1.8.0")
+                    .to_string(),
+            );
+            let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &telegram);
             if i == 0 {
                 assert_eq!(
                     f, frame,
@@ -104,7 +127,20 @@ impl Case {
                 );
             }
             stream.extend_from_slice(&f);
+            let mut telegram = telegram;
+            if i % 2 == 1 {
+                let at = telegram
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .expect("header")
+                    + 2;
+                telegram.splice(at..at, *b"\r\n");
+                running_meter::write_crc(&mut telegram);
+            }
+            let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &telegram);
+            new_shapes.extend_from_slice(&f);
         }
+        assert_ne!(energy_import[0], energy_import[1], "{stem}: values change");
 
         let telegram = parse(&plaintext).expect("plaintext parses");
         assert_eq!(telegram.crc(), smarty_p1::CrcStatus::Valid);
@@ -123,11 +159,6 @@ impl Case {
             "{stem}: one object per line"
         );
         let objects = telegram.objects().len();
-        let energy_import = telegram
-            .readings()
-            .energy_import_kwh
-            .expect("1-0:1.8.0")
-            .to_string();
         drop(telegram);
 
         let case = Case {
@@ -136,6 +167,7 @@ impl Case {
             frame,
             plaintext,
             stream,
+            new_shapes,
             objects,
             energy_import,
         };
@@ -150,10 +182,18 @@ impl Case {
     /// The setup pass: decodes the stream exactly as the benchmark does and checks every
     /// telegram.
     fn verify_decoder(&self) {
+        self.verify_stream(&self.stream);
+        self.verify_stream(&self.new_shapes);
+        // The hand-written pipeline must agree too.
+        assert_eq!(manual_pipeline(&self.stream, &self.key), FRAMES);
+        assert_eq!(framing_only(&self.stream), FRAMES);
+    }
+
+    fn verify_stream(&self, stream: &[u8]) {
         let mut decoder = self.decoder();
         let mut n = 0u32;
         let mut first_counter = None;
-        for chunk in self.stream.chunks(CHUNK) {
+        for chunk in stream.chunks(CHUNK) {
             decoder.push(chunk);
             while let Some(result) = decoder.next() {
                 let decoded = result.unwrap_or_else(|e| panic!("{}: frame {n}: {e}", self.name));
@@ -165,8 +205,11 @@ impl Case {
                 assert_eq!(t.objects().len(), self.objects);
                 assert!(t.unknown_lines().is_empty());
                 assert_eq!(
-                    t.readings().energy_import_kwh.map(|d| d.to_string()),
-                    Some(self.energy_import.clone())
+                    t.readings()
+                        .energy_import_kwh
+                        .map(|d| d.to_string())
+                        .as_ref(),
+                    Some(&self.energy_import[n as usize])
                 );
                 n += 1;
             }
@@ -179,9 +222,6 @@ impl Case {
         assert_eq!(stats.rejected_total(), 0);
         assert_eq!(stats.noise_bytes, 0);
         assert_eq!(stats.with_unknown_lines, 0);
-        // The hand-written pipeline must agree too.
-        assert_eq!(manual_pipeline(&self.stream, &self.key), FRAMES);
-        assert_eq!(framing_only(&self.stream), FRAMES);
     }
 
     /// The bytes the CRC covers: `/` through `!`.
@@ -296,6 +336,14 @@ fn decode(c: &mut Criterion<ThreadCpu>) {
             b.iter(|| {
                 let mut decoder = case.decoder();
                 let n = decode_stream(&mut decoder, black_box(&case.stream));
+                assert_eq!(n, FRAMES);
+                n
+            })
+        });
+        group.bench_function(format!("{}_new_shapes", case.name), |b| {
+            b.iter(|| {
+                let mut decoder = case.decoder();
+                let n = decode_stream(&mut decoder, black_box(&case.new_shapes));
                 assert_eq!(n, FRAMES);
                 n
             })

@@ -1,5 +1,5 @@
-//! Decodes one encrypted frame N times, for instruction counting with callgrind (cycle timings
-//! on a shared VM are too noisy to compare small changes; instruction counts are exact):
+//! Decodes the frames of a running meter N times, for instruction counting with callgrind (cycle
+//! timings on a shared VM are too noisy to compare small changes; instruction counts are exact):
 //!
 //! ```sh
 //! cargo build --release -p smarty-p1 --example decode_loop
@@ -8,14 +8,28 @@
 //! callgrind_annotate /tmp/cg.out | head -30
 //! ```
 //!
-//! Arguments: FRAME.hex (its key is read from the sibling .json), N, and optionally `parse`
-//! to time only the telegram parser on the decrypted plaintext, or `typed` to convert every
-//! object's value after the complete decode too (what an application that reads every value
-//! adds to it).
+//! Arguments: FRAME.hex (its key is read from the sibling .json), N, and optionally a mode:
+//!
+//! - none: the complete decode of frame after frame of a running meter: the corpus telegram
+//!   with its values changed from one to the next (`benches/support/running_meter.rs`), encrypted
+//!   with increasing counters; a pool of 64 such frames is made first and cycled;
+//! - `typed`: the same, then every object's value converted (what an application that reads
+//!   every value adds to it);
+//! - `cold`: the same, but each telegram's shape differs from the one before (an empty line
+//!   more or less), so that none is read from the last one's layout: every line is read;
+//! - `parse`: `smarty_p1::parse` alone on the decrypted corpus telegram.
 
 use std::hint::black_box;
 
-use smarty_p1::{Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, parse};
+use smarty_p1::{
+    Aad, Decoder, DecoderConfig, Decryptor, EncryptedFrame, Key, encrypt_frame, parse,
+};
+
+#[path = "../benches/support/running_meter.rs"]
+mod running_meter;
+
+/// Frames in the pool that is cycled.
+const POOL: u32 = 64;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -24,6 +38,7 @@ fn main() {
     let mode = args.next();
     let parse_only = mode.as_deref() == Some("parse");
     let typed = mode.as_deref() == Some("typed");
+    let cold = mode.as_deref() == Some("cold");
     let frame =
         smarty_p1::hex::decode(&std::fs::read_to_string(&path).expect("frame file")).expect("hex");
     let meta = std::fs::read_to_string(path.replace(".hex", ".json")).expect("sibling .json");
@@ -46,10 +61,43 @@ fn main() {
         }
         return;
     }
+    let parsed = EncryptedFrame::parse(&frame).expect("frame");
+    let mut plaintext = Vec::new();
+    Decryptor::new(&key, Aad::default(), true)
+        .decrypt(&parsed, &mut plaintext)
+        .expect("decrypts");
+    let pool: Vec<Vec<u8>> = (0..POOL)
+        .map(|i| {
+            let mut telegram = running_meter::telegram(&plaintext, i);
+            if cold && i % 2 == 1 {
+                // An empty line after the header's: the body's shape changes every frame.
+                let at = telegram
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .expect("header")
+                    + 2;
+                telegram.splice(at..at, *b"\r\n");
+                running_meter::write_crc(&mut telegram);
+            }
+            let counter = parsed.frame_counter() + i;
+            encrypt_frame(
+                &key,
+                &Aad::default(),
+                parsed.system_title(),
+                counter,
+                &telegram,
+            )
+        })
+        .collect();
+    assert_ne!(
+        running_meter::telegram(&plaintext, 1),
+        plaintext,
+        "values change"
+    );
     let mut decoder = Decoder::new(DecoderConfig::new(key));
     let mut accepted = 0;
-    for _ in 0..n {
-        decoder.push(black_box(&frame));
+    for i in 0..n {
+        decoder.push(black_box(&pool[(i % POOL) as usize]));
         while let Some(result) = decoder.next() {
             let decoded = result.expect("decodes");
             black_box(decoded.telegram.objects().len());
