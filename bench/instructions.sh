@@ -5,7 +5,7 @@
 #
 #   bench/instructions.sh          # complete decode of a running meter's frames (values change
 #                                  # from frame to frame): framing, tag, decryption, CRC, parse
-#   bench/instructions.sh cold     # the same, each telegram of another shape than the one before
+#   bench/instructions.sh cold     # the same, each telegram of another shape than the 15 before
 #                                  # (none read from the last one's layout)
 #   bench/instructions.sh parse    # the telegram parser alone (CRC included)
 #   bench/instructions.sh typed    # complete decode, then every object's value converted

@@ -11,9 +11,9 @@
 //!   push: framing + GCM tag check + CRC + parse (after the first, each telegram is read from
 //!   the layout of the one before). Every telegram is consumed with `black_box`. Throughput in
 //!   frames.
-//! - `decode/real_647_new_shapes`, `decode/full_list_1519_new_shapes`: the same, with an empty
-//!   line more or less in every other telegram, so that no telegram has the shape of the one
-//!   before: every line of every telegram is read.
+//! - `decode/real_647_new_shapes`, `decode/full_list_1519_new_shapes`: the same, with `i % 16`
+//!   empty lines after the header in the `i`-th telegram, so that no telegram has the shape of
+//!   the 15 before: every line of every telegram is read.
 //! - `decode/plain_basjes_566`: the plaintext DSMR 5 capture `basjes_ttyUSB0_raw_lf.txt` with
 //!   its CR bytes restored (566 complete telegrams) through a [`Decoder`] without key.
 //!   Throughput in telegrams and bytes.
@@ -79,7 +79,7 @@ struct Case {
     /// c, c+1, … where c is the corpus frame's counter (so the first one is the corpus frame
     /// itself).
     stream: Vec<u8>,
-    /// The same, every other telegram with an empty line more: a new shape every time.
+    /// The same, the `i`-th telegram with `i % 16` empty lines more: a new shape every time.
     new_shapes: Vec<u8>,
     /// Data objects in the telegram.
     objects: usize,
@@ -128,13 +128,13 @@ impl Case {
             }
             stream.extend_from_slice(&f);
             let mut telegram = telegram;
-            if i % 2 == 1 {
+            if i % 16 != 0 {
                 let at = telegram
                     .windows(4)
                     .position(|w| w == b"\r\n\r\n")
                     .expect("header")
                     + 2;
-                telegram.splice(at..at, *b"\r\n");
+                telegram.splice(at..at, b"\r\n".repeat((i % 16) as usize));
                 running_meter::write_crc(&mut telegram);
             }
             let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &telegram);
@@ -222,6 +222,14 @@ impl Case {
         assert_eq!(stats.rejected_total(), 0);
         assert_eq!(stats.noise_bytes, 0);
         assert_eq!(stats.with_unknown_lines, 0);
+        // A running meter's telegrams after the first are read from the layout; a new shape
+        // every time reads the lines of every one (of the first two in a row, then every 8th,
+        // the layout is recorded again).
+        if std::ptr::eq(stream, self.stream.as_slice()) {
+            assert_eq!(stats.from_layout, FRAMES as u64 - 1, "{}", self.name);
+        } else {
+            assert_eq!(stats.from_layout, 0, "{}", self.name);
+        }
     }
 
     /// The bytes the CRC covers: `/` through `!`.
@@ -324,6 +332,8 @@ fn load_basjes() -> Vec<u8> {
     }
     assert_eq!(n, BASJES_TELEGRAMS, "all telegrams of the capture decode");
     assert_eq!(decoder.stats().rejected_total(), 0);
+    // A real meter's stream: every telegram after the first has the shape of the one before.
+    assert_eq!(decoder.stats().from_layout, n as u64 - 1);
     bytes
 }
 

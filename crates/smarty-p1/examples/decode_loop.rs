@@ -15,8 +15,8 @@
 //!   with increasing counters; a pool of 64 such frames is made first and cycled;
 //! - `typed`: the same, then every object's value converted (what an application that reads
 //!   every value adds to it);
-//! - `cold`: the same, but each telegram's shape differs from the one before (an empty line
-//!   more or less), so that none is read from the last one's layout: every line is read;
+//! - `cold`: the same, but each telegram's shape differs from the 15 before (`i % 16` empty
+//!   lines more), so that none is read from a layout: every line is read;
 //! - `parse`: `smarty_p1::parse` alone on the decrypted corpus telegram.
 
 use std::hint::black_box;
@@ -69,14 +69,15 @@ fn main() {
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| {
             let mut telegram = running_meter::telegram(&plaintext, i);
-            if cold && i % 2 == 1 {
-                // An empty line after the header's: the body's shape changes every frame.
+            if cold && i % 16 != 0 {
+                // `i % 16` empty lines after the header's: the body's shape differs from the last 15
+                // frames' (the layout, recorded again every 8th, never serves).
                 let at = telegram
                     .windows(4)
                     .position(|w| w == b"\r\n\r\n")
                     .expect("header")
                     + 2;
-                telegram.splice(at..at, *b"\r\n");
+                telegram.splice(at..at, b"\r\n".repeat((i % 16) as usize));
                 running_meter::write_crc(&mut telegram);
             }
             let counter = parsed.frame_counter() + i;

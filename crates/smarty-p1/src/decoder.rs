@@ -258,6 +258,10 @@ pub struct Stats {
     /// the number of bytes pushed, less those still buffered (none after
     /// [`Decoder::finish`] returned `None`).
     pub rejected_bytes: u64,
+    /// Telegrams whose lines were not read one by one but taken from the layout of the
+    /// telegram before, which had the same shape (the same bytes but for digits of values: a
+    /// meter's telegrams after its first); the result is the same either way.
+    pub from_layout: u64,
     rejected: [u64; RejectReason::ALL.len()],
 }
 
@@ -468,7 +472,9 @@ impl Decoder {
                 }
                 Step::Plain => {
                     let raw = self.framer.last_item().expect("item just yielded");
-                    return Some(match parse_with_layout(raw, &mut self.layout) {
+                    let parsed = parse_with_layout(raw, &mut self.layout);
+                    self.stats.from_layout = self.layout.reused;
+                    return Some(match parsed {
                         Ok(telegram) => {
                             self.stats.accepted_bytes += item_len;
                             self.stats.telegrams += 1;
@@ -490,7 +496,9 @@ impl Decoder {
                     });
                 }
                 Step::Decrypted(info) => {
-                    let rejection = match parse_with_layout(&self.plaintext, &mut self.layout) {
+                    let parsed = parse_with_layout(&self.plaintext, &mut self.layout);
+                    self.stats.from_layout = self.layout.reused;
+                    let rejection = match parsed {
                         Err(e) => Rejection::Telegram(e),
                         Ok(telegram) => {
                             let replayed = self.replay.as_mut().and_then(|guard| {
