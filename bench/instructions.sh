@@ -7,6 +7,8 @@
 #                                  # from frame to frame): framing, tag, decryption, CRC, parse
 #   bench/instructions.sh cold     # the same, each telegram of another shape than the 15 before
 #                                  # (none read from the last one's layout)
+#   bench/instructions.sh off      # as without an argument, the layout off (every line read)
+#   bench/instructions.sh cold-off # as cold, the layout off
 #   bench/instructions.sh parse    # the telegram parser alone (CRC included)
 #   bench/instructions.sh typed    # complete decode, then every object's value converted
 #

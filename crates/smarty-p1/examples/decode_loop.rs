@@ -17,6 +17,7 @@
 //!   every value adds to it);
 //! - `cold`: the same, but each telegram's shape differs from the 15 before (`i % 16` empty
 //!   lines more), so that none is read from a layout: every line is read;
+//! - `off`, `cold-off`: as none and `cold`, with the layout off (`DecoderConfig::reuse_layout`);
 //! - `parse`: `smarty_p1::parse` alone on the decrypted corpus telegram.
 
 use std::hint::black_box;
@@ -38,7 +39,9 @@ fn main() {
     let mode = args.next();
     let parse_only = mode.as_deref() == Some("parse");
     let typed = mode.as_deref() == Some("typed");
-    let cold = mode.as_deref() == Some("cold");
+    let cold = mode.as_deref().is_some_and(|m| m.starts_with("cold"));
+    // `off`, `cold-off`: the layout off (every line of every telegram read).
+    let layout = !mode.as_deref().is_some_and(|m| m.ends_with("off"));
     let frame =
         smarty_p1::hex::decode(&std::fs::read_to_string(&path).expect("frame file")).expect("hex");
     let meta = std::fs::read_to_string(path.replace(".hex", ".json")).expect("sibling .json");
@@ -95,7 +98,7 @@ fn main() {
         plaintext,
         "values change"
     );
-    let mut decoder = Decoder::new(DecoderConfig::new(key));
+    let mut decoder = Decoder::new(DecoderConfig::new(key).with_reuse_layout(layout));
     let mut accepted = 0;
     for i in 0..n {
         decoder.push(black_box(&pool[(i % POOL) as usize]));

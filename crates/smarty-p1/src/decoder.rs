@@ -42,6 +42,11 @@ pub struct DecoderConfig {
     pub reject_replay: bool,
     /// Framing settings.
     pub framing: FramingConfig,
+    /// Read a telegram that has the shape of the one before (the same bytes but for digits of
+    /// values, as a meter's telegrams are) from that one's layout instead of line by line
+    /// (default `true`; [`Stats::from_layout`] counts them). The result is the same either
+    /// way; `false` costs a meter's stream about half as much again.
+    pub reuse_layout: bool,
 }
 
 impl Default for DecoderConfig {
@@ -52,6 +57,7 @@ impl Default for DecoderConfig {
             verify_tag: true,
             reject_replay: false,
             framing: FramingConfig::default(),
+            reuse_layout: true,
         }
     }
 }
@@ -99,6 +105,14 @@ impl DecoderConfig {
     #[must_use]
     pub fn with_framing(mut self, framing: FramingConfig) -> Self {
         self.framing = framing;
+        self
+    }
+
+    /// With telegrams read from the last one's layout when they have its shape (`true`, the
+    /// default) or always line by line (`false`); see [`DecoderConfig::reuse_layout`].
+    #[must_use]
+    pub fn with_reuse_layout(mut self, reuse_layout: bool) -> Self {
+        self.reuse_layout = reuse_layout;
         self
     }
 }
@@ -334,7 +348,7 @@ impl Decoder {
             replay: config.reject_replay.then(ReplayGuard::new),
             plaintext: Vec::with_capacity(2048),
             stats: Stats::default(),
-            layout: Layout::default(),
+            layout: Layout::new(config.reuse_layout),
         }
     }
 

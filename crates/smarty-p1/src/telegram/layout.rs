@@ -57,6 +57,8 @@ pub(crate) struct Layout {
     pub(crate) reused: u64,
     /// Telegrams in a row that the layout did not serve.
     missed: u32,
+    /// `false`: every telegram is read line by line, nothing recorded.
+    off: bool,
 }
 
 /// After the first two telegrams in a row of another shape than the layout's, only every this
@@ -66,6 +68,15 @@ pub(crate) struct Layout {
 const RECORD_EVERY: u32 = 8;
 
 impl Layout {
+    /// A layout that records telegrams and serves those of the same shape (`reuse`), or one
+    /// that reads every telegram line by line.
+    pub(crate) fn new(reuse: bool) -> Layout {
+        Layout {
+            off: !reuse,
+            ..Layout::default()
+        }
+    }
+
     /// Reads the lines of `body` into `telegram` (which holds no objects yet): from the last
     /// telegram's layout when `body` matches it, else line by line, and then records the layout.
     pub(crate) fn read<'a>(
@@ -75,6 +86,10 @@ impl Layout {
         body: &'a [u8],
     ) {
         let text = super::utf8(body);
+        if self.off {
+            telegram.read_lines(bytes, body, text);
+            return;
+        }
         if let Some(text) = text
             && self.ready
             && same_shape(body, &self.body, &self.digits)
