@@ -184,3 +184,57 @@ fn every_command_stops_quietly_when_its_reader_goes_away() {
     let (status, _) = finish(Guard::from(child));
     assert_eq!(status.code(), Some(1), "no telegram, but no panic (101)");
 }
+
+/// The decoder's layout (a telegram with the shape of the one before takes its objects from
+/// that one's) against reading every line: the same telegrams, objects, values and unknown
+/// lines for the virtual meter of every firmware, with and without M-Bus meters, over a
+/// simulated day in which the values change from telegram to telegram.
+#[test]
+fn telegrams_of_every_firmware_decode_the_same_with_and_without_the_layout() {
+    use smarty_p1::{Decoder, DecoderConfig};
+    let dir = tempfile::tempdir().unwrap();
+    for firmware in ["full", "basic", "early"] {
+        for mbus in [&[][..], &["--gas", "--water"][..]] {
+            let file = dir.path().join(format!("{firmware}-{}.txt", mbus.len()));
+            let status = smarty()
+                .args(["simulate", "--plain", "--fast", "--count", "300"])
+                .args(["--firmware", firmware, "--output", file.to_str().unwrap()])
+                .args(mbus)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let bytes = std::fs::read(&file).unwrap();
+            let decode = |reuse_layout: bool| {
+                let mut decoder =
+                    Decoder::new(DecoderConfig::default().with_reuse_layout(reuse_layout));
+                let mut telegrams = Vec::new();
+                decoder.push(&bytes);
+                // All the bytes are there: `finish` yields every telegram, the last one too.
+                while let Some(result) = decoder.finish() {
+                    let decoded = result.expect("a simulated telegram decodes");
+                    let telegram = &decoded.telegram;
+                    let values: Vec<_> = telegram.objects().iter().map(|o| o.value()).collect();
+                    telegrams.push(format!(
+                        "{telegram:?}\n{values:?}\n{:?}\n{:?}",
+                        telegram.unknown_lines(),
+                        telegram.readings()
+                    ));
+                }
+                (telegrams, decoder.stats().from_layout)
+            };
+            let (with, from_layout) = decode(true);
+            let (without, none) = decode(false);
+            assert_eq!(with.len(), 300, "{firmware} {mbus:?}");
+            assert_eq!(none, 0);
+            for (i, (a, b)) in with.iter().zip(&without).enumerate() {
+                assert_eq!(a, b, "{firmware} {mbus:?}: telegram {i}");
+            }
+            // The values change, the lines stay: most telegrams come from the layout.
+            assert!(
+                from_layout > 200,
+                "{firmware} {mbus:?}: {from_layout} of 300 from the layout"
+            );
+        }
+    }
+}
