@@ -33,7 +33,11 @@ fn main() {
         .expect("KEY")
         .parse()
         .expect("a key of 32 hex digits");
-    let runs = if args.next().as_deref() == Some("once") { 1 } else { 5 };
+    let runs = if args.next().as_deref() == Some("once") {
+        1
+    } else {
+        5
+    };
     let bytes = std::fs::read(&path).expect("the capture file");
     let mut best = f64::MAX;
     let mut frames = 0u64;

@@ -44,8 +44,9 @@ struct Slot {
 pub(crate) struct Layout {
     /// The last body that was read line by line.
     body: Vec<u8>,
-    /// `0xFF` where a digit of `body` may be another digit in the next one, else `0`.
-    digits: Vec<u8>,
+    /// One bit per byte of `body` (bit `i % 16` of word `i / 16`), set where a digit may be
+    /// another digit in the next telegram.
+    digits: Vec<u16>,
     slots: Vec<Slot>,
     /// `other_lines`, as (start, length) in the body.
     others: Vec<(u32, u32)>,
@@ -164,7 +165,7 @@ impl Layout {
         let start = body.as_ptr() as usize;
         let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(start);
         self.body.extend_from_slice(body);
-        self.digits.resize(body.len(), 0);
+        self.digits.resize(body.len().div_ceil(16), 0);
         let mut fit_but_timestamps = true;
         for object in &telegram.objects {
             let at = offset(object.line.as_bytes());
@@ -179,7 +180,11 @@ impl Layout {
             let timestamp = object.count == 1 && format == Some(Format::Timestamp);
             if object.count != 0 && format != Some(Format::LegacyReading) {
                 // Read by the common path: its value's digits may change.
-                self.digits[at + usize::from(object.groups_at)..at + len].fill(0xFF);
+                set_bits(
+                    &mut self.digits,
+                    at + usize::from(object.groups_at),
+                    at + len,
+                );
             }
             if !timestamp {
                 fit_but_timestamps &= object.fits;
@@ -204,19 +209,42 @@ impl Layout {
             }
             self.others.push((at as u32, line.len() as u32));
         }
-        // Branch-free, so that the compiler does it 16 bytes at a time.
-        for (flag, byte) in self.digits.iter_mut().zip(&self.body) {
-            *flag &= u8::from(byte.wrapping_sub(b'0') < 10).wrapping_neg();
+        for (bits, chunk) in self.digits.iter_mut().zip(self.body.chunks(16)) {
+            *bits &= digit_bits(chunk);
         }
         self.fit_but_timestamps = fit_but_timestamps;
         self.ready = true;
     }
 }
 
-/// `true` when `body` equals `last` but for bytes that are digits in both where `digits` is
-/// `0xFF`.
-fn same_shape(body: &[u8], last: &[u8], digits: &[u8]) -> bool {
-    if body.len() != last.len() || digits.len() != last.len() {
+/// Sets bits `from..to` of `bits` (one per byte, 16 per word).
+fn set_bits(bits: &mut [u16], from: usize, to: usize) {
+    let mut at = from;
+    while at < to {
+        let (word, low) = (at / 16, at % 16);
+        let high = (low + (to - at)).min(16);
+        if let Some(bits) = bits.get_mut(word) {
+            *bits |= ((1u32 << high) - (1u32 << low)) as u16;
+        }
+        at += high - low;
+    }
+}
+
+/// The ASCII digits among (at most 16) `bytes`, one bit each.
+fn digit_bits(bytes: &[u8]) -> u16 {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if let Ok(block) = <[u8; 16]>::try_from(bytes) {
+        return simd::digits(wide::u8x16::new(block));
+    }
+    bytes.iter().enumerate().fold(0, |bits, (i, b)| {
+        bits | (u16::from(b.is_ascii_digit()) << i)
+    })
+}
+
+/// `true` when `body` equals `last` but for bytes that are digits in both where `digits` has
+/// their bit set.
+fn same_shape(body: &[u8], last: &[u8], digits: &[u16]) -> bool {
+    if body.len() != last.len() || digits.len() != last.len().div_ceil(16) {
         return false;
     }
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -227,38 +255,55 @@ fn same_shape(body: &[u8], last: &[u8], digits: &[u8]) -> bool {
 
 /// [`same_shape`] a byte at a time.
 #[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
-fn same_shape_scalar(body: &[u8], last: &[u8], digits: &[u8]) -> bool {
-    body.iter()
-        .zip(last)
-        .zip(digits)
-        .all(|((&b, &l), &d)| b == l || (d != 0 && b.is_ascii_digit()))
+fn same_shape_scalar(body: &[u8], last: &[u8], digits: &[u16]) -> bool {
+    body.iter().zip(last).enumerate().all(|(i, (&b, &l))| {
+        let may_change = digits.get(i / 16).is_some_and(|w| w >> (i % 16) & 1 == 1);
+        b == l || (may_change && b.is_ascii_digit())
+    })
 }
 
-/// [`same_shape`] 16 bytes at a time (SSE2 or NEON through `wide`), inputs of equal length.
+/// 16 bytes at a time (SSE2 or NEON through `wide`'s safe API).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn same_shape_simd(body: &[u8], last: &[u8], digits: &[u8]) -> bool {
+mod simd {
+    use wide::u8x16;
+
+    /// The lanes that hold an ASCII digit, one bit each.
+    #[inline(always)]
+    pub(super) fn digits(block: u8x16) -> u16 {
+        let t = block - u8x16::splat(b'0');
+        t.min(u8x16::splat(9)).simd_eq(t).to_bitmask() as u16
+    }
+
+    /// The lanes of `a` and `b` that are equal, one bit each.
+    #[inline(always)]
+    pub(super) fn equal(a: u8x16, b: u8x16) -> u16 {
+        a.simd_eq(b).to_bitmask() as u16
+    }
+}
+
+/// [`same_shape`] 16 bytes at a time, inputs of equal length.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn same_shape_simd(body: &[u8], last: &[u8], digits: &[u16]) -> bool {
     use wide::u8x16;
     let block = |b: &[u8]| u8x16::new(b.try_into().unwrap_or([0; 16]));
-    let zero = u8x16::splat(b'0');
-    let nine = u8x16::splat(9);
-    let mut ok = u8x16::splat(0xFF);
-    let chunks = body
-        .chunks_exact(16)
-        .zip(last.chunks_exact(16))
-        .zip(digits.chunks_exact(16));
-    for ((b, l), d) in chunks {
-        let (b, l, d) = (block(b), block(l), block(d));
-        let t = b - zero;
-        let digit = t.min(nine).simd_eq(t);
-        ok &= b.simd_eq(l) | (digit & d);
+    let mut differ = 0u16;
+    let chunks = body.chunks_exact(16).zip(last.chunks_exact(16)).zip(digits);
+    for ((b, l), &may_change) in chunks {
+        let b = block(b);
+        differ |= !(simd::equal(b, block(l)) | (simd::digits(b) & may_change));
     }
     let tail = body.len() - body.len() % 16;
-    ok.to_bitmask() == 0xFFFF
+    differ == 0
         && body[tail..]
             .iter()
             .zip(&last[tail..])
-            .zip(&digits[tail..])
-            .all(|((&b, &l), &d)| b == l || (d != 0 && b.is_ascii_digit()))
+            .enumerate()
+            .all(|(i, (&b, &l))| {
+                let may_change = digits
+                    .get(tail / 16)
+                    .is_some_and(|w| w >> (i % 16) & 1 == 1);
+                b == l || (may_change && b.is_ascii_digit())
+            })
 }
 
 #[cfg(test)]
@@ -415,6 +460,30 @@ mod tests {
     }
 
     #[test]
+    fn bits_of_digits_and_spans() {
+        for byte in 0..=255u8 {
+            for at in 0..16 {
+                let mut block = [b'x'; 16];
+                block[at] = byte;
+                let expected = u16::from(byte.is_ascii_digit()) << at;
+                assert_eq!(digit_bits(&block), expected, "{block:?}");
+                assert_eq!(digit_bits(&block[..=at]), expected, "{block:?}");
+            }
+        }
+        let mut bits = [0u16; 4];
+        set_bits(&mut bits, 3, 40);
+        set_bits(&mut bits, 50, 52);
+        for i in 0..64 {
+            let set = bits[i / 16] >> (i % 16) & 1 == 1;
+            assert_eq!(
+                set,
+                (3..40).contains(&i) || (50..52).contains(&i),
+                "bit {i}"
+            );
+        }
+    }
+
+    #[test]
     fn simd_and_scalar_agree() {
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
@@ -429,8 +498,8 @@ mod tests {
             let last: Vec<u8> = (0..len)
                 .map(|_| b"0123456789(.*kWh)\r\n"[(next() % 19) as usize])
                 .collect();
-            let digits: Vec<u8> = (0..len)
-                .map(|_| if next() % 4 == 0 { 0 } else { 0xFF })
+            let digits: Vec<u16> = (0..len.div_ceil(16))
+                .map(|_| next() as u16 | next() as u16)
                 .collect();
             let mut body = last.clone();
             for _ in 0..(next() % 3) {
