@@ -6,8 +6,10 @@
 //! NEXXTLAB test key, so that real frames in the seed corpus decrypt) and the replay check on.
 //! The raw input also goes to `parse` and `parse_with(check_crc: false)`. Accepted telegrams
 //! are exercised (readings, names, values, unknown lines) so that their lazy parts run too. Checked on every input:
-//! the decoder's counters count every byte once (accepted + rejected + noise = input), and
-//! `parse` never accepts a telegram whose CRC fails or whose CRC line is damaged.
+//! the decoder's counters count every byte once (accepted + rejected + noise = input),
+//! `parse` never accepts a telegram whose CRC fails or whose CRC line is damaged, and a decoder
+//! with the layout off (`DecoderConfig::reuse_layout`) gives the same telegrams, objects,
+//! values and unknown lines as the one with it on.
 //!
 //! Feeding the first byte as data as well keeps plain corpus files usable as seeds: `/`
 //! gives chunks of 48 bytes, `0xDB` chunks of 92 bytes in tolerant mode.
@@ -23,6 +25,34 @@ use smarty_p1::{
 const KEY: [u8; 16] = [
     0xD4, 0x91, 0x47, 0x0F, 0x47, 0x12, 0x63, 0x32, 0xB0, 0x7D, 0x19, 0x23, 0xB3, 0x50, 0x41, 0x88,
 ];
+
+/// Everything a decoded telegram says, for comparing two decoders.
+fn render(telegram: &Telegram<'_>) -> String {
+    let values: Vec<_> = telegram.objects().iter().map(|o| o.value()).collect();
+    format!("{telegram:?} {values:?} {:?}", telegram.unknown_lines())
+}
+
+/// Decodes `data` in pieces of `chunk` bytes: the decoder and what it accepted, rendered.
+fn decode(data: &[u8], chunk: usize, config: DecoderConfig) -> (Decoder, Vec<String>) {
+    let mut decoder = Decoder::new(config);
+    let mut accepted = Vec::new();
+    for piece in data.chunks(chunk) {
+        decoder.push(piece);
+        while let Some(result) = decoder.next() {
+            if let Ok(decoded) = result {
+                exercise(&decoded.telegram);
+                accepted.push(render(&decoded.telegram));
+            }
+        }
+    }
+    while let Some(result) = decoder.finish() {
+        if let Ok(decoded) = result {
+            exercise(&decoded.telegram);
+            accepted.push(render(&decoded.telegram));
+        }
+    }
+    (decoder, accepted)
+}
 
 fn exercise(telegram: &Telegram<'_>) {
     let _ = (
@@ -46,24 +76,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let chunk = usize::from(first & 0x7F) + 1;
-    let mut decoder = Decoder::new(
-        DecoderConfig::new(Key::from_bytes(KEY))
-            .with_verify_tag(first & 0x80 == 0)
-            .with_reject_replay(true),
-    );
-    for piece in data.chunks(chunk) {
-        decoder.push(piece);
-        while let Some(result) = decoder.next() {
-            if let Ok(decoded) = result {
-                exercise(&decoded.telegram);
-            }
-        }
-    }
-    while let Some(result) = decoder.finish() {
-        if let Ok(decoded) = result {
-            exercise(&decoded.telegram);
-        }
-    }
+    let config = DecoderConfig::new(Key::from_bytes(KEY))
+        .with_verify_tag(first & 0x80 == 0)
+        .with_reject_replay(true);
+    let (decoder, accepted) = decode(data, chunk, config.clone());
+    let (_, line_by_line) = decode(data, chunk, config.with_reuse_layout(false));
+    assert_eq!(accepted, line_by_line, "the layout changed what was decoded");
     let stats = decoder.stats();
     assert_eq!(
         stats.accepted_bytes + stats.rejected_bytes + stats.noise_bytes,
