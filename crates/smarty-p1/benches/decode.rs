@@ -127,16 +127,7 @@ impl Case {
                 );
             }
             stream.extend_from_slice(&f);
-            let mut telegram = telegram;
-            if i % 16 != 0 {
-                let at = telegram
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .expect("header")
-                    + 2;
-                telegram.splice(at..at, b"\r\n".repeat((i % 16) as usize));
-                running_meter::write_crc(&mut telegram);
-            }
+            let telegram = running_meter::new_shape(telegram, i);
             let f = encrypt_frame(&key, &Aad::default(), title, counter + i, &telegram);
             new_shapes.extend_from_slice(&f);
         }

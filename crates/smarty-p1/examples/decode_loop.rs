@@ -72,16 +72,8 @@ fn main() {
     let pool: Vec<Vec<u8>> = (0..POOL)
         .map(|i| {
             let mut telegram = running_meter::telegram(&plaintext, i);
-            if cold && i % 16 != 0 {
-                // `i % 16` empty lines after the header's: the body's shape differs from the last 15
-                // frames' (the layout, recorded again every 8th, never serves).
-                let at = telegram
-                    .windows(4)
-                    .position(|w| w == b"\r\n\r\n")
-                    .expect("header")
-                    + 2;
-                telegram.splice(at..at, b"\r\n".repeat((i % 16) as usize));
-                running_meter::write_crc(&mut telegram);
+            if cold {
+                telegram = running_meter::new_shape(telegram, i);
             }
             let counter = parsed.frame_counter() + i;
             encrypt_frame(

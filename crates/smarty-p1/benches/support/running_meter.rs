@@ -69,8 +69,25 @@ fn change_values(line: &mut [u8], i: u32, line_no: u32) {
     }
 }
 
+/// `telegram` (one of [`telegram`]'s) as the `i`-th of a stream whose shape changes every
+/// time: with `i % 16` empty lines after the header's, so that its body differs from those of
+/// the 15 before it (the decoder's layout, recorded again every 8th telegram of such a stream,
+/// never serves).
+pub fn new_shape(mut telegram: Vec<u8>, i: u32) -> Vec<u8> {
+    if !i.is_multiple_of(16) {
+        let at = telegram
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header")
+            + 2;
+        telegram.splice(at..at, b"\r\n".repeat((i % 16) as usize));
+        write_crc(&mut telegram);
+    }
+    telegram
+}
+
 /// Writes the CRC16/ARC of `/` … `!` into the four hex digits after `!`.
-pub fn write_crc(telegram: &mut [u8]) {
+fn write_crc(telegram: &mut [u8]) {
     let start = telegram.iter().position(|&b| b == b'/').expect("/");
     let bang = telegram
         .windows(2)
